@@ -1,0 +1,46 @@
+# mecmig: the two commands a user needs are `make demo` and `make test`.
+# Both run scripts/bootstrap first (idempotent: installs only what is missing).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+SCENARIO ?= scenarios/default.yaml
+PURE    := topology
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap demo test lint typecheck unit integration format clean
+
+help:
+	@echo "make demo        install what is missing, then run the default scenario ($(SCENARIO))"
+	@echo "make test        install what is missing, then lint, type-check and run every test"
+	@echo "make unit        unit tests only (pure logic, no root needed)"
+	@echo "make integration integration tests only (root, real OVS/Mininet/CRIU/runc)"
+	@echo "make format      apply ruff's formatter"
+
+bootstrap:
+	@scripts/bootstrap
+
+demo: bootstrap
+	$(PY) -m mecmig.cli demo --scenario $(SCENARIO)
+
+test: bootstrap lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: bootstrap
+	$(VENV)/bin/mypy $(PURE)
+
+unit: bootstrap
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: bootstrap
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+format: bootstrap
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .deps .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,142 @@
+"""The `mecmig` command line.
+
+Exit codes: 0 success; 1 the thing asked for failed (bad scenario, unreachable host, refused
+admission); 2 the command line itself is wrong; 3 the environment is not ready (not root, no OVS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from topology.scenario import ScenarioError, load_scenario
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mecmig",
+        description="Network-aware live migration of MEC services and service function chains.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad command line, 3 environment not ready.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "check-config",
+        help="validate a scenario file",
+        description="Validate a scenario file; print every problem with its key path. Exit 0/1.",
+    )
+    p.add_argument("scenario", type=Path, help="scenario YAML file")
+
+    p = sub.add_parser(
+        "show",
+        help="print a scenario's sites, links, ports and hosts",
+        description="Print the topology a scenario describes, with the port numbers the emulation "
+        "and the controller use.",
+    )
+    p.add_argument("scenario", type=Path, nargs="?", default=DEFAULT_SCENARIO)
+
+    p = sub.add_parser(
+        "admit",
+        help="can RATE go from SRC to DST? on which path?",
+        description="Admission check on the scenario's declared link capacities (no reservations "
+        "in force). SRC and DST are site, switch, instance or UE names; RATE like 40Mbit.",
+    )
+    p.add_argument("scenario", type=Path)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("rate", help="bit rate, e.g. 40Mbit, 1.5Gbit, 500kbit")
+
+    p = sub.add_parser(
+        "demo",
+        help="run a scenario in Mininet with userspace OVS and show it working",
+        description="Build the scenario in Mininet (userspace OVS), check that every host reaches "
+        "every other, fetch the video service over HTTP from the UE, and tear everything down. "
+        "Needs root.",
+    )
+    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+
+    sub.add_parser(
+        "cleanup",
+        help="remove what a crashed mecmig emulation left behind",
+        description="Remove the bridges and host shells that mecmig emulations recorded under "
+        "/run/mecmig and did not tear down (after a crash). Touches nothing else.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mecmig` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "check-config":
+            return _check_config(args.scenario)
+        if args.command == "show":
+            from mecmig.show import show_scenario
+
+            show_scenario(console, load_scenario(args.scenario))
+            return EXIT_OK
+        if args.command == "admit":
+            from mecmig.show import admit_command
+
+            return admit_command(
+                console, load_scenario(args.scenario), args.src, args.dst, args.rate
+            )
+        if args.command == "demo":
+            from mecmig.demo import run_demo
+
+            return run_demo(console, load_scenario(args.scenario))
+        if args.command == "cleanup":
+            return _cleanup()
+    except ScenarioError as exc:
+        err_console.print(f"[red]invalid scenario[/red] {exc}", highlight=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _check_config(path: Path) -> int:
+    try:
+        sc = load_scenario(path)
+    except ScenarioError as exc:
+        err_console.print(str(exc), highlight=False)
+        return EXIT_FAILED
+    console.print(
+        f"{path}: ok - scenario {sc.name!r}: {len(sc.sites)} sites, "
+        f"{len(sc.sites) + len(sc.switches)} switches, {len(sc.links)} links, "
+        f"{len(sc.instances)} instances, {len(sc.chains)} chains, {len(sc.ues)} UEs",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def _cleanup() -> int:
+    from mininet_scenarios.emulation import cleanup_recorded
+
+    done = cleanup_recorded()
+    for line in done:
+        console.print(line)
+    if not done:
+        console.print("nothing to clean up")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The one place where mecmig starts external programs.
+
+Everything that runs a command (ovs-vsctl, ip, runc, criu, ...) takes a `Runner`, so unit tests
+can hand in a recording fake and integration tests the real `SubprocessRunner`. Exit codes are
+always checked unless the caller says otherwise; a failure raises `CommandError` carrying argv,
+exit code and stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class CommandError(Exception):
+    """A command that failed (non-zero exit, not found, or timed out)."""
+
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        code = "timed out" if returncode is None else f"exit {returncode}"
+        detail = stderr.strip().splitlines()[-3:] if stderr.strip() else []
+        super().__init__(
+            f"`{shlex.join(self.argv)}` failed ({code})" + "".join(f"\n  {line}" for line in detail)
+        )
+
+
+class Runner(Protocol):
+    """Runs a command to completion."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60.0,
+        input: str | None = None,
+        netns_pid: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result: ...
+
+
+class SubprocessRunner:
+    """The real runner. `netns_pid` runs the command in that process's network namespace."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60.0,
+        input: str | None = None,
+        netns_pid: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """Run `argv`; raise CommandError on failure when `check` (the default)."""
+        full = list(argv)
+        if netns_pid is not None:
+            full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                full,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=dict(env) if env is not None else None,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise CommandError(full, 127, f"{full[0]}: command not found") from exc
+        except subprocess.TimeoutExpired as exc:
+            stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            raise CommandError(full, None, stderr) from exc
+        result = Result(
+            tuple(full), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start
+        )
+        log.debug("ran %s -> %d in %.3fs", shlex.join(full), proc.returncode, result.elapsed_s)
+        if check and not result.ok:
+            raise CommandError(full, proc.returncode, proc.stderr)
+        return result

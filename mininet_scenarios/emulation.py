@@ -1,0 +1,215 @@
+"""Run a scenario in Mininet with userspace Open vSwitch, and always tear it down.
+
+    with emulate(load_scenario("scenarios/default.yaml"), controller=("127.0.0.1", 6653)) as emu:
+        emu.ping("ue1", "video")
+
+What an emulation creates (bridges, host PIDs) is recorded under /run/mecmig, so `mecmig cleanup`
+can remove exactly that after a crash, and nothing that belongs to anybody else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSSwitch, RemoteController
+
+from mecmig.runner import CommandError, Runner, SubprocessRunner
+from mininet_scenarios.topo import MecTopo
+from topology.scenario import Scenario
+
+log = logging.getLogger(__name__)
+STATE_DIR = Path(os.environ.get("MECMIG_RUN_DIR", "/run/mecmig"))
+_PING_LOSS = re.compile(r"(\d+)% packet loss")
+
+
+class EmulationError(Exception):
+    """The emulation could not be started, used or torn down; says what and why."""
+
+
+@dataclass
+class Emulation:
+    """A running scenario: the Mininet network plus the scenario and model it came from."""
+
+    net: Any
+    scenario: Scenario
+    topo: MecTopo
+
+    def host(self, name: str) -> Any:
+        """The Mininet host called `name` (instance, UE or MEC host 'h<site>')."""
+        try:
+            return self.net.get(name)
+        except KeyError as exc:
+            raise EmulationError(f"no host called {name!r} in this emulation") from exc
+
+    def ip(self, name: str) -> str:
+        """The IP address of host `name`."""
+        return str(self.host(name).IP())
+
+    def ping(self, src: str, dst: str, count: int = 3, timeout_s: float = 1.0) -> int:
+        """Ping from host `src` to host `dst`; return the packet loss in percent."""
+        out, _, _ = self.host(src).pexec(
+            "ping", "-c", str(count), "-W", str(timeout_s), "-i", "0.2", self.ip(dst)
+        )
+        match = _PING_LOSS.search(out)
+        return int(match.group(1)) if match else 100
+
+    def pingall(self, timeout_s: float = 1.0) -> dict[tuple[str, str], int]:
+        """Loss percentage for every ordered pair of hosts (one ping each after a warm-up)."""
+        names = [h.name for h in self.net.hosts]
+        return {
+            (a, b): self.ping(a, b, count=2, timeout_s=timeout_s)
+            for a in names
+            for b in names
+            if a != b
+        }
+
+
+def _preflight(scenario: Scenario, runner: Runner) -> None:
+    if os.geteuid() != 0:
+        raise EmulationError("the emulation needs root (network namespaces, OVS)")
+    try:
+        runner.run(["ovs-vsctl", "--timeout=5", "show"])
+    except CommandError as exc:
+        raise EmulationError(f"Open vSwitch is not running (run scripts/bootstrap): {exc}") from exc
+    existing = set(runner.run(["ovs-vsctl", "list-br"]).stdout.split())
+    ours = {s.switch_name for s in scenario.sites} | {s.name for s in scenario.switches}
+    clash = sorted(existing & ours)
+    if clash:
+        raise EmulationError(
+            f"bridge(s) {', '.join(clash)} already exist; if a crashed mecmig run left them, "
+            "`mecmig cleanup` removes them (it only touches what mecmig recorded)"
+        )
+
+
+def _disable_offloads(net: Any) -> None:
+    # Userspace OVS does not fill in checksums that veth offload left out: TCP never completes.
+    for host in net.hosts:
+        for intf in host.intfList():
+            if intf.name == "lo":
+                continue
+            _, err, code = host.pexec("ethtool", "-K", intf.name, "tx", "off", "rx", "off")
+            if code != 0:
+                raise EmulationError(f"ethtool -K {intf.name} tx off rx off failed: {err.strip()}")
+
+
+def _state_file(scenario: Scenario) -> Path:
+    return STATE_DIR / f"emulation-{scenario.name}.json"
+
+
+def _record(scenario: Scenario, net: Any) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state = {
+        "scenario": scenario.name,
+        "bridges": [s.name for s in net.switches],
+        "host_pids": [h.pid for h in net.hosts],
+    }
+    _state_file(scenario).write_text(json.dumps(state))
+
+
+def cleanup_recorded(runner: Runner | None = None) -> list[str]:
+    """Remove what crashed emulations recorded (bridges, host shells); say what was done."""
+    runner = runner or SubprocessRunner()
+    done: list[str] = []
+    for path in sorted(STATE_DIR.glob("emulation-*.json")):
+        done += _cleanup_state(path, runner)
+    return done
+
+
+def _cleanup_state(path: Path, runner: Runner) -> list[str]:
+    done: list[str] = []
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s (%s); leaving it", path, exc)
+        return done
+    for pid in state.get("host_pids", []):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            done.append(f"killed host shell {pid}")
+    for bridge in state.get("bridges", []):
+        if runner.run(["ovs-vsctl", "br-exists", bridge], check=False).returncode == 0:
+            runner.run(["ovs-vsctl", "--if-exists", "del-br", bridge])
+            done.append(f"deleted bridge {bridge}")
+    path.unlink(missing_ok=True)
+    return done
+
+
+@contextlib.contextmanager
+def emulate(
+    scenario: Scenario,
+    *,
+    controller: tuple[str, int] | None = None,
+    fail_mode: str = "secure",
+    host_cls: type | None = None,
+    runner: Runner | None = None,
+    verbose: bool = False,
+) -> Iterator[Emulation]:
+    """Start `scenario` in Mininet and always stop it, even when the body fails.
+
+    `controller` is the (ip, port) of a remote OpenFlow controller; without one, use
+    `fail_mode="standalone"` to make the switches learning switches (loop-free scenarios only).
+    """
+    runner = runner or SubprocessRunner()
+    _preflight(scenario, runner)
+    setLogLevel("info" if verbose else "warning")
+    switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13", failMode=fail_mode)
+    params: dict[str, Any] = {"host": host_cls} if host_cls is not None else {}
+    topo = MecTopo(scenario)
+    net = Mininet(
+        topo=topo,
+        switch=switch,
+        controller=None,
+        build=False,
+        autoSetMacs=False,
+        waitConnected=False,
+        **params,
+    )
+    if controller is not None:
+        net.addController(RemoteController("c0", ip=controller[0], port=controller[1]))
+    try:
+        net.build()
+        _record(scenario, net)
+        net.start()
+        _disable_offloads(net)
+        yield Emulation(net, scenario, topo)
+    finally:
+        _teardown(net, scenario, runner)
+
+
+def _teardown(net: Any, scenario: Scenario, runner: Runner) -> None:
+    try:
+        net.stop()
+    except Exception:  # noqa: BLE001 - whatever Mininet raised, the recorded clean-up must still run
+        log.exception("Mininet's stop failed; removing what the emulation recorded")
+    leftover = [
+        s.name
+        for s in net.switches
+        if runner.run(["ovs-vsctl", "br-exists", s.name], check=False).returncode == 0
+    ]
+    if leftover or _any_alive(net):
+        log.warning("Mininet's stop left bridges %s or host shells; removing them", leftover)
+        _cleanup_state(_state_file(scenario), runner)
+    else:
+        _state_file(scenario).unlink(missing_ok=True)
+
+
+def _any_alive(net: Any) -> bool:
+    for host in net.hosts:
+        try:
+            os.kill(host.pid, 0)
+        except ProcessLookupError:
+            continue
+        return True
+    return False

@@ -1,0 +1,167 @@
+"""Bandwidth admission control: can `rate_bps` go from A to B, and on which path?
+
+Links are full-duplex, so every quantity here is per DIRECTED link ``(u, v)``: a reservation
+along a->b consumes capacity of a->b only, never of b->a.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from topology.errors import AdmissionError, NoPathError
+from topology.model import Reservation, Topology
+from topology.paths import UNCONSTRAINED, path_links, shortest_path, widest_path
+
+__all__ = [
+    "UNCONSTRAINED",
+    "admit",
+    "path_residual",
+    "reserved_per_link",
+    "residual",
+    "resize_check",
+]
+
+DirectedLink = tuple[str, str]
+
+
+def reserved_per_link(reservations: Iterable[Reservation]) -> dict[DirectedLink, int]:
+    """Total reserved bit/s on each directed link crossed by at least one reservation."""
+    total: dict[DirectedLink, int] = {}
+    for r in reservations:
+        for hop in path_links(r.path):
+            total[hop] = total.get(hop, 0) + r.rate_bps
+    return total
+
+
+def residual(topo: Topology, reservations: Iterable[Reservation]) -> dict[DirectedLink, int]:
+    """Capacity minus reserved, clamped at 0, for both directions of every link.
+
+    Reservations on links the topology no longer has (a link went down) are ignored here.
+    """
+    reserved = reserved_per_link(reservations)
+    out: dict[DirectedLink, int] = {}
+    for ln in topo.links:
+        for hop in ((ln.a, ln.b), (ln.b, ln.a)):
+            out[hop] = max(0, ln.capacity_bps - reserved.get(hop, 0))
+    return out
+
+
+def _bottleneck(
+    topo: Topology, path: Sequence[str], res: dict[DirectedLink, int]
+) -> tuple[int, DirectedLink | None]:
+    best, where = UNCONSTRAINED, None
+    for u, v in path_links(path):
+        topo.link(u, v)  # raises UnknownLinkError for a hop the topology does not have
+        if res[(u, v)] < best:
+            best, where = res[(u, v)], (u, v)
+    return best, where
+
+
+def path_residual(
+    topo: Topology, path: Sequence[str], reservations: Iterable[Reservation]
+) -> tuple[int, DirectedLink | None]:
+    """The smallest residual along `path` and the directed link that has it (first one on ties).
+
+    A single-switch path crosses no link: returns ``(UNCONSTRAINED, None)``.
+    Raises UnknownLinkError if two consecutive switches are not linked.
+    """
+    return _bottleneck(topo, path, residual(topo, reservations))
+
+
+def _fits(topo: Topology, path: Sequence[str], res: dict[DirectedLink, int], rate: int) -> bool:
+    return all(topo.has_link(u, v) and res[(u, v)] >= rate for u, v in path_links(path))
+
+
+def _refuse(
+    topo: Topology,
+    src: str,
+    dst: str,
+    rate_bps: int,
+    res: dict[DirectedLink, int],
+    reserved: dict[DirectedLink, int],
+    path: Sequence[str],
+    detail: str = "",
+) -> AdmissionError:
+    left, hop = _bottleneck(topo, path, res)
+    if hop is None:
+        return AdmissionError(src, dst, rate_bps, None, 0, detail=detail)
+    capacity = topo.link(*hop).capacity_bps
+    return AdmissionError(
+        src, dst, rate_bps, hop, left, capacity, reserved.get(hop, 0), detail=detail
+    )
+
+
+def admit(
+    topo: Topology,
+    src: str,
+    dst: str,
+    rate_bps: int,
+    reservations: Iterable[Reservation],
+    *,
+    weight: str = "hops",
+    prefer: tuple[str, ...] | None = None,
+) -> tuple[str, ...]:
+    """The path on which `rate_bps` can be reserved from `src` to `dst` (switch/site/host names).
+
+    Returns `prefer` if it still fits (e.g. keep a flow where it is), else the shortest path (by
+    `weight`, see `shortest_path`) over directed links with residual >= `rate_bps`. Endpoints on
+    the same switch always fit: ``(switch,)``. Raises AdmissionError naming the bottleneck of the
+    widest path (the best the network could offer), or with ``bottleneck=None`` when no path
+    exists at all; ValueError if `rate_bps` <= 0 or `prefer` does not join src to dst.
+    """
+    if rate_bps <= 0:
+        raise ValueError(f"rate_bps must be > 0, got {rate_bps}")
+    s, d = topo.resolve(src), topo.resolve(dst)
+    if prefer is not None and (not prefer or prefer[0] != s or prefer[-1] != d):
+        raise ValueError(f"preferred path {prefer} does not lead from {s} to {d}")
+    if s == d:
+        return (s,)
+    reservations = list(reservations)
+    res = residual(topo, reservations)
+    # A preferred path that lost a link (failure) simply no longer fits.
+    if prefer is not None and _fits(topo, prefer, res, rate_bps):
+        return prefer
+    too_thin = [hop for hop, left in res.items() if left < rate_bps]
+    try:
+        return shortest_path(topo, s, d, weight=weight, exclude=too_thin)
+    except NoPathError:
+        pass
+    try:
+        widest, _ = widest_path(topo, s, d, res)
+    except NoPathError as exc:
+        raise AdmissionError(src, dst, rate_bps, None, 0) from exc
+    reserved = reserved_per_link(reservations)
+    raise _refuse(topo, src, dst, rate_bps, res, reserved, widest)
+
+
+def resize_check(
+    topo: Topology,
+    reservation: Reservation,
+    new_rate_bps: int,
+    reservations: Iterable[Reservation],
+) -> None:
+    """Check that `reservation` can change to `new_rate_bps` on its current path.
+
+    Entries of `reservations` with the same id as `reservation` are left out of the reserved
+    totals (its current amount is what it would give up). Raises AdmissionError naming the
+    tightest link, ValueError if `new_rate_bps` <= 0, UnknownLinkError if its path lost a link.
+    """
+    if new_rate_bps <= 0:
+        raise ValueError(f"new_rate_bps must be > 0, got {new_rate_bps}")
+    others = [r for r in reservations if r.id != reservation.id]
+    res = residual(topo, others)
+    left, _ = _bottleneck(topo, reservation.path, res)
+    if left >= new_rate_bps:
+        return
+    detail = f"resizing reservation {reservation.id} on its path {'->'.join(reservation.path)}"
+    reserved = reserved_per_link(others)
+    raise _refuse(
+        topo,
+        reservation.src,
+        reservation.dst,
+        new_rate_bps,
+        res,
+        reserved,
+        reservation.path,
+        detail,
+    )

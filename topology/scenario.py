@@ -1,0 +1,446 @@
+"""The scenario file: one YAML document that describes a whole MEC world.
+
+Sites, switches, links (with capacity), service instances, SFC chains and UEs. The Mininet
+scenarios, the controller and the benchmarks all read the same file through `load_scenario`.
+Parsing yields immutable, typed objects; every problem is reported with the key path that holds
+it (``sites[1].compute.cpus``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from topology.units import parse_rate, parse_size
+
+# Linux interface names have at most 15 characters; Mininet names a node's interfaces
+# "<node>-eth<N>".
+NAME_PATTERN = r"^[a-z][a-z0-9]{0,8}$"
+NAME_RULE = "1-9 lowercase letters/digits starting with a letter (Linux interface names are short)"
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+
+def _check_mac(value: str) -> str:
+    if not _MAC.match(value.lower()):
+        raise ValueError(f"{value!r} is not a MAC address like 02:00:0a:00:00:0b")
+    return value.lower()
+
+
+Rate = Annotated[int, BeforeValidator(parse_rate)]
+Mac = Annotated[str, AfterValidator(_check_mac)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; `problems` lists (key path, message) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {path or '<top>'}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Compute(_Model):
+    """What a MEC host offers to the instances placed on it."""
+
+    cpus: float = Field(default=2.0, gt=0)
+    memory: Size = 4 * 2**30
+
+
+class SiteSpec(_Model):
+    """A MEC site: a host (where the site's agent runs) behind its own switch."""
+
+    name: Name
+    switch: Name | None = None
+    dpid: int | None = Field(default=None, ge=1, le=2**64 - 1)
+    compute: Compute = Compute()
+    agent_ip: ipaddress.IPv4Address | None = None
+
+    @property
+    def switch_name(self) -> str:
+        assert self.switch is not None, "filled in by Scenario validation"
+        return self.switch
+
+
+class SwitchSpec(_Model):
+    """A switch that belongs to no site: core, aggregation, access (base station)."""
+
+    name: Name
+    dpid: int | None = Field(default=None, ge=1, le=2**64 - 1)
+
+
+class LinkSpec(_Model):
+    """A full-duplex link between two switches (named directly or by their site)."""
+
+    between: tuple[Name, Name]
+    capacity: Rate
+    latency_ms: float | None = Field(default=None, ge=0)
+
+
+class InstanceSpec(_Model):
+    """A service instance (a container): what it runs, how big it is, where it starts."""
+
+    name: Name
+    site: Name
+    command: tuple[str, ...]
+    memory: Size = 64 * 2**20
+    ip: ipaddress.IPv4Address
+    mac: Mac | None = None
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+    stateless: bool = False
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(shlex.split(value))
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("command must not be empty")
+        return value
+
+
+class TrafficSpec(_Model):
+    """Which traffic of the UE a chain steers."""
+
+    proto: Literal["tcp", "udp", "icmp", "any"] = "any"
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class ChainSpec(_Model):
+    """An SFC: the UE's traffic goes through `functions` in order; the last one serves it."""
+
+    name: Name
+    ue: Name
+    functions: tuple[Name, ...] = Field(min_length=1)
+    traffic: TrafficSpec = TrafficSpec()
+
+
+class Waypoint(_Model):
+    """Where a UE is attached from `at_s` seconds into the scenario."""
+
+    at_s: float = Field(ge=0)
+    attach: Name
+
+
+class UESpec(_Model):
+    """A user equipment (car, drone, phone) attached to a switch or site, maybe moving."""
+
+    name: Name
+    attach: Name
+    ip: ipaddress.IPv4Address
+    mac: Mac | None = None
+    trajectory: tuple[Waypoint, ...] = ()
+
+
+class NetworkSpec(_Model):
+    """The flat L2/L3 network every host lives in (instances keep their IP when they move)."""
+
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/16")
+
+
+class Scenario(_Model):
+    """A whole MEC world, validated and immutable; made by `load_scenario`/`parse_scenario`."""
+
+    name: Name
+    description: str = ""
+    network: NetworkSpec = NetworkSpec()
+    sites: tuple[SiteSpec, ...] = Field(min_length=1)
+    switches: tuple[SwitchSpec, ...] = ()
+    links: tuple[LinkSpec, ...] = ()
+    instances: tuple[InstanceSpec, ...] = ()
+    chains: tuple[ChainSpec, ...] = ()
+    ues: tuple[UESpec, ...] = ()
+
+    def site(self, name: str) -> SiteSpec:
+        """The site called `name` (KeyError if none)."""
+        return _by_name(self.sites, name, "site")
+
+    def instance(self, name: str) -> InstanceSpec:
+        """The instance called `name` (KeyError if none)."""
+        return _by_name(self.instances, name, "instance")
+
+    def ue(self, name: str) -> UESpec:
+        """The UE called `name` (KeyError if none)."""
+        return _by_name(self.ues, name, "UE")
+
+    def chain(self, name: str) -> ChainSpec:
+        """The chain called `name` (KeyError if none)."""
+        return _by_name(self.chains, name, "chain")
+
+    def switch_of(self, name: str) -> str:
+        """The switch a site, switch, instance or UE name stands for (KeyError if unknown)."""
+        for site in self.sites:
+            if name in (site.name, site.switch):
+                return site.switch_name
+        if any(s.name == name for s in self.switches):
+            return name
+        if any(i.name == name for i in self.instances):
+            return self.site(self.instance(name).site).switch_name
+        if any(u.name == name for u in self.ues):
+            return self.switch_of(self.ue(name).attach)
+        raise KeyError(f"no site, switch, instance or UE called {name!r}")
+
+    def mac_of(self, name: str) -> str:
+        """The MAC address of an instance or UE: the given one, or one derived from its IP."""
+        hosts: tuple[InstanceSpec | UESpec, ...] = (*self.instances, *self.ues)
+        for host in hosts:
+            if host.name == name:
+                return host.mac or mac_from_ip(host.ip)
+        raise KeyError(f"no instance or UE called {name!r}")
+
+
+_Named = TypeVar("_Named", SiteSpec, InstanceSpec, UESpec, ChainSpec)
+
+
+def _by_name(items: tuple[_Named, ...], name: str, what: str) -> _Named:
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"no {what} called {name!r}")
+
+
+def mac_from_ip(ip: ipaddress.IPv4Address) -> str:
+    """A locally administered MAC that encodes the IPv4 address (02:00:a:b:c:d)."""
+    return "02:00:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in a mapping is an error, not an overwrite."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raise ScenarioError naming every bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror}")]) from exc
+    return parse_scenario(text, source=str(path))
+
+
+def parse_scenario(text: str | dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Validate a scenario given as YAML text or as an already-loaded mapping."""
+    if isinstance(text, str):
+        try:
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise ScenarioError(source, [("", f"not valid YAML: {exc}")]) from exc
+    else:
+        data = text
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [("", "the file must hold a mapping (sites:, links:, ...)")])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, _problems(exc)) from exc
+    problems = list(_cross_check(scenario))
+    if problems:
+        raise ScenarioError(source, problems)
+    return _fill_defaults(scenario)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    errors = exc.errors()
+    problems = []
+    for error in errors:
+        loc = error["loc"]
+        # "sites: at least 1 item" after every site failed says nothing the item errors don't.
+        deeper = any(len(e["loc"]) > len(loc) and e["loc"][: len(loc)] == loc for e in errors)
+        if error["type"] == "too_short" and deeper:
+            continue
+        problems.append((_key_path(loc), error["msg"].removeprefix("Value error, ")))
+    return problems
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith(("function-", "constrained-")):
+            path += f".{part}" if path else part
+    return path
+
+
+def _cross_check(sc: Scenario) -> Iterator[tuple[str, str]]:
+    """References between sections, duplicate names and addresses; each with its key path."""
+    names: dict[str, str] = {}
+
+    def claim(name: str | None, path: str) -> Iterator[tuple[str, str]]:
+        if name is None:
+            return
+        if name in names:
+            yield path, f"name {name!r} is already used by {names[name]}"
+        else:
+            names[name] = path
+
+    for i, site in enumerate(sc.sites):
+        yield from claim(site.name, f"sites[{i}].name")
+        yield from claim(f"h{site.name}", f"sites[{i}].name (its MEC host)")
+        if _site_switch(sc, site.name) != site.name:
+            yield from claim(_site_switch(sc, site.name), f"sites[{i}].switch")
+    for i, sw in enumerate(sc.switches):
+        yield from claim(sw.name, f"switches[{i}].name")
+    for key in ("instances", "ues", "chains"):
+        for i, item in enumerate(getattr(sc, key)):
+            yield from claim(item.name, f"{key}[{i}].name")
+
+    site_names = {s.name for s in sc.sites}
+    switch_names = site_names | {_site_switch(sc, s) for s in site_names}
+    switch_names |= {s.name for s in sc.switches}
+    pairs: dict[frozenset[str], int] = {}
+    for i, link in enumerate(sc.links):
+        a, b = link.between
+        for j, end in enumerate(link.between):
+            if end not in switch_names:
+                yield f"links[{i}].between[{j}]", f"{end!r} is neither a site nor a switch"
+        ends = frozenset(_site_switch(sc, e) for e in link.between)
+        if len(ends) == 1:
+            yield f"links[{i}].between", f"a link cannot connect {a!r} to itself"
+        elif ends in pairs:
+            yield f"links[{i}].between", f"duplicates links[{pairs[ends]}]"
+        else:
+            pairs[ends] = i
+
+    dpids: dict[int, str] = {}
+    for key in ("sites", "switches"):
+        for i, item in enumerate(getattr(sc, key)):
+            if item.dpid is not None and item.dpid in dpids:
+                yield f"{key}[{i}].dpid", f"dpid {item.dpid} is already used by {dpids[item.dpid]}"
+            elif item.dpid is not None:
+                dpids[item.dpid] = f"{key}[{i}]"
+
+    instance_names = {i.name for i in sc.instances}
+    ue_names = {u.name for u in sc.ues}
+    for i, inst in enumerate(sc.instances):
+        if inst.site not in site_names:
+            yield f"instances[{i}].site", f"no site called {inst.site!r}"
+    for i, ue in enumerate(sc.ues):
+        if ue.attach not in switch_names:
+            yield f"ues[{i}].attach", f"{ue.attach!r} is neither a site nor a switch"
+        last = -1.0
+        for j, wp in enumerate(ue.trajectory):
+            if wp.attach not in switch_names:
+                yield f"ues[{i}].trajectory[{j}].attach", f"{wp.attach!r} is not a site or switch"
+            if wp.at_s < last:
+                yield f"ues[{i}].trajectory[{j}].at_s", "waypoints must be in time order"
+            last = wp.at_s
+    for i, chain in enumerate(sc.chains):
+        if chain.ue not in ue_names:
+            yield f"chains[{i}].ue", f"no UE called {chain.ue!r}"
+        for j, fn in enumerate(chain.functions):
+            if fn not in instance_names:
+                yield f"chains[{i}].functions[{j}]", f"no instance called {fn!r}"
+        if len(set(chain.functions)) != len(chain.functions):
+            yield f"chains[{i}].functions", "a function may appear only once in a chain"
+        if chain.traffic.port is not None and chain.traffic.proto not in ("tcp", "udp"):
+            yield f"chains[{i}].traffic.port", "a port needs proto tcp or udp"
+
+    yield from _check_addresses(sc)
+
+
+def _check_addresses(sc: Scenario) -> Iterator[tuple[str, str]]:
+    ips: dict[ipaddress.IPv4Address, str] = {}
+    macs: dict[str, str] = {}
+    hosts: list[tuple[str, ipaddress.IPv4Address | None, str | None]] = [
+        (f"sites[{i}].agent_ip", s.agent_ip, None) for i, s in enumerate(sc.sites)
+    ]
+    hosts += [(f"instances[{i}]", h.ip, h.mac) for i, h in enumerate(sc.instances)]
+    hosts += [(f"ues[{i}]", h.ip, h.mac) for i, h in enumerate(sc.ues)]
+    for path, ip, mac in hosts:
+        ip_path = path if path.endswith("agent_ip") else f"{path}.ip"
+        if ip is None:
+            continue
+        if ip not in sc.network.subnet:
+            yield ip_path, f"{ip} is outside network.subnet {sc.network.subnet}"
+        elif ip in (sc.network.subnet.network_address, sc.network.subnet.broadcast_address):
+            yield ip_path, f"{ip} is not a host address of {sc.network.subnet}"
+        if ip in ips:
+            yield ip_path, f"{ip} is already used by {ips[ip]}"
+            continue
+        ips[ip] = path
+        effective_mac = mac or mac_from_ip(ip)
+        if effective_mac in macs:
+            yield f"{path}.mac", f"{effective_mac} is already used by {macs[effective_mac]}"
+        macs[effective_mac] = path
+
+
+def _site_switch(sc: Scenario, name: str) -> str:
+    for index, site in enumerate(sc.sites):
+        if name == site.name:
+            return site.switch or f"s{index + 1}"
+    return name
+
+
+def _fill_defaults(sc: Scenario) -> Scenario:
+    """Give every site a switch name, dpids and an agent address, deterministically."""
+    nodes: tuple[SiteSpec | SwitchSpec, ...] = (*sc.sites, *sc.switches)
+    used_dpids = {s.dpid for s in nodes if s.dpid is not None}
+    hosts: tuple[InstanceSpec | UESpec, ...] = (*sc.instances, *sc.ues)
+    used_ips = {h.ip for h in hosts} | {s.agent_ip for s in sc.sites if s.agent_ip is not None}
+    free_ips = (ip for ip in sc.network.subnet.hosts() if ip not in used_ips)
+    free_dpids = (d for d in range(1, 2**16) if d not in used_dpids)
+    sites = tuple(
+        s.model_copy(
+            update={
+                "switch": _site_switch(sc, s.name),
+                "dpid": s.dpid if s.dpid is not None else next(free_dpids),
+                "agent_ip": s.agent_ip if s.agent_ip is not None else next(free_ips),
+            }
+        )
+        for s in sc.sites
+    )
+    switches = tuple(
+        s if s.dpid is not None else s.model_copy(update={"dpid": next(free_dpids)})
+        for s in sc.switches
+    )
+    links = tuple(
+        link.model_copy(update={"between": tuple(_site_switch(sc, e) for e in link.between)})
+        for link in sc.links
+    )
+    return sc.model_copy(update={"sites": sites, "switches": switches, "links": links})
