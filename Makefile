@@ -4,7 +4,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SCENARIO ?= scenarios/default.yaml
-PURE    := topology
+PURE    := topology controller/ofmsg.py controller/plan.py controller/forwarding.py \
+           controller/steering.py controller/reservations.py controller/state.py \
+           controller/flowtable.py controller/fabricsim.py controller/arp.py \
+           controller/api_models.py controller/store.py
 PYTEST_ARGS ?=
 
 .PHONY: help bootstrap demo test lint typecheck unit integration format clean

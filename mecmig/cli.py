@@ -67,6 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
 
+    p = sub.add_parser(
+        "controller",
+        help="run the SDN controller (os-ken app + REST API)",
+        description="Run the os-ken controller for a scenario: topology discovery, forwarding, "
+        "SFC steering, bandwidth reservations (OpenFlow 1.3 meters) and relocation, with the REST "
+        "API under /v1 (OpenAPI at /v1/openapi.json). State (reservations, host locations) is kept "
+        "in --state-file and survives restarts.",
+    )
+    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    p.add_argument("--rest-host", default="127.0.0.1", help="REST listen address (loopback)")
+    p.add_argument("--rest-port", type=int, default=8080)
+    p.add_argument("--of-port", type=int, default=6653, help="OpenFlow listen port")
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="where state is kept (default /var/lib/mecmig/controller-<scenario>.json)",
+    )
+
     sub.add_parser(
         "cleanup",
         help="remove what a crashed mecmig emulation left behind",
@@ -101,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.demo import run_demo
 
             return run_demo(console, load_scenario(args.scenario))
+        if args.command == "controller":
+            return _controller(args)
         if args.command == "cleanup":
             return _cleanup()
     except ScenarioError as exc:
@@ -124,6 +145,17 @@ def _check_config(path: Path) -> int:
         f"{len(sc.instances)} instances, {len(sc.chains)} chains, {len(sc.ues)} UEs",
         highlight=False,
     )
+    return EXIT_OK
+
+
+def _controller(args: argparse.Namespace) -> int:
+    from controller.launcher import run_controller
+    from controller.settings import Settings
+
+    sc = load_scenario(args.scenario)  # fail early, with the key path, before os-ken starts
+    state = args.state_file or Path(f"/var/lib/mecmig/controller-{sc.name}.json")
+    settings = Settings(args.scenario.resolve(), args.rest_host, args.rest_port, state)
+    run_controller(settings, of_port=args.of_port, verbose=args.verbose)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,51 @@ class CommandError(Exception):
         super().__init__(
             f"`{shlex.join(self.argv)}` failed ({code})" + "".join(f"\n  {line}" for line in detail)
         )
+
+
+class Spawned:
+    """A long-running child process (a controller, an agent) with its output in a log file."""
+
+    def __init__(self, argv: Sequence[str], log_path: str, env: Mapping[str, str] | None) -> None:
+        self.argv = tuple(argv)
+        self.log_path = log_path
+        with open(log_path, "ab") as out:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+            )
+        self.pid = self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT (a clean shutdown), then SIGKILL if it does not end within `timeout`."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop on SIGINT; killing it", self.argv[0])
+                self._proc.kill()
+                self._proc.wait()
+        return self._proc.returncode
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of its log, for error messages."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
 
 
 class Runner(Protocol):
@@ -103,3 +149,10 @@ class SubprocessRunner:
         if check and not result.ok:
             raise CommandError(full, proc.returncode, proc.stderr)
         return result
+
+    def spawn(
+        self, argv: Sequence[str], log_path: str, env: Mapping[str, str] | None = None
+    ) -> Spawned:
+        """Start a long-running process in its own session, output appended to `log_path`."""
+        log.debug("spawning %s (log %s)", shlex.join(argv), log_path)
+        return Spawned(argv, log_path, env)

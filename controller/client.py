@@ -1,0 +1,195 @@
+"""A Python client of the controller's northbound REST API (`controller.rest`).
+
+    client = ControllerClient("http://127.0.0.1:8080")
+    res = client.reserve("ue1", "edge2", "40Mbit", match={"proto": "udp", "dst_port": 5001})
+    client.resize(res.id, "60Mbit")
+    client.release(res.id)
+
+Every method returns the pydantic models of `controller.api_models`. HTTP errors raise
+`ClientError` (`NotFoundError` for 404, `ConflictError` for 409) with the server's message; a
+controller that cannot be reached raises `ControllerUnreachable`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import requests
+from pydantic import TypeAdapter, ValidationError
+
+from controller.api_models import (
+    ChainView,
+    Health,
+    InstanceView,
+    RelocationView,
+    ReservationView,
+    TopologyView,
+    TrafficMatch,
+)
+
+T = TypeVar("T")
+
+API_PREFIX = "/v1"
+
+
+class ControllerClientError(Exception):
+    """Base of the errors `ControllerClient` raises."""
+
+
+class ControllerUnreachable(ControllerClientError):
+    """No answer from the controller: connection refused, DNS failure or timeout."""
+
+
+class ClientError(ControllerClientError):
+    """The controller answered with an HTTP error (4xx/5xx), or with something unreadable."""
+
+    def __init__(self, status: int, message: str, body: object = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.body = body
+
+
+class NotFoundError(ClientError):
+    """404: no such reservation, host, site or instance."""
+
+
+class ConflictError(ClientError):
+    """409: the controller refused, e.g. not enough bandwidth on the path."""
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {404: NotFoundError, 409: ConflictError}
+
+
+class ControllerClient:
+    """Talks to the controller's REST API at `base_url` (without the `/v1` prefix)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        """Close the pooled HTTP connections."""
+        self._session.close()
+
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------- plumbing
+
+    def _request(self, method: str, path: str, json: object = None) -> requests.Response:
+        url = f"{self.base_url}{API_PREFIX}{path}"
+        try:
+            response = self._session.request(method, url, json=json, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise ControllerUnreachable(
+                f"controller at {url} did not answer within {self.timeout} s"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise ControllerUnreachable(f"cannot reach the controller at {url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _http_error(method, url, response)
+        return response
+
+    def _get(self, path: str, shape: type[T]) -> T:
+        return _parse(self._request("GET", path), shape)
+
+    # -------------------------------------------------------------------------- the API
+
+    def health(self) -> Health:
+        """The controller's health: scenario and connected switches."""
+        return self._get("/health", Health)
+
+    def topology(self) -> TopologyView:
+        """Sites, switches and links with reserved and residual rates."""
+        return self._get("/topology", TopologyView)
+
+    def instances(self) -> list[InstanceView]:
+        """Hosts the controller knows (instances, UEs, agents, learned hosts)."""
+        return self._get("/instances", list[InstanceView])
+
+    def chains(self) -> list[ChainView]:
+        """The service chains."""
+        return self._get("/chains", list[ChainView])
+
+    def reservations(self) -> list[ReservationView]:
+        """All reservations in force."""
+        return self._get("/reservations", list[ReservationView])
+
+    def reservation(self, rid: int) -> ReservationView:
+        """One reservation; `NotFoundError` if there is none with this id."""
+        return self._get(f"/reservations/{rid}", ReservationView)
+
+    def reserve(
+        self,
+        src: str,
+        dst: str,
+        rate: int | str,
+        *,
+        match: TrafficMatch | dict[str, Any] | None = None,
+        burst_kb: int | None = None,
+        owner: str | None = None,
+    ) -> ReservationView:
+        """Reserve `rate` (bit/s, or e.g. "40Mbit") from `src` to `dst` for matching traffic.
+
+        Raises `ConflictError` when admission control refuses (not enough residual bandwidth),
+        `NotFoundError` for an unknown host or site, `ClientError` (422) for invalid values.
+        """
+        body: dict[str, Any] = {"src": src, "dst": dst, "rate": rate}
+        if isinstance(match, TrafficMatch):
+            body["match"] = match.model_dump(mode="json", exclude_none=True)
+        elif match is not None:
+            body["match"] = match
+        if burst_kb is not None:
+            body["burst_kb"] = burst_kb
+        if owner is not None:
+            body["owner"] = owner
+        return _parse(self._request("POST", "/reservations", body), ReservationView)
+
+    def resize(self, rid: int, rate: int | str) -> ReservationView:
+        """Change reservation `rid` to `rate` (bit/s or e.g. "60Mbit")."""
+        response = self._request("PATCH", f"/reservations/{rid}", {"rate": rate})
+        return _parse(response, ReservationView)
+
+    def release(self, rid: int) -> None:
+        """Release reservation `rid`; `NotFoundError` if there is none."""
+        self._request("DELETE", f"/reservations/{rid}")
+
+    def relocate(self, instance: str, to: str, port: int | None = None) -> RelocationView:
+        """Re-point `instance`'s traffic to site or switch `to` (and `port` on that switch)."""
+        body: dict[str, Any] = {"instance": instance, "to": to}
+        if port is not None:
+            body["port"] = port
+        return _parse(self._request("POST", "/relocations", body), RelocationView)
+
+
+def _body(response: requests.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _http_error(method: str, url: str, response: requests.Response) -> ClientError:
+    body = _body(response)
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        message = body["error"]
+    else:
+        text = str(body).strip()[:200] or response.reason
+        message = f"{method} {url}: {text}"
+    error_type = _BY_STATUS.get(response.status_code, ClientError)
+    return error_type(response.status_code, message, body)
+
+
+def _parse(response: requests.Response, shape: type[T]) -> T:
+    body = _body(response)
+    try:
+        return TypeAdapter(shape).validate_python(body)
+    except ValidationError as exc:
+        raise ClientError(
+            response.status_code, f"unexpected response from {response.url}: {exc}", body
+        ) from exc

@@ -1,0 +1,265 @@
+"""The northbound facade: what the REST API (and in-process callers) can ask of the controller.
+
+Every call runs as one job on the runtime's worker, so the answers are consistent snapshots and the
+operations are serialised. Model errors become API errors with a message: admission refused ->
+409, unknown names -> 404, impossible requests -> 422, a switch that refuses -> 502.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from controller.api_models import (
+    ApiError,
+    ChainView,
+    Conflict,
+    Health,
+    InstanceView,
+    Invalid,
+    LinkDirectionView,
+    LinkView,
+    NotFound,
+    RelocationRequest,
+    RelocationView,
+    ReservationRequest,
+    ReservationView,
+    SiteView,
+    SwitchView,
+    TopologyView,
+    TrafficMatch,
+)
+from controller.reservations import ReservationRecord
+from controller.runtime import Runtime, SwitchError
+from controller.state import StateError
+from topology.admission import reserved_per_link
+from topology.errors import AdmissionError, TopologyError
+
+log = logging.getLogger(__name__)
+
+
+class BadGateway(ApiError):
+    status = 502
+
+
+class Northbound:
+    """Implements `controller.api_models.ControllerAPI` on a running `Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # ------------------------------------------------------------------ views
+
+    def health(self) -> Health:
+        st = self.rt.state
+        return Health(
+            scenario=st.scenario.name,
+            switches_connected=sum(sw.dpid in self.rt.datapaths for sw in st.declared.switches),
+            switches_expected=len(st.declared.switches),
+        )
+
+    def topology_view(self) -> TopologyView:
+        return self.rt.call(self._topology_view)
+
+    def _topology_view(self) -> TopologyView:
+        st = self.rt.state
+        reserved = reserved_per_link(r.as_model() for r in st.reservations.values())
+        site_of = {s.switch: s.name for s in st.declared.sites}
+        links = []
+        for link in st.declared.links:
+            dirs = [
+                LinkDirectionView(
+                    src=u,
+                    dst=v,
+                    capacity_bps=link.capacity_bps,
+                    reserved_bps=reserved.get((u, v), 0),
+                    residual_bps=max(0, link.capacity_bps - reserved.get((u, v), 0)),
+                )
+                for u, v in ((link.a, link.b), (link.b, link.a))
+            ]
+            links.append(
+                LinkView(
+                    a=link.a,
+                    b=link.b,
+                    a_port=link.a_port,
+                    b_port=link.b_port,
+                    capacity_bps=link.capacity_bps,
+                    latency_ms=link.latency_ms,
+                    up=st.topo.has_link(link.a, link.b),
+                    directions=dirs,
+                )
+            )
+        return TopologyView(
+            sites=[
+                SiteView(name=s.name, switch=s.switch, cpus=s.cpus, memory_bytes=s.memory_bytes)
+                for s in st.declared.sites
+            ],
+            switches=[
+                SwitchView(
+                    name=sw.name,
+                    dpid=sw.dpid,
+                    site=site_of.get(sw.name),
+                    connected=sw.dpid in self.rt.datapaths,
+                )
+                for sw in st.declared.switches
+            ],
+            links=links,
+        )
+
+    def instances(self) -> list[InstanceView]:
+        def job() -> list[InstanceView]:
+            st = self.rt.state
+            site_of = {s.switch: s.name for s in st.declared.sites}
+            return [
+                InstanceView(
+                    name=a.host,
+                    kind="learned" if a.host.startswith("learned-") else a.kind,
+                    ip=a.ip,
+                    mac=a.mac or "",
+                    switch=a.switch,
+                    port=a.port,
+                    site=site_of.get(a.switch),
+                )
+                for a in st.hosts.values()
+            ]
+
+        return self.rt.call(job)
+
+    def chains(self) -> list[ChainView]:
+        return [
+            ChainView(
+                name=c.name,
+                ue=c.members[0],
+                functions=list(c.members[1:]),
+                proto=c.proto,
+                port=c.port,
+            )
+            for c in self.rt.call(lambda: list(self.rt.state.chains))
+        ]
+
+    def reservations(self) -> list[ReservationView]:
+        return [_view(r) for r in self.rt.call(lambda: list(self.rt.state.reservations.values()))]
+
+    def reservation(self, rid: int) -> ReservationView:
+        rec = self.rt.call(lambda: self.rt.state.reservations.get(rid))
+        if rec is None:
+            raise NotFound(f"no reservation {rid}", id=rid)
+        return _view(rec)
+
+    # ------------------------------------------------------------------ operations
+
+    def reserve(self, req: ReservationRequest) -> ReservationView:
+        def job() -> ReservationRecord:
+            m = req.match
+            rec, plan = self.rt.state.reserve(
+                req.src,
+                req.dst,
+                req.rate,
+                proto=m.proto,
+                dst_port=m.dst_port,
+                src_port=m.src_port,
+                ip_src=m.ip_src,
+                ip_dst=m.ip_dst,
+                burst_kb=req.burst_kb,
+                owner=req.owner,
+            )
+            self._apply(plan, f"reservation {rec.id}")
+            log.info(
+                "reservation %d: %s -> %s %d bit/s via %s (owner=%s)",
+                rec.id,
+                rec.src,
+                rec.dst,
+                rec.rate_bps,
+                ">".join(rec.path),
+                rec.owner,
+            )
+            return rec
+
+        return _view(self._run(job))
+
+    def resize(self, rid: int, rate_bps: int) -> ReservationView:
+        def job() -> ReservationRecord:
+            rec, plan = self.rt.state.resize(rid, rate_bps)
+            self._apply(plan, f"reservation {rid}")
+            log.info("reservation %d resized to %d bit/s", rid, rate_bps)
+            return rec
+
+        return _view(self._run(job))
+
+    def release(self, rid: int) -> None:
+        def job() -> None:
+            plan = self.rt.state.release(rid)
+            self._apply(plan, f"reservation {rid}")
+            log.info("reservation %d released", rid)
+
+        self._run(job)
+
+    def relocate(self, req: RelocationRequest) -> RelocationView:
+        def job() -> RelocationView:
+            old, new, plan = self.rt.state.relocate(req.instance, req.to, req.port)
+            done = self._apply(plan, f"relocation of {req.instance}")
+            log.info(
+                "relocated %s %s:%d -> %s:%d in %.2f ms (%d flow-mods)",
+                req.instance,
+                old.switch,
+                old.port,
+                new.switch,
+                new.port,
+                done.elapsed_ms,
+                done.flow_mods,
+            )
+            return RelocationView(
+                instance=req.instance,
+                old_switch=old.switch,
+                old_port=old.port,
+                new_switch=new.switch,
+                new_port=new.port,
+                switches_touched=done.switches,
+                flow_mods=done.flow_mods,
+                switchover_ms=round(done.elapsed_ms, 3),
+            )
+
+        return self._run(job)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _apply(self, plan: list[dict[str, list[object]]], what: str) -> object:
+        try:
+            done = self.rt.execute(plan)  # type: ignore[arg-type]
+        finally:
+            self.rt.save()
+        return done
+
+    def _run(self, job):  # type: ignore[no-untyped-def]
+        try:
+            return self.rt.call(job)
+        except AdmissionError as exc:
+            raise Conflict(
+                str(exc), bottleneck=exc.bottleneck, residual_bps=exc.residual_bps
+            ) from exc
+        except KeyError as exc:
+            raise NotFound(str(exc.args[0]) if exc.args else "not found") from exc
+        except (StateError, TopologyError, ValueError) as exc:
+            raise Invalid(str(exc)) from exc
+        except SwitchError as exc:
+            raise BadGateway(str(exc)) from exc
+
+
+def _view(rec: ReservationRecord) -> ReservationView:
+    return ReservationView(
+        id=rec.id,
+        src=rec.src,
+        dst=rec.dst,
+        rate_bps=rec.rate_bps,
+        burst_kb=rec.burst_kb,
+        path=list(rec.path),
+        match=TrafficMatch(
+            ip_src=rec.ip_src,
+            ip_dst=rec.ip_dst,
+            proto=rec.proto,  # type: ignore[arg-type]
+            dst_port=rec.dst_port,
+            src_port=rec.src_port,
+        ),
+        meter_id=rec.meter_id,
+        cookie=f"{rec.cookie:#x}",
+        owner=rec.owner,
+    )

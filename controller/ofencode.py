@@ -1,0 +1,80 @@
+"""The IR of `controller.ofmsg` turned into os-ken OpenFlow 1.3 messages for one datapath."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.ofmsg import Barrier, FlowMod, Message, MeterMod, Output, PacketOut, SetField
+
+_FLOW_COMMANDS = {
+    "add": "OFPFC_ADD",
+    "delete": "OFPFC_DELETE",
+    "delete_strict": "OFPFC_DELETE_STRICT",
+}
+_METER_COMMANDS = {"add": "OFPMC_ADD", "modify": "OFPMC_MODIFY", "delete": "OFPMC_DELETE"}
+
+
+def encode(dp: Any, msg: Message) -> Any:
+    """An os-ken message for `dp` (a connected Datapath) carrying `msg`."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    if isinstance(msg, FlowMod):
+        return _flow_mod(dp, ofp, parser, msg)
+    if isinstance(msg, MeterMod):
+        bands = []
+        flags = ofp.OFPMF_KBPS
+        if msg.command != "delete":
+            bands = [parser.OFPMeterBandDrop(rate=msg.rate_kbps, burst_size=msg.burst_kb)]
+            if msg.burst_kb:
+                flags |= ofp.OFPMF_BURST
+        return parser.OFPMeterMod(
+            dp,
+            command=getattr(ofp, _METER_COMMANDS[msg.command]),
+            flags=flags,
+            meter_id=msg.meter_id,
+            bands=bands,
+        )
+    if isinstance(msg, Barrier):
+        return parser.OFPBarrierRequest(dp)
+    if isinstance(msg, PacketOut):
+        return parser.OFPPacketOut(
+            dp,
+            buffer_id=ofp.OFP_NO_BUFFER,
+            in_port=ofp.OFPP_CONTROLLER,
+            actions=[parser.OFPActionOutput(msg.port)],
+            data=msg.data,
+        )
+    raise TypeError(f"cannot encode {msg!r}")
+
+
+def _actions(parser: Any, msg: FlowMod) -> list[Any]:
+    out = []
+    for action in msg.actions:
+        if isinstance(action, Output):
+            out.append(parser.OFPActionOutput(action.port, action.max_len))
+        elif isinstance(action, SetField):
+            out.append(parser.OFPActionSetField(**{action.name: action.value}))
+    return out
+
+
+def _flow_mod(dp: Any, ofp: Any, parser: Any, msg: FlowMod) -> Any:
+    instructions = []
+    if msg.meter is not None:
+        instructions.append(parser.OFPInstructionMeter(msg.meter, ofp.OFPIT_METER))
+    if msg.actions:
+        instructions.append(
+            parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(parser, msg))
+        )
+    if msg.goto is not None:
+        instructions.append(parser.OFPInstructionGotoTable(msg.goto))
+    return parser.OFPFlowMod(
+        dp,
+        cookie=msg.cookie,
+        cookie_mask=msg.cookie_mask,
+        table_id=msg.table,
+        command=getattr(ofp, _FLOW_COMMANDS[msg.command]),
+        priority=msg.priority,
+        out_port=ofp.OFPP_ANY if msg.out_port is None else msg.out_port,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(**dict(msg.match.fields)),
+        instructions=instructions,
+    )

@@ -1,0 +1,311 @@
+"""The controller's model of the world, and every decision it takes, as pure code.
+
+`FabricState` knows the declared topology (from the scenario), which links are down, where every
+host is attached, the chains and the reservations. Each operation updates that model and returns a
+`Plan`: the OpenFlow messages, per switch and in stages, that bring the switches in line. It never
+sends anything and never reads a clock; the os-ken app does both. Not thread-safe: the app holds a
+lock around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, replace
+from typing import Any
+
+import networkx as nx
+
+from controller.forwarding import base_flows, host_flows
+from controller.plan import Desired, Plan, SwitchConfig, diff, full_config, staged_by_distance
+from controller.reservations import ReservationRecord, default_burst_kb, reservation_flows
+from controller.steering import Chain, ChainError, chain_flows
+from topology.admission import admit, resize_check
+from topology.errors import TopologyError, UnknownNodeError
+from topology.model import Attachment, Topology
+from topology.scenario import Scenario
+from topology.world import agent_host, topology_from_scenario
+
+log = logging.getLogger(__name__)
+
+
+class StateError(ValueError):
+    """A request the model cannot carry out (unknown host, bad port, ...), with a message."""
+
+
+class FabricState:
+    """The declared world plus what happened since: links down, hosts moved, reservations."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.declared: Topology = topology_from_scenario(scenario)
+        self.down: set[frozenset[str]] = set()
+        self.hosts: dict[str, Attachment] = {a.host: a for a in self.declared.attachments}
+        self.host_ids: dict[str, int] = {name: i + 1 for i, name in enumerate(self.hosts)}
+        self.chains: list[Chain] = [
+            Chain(c.name, (c.ue, *c.functions), c.traffic.proto, c.traffic.port)
+            for c in scenario.chains
+        ]
+        self.reservations: dict[int, ReservationRecord] = {}
+        self.next_reservation = 1
+        self._topo = self.declared
+        self._installed: Desired = self.desired()
+
+    # ------------------------------------------------------------------ the model
+
+    @property
+    def topo(self) -> Topology:
+        """The declared topology without the links that are down."""
+        return self._topo
+
+    def _refresh_topo(self) -> None:
+        pairs = [tuple(sorted(p)) for p in self.down]
+        self._topo = self.declared.without_links(pairs) if pairs else self.declared  # type: ignore[arg-type]
+
+    def dpid(self, switch: str) -> int:
+        return self.declared.switch(switch).dpid
+
+    def switch_name(self, dpid: int) -> str | None:
+        """The name of the switch with `dpid`, or None if the scenario does not declare it."""
+        for sw in self.declared.switches:
+            if sw.dpid == dpid:
+                return sw.name
+        return None
+
+    def is_link_port(self, switch: str, port: int) -> bool:
+        return any(
+            link.port_on(switch) == port
+            for link in self.declared.links
+            if switch in (link.a, link.b)
+        )
+
+    def host_by_mac(self, mac: str) -> Attachment | None:
+        for att in self.hosts.values():
+            if att.mac == mac:
+                return att
+        return None
+
+    def host_by_ip(self, ip: str) -> Attachment | None:
+        for att in self.hosts.values():
+            if att.ip == ip:
+                return att
+        return None
+
+    def resolve_host(self, name: str) -> Attachment:
+        """A host by name; a site name stands for its MEC host (where the agent runs)."""
+        if name in self.hosts:
+            return self.hosts[name]
+        if any(s.name == name for s in self.declared.sites):
+            return self.hosts[agent_host(name)]
+        raise StateError(f"no host or site called {name!r}")
+
+    # ------------------------------------------------------------------ desired switch state
+
+    def desired(self) -> Desired:
+        """What every switch should hold now."""
+        topo = self.topo
+        config: Desired = {sw.name: SwitchConfig() for sw in self.declared.switches}
+        for cfg in config.values():
+            for flow in base_flows():
+                cfg.add_flow(flow)
+        for name, att in self.hosts.items():
+            for sw, flow in host_flows(topo, att, self.host_ids[name]).items():
+                config[sw].add_flow(flow)
+        for i, chain in enumerate(self.chains, start=1):
+            try:
+                for sw, flow in chain_flows(chain, self.hosts, i):
+                    config[sw].add_flow(flow)
+            except ChainError as exc:
+                log.warning("%s; chain not steered", exc)
+        for res in self.reservations.values():
+            first, meter, flows = reservation_flows(topo, res, self.hosts[res.dst])
+            config[first].add_meter(meter)
+            for sw, flow in flows:
+                config[sw].add_flow(flow)
+        return config
+
+    def _commit(self) -> dict[str, list[Any]]:
+        new = self.desired()
+        stage = diff(self._installed, new)
+        self._installed = new
+        return stage
+
+    def switch_config(self, switch: str) -> list[Any]:
+        """All messages for `switch` when it (re)connects."""
+        return full_config(self._installed[switch])
+
+    # ------------------------------------------------------------------ reservations
+
+    def reserve(
+        self,
+        src: str,
+        dst: str,
+        rate_bps: int,
+        *,
+        proto: str = "tcp",
+        dst_port: int | None = None,
+        src_port: int | None = None,
+        ip_src: str | None = None,
+        ip_dst: str | None = None,
+        burst_kb: int | None = None,
+        owner: str | None = None,
+    ) -> tuple[ReservationRecord, Plan]:
+        """Admit and install a reservation; AdmissionError (nothing changed) if it does not fit."""
+        a, b = self.resolve_host(src), self.resolve_host(dst)
+        path = admit(self.topo, a.switch, b.switch, rate_bps, self._models())
+        rec = ReservationRecord(
+            id=self.next_reservation,
+            src=a.host,
+            dst=b.host,
+            rate_bps=rate_bps,
+            burst_kb=default_burst_kb(rate_bps) if burst_kb is None else burst_kb,
+            path=path,
+            ip_src=ip_src or a.ip or "",
+            ip_dst=ip_dst or b.ip or "",
+            proto=proto,
+            dst_port=dst_port,
+            src_port=src_port,
+            owner=owner,
+        )
+        self.next_reservation += 1
+        self.reservations[rec.id] = rec
+        return rec, [self._commit()]
+
+    def resize(
+        self, rid: int, rate_bps: int, burst_kb: int | None = None
+    ) -> tuple[ReservationRecord, Plan]:
+        """Change a reservation's rate on its path (the pre-freeze boost); AdmissionError if not."""
+        rec = self._reservation(rid)
+        resize_check(self.topo, rec.as_model(), rate_bps, self._models())
+        burst = default_burst_kb(rate_bps) if burst_kb is None else burst_kb
+        rec = replace(rec, rate_bps=rate_bps, burst_kb=burst)
+        self.reservations[rid] = rec
+        return rec, [self._commit()]
+
+    def release(self, rid: int) -> Plan:
+        """Remove a reservation's flows and meter."""
+        self._reservation(rid)
+        del self.reservations[rid]
+        return [self._commit()]
+
+    def _reservation(self, rid: int) -> ReservationRecord:
+        try:
+            return self.reservations[rid]
+        except KeyError:
+            raise KeyError(f"no reservation {rid}") from None
+
+    def _models(self, exclude: Iterable[int] = ()) -> list[Any]:
+        skip = set(exclude)
+        return [r.as_model() for r in self.reservations.values() if r.id not in skip]
+
+    # ------------------------------------------------------------------ hosts
+
+    def relocate(
+        self, host: str, switch: str, port: int | None = None
+    ) -> tuple[Attachment, Attachment, Plan]:
+        """Move `host` (same IP and MAC) to `switch`:`port`; make-before-break stages."""
+        if host not in self.hosts:
+            raise StateError(f"no host called {host!r}")
+        try:
+            switch = self.declared.resolve(switch)
+        except UnknownNodeError as exc:
+            raise StateError(f"no site or switch called {switch!r}") from exc
+        old = self.hosts[host]
+        port = port if port is not None else self._free_port(switch, old)
+        if self.is_link_port(switch, port):
+            raise StateError(f"port {port} of {switch} is a link port, not a host port")
+        for other in self.hosts.values():
+            if other.host != host and (other.switch, other.port) == (switch, port):
+                raise StateError(f"port {port} of {switch} is taken by {other.host}")
+        new = replace(old, switch=switch, port=port)
+        self.hosts[host] = new
+        stage = self._commit()
+        distance = nx.single_source_shortest_path_length(self.topo.graph, switch)
+        return old, new, staged_by_distance(stage, distance)
+
+    def _free_port(self, switch: str, host: Attachment) -> int:
+        """The port a host takes on `switch` when none is named: the declared one of the same
+        host if it was declared there, else the port after every used one."""
+        for att in self.declared.attachments:
+            if att.host == host.host and att.switch == switch:
+                return att.port
+        used = {a.port for a in self.hosts.values() if a.switch == switch}
+        used |= {ln.port_on(switch) for ln in self.declared.links if switch in (ln.a, ln.b)}
+        return max(used, default=0) + 1
+
+    def learn_host(self, mac: str, ip: str | None, switch: str, port: int) -> Plan:
+        """A frame from `mac` came in at `switch`:`port` (an edge port): record where it is."""
+        known = self.host_by_mac(mac)
+        if known is not None:
+            if (known.switch, known.port) == (switch, port) and (ip is None or known.ip == ip):
+                return []
+            moved = replace(known, switch=switch, port=port, ip=ip or known.ip)
+            self.hosts[known.host] = moved
+            log.info("host %s moved to %s:%d", known.host, switch, port)
+            return [self._commit()]
+        name = f"learned-{mac}"
+        self.hosts[name] = Attachment(name, switch, port, ip, mac, kind="agent")
+        self.host_ids[name] = max(self.host_ids.values(), default=0) + 1
+        log.info("learned host %s (%s) at %s:%d", mac, ip, switch, port)
+        return [self._commit()]
+
+    # ------------------------------------------------------------------ links
+
+    def link_down(self, a: str, b: str) -> Plan:
+        """A declared link went down: route around it (reservations re-admitted if they can)."""
+        if not self.declared.has_link(a, b) or frozenset((a, b)) in self.down:
+            return []
+        self.down.add(frozenset((a, b)))
+        self._refresh_topo()
+        self._reroute_reservations()
+        return [self._commit()]
+
+    def link_up(self, a: str, b: str) -> Plan:
+        """A declared link is back."""
+        if frozenset((a, b)) not in self.down:
+            return []
+        self.down.discard(frozenset((a, b)))
+        self._refresh_topo()
+        return [self._commit()]
+
+    def _reroute_reservations(self) -> None:
+        for rec in list(self.reservations.values()):
+            if all(self.topo.has_link(u, v) for u, v in zip(rec.path, rec.path[1:], strict=False)):
+                continue
+            try:
+                path = admit(
+                    self.topo, rec.path[0], rec.path[-1], rec.rate_bps, self._models([rec.id])
+                )
+            except TopologyError as exc:  # no path, or no room: it stays on its broken path
+                log.warning("reservation %d cannot be rerouted: %s", rec.id, exc)
+                continue
+            self.reservations[rec.id] = replace(rec, path=path)
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """What must survive a controller restart: reservations and where hosts are now."""
+        return {
+            "version": 1,
+            "scenario": self.scenario.name,
+            "next_reservation": self.next_reservation,
+            "reservations": [asdict(r) for r in self.reservations.values()],
+            "hosts": [asdict(a) for a in self.hosts.values()],
+            "host_ids": self.host_ids,
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back what `to_dict` saved (same scenario); switches get it when they connect."""
+        if data.get("scenario") != self.scenario.name:
+            raise StateError(
+                f"saved state is for scenario {data.get('scenario')!r}, not {self.scenario.name!r}"
+            )
+        self.reservations = {
+            r["id"]: ReservationRecord(**{**r, "path": tuple(r["path"])})
+            for r in data.get("reservations", [])
+        }
+        self.next_reservation = int(data.get("next_reservation", 1))
+        for h in data.get("hosts", []):
+            self.hosts[h["host"]] = Attachment(**h)
+        self.host_ids.update({k: int(v) for k, v in data.get("host_ids", {}).items()})
+        self._installed = self.desired()
