@@ -54,8 +54,9 @@ class Emulation:
             raise EmulationError(f"no host called {name!r} in this emulation") from exc
 
     def ip(self, name: str) -> str:
-        """The IP address of host `name`."""
-        return str(self.host(name).IP())
+        """The IP address of host `name` (it keeps it when it moves)."""
+        self.host(name)  # a clear error for an unknown name
+        return str(self.topo.model.attachment(name).ip)
 
     def ping(self, src: str, dst: str, count: int = 3, timeout_s: float = 1.0) -> int:
         """Ping from host `src` to host `dst`; return the packet loss in percent."""
@@ -74,6 +75,70 @@ class Emulation:
             for b in names
             if a != b
         }
+
+    def move_host(
+        self,
+        name: str,
+        switch: str,
+        port: int,
+        *,
+        keep_old: bool = False,
+        runner: Runner | None = None,
+    ) -> None:
+        """Re-plug host `name` (same IP and MAC) into `switch`:`port`: new link first, then the
+        old one removed (`keep_old`: only taken down inside the host, so its switch port stays
+        and its counters show whether anything is still sent there). The emulated equivalent of
+        an instance restored at another site."""
+        runner = runner or SubprocessRunner()
+        host = self.host(name)
+        old_intf = host.defaultIntf()
+        ip, mac = self.ip(name), old_intf.MAC()
+        prefix = self.scenario.network.subnet.prefixlen
+        new_sw = self.net.get(switch)
+        link = self.net.addLink(host, new_sw, port2=port)
+        intf = link.intf2.name
+        runner.run(
+            [
+                "ovs-vsctl",
+                "add-port",
+                switch,
+                intf,
+                "--",
+                "set",
+                "Interface",
+                intf,
+                f"ofport_request={port}",
+            ]
+        )
+        link.intf2.ifconfig("up")
+        if keep_old:
+            old_intf.ifconfig("down")
+            old_intf.setIP("0.0.0.0/32")
+        else:
+            old_link = old_intf.link
+            old_sw_intf = old_link.intf2 if old_link.intf1 is old_intf else old_link.intf1
+            old_sw_intf.node.detach(old_sw_intf)
+            self.net.delLink(old_link)
+        new_intf = link.intf1
+        new_intf.setMAC(mac)
+        new_intf.setIP(f"{ip}/{prefix}")
+        _ethtool_off(host, new_intf.name)
+
+    def enable_forwarding(self, name: str) -> None:
+        """Make host `name` forward IP like a router (an SFC function): forwarding on, redirects
+        off (the controller, not the function, decides the next hop)."""
+        host = self.host(name)
+        settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0"]
+        settings += [f"net.ipv4.conf.{i.name}.send_redirects=0" for i in host.intfList()]
+        _, err, code = host.pexec("sysctl", "-q", "-w", *settings)
+        if code != 0:
+            raise EmulationError(f"cannot make {name} forward: {err.strip()}")
+
+
+def _ethtool_off(host: Any, intf: str) -> None:
+    _, err, code = host.pexec("ethtool", "-K", intf, "tx", "off", "rx", "off")
+    if code != 0:
+        raise EmulationError(f"ethtool -K {intf} tx off rx off failed: {err.strip()}")
 
 
 def _preflight(scenario: Scenario, runner: Runner) -> None:
@@ -97,11 +162,8 @@ def _disable_offloads(net: Any) -> None:
     # Userspace OVS does not fill in checksums that veth offload left out: TCP never completes.
     for host in net.hosts:
         for intf in host.intfList():
-            if intf.name == "lo":
-                continue
-            _, err, code = host.pexec("ethtool", "-K", intf.name, "tx", "off", "rx", "off")
-            if code != 0:
-                raise EmulationError(f"ethtool -K {intf.name} tx off rx off failed: {err.strip()}")
+            if intf.name != "lo":
+                _ethtool_off(host, intf.name)
 
 
 def _state_file(scenario: Scenario) -> Path:
@@ -183,7 +245,11 @@ def emulate(
         _record(scenario, net)
         net.start()
         _disable_offloads(net)
-        yield Emulation(net, scenario, topo)
+        emu = Emulation(net, scenario, topo)
+        for chain in scenario.chains:
+            for function in chain.functions[:-1]:  # the last one serves; the others forward
+                emu.enable_forwarding(function)
+        yield emu
     finally:
         _teardown(net, scenario, runner)
 
