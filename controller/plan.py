@@ -48,11 +48,15 @@ Plan = list[Stage]
 def diff_switch(old: SwitchConfig | None, new: SwitchConfig) -> list[Message]:
     """The messages that turn `old` into `new` on one switch, make-before-break ordered."""
     old = old or SwitchConfig()
+    fresh: list[Message] = []
     msgs: list[Message] = []
     for mid, meter in new.meters.items():
         before = old.meters.get(mid)
         if before is None:
-            msgs.append(meter)
+            # A meter add fails (OFPMMFC_METER_EXISTS) where the meter already is: a re-sent
+            # difference, a meter left by an earlier life. Deleting it first keeps re-sending
+            # harmless; the flows that use it come later in the batch.
+            fresh += [MeterMod("delete", mid), meter]
         elif (before.rate_kbps, before.burst_kb) != (meter.rate_kbps, meter.burst_kb):
             msgs.append(MeterMod("modify", mid, meter.rate_kbps, meter.burst_kb))
     for key, flow in new.flows.items():
@@ -71,7 +75,7 @@ def diff_switch(old: SwitchConfig | None, new: SwitchConfig) -> list[Message]:
                 )
             )
     msgs += [MeterMod("delete", mid) for mid in old.meters if mid not in new.meters]
-    return ordered(msgs)
+    return fresh + ordered(msgs)
 
 
 def diff(old: Mapping[str, SwitchConfig], new: Mapping[str, SwitchConfig]) -> Stage:
@@ -115,8 +119,9 @@ def staged_by_distance(stage: Stage, distance: Mapping[str, int]) -> Plan:
     rings: dict[int, Stage] = {}
     removals: Stage = {}
     for sw, msgs in stage.items():
-        adds = [m for m in msgs if _is_addition(m)]
-        dels = [m for m in msgs if not _is_addition(m)]
+        added = {m.meter_id for m in msgs if isinstance(m, MeterMod) and m.command == "add"}
+        adds = [m for m in msgs if _is_addition(m, added)]
+        dels = [m for m in msgs if not _is_addition(m, added)]
         if adds:
             rings.setdefault(distance.get(sw, far), {})[sw] = adds
         if dels:
@@ -127,9 +132,9 @@ def staged_by_distance(stage: Stage, distance: Mapping[str, int]) -> Plan:
     return plan
 
 
-def _is_addition(msg: Message) -> bool:
+def _is_addition(msg: Message, added_meters: set[int]) -> bool:
     if isinstance(msg, FlowMod):
         return msg.command == "add"
-    if isinstance(msg, MeterMod):
-        return msg.command != "delete"
+    if isinstance(msg, MeterMod):  # the delete that clears the way for an add goes with it
+        return msg.command != "delete" or msg.meter_id in added_meters
     return True

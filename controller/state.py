@@ -118,7 +118,12 @@ class FabricState:
             except ChainError as exc:
                 log.warning("%s; chain not steered", exc)
         for res in self.reservations.values():
-            first, meter, flows = reservation_flows(topo, res, self.hosts[res.dst])
+            dst = self.hosts[res.dst]
+            if res.path[-1] != dst.switch:
+                continue  # its destination moved and no path had room: best effort meanwhile
+            # Ports from the declared topology (they never change): a reservation that could not
+            # be rerouted around a failed link keeps its path until the link is back.
+            first, meter, flows = reservation_flows(self.declared, res, dst)
             config[first].add_meter(meter)
             for sw, flow in flows:
                 config[sw].add_flow(flow)
@@ -132,7 +137,11 @@ class FabricState:
 
     def switch_config(self, switch: str) -> list[Any]:
         """All messages for `switch` when it (re)connects."""
-        return full_config(self._installed[switch])
+        config = self._installed[switch]
+        # A switch that was away may hold meters of reservations released meanwhile: meter ids
+        # are reservation ids, never reused, so every earlier id not in force is stale.
+        stale = set(range(1, self.next_reservation)) - set(config.meters)
+        return full_config(config, stale_meters=stale)
 
     # ------------------------------------------------------------------ reservations
 
@@ -219,17 +228,24 @@ class FabricState:
                 raise StateError(f"port {port} of {switch} is taken by {other.host}")
         new = replace(old, switch=switch, port=port)
         self.hosts[host] = new
+        self._reroute_reservations()
+        return old, new, self._commit_move(switch)
+
+    def _commit_move(self, switch: str) -> Plan:
+        """Commit after a host moved to `switch`: make-before-break stages outwards from it."""
         stage = self._commit()
         distance = nx.single_source_shortest_path_length(self.topo.graph, switch)
-        return old, new, staged_by_distance(stage, distance)
+        return staged_by_distance(stage, distance)
 
     def _free_port(self, switch: str, host: Attachment) -> int:
         """The port a host takes on `switch` when none is named: the declared one of the same
-        host if it was declared there, else the port after every used one."""
+        host if it was declared there, else the port after every used one (a declared port
+        stays its host's even while the host is away, so that it can come back)."""
         for att in self.declared.attachments:
             if att.host == host.host and att.switch == switch:
                 return att.port
         used = {a.port for a in self.hosts.values() if a.switch == switch}
+        used |= {a.port for a in self.declared.attachments if a.switch == switch}
         used |= {ln.port_on(switch) for ln in self.declared.links if switch in (ln.a, ln.b)}
         return max(used, default=0) + 1
 
@@ -242,7 +258,8 @@ class FabricState:
             moved = replace(known, switch=switch, port=port, ip=ip or known.ip)
             self.hosts[known.host] = moved
             log.info("host %s moved to %s:%d", known.host, switch, port)
-            return [self._commit()]
+            self._reroute_reservations()
+            return self._commit_move(switch)
         name = f"learned-{mac}"
         self.hosts[name] = Attachment(name, switch, port, ip, mac, kind="agent")
         self.host_ids[name] = max(self.host_ids.values(), default=0) + 1
@@ -266,17 +283,21 @@ class FabricState:
             return []
         self.down.discard(frozenset((a, b)))
         self._refresh_topo()
+        self._reroute_reservations()  # one whose host moved while no path had room may fit now
         return [self._commit()]
 
     def _reroute_reservations(self) -> None:
+        """Re-admit every reservation whose path lost a link or no longer joins its hosts."""
         for rec in list(self.reservations.values()):
-            if all(self.topo.has_link(u, v) for u, v in zip(rec.path, rec.path[1:], strict=False)):
+            src, dst = self.hosts[rec.src].switch, self.hosts[rec.dst].switch
+            intact = all(
+                self.topo.has_link(u, v) for u, v in zip(rec.path, rec.path[1:], strict=False)
+            )
+            if intact and (rec.path[0], rec.path[-1]) == (src, dst):
                 continue
             try:
-                path = admit(
-                    self.topo, rec.path[0], rec.path[-1], rec.rate_bps, self._models([rec.id])
-                )
-            except TopologyError as exc:  # no path, or no room: it stays on its broken path
+                path = admit(self.topo, src, dst, rec.rate_bps, self._models([rec.id]))
+            except TopologyError as exc:  # no path, or no room: it keeps its path (see desired)
                 log.warning("reservation %d cannot be rerouted: %s", rec.id, exc)
                 continue
             self.reservations[rec.id] = replace(rec, path=path)
