@@ -18,6 +18,7 @@ from topology.scenario import ScenarioError, load_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         help="where state is kept (default /var/lib/mecmig/controller-<scenario>.json)",
     )
 
+    _bench_parser(sub)
+
     sub.add_parser(
         "cleanup",
         help="remove what a crashed mecmig emulation left behind",
@@ -93,6 +96,60 @@ def _parser() -> argparse.ArgumentParser:
         "/run/mecmig and did not tear down (after a crash). Touches nothing else.",
     )
     return parser
+
+
+def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench <name>`: each benchmark is `mecmig.bench.<name>.run(args, console)`."""
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark: results as JSON, a plot and a Markdown report",
+        description="Run a benchmark on the real emulation (root, OVS, Mininet). Each writes "
+        "summary.json, a PNG plot and report.md into --out; the README quotes only those numbers. "
+        "Exit codes: 0 the run completed (even if a goal was missed: the report says so), 1 a case "
+        "failed to run, 3 environment not ready.",
+    )
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    b = bench.add_parser(
+        "reservation",
+        help="meters vs TCP (rate x burst x pacing) and relocation switch-over",
+        description="Part 1, on --scenario: iperf3 TCP transfers (5 s) from the first site's MEC "
+        "host to the second's on a port a reservation matches, for reserved rates 1, 5, 20, 100 "
+        "Mbit/s x meter burst 50, 200, 300 (the controller's default), 500, 1000 ms of the rate x "
+        "sender pacing off/on; plus one unreserved baseline transfer. Part 2, on "
+        "scenarios/three-sites.yaml: 'video' is re-plugged at another site and relocated 10 times; "
+        "the controller times each switch-over (first flow-mod -> last barrier reply) and ue1 "
+        "must still reach it. Goals: goodput within ±10 % of the reserved rate; switch-over "
+        "<= 10 ms. Writes summary.json, reservation.png and report.md into --out. Takes about 4 "
+        "minutes (--quick: under a minute). Needs root. Exit 0 the run completed (goals met or "
+        "not), 1 a case failed to run, 3 not root / no OVS / no iperf3.",
+    )
+    _bench_options(
+        b,
+        "reservation",
+        quick="rates 5 and 20 Mbit/s, default burst only, 2 s transfers, 3 relocations: under a "
+        "minute; a smoke test (do not quote its numbers)",
+        scenario="scenario of the meter part; needs two sites (the relocation part always uses "
+        "scenarios/three-sites.yaml)",
+    )
+
+
+def _bench_options(p: argparse.ArgumentParser, name: str, *, quick: str, scenario: str) -> None:
+    """The options every benchmark takes: --quick, --out (results/<name>/), --scenario."""
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / name,
+        metavar="DIR",
+        help=f"where summary.json, the plot and report.md go (default: results/{name}/)",
+    )
+    p.add_argument(
+        "--scenario",
+        type=Path,
+        default=DEFAULT_SCENARIO,
+        metavar="FILE",
+        help=f"{scenario} (default: scenarios/default.yaml)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _controller(args)
         if args.command == "cleanup":
             return _cleanup()
+        if args.command == "bench":
+            return _bench(args)
     except ScenarioError as exc:
         err_console.print(f"[red]invalid scenario[/red] {exc}", highlight=False)
         return EXIT_FAILED
@@ -157,6 +216,13 @@ def _controller(args: argparse.Namespace) -> int:
     settings = Settings(args.scenario.resolve(), args.rest_host, args.rest_port, state)
     run_controller(settings, of_port=args.of_port, verbose=args.verbose)
     return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"mecmig.bench.{args.bench}")
+    return int(module.run(args, console))
 
 
 def _cleanup() -> int:

@@ -106,6 +106,7 @@ class Runner(Protocol):
         input: str | None = None,
         netns_pid: int | None = None,
         env: Mapping[str, str] | None = None,
+        detached_stdio: bool = False,
     ) -> Result: ...
 
 
@@ -121,33 +122,54 @@ class SubprocessRunner:
         input: str | None = None,
         netns_pid: int | None = None,
         env: Mapping[str, str] | None = None,
+        detached_stdio: bool = False,
     ) -> Result:
-        """Run `argv`; raise CommandError on failure when `check` (the default)."""
+        """Run `argv`; raise CommandError on failure when `check` (the default).
+
+        `detached_stdio`: stdin/stdout/stderr are /dev/null, for commands that leave a process
+        behind holding them (`runc run -d`): with pipes we would wait for that process to end.
+        """
         full = list(argv)
         if netns_pid is not None:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         start = time.monotonic()
         try:
-            proc = subprocess.run(
-                full,
-                input=input,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=dict(env) if env is not None else None,
-                check=False,
-            )
+            if detached_stdio:
+                proc = subprocess.run(
+                    full,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    timeout=timeout,
+                    env=dict(env) if env is not None else None,
+                    check=False,
+                )
+            else:
+                proc = subprocess.run(
+                    full,
+                    input=input,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    env=dict(env) if env is not None else None,
+                    check=False,
+                )
         except FileNotFoundError as exc:
             raise CommandError(full, 127, f"{full[0]}: command not found") from exc
         except subprocess.TimeoutExpired as exc:
             stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
             raise CommandError(full, None, stderr) from exc
         result = Result(
-            tuple(full), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start
+            tuple(full),
+            proc.returncode,
+            proc.stdout or "",
+            proc.stderr or "",
+            time.monotonic() - start,
         )
         log.debug("ran %s -> %d in %.3fs", shlex.join(full), proc.returncode, result.elapsed_s)
         if check and not result.ok:
-            raise CommandError(full, proc.returncode, proc.stderr)
+            raise CommandError(full, proc.returncode, proc.stderr or "")
         return result
 
     def spawn(
