@@ -89,11 +89,52 @@ def _parser() -> argparse.ArgumentParser:
 
     _bench_parser(sub)
 
+    p = sub.add_parser(
+        "agent",
+        help="run a MEC site's agent (checkpoint, transfer, restore instances)",
+        description="Serve one site's agent API: it runs the site's service containers (runc), "
+        "checkpoints and restores them with CRIU, and sends/receives migration traffic to/from "
+        "other agents on TCP port 7100. The API is on a Unix socket (--uds) and/or TCP (--listen).",
+    )
+    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    p.add_argument("--site", required=True, help="the site this agent serves")
+    p.add_argument("--uds", type=Path, help="Unix socket (default /run/mecmig/agents/...)")
+    p.add_argument("--listen", help="also serve the API on IP:PORT (e.g. 10.0.0.1:7070)")
+    p.add_argument("--address", help="this agent's IP for migration traffic (default: scenario)")
+    p.add_argument("--root", type=Path, help="where instances live (default /var/lib/mecmig/...)")
+    p.add_argument(
+        "--root-netns-pid",
+        type=int,
+        default=None,
+        help="plumb containers in the network namespace of this PID, a process in the root "
+        "namespace (where OVS is), when the agent itself runs inside a Mininet host",
+    )
+
+    p = sub.add_parser(
+        "migrate",
+        help="live-migrate an instance to another site",
+        description="Live-migrate INSTANCE (a service of the scenario, running at some site) to "
+        "--to SITE through the site agents, with a bandwidth reservation and the traffic switch "
+        "from the controller. Exit 0 when it completed, 1 when it was rolled back (the service "
+        "runs at the source with its state) or failed.",
+    )
+    p.add_argument("instance")
+    p.add_argument("--to", required=True, metavar="SITE")
+    p.add_argument("--strategy", choices=["cold", "precopy"], default="precopy")
+    p.add_argument("--budget-ms", type=float, default=1000.0, help="downtime budget (ms)")
+    p.add_argument("--rate", default="50Mbit", help="reservation for the copy rounds")
+    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    p.add_argument("--controller", default="http://127.0.0.1:8080", help="controller REST URL")
+    p.add_argument("--no-controller", action="store_true", help="no reservation, no switch")
+    p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
+
     sub.add_parser(
         "cleanup",
         help="remove what a crashed mecmig emulation left behind",
-        description="Remove the bridges and host shells that mecmig emulations recorded under "
-        "/run/mecmig and did not tear down (after a crash). Touches nothing else.",
+        description="Remove what a crashed mecmig run left: the bridges and host shells its "
+        "emulations recorded under /run/mecmig, its runc containers (runc roots under "
+        "/run/mecmig/runc), its network namespaces (mecmig-*) and its instance directories. "
+        "Touches nothing else. Do not run it while mecmig agents are running.",
     )
     return parser
 
@@ -179,6 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(console, load_scenario(args.scenario))
         if args.command == "controller":
             return _controller(args)
+        if args.command == "agent":
+            from mecmig.migrate_cli import agent_command
+
+            return agent_command(args)
+        if args.command == "migrate":
+            from mecmig.migrate_cli import migrate_command
+
+            return migrate_command(args, console)
         if args.command == "cleanup":
             return _cleanup()
         if args.command == "bench":
@@ -226,9 +275,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _cleanup() -> int:
+    from migration.cleanup import cleanup_migration_leftovers
     from mininet_scenarios.emulation import cleanup_recorded
 
-    done = cleanup_recorded()
+    done = cleanup_migration_leftovers() + cleanup_recorded()
     for line in done:
         console.print(line)
     if not done:

@@ -27,6 +27,7 @@ from mininet.node import OVSSwitch, RemoteController
 
 from mecmig.runner import CommandError, Runner, SubprocessRunner
 from mininet_scenarios.topo import MecTopo
+from topology.errors import TopologyError
 from topology.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,11 @@ class Emulation:
             raise EmulationError(f"no host called {name!r} in this emulation") from exc
 
     def ip(self, name: str) -> str:
-        """The IP address of host `name` (it keeps it when it moves)."""
-        self.host(name)  # a clear error for an unknown name
-        return str(self.topo.model.attachment(name).ip)
+        """The IP address of host or instance `name` (it keeps it when it moves)."""
+        try:
+            return str(self.topo.model.attachment(name).ip)
+        except TopologyError as exc:
+            raise EmulationError(f"no host or instance called {name!r}") from exc
 
     def ping(self, src: str, dst: str, count: int = 3, timeout_s: float = 1.0) -> int:
         """Ping from host `src` to host `dst`; return the packet loss in percent."""
@@ -217,18 +220,20 @@ def emulate(
     host_cls: type | None = None,
     runner: Runner | None = None,
     verbose: bool = False,
+    instance_hosts: bool = True,
 ) -> Iterator[Emulation]:
     """Start `scenario` in Mininet and always stop it, even when the body fails.
 
     `controller` is the (ip, port) of a remote OpenFlow controller; without one, use
     `fail_mode="standalone"` to make the switches learning switches (loop-free scenarios only).
+    `instance_hosts=False` leaves the service instances to the site agents (runc containers).
     """
     runner = runner or SubprocessRunner()
     _preflight(scenario, runner)
     setLogLevel("info" if verbose else "warning")
     switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13", failMode=fail_mode)
     params: dict[str, Any] = {"host": host_cls} if host_cls is not None else {}
-    topo = MecTopo(scenario)
+    topo = MecTopo(scenario, instance_hosts=instance_hosts)
     net = Mininet(
         topo=topo,
         switch=switch,
@@ -246,7 +251,7 @@ def emulate(
         net.start()
         _disable_offloads(net)
         emu = Emulation(net, scenario, topo)
-        for chain in scenario.chains:
+        for chain in scenario.chains if instance_hosts else ():
             for function in chain.functions[:-1]:  # the last one serves; the others forward
                 emu.enable_forwarding(function)
         yield emu

@@ -26,11 +26,20 @@ class Testbed:
 
 
 @contextlib.contextmanager
-def testbed(scenario: Path, state_file: Path | None = None) -> Iterator[Testbed]:
-    """Controller + Mininet for `scenario`, every switch connected; always torn down."""
+def testbed(
+    scenario: Path, state_file: Path | None = None, *, instance_hosts: bool = True
+) -> Iterator[Testbed]:
+    """Controller + Mininet for `scenario`, every switch connected; always torn down.
+
+    `instance_hosts=False`: the instances are left to site agents (see mininet_scenarios.agents).
+    """
     with (
         ControllerProcess(scenario, state_file=state_file) as ctl,
-        emulate(load_scenario(scenario), controller=("127.0.0.1", ctl.of_port)) as emu,
+        emulate(
+            load_scenario(scenario),
+            controller=("127.0.0.1", ctl.of_port),
+            instance_hosts=instance_hosts,
+        ) as emu,
     ):
         ctl.wait_switches()
         try:

@@ -28,7 +28,14 @@ DEFAULT_SCENARIO = Path(topology.__file__).resolve().parent.parent / "scenarios"
 class MecTopo(Topo):  # type: ignore[misc]
     """Switches, MEC hosts (one per site), service instances and UEs of one scenario."""
 
-    def build(self, scenario: Scenario | str | Path = DEFAULT_SCENARIO, **_: Any) -> None:
+    def build(
+        self,
+        scenario: Scenario | str | Path = DEFAULT_SCENARIO,
+        instance_hosts: bool = True,
+        **_: Any,
+    ) -> None:
+        """`instance_hosts=False`: service instances are left to the site agents (runc
+        containers plugged in at the same ports), not made Mininet hosts."""
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         topo = topology_from_scenario(sc)
         prefix = sc.network.subnet.prefixlen
@@ -39,6 +46,8 @@ class MecTopo(Topo):  # type: ignore[misc]
         for link in topo.links:
             self.addLink(link.a, link.b, port1=link.a_port, port2=link.b_port)
         for att in topo.attachments:
+            if att.kind == "instance" and not instance_hosts:
+                continue
             self.addHost(att.host, ip=f"{att.ip}/{prefix}", mac=att.mac)
             self.addLink(att.host, att.switch, port1=0, port2=att.port)
 

@@ -1,0 +1,29 @@
+"""Workload programs that run inside service containers, and where to find them.
+
+Each workload is ONE self-contained Python file using only the standard library of Debian's
+python3: a container sees the host's /usr read-only but neither this project nor its venv, so
+the migration code copies the file into the instance's /data and runs
+``/usr/bin/python3 /data/<name>.py ...``.
+
+- ``memhog``: anonymous memory of ``--size`` bytes dirtied at ``--dirty-rate`` bytes/s, a
+  counter ticking every 10 ms, a fingerprint of a seeded 1 MiB region, and a line protocol
+  (``GET``, ``PING``, ``STATS``) on ``--port`` (default 7000) over reusable TCP connections.
+- ``httpstream``: an HTTP/1.1 server on ``--port`` (default 8080) with ``/stream?bytes=N&rate=R``
+  (a deterministic body paced to R bytes/s), ``/counter``, ``/stats`` and ``/health``.
+
+Both accept ``--ready-file PATH`` (written as ``"<pid> <port>"`` once listening) and
+``--port 0`` (a free port).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WORKLOADS = ("memhog", "httpstream")
+
+
+def workload_path(name: str) -> Path:
+    """The file to copy into a container's /data for workload `name`."""
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})")
+    return Path(__file__).resolve().parent / f"{name}.py"

@@ -1,0 +1,202 @@
+"""The site agent's HTTP API: what one MEC site does for migrations (FastAPI).
+
+Each call is one step of a migration at this site; the orchestrator strings them together. The
+agent serves its API on a Unix socket (the orchestrator on the same machine) and/or TCP, and moves
+migration traffic to and from other agents on MIGRATION_PORT, over the (emulated) network, where
+the controller's reservation meters it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from migration.container import ContainerError, InstanceSpec, SiteContainers
+from migration.netns import NetnsError
+from migration.runc import CheckpointOptions, RuncError
+from migration.transfer import Manifest, Receiver, TransferError, send_dir
+
+log = logging.getLogger("mecmig.agent")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpecBody(_Body):
+    name: str
+    args: list[str]
+    ip: str
+    prefix: int
+    mac: str
+    port: int
+    memory_bytes: int | None = None
+    files: dict[str, str] = {}
+
+    def spec(self) -> InstanceSpec:
+        return InstanceSpec(**{**self.model_dump(), "args": tuple(self.args)})
+
+
+class CheckpointBody(_Body):
+    leave_running: bool = False
+
+
+class SendBody(_Body):
+    peer: str
+    port: int
+    delta: bool = False
+
+
+class LinkBody(_Body):
+    up: bool
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class Agent:
+    """The state an agent keeps between calls: receivers waiting, manifests of what it sent."""
+
+    def __init__(self, containers: SiteContainers, listen_ip: str, migration_port: int) -> None:
+        self.sites = containers
+        self.listen_ip = listen_ip
+        self.migration_port = migration_port
+        self.receivers: dict[str, Receiver] = {}
+        self.manifests: dict[str, Manifest] = {}
+        self.lock = threading.Lock()  # one step at a time per agent
+
+
+def create_agent_app(agent: Agent) -> FastAPI:
+    """The agent's API under /v1 (OpenAPI at /v1/openapi.json)."""
+    app = FastAPI(
+        title=f"mecmig agent {agent.sites.site}",
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+    )
+    c = agent.sites
+
+    @app.exception_handler(ContainerError)
+    @app.exception_handler(RuncError)
+    @app.exception_handler(NetnsError)
+    @app.exception_handler(TransferError)
+    async def _failed(_: Request, exc: Exception) -> JSONResponse:
+        log.error("site %s: %s", c.site, exc)
+        return JSONResponse(status_code=500, content={"error": str(exc)})
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("site %s: unexpected error", c.site, exc_info=exc)
+        return JSONResponse(status_code=500, content={"error": f"{type(exc).__name__}: {exc}"})
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return {"site": c.site, "instances": c.instances()}
+
+    @app.get("/v1/cpu")
+    def cpu() -> dict[str, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return {"busy": sum(fields) - idle, "total": sum(fields)}
+
+    @app.get("/v1/instances/{name}")
+    def spec(name: str) -> dict[str, Any]:
+        return {"spec": asdict(c.spec(name)), "status": c.status(name)}
+
+    @app.post("/v1/instances", status_code=201)
+    def create(body: SpecBody) -> dict[str, str]:
+        with agent.lock:
+            c.create(body.spec())
+        return {"status": c.status(body.name)}
+
+    @app.post("/v1/instances/{name}/prepare-target")
+    def prepare_target(name: str, body: SpecBody) -> dict[str, str]:
+        with agent.lock:
+            c.prepare_target(body.spec())
+        return {"status": "prepared"}
+
+    @app.post("/v1/instances/{name}/checkpoint")
+    def checkpoint(name: str, body: CheckpointBody) -> dict[str, Any]:
+        with agent.lock:
+            t0 = time.monotonic()
+            image = c.checkpoint(name, CheckpointOptions(leave_running=body.leave_running))
+            seconds = time.monotonic() - t0
+        return {"image_bytes": _du(image), "seconds": seconds, "leave_running": body.leave_running}
+
+    @app.post("/v1/instances/{name}/receive")
+    def receive(name: str) -> dict[str, int]:
+        with agent.lock:
+            old = agent.receivers.pop(name, None)
+            if old is not None:
+                old.close()
+            c.xfer_dir(name).mkdir(parents=True, exist_ok=True)
+            rx = Receiver(c.xfer_dir(name), host=agent.listen_ip, port=agent.migration_port)
+            port = rx.start()
+            agent.receivers[name] = rx
+        return {"port": port}
+
+    @app.post("/v1/instances/{name}/receive/finish")
+    def finish_receive(name: str) -> dict[str, Any]:
+        rx = agent.receivers.pop(name, None)
+        if rx is None:
+            raise ContainerError(f"site {c.site}: nothing is being received for {name}")
+        try:
+            stats = rx.wait(timeout=600)
+        finally:
+            rx.close()
+        return _stats(stats)
+
+    @app.post("/v1/instances/{name}/send")
+    def send(name: str, body: SendBody) -> dict[str, Any]:
+        previous = agent.manifests.get(name) if body.delta else None
+        stats, manifest = send_dir(c.xfer_dir(name), body.peer, body.port, previous=previous)
+        agent.manifests[name] = manifest
+        return _stats(stats)
+
+    @app.post("/v1/instances/{name}/link")
+    def link(name: str, body: LinkBody) -> dict[str, bool]:
+        c.net.set_link(c.plug(c.spec(name)), body.up)
+        return {"up": body.up}
+
+    @app.post("/v1/instances/{name}/restore")
+    def restore(name: str) -> dict[str, Any]:
+        with agent.lock:
+            t0 = time.monotonic()
+            c.restore(name)
+        return {"status": c.status(name), "seconds": time.monotonic() - t0}
+
+    @app.post("/v1/instances/{name}/resume")
+    def resume(name: str) -> dict[str, str]:
+        with agent.lock:
+            how = c.resume_after_failed_migration(name)
+        return {"how": how, "status": c.status(name)}
+
+    @app.delete("/v1/instances/{name}")
+    def destroy(name: str) -> dict[str, str]:
+        with agent.lock:
+            rx = agent.receivers.pop(name, None)
+            if rx is not None:
+                rx.close()
+            agent.manifests.pop(name, None)
+            c.destroy(name)
+        return {"status": "absent"}
+
+    return app
+
+
+def _stats(stats: Any) -> dict[str, Any]:
+    return {
+        "bytes_on_wire": stats.bytes_on_wire,
+        "bytes_total": stats.bytes_total,
+        "seconds": stats.seconds,
+        "mode": stats.mode,
+    }

@@ -1,0 +1,107 @@
+"""Talking to a site agent: the `Site` protocol over HTTP (a Unix socket or TCP)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+
+from migration.container import InstanceSpec
+from migration.site import DumpInfo, SendInfo, SiteError
+
+
+class AgentClient:
+    """A remote site: `AgentClient("mec1", "10.0.0.1", uds="/run/mecmig/agent-mec1.sock")`."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        uds: str | None = None,
+        url: str | None = None,
+        timeout: float = 600.0,
+    ) -> None:
+        self.name = name
+        self.address = address
+        transport = httpx.HTTPTransport(uds=uds) if uds else None
+        base = url or ("http://agent" if uds else f"http://{address}:7070")
+        self._http = httpx.Client(base_url=base, transport=transport, timeout=timeout)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise SiteError(f"agent {self.name} unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("error") or resp.json().get("detail") or resp.text
+            except ValueError:
+                message = resp.text
+            raise SiteError(f"agent {self.name}: {method} {path}: {message}")
+        return resp.json() if resp.content else None
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/health")
+        return result
+
+    def spec(self, instance: str) -> InstanceSpec:
+        data = self._call("GET", f"/v1/instances/{instance}")["spec"]
+        data["args"] = tuple(data["args"])
+        return InstanceSpec(**data)
+
+    def status(self, instance: str) -> str:
+        try:
+            return str(self._call("GET", f"/v1/instances/{instance}")["status"])
+        except SiteError:
+            return "absent"
+
+    def create(self, spec: InstanceSpec) -> None:
+        self._call("POST", "/v1/instances", _spec(spec))
+
+    def prepare_target(self, spec: InstanceSpec) -> None:
+        self._call("POST", f"/v1/instances/{spec.name}/prepare-target", _spec(spec))
+
+    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo:
+        data = self._call(
+            "POST", f"/v1/instances/{instance}/checkpoint", {"leave_running": leave_running}
+        )
+        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+
+    def start_receive(self, instance: str) -> int:
+        return int(self._call("POST", f"/v1/instances/{instance}/receive")["port"])
+
+    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
+        data = self._call(
+            "POST", f"/v1/instances/{instance}/send", {"peer": peer, "port": port, "delta": delta}
+        )
+        return SendInfo(**data)
+
+    def finish_receive(self, instance: str) -> SendInfo:
+        return SendInfo(**self._call("POST", f"/v1/instances/{instance}/receive/finish"))
+
+    def set_link(self, instance: str, up: bool) -> None:
+        self._call("POST", f"/v1/instances/{instance}/link", {"up": up})
+
+    def restore(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/restore")
+
+    def resume(self, instance: str) -> str:
+        return str(self._call("POST", f"/v1/instances/{instance}/resume")["how"])
+
+    def destroy(self, instance: str) -> None:
+        self._call("DELETE", f"/v1/instances/{instance}")
+
+    def cpu_jiffies(self) -> tuple[int, int]:
+        data = self._call("GET", "/v1/cpu")
+        return int(data["busy"]), int(data["total"])
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _spec(spec: InstanceSpec) -> dict[str, Any]:
+    data = asdict(spec)
+    data["args"] = list(spec.args)
+    return data

@@ -1,0 +1,210 @@
+"""Service containers at one site: create, status, checkpoint, restore, destroy.
+
+Layout under the site's directory, one folder per instance:
+    <name>/instance.json   what it is (InstanceSpec), so any later step knows it
+    <name>/bundle/         runc bundle (config.json, empty rootfs with mount points)
+    <name>/xfer/data/      its writable /data           } what a migration moves: one directory,
+    <name>/xfer/images/    the last checkpoint's images } sent whole or as a delta
+    <name>/criu.conf       CRIU options runc reads (CRIU_RESTORE_OPTIONS)
+    <name>/work/           CRIU's work files and logs
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from migration.bundle import BundleSpec, config_json, rootfs_mountpoints
+from migration.netns import ContainerNetwork, Plug
+from migration.runc import CheckpointOptions, Runc
+
+log = logging.getLogger(__name__)
+# dump refuses mntns-compat-mode, restore needs it (PLATFORM.md): the annotation names this file,
+# whose content we switch before each operation.
+CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
+PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
+
+
+class ContainerError(Exception):
+    """A container operation that failed, with the instance and what went wrong."""
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """A service instance as a site runs it."""
+
+    name: str
+    args: tuple[str, ...]
+    ip: str
+    prefix: int
+    mac: str
+    port: int  # on the site's bridge
+    memory_bytes: int | None = None
+    files: dict[str, str] = field(default_factory=dict)  # /data/<key> <- host file <value>
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> InstanceSpec:
+        data = json.loads(text)
+        data["args"] = tuple(data["args"])
+        return cls(**data)
+
+
+class SiteContainers:
+    """The containers of one site (its runc root, its bridge, its directory)."""
+
+    def __init__(self, site: str, root: Path, bridge: str, runc: Runc, net: ContainerNetwork):
+        self.site = site
+        self.root = root
+        self.bridge = bridge
+        self.runc = runc
+        self.net = net
+
+    # ------------------------------------------------------------------ paths
+
+    def dir(self, name: str) -> Path:
+        return self.root / name
+
+    def xfer_dir(self, name: str) -> Path:
+        """What moves with the instance: its /data and its last checkpoint images."""
+        return self.dir(name) / "xfer"
+
+    def data_dir(self, name: str) -> Path:
+        return self.xfer_dir(name) / "data"
+
+    def images_dir(self, name: str) -> Path:
+        return self.xfer_dir(name) / "images"
+
+    def spec(self, name: str) -> InstanceSpec:
+        path = self.dir(name) / "instance.json"
+        try:
+            return InstanceSpec.from_json(path.read_text())
+        except OSError as exc:
+            raise ContainerError(f"site {self.site}: no instance {name!r}") from exc
+
+    def plug(self, spec: InstanceSpec) -> Plug:
+        return Plug(spec.name, spec.ip, spec.prefix, spec.mac, self.bridge, spec.port)
+
+    def instances(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/instance.json"))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _layout(self, spec: InstanceSpec, netns_path: str) -> Path:
+        d = self.dir(spec.name)
+        bundle = d / "bundle"
+        for point in rootfs_mountpoints():
+            (bundle / "rootfs" / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        self.data_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        (d / "criu.conf").write_text("")
+        bundle_spec = BundleSpec(
+            name=spec.name,
+            args=spec.args,
+            netns_path=netns_path,
+            data_dir=str(self.data_dir(spec.name)),
+            criu_config_path=str(d / "criu.conf"),
+            cgroups_path=f"/mecmig/{self.site}/{spec.name}",
+            memory_limit_bytes=spec.memory_bytes,
+        )
+        (bundle / "config.json").write_text(json.dumps(config_json(bundle_spec), indent=1))
+        (d / "instance.json").write_text(spec.to_json())
+        return bundle
+
+    def create(self, spec: InstanceSpec) -> None:
+        """Plug the instance into the bridge and start it."""
+        if self.runc.status(spec.name) != "absent":
+            raise ContainerError(f"site {self.site}: instance {spec.name} already exists")
+        netns = self.net.create(self.plug(spec))
+        bundle = self._layout(spec, netns)
+        for target, source in spec.files.items():
+            shutil.copyfile(source, self.data_dir(spec.name) / target)
+        self.runc.run(spec.name, bundle)
+        log.info(
+            "site %s: started %s (%s on %s:%d)",
+            self.site,
+            spec.name,
+            spec.ip,
+            self.bridge,
+            spec.port,
+        )
+
+    def status(self, name: str) -> str:
+        return self.runc.status(name)
+
+    def destroy(self, name: str) -> None:
+        """Stop and remove everything of the instance at this site; no error if absent."""
+        self.runc.delete(name)
+        try:
+            spec = self.spec(name)
+        except ContainerError:
+            spec = None
+        if spec is not None:
+            self.net.delete(self.plug(spec))
+        shutil.rmtree(self.dir(name), ignore_errors=True)
+
+    # ------------------------------------------------------------------ checkpoint / restore
+
+    def checkpoint(self, name: str, opts: CheckpointOptions) -> Path:
+        """Dump the instance's process tree into its images directory; return the directory."""
+        image = self.images_dir(name)
+        shutil.rmtree(image, ignore_errors=True)
+        (self.dir(name) / "criu.conf").write_text("")
+        self.runc.checkpoint(name, image, self.dir(name) / "work" / "dump", opts)
+        return image
+
+    def prepare_target(self, spec: InstanceSpec) -> None:
+        """Destination side, before the dump: a locked netns plugged in but down, the bundle."""
+        if self.dir(spec.name).exists():
+            self.destroy(spec.name)
+        netns = self.net.create(self.plug(spec), locked=True, link_up=False)
+        self._layout(spec, netns)
+        (self.dir(spec.name) / PENDING_TARGET).write_text("")
+
+    def restore(self, name: str) -> None:
+        """Bring the interface up and restore from the images (CRIU lifts the lock)."""
+        spec = self.spec(name)
+        (self.dir(name) / "criu.conf").write_text(CRIU_RESTORE_OPTIONS)
+        self.net.set_link(self.plug(spec), True)
+        work = self.dir(name) / "work" / "restore"
+        self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
+        (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+
+    def collect_abandoned_targets(self) -> list[str]:
+        """Remove destinations prepared for migrations that never restored here (their
+        orchestrator or this agent died mid-way). Instances that ran here are never touched."""
+        abandoned = [n for n in self.instances() if (self.dir(n) / PENDING_TARGET).exists()]
+        for name in abandoned:
+            if self.runc.status(name) != "running":
+                log.warning("site %s: removing abandoned migration target %s", self.site, name)
+                self.destroy(name)
+        return abandoned
+
+    def resume_after_failed_migration(self, name: str) -> str:
+        """Source side rollback: the service runs here again, with its state; say how.
+
+        A running one only needs the lock a dump left in its namespace lifted. One the final
+        dump stopped is restored from that dump's images, its namespace locked (as a restore
+        target must be, so its clients' TCP connections survive); CRIU lifts the lock.
+        """
+        spec = self.spec(name)
+        status = self.runc.status(name)
+        if status == "running":
+            self.net.unlock(self.plug(spec))
+            self.net.set_link(self.plug(spec), True)
+            return "still running"
+        if not (self.images_dir(name) / "inventory.img").exists():
+            raise ContainerError(f"site {self.site}: {name} is {status} and there is no image")
+        self.runc.delete(name)
+        # Keep the lock the dump left: unlocking now, even briefly, would let the kernel answer
+        # the clients' retransmissions with RSTs (the dumped sockets are gone until restored).
+        if not self.net.is_locked(self.plug(spec)):
+            self.net.lock(self.plug(spec))
+        self.restore(name)
+        return "restored from its final dump"

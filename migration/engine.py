@@ -1,0 +1,308 @@
+"""The migration phase machine: strategies built from phases that can each be called alone.
+
+    prepare -> [pre-copy rounds] -> freeze + final dump -> transfer -> switch -> restore
+            -> (point of no return) -> release -> clean-up
+
+Before the point of no return every failure rolls back: the destination is wiped, the traffic
+(if it was switched) goes back, and the service runs at the source with its state (restored from
+its own final dump if that dump had stopped it). After it, clean-up is best effort. The phases are
+public methods on a `Migration`, so chain patterns (barriers between phases, phases in turn across
+several containers) compose them without rewriting them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from migration.network import ControllerLink, Grant, NoNetwork
+from migration.site import SendInfo, Site
+from migration.stoprule import Round, final_rate_bps, should_stop
+from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
+
+log = logging.getLogger(__name__)
+STRATEGIES = ("cold", "precopy")
+MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations match it
+DEFAULT_BUDGET_MS = 1000.0
+DEFAULT_RATE_BPS = 200_000_000
+DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
+RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
+_ids = itertools.count(1)
+
+
+class MigrationError(Exception):
+    """A migration that did not complete; `record` says how far it got and how it ended."""
+
+    def __init__(self, message: str, record: MigrationRecord) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to migrate, where, how."""
+
+    instance: str
+    source: Site
+    destination: Site
+    destination_site: str  # site name for the controller
+    destination_port: int
+    strategy: str = "cold"
+    budget_ms: float = DEFAULT_BUDGET_MS
+    rate_bps: int = DEFAULT_RATE_BPS
+    dirty_tracking: bool = False
+    predicted_bytes: int = 0  # the service's memory size: sizes a cold migration's reservation
+
+
+class Migration:
+    """One migration, phase by phase (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        network: ControllerLink | None = None,
+        clock: Clock = monotonic,
+        listener: Listener | None = None,
+    ) -> None:
+        if plan.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {plan.strategy!r} (known: {', '.join(STRATEGIES)})")
+        self.plan = plan
+        self.net = network or NoNetwork()
+        self.record = MigrationRecord(
+            id=f"mig-{next(_ids)}",
+            instance=plan.instance,
+            source=plan.source.name,
+            destination=plan.destination.name,
+            strategy=plan.strategy,
+        )
+        self.timeline = Timeline(self.record, clock, listener)
+        self.grant: Grant | None = None
+        self.rounds: list[Round] = []
+        self.switched = False
+        self.dumped_final = False
+        self.past_point_of_no_return = False
+        self.restore_s = RESTORE_ESTIMATE_S
+
+    @property
+    def tag(self) -> str:
+        return f"{self.record.id} instance={self.plan.instance}"
+
+    # ------------------------------------------------------------------ phases
+
+    def prepare(self) -> None:
+        """Destination: a locked namespace plugged in but down; reservation for our traffic."""
+        p = self.plan
+        with self.timeline.phase("prepare"):
+            spec = replace(p.source.spec(p.instance), port=p.destination_port)
+            p.destination.prepare_target(spec)
+        rate = p.rate_bps
+        if p.strategy == "cold" and p.predicted_bytes:
+            # nothing is copied before the freeze: size the one copy to fit the budget
+            rate = int(
+                final_rate_bps(
+                    p.predicted_bytes, p.budget_ms, DUMP_ESTIMATE_S, self.restore_s, p.rate_bps
+                )
+            )
+        with self.timeline.phase("reserve", rate_bps=rate) as ph:
+            self.grant = self.net.reserve(
+                p.source.name, p.destination.name, rate, MIGRATION_PORT, self.record.id
+            )
+            ph.detail["granted_bps"] = self.grant.rate_bps if self.grant else None
+        self.record.mode = "predump" if p.dirty_tracking else "full-dump-delta"
+
+    def precopy_round(self) -> Round:
+        """The service keeps running: dump it (leave running) and send what changed."""
+        n = len(self.rounds) + 1
+        with self.timeline.phase(f"precopy-{n}") as ph:
+            dump = self.plan.source.checkpoint(self.plan.instance, leave_running=True)
+            sent = self._transfer(delta=n > 1)
+            ph.bytes = sent.bytes_on_wire
+            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds, send_s=sent.seconds)
+        rnd = Round(sent.bytes_on_wire, dump.seconds, sent.seconds)
+        self.rounds.append(rnd)
+        return rnd
+
+    def boost(self) -> None:
+        """Size the final iteration's reservation from the last round (seed 000 §III-D)."""
+        if self.grant is None or not self.rounds:
+            return
+        last = self.rounds[-1]
+        rate = final_rate_bps(
+            last.wire_bytes, self.plan.budget_ms, last.dump_s, self.restore_s, self.grant.rate_bps
+        )
+        with self.timeline.phase("boost", from_bps=self.grant.rate_bps, want_bps=int(rate)) as ph:
+            self.grant = self.net.resize(self.grant, int(rate))
+            ph.detail["granted_bps"] = self.grant.rate_bps
+
+    def final_dump(self) -> None:
+        """Freeze: the last dump stops the service at the source."""
+        with self.timeline.phase("freeze_dump") as ph:
+            dump = self.plan.source.checkpoint(self.plan.instance, leave_running=False)
+            self.dumped_final = True
+            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+
+    def transfer(self) -> None:
+        with self.timeline.phase("transfer") as ph:
+            sent = self._transfer(delta=bool(self.rounds))
+            ph.bytes = sent.bytes_on_wire
+            ph.detail.update(mode=sent.mode, bytes_total=sent.bytes_total, send_s=sent.seconds)
+
+    def switch(self) -> None:
+        """Source link down, traffic to the destination port (still locked: no RST)."""
+        p = self.plan
+        with self.timeline.phase("switch") as ph:
+            p.source.set_link(p.instance, False)
+            self.switched = True
+            ph.detail["switchover_ms"] = self.net.relocate(
+                p.instance, p.destination_site, p.destination_port
+            )
+
+    def restore(self) -> None:
+        with self.timeline.phase("restore") as ph:
+            self.plan.destination.restore(self.plan.instance)
+            status = self.plan.destination.status(self.plan.instance)
+            if status != "running":
+                raise RuntimeError(f"restored instance is {status}")
+            self.restore_s = (ph.detail.get("seconds") or 0) or self.restore_s
+        self.past_point_of_no_return = True  # ---- POINT OF NO RETURN: the destination serves
+        self.timeline.mark_point_of_no_return()
+
+    def release(self) -> None:
+        if self.grant is not None:
+            with self.timeline.phase("release"):
+                self.net.release(self.grant)
+                self.grant = None
+
+    def cleanup(self) -> None:
+        with self.timeline.phase("cleanup"):
+            self.plan.source.destroy(self.plan.instance)
+
+    def _transfer(self, delta: bool) -> SendInfo:
+        p = self.plan
+        p.destination.start_receive(p.instance)
+        p.source.send(p.instance, p.destination.address, MIGRATION_PORT, delta=delta)
+        return p.destination.finish_receive(p.instance)
+
+    # ------------------------------------------------------------------ rollback
+
+    def rollback(self, error: BaseException) -> None:
+        """Everything back as before: destination wiped, traffic back, source serving."""
+        if self.past_point_of_no_return:
+            raise MigrationError(
+                f"{self.tag}: past the point of no return: no rollback", self.record
+            )
+        p = self.plan
+        log.error("%s: rolling back after: %s", self.tag, error)
+        with self.timeline.phase("rollback", error=str(error)) as ph:
+            steps: list[str] = []
+            undo: tuple[tuple[str, Callable[[], object]], ...] = (
+                ("destination wiped", lambda: p.destination.destroy(p.instance)),
+                ("source resumed", lambda: steps.append(p.source.resume(p.instance))),
+                ("traffic back", self._switch_back),
+                ("reservation released", self.release_quietly),
+            )
+            for what, step in undo:
+                try:
+                    step()
+                    steps.append(what)
+                except Exception as exc:  # noqa: BLE001 - each step is tried; the first error wins
+                    steps.append(f"{what}: FAILED ({exc})")
+            ph.detail["steps"] = steps
+            if any("FAILED" in s for s in steps):
+                raise MigrationError(f"rollback incomplete: {steps}", self.record)
+
+    def _switch_back(self) -> None:
+        if self.switched:
+            spec = self.plan.source.spec(self.plan.instance)
+            self.net.relocate(self.plan.instance, self.plan.source.name, spec.port)
+
+    def release_quietly(self) -> None:
+        if self.grant is not None:
+            self.net.release(self.grant)
+            self.grant = None
+
+    # ------------------------------------------------------------------ strategies
+
+    def run(self) -> MigrationRecord:
+        """Run the plan's strategy to the end; raise MigrationError (record inside) if it failed."""
+        log.info(
+            "%s: %s migration %s -> %s",
+            self.tag,
+            self.plan.strategy,
+            self.plan.source.name,
+            self.plan.destination.name,
+        )
+        cpu0 = self._cpu()
+        try:
+            self.prepare()
+            if self.plan.strategy == "precopy":
+                self._iterate()
+            self.final_dump()
+            self.transfer()
+            self.switch()
+            self.restore()
+        except BaseException as exc:  # any failure before the point of no return, Ctrl-C too
+            if self.past_point_of_no_return:
+                raise
+            try:
+                self.rollback(exc)
+            except MigrationError as rb:
+                self.timeline.finish(Outcome.FAILED, str(rb))
+                raise
+            self.timeline.finish(Outcome.ROLLED_BACK, str(exc) or type(exc).__name__)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: rolled back, now let it through
+            raise MigrationError(f"{self.tag}: rolled back: {exc}", self.record) from exc
+        errors = self._after_point_of_no_return()
+        self._metrics(cpu0)
+        self.timeline.finish(
+            Outcome.DONE if not errors else Outcome.FAILED, "; ".join(errors) or None
+        )
+        return self.record
+
+    def _iterate(self) -> None:
+        rate = float(self.grant.rate_bps if self.grant else self.plan.rate_bps)
+        while True:
+            self.precopy_round()
+            decision = should_stop(self.rounds, rate, self.plan.budget_ms, self.restore_s)
+            log.info(
+                "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)",
+                self.tag,
+                len(self.rounds),
+                self.rounds[-1].wire_bytes,
+                decision.reason,
+                decision.predicted_downtime_ms,
+            )
+            if decision.stop:
+                self.record.metrics["stop_reason"] = decision.reason
+                break
+        self.boost()
+
+    def _after_point_of_no_return(self) -> list[str]:
+        errors = []
+        for step in (self.release, self.cleanup):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - best effort after the point of no return
+                log.warning("%s: %s failed (migration stands): %s", self.tag, step.__name__, exc)
+                errors.append(f"{step.__name__}: {exc}")
+        return errors
+
+    def _cpu(self) -> tuple[int, int] | None:
+        try:
+            return self.plan.source.cpu_jiffies()
+        except Exception:  # noqa: BLE001 - CPU accounting is optional
+            return None
+
+    def _metrics(self, cpu0: tuple[int, int] | None) -> None:
+        rec = self.record
+        freeze = rec.phase("freeze_dump")
+        restore = rec.phase("restore")
+        if freeze and restore and restore.end_ms is not None:
+            rec.metrics["frozen_ms"] = restore.end_ms - freeze.start_ms
+        cpu1 = self._cpu()
+        if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
+            rec.metrics["source_cpu_util"] = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
+        rec.metrics["rounds"] = len(self.rounds)

@@ -1,0 +1,133 @@
+"""From a scenario to migrations: which agent, which ports, which spec.
+
+The orchestrator knows the scenario and one `Site` per MEC site; it deploys instances at their
+home site and migrates them with the engine, asking the controller (if any) for reservations and
+the traffic switch. Port numbers: at its home site an instance takes the port the topology model
+gave it; at any other site it takes GUEST_PORT_BASE + its index in the scenario, a port no link or
+declared host uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from mecmig.workloads import WORKLOADS, workload_path
+from migration.container import InstanceSpec
+from migration.engine import DEFAULT_BUDGET_MS, DEFAULT_RATE_BPS, Migration, Plan
+from migration.network import ControllerLink
+from migration.site import Site, SiteError
+from migration.timeline import Listener, MigrationRecord
+from topology.scenario import Scenario
+from topology.world import topology_from_scenario
+
+log = logging.getLogger(__name__)
+GUEST_PORT_BASE = 100
+
+
+class OrchestratorError(Exception):
+    """A request the orchestrator cannot carry out (unknown instance or site, nothing running)."""
+
+
+class Orchestrator:
+    """Deploys and migrates the scenario's instances through the sites' agents."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        sites: Mapping[str, Site],
+        network: ControllerLink | None = None,
+        dirty_tracking: bool = False,
+    ) -> None:
+        self.sc = scenario
+        self.sites = dict(sites)
+        self.network = network
+        self.dirty_tracking = dirty_tracking
+        self.model = topology_from_scenario(scenario)
+
+    def port_at(self, instance: str, site: str) -> int:
+        """The switch port `instance` takes at `site` (see the module docstring)."""
+        spec = self.sc.instance(instance)
+        if spec.site == site:
+            return self.model.attachment(instance).port
+        return GUEST_PORT_BASE + [i.name for i in self.sc.instances].index(instance)
+
+    def spec_at(self, instance: str, site: str) -> InstanceSpec:
+        """The runtime spec of `instance` when it runs at `site`."""
+        try:
+            inst = self.sc.instance(instance)
+        except KeyError as exc:
+            raise OrchestratorError(str(exc.args[0])) from exc
+        files = {
+            f"{w}.py": str(workload_path(w)) for w in WORKLOADS if f"/data/{w}.py" in inst.command
+        }
+        return InstanceSpec(
+            name=instance,
+            args=inst.command,
+            ip=str(inst.ip),
+            prefix=self.sc.network.subnet.prefixlen,
+            mac=self.sc.mac_of(instance),
+            port=self.port_at(instance, site),
+            files=files,
+        )
+
+    def site(self, name: str) -> Site:
+        if name not in self.sites:
+            raise OrchestratorError(f"no agent for site {name!r} (known: {', '.join(self.sites)})")
+        return self.sites[name]
+
+    def where(self, instance: str) -> str | None:
+        """The site where `instance` runs now, or None."""
+        for name, site in self.sites.items():
+            if site.status(instance) == "running":
+                return name
+        return None
+
+    def deploy(self, instance: str, site: str | None = None) -> str:
+        """Start `instance` at `site` (default: its home site in the scenario)."""
+        site = site or self.sc.instance(instance).site
+        self.site(site).create(self.spec_at(instance, site))
+        if self.network is not None:  # the controller may still have it where it last ran
+            self.network.relocate(instance, site, self.port_at(instance, site))
+        return site
+
+    def migrate(
+        self,
+        instance: str,
+        to: str,
+        *,
+        strategy: str = "cold",
+        budget_ms: float = DEFAULT_BUDGET_MS,
+        rate_bps: int = DEFAULT_RATE_BPS,
+        listener: Listener | None = None,
+    ) -> MigrationRecord:
+        """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
+        source = self.where(instance)
+        if source is None:
+            raise OrchestratorError(f"{instance} is not running at any site")
+        if source == to:
+            raise OrchestratorError(f"{instance} already runs at {to}")
+        try:
+            self.sc.site(to)
+        except KeyError as exc:
+            raise OrchestratorError(f"no site called {to!r}") from exc
+        plan = Plan(
+            instance=instance,
+            source=self.site(source),
+            destination=self.site(to),
+            destination_site=to,
+            destination_port=self.port_at(instance, to),
+            strategy=strategy,
+            budget_ms=budget_ms,
+            rate_bps=rate_bps,
+            dirty_tracking=self.dirty_tracking,
+        )
+        return Migration(plan, self.network, listener=listener).run()
+
+    def teardown(self, instance: str) -> None:
+        """Remove `instance` from every site (best effort per site)."""
+        for name, site in self.sites.items():
+            try:
+                site.destroy(instance)
+            except SiteError as exc:
+                log.warning("site %s: %s", name, exc)

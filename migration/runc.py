@@ -1,0 +1,189 @@
+"""runc, driven through the injected command runner, with our CRIU 4.2.1.
+
+Each site keeps its containers under its own runc root (`--root`), so the same container name can
+exist at the source and the destination during a migration. runc's own errors go to a log file
+(`--log`): a detached container must not inherit pipes, so stdio is /dev/null.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mecmig.runner import CommandError, Runner
+
+log = logging.getLogger(__name__)
+
+
+class RuncError(Exception):
+    """A runc operation failed: which one, on which container, and what runc/CRIU said."""
+
+    def __init__(self, op: str, container: str, detail: str) -> None:
+        super().__init__(f"runc {op} {container} failed: {detail}")
+        self.op = op
+        self.container = container
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """How to checkpoint: stop or leave running, lazy pages through a page server."""
+
+    leave_running: bool = False
+    tcp_established: bool = True
+    lazy_pages: bool = False
+    page_server: str | None = None  # "ADDR:PORT"
+    status_fd: int | None = None
+    parent_path: str | None = None  # pre-dump parent (kernels with dirty tracking)
+    pre_dump: bool = False
+
+
+class Runc:
+    """runc for one site: `root` keeps that site's container state apart from the others'."""
+
+    def __init__(self, runner: Runner, root: Path, criu: Path, log_dir: Path) -> None:
+        self.runner = runner
+        self.root = root
+        self.criu = criu
+        self.log_dir = log_dir
+
+    def _argv(self, container: str, *args: str) -> list[str]:
+        log_file = self.log_dir / f"runc-{container}.log"
+        return [
+            "runc",
+            "--root",
+            str(self.root),
+            "--criu",
+            str(self.criu),
+            "--log",
+            str(log_file),
+            "--log-format",
+            "json",
+            *args,
+        ]
+
+    def _run(
+        self,
+        op: str,
+        container: str,
+        args: list[str],
+        detached: bool = False,
+        timeout: float = 120.0,
+    ) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runner.run(self._argv(container, *args), detached_stdio=detached, timeout=timeout)
+        except CommandError as exc:
+            raise RuncError(op, container, self._last_error(container) or str(exc)) from exc
+
+    def _last_error(self, container: str) -> str:
+        path = self.log_dir / f"runc-{container}.log"
+        try:
+            lines = path.read_text(errors="replace").splitlines()[-20:]
+        except OSError:
+            return ""
+        msgs = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "fatal"):
+                msgs.append(str(entry.get("msg", "")))
+        return "; ".join(msgs[-3:])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, container: str, bundle: Path) -> None:
+        """Create and start `container` from `bundle`, detached."""
+        self._run(
+            "run", container, ["run", "--detach", "--bundle", str(bundle), container], detached=True
+        )
+
+    def state(self, container: str) -> dict[str, Any] | None:
+        """runc's state of the container (status, pid, ...), or None if it does not exist."""
+        result = self.runner.run(self._argv(container, "state", container), check=False)
+        if result.returncode != 0:
+            return None
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    def status(self, container: str) -> str:
+        """'running', 'paused', 'stopped', 'created' or 'absent'."""
+        st = self.state(container)
+        return "absent" if st is None else str(st.get("status"))
+
+    def kill(self, container: str, signal: str = "KILL") -> None:
+        self._run("kill", container, ["kill", container, signal])
+
+    def delete(self, container: str) -> None:
+        """Remove the container (killing it if it runs); no error if it is gone already."""
+        if self.state(container) is None:
+            return
+        self._run("delete", container, ["delete", "--force", container])
+
+    def pause(self, container: str) -> None:
+        self._run("pause", container, ["pause", container])
+
+    def resume(self, container: str) -> None:
+        self._run("resume", container, ["resume", container])
+
+    # ------------------------------------------------------------------ checkpoint / restore
+
+    def checkpoint(self, container: str, image: Path, work: Path, opts: CheckpointOptions) -> None:
+        """Checkpoint into `image` (absolute paths: runc needs them)."""
+        image.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        args = [
+            "checkpoint",
+            "--image-path",
+            str(image.resolve()),
+            "--work-path",
+            str(work.resolve()),
+        ]
+        if opts.leave_running:
+            args.append("--leave-running")
+        if opts.tcp_established:
+            args.append("--tcp-established")
+        if opts.pre_dump:
+            args.append("--pre-dump")
+        if opts.parent_path:
+            args += ["--parent-path", opts.parent_path]
+        if opts.lazy_pages:
+            args.append("--lazy-pages")
+        if opts.page_server:
+            args += ["--page-server", opts.page_server]
+        if opts.status_fd is not None:
+            args += ["--status-fd", str(opts.status_fd)]
+        self._run("checkpoint", container, [*args, container])
+
+    def restore(
+        self,
+        container: str,
+        bundle: Path,
+        image: Path,
+        work: Path,
+        *,
+        tcp_established: bool = True,
+        lazy_pages: bool = False,
+    ) -> None:
+        """Restore `container` from `image`, detached, with `bundle`'s config (its netns)."""
+        work.mkdir(parents=True, exist_ok=True)
+        args = [
+            "restore",
+            "--detach",
+            "--image-path",
+            str(image.resolve()),
+            "--work-path",
+            str(work.resolve()),
+            "--bundle",
+            str(bundle),
+        ]
+        if tcp_established:
+            args.append("--tcp-established")
+        if lazy_pages:
+            args.append("--lazy-pages")
+        self._run("restore", container, [*args, container], detached=True)

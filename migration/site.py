@@ -1,0 +1,68 @@
+"""What the migration engine asks of a site, whoever answers: an agent over HTTP, or in-process.
+
+The engine only sees this protocol; `migration.agent_client.AgentClient` speaks it to a remote
+`mecmig agent`, and tests can hand in a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from migration.container import InstanceSpec
+
+
+@dataclass(frozen=True)
+class DumpInfo:
+    """What a checkpoint produced."""
+
+    image_bytes: int
+    seconds: float
+    leave_running: bool
+
+
+@dataclass(frozen=True)
+class SendInfo:
+    """What a transfer moved."""
+
+    bytes_on_wire: int
+    bytes_total: int
+    seconds: float
+    mode: str
+
+
+class SiteError(Exception):
+    """A site could not do what was asked (its agent's message is in the text)."""
+
+
+class Site(Protocol):
+    """One MEC site's agent, as the migration engine sees it."""
+
+    name: str
+    address: str  # where peers send migration traffic (the agent's IP)
+
+    def spec(self, instance: str) -> InstanceSpec: ...
+
+    def status(self, instance: str) -> str: ...
+
+    def create(self, spec: InstanceSpec) -> None: ...
+
+    def prepare_target(self, spec: InstanceSpec) -> None: ...
+
+    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo: ...
+
+    def start_receive(self, instance: str) -> int: ...
+
+    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo: ...
+
+    def finish_receive(self, instance: str) -> SendInfo: ...
+
+    def set_link(self, instance: str, up: bool) -> None: ...
+
+    def restore(self, instance: str) -> None: ...
+
+    def resume(self, instance: str) -> str: ...
+
+    def destroy(self, instance: str) -> None: ...
+
+    def cpu_jiffies(self) -> tuple[int, int]: ...

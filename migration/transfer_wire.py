@@ -1,0 +1,372 @@
+"""The mechanics under `migration.transfer`: data types, framing, hashing, file helpers, and
+the sending end of a connection (`FrameSender`). The protocol is described in
+`migration.transfer`.
+
+A frame is a 4-byte big-endian length N followed by N bytes of UTF-8 JSON (one object with a
+"t" key); some frames are followed by raw payload bytes whose length the header gives.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import select
+import shutil
+import socket
+import stat
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+PROTOCOL_VERSION = 1
+BLOCK_DIGEST_SIZE = 16
+FILE_DIGEST_SIZE = 32
+MAX_HEADER = 64 << 20
+SOCKET_BUFFER = 8 << 20
+SEND_CHUNK = 8 << 20  # bytes per sendfile call, between progress reports and receiver checks
+KEEPALIVE_SECONDS = 2.0
+PARTIAL_PREFIX = ".partial-"
+_LEN = struct.Struct(">I")
+Progress = Callable[[int, int], None]
+Digests = tuple[tuple[bytes, ...], bytes]
+_Str = str | None
+_CTX = ("peer", "file", "phase")
+
+
+class TransferError(Exception):
+    """A transfer failed; `peer`, `file` and `phase` say where (any of them may be None)."""
+
+    def __init__(self, message: str, *, peer: _Str = None, file: _Str = None, phase: _Str = None):
+        where = ", ".join(f"{k}={v}" for k, v in zip(_CTX, (peer, file, phase), strict=True) if v)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.message, self.peer, self.file, self.phase = message, peer, file, phase
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    files: int
+    bytes_on_wire: int
+    bytes_total: int
+    bytes_skipped: int
+    seconds: float
+    mode: Literal["full", "delta"]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One path of a sent tree. `digest` = blake2b-256(size as 8 bytes BE || block digests)."""
+
+    kind: Literal["file", "dir", "link"]
+    size: int
+    mode: int
+    mtime_ns: int
+    blocks: tuple[bytes, ...] = ()
+    digest: bytes = b""
+    target: str = ""  # symlink target
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the receiver holds after a send: relative POSIX path -> entry."""
+
+    block_size: int
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """{"block_size": n, "files": {path: {kind, size, mode, mtime_ns, blocks, digest, ...}}}
+        with `blocks` the concatenated block digests and `digest` in hex."""
+        files = {
+            p: {**e.__dict__, "blocks": b"".join(e.blocks).hex(), "digest": e.digest.hex()}
+            for p, e in self.files.items()
+        }
+        return json.dumps({"block_size": self.block_size, "files": files}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        raw, n = json.loads(text), BLOCK_DIGEST_SIZE
+        files = {}
+        for p, e in raw["files"].items():
+            blocks, digest = bytes.fromhex(e.pop("blocks")), bytes.fromhex(e.pop("digest"))
+            split = tuple(blocks[i : i + n] for i in range(0, len(blocks), n))
+            files[p] = FileEntry(**e, blocks=split, digest=digest)
+        return cls(int(raw["block_size"]), files)
+
+
+def file_digest(size: int, blocks: list[bytes] | tuple[bytes, ...]) -> bytes:
+    h = hashlib.blake2b(size.to_bytes(8, "big"), digest_size=FILE_DIGEST_SIZE)
+    for b in blocks:
+        h.update(b)
+    return h.digest()
+
+
+def block_digest(data: memoryview | bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=BLOCK_DIGEST_SIZE).digest()
+
+
+def read_exact(f: io.FileIO, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            raise TransferError("file shrank while being read", file=str(f.name), phase="read")
+        got += n
+
+
+def write_all(f: io.FileIO, view: memoryview) -> None:
+    while view:
+        view = view[f.write(view) or 0 :]
+
+
+class BlockWriter:
+    """Writes blocks on a worker thread, so that disk writes overlap receiving and hashing.
+
+    Fill `buffer()` then `write(f, n)` its first `n` bytes; `flush()` waits for every queued
+    write (call it before closing a file) and raises the first write error (e.g. ENOSPC).
+    """
+
+    def __init__(self, block_size: int, depth: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="transfer-writer")
+        self._ring: deque[tuple[memoryview, Future[None] | None]] = deque(
+            (memoryview(bytearray(block_size)), None) for _ in range(depth)
+        )
+
+    def buffer(self) -> memoryview:
+        buf, pending = self._ring[0]
+        if pending is not None:
+            pending.result()
+        return buf
+
+    def write(self, f: io.FileIO, n: int) -> None:
+        buf, _ = self._ring.popleft()
+        self._ring.append((buf, self._pool.submit(write_all, f, buf[:n])))
+
+    def flush(self, check: bool = True) -> None:
+        wait([p for _, p in self._ring if p is not None])
+        for _, pending in self._ring:
+            if check and pending is not None:
+                pending.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+def hash_file(
+    path: Path, size: int, block_size: int, cancel: threading.Event
+) -> tuple[tuple[bytes, ...], bytes]:
+    """Block digests and file digest of the first `size` bytes of `path` (must have them all)."""
+    view, blocks = memoryview(bytearray(block_size)), []
+    with open(path, "rb", buffering=0) as f:
+        for off in range(0, size, block_size):
+            if cancel.is_set():
+                raise TransferError("cancelled", file=str(path), phase="hash")
+            read_exact(f, view[: min(block_size, size - off)])
+            blocks.append(block_digest(view[: min(block_size, size - off)]))
+    return tuple(blocks), file_digest(size, blocks)
+
+
+def describe(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "destination disk full"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if e.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+        return f"connection lost ({os.strerror(e.errno or 0)})"
+    return str(e)
+
+
+def stat_meta(st: os.stat_result) -> dict[str, int]:
+    return {
+        "mode": stat.S_IMODE(st.st_mode),
+        "mtime_ns": st.st_mtime_ns,
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+def apply_meta(path: Path, h: Mapping[str, Any], kind: str) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, int(h["uid"]), int(h["gid"]), follow_symlinks=False)
+    if kind != "link":
+        os.chmod(path, int(h["mode"]))
+    if kind != "dir":
+        os.utime(path, ns=(int(h["mtime_ns"]),) * 2, follow_symlinks=False)
+
+
+def mirror_commit(
+    dest: Path, partial: Path, headers: Mapping[str, Mapping[str, Any]], received: set[str]
+) -> None:
+    """Make `dest` hold exactly the entries of `headers` (rel -> header, parents first): delete
+    what is not listed, move `received` entries from `partial`, refresh metadata of the rest."""
+    kinds = {rel: "file" if h["t"] == "patch" else str(h["t"]) for rel, h in headers.items()}
+    old = scan_tree(dest, skip_partial=True)
+    for rel, st in sorted(old, key=lambda x: x[0].count("/"), reverse=True):
+        kind, is_dir = kinds.get(rel), stat.S_ISDIR(st.st_mode)
+        if kind is None or (kind == "dir") != is_dir:
+            (shutil.rmtree if is_dir else os.unlink)(dest / rel)
+    for rel, kind in kinds.items():
+        if kind == "dir":
+            (dest / rel).mkdir(mode=0o700, exist_ok=True)
+        elif rel in received:
+            os.replace(partial / rel, dest / rel)
+        else:
+            apply_meta(dest / rel, headers[rel], kind)
+    for rel in reversed([r for r, k in kinds.items() if k == "dir"]):
+        apply_meta(dest / rel, headers[rel], "dir")
+
+
+def entry_from_stat(st: os.stat_result, **kw: Any) -> FileEntry:
+    kind: Literal["file", "dir", "link"] = (
+        "dir" if stat.S_ISDIR(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
+    )
+    size = st.st_size if kind == "file" else 0
+    return FileEntry(
+        kind, size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, uid=st.st_uid, gid=st.st_gid, **kw
+    )
+
+
+def scan_tree(root: Path, skip_partial: bool = False) -> list[tuple[str, os.stat_result]]:
+    """Directories, regular files and symlinks under `root` (lstat), parents before children.
+
+    Other file types (sockets, FIFOs, devices) are left out: they cannot be copied as data.
+    """
+    out: list[tuple[str, os.stat_result]] = []
+
+    def walk(d: Path, prefix: str) -> None:
+        with os.scandir(d) as it:
+            items = sorted(it, key=lambda e: e.name)
+        for e in items:
+            if skip_partial and not prefix and e.name.startswith(PARTIAL_PREFIX):
+                continue
+            st = e.stat(follow_symlinks=False)
+            rel = prefix + e.name
+            if stat.S_ISDIR(st.st_mode):
+                out.append((rel, st))
+                walk(Path(e.path), rel + "/")
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                out.append((rel, st))
+
+    walk(root, "")
+    return out
+
+
+def safe_rel(rel: object) -> str:
+    """`rel` if it is a clean relative POSIX path that stays inside the tree, else raise."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        raise TransferError(f"bad path {rel!r}", phase="receive")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")):
+        raise TransferError(f"unsafe path {rel!r}", phase="receive")
+    return str(p)
+
+
+def tune_socket(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+
+
+def encode_frame(header: Mapping[str, Any]) -> bytes:
+    data = json.dumps(header, separators=(",", ":")).encode()
+    return _LEN.pack(len(data)) + data
+
+
+def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
+    """Fill `view` from `sock`; EOFError if the peer closes first."""
+    got, want = 0, len(view)
+    while got < want:
+        n = sock.recv_into(view[got:], want - got)
+        if n == 0:
+            raise EOFError("connection closed by peer")
+        got += n
+
+
+def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], int]:
+    """One header and its size on the wire (length prefix included)."""
+    head = bytearray(_LEN.size)
+    recv_exact_into(sock, memoryview(head))
+    (n,) = _LEN.unpack(head)
+    if n > MAX_HEADER:
+        raise TransferError(f"header of {n} bytes is too large", phase="receive")
+    body = bytearray(n)
+    recv_exact_into(sock, memoryview(body))
+    obj = json.loads(body)
+    if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+        raise TransferError("malformed header", phase="receive")
+    return obj, n + _LEN.size
+
+
+class FrameSender:
+    """The sending end of one connection: frames, file payloads, byte and progress counts."""
+
+    def __init__(self, sock: socket.socket, total: int, progress: Progress | None) -> None:
+        self.sock, self.total, self.progress = sock, total, progress
+        self.on_wire = self.payload = self.done = 0
+        self.last_send = time.monotonic()
+        self.phase, self.file = "send", ""
+
+    def frame(self, header: dict[str, Any]) -> None:
+        data = encode_frame(header)
+        self.sock.sendall(data)
+        self.on_wire, self.last_send = self.on_wire + len(data), time.monotonic()
+
+    def sent(self, n: int, payload: bool = True) -> None:
+        if payload:
+            self.on_wire, self.payload = self.on_wire + n, self.payload + n
+            if select.select([self.sock], [], [], 0)[0]:  # the receiver speaks to fail or ack
+                self.result()
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def result(self) -> None:
+        try:
+            h, _ = recv_frame(self.sock)
+        except EOFError:
+            raise TransferError("receiver closed the connection") from None
+        if h.get("t") != "result" or not h.get("ok"):
+            why = f"receiver failed: {h.get('error', h)}"
+            raise TransferError(why, file=h.get("file") or self.file, phase="remote")
+
+    def whole(self, path: Path, h: dict[str, Any], hashing: Future[Digests]) -> Digests:
+        """Zero-copy send while a worker thread hashes the same bytes from the page cache."""
+        self.frame({"t": "file", **h})
+        with open(path, "rb", buffering=0) as f:
+            for off in range(0, h["size"], SEND_CHUNK):
+                want = min(SEND_CHUNK, h["size"] - off)
+                if self.sock.sendfile(f, off, want) != want:
+                    raise TransferError("file shrank while being sent")
+                self.sent(want)
+        blocks, digest = hashing.result()
+        self.frame({"t": "sum", "digest": digest.hex()})
+        return blocks, digest
+
+    def patch(self, path: Path, h: dict[str, Any], prev: FileEntry, buf: memoryview) -> Digests:
+        """One read pass: hash each block, send those whose digest differs from `prev`."""
+        size, bs, blocks = h["size"], len(buf), []
+        self.frame({"t": "patch", **h, "base_size": prev.size})
+        with open(path, "rb", buffering=0) as f:
+            for i, off in enumerate(range(0, size, bs)):
+                view = buf[: min(bs, size - off)]
+                read_exact(f, view)
+                blocks.append(block_digest(view))
+                changed = i >= len(prev.blocks) or prev.blocks[i] != blocks[-1]
+                if changed:
+                    self.frame({"t": "blk", "i": i, "n": len(view)})
+                    self.sock.sendall(view)
+                elif time.monotonic() - self.last_send > KEEPALIVE_SECONDS:
+                    self.frame({"t": "nop"})
+                self.sent(len(view), payload=changed)
+        digest = file_digest(size, blocks)
+        self.frame({"t": "end", "digest": digest.hex()})
+        return tuple(blocks), digest

@@ -1,0 +1,201 @@
+"""Live migration for real: runc containers, CRIU 4.2.1, site agents in Mininet hosts, the
+controller's reservation and traffic switch, a client probing every 5 ms over one TCP connection.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migration.engine import Migration, MigrationError, Plan
+from migration.network import RestControllerLink
+from migration.orchestrator import Orchestrator
+from migration.timeline import Outcome
+from mininet_scenarios.agents import SiteAgents
+from mininet_scenarios.testbed import Testbed
+from mininet_scenarios.testbed import testbed as make_testbed
+from topology.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGE = ROOT / "scenarios" / "edge.yaml"
+
+
+@dataclass
+class World:
+    tb: Testbed
+    agents: SiteAgents
+    orch: Orchestrator
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    sc = load_scenario(EDGE)
+    with make_testbed(EDGE, instance_hosts=False) as tb, SiteAgents(tb.emu, EDGE) as agents:
+        orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
+        yield World(tb, agents, orch)
+
+
+@pytest.fixture()
+def counter(world: World) -> Iterator[str]:
+    """A fresh memhog instance at mec1 (removed afterwards, wherever it ended up)."""
+    world.orch.teardown("counter")
+    world.orch.deploy("counter")
+    _wait_answering(world, "10.0.0.21", 7000)
+    yield "counter"
+    world.orch.teardown("counter")
+
+
+def _wait_answering(world: World, ip: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    ue = world.tb.emu.host("ue1")
+    while time.monotonic() < deadline:
+        out = ue.cmd(f"bash -c 'exec 3<>/dev/tcp/{ip}/{port} && echo PING >&3 && head -c4 <&3'")
+        if "PONG" in out:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{ip}:{port} does not answer")
+
+
+class ProbeRun:
+    """`python -m migration.probe` on ue1: one TCP connection, a request every 5 ms."""
+
+    def __init__(self, world: World, ip: str, port: int, seconds: float) -> None:
+        self.proc = world.tb.emu.host("ue1").popen(
+            [
+                sys.executable,
+                "-m",
+                "migration.probe",
+                ip,
+                str(port),
+                "--interval-ms",
+                "5",
+                "--duration",
+                str(seconds),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.0)
+
+    def result(self) -> dict[str, Any]:
+        out, err = self.proc.communicate(timeout=120)
+        assert self.proc.returncode == 0, err.decode()
+        data: dict[str, Any] = json.loads(out)
+        return data
+
+
+def _assert_state_kept(probe: dict[str, Any]) -> None:
+    assert probe["same_connection"], probe
+    assert probe["counter_monotonic"], probe
+    assert probe["fingerprint_stable"], probe
+    assert probe["last_counter"] > probe["first_counter"], probe
+
+
+@pytest.mark.parametrize("strategy", ["cold", "precopy"])
+def test_migration_keeps_memory_state_and_the_open_tcp_connection(
+    world: World, counter: str, strategy: str
+) -> None:
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=10)
+    record = world.orch.migrate(counter, "mec2", strategy=strategy, budget_ms=2000)
+    result = probe.result()
+    print(
+        f"{strategy}: client-observed downtime {result['downtime_ms']:.0f} ms, "
+        f"total {record.total_ms:.0f} ms, {record.bytes_transferred} bytes, mode {record.mode}"
+    )
+    assert record.outcome is Outcome.DONE
+    assert world.orch.where(counter) == "mec2"
+    _assert_state_kept(result)
+    assert result["downtime_ms"] < 5000
+    names = [p.name for p in record.phases]
+    assert names[-2:] == ["release", "cleanup"] and "restore" in names
+    if strategy == "precopy":
+        assert record.mode == "full-dump-delta" and record.metrics["rounds"] >= 1
+    view = {i.name: i for i in world.tb.ctl.client.instances()}
+    assert view[counter].switch == "s2"
+    assert world.tb.ctl.client.reservations() == []
+
+
+def test_repeated_hops_there_and_back(world: World, counter: str) -> None:
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=14)
+    for to in ("mec2", "mec1", "mec2", "mec1"):
+        assert world.orch.migrate(counter, to, strategy="cold").outcome is Outcome.DONE
+    _assert_state_kept(probe.result())
+    assert world.orch.where(counter) == "mec1"
+
+
+def test_transfer_cut_rolls_back_and_the_service_keeps_running_at_the_source(
+    world: World, counter: str
+) -> None:
+    dest = world.tb.emu.host("hmec2")
+    dest.cmd("iptables -I INPUT -p tcp --dport 7100 -j REJECT --reject-with tcp-reset")
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=6)
+    try:
+        with pytest.raises(MigrationError) as info:
+            world.orch.migrate(counter, "mec2", strategy="cold")
+    finally:
+        dest.cmd("iptables -D INPUT -p tcp --dport 7100 -j REJECT --reject-with tcp-reset")
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert world.orch.where(counter) == "mec1"
+    assert world.agents.clients["mec2"].health()["instances"] == []
+    assert world.tb.ctl.client.reservations() == []
+    _assert_state_kept(probe.result())
+
+
+def test_destination_disk_full_rolls_back(world: World, counter: str) -> None:
+    root = Path(f"/var/lib/mecmig/sites/edge/mec2/{counter}")
+    # the destination's instance directory becomes a 1 MiB filesystem once it is prepared
+    original_prepare = world.agents.clients["mec2"].prepare_target
+
+    def prepare_small(spec: Any) -> None:
+        original_prepare(spec)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root / "xfer")], check=True
+        )
+
+    world.agents.clients["mec2"].prepare_target = prepare_small  # type: ignore[method-assign]
+    try:
+        with pytest.raises(MigrationError) as info:
+            world.orch.migrate(counter, "mec2", strategy="cold")
+    finally:
+        world.agents.clients["mec2"].prepare_target = original_prepare  # type: ignore[method-assign]
+        subprocess.run(["umount", str(root / "xfer")], check=False)
+    assert "disk full" in str(info.value.record.phase("transfer").detail)  # type: ignore[union-attr]
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert world.orch.where(counter) == "mec1"
+    _wait_answering(world, "10.0.0.21", 7000)
+
+
+def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dump(
+    world: World, counter: str
+) -> None:
+    """Phase by phase: the namespace the restore needs vanishes after the transfer."""
+    orch = world.orch
+    plan = Plan(
+        instance=counter,
+        source=orch.site("mec1"),
+        destination=orch.site("mec2"),
+        destination_site="mec2",
+        destination_port=orch.port_at(counter, "mec2"),
+    )
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
+    mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
+    mig.prepare()
+    mig.final_dump()
+    mig.transfer()
+    mig.switch()
+    subprocess.run(["ip", "netns", "del", f"mecmig-{counter}-mec2"], check=True)
+    with pytest.raises(Exception) as failure:
+        mig.restore()
+    mig.rollback(failure.value)
+    assert orch.where(counter) == "mec1"
+    assert world.agents.clients["mec2"].health()["instances"] == []
+    _assert_state_kept(probe.result())

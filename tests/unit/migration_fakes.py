@@ -1,0 +1,316 @@
+"""In-memory fakes of what the migration engine talks to: sites, the controller link, a clock.
+
+`FakeSite` implements `migration.site.Site`: it keeps each instance's status (running, stopped,
+absent), its link, whether it was dumped and whether checkpoint images are there, and checks the
+order of calls the way a real agent would (no send without images, no restore without a prepared
+target and received images...). Sites reach each other through `connect(...)`: `send` hands its
+bytes to the peer whose address it names, and that peer's `finish_receive` reports them.
+
+Failure injection: `fail_at` names operations that raise `SiteError` (`fail_on` picks which call
+of an operation fails, 1-based, default the first). Besides the method names there are
+`checkpoint-leave-running`, `checkpoint-final` and `status-after-restore` (`fail_on=None`: every
+call fails); and `after_restore_status` makes a restore "succeed" with the instance left in
+another status. Give the fakes one `journal` list to see the order of calls across them.
+
+Time is a `FakeClock` every fake advances by a set amount per operation, so timings are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from migration.container import InstanceSpec
+from migration.network import Grant
+from migration.site import DumpInfo, SendInfo, SiteError
+
+MB = 1_000_000
+
+# Seconds each fake operation takes on the fake clock (unlisted ones take no time).
+SITE_DURATIONS = {
+    "prepare_target": 0.010,
+    "checkpoint": 0.050,
+    "send": 0.100,
+    "restore": 0.200,
+    "destroy": 0.005,
+}
+RELOCATE_S = 0.020
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+def make_spec(name: str = "svc", port: int = 3, **kw: Any) -> InstanceSpec:
+    base = InstanceSpec(
+        name=name,
+        args=("/usr/bin/python3", "/data/memhog.py", "--port", "7000"),
+        ip="10.0.0.21",
+        prefix=24,
+        mac="02:00:0a:00:00:15",
+        port=port,
+    )
+    return replace(base, **kw)
+
+
+@dataclass
+class FakeInstance:
+    spec: InstanceSpec
+    status: str = "running"  # running | stopped | absent (a prepared target is "absent")
+    link: bool = True
+    prepared: bool = False  # a restore target: locked namespace, bundle, no process
+    dumped: bool = False
+    images: bool = False
+    restored: bool = False
+
+
+@dataclass
+class _Incoming:
+    port: int
+    sent: SendInfo | None = None
+
+
+def _names(fail_at: str | Iterable[str] | None) -> set[str]:
+    if fail_at is None:
+        return set()
+    if isinstance(fail_at, str):
+        return {fail_at}
+    return set(fail_at)
+
+
+class FakeSite:
+    """One MEC site's agent, in memory (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        clock: FakeClock,
+        *,
+        send_bytes: Sequence[int] = (64 * MB,),
+        dump_s: float = SITE_DURATIONS["checkpoint"],
+        fail_at: str | Iterable[str] | None = None,
+        fail_on: int | None = 1,
+        after_restore_status: str = "running",
+        durations: dict[str, float] | None = None,
+        journal: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.clock = clock
+        self.send_bytes = list(send_bytes)  # per send call; the last one repeats
+        self.dump_s = dump_s
+        self.fail_at = _names(fail_at)
+        self.fail_on = fail_on
+        self.after_restore_status = after_restore_status
+        self.durations = {**SITE_DURATIONS, "checkpoint": dump_s, **(durations or {})}
+        self.instances: dict[str, FakeInstance] = {}
+        self.incoming: dict[str, _Incoming] = {}
+        self.peers: dict[str, FakeSite] = {}
+        self.calls: list[tuple[Any, ...]] = []
+        self.counts: dict[str, int] = {}
+        self.resumed: list[str] = []  # what each resume answered
+        self.journal = journal if journal is not None else []
+        self._jiffies = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _op(self, op: str, *args: Any, alias: str | None = None) -> None:
+        """Log a call, advance the clock, and fail it if told to."""
+        self.calls.append((op, *args))
+        self.journal.append((self.name, op if alias is None else alias))
+        self.clock.advance(self.durations.get(op, 0.0))
+        for key in (op, alias):
+            if key is None:
+                continue
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if key in self.fail_at and self.fail_on in (None, self.counts[key]):
+                raise SiteError(f"site {self.name}: injected failure in {key}")
+
+    def _get(self, instance: str) -> FakeInstance:
+        inst = self.instances.get(instance)
+        if inst is None:
+            raise SiteError(f"site {self.name}: no instance {instance!r}")
+        return inst
+
+    def ops(self, name: str) -> list[tuple[Any, ...]]:
+        """The logged calls of operation `name`."""
+        return [c for c in self.calls if c[0] == name]
+
+    # ------------------------------------------------------------------ the Site protocol
+
+    def spec(self, instance: str) -> InstanceSpec:
+        self._op("spec", instance)
+        return self._get(instance).spec
+
+    def status(self, instance: str) -> str:
+        inst = self.instances.get(instance)
+        alias = "status-after-restore" if inst is not None and inst.restored else None
+        self._op("status", instance, alias=alias)
+        return "absent" if inst is None else inst.status
+
+    def create(self, spec: InstanceSpec) -> None:
+        self._op("create", spec.name)
+        if spec.name in self.instances:
+            raise SiteError(f"site {self.name}: instance {spec.name} already exists")
+        self.instances[spec.name] = FakeInstance(spec)
+
+    def prepare_target(self, spec: InstanceSpec) -> None:
+        self._op("prepare_target", spec)
+        self.instances[spec.name] = FakeInstance(spec, status="absent", link=False, prepared=True)
+
+    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo:
+        alias = "checkpoint-leave-running" if leave_running else "checkpoint-final"
+        self._op("checkpoint", instance, leave_running, alias=alias)
+        inst = self._get(instance)
+        if inst.status != "running":
+            raise SiteError(f"site {self.name}: {instance} is {inst.status}")
+        inst.dumped = inst.images = True
+        if not leave_running:
+            inst.status = "stopped"
+        return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=leave_running)
+
+    def start_receive(self, instance: str) -> int:
+        self._op("start_receive", instance)
+        self._get(instance)
+        self.incoming[instance] = _Incoming(port=7100)
+        return 7100
+
+    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
+        n = len(self.ops("send"))
+        self._op("send", instance, peer, port, delta)
+        if not self._get(instance).images:
+            raise SiteError(f"site {self.name}: {instance} has no images to send")
+        target = self.peers.get(peer)
+        if target is None or instance not in target.incoming:
+            raise SiteError(f"site {self.name}: nobody receives {instance} at {peer}:{port}")
+        wire = self.send_bytes[min(n, len(self.send_bytes) - 1)]
+        info = SendInfo(
+            bytes_on_wire=wire,
+            bytes_total=max(wire, 64 * MB),
+            seconds=self.durations["send"],
+            mode="delta" if delta else "full",
+        )
+        target.incoming[instance].sent = info
+        return info
+
+    def finish_receive(self, instance: str) -> SendInfo:
+        self._op("finish_receive", instance)
+        rx = self.incoming.pop(instance, None)
+        if rx is None or rx.sent is None:
+            raise SiteError(f"site {self.name}: nothing is being received for {instance}")
+        self._get(instance).images = True
+        return rx.sent
+
+    def set_link(self, instance: str, up: bool) -> None:
+        self._op("set_link", instance, up)
+        self._get(instance).link = up
+
+    def restore(self, instance: str) -> None:
+        self._op("restore", instance)
+        inst = self._get(instance)
+        if not (inst.prepared and inst.images):
+            raise SiteError(f"site {self.name}: {instance} is not ready to be restored")
+        inst.status = self.after_restore_status
+        inst.link = True
+        inst.restored = True
+
+    def resume(self, instance: str) -> str:
+        self._op("resume", instance)
+        inst = self._get(instance)
+        if inst.status == "running":
+            how = "still running"
+        elif inst.images:
+            inst.status = "running"
+            how = "restored from its final dump"
+        else:
+            raise SiteError(f"site {self.name}: {instance} is {inst.status} and has no image")
+        inst.link = True
+        self.resumed.append(how)
+        return how
+
+    def destroy(self, instance: str) -> None:
+        self._op("destroy", instance)
+        self.instances.pop(instance, None)
+        self.incoming.pop(instance, None)
+
+    def cpu_jiffies(self) -> tuple[int, int]:
+        self._op("cpu_jiffies")
+        self._jiffies += 100
+        return (self._jiffies // 4, self._jiffies)
+
+
+def connect(*sites: FakeSite) -> None:
+    """Let the sites send to each other (by address)."""
+    for site in sites:
+        site.peers = {s.address: s for s in sites if s is not site}
+
+
+@dataclass
+class FakeNetwork:
+    """A `ControllerLink` that records every call.
+
+    `refuse`: reserve returns None. `max_bps`: grants (and resizes) are capped at it.
+    `fail_at`: operations (reserve, resize, release, relocate) that raise, on call `fail_on`
+    (None: on every call).
+    """
+
+    clock: FakeClock | None = None
+    refuse: bool = False
+    max_bps: int | None = None
+    fail_at: set[str] = field(default_factory=set)
+    fail_on: int | None = 1
+    journal: list[tuple[str, str]] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    grants: dict[int, Grant] = field(default_factory=dict)  # in force
+    next_id: int = 1
+
+    def _op(self, op: str, *args: Any) -> None:
+        self.calls.append((op, *args))
+        self.journal.append(("network", op))
+        if op == "relocate" and self.clock is not None:
+            self.clock.advance(RELOCATE_S)
+        if op in self.fail_at and self.fail_on in (None, len(self.ops(op))):
+            raise RuntimeError(f"controller: injected failure in {op}")
+
+    def ops(self, name: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == name]
+
+    def _cap(self, rate_bps: int) -> int:
+        return rate_bps if self.max_bps is None else min(rate_bps, self.max_bps)
+
+    def reserve(self, src: str, dst: str, rate_bps: int, dst_port: int, owner: str) -> Grant | None:
+        self._op("reserve", src, dst, rate_bps, dst_port, owner)
+        if self.refuse:
+            return None
+        grant = Grant(self.next_id, self._cap(rate_bps))
+        self.next_id += 1
+        self.grants[grant.id] = grant
+        return grant
+
+    def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        self._op("resize", grant, rate_bps)
+        assert grant.id in self.grants, "resize of a reservation not in force"
+        new = Grant(grant.id, self._cap(rate_bps))
+        self.grants[grant.id] = new
+        return new
+
+    def release(self, grant: Grant) -> None:
+        self._op("release", grant)
+        assert grant.id in self.grants, "release of a reservation not in force"
+        del self.grants[grant.id]
+
+    def relocate(self, instance: str, site: str, port: int) -> float:
+        self._op("relocate", instance, site, port)
+        return RELOCATE_S * 1000.0

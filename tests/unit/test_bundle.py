@@ -1,0 +1,142 @@
+"""runc's config.json for service containers: namespaces, mounts, the CRIU annotation, limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import Any
+
+import pytest
+
+from migration.bundle import (
+    CRIU_CONFIG_ANNOTATION,
+    DATA_DIR,
+    HOST_DIRS_READ_ONLY,
+    SCRATCH_DIRS,
+    VOLUME_DIR,
+    BundleSpec,
+    config_json,
+    rootfs_mountpoints,
+)
+
+SPEC = BundleSpec(
+    name="counter",
+    args=("/usr/bin/python3", "/data/memhog.py", "--port", "7000"),
+    netns_path="/run/netns/mecmig-mec1-counter",
+    data_dir="/var/lib/mecmig/sites/mec1/counter/xfer/data",
+    criu_config_path="/var/lib/mecmig/sites/mec1/counter/criu.conf",
+    cgroups_path="/mecmig/mec1/counter",
+)
+
+
+def mounts_by_destination(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    mounts = cfg["mounts"]
+    by_dst = {m["destination"]: m for m in mounts}
+    assert len(by_dst) == len(mounts), "a destination is mounted twice"
+    return by_dst
+
+
+def test_is_json_and_oci_shaped() -> None:
+    cfg = config_json(SPEC)
+    assert json.loads(json.dumps(cfg)) == cfg
+    assert cfg["ociVersion"] == "1.0.2"
+    assert cfg["root"] == {"path": "rootfs", "readonly": True}
+    assert cfg["hostname"] == "counter"
+    assert cfg["linux"]["cgroupsPath"] == "/mecmig/mec1/counter"
+
+
+def test_process() -> None:
+    proc = config_json(SPEC)["process"]
+    assert proc["terminal"] is False
+    assert proc["args"] == list(SPEC.args) and isinstance(proc["args"], list)
+    assert proc["cwd"] == DATA_DIR
+    assert proc["env"] == list(SPEC.env)
+    assert proc["user"] == {"uid": 0, "gid": 0}
+    assert proc["noNewPrivileges"] is True
+
+
+def test_network_namespace_is_the_given_netns_path() -> None:
+    namespaces = config_json(SPEC)["linux"]["namespaces"]
+    (net,) = [ns for ns in namespaces if ns["type"] == "network"]
+    assert net == {"type": "network", "path": SPEC.netns_path}
+
+
+def test_own_pid_mount_ipc_uts_namespaces() -> None:
+    namespaces = config_json(SPEC)["linux"]["namespaces"]
+    types = [ns["type"] for ns in namespaces]
+    assert sorted(types) == sorted(["pid", "network", "ipc", "uts", "mount"])
+    # only the network namespace is joined; the others are new ones
+    assert all("path" not in ns for ns in namespaces if ns["type"] != "network")
+
+
+def test_host_dirs_are_read_only_binds() -> None:
+    mounts = mounts_by_destination(config_json(SPEC))
+    for d in HOST_DIRS_READ_ONLY:
+        m = mounts[d]
+        assert (m["type"], m["source"]) == ("bind", d)
+        assert "rbind" in m["options"] and "ro" in m["options"] and "rw" not in m["options"]
+    assert set(HOST_DIRS_READ_ONLY) >= {"/usr", "/lib", "/bin", "/sbin", "/etc"}
+
+
+def test_data_is_a_writable_bind_of_data_dir() -> None:
+    m = mounts_by_destination(config_json(SPEC))[DATA_DIR]
+    assert DATA_DIR == "/data"
+    assert (m["type"], m["source"]) == ("bind", SPEC.data_dir)
+    assert "rw" in m["options"] and "ro" not in m["options"]
+
+
+@pytest.mark.parametrize("d", ["/tmp", "/run"])
+def test_scratch_dirs_are_tmpfs(d: str) -> None:
+    assert d in SCRATCH_DIRS
+    m = mounts_by_destination(config_json(SPEC))[d]
+    assert (m["type"], m["source"]) == ("tmpfs", "tmpfs")
+
+
+def test_kernel_filesystems() -> None:
+    mounts = mounts_by_destination(config_json(SPEC))
+    assert mounts["/proc"]["type"] == "proc"
+    assert mounts["/sys"]["type"] == "sysfs" and "ro" in mounts["/sys"]["options"]
+    assert mounts["/dev"]["type"] == "tmpfs"
+    assert mounts["/dev/pts"]["type"] == "devpts"
+
+
+def test_volume_only_when_given() -> None:
+    assert VOLUME_DIR not in mounts_by_destination(config_json(SPEC))
+    cfg = config_json(replace(SPEC, volume_dir="/srv/vol"))
+    m = mounts_by_destination(cfg)[VOLUME_DIR]
+    assert (m["type"], m["source"]) == ("bind", "/srv/vol")
+    assert "rw" in m["options"]
+
+
+def test_extra_mounts_appended_last() -> None:
+    extra = {"destination": "/opt/x", "type": "bind", "source": "/x", "options": ["rbind", "ro"]}
+    cfg = config_json(replace(SPEC, extra_mounts=(extra,)))
+    assert cfg["mounts"][-1] == extra
+
+
+def test_criu_annotation_names_the_criu_config() -> None:
+    cfg = config_json(SPEC)
+    assert cfg["annotations"] == {CRIU_CONFIG_ANNOTATION: SPEC.criu_config_path}
+    assert CRIU_CONFIG_ANNOTATION == "org.criu.config"
+
+
+def test_memory_limit_only_when_given() -> None:
+    resources = config_json(SPEC)["linux"]["resources"]
+    assert "memory" not in resources
+    assert resources["devices"] == [{"allow": False, "access": "rwm"}]
+    limited = config_json(replace(SPEC, memory_limit_bytes=64 * 2**20))["linux"]["resources"]
+    assert limited["memory"] == {"limit": 64 * 2**20}
+
+
+def test_rootfs_mountpoints_cover_every_mount_destination() -> None:
+    points = rootfs_mountpoints()
+    cfg = config_json(replace(SPEC, volume_dir="/srv/vol"))
+    tmpfs = {m["destination"] for m in cfg["mounts"] if m["type"] == "tmpfs"}
+    for m in cfg["mounts"]:
+        dst = PurePosixPath(m["destination"])
+        # either a directory of the rootfs, or inside a (writable) tmpfs mounted at one
+        inside_tmpfs = any(p in tmpfs and dst.is_relative_to(p) for p in map(str, dst.parents))
+        assert str(dst) in points or inside_tmpfs, dst
+    assert all(p.startswith("/") for p in points)
+    assert len(set(points)) == len(points)

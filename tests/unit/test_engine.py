@@ -1,0 +1,650 @@
+"""The migration phase machine against in-memory sites, network and clock: phase order, pre-copy
+stop rules and boost, rollback at every failure point before the point of no return, and what
+happens after it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from migration.engine import (
+    DEFAULT_BUDGET_MS,
+    DUMP_ESTIMATE_S,
+    MIGRATION_PORT,
+    RESTORE_ESTIMATE_S,
+    Migration,
+    MigrationError,
+    Plan,
+)
+from migration.network import Grant
+from migration.stoprule import MAX_ROUNDS, MIN_DELTA_BYTES, final_rate_bps
+from migration.timeline import MigrationRecord, Outcome, PhaseRecord
+from tests.unit.migration_fakes import (
+    MB,
+    RELOCATE_S,
+    SITE_DURATIONS,
+    FakeClock,
+    FakeNetwork,
+    FakeSite,
+    connect,
+    make_spec,
+)
+
+GB = 1000 * MB
+INSTANCE = "svc"
+SRC, DST = "mec1", "mec2"
+SRC_PORT, DST_PORT = 3, 100
+DUMP_S = SITE_DURATIONS["checkpoint"]
+RATE = 50_000_000  # what the tests' plans ask for (not the engine's default, which may change)
+
+COLD_PHASES = [
+    "prepare",
+    "reserve",
+    "freeze_dump",
+    "transfer",
+    "switch",
+    "restore",
+    "release",
+    "cleanup",
+]
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    src: FakeSite
+    dst: FakeSite
+    net: FakeNetwork
+    plan: Plan
+    events: list[tuple[str, str | None]] = field(default_factory=list)
+    journal: list[tuple[str, str]] = field(default_factory=list)
+
+    def listener(self, event: str, record: MigrationRecord, phase: PhaseRecord | None) -> None:
+        assert isinstance(record, MigrationRecord)
+        self.events.append((event, phase.name if phase else None))
+
+    def migration(self) -> Migration:
+        return Migration(self.plan, self.net, self.clock, self.listener)
+
+
+def make_world(
+    strategy: str = "cold",
+    *,
+    src: dict[str, Any] | None = None,
+    dst: dict[str, Any] | None = None,
+    net: dict[str, Any] | None = None,
+    budget_ms: float = DEFAULT_BUDGET_MS,
+    rate_bps: int = RATE,
+    predicted_bytes: int = 0,
+    dirty_tracking: bool = False,
+) -> World:
+    clock = FakeClock()
+    journal: list[tuple[str, str]] = []
+    s = FakeSite(SRC, "192.168.1.1", clock, journal=journal, **(src or {}))
+    d = FakeSite(DST, "192.168.1.2", clock, journal=journal, **(dst or {}))
+    connect(s, d)
+    s.create(make_spec(INSTANCE, port=SRC_PORT))
+    s.calls.clear()
+    journal.clear()
+    n = FakeNetwork(clock=clock, journal=journal, **(net or {}))
+    plan = Plan(
+        instance=INSTANCE,
+        source=s,
+        destination=d,
+        destination_site=DST,
+        destination_port=DST_PORT,
+        strategy=strategy,
+        budget_ms=budget_ms,
+        rate_bps=rate_bps,
+        dirty_tracking=dirty_tracking,
+        predicted_bytes=predicted_bytes,
+    )
+    return World(clock, s, d, n, plan, journal=journal)
+
+
+def phase_names(record: MigrationRecord) -> list[str]:
+    return [p.name for p in record.phases]
+
+
+def ph(record: MigrationRecord, name: str) -> PhaseRecord:
+    rec = record.phase(name)
+    assert rec is not None, f"no phase {name}"
+    return rec
+
+
+def sends(site: FakeSite) -> list[bool]:
+    """The `delta` flag of each send."""
+    return [c[4] for c in site.ops("send")]
+
+
+def assert_runs_at_destination(w: World) -> None:
+    inst = w.dst.instances[INSTANCE]
+    assert (inst.status, inst.link) == ("running", True)
+    assert inst.spec.port == DST_PORT
+    assert INSTANCE not in w.src.instances
+
+
+# ---------------------------------------------------------------------------------- cold
+
+
+def test_cold_happy_path_phases_state_and_network() -> None:
+    w = make_world()
+    record = w.migration().run()
+
+    assert phase_names(record) == COLD_PHASES
+    assert all(p.ok for p in record.phases)
+    assert record.outcome is Outcome.DONE and record.error is None
+    assert record.mode == "full-dump-delta"
+    assert_runs_at_destination(w)
+    # the destination was prepared with the source's spec at the destination port
+    ((_, prepared),) = w.dst.ops("prepare_target")
+    assert prepared == make_spec(INSTANCE, port=DST_PORT)
+    # one final dump (stopping the service), one full send to the destination's agent
+    assert w.src.ops("checkpoint") == [("checkpoint", INSTANCE, False)]
+    assert w.src.ops("send") == [("send", INSTANCE, w.dst.address, MIGRATION_PORT, False)]
+    assert ("set_link", INSTANCE, False) in w.src.calls
+    assert w.src.ops("resume") == [] and w.dst.ops("destroy") == []
+    # network: reserved for the migration port, traffic switched once, reservation released
+    grant = Grant(1, RATE)
+    assert w.net.calls == [
+        ("reserve", SRC, DST, RATE, MIGRATION_PORT, record.id),
+        ("relocate", INSTANCE, DST, DST_PORT),
+        ("release", grant),
+    ]
+    assert w.net.grants == {}
+    assert ph(record, "reserve").detail["granted_bps"] == RATE
+    assert ph(record, "switch").detail["switchover_ms"] == RELOCATE_S * 1000
+
+
+def test_cold_calls_in_order_across_sites_and_network() -> None:
+    w = make_world()
+    w.migration().run()
+    ops = [
+        (who, op)
+        for who, op in w.journal
+        if op not in ("cpu_jiffies", "spec") and not op.startswith("status")
+    ]
+    assert ops == [
+        (DST, "prepare_target"),
+        ("network", "reserve"),
+        (SRC, "checkpoint-final"),
+        (DST, "start_receive"),
+        (SRC, "send"),
+        (DST, "finish_receive"),
+        (SRC, "set_link"),
+        ("network", "relocate"),
+        (DST, "restore"),
+        ("network", "release"),
+        (SRC, "destroy"),
+    ]
+
+
+def test_cold_record_timings_and_json() -> None:
+    w = make_world()
+    record = w.migration().run()
+
+    ms = {p.name: p.duration_ms for p in record.phases}
+    assert ms == pytest.approx(
+        {
+            "prepare": 10.0,
+            "reserve": 0.0,
+            "freeze_dump": 50.0,
+            "transfer": 100.0,
+            "switch": 20.0,
+            "restore": 200.0,
+            "release": 0.0,
+            "cleanup": 5.0,
+        }
+    )
+    restore = record.phase("restore")
+    assert restore is not None
+    assert record.point_of_no_return_ms == pytest.approx(restore.end_ms)
+    assert record.point_of_no_return_ms == pytest.approx(380.0)
+    assert record.total_ms == pytest.approx(385.0)
+    assert record.metrics["frozen_ms"] == pytest.approx(50 + 100 + 20 + 200)
+    assert record.metrics["rounds"] == 0
+    assert record.metrics["source_cpu_util"] == pytest.approx(0.25)
+    assert record.bytes_transferred == 64 * MB
+
+    data = record.to_dict()
+    text = json.dumps(data, allow_nan=False)
+    back = json.loads(text)
+    assert back["outcome"] == "done"
+    assert back["total_ms"] == pytest.approx(385.0)
+    assert back["bytes_transferred"] == 64 * MB
+    assert back["point_of_no_return_ms"] == pytest.approx(380.0)
+    assert [p["name"] for p in back["phases"]] == COLD_PHASES
+    assert back["phases"][2]["duration_ms"] == pytest.approx(50.0)
+
+
+def test_cold_listener_events_in_order() -> None:
+    w = make_world()
+    w.migration().run()
+    expected: list[tuple[str, str | None]] = []
+    for name in COLD_PHASES:
+        expected += [("phase_started", name), ("phase_done", name)]
+        if name == "restore":
+            expected.append(("point_of_no_return", None))
+    expected.append(("finished", None))
+    assert w.events == expected
+
+
+@pytest.mark.parametrize("budget_ms", [1000.0, 500.0])
+def test_cold_reservation_sized_from_predicted_bytes(budget_ms: float) -> None:
+    w = make_world(predicted_bytes=64 * MB, budget_ms=budget_ms)
+    record = w.migration().run()
+    want = int(final_rate_bps(64 * MB, budget_ms, DUMP_ESTIMATE_S, RESTORE_ESTIMATE_S, RATE))
+    window = max(budget_ms / 1000 - DUMP_ESTIMATE_S - RESTORE_ESTIMATE_S, 0.01)
+    assert want == int(64 * MB * 1.1 * 8 / window) > RATE
+    assert w.net.ops("reserve")[0][3] == want
+    assert ph(record, "reserve").detail == {"rate_bps": want, "granted_bps": want}
+    assert w.net.ops("release") == [("release", Grant(1, want))]
+
+
+def test_cold_reservation_never_below_the_plan_rate() -> None:
+    w = make_world(predicted_bytes=1 * MB)
+    w.migration().run()
+    assert w.net.ops("reserve")[0][3] == RATE
+
+
+def test_precopy_ignores_predicted_bytes_for_the_first_reservation() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 8 * MB, 1 * MB]}, predicted_bytes=GB)
+    w.migration().run()
+    assert w.net.ops("reserve")[0][3] == RATE
+
+
+def test_without_network_no_reservation_no_switch() -> None:
+    w = make_world()
+    record = Migration(w.plan, None, w.clock).run()
+    assert record.outcome is Outcome.DONE
+    assert "release" not in phase_names(record)  # nothing was granted
+    assert ph(record, "reserve").detail["granted_bps"] is None
+    assert_runs_at_destination(w)
+
+
+def test_network_refuses_the_reservation() -> None:
+    w = make_world(net={"refuse": True})
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    assert_runs_at_destination(w)
+    assert [c[0] for c in w.net.calls] == ["reserve", "relocate"]
+    assert ph(record, "reserve").detail["granted_bps"] is None
+    assert "release" not in phase_names(record)
+
+
+def test_network_refuses_precopy_iterates_at_plan_rate_and_skips_boost() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 8 * MB, 1 * MB]}, net={"refuse": True})
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    assert "boost" not in phase_names(record)
+    assert record.metrics["rounds"] == 3
+    assert [c[0] for c in w.net.calls] == ["reserve", "relocate"]
+
+
+def test_unknown_strategy_is_a_value_error() -> None:
+    w = make_world()
+    with pytest.raises(ValueError, match="unknown strategy 'teleport'"):
+        Migration(replace(w.plan, strategy="teleport"), w.net, w.clock)
+    assert w.dst.calls == [] and w.net.calls == []
+
+
+def test_dirty_tracking_mode_and_unique_ids() -> None:
+    w = make_world(dirty_tracking=True)
+    a = w.migration()
+    b = make_world().migration()
+    assert a.record.id != b.record.id
+    assert a.run().mode == "predump"
+
+
+def test_phases_can_be_driven_one_by_one() -> None:
+    w = make_world()
+    m = w.migration()
+    m.prepare()
+    assert m.grant == Grant(1, RATE)
+    m.final_dump()
+    assert m.dumped_final and w.src.instances[INSTANCE].status == "stopped"
+    m.transfer()
+    m.switch()
+    assert m.switched and not m.past_point_of_no_return
+    m.restore()
+    assert m.past_point_of_no_return
+    m.release()
+    assert m.grant is None and w.net.grants == {}
+    m.cleanup()
+    assert_runs_at_destination(w)
+    assert m.record.outcome is Outcome.RUNNING  # only run() finishes a record
+
+
+def test_rollback_can_be_called_alone() -> None:
+    w = make_world()
+    m = w.migration()
+    m.prepare()
+    m.final_dump()
+    m.transfer()
+    m.rollback(RuntimeError("operator said no"))
+    assert w.src.instances[INSTANCE].status == "running"
+    assert w.src.resumed == ["restored from its final dump"]
+    assert INSTANCE not in w.dst.instances
+    assert w.net.grants == {} and w.net.ops("relocate") == []
+
+
+# ---------------------------------------------------------------------------------- precopy
+
+
+def test_precopy_stops_on_budget_rule() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 8 * MB, 1 * MB, 1 * MB]})
+    record = w.migration().run()
+
+    assert record.outcome is Outcome.DONE
+    assert phase_names(record) == [
+        "prepare",
+        "reserve",
+        "precopy-1",
+        "precopy-2",
+        "precopy-3",
+        "boost",
+        "freeze_dump",
+        "transfer",
+        "switch",
+        "restore",
+        "release",
+        "cleanup",
+    ]
+    assert record.metrics["stop_reason"] == "final iteration fits the 1000 ms budget"
+    assert record.metrics["rounds"] == 3
+    # first round full, the others (and the final transfer) deltas
+    assert sends(w.src) == [False, True, True, True]
+    assert [c[2] for c in w.src.ops("checkpoint")] == [True, True, True, False]
+    assert [ph(record, f"precopy-{i}").bytes for i in (1, 2, 3)] == [
+        60 * MB,
+        8 * MB,
+        1 * MB,
+    ]
+    assert ph(record, "transfer").detail["mode"] == "delta"
+    assert record.bytes_transferred == 70 * MB
+    assert_runs_at_destination(w)
+
+
+@pytest.mark.parametrize(
+    ("send_bytes", "rounds", "reason"),
+    [
+        ([60 * MB, 80 * MB], 2, "delta grows: the service dirties faster than we copy"),
+        ([60 * MB], MAX_ROUNDS, f"iteration cap ({MAX_ROUNDS})"),
+        ([60 * MB, 8 * MB, MIN_DELTA_BYTES - 1], 3, f"delta below {MIN_DELTA_BYTES} bytes"),
+    ],
+    ids=["growth-guard", "max-rounds", "min-delta"],
+)
+def test_precopy_other_stop_rules(send_bytes: list[int], rounds: int, reason: str) -> None:
+    # a 300 ms budget cannot be met (restore alone is estimated at 300 ms): other rules decide
+    budget = 1000.0 if reason.startswith(("delta grows", "iteration")) else 300.0
+    w = make_world("precopy", src={"send_bytes": send_bytes}, budget_ms=budget)
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    assert record.metrics["stop_reason"] == reason
+    assert record.metrics["rounds"] == rounds
+    assert sends(w.src) == [False] + [True] * rounds  # rounds-1 delta rounds + final delta
+
+
+@pytest.mark.parametrize(
+    ("send_bytes", "budget_ms"),
+    [([60 * MB, 8 * MB, 1 * MB], 1000.0), ([60 * MB, 80 * MB], 1000.0), ([60 * MB], 500.0)],
+    ids=["fits-budget", "growth", "cap"],
+)
+def test_boost_resizes_to_final_rate_before_final_dump(
+    send_bytes: list[int], budget_ms: float
+) -> None:
+    w = make_world("precopy", src={"send_bytes": send_bytes}, budget_ms=budget_ms)
+    record = w.migration().run()
+
+    last = send_bytes[min(int(record.metrics["rounds"]), len(send_bytes)) - 1]
+    want = int(final_rate_bps(last, budget_ms, DUMP_S, RESTORE_ESTIMATE_S, RATE))
+    assert w.net.ops("resize") == [("resize", Grant(1, RATE), want)]
+    boost = record.phase("boost")
+    assert boost is not None and boost.ok
+    assert boost.detail == {"from_bps": RATE, "want_bps": want, "granted_bps": want}
+    # the boosted reservation is the one released
+    assert w.net.ops("release") == [("release", Grant(1, want))]
+    # resize comes after the last pre-copy round and before the freezing dump
+    order = [op for _, op in w.journal]
+    resize_at = order.index("resize")
+    assert "checkpoint-final" not in order[:resize_at]
+    assert order[resize_at + 1] == "checkpoint-final"
+
+
+def test_boost_value_when_the_budget_rule_did_not_stop() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 80 * MB]})
+    w.migration().run()
+    window = 1.0 - DUMP_S - RESTORE_ESTIMATE_S
+    expected = int(80 * MB * 1.1 * 8 / window)
+    assert expected > RATE
+    assert w.net.ops("resize")[0][2] == expected
+
+
+def test_budget_rule_stop_never_boosts_above_the_grant() -> None:
+    # predicted downtime <= budget at the granted rate means the final rate is below it
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 8 * MB, 1 * MB]})
+    w.migration().run()
+    assert w.net.ops("resize")[0][2] == RATE
+
+
+def test_network_grants_less_stop_rule_uses_the_grant() -> None:
+    send_bytes = [60 * MB, 8 * MB, 2 * MB, 1 * MB]
+    asked = make_world("precopy", src={"send_bytes": send_bytes})
+    assert asked.migration().run().metrics["rounds"] == 3  # 2 MB fits at 50 Mbit/s
+    w = make_world("precopy", src={"send_bytes": send_bytes}, net={"max_bps": 20_000_000})
+    record = w.migration().run()
+    assert record.metrics["rounds"] == 4  # ... but not at the 20 Mbit/s granted
+    assert ph(record, "reserve").detail == {
+        "rate_bps": RATE,
+        "granted_bps": 20_000_000,
+    }
+    boost = record.phase("boost")
+    assert boost is not None and boost.detail["from_bps"] == 20_000_000
+
+
+def test_boost_granted_less_than_wanted() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 80 * MB]}, net={"max_bps": 90_000_000})
+    record = w.migration().run()
+    boost = record.phase("boost")
+    assert boost is not None
+    assert boost.detail["want_bps"] > 90_000_000
+    assert boost.detail["granted_bps"] == 90_000_000
+    assert w.net.ops("release") == [("release", Grant(1, 90_000_000))]
+
+
+# ---------------------------------------------------------------------------------- rollback
+
+
+@dataclass(frozen=True)
+class FailCase:
+    id: str
+    strategy: str = "cold"
+    src: dict[str, Any] = field(default_factory=dict)
+    dst: dict[str, Any] = field(default_factory=dict)
+    net: dict[str, Any] = field(default_factory=dict)
+    failed_phase: str = ""
+    switched: bool = False
+    stopped: bool = False  # the final dump had stopped the service
+    reserved: bool = True
+    error: str = "injected failure"
+
+
+PRECOPY = {"send_bytes": [60 * MB, 8 * MB, 1 * MB]}
+FAIL_CASES = [
+    FailCase("prepare_target", dst={"fail_at": "prepare_target"}, failed_phase="prepare",
+             reserved=False),
+    FailCase("reserve", net={"fail_at": {"reserve"}}, failed_phase="reserve", reserved=False),
+    FailCase("checkpoint-leave-running", "precopy",
+             src={**PRECOPY, "fail_at": "checkpoint-leave-running"}, failed_phase="precopy-1"),
+    FailCase("checkpoint-leave-running-round-2", "precopy",
+             src={**PRECOPY, "fail_at": "checkpoint-leave-running", "fail_on": 2},
+             failed_phase="precopy-2"),
+    FailCase("precopy-send", "precopy", src={**PRECOPY, "fail_at": "send", "fail_on": 2},
+             failed_phase="precopy-2"),
+    FailCase("boost", "precopy", src=PRECOPY, net={"fail_at": {"resize"}}, failed_phase="boost"),
+    FailCase("checkpoint-final", src={"fail_at": "checkpoint-final"}, failed_phase="freeze_dump"),
+    FailCase("checkpoint-final-precopy", "precopy", src={**PRECOPY, "fail_at": "checkpoint-final"},
+             failed_phase="freeze_dump"),
+    FailCase("start_receive", dst={"fail_at": "start_receive"}, failed_phase="transfer",
+             stopped=True),
+    FailCase("send", src={"fail_at": "send"}, failed_phase="transfer", stopped=True),
+    FailCase("send-precopy-final", "precopy", src={**PRECOPY, "fail_at": "send", "fail_on": 4},
+             failed_phase="transfer", stopped=True),
+    FailCase("finish_receive", dst={"fail_at": "finish_receive"}, failed_phase="transfer",
+             stopped=True),
+    FailCase("set_link", src={"fail_at": "set_link"}, failed_phase="switch", stopped=True),
+    FailCase("relocate", net={"fail_at": {"relocate"}}, failed_phase="switch", switched=True,
+             stopped=True),
+    FailCase("restore", dst={"fail_at": "restore"}, failed_phase="restore", switched=True,
+             stopped=True),
+    FailCase("restored-but-not-running", dst={"after_restore_status": "stopped"},
+             failed_phase="restore", switched=True, stopped=True,
+             error="restored instance is stopped"),
+    FailCase("status-after-restore", dst={"fail_at": "status-after-restore"},
+             failed_phase="restore", switched=True, stopped=True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FAIL_CASES, ids=[c.id for c in FAIL_CASES])
+def test_rollback_before_point_of_no_return(case: FailCase) -> None:
+    w = make_world(case.strategy, src=case.src, dst=case.dst, net=case.net)
+    m = w.migration()
+    with pytest.raises(MigrationError, match="rolled back") as excinfo:
+        m.run()
+    record = excinfo.value.record
+    assert record is m.record
+    assert record.outcome is Outcome.ROLLED_BACK
+    assert record.error is not None and case.error in record.error
+    assert record.point_of_no_return_ms is None
+    assert ("point_of_no_return", None) not in w.events
+    assert w.events[-1] == ("finished", None)
+
+    # the phase that failed, then the rollback, and nothing else after it
+    failed = [p for p in record.phases if p.ok is False]
+    assert [p.name for p in failed] == [case.failed_phase]
+    assert phase_names(record)[-2:] == [case.failed_phase, "rollback"]
+    rollback = record.phase("rollback")
+    assert rollback is not None and rollback.ok
+    how = "restored from its final dump" if case.stopped else "still running"
+    assert rollback.detail["steps"] == [
+        "destination wiped",
+        how,
+        "source resumed",
+        "traffic back",
+        "reservation released",
+    ]
+
+    # the service runs at the source again, with its link up; resumed exactly once
+    inst = w.src.instances[INSTANCE]
+    assert (inst.status, inst.link) == ("running", True)
+    assert w.src.resumed == [how]
+    assert w.src.ops("destroy") == []
+    # the destination holds nothing, receives nothing
+    assert INSTANCE not in w.dst.instances and w.dst.incoming == {}
+    assert w.dst.ops("destroy") == [("destroy", INSTANCE)]
+    # the reservation (if one was made) is released; nothing left in force
+    assert w.net.grants == {}
+    assert len(w.net.ops("release")) == (1 if case.reserved else 0)
+    # traffic: switched back to the source site and port iff it had been switched
+    relocations = [c[1:] for c in w.net.ops("relocate")]
+    if case.switched:
+        assert relocations == [(INSTANCE, DST, DST_PORT), (INSTANCE, SRC, SRC_PORT)]
+    else:
+        assert relocations == []
+
+
+def test_rollback_listener_events() -> None:
+    w = make_world(dst={"fail_at": "restore"})
+    with pytest.raises(MigrationError):
+        w.migration().run()
+    assert w.events[-5:] == [
+        ("phase_started", "restore"),
+        ("phase_failed", "restore"),
+        ("phase_started", "rollback"),
+        ("phase_done", "rollback"),
+        ("finished", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "net", "failed_step"),
+    [
+        ({"fail_at": {"send", "resume"}}, {}, {}, "source resumed"),
+        ({}, {"fail_at": {"restore", "destroy"}}, {}, "destination wiped"),
+        ({}, {"fail_at": "restore"}, {"fail_at": {"relocate"}, "fail_on": 2}, "traffic back"),
+        ({"fail_at": "send"}, {}, {"fail_at": {"release"}}, "reservation released"),
+    ],
+    ids=["resume", "destroy-destination", "switch-back", "release"],
+)
+def test_failing_rollback_step_gives_failed(
+    src: dict[str, Any], dst: dict[str, Any], net: dict[str, Any], failed_step: str
+) -> None:
+    w = make_world(src=src, dst=dst, net=net)
+    with pytest.raises(MigrationError, match=f"rollback incomplete.*{failed_step}: FAILED") as ei:
+        w.migration().run()
+    record = ei.value.record
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and f"{failed_step}: FAILED" in record.error
+    rollback = record.phase("rollback")
+    assert rollback is not None and rollback.ok is False
+    # every step was still tried, the failing one marked
+    steps = rollback.detail["steps"]
+    for step in ("destination wiped", "source resumed", "traffic back", "reservation released"):
+        assert sum(s.startswith(step) for s in steps) == 1, steps
+    assert [s.split(":")[0] for s in steps if "FAILED" in s] == [failed_step]
+    assert w.events[-1] == ("finished", None)
+    assert len(w.src.ops("resume")) == 1
+    assert len(w.dst.ops("destroy")) == 1
+
+
+# ---------------------------------------------------------------------------------- after PONR
+
+
+def test_cleanup_failure_after_point_of_no_return_stands() -> None:
+    w = make_world(src={"fail_at": "destroy"})
+    m = w.migration()
+    record = m.run()  # no exception: the migration stands
+
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and record.error.startswith("cleanup: ")
+    assert "injected failure in destroy" in record.error
+    assert record.point_of_no_return_ms is not None
+    assert "rollback" not in phase_names(record)
+    assert phase_names(record) == COLD_PHASES
+    assert ph(record, "cleanup").ok is False
+    # no rollback: destination keeps serving, source not resumed, traffic not moved back
+    inst = w.dst.instances[INSTANCE]
+    assert (inst.status, inst.link) == ("running", True)
+    assert w.dst.ops("destroy") == [] and w.src.ops("resume") == []
+    assert [c[2] for c in w.net.ops("relocate")] == [DST]
+    assert w.net.grants == {}
+    assert w.src.instances[INSTANCE].status == "stopped"  # left behind, reported
+    # metrics are still computed for a migration that stands
+    assert record.metrics["frozen_ms"] == pytest.approx(370.0)
+    assert w.events[-3:] == [
+        ("phase_started", "cleanup"),
+        ("phase_failed", "cleanup"),
+        ("finished", None),
+    ]
+
+
+def test_release_failure_after_point_of_no_return_still_cleans_up() -> None:
+    w = make_world(net={"fail_at": {"release"}})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and record.error.startswith("release: ")
+    assert [(p.name, p.ok) for p in record.phases[-2:]] == [("release", False), ("cleanup", True)]
+    assert_runs_at_destination(w)
+    assert w.src.ops("resume") == [] and w.dst.ops("destroy") == []
+
+
+def test_both_after_point_of_no_return_errors_recorded() -> None:
+    w = make_world(src={"fail_at": "destroy"}, net={"fail_at": {"release"}})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None
+    release, cleanup = record.error.split("; ")
+    assert release.startswith("release: ") and cleanup.startswith("cleanup: ")
