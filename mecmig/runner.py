@@ -52,7 +52,13 @@ class CommandError(Exception):
 class Spawned:
     """A long-running child process (a controller, an agent) with its output in a log file."""
 
-    def __init__(self, argv: Sequence[str], log_path: str, env: Mapping[str, str] | None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: str,
+        env: Mapping[str, str] | None,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
         self.argv = tuple(argv)
         self.log_path = log_path
         with open(log_path, "ab") as out:
@@ -63,8 +69,22 @@ class Spawned:
                 stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
+                pass_fds=tuple(pass_fds),
             )
         self.pid = self._proc.pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit code once it ends, or None if it is still running after `timeout`."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL, and reap it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
 
     def alive(self) -> bool:
         return self._proc.poll() is None
@@ -173,8 +193,17 @@ class SubprocessRunner:
         return result
 
     def spawn(
-        self, argv: Sequence[str], log_path: str, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        log_path: str,
+        env: Mapping[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
+        netns_pid: int | None = None,
     ) -> Spawned:
-        """Start a long-running process in its own session, output appended to `log_path`."""
-        log.debug("spawning %s (log %s)", shlex.join(argv), log_path)
-        return Spawned(argv, log_path, env)
+        """Start a long-running process in its own session, output appended to `log_path`;
+        `pass_fds` stay open in it (e.g. CRIU's status pipe)."""
+        full = list(argv)
+        if netns_pid is not None:
+            full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
+        log.debug("spawning %s (log %s)", shlex.join(full), log_path)
+        return Spawned(full, log_path, env, pass_fds)

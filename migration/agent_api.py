@@ -19,7 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from mecmig.runner import Spawned, SubprocessRunner
 from migration.container import ContainerError, InstanceSpec, SiteContainers
+from migration.lazy import LazyDump, start_lazy_dump, start_lazy_restore
 from migration.netns import NetnsError
 from migration.runc import CheckpointOptions, RuncError
 from migration.transfer import Manifest, Receiver, TransferError, send_dir
@@ -59,6 +61,14 @@ class LinkBody(_Body):
     up: bool
 
 
+class LazyBody(_Body):
+    page_server: str  # "ADDR:PORT"
+
+
+class RestoreBody(_Body):
+    lazy_from: str | None = None  # the source's page server, for a post-copy restore
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -72,6 +82,9 @@ class Agent:
         self.migration_port = migration_port
         self.receivers: dict[str, Receiver] = {}
         self.manifests: dict[str, Manifest] = {}
+        self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
+        self.lazy_daemons: dict[str, Spawned] = {}  # destination side of post-copy
+        self.spawner = SubprocessRunner()
         self.lock = threading.Lock()  # one step at a time per agent
 
 
@@ -168,11 +181,67 @@ def create_agent_app(agent: Agent) -> FastAPI:
         return {"up": body.up}
 
     @app.post("/v1/instances/{name}/restore")
-    def restore(name: str) -> dict[str, Any]:
+    def restore(name: str, body: RestoreBody | None = None) -> dict[str, Any]:
         with agent.lock:
             t0 = time.monotonic()
-            c.restore(name)
+            if body is not None and body.lazy_from:
+                agent.lazy_daemons[name] = start_lazy_restore(
+                    c, name, body.lazy_from, agent.spawner
+                )
+            else:
+                c.restore(name)
         return {"status": c.status(name), "seconds": time.monotonic() - t0}
+
+    @app.post("/v1/instances/{name}/lazy-dump")
+    def lazy_dump(name: str, body: LazyBody) -> dict[str, Any]:
+        with agent.lock:
+            dump = start_lazy_dump(c, name, body.page_server, agent.spawner)
+            agent.lazy_dumps[name] = dump
+        return {
+            "image_bytes": _du(c.images_dir(name)),
+            "seconds": dump.seconds,
+            "leave_running": False,
+        }
+
+    @app.post("/v1/instances/{name}/lazy-dump/finish")
+    def finish_lazy_dump(name: str) -> dict[str, Any]:
+        """Source: wait until the destination has pulled every page (the page server ends)."""
+        dump = agent.lazy_dumps.pop(name, None)
+        if dump is None:
+            raise ContainerError(f"site {c.site}: no lazy dump of {name} in progress")
+        code = dump.process.wait(600)
+        if code is None:
+            dump.process.kill()
+            raise ContainerError(f"site {c.site}: page server of {name} still running")
+        if code != 0:
+            raise ContainerError(
+                f"site {c.site}: page server of {name} exited {code}: "
+                f"{c.runc.last_error(name) or dump.process.tail()}"
+            )
+        return {"exit": code}
+
+    @app.post("/v1/instances/{name}/lazy-dump/abort")
+    def abort_lazy_dump(name: str) -> dict[str, str]:
+        """Source: stop serving pages; CRIU lets the frozen service run on (still locked)."""
+        dump = agent.lazy_dumps.pop(name, None)
+        if dump is not None:
+            dump.process.stop(timeout=5)
+        return {"status": c.status(name)}
+
+    @app.post("/v1/instances/{name}/restore/pages")
+    def finish_pages(name: str) -> dict[str, Any]:
+        """Destination: wait until every page has arrived (the lazy-pages daemon ends)."""
+        daemon = agent.lazy_daemons.pop(name, None)
+        if daemon is None:
+            return {"exit": 0, "seconds": 0.0}
+        t0 = time.monotonic()
+        code = daemon.wait(600)
+        if code != 0:
+            daemon.kill()
+            raise ContainerError(
+                f"site {c.site}: lazy pages of {name} failed ({code}): {daemon.tail()}"
+            )
+        return {"exit": code, "seconds": time.monotonic() - t0}
 
     @app.post("/v1/instances/{name}/resume")
     def resume(name: str) -> dict[str, str]:
@@ -187,6 +256,12 @@ def create_agent_app(agent: Agent) -> FastAPI:
             if rx is not None:
                 rx.close()
             agent.manifests.pop(name, None)
+            for proc in (
+                agent.lazy_daemons.pop(name, None),
+                getattr(agent.lazy_dumps.pop(name, None), "process", None),
+            ):
+                if proc is not None:
+                    proc.kill()
             c.destroy(name)
         return {"status": "absent"}
 

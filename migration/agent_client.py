@@ -84,8 +84,23 @@ class AgentClient:
     def set_link(self, instance: str, up: bool) -> None:
         self._call("POST", f"/v1/instances/{instance}/link", {"up": up})
 
-    def restore(self, instance: str) -> None:
-        self._call("POST", f"/v1/instances/{instance}/restore")
+    def restore(self, instance: str, lazy_from: str | None = None) -> None:
+        self._call("POST", f"/v1/instances/{instance}/restore", {"lazy_from": lazy_from})
+
+    def lazy_checkpoint(self, instance: str, page_server: str) -> DumpInfo:
+        data = self._call(
+            "POST", f"/v1/instances/{instance}/lazy-dump", {"page_server": page_server}
+        )
+        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+
+    def finish_lazy_checkpoint(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish")
+
+    def abort_lazy_checkpoint(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/lazy-dump/abort")
+
+    def finish_pages(self, instance: str) -> float:
+        return float(self._call("POST", f"/v1/instances/{instance}/restore/pages")["seconds"])
 
     def resume(self, instance: str) -> str:
         return str(self._call("POST", f"/v1/instances/{instance}/resume")["how"])

@@ -23,8 +23,10 @@ from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("cold", "precopy")
+STRATEGIES = ("cold", "precopy", "postcopy", "hybrid")
+LAZY = ("postcopy", "hybrid")  # memory follows the restore (CRIU lazy pages)
 MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations match it
+PAGE_SERVER_PORT = 7101  # a post-copy source serves its memory pages here
 DEFAULT_BUDGET_MS = 1000.0
 DEFAULT_RATE_BPS = 200_000_000
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
@@ -82,6 +84,7 @@ class Migration:
         self.rounds: list[Round] = []
         self.switched = False
         self.dumped_final = False
+        self.lazy_serving = False  # a post-copy source is frozen, serving its pages
         self.past_point_of_no_return = False
         self.restore_s = RESTORE_ESTIMATE_S
 
@@ -106,21 +109,36 @@ class Migration:
                 )
             )
         with self.timeline.phase("reserve", rate_bps=rate) as ph:
+            # post-copy pages flow from the source's port 7101: match the agents' pair instead
+            port = None if p.strategy in LAZY else MIGRATION_PORT
             self.grant = self.net.reserve(
-                p.source.name, p.destination.name, rate, MIGRATION_PORT, self.record.id
+                p.source.name, p.destination.name, rate, port, self.record.id
             )
             ph.detail["granted_bps"] = self.grant.rate_bps if self.grant else None
-        self.record.mode = "predump" if p.dirty_tracking else "full-dump-delta"
+        self.record.mode = {
+            "cold": "stop-and-copy",
+            "precopy": "predump" if p.dirty_tracking else "full-dump-delta",
+            "postcopy": "lazy-pages",
+            "hybrid": "predump+lazy-pages" if p.dirty_tracking else "data-delta+lazy-pages",
+        }[p.strategy]
 
-    def precopy_round(self) -> Round:
-        """The service keeps running: dump it (leave running) and send what changed."""
+    def precopy_round(self, dump_memory: bool = True) -> Round:
+        """The service keeps running: dump it (leave running) and send what changed.
+
+        `dump_memory=False` sends only its files (/data): hybrid's rounds on a kernel without
+        dirty tracking, where memory is better left to the lazy final phase.
+        """
         n = len(self.rounds) + 1
         with self.timeline.phase(f"precopy-{n}") as ph:
-            dump = self.plan.source.checkpoint(self.plan.instance, leave_running=True)
+            dump_s = 0.0
+            if dump_memory:
+                dump = self.plan.source.checkpoint(self.plan.instance, leave_running=True)
+                dump_s = dump.seconds
+                ph.detail["image_bytes"] = dump.image_bytes
             sent = self._transfer(delta=n > 1)
             ph.bytes = sent.bytes_on_wire
-            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds, send_s=sent.seconds)
-        rnd = Round(sent.bytes_on_wire, dump.seconds, sent.seconds)
+            ph.detail.update(dump_s=dump_s, send_s=sent.seconds)
+        rnd = Round(sent.bytes_on_wire, dump_s, sent.seconds)
         self.rounds.append(rnd)
         return rnd
 
@@ -143,6 +161,22 @@ class Migration:
             self.dumped_final = True
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
 
+    def lazy_dump(self) -> None:
+        """Freeze, dump all but the memory pages; the source then serves its pages."""
+        p = self.plan
+        with self.timeline.phase("freeze_dump", lazy=True) as ph:
+            dump = p.source.lazy_checkpoint(p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}")
+            self.lazy_serving = True
+            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+
+    def pull_pages(self) -> None:
+        """After a post-copy restore: wait until every page has moved (the source then ends)."""
+        p = self.plan
+        with self.timeline.phase("pages") as ph:
+            ph.detail["seconds"] = p.destination.finish_pages(p.instance)
+            p.source.finish_lazy_checkpoint(p.instance)
+            self.lazy_serving = False
+
     def transfer(self) -> None:
         with self.timeline.phase("transfer") as ph:
             sent = self._transfer(delta=bool(self.rounds))
@@ -160,8 +194,10 @@ class Migration:
             )
 
     def restore(self) -> None:
-        with self.timeline.phase("restore") as ph:
-            self.plan.destination.restore(self.plan.instance)
+        p = self.plan
+        lazy_from = f"{p.source.address}:{PAGE_SERVER_PORT}" if self.lazy_serving else None
+        with self.timeline.phase("restore", lazy=lazy_from is not None) as ph:
+            p.destination.restore(p.instance, lazy_from=lazy_from)
             status = self.plan.destination.status(self.plan.instance)
             if status != "running":
                 raise RuntimeError(f"restored instance is {status}")
@@ -199,6 +235,7 @@ class Migration:
             steps: list[str] = []
             undo: tuple[tuple[str, Callable[[], object]], ...] = (
                 ("destination wiped", lambda: p.destination.destroy(p.instance)),
+                ("page server stopped", self._stop_page_server),
                 ("source resumed", lambda: steps.append(p.source.resume(p.instance))),
                 ("traffic back", self._switch_back),
                 ("reservation released", self.release_quietly),
@@ -212,6 +249,11 @@ class Migration:
             ph.detail["steps"] = steps
             if any("FAILED" in s for s in steps):
                 raise MigrationError(f"rollback incomplete: {steps}", self.record)
+
+    def _stop_page_server(self) -> None:
+        if self.lazy_serving:
+            self.plan.source.abort_lazy_checkpoint(self.plan.instance)
+            self.lazy_serving = False
 
     def _switch_back(self) -> None:
         if self.switched:
@@ -237,9 +279,12 @@ class Migration:
         cpu0 = self._cpu()
         try:
             self.prepare()
-            if self.plan.strategy == "precopy":
-                self._iterate()
-            self.final_dump()
+            if self.plan.strategy in ("precopy", "hybrid"):
+                self._iterate(dump_memory=self.plan.strategy == "precopy")
+            if self.plan.strategy in LAZY:
+                self.lazy_dump()
+            else:
+                self.final_dump()
             self.transfer()
             self.switch()
             self.restore()
@@ -262,10 +307,10 @@ class Migration:
         )
         return self.record
 
-    def _iterate(self) -> None:
+    def _iterate(self, dump_memory: bool = True) -> None:
         rate = float(self.grant.rate_bps if self.grant else self.plan.rate_bps)
         while True:
-            self.precopy_round()
+            self.precopy_round(dump_memory)
             decision = should_stop(self.rounds, rate, self.plan.budget_ms, self.restore_s)
             log.info(
                 "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)",
@@ -282,7 +327,12 @@ class Migration:
 
     def _after_point_of_no_return(self) -> list[str]:
         errors = []
-        for step in (self.release, self.cleanup):
+        steps = (
+            (self.pull_pages, self.release, self.cleanup)
+            if self.lazy_serving
+            else (self.release, self.cleanup)
+        )
+        for step in steps:
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - best effort after the point of no return

@@ -24,7 +24,9 @@ class Grant:
 
 
 class ControllerLink(Protocol):
-    def reserve(self, src: str, dst: str, rate_bps: int, dst_port: int, owner: str) -> Grant | None:
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
         """Reserve up to `rate_bps` (less if that is all there is); None if nothing fits."""
         ...
 
@@ -40,7 +42,9 @@ class ControllerLink(Protocol):
 class NoNetwork:
     """No controller: no reservations, no traffic switch (hosts on one L2 segment)."""
 
-    def reserve(self, src: str, dst: str, rate_bps: int, dst_port: int, owner: str) -> Grant | None:
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
         return None
 
     def resize(self, grant: Grant, rate_bps: int) -> Grant:
@@ -59,13 +63,16 @@ class RestControllerLink:
     def __init__(self, client: ControllerClient) -> None:
         self.client = client
 
-    def reserve(self, src: str, dst: str, rate_bps: int, dst_port: int, owner: str) -> Grant | None:
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
         rate = rate_bps
         for _ in range(2):
             try:
-                view = self.client.reserve(
-                    src, dst, rate, match={"proto": "tcp", "dst_port": dst_port}, owner=owner
-                )
+                match: dict[str, object] = {"proto": "tcp"}
+                if dst_port is not None:
+                    match["dst_port"] = dst_port
+                view = self.client.reserve(src, dst, rate, match=match, owner=owner)
                 return Grant(view.id, view.rate_bps)
             except ConflictError as exc:
                 residual = _residual(exc)

@@ -79,6 +79,10 @@ class Runc:
         except CommandError as exc:
             raise RuncError(op, container, self._last_error(container) or str(exc)) from exc
 
+    def last_error(self, container: str) -> str:
+        """The last errors runc logged for `container` (empty if none)."""
+        return self._last_error(container)
+
     def _last_error(self, container: str) -> str:
         path = self.log_dir / f"runc-{container}.log"
         try:
@@ -133,8 +137,10 @@ class Runc:
 
     # ------------------------------------------------------------------ checkpoint / restore
 
-    def checkpoint(self, container: str, image: Path, work: Path, opts: CheckpointOptions) -> None:
-        """Checkpoint into `image` (absolute paths: runc needs them)."""
+    def checkpoint_argv(
+        self, container: str, image: Path, work: Path, opts: CheckpointOptions
+    ) -> list[str]:
+        """The runc command line of a checkpoint (absolute paths: runc needs them)."""
         image.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
         args = [
@@ -158,7 +164,18 @@ class Runc:
             args += ["--page-server", opts.page_server]
         if opts.status_fd is not None:
             args += ["--status-fd", str(opts.status_fd)]
-        self._run("checkpoint", container, [*args, container])
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self._argv(container, *args, container)
+
+    def checkpoint(self, container: str, image: Path, work: Path, opts: CheckpointOptions) -> None:
+        """Checkpoint into `image` and wait for it to finish."""
+        argv = self.checkpoint_argv(container, image, work, opts)
+        try:
+            self.runner.run(argv, timeout=600)
+        except CommandError as exc:
+            raise RuncError(
+                "checkpoint", container, self._last_error(container) or str(exc)
+            ) from exc
 
     def restore(
         self,

@@ -100,7 +100,7 @@ def _assert_state_kept(probe: dict[str, Any]) -> None:
     assert probe["last_counter"] > probe["first_counter"], probe
 
 
-@pytest.mark.parametrize("strategy", ["cold", "precopy"])
+@pytest.mark.parametrize("strategy", ["cold", "precopy", "postcopy", "hybrid"])
 def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     world: World, counter: str, strategy: str
 ) -> None:
@@ -119,6 +119,10 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     assert names[-2:] == ["release", "cleanup"] and "restore" in names
     if strategy == "precopy":
         assert record.mode == "full-dump-delta" and record.metrics["rounds"] >= 1
+    if strategy in ("postcopy", "hybrid"):
+        assert names.index("restore") < names.index("pages")
+        dump = record.phase("freeze_dump")
+        assert dump is not None and dump.detail["image_bytes"] < 16 * 2**20
     view = {i.name: i for i in world.tb.ctl.client.instances()}
     assert view[counter].switch == "s2"
     assert world.tb.ctl.client.reservations() == []

@@ -190,7 +190,8 @@ class FakeSite:
     def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
         n = len(self.ops("send"))
         self._op("send", instance, peer, port, delta)
-        if not self._get(instance).images:
+        inst = self._get(instance)
+        if not inst.images and inst.status != "running":  # a running one may send its /data
             raise SiteError(f"site {self.name}: {instance} has no images to send")
         target = self.peers.get(peer)
         if target is None or instance not in target.incoming:
@@ -217,14 +218,33 @@ class FakeSite:
         self._op("set_link", instance, up)
         self._get(instance).link = up
 
-    def restore(self, instance: str) -> None:
+    def restore(self, instance: str, lazy_from: str | None = None) -> None:
         self._op("restore", instance)
+        self.lazy_from: str | None = lazy_from
         inst = self._get(instance)
         if not (inst.prepared and inst.images):
             raise SiteError(f"site {self.name}: {instance} is not ready to be restored")
         inst.status = self.after_restore_status
         inst.link = True
         inst.restored = True
+
+    def lazy_checkpoint(self, instance: str, page_server: str) -> DumpInfo:
+        self._op("lazy_checkpoint", instance, page_server)
+        inst = self._get(instance)
+        inst.status = "stopped"  # frozen, serving its pages
+        inst.images = True
+        return DumpInfo(1_500_000, 0.25, False)
+
+    def finish_lazy_checkpoint(self, instance: str) -> None:
+        self._op("finish_lazy_checkpoint", instance)
+
+    def abort_lazy_checkpoint(self, instance: str) -> None:
+        self._op("abort_lazy_checkpoint", instance)
+        self._get(instance).status = "running"  # CRIU lets the frozen task run on
+
+    def finish_pages(self, instance: str) -> float:
+        self._op("finish_pages", instance)
+        return 0.5
 
     def resume(self, instance: str) -> str:
         self._op("resume", instance)
@@ -290,7 +310,9 @@ class FakeNetwork:
     def _cap(self, rate_bps: int) -> int:
         return rate_bps if self.max_bps is None else min(rate_bps, self.max_bps)
 
-    def reserve(self, src: str, dst: str, rate_bps: int, dst_port: int, owner: str) -> Grant | None:
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
         self._op("reserve", src, dst, rate_bps, dst_port, owner)
         if self.refuse:
             return None

@@ -137,7 +137,7 @@ def test_cold_happy_path_phases_state_and_network() -> None:
     assert phase_names(record) == COLD_PHASES
     assert all(p.ok for p in record.phases)
     assert record.outcome is Outcome.DONE and record.error is None
-    assert record.mode == "full-dump-delta"
+    assert record.mode == "stop-and-copy"
     assert_runs_at_destination(w)
     # the destination was prepared with the source's spec at the destination port
     ((_, prepared),) = w.dst.ops("prepare_target")
@@ -292,7 +292,7 @@ def test_unknown_strategy_is_a_value_error() -> None:
 
 
 def test_dirty_tracking_mode_and_unique_ids() -> None:
-    w = make_world(dirty_tracking=True)
+    w = make_world("precopy", dirty_tracking=True)
     a = w.migration()
     b = make_world().migration()
     assert a.record.id != b.record.id
@@ -531,6 +531,7 @@ def test_rollback_before_point_of_no_return(case: FailCase) -> None:
     how = "restored from its final dump" if case.stopped else "still running"
     assert rollback.detail["steps"] == [
         "destination wiped",
+        "page server stopped",
         how,
         "source resumed",
         "traffic back",
@@ -648,3 +649,33 @@ def test_both_after_point_of_no_return_errors_recorded() -> None:
     assert record.error is not None
     release, cleanup = record.error.split("; ")
     assert release.startswith("release: ") and cleanup.startswith("cleanup: ")
+
+
+def _lazy_world(strategy: str) -> Any:
+    return make_world(strategy)
+
+
+@pytest.mark.parametrize("strategy", ["postcopy", "hybrid"])
+def test_lazy_strategies_restore_first_then_pull_pages(strategy: str) -> None:
+    w = _lazy_world(strategy)
+    record = w.migration().run()
+    names = phase_names(record)
+    assert record.outcome is Outcome.DONE
+    assert names.index("freeze_dump") < names.index("restore") < names.index("pages")
+    assert names[-2:] == ["release", "cleanup"]
+    assert w.dst.lazy_from is not None and w.dst.lazy_from.endswith(":7101")
+    assert record.mode in ("lazy-pages", "data-delta+lazy-pages")
+    if strategy == "hybrid":  # rounds move files only: no leave-running memory dump
+        assert not w.src.ops("checkpoint")
+        assert any(n.startswith("precopy-") for n in names)
+    reserve = w.net.ops("reserve")[0]
+    assert reserve[4] is None  # the agents' pair is reserved: pages come from port 7101
+
+
+def test_lazy_failure_before_restore_stops_the_page_server_and_resumes_the_source() -> None:
+    w = make_world("postcopy", dst={"fail_at": "restore"})
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert w.src.ops("abort_lazy_checkpoint")
+    assert w.src.status("svc") == "running"

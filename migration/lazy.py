@@ -1,0 +1,108 @@
+"""Post-copy at one site: CRIU lazy pages (userfaultfd) driven through runc.
+
+Source: `runc checkpoint --lazy-pages --page-server ADDR:PORT` dumps everything but the memory
+pages and then stays behind as a page server; it says "ready" on a status pipe, and exits once
+the destination has pulled every page. Destination: a `criu lazy-pages` daemon connects to that
+page server and feeds `runc restore --lazy-pages`, which starts the restored process at once; its
+memory arrives on demand and in the background. The daemon's work dir must be the restore's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import time
+from dataclasses import dataclass
+
+from mecmig.runner import Spawned, SubprocessRunner
+from migration.container import CRIU_RESTORE_OPTIONS, PENDING_TARGET, ContainerError, SiteContainers
+from migration.runc import CheckpointOptions
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class LazyDump:
+    """A source instance frozen and dumped without its pages, serving them until pulled."""
+
+    process: Spawned
+    seconds: float
+
+
+def start_lazy_dump(
+    c: SiteContainers, name: str, page_server: str, spawner: SubprocessRunner
+) -> LazyDump:
+    """Freeze and dump `name` without its memory; return once the page server is ready."""
+    image = c.images_dir(name)
+    if image.exists():
+        for old in image.iterdir():
+            old.unlink()
+    (c.dir(name) / "criu.conf").write_text("")
+    read_fd, write_fd = os.pipe()
+    opts = CheckpointOptions(lazy_pages=True, page_server=page_server, status_fd=write_fd)
+    argv = c.runc.checkpoint_argv(name, image, c.dir(name) / "work" / "lazy", opts)
+    t0 = time.monotonic()
+    try:
+        proc = spawner.spawn(argv, str(c.dir(name) / "lazy-dump.log"), pass_fds=[write_fd])
+    finally:
+        os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT_S)
+        status = os.read(read_fd, 1) if ready else b""
+    finally:
+        os.close(read_fd)
+    if status != b"\0":
+        proc.kill()
+        detail = c.runc.last_error(name) or proc.tail()
+        raise ContainerError(f"site {c.site}: lazy dump of {name} failed: {detail}")
+    return LazyDump(proc, time.monotonic() - t0)
+
+
+def start_lazy_restore(
+    c: SiteContainers, name: str, page_server: str, spawner: SubprocessRunner
+) -> Spawned:
+    """Start the lazy-pages daemon, then restore `name` lazily; return the daemon."""
+    host, _, port = page_server.rpartition(":")
+    work = c.dir(name) / "work" / "restore"
+    work.mkdir(parents=True, exist_ok=True)
+    daemon = spawner.spawn(
+        [
+            str(c.runc.criu),
+            "lazy-pages",
+            "--page-server",
+            "--address",
+            host,
+            "--port",
+            port,
+            "-D",
+            str(c.images_dir(name).resolve()),
+            "-W",
+            str(work.resolve()),
+            "-o",
+            "lazy-pages.log",
+        ],
+        str(c.dir(name) / "lazy-pages.out"),
+    )
+    spec = c.spec(name)
+    (c.dir(name) / "criu.conf").write_text(CRIU_RESTORE_OPTIONS)
+    c.net.set_link(c.plug(spec), True)
+    try:
+        _wait_for_socket(work / "lazy-pages.socket", daemon)
+        c.runc.restore(name, c.dir(name) / "bundle", c.images_dir(name), work, lazy_pages=True)
+    except Exception:
+        daemon.kill()
+        raise
+    (c.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+    return daemon
+
+
+def _wait_for_socket(path: os.PathLike[str], daemon: Spawned, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if not daemon.alive():
+            raise ContainerError(f"criu lazy-pages exited: {daemon.tail()}")
+        if time.monotonic() > deadline:
+            raise ContainerError("criu lazy-pages did not open its socket")
+        time.sleep(0.005)
