@@ -108,6 +108,9 @@ class AgentClient:
     def destroy(self, instance: str) -> None:
         self._call("DELETE", f"/v1/instances/{instance}")
 
+    def tx_bytes(self) -> int:
+        return int(self._call("GET", "/v1/netstat")["tx_bytes"])
+
     def cpu_jiffies(self) -> tuple[int, int]:
         data = self._call("GET", "/v1/cpu")
         return int(data["busy"]), int(data["total"])

@@ -85,6 +85,7 @@ class Migration:
         self.switched = False
         self.dumped_final = False
         self.lazy_serving = False  # a post-copy source is frozen, serving its pages
+        self._tx0: int | None = None
         self.past_point_of_no_return = False
         self.restore_s = RESTORE_ESTIMATE_S
 
@@ -176,6 +177,9 @@ class Migration:
             ph.detail["seconds"] = p.destination.finish_pages(p.instance)
             p.source.finish_lazy_checkpoint(p.instance)
             self.lazy_serving = False
+            tx = self._tx()
+            if tx is not None and self._tx0 is not None:
+                ph.bytes = max(0, tx - self._tx0)  # the pages, as the source's agent sent them
 
     def transfer(self) -> None:
         with self.timeline.phase("transfer") as ph:
@@ -196,6 +200,8 @@ class Migration:
     def restore(self) -> None:
         p = self.plan
         lazy_from = f"{p.source.address}:{PAGE_SERVER_PORT}" if self.lazy_serving else None
+        if lazy_from is not None:
+            self._tx0 = self._tx()
         with self.timeline.phase("restore", lazy=lazy_from is not None) as ph:
             p.destination.restore(p.instance, lazy_from=lazy_from)
             status = self.plan.destination.status(self.plan.instance)
@@ -339,6 +345,12 @@ class Migration:
                 log.warning("%s: %s failed (migration stands): %s", self.tag, step.__name__, exc)
                 errors.append(f"{step.__name__}: {exc}")
         return errors
+
+    def _tx(self) -> int | None:
+        try:
+            return self.plan.source.tx_bytes()
+        except Exception:  # noqa: BLE001 - byte accounting is optional
+            return None
 
     def _cpu(self) -> tuple[int, int] | None:
         try:

@@ -265,6 +265,9 @@ class FakeSite:
         self.instances.pop(instance, None)
         self.incoming.pop(instance, None)
 
+    def tx_bytes(self) -> int:
+        return 64 * MB * len(self.ops("finish_lazy_checkpoint"))
+
     def cpu_jiffies(self) -> tuple[int, int]:
         self._op("cpu_jiffies")
         self._jiffies += 100
