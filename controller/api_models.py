@@ -7,7 +7,7 @@ models; the os-ken app implements `ControllerAPI`. Errors the facade raises map 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -164,6 +164,36 @@ class RelocationView(_Model):
     switches_touched: list[str]
     flow_mods: int
     switchover_ms: float = Field(description="first flow-mod sent -> last barrier reply")
+
+
+class MigrationRequest(_Model):
+    """Live-migrate `instance` to site `to`."""
+
+    instance: str
+    to: str = Field(description="destination site")
+    strategy: Literal["cold", "precopy", "postcopy", "hybrid"] = "precopy"
+    budget_ms: float = Field(default=1000.0, gt=0, description="downtime budget")
+    rate: Rate = Field(default=200_000_000, description="reservation for the copy rounds")
+
+
+class MigrationView(BaseModel):
+    """A migration's record: phases with monotonic times (ms since it started), bytes, outcome."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    instance: str
+    source: str
+    destination: str
+    strategy: str
+    mode: str
+    outcome: str
+    error: str | None = None
+    point_of_no_return_ms: float | None = None
+    total_ms: float | None = None
+    bytes_transferred: int = 0
+    phases: list[dict[str, Any]]
+    metrics: dict[str, Any]
 
 
 class Health(_Model):

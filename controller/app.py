@@ -28,8 +28,10 @@ from os_ken.topology import event as topo_event
 
 from controller.arp import OP_REQUEST, arp_reply, parse_arp
 from controller.facade import Northbound
+from controller.migrations import MigrationService
 from controller.ofmsg import PacketOut
-from controller.rest import RestServer, create_app
+from controller.rest import create_app
+from controller.rest_server import RestServer
 from controller.runtime import Runtime
 from controller.settings import Settings
 from controller.state import FabricState
@@ -69,8 +71,11 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
             log.info("restored %d reservation(s) from %s", len(state.reservations), store.path)
         self.runtime = Runtime(state, store)
         self.northbound = Northbound(self.runtime)
+        self.migrations = MigrationService(scenario, self.northbound)
         self.rest = RestServer(
-            create_app(self.northbound), self.settings.rest_host, self.settings.rest_port
+            create_app(self.northbound, self.migrations),
+            self.settings.rest_host,
+            self.settings.rest_port,
         )
 
     def start(self) -> Any:

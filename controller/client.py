@@ -21,6 +21,7 @@ from controller.api_models import (
     ChainView,
     Health,
     InstanceView,
+    MigrationView,
     RelocationView,
     ReservationView,
     TopologyView,
@@ -165,6 +166,35 @@ class ControllerClient:
         if port is not None:
             body["port"] = port
         return _parse(self._request("POST", "/relocations", body), RelocationView)
+
+    def migrate(
+        self,
+        instance: str,
+        to: str,
+        *,
+        strategy: str = "precopy",
+        budget_ms: float = 1000.0,
+        rate: int | str | None = None,
+    ) -> MigrationView:
+        """Start a live migration through the controller (it returns at once: poll
+        `migration(id)` until its outcome is no longer "running")."""
+        body: dict[str, Any] = {
+            "instance": instance,
+            "to": to,
+            "strategy": strategy,
+            "budget_ms": budget_ms,
+        }
+        if rate is not None:
+            body["rate"] = rate
+        return _parse(self._request("POST", "/migrations", body), MigrationView)
+
+    def migration(self, mid: str) -> MigrationView:
+        """A migration's record so far."""
+        return _parse(self._request("GET", f"/migrations/{mid}"), MigrationView)
+
+    def migrations(self) -> list[MigrationView]:
+        """Every migration started through this controller."""
+        return self._get("/migrations", list[MigrationView])
 
 
 def _body(response: requests.Response) -> object:

@@ -3,20 +3,16 @@
 `create_app(api)` builds the JSON API under `/v1` (OpenAPI at `/v1/openapi.json`, Swagger UI at
 `/v1/docs`). Every error leaves as JSON, never as a traceback: `{"error": ..., "context": {...}}`
 for the facade's `ApiError`s, `{"error": ..., "problems": [{"path", "message"}]}` for bad requests.
-`RestServer` runs the app with uvicorn in a daemon thread beside the os-ken app.
+`controller.rest_server.RestServer` runs it with uvicorn in a thread beside the os-ken app.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import socket
-import threading
-import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +27,8 @@ from controller.api_models import (
     ControllerAPI,
     Health,
     InstanceView,
+    MigrationRequest,
+    MigrationView,
     RelocationRequest,
     RelocationView,
     ReservationRequest,
@@ -43,10 +41,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 _REQUEST_PARTS = ("body", "path", "query", "header", "cookie")
-
-
-class RestServerError(Exception):
-    """The REST server could not start (e.g. its port is in use) or stop."""
 
 
 # ------------------------------------------------------------------------------ error bodies
@@ -186,6 +180,40 @@ def _version() -> str:
         return "0"
 
 
+class MigrationAPI(Protocol):
+    """What `/v1/migrations` needs (controller.migrations.MigrationService)."""
+
+    def start(self, req: MigrationRequest) -> MigrationView: ...
+
+    def get(self, mid: str) -> MigrationView: ...
+
+    def list(self) -> list[MigrationView]: ...
+
+
+def _migrations_router(service: MigrationAPI) -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX, responses={500: _ERRORS[500]}, tags=["migrations"])
+
+    @router.post(
+        "/migrations",
+        response_model=MigrationView,
+        status_code=202,
+        responses={k: _ERRORS[k] for k in (404, 409, 422)},
+    )
+    def start_migration(req: MigrationRequest) -> MigrationView:
+        """Start a live migration; poll GET /v1/migrations/{id} for its phases and outcome."""
+        return service.start(req)
+
+    @router.get("/migrations", response_model=list[MigrationView])
+    def list_migrations() -> list[MigrationView]:
+        return service.list()
+
+    @router.get("/migrations/{mid}", response_model=MigrationView, responses={404: _ERRORS[404]})
+    def get_migration(mid: str) -> MigrationView:
+        return service.get(mid)
+
+    return router
+
+
 def _router(api: ControllerAPI) -> APIRouter:
     router = APIRouter(prefix=API_PREFIX, responses={500: _ERRORS[500]})
 
@@ -273,8 +301,9 @@ def _router(api: ControllerAPI) -> APIRouter:
     return router
 
 
-def create_app(api: ControllerAPI) -> FastAPI:
-    """The northbound JSON API over `api`, versioned under `/v1`."""
+def create_app(api: ControllerAPI, migrations: MigrationAPI | None = None) -> FastAPI:
+    """The northbound JSON API over `api`, versioned under `/v1` (with `/v1/migrations` when
+    a migration service is given)."""
     app = FastAPI(
         title="mecmig controller",
         version=_version(),
@@ -285,109 +314,10 @@ def create_app(api: ControllerAPI) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(_router(api))
+    if migrations is not None:
+        app.include_router(_migrations_router(migrations))
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_middleware(_InternalErrorMiddleware)
     return app
-
-
-# ------------------------------------------------------------------------------ the server
-
-
-class RestServer:
-    """Serves an ASGI app with uvicorn in a daemon thread (loopback by default).
-
-    The listening socket is bound in `start()` itself, so a port in use fails there with a clear
-    `RestServerError`, and port 0 picks a free port (see `port` and `url` after `start()`).
-    """
-
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 8080) -> None:
-        self.host = host
-        self._port = port
-        self._config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off"
-        )
-        # Bounds stop(): open requests get this long before their connections are dropped.
-        self._config.timeout_graceful_shutdown = 5
-        self._server = uvicorn.Server(self._config)
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port once started (the requested one before)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server, e.g. `http://127.0.0.1:8080`."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._port))
-            sock.listen(self._config.backlog)
-        except OSError as exc:
-            sock.close()
-            raise RestServerError(
-                f"REST API cannot listen on {self.host}:{self._port}: {exc.strerror or exc}"
-            ) from exc
-        return sock
-
-    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        try:
-            server.run(sockets=[sock])
-        except (Exception, SystemExit) as exc:  # uvicorn calls sys.exit() when startup fails
-            self._failure = exc
-            log.exception("REST server on %s stopped with an error", self.url)
-        finally:
-            sock.close()
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Bind, start serving in a daemon thread, and return once requests are answered."""
-        if self._thread is not None:
-            raise RestServerError(f"REST server on {self.url} already started")
-        sock = self._bind()
-        self._port = int(sock.getsockname()[1])
-        self._failure = None
-        # A uvicorn.Server runs once: a fresh one lets a stopped RestServer start again.
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(
-            target=self._run, args=(self._server, sock), name=f"rest-{self._port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive():
-                self._thread = None
-                raise RestServerError(f"REST server on {self.url} failed to start: {self._failure}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RestServerError(f"REST server on {self.url} did not start in {timeout} s")
-            time.sleep(0.01)
-        log.info("REST API on %s%s/docs", self.url, API_PREFIX)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (open requests get up to 5 s) and join the thread; idempotent."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            self._server.force_exit = True
-            thread.join(timeout)
-        if thread.is_alive():
-            raise RestServerError(f"REST server on {self.url} did not stop in {2 * timeout} s")
-
-    def __enter__(self) -> RestServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -203,3 +203,18 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
     assert orch.where(counter) == "mec1"
     assert world.agents.clients["mec2"].health()["instances"] == []
     _assert_state_kept(probe.result())
+
+
+def test_migration_through_the_controllers_rest_api(world: World, counter: str) -> None:
+    client = world.tb.ctl.client
+    started = client.migrate(counter, "mec2", strategy="postcopy")
+    assert started.instance == counter and started.outcome == "running"
+    deadline = time.monotonic() + 60
+    view = started
+    while view.outcome == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view = client.migration(started.id)
+    assert view.outcome == "done", view
+    assert [p["name"] for p in view.phases][-3:] == ["pages", "release", "cleanup"]
+    assert world.orch.where(counter) == "mec2"
+    assert started.id in {m.id for m in client.migrations()}

@@ -15,7 +15,8 @@ from controller.client import (
     ControllerUnreachable,
     NotFoundError,
 )
-from controller.rest import RestServer, RestServerError, create_app
+from controller.rest import create_app
+from controller.rest_server import RestServer, RestServerError
 from tests.unit.fake_api import FakeAPI
 
 
