@@ -3,7 +3,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-SCENARIO ?= scenarios/default.yaml
+SCENARIO ?= scenarios/edge.yaml
 PURE    := topology controller/ofmsg.py controller/plan.py controller/forwarding.py \
            controller/steering.py controller/reservations.py controller/state.py \
            controller/flowtable.py controller/fabricsim.py controller/arp.py \
@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help bootstrap demo test lint typecheck unit integration format clean
 
 help:
-	@echo "make demo        install what is missing, then run the default scenario ($(SCENARIO))"
+	@echo "make demo        install what is missing, then run $(SCENARIO) for real, with live migration"
 	@echo "make test        install what is missing, then lint, type-check and run every test"
 	@echo "make unit        unit tests only (pure logic, no root needed)"
 	@echo "make integration integration tests only (root, real OVS/Mininet/CRIU/runc)"

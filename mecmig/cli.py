@@ -18,6 +18,7 @@ from topology.scenario import ScenarioError, load_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
+EDGE_SCENARIO = DEFAULT_SCENARIO.with_name("edge.yaml")
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 console = Console(soft_wrap=True)
@@ -61,12 +62,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="run a scenario in Mininet with userspace OVS and show it working",
-        description="Build the scenario in Mininet (userspace OVS), check that every host reaches "
-        "every other, fetch the video service over HTTP from the UE, and tear everything down. "
-        "Needs root.",
+        help="run a scenario for real: controller, Mininet, containers, live migration",
+        description="Start the controller and a Mininet network of userspace OVS switches for the "
+        "scenario, check every host reaches every other, then (if the scenario has a memhog "
+        "instance, as scenarios/edge.yaml does) start it as a runc container, probe it from the "
+        "UE over one TCP connection every 5 ms, and live-migrate it to another site and back. "
+        "Needs root. Exit 0 if everything worked.",
     )
-    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    p.add_argument("--scenario", type=Path, default=EDGE_SCENARIO)
+    p.add_argument(
+        "--strategies",
+        default="postcopy,precopy",
+        help="comma-separated, one migration each, alternating between two sites "
+        "(cold, precopy, postcopy, hybrid)",
+    )
 
     p = sub.add_parser(
         "controller",
@@ -217,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from mecmig.demo import run_demo
 
-            return run_demo(console, load_scenario(args.scenario))
+            return run_demo(console, args.scenario, tuple(args.strategies.split(",")))
         if args.command == "controller":
             return _controller(args)
         if args.command == "agent":

@@ -1,87 +1,201 @@
-"""`make demo`: the default scenario, built for real in Mininet with userspace OVS.
+"""`make demo`: the whole system on one machine, for real.
 
-Until the controller lands, the switches run in OVS's standalone (learning) mode, which is loop-free
-only on tree topologies; the demo refuses a meshed scenario instead of flooding it.
+The controller (os-ken) drives a Mininet network of userspace OVS switches built from the scenario;
+every host reaches every other; then, if the scenario has a memory-workload instance, the site
+agents start its container, a UE opens ONE TCP connection to it and probes it every 5 ms, and the
+instance is live-migrated to another site and back (with a bandwidth reservation and the traffic
+switch), while the probe measures what the user sees.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
-import networkx as nx
 from rich.console import Console
 from rich.table import Table
 
 from mecmig.show import show_scenario
-from topology.scenario import Scenario
-from topology.world import agent_host, topology_from_scenario
+from migration.timeline import MigrationRecord
+from topology.scenario import Scenario, load_scenario
+from topology.units import fmt_bps, fmt_bytes
 
-HTTP_PORT = 8080
 
+def run_demo(console: Console, path: Path, strategies: tuple[str, ...]) -> int:
+    """Run the demo on the scenario at `path`; 0 if everything worked."""
+    from mininet_scenarios.emulation import EmulationError
+    from mininet_scenarios.testbed import testbed
 
-def run_demo(console: Console, sc: Scenario) -> int:
-    """Build `sc`, prove every host reaches every other and HTTP flows UE -> video; 0 if all did."""
-    from mininet_scenarios.emulation import EmulationError, emulate
-
-    if not nx.is_tree(topology_from_scenario(sc).graph):
-        console.print(
-            f"[red]scenario {sc.name} has a loop[/red]: without the controller the switches "
-            "are learning switches and would flood it. Use a tree scenario "
-            "(scenarios/default.yaml)."
-        )
-        return 1
+    sc = load_scenario(path)
     show_scenario(console, sc)
+    target = _migratable(sc)
     started = time.monotonic()
+    console.print("starting the controller and Mininet (userspace OVS)...")
     try:
-        with (
-            console.status("starting Mininet (userspace OVS)..."),
-            emulate(sc, fail_mode="standalone") as emu,
-        ):
-            console.print(f"emulation up in {time.monotonic() - started:.2f} s")
-            with console.status("ping between every pair of hosts..."):
-                losses = emu.pingall()
-            failed = {pair: loss for pair, loss in losses.items() if loss == 100}
+        with testbed(path, instance_hosts=target is None) as tb:
             console.print(
-                f"pingall: {len(losses) - len(failed)}/{len(losses)} host pairs reachable",
-                style="green" if not failed else "red",
+                f"controller and {len(sc.sites) + len(sc.switches)} switches up in "
+                f"{time.monotonic() - started:.1f} s (REST API: {tb.ctl.client.base_url}/v1)"
             )
-            for (a, b), _ in sorted(failed.items()):
-                console.print(f"  unreachable: {a} -> {b}", style="red")
-            http_ok = _http_demo(console, emu, sc)
+            ok = _reachability(console, tb)
+            if target is not None:
+                ok &= _migrations(console, tb, path, sc, target, strategies)
     except EmulationError as exc:
         console.print(f"[red]cannot run the emulation[/red]: {exc}")
         return 3
-    console.print(f"torn down; demo took {time.monotonic() - started:.1f} s")
-    return 0 if not failed and http_ok else 1
+    console.print(f"torn down; demo took {time.monotonic() - started:.0f} s")
+    return 0 if ok else 1
 
 
-def _http_demo(console: Console, emu: object, sc: Scenario) -> bool:
-    """Serve HTTP from each chain's last function and fetch it from the chain's UE (real TCP)."""
-    table = Table("chain", "client", "server", "HTTP", "time", title="TCP through the emulation")
+def _migratable(sc: Scenario) -> str | None:
+    for inst in sc.instances:
+        if "/data/memhog.py" in inst.command:
+            return inst.name
+    return None
+
+
+def _reachability(console: Console, tb: Any) -> bool:
+    with console.status("ping between every pair of hosts..."):
+        losses = tb.emu.pingall()
+    failed = sorted(pair for pair, loss in losses.items() if loss == 100)
+    style = "green" if not failed else "red"
+    console.print(
+        f"pingall: {len(losses) - len(failed)}/{len(losses)} host pairs reachable", style=style
+    )
+    for a, b in failed:
+        console.print(f"  unreachable: {a} -> {b}", style="red")
+    return not failed
+
+
+def _migrations(
+    console: Console, tb: Any, path: Path, sc: Scenario, name: str, strategies: tuple[str, ...]
+) -> bool:
+    from migration.network import RestControllerLink
+    from migration.orchestrator import Orchestrator
+    from mininet_scenarios.agents import SiteAgents
+    from topology.world import agent_host
+
+    inst = sc.instance(name)
+    ue = sc.ues[0].name if sc.ues else agent_host(sc.sites[-1].name)
+    others = [s.name for s in sc.sites if s.name != inst.site]
+    if not others:
+        console.print("only one site: nothing to migrate to")
+        return True
+    hops = [others[0], inst.site]
     ok = True
-    for chain in sc.chains:
-        server = emu.host(chain.functions[-1])  # type: ignore[attr-defined]
-        pid = server.cmd(f"python3 -m http.server {HTTP_PORT} >/dev/null 2>&1 & echo $!").strip()
-        try:
-            # the UE, and every MEC host (whose requests cross the core links)
-            for client in (chain.ue, *(agent_host(s.name) for s in sc.sites)):
-                code, seconds = _fetch(emu.host(client), server.IP())  # type: ignore[attr-defined]
-                ok &= code == "200"
-                table.add_row(chain.name, client, chain.functions[-1], code, f"{seconds} s")
-        finally:
-            server.cmd(f"kill {pid}")
-    console.print(table)
+    with SiteAgents(tb.emu, path) as agents:
+        orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
+        with console.status(f"starting {name} (runc container) at {inst.site}..."):
+            orch.deploy(name)
+            _wait_answering(tb, ue, str(inst.ip), inst.ports[0] if inst.ports else 7000)
+        table = Table(
+            "strategy",
+            "route",
+            "outcome",
+            "client downtime",
+            "frozen",
+            "total",
+            "on the wire",
+            "same TCP conn.",
+            "state kept",
+            title=f"live migration of {name} ({fmt_bytes(inst.memory)}), seen from {ue}",
+        )
+        for i, strategy in enumerate(strategies):
+            dest = hops[i % 2]
+            source = orch.where(name) or "?"
+            probe = _start_probe(tb, ue, str(inst.ip))
+            with console.status(f"{strategy}: migrating {name} {source} -> {dest}..."):
+                record = _migrate(orch, name, dest, strategy)
+            result = _stop_probe(probe)
+            kept = result.get("counter_monotonic") and result.get("fingerprint_stable")
+            ok &= record.outcome.value == "done" and bool(kept)
+            table.add_row(
+                strategy,
+                f"{source} -> {dest}",
+                record.outcome.value,
+                f"{result.get('downtime_ms', float('nan')):.0f} ms",
+                f"{record.metrics.get('frozen_ms', 0):.0f} ms",
+                f"{record.total_ms or 0:.0f} ms",
+                fmt_bytes(record.bytes_transferred),
+                "yes" if result.get("same_connection") else "no",
+                "yes" if kept else "NO",
+            )
+            _phases(console, record)
+        console.print(table)
+        views = tb.ctl.client.reservations()
+        console.print(
+            f"reservations left in force: {len(views)}; link use now: "
+            + ", ".join(
+                f"{d.src}->{d.dst} {fmt_bps(d.reserved_bps)}"
+                for link in tb.ctl.client.topology().links
+                for d in link.directions
+            )
+        )
     return ok
 
 
-def _fetch(client: object, ip: str) -> tuple[str, str]:
-    out = ""
-    for _ in range(20):  # the server needs a moment to bind
-        out = client.cmd(  # type: ignore[attr-defined]
-            f"curl -s -m 2 -o /dev/null -w '%{{http_code}} %{{time_total}}' http://{ip}:{HTTP_PORT}/"
-        ).strip()
-        if out.startswith("200"):
-            break
-        time.sleep(0.1)
-    code, _, seconds = out.partition(" ")
-    return code or "-", seconds or "-"
+def _migrate(orch: Any, name: str, dest: str, strategy: str) -> MigrationRecord:
+    from migration.engine import MigrationError
+
+    try:
+        record: MigrationRecord = orch.migrate(name, dest, strategy=strategy, budget_ms=1000)
+    except MigrationError as exc:
+        record = exc.record
+    return record
+
+
+def _phases(console: Console, record: MigrationRecord) -> None:
+    parts = [f"{p.name} {p.duration_ms or 0:.0f}" for p in record.phases]
+    console.print(
+        f"  {record.id} ({record.strategy}, {record.mode}) phases [ms]: " + ", ".join(parts),
+        highlight=False,
+        style="dim",
+    )
+
+
+def _wait_answering(tb: Any, host: str, ip: str, port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = tb.emu.host(host).cmd(
+            f"bash -c 'exec 3<>/dev/tcp/{ip}/{port} && echo PING >&3 && head -c4 <&3'"
+        )
+        if "PONG" in out:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{ip}:{port} does not answer")
+
+
+def _start_probe(tb: Any, host: str, ip: str) -> Any:
+    proc = tb.emu.host(host).popen(
+        [
+            sys.executable,
+            "-m",
+            "migration.probe",
+            ip,
+            "7000",
+            "--interval-ms",
+            "5",
+            "--duration",
+            "0",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)
+    return proc
+
+
+def _stop_probe(proc: Any) -> dict[str, Any]:
+    time.sleep(1.0)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    try:
+        result: dict[str, Any] = json.loads(out)
+    except ValueError:
+        return {}
+    return result

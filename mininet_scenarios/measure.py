@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from typing import Any
 
+from mecmig.runner import SubprocessRunner
 from mininet_scenarios.emulation import Emulation, EmulationError
 
 
@@ -47,12 +47,7 @@ def goodput_bps(
 
 def ofctl(switch: str, *args: str) -> str:
     """`ovs-ofctl -O OpenFlow13 <args> <switch>` output (for checks, not for steering)."""
-    return subprocess.run(
-        ["ovs-ofctl", "-O", "OpenFlow13", *args, switch],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return SubprocessRunner().run(["ovs-ofctl", "-O", "OpenFlow13", *args, switch]).stdout
 
 
 def port_tx_packets(switch: str, port: int) -> int:
