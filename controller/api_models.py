@@ -171,7 +171,7 @@ class MigrationRequest(_Model):
 
     instance: str
     to: str = Field(description="destination site")
-    strategy: Literal["cold", "precopy", "postcopy", "hybrid"] = "precopy"
+    strategy: Literal["cold", "precopy", "postcopy", "hybrid", "restart"] = "precopy"
     budget_ms: float = Field(default=1000.0, gt=0, description="downtime budget")
     rate: Rate = Field(default=200_000_000, description="reservation for the copy rounds")
 

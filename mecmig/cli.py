@@ -129,7 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("instance")
     p.add_argument("--to", required=True, metavar="SITE")
-    p.add_argument("--strategy", choices=["cold", "precopy"], default="precopy")
+    p.add_argument(
+        "--strategy",
+        choices=["cold", "precopy", "postcopy", "hybrid", "restart"],
+        default="precopy",
+        help="cold: stop-and-copy; precopy: copy while it serves, then the delta; postcopy: "
+        "restore first, memory follows (lazy pages); hybrid: files while it serves, memory "
+        "lazily; restart: files only, started afresh (services without memory state)",
+    )
     p.add_argument("--budget-ms", type=float, default=1000.0, help="downtime budget (ms)")
     p.add_argument("--rate", default="50Mbit", help="reservation for the copy rounds")
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
@@ -181,6 +188,63 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         scenario="scenario of the meter part; needs two sites (the relocation part always uses "
         "scenarios/three-sites.yaml)",
     )
+    _bench_migration_parser(bench)
+
+
+def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench migration`: its own options (the scenario is always scenarios/edge.yaml)."""
+    from mecmig.workloads.memhog import parse_rate, parse_size
+
+    strategies = ("cold", "precopy", "postcopy", "hybrid", "baseline")
+    b = bench.add_parser(
+        "migration",
+        help="live migration per strategy x memory size x dirty rate: downtime, time, bytes",
+        description="On scenarios/edge.yaml (one testbed for the whole run): the memhog instance "
+        "'counter' is deployed at mec1 with each memory size and dirty rate, probed from ue1 over "
+        "one TCP connection (a PING every 5 ms) and migrated to mec2 with each strategy: cold, "
+        "precopy, postcopy, hybrid (downtime budget 1000 ms) and baseline (seed 004's runc "
+        "checkpoint -> copy -> restore, no reservation). Full run: 64, 256, 512 MiB x 0 and "
+        "10 MB/s x the 5 strategies (30 cases). Goals: post-copy downtime <= 100 ms and >= 10x "
+        "below the baseline at 512 MiB / 10 MB/s; pre-copy below the baseline by at least the "
+        "transfer time it moves out of the freeze. Writes summary.json, downtime.png, total.png "
+        "and report.md into --out. Needs root. Exit 0 the run completed (goals met or not), 1 a "
+        "case failed to run, 3 not root / no OVS / no runc or CRIU.",
+    )
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="64 MiB dirtying 10 MB/s, the 5 strategies: about 2 minutes; a smoke test (do not "
+        "quote its numbers)",
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "migration",
+        metavar="DIR",
+        help="where summary.json, the plots and report.md go (default: results/migration/)",
+    )
+    b.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=strategies,
+        metavar="S",
+        help=f"strategies to run ({', '.join(strategies)}; default: all)",
+    )
+    b.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        metavar="SIZE",
+        help="memhog memory sizes, e.g. 64MiB 512MiB (default: 64MiB 256MiB 512MiB)",
+    )
+    b.add_argument(
+        "--dirty-rates",
+        nargs="+",
+        type=parse_rate,
+        metavar="RATE",
+        help="memhog dirty rates in bytes/s, e.g. 0 10MB/s (default: 0 10MB/s)",
+    )
+    b.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per case (default 1)")
 
 
 def _bench_options(p: argparse.ArgumentParser, name: str, *, quick: str, scenario: str) -> None:

@@ -253,6 +253,18 @@ def create_agent_app(agent: Agent) -> FastAPI:
             )
         return {"exit": code, "seconds": time.monotonic() - t0}
 
+    @app.post("/v1/instances/{name}/stop")
+    def stop(name: str) -> dict[str, str]:
+        with agent.lock:
+            c.stop(name)
+        return {"status": c.status(name)}
+
+    @app.post("/v1/instances/{name}/start")
+    def start(name: str) -> dict[str, str]:
+        with agent.lock:
+            c.start(name)
+        return {"status": c.status(name)}
+
     @app.post("/v1/instances/{name}/resume")
     def resume(name: str) -> dict[str, str]:
         with agent.lock:

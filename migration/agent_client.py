@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from migration.container import InstanceSpec
-from migration.site import DumpInfo, SendInfo, SiteError
+from migration.site import DumpInfo, SendInfo, SiteError, SiteUnreachable
 
 
 class AgentClient:
@@ -32,8 +32,10 @@ class AgentClient:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             resp = self._http.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise SiteUnreachable(f"agent {self.name} unreachable: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise SiteError(f"agent {self.name} unreachable: {exc}") from exc
+            raise SiteError(f"agent {self.name}: {exc}") from exc
         if resp.status_code >= 400:
             try:
                 message = resp.json().get("error") or resp.json().get("detail") or resp.text
@@ -101,6 +103,12 @@ class AgentClient:
 
     def finish_pages(self, instance: str) -> float:
         return float(self._call("POST", f"/v1/instances/{instance}/restore/pages")["seconds"])
+
+    def stop(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/stop")
+
+    def start(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/start")
 
     def resume(self, instance: str) -> str:
         return str(self._call("POST", f"/v1/instances/{instance}/resume")["how"])

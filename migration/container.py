@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,6 +175,27 @@ class SiteContainers:
         self.net.set_link(self.plug(spec), True)
         work = self.dir(name) / "work" / "restore"
         self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
+        (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+
+    def stop(self, name: str, grace_s: float = 5.0) -> None:
+        """End the instance's process (SIGTERM, then SIGKILL), keeping all its files."""
+        if self.runc.status(name) not in ("running", "paused"):
+            return
+        self.runc.kill(name, "TERM")
+        deadline = time.monotonic() + grace_s
+        while self.runc.status(name) == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.runc.status(name) == "running":
+            self.runc.kill(name, "KILL")
+
+    def start(self, name: str) -> None:
+        """Start the instance afresh from its bundle and its /data (no memory state): the
+        restart strategy's destination, or its source again after a rollback."""
+        spec = self.spec(name)
+        self.runc.delete(name)
+        self.net.unlock(self.plug(spec))
+        self.net.set_link(self.plug(spec), True)
+        self.runc.run(name, self.dir(name) / "bundle")
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
 
     def collect_abandoned_targets(self) -> list[str]:

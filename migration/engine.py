@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from migration.network import ControllerLink, Grant, NoNetwork
-from migration.site import SendInfo, Site
+from migration.site import SendInfo, Site, SiteUnreachable
 from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("cold", "precopy", "postcopy", "hybrid")
+STRATEGIES = ("cold", "precopy", "postcopy", "hybrid", "restart")
 LAZY = ("postcopy", "hybrid")  # memory follows the restore (CRIU lazy pages)
 MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations match it
 PAGE_SERVER_PORT = 7101  # a post-copy source serves its memory pages here
@@ -85,6 +85,7 @@ class Migration:
         self.switched = False
         self.dumped_final = False
         self.lazy_serving = False  # a post-copy source is frozen, serving its pages
+        self.stopped_source = False  # the restart strategy ended the source's process
         self._tx0: int | None = None
         self.past_point_of_no_return = False
         self.restore_s = RESTORE_ESTIMATE_S
@@ -121,6 +122,7 @@ class Migration:
             "precopy": "predump" if p.dirty_tracking else "full-dump-delta",
             "postcopy": "lazy-pages",
             "hybrid": "predump+lazy-pages" if p.dirty_tracking else "data-delta+lazy-pages",
+            "restart": "filesystem-state",
         }[p.strategy]
 
     def precopy_round(self, dump_memory: bool = True) -> Round:
@@ -169,6 +171,23 @@ class Migration:
             dump = p.source.lazy_checkpoint(p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}")
             self.lazy_serving = True
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+
+    def stop_source(self) -> None:
+        """Restart strategy: end the service at the source (its files stay)."""
+        with self.timeline.phase("freeze_stop"):
+            self.plan.source.stop(self.plan.instance)
+            self.stopped_source = True
+
+    def start_destination(self) -> None:
+        """Restart strategy: start the service afresh at the destination with its files."""
+        p = self.plan
+        with self.timeline.phase("start"):
+            p.destination.start(p.instance)
+            status = p.destination.status(p.instance)
+            if status != "running":
+                raise RuntimeError(f"started instance is {status}")
+        self.past_point_of_no_return = True  # ---- POINT OF NO RETURN: the destination serves
+        self.timeline.mark_point_of_no_return()
 
     def pull_pages(self) -> None:
         """After a post-copy restore: wait until every page has moved (the source then ends)."""
@@ -235,14 +254,13 @@ class Migration:
             raise MigrationError(
                 f"{self.tag}: past the point of no return: no rollback", self.record
             )
-        p = self.plan
         log.error("%s: rolling back after: %s", self.tag, error)
         with self.timeline.phase("rollback", error=str(error)) as ph:
             steps: list[str] = []
             undo: tuple[tuple[str, Callable[[], object]], ...] = (
-                ("destination wiped", lambda: p.destination.destroy(p.instance)),
+                ("destination wiped", self._wipe_destination),
                 ("page server stopped", self._stop_page_server),
-                ("source resumed", lambda: steps.append(p.source.resume(p.instance))),
+                ("source resumed", lambda: steps.append(self._resume_source())),
                 ("traffic back", self._switch_back),
                 ("reservation released", self.release_quietly),
             )
@@ -255,6 +273,22 @@ class Migration:
             ph.detail["steps"] = steps
             if any("FAILED" in s for s in steps):
                 raise MigrationError(f"rollback incomplete: {steps}", self.record)
+
+    def _resume_source(self) -> str:
+        p = self.plan
+        if self.stopped_source:
+            p.source.start(p.instance)  # its state is its files: start it again from them
+            return "started again from its files"
+        return p.source.resume(p.instance)
+
+    def _wipe_destination(self) -> None:
+        try:
+            self.plan.destination.destroy(self.plan.instance)
+        except SiteUnreachable:
+            # nothing to do now: its agent removes abandoned targets when it starts again
+            log.warning(
+                "%s: destination agent unreachable; it cleans up when it restarts", self.tag
+            )
 
     def _stop_page_server(self) -> None:
         if self.lazy_serving:
@@ -285,15 +319,21 @@ class Migration:
         cpu0 = self._cpu()
         try:
             self.prepare()
-            if self.plan.strategy in ("precopy", "hybrid"):
+            if self.plan.strategy in ("precopy", "hybrid", "restart"):
                 self._iterate(dump_memory=self.plan.strategy == "precopy")
-            if self.plan.strategy in LAZY:
-                self.lazy_dump()
+            if self.plan.strategy == "restart":  # seed 003: state kept = files only
+                self.stop_source()
+                self.transfer()
+                self.switch()
+                self.start_destination()
             else:
-                self.final_dump()
-            self.transfer()
-            self.switch()
-            self.restore()
+                if self.plan.strategy in LAZY:
+                    self.lazy_dump()
+                else:
+                    self.final_dump()
+                self.transfer()
+                self.switch()
+                self.restore()
         except BaseException as exc:  # any failure before the point of no return, Ctrl-C too
             if self.past_point_of_no_return:
                 raise

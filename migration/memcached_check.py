@@ -100,6 +100,12 @@ def fill(
     return stored
 
 
+def expected_values(n_keys: int, value_size: int, seed: int) -> dict[str, bytes]:
+    """What `fill(..., n_keys, value_size, seed)` stores, recomputed (it is deterministic)."""
+    rng = random.Random(seed)
+    return {key_name(seed, i): rng.randbytes(value_size) for i in range(n_keys)}
+
+
 def verify(
     host: str,
     port: int,

@@ -35,6 +35,10 @@ class SiteError(Exception):
     """A site could not do what was asked (its agent's message is in the text)."""
 
 
+class SiteUnreachable(SiteError):
+    """The site's agent does not answer at all (down, or the network to it is)."""
+
+
 class Site(Protocol):
     """One MEC site's agent, as the migration engine sees it."""
 
@@ -76,6 +80,14 @@ class Site(Protocol):
         ...
 
     def resume(self, instance: str) -> str: ...
+
+    def stop(self, instance: str) -> None:
+        """End its process, keep its files (restart strategy)."""
+        ...
+
+    def start(self, instance: str) -> None:
+        """Start it afresh from its bundle and /data (restart strategy, and its rollback)."""
+        ...
 
     def destroy(self, instance: str) -> None: ...
 

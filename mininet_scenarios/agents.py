@@ -43,50 +43,61 @@ class SiteAgents:
     def start(self, timeout: float = 30.0) -> SiteAgents:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for site in self.sc.sites:
-            host = self.emu.host(agent_host(site.name))
-            uds = agent_socket(self.sc.name, site.name)
-            root = site_root(self.sc.name, site.name)
-            shutil.rmtree(root, ignore_errors=True)  # a fresh emulation: nothing to keep
-            argv = [
-                "nsenter",
-                "-t",
-                str(host.pid),
-                "-n",
-                "--",
-                sys.executable,
-                "-m",
-                "mecmig.cli",
-                "agent",
-                "--scenario",
-                str(self.scenario_path),
-                "--site",
-                site.name,
-                "--uds",
-                str(uds),
-                "--root",
-                str(root),
-                # PID 1 may be out of reach (in a sandbox): this process is in the root netns
-                "--root-netns-pid",
-                str(os.getpid()),
-                "--address",
-                str(site.agent_ip),
-            ]
-            log_path = self.log_dir / f"agent-{self.sc.name}-{site.name}.log"
-            self.procs[site.name] = self.runner.spawn(argv, str(log_path))
-            self.clients[site.name] = AgentClient(site.name, str(site.agent_ip), uds=str(uds))
-        deadline = time.monotonic() + timeout
-        for name, client in self.clients.items():
-            while True:
-                try:
-                    client.health()
-                    break
-                except SiteError as exc:
-                    proc = self.procs[name]
-                    if not proc.alive() or time.monotonic() > deadline:
-                        self.stop()
-                        raise EmulationError(f"agent {name} did not start:\n{proc.tail()}") from exc
-                    time.sleep(0.2)
+            shutil.rmtree(site_root(self.sc.name, site.name), ignore_errors=True)  # fresh
+            self._spawn(site.name)
+        for name in self.clients:
+            self._wait_ready(name, timeout)
         return self
+
+    def _spawn(self, name: str) -> None:
+        site = self.sc.site(name)
+        host = self.emu.host(agent_host(name))
+        uds = agent_socket(self.sc.name, name)
+        argv = [
+            sys.executable,
+            "-m",
+            "mecmig.cli",
+            "agent",
+            "--scenario",
+            str(self.scenario_path),
+            "--site",
+            name,
+            "--uds",
+            str(uds),
+            "--root",
+            str(site_root(self.sc.name, name)),
+            # PID 1 may be out of reach (in a sandbox): this process is in the root netns
+            "--root-netns-pid",
+            str(os.getpid()),
+            "--address",
+            str(site.agent_ip),
+        ]
+        log_path = self.log_dir / f"agent-{self.sc.name}-{name}.log"
+        self.procs[name] = self.runner.spawn(argv, str(log_path), netns_pid=host.pid)
+        self.clients[name] = AgentClient(name, str(site.agent_ip), uds=str(uds))
+
+    def _wait_ready(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.clients[name].health()
+                return
+            except SiteError as exc:
+                proc = self.procs[name]
+                if not proc.alive() or time.monotonic() > deadline:
+                    self.stop()
+                    raise EmulationError(f"agent {name} did not start:\n{proc.tail()}") from exc
+                time.sleep(0.2)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one site's agent (what it runs stays: containers outlive their agent)."""
+        self.procs[name].kill()
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Start one site's agent again, keeping its directory (as after a crash)."""
+        self.procs[name].stop()
+        self._spawn(name)
+        self._wait_ready(name, timeout)
 
     def stop(self) -> None:
         for client in self.clients.values():

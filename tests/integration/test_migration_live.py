@@ -218,3 +218,112 @@ def test_migration_through_the_controllers_rest_api(world: World, counter: str) 
     assert [p["name"] for p in view.phases][-3:] == ["pages", "release", "cleanup"]
     assert world.orch.where(counter) == "mec2"
     assert started.id in {m.id for m in client.migrations()}
+
+
+def test_an_agent_killed_mid_migration_rolls_back_and_its_leftovers_go_at_restart(
+    world: World, counter: str
+) -> None:
+    orch = world.orch
+    plan = Plan(
+        instance=counter,
+        source=orch.site("mec1"),
+        destination=orch.site("mec2"),
+        destination_site="mec2",
+        destination_port=orch.port_at(counter, "mec2"),
+    )
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
+    mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
+    mig.prepare()
+    assert Path(f"/var/run/netns/mecmig-{counter}-mec2").exists()
+    world.agents.kill("mec2")
+    try:
+        mig.final_dump()
+        with pytest.raises(Exception) as failure:
+            mig.transfer()
+        mig.rollback(failure.value)
+        assert orch.where(counter) == "mec1"
+        _assert_state_kept(probe.result())
+    finally:
+        world.agents.restart("mec2")
+    assert world.agents.clients["mec2"].health()["instances"] == []
+    assert not Path(f"/var/run/netns/mecmig-{counter}-mec2").exists()
+    assert world.tb.ctl.client.reservations() == []
+
+
+def _in_ue(world: World, code: str) -> str:
+    out = (
+        world.tb.emu.host("ue1")
+        .popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        .communicate(timeout=120)
+    )
+    return out[0].decode() + out[1].decode()
+
+
+def test_memcached_keeps_every_key(world: World) -> None:
+    world.orch.teardown("cache")
+    world.orch.deploy("cache")
+    try:
+        fill = (
+            "import time\nfrom migration.memcached_check import fill\n"
+            "for _ in range(50):\n"
+            "    try:\n        fill('10.0.0.23', 11211, 2000, 512, 7); break\n"
+            "    except OSError: time.sleep(0.2)\nprint('filled')"
+        )
+        assert "filled" in _in_ue(world, fill)
+        record = world.orch.migrate("cache", "mec2", strategy="precopy")
+        assert record.outcome is Outcome.DONE
+        verify = (
+            "from migration.memcached_check import expected_values, verify\n"
+            "present, missing = verify('10.0.0.23', 11211, expected_values(2000, 512, 7))\n"
+            "print('present', present, 'missing', missing)"
+        )
+        out = _in_ue(world, verify)
+        assert "present 2000 missing 0" in out, out
+    finally:
+        world.orch.teardown("cache")
+
+
+def test_an_http_stream_runs_through_a_migration(world: World) -> None:
+    world.orch.teardown("web")
+    world.orch.deploy("web")
+    ue = world.tb.emu.host("ue1")
+    try:
+        for _ in range(50):
+            if ue.cmd("curl -s -m 1 http://10.0.0.22:8080/health").strip():
+                break
+            time.sleep(0.2)
+        size = 12_000_000
+        curl = ue.popen(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download} %{http_code}",
+                f"http://10.0.0.22:8080/stream?bytes={size}&rate=2000000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(1.5)
+        record = world.orch.migrate("web", "mec2", strategy="postcopy")
+        out, _ = curl.communicate(timeout=120)
+        assert record.outcome is Outcome.DONE
+        assert out.decode().split() == [str(size), "200"], out
+    finally:
+        world.orch.teardown("web")
+
+
+def test_restart_strategy_moves_the_files_and_starts_the_service_afresh(
+    world: World, counter: str
+) -> None:
+    """Seed 003's filesystem-level migration: /data moves, memory does not."""
+    src_data = Path(f"/var/lib/mecmig/sites/edge/mec1/{counter}/xfer/data")
+    (src_data / "config.txt").write_text("kept across the move\n")
+    record = world.orch.migrate(counter, "mec2", strategy="restart")
+    assert record.outcome is Outcome.DONE and record.mode == "filesystem-state"
+    dst_data = Path(f"/var/lib/mecmig/sites/edge/mec2/{counter}/xfer/data")
+    assert (dst_data / "config.txt").read_text() == "kept across the move\n"
+    assert world.orch.where(counter) == "mec2"
+    _wait_answering(world, "10.0.0.21", 7000)

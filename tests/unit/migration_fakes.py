@@ -191,7 +191,7 @@ class FakeSite:
         n = len(self.ops("send"))
         self._op("send", instance, peer, port, delta)
         inst = self._get(instance)
-        if not inst.images and inst.status != "running":  # a running one may send its /data
+        if not inst.images and inst.status not in ("running", "stopped"):  # /data alone
             raise SiteError(f"site {self.name}: {instance} has no images to send")
         target = self.peers.get(peer)
         if target is None or instance not in target.incoming:
@@ -241,6 +241,16 @@ class FakeSite:
     def abort_lazy_checkpoint(self, instance: str) -> None:
         self._op("abort_lazy_checkpoint", instance)
         self._get(instance).status = "running"  # CRIU lets the frozen task run on
+
+    def stop(self, instance: str) -> None:
+        self._op("stop", instance)
+        self._get(instance).status = "stopped"
+
+    def start(self, instance: str) -> None:
+        self._op("start", instance)
+        inst = self._get(instance)
+        inst.status = "running"
+        inst.link = True
 
     def finish_pages(self, instance: str) -> float:
         self._op("finish_pages", instance)

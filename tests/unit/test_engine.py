@@ -679,3 +679,23 @@ def test_lazy_failure_before_restore_stops_the_page_server_and_resumes_the_sourc
     assert info.value.record.outcome is Outcome.ROLLED_BACK
     assert w.src.ops("abort_lazy_checkpoint")
     assert w.src.status("svc") == "running"
+
+
+def test_restart_strategy_moves_files_then_starts_afresh_at_the_destination() -> None:
+    w = make_world("restart")
+    record = w.migration().run()
+    names = phase_names(record)
+    assert record.outcome is Outcome.DONE and record.mode == "filesystem-state"
+    assert names.index("precopy-1") < names.index("freeze_stop") < names.index("transfer")
+    assert names.index("switch") < names.index("start")
+    assert not w.src.ops("checkpoint") and w.dst.ops("start")
+    assert w.dst.status("svc") == "running"
+
+
+def test_restart_strategy_rollback_starts_the_source_again() -> None:
+    w = make_world("restart", dst={"fail_at": "start"})
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    rollback = info.value.record.phase("rollback")
+    assert rollback is not None and "started again from its files" in rollback.detail["steps"]
+    assert w.src.status("svc") == "running"

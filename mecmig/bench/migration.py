@@ -1,0 +1,326 @@
+"""`mecmig bench migration`: client-observed downtime, total time and bytes of a live migration,
+per strategy, memory size and dirty rate, against seed 004's runc checkpoint -> copy -> restore.
+
+One testbed (scenarios/edge.yaml: controller, Mininet, a site agent per MEC host) for the whole
+run. Each case deploys the memhog instance `counter` at mec1 with its memory size and dirty rate,
+probes it from ue1 over one TCP connection (a PING every 5 ms), migrates it to mec2, and tears it
+down (see `mecmig.bench.migration_cases`). Outputs: summary.json, downtime.png, total.png and
+report.md (`mecmig.bench.migration_report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mecmig.bench import ROOT, environment_problem, progress, shown
+from mecmig.bench.migration_cases import MIB, STRATEGIES, Case, rate_text, size_text
+from mecmig.bench.report import command_line, utc_now, write_summary
+from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
+
+DEFAULT_OUT = ROOT / "results" / "migration"
+MB = 1_000_000
+GOAL_SIZE, GOAL_RATE = 512 * MIB, 10 * MB  # the goals' container: 512 MiB dirtying 10 MB/s
+POSTCOPY_GOAL_MS = 100.0
+RATIO_GOAL = 10.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures."""
+
+    strategies: tuple[str, ...]
+    sizes: tuple[int, ...]  # bytes
+    dirty_rates: tuple[int, ...]  # bytes/s
+    repeat: int
+
+    def cases(self) -> list[Case]:
+        """Smallest size first; per size and dirty rate every strategy, `repeat` times."""
+        return [
+            Case(strategy, size, rate, n)
+            for size in self.sizes
+            for rate in self.dirty_rates
+            for n in range(1, self.repeat + 1)
+            for strategy in self.strategies
+        ]
+
+
+FULL = Plan(STRATEGIES, (64 * MIB, 256 * MIB, 512 * MIB), (0, 10 * MB), 1)
+QUICK = Plan(STRATEGIES, (64 * MIB,), (10 * MB,), 1)
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """--quick or the full matrix, with --strategies/--sizes/--dirty-rates/--repeat on top."""
+    base = QUICK if args.quick else FULL
+    return Plan(
+        strategies=tuple(dict.fromkeys(args.strategies)) if args.strategies else base.strategies,
+        sizes=tuple(sorted(set(args.sizes))) if args.sizes else base.sizes,
+        dirty_rates=tuple(sorted(set(args.dirty_rates))) if args.dirty_rates else base.dirty_rates,
+        repeat=args.repeat,
+    )
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run the benchmark; write summary.json, downtime.png, total.png, report.md into args.out."""
+    from mecmig.bench.migration_cases import EDGE, bench_testbed
+    from mecmig.bench.migration_report import plot, print_results, report_markdown
+    from mecmig.bench.report import write_report
+    from migration.paths import CriuMissing, criu_binary
+    from topology.scenario import load_scenario
+
+    if args.repeat < 1:
+        console.print("[red]--repeat must be at least 1[/red]")
+        return EXIT_FAILED
+    problem = environment_problem([load_scenario(EDGE)], tools=("ovs-vsctl", "runc"))
+    if problem is None:
+        try:
+            criu_binary()
+        except CriuMissing as exc:
+            problem = str(exc)
+    if problem:
+        console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
+        return EXIT_ENVIRONMENT
+    plan = plan_from(args)
+    out: Path = args.out
+    todo = plan.cases()
+    started, t0 = utc_now(), time.monotonic()
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with progress(console) as bars:
+        task = bars.add_task("starting the testbed", total=len(todo), part="migrations")
+        try:
+            with bench_testbed() as bench:
+                for case in todo:
+                    t_case = time.monotonic()
+
+                    def on_phase(name: str, case: Case = case) -> None:
+                        bars.update(task, description=f"{case.label}: {name}")
+
+                    row = bench.run_case(case, on_phase)
+                    row["case_seconds"] = round(time.monotonic() - t_case, 1)
+                    rows.append(row)
+                    if "error" in row:
+                        failures.append(f"{case.label}: {row['error']}")
+                    bars.console.print(case_line(case, row), highlight=False)
+                    bars.advance(task)
+        except Exception as exc:  # noqa: BLE001 - the testbed itself failed: report what we have
+            failures.append(f"testbed: {type(exc).__name__}: {exc}")
+    duration = round(time.monotonic() - t0, 1)
+    summary = summarize(rows, failures, plan)
+    command = command_line(command_words(args))
+    write_summary(
+        out,
+        command=command,
+        started_at=started,
+        quick=bool(args.quick),
+        rows=rows,
+        summary=summary,
+        extra={
+            "duration_s": duration,
+            "scenario": shown(EDGE),
+            "plan": {
+                "strategies": list(plan.strategies),
+                "memory_bytes": list(plan.sizes),
+                "dirty_rates_bps": [r * 8 for r in plan.dirty_rates],
+                "repeat": plan.repeat,
+            },
+        },
+    )
+    plot(rows, out)
+    write_report(out, report_markdown(rows, summary, command, started, duration, plan, args.quick))
+    print_results(console, rows, summary)
+    console.print(
+        f"results in {shown(out)}/ (summary.json, downtime.png, total.png, report.md); "
+        f"{duration} s",
+        highlight=False,
+    )
+    for failure in failures:
+        console.print(f"[red]failed[/red]: {failure}", highlight=False)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def case_line(case: Case, row: dict[str, Any]) -> str:
+    """The progress line of a finished case: its headline numbers."""
+    if row.get("downtime_ms") is None or row.get("total_ms") is None:
+        return f"{case.label}: [red]FAILED[/red] {row.get('error', '')}"
+    intact = "state intact" if row["state_intact"] else "[red]STATE NOT INTACT[/red]"
+    err = f" [red]{row['error']}[/red]" if "error" in row else ""
+    return (
+        f"{case.label}: downtime {row['downtime_ms']:8.0f} ms, frozen {row['frozen_ms'] or 0:7.0f}"
+        f" ms, total {row['total_ms']:7.0f} ms, {row['bytes_transferred'] / MIB:7.1f} MiB, "
+        f"rounds {row['rounds']}, {intact}{err}"
+    )
+
+
+# ------------------------------------------------------------------------------ summary
+
+
+def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of migrations that completed and were probed."""
+    return [
+        r
+        for r in rows
+        if r.get("outcome") == "done" and r.get("downtime_ms") is not None and "error" not in r
+    ]
+
+
+def median_of(rows: list[dict[str, Any]], strategy: str, size: int, rate: int, key: str) -> Any:
+    """The median of `key` over the repeats of one cell (None if none was measured)."""
+    values = [
+        r[key]
+        for r in measured(rows)
+        if r["strategy"] == strategy
+        and r["memory_bytes"] == size
+        and r["dirty_rate_bps"] == rate * 8
+        and r.get(key) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def phase_ms(rows: list[dict[str, Any]], strategy: str, size: int, rate: int, name: str) -> Any:
+    values = [
+        r["phases"][name]
+        for r in measured(rows)
+        if r["strategy"] == strategy
+        and r["memory_bytes"] == size
+        and r["dirty_rate_bps"] == rate * 8
+        and r["phases"].get(name) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def predump_estimate(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A pre-copy row's downtime had its final dump been an incremental one (CRIU pre-dumps on a
+    kernel with soft-dirty tracking): the measured downtime minus the full final dump plus a dump
+    of only the final delta (the dump time scaled by final delta bytes / full image bytes)."""
+    dump = row["phases"].get("freeze_dump")
+    image, delta = row.get("image_bytes"), row.get("final_transfer_bytes")
+    if row["strategy"] != "precopy" or dump is None or not image or delta is None:
+        return None
+    delta_dump = dump * min(1.0, delta / image)
+    return {
+        "full_dump_ms": dump,
+        "delta_dump_ms": round(delta_dump, 1),
+        "downtime_ms": round(max(0.0, row["downtime_ms"] - dump + delta_dump), 1),
+        "frozen_ms": round(max(0.0, row["frozen_ms"] - dump + delta_dump), 1),
+    }
+
+
+def summarize(rows: list[dict[str, Any]], failures: list[str], plan: Plan) -> dict[str, Any]:
+    """The three goals (at 512 MiB / 10 MB/s where they name it), per-cell medians, failures."""
+    for row in measured(rows):
+        est = predump_estimate(row)
+        if est is not None:
+            row["predump_estimate"] = est
+    cells = []
+    for size in plan.sizes:
+        for rate in plan.dirty_rates:
+            cell: dict[str, Any] = {"memory_bytes": size, "dirty_rate_bps": rate * 8}
+            for s in plan.strategies:
+                cell[s] = {
+                    k: median_of(rows, s, size, rate, k)
+                    for k in ("downtime_ms", "total_ms", "frozen_ms", "bytes_transferred")
+                }
+            cells.append(cell)
+    post = median_of(rows, "postcopy", GOAL_SIZE, GOAL_RATE, "downtime_ms")
+    base = median_of(rows, "baseline", GOAL_SIZE, GOAL_RATE, "downtime_ms")
+    ratio = base / post if base is not None and post else None
+    goal1 = {
+        "goal": f"post-copy client-observed downtime <= {POSTCOPY_GOAL_MS:g} ms "
+        "(512 MiB dirtying 10 MB/s)",
+        "postcopy_downtime_ms": post,
+        "met": None if post is None else post <= POSTCOPY_GOAL_MS,
+    }
+    goal2 = {
+        "goal": f"post-copy downtime >= {RATIO_GOAL:g}x lower than the baseline "
+        "(runc checkpoint -> copy -> restore) on the same container (512 MiB, 10 MB/s)",
+        "postcopy_downtime_ms": post,
+        "baseline_downtime_ms": base,
+        "ratio": None if ratio is None else round(ratio, 2),
+        "met": None if ratio is None else ratio >= RATIO_GOAL,
+    }
+    return {
+        "goals": {
+            "postcopy_downtime": goal1,
+            "postcopy_vs_baseline": goal2,
+            "precopy_vs_baseline": _goal3(rows, plan),
+        },
+        "cells": cells,
+        "cases": len(rows),
+        "measured": len(measured(rows)),
+        "state_not_intact": [
+            f"{r['strategy']} {size_text(r['memory_bytes'])} {r['dirty_rate_bps'] / 8e6:g} MB/s"
+            for r in measured(rows)
+            if not r["state_intact"]
+        ],
+        "failures": failures,
+        "completed": not failures,
+    }
+
+
+def _goal3(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
+    """Pre-copy's downtime gain over the baseline vs the network transfer time it moved out of
+    the frozen window (baseline's in-freeze transfer minus pre-copy's final, in-freeze one)."""
+    per_cell = []
+    for size in plan.sizes:
+        for rate in plan.dirty_rates:
+            pre = median_of(rows, "precopy", size, rate, "downtime_ms")
+            base = median_of(rows, "baseline", size, rate, "downtime_ms")
+            base_tx = phase_ms(rows, "baseline", size, rate, "transfer")
+            pre_tx = phase_ms(rows, "precopy", size, rate, "transfer")
+            if None in (pre, base, base_tx, pre_tx):
+                continue
+            moved, gain = base_tx - pre_tx, base - pre
+            per_cell.append(
+                {
+                    "memory_bytes": size,
+                    "dirty_rate_bps": rate * 8,
+                    "precopy_downtime_ms": pre,
+                    "baseline_downtime_ms": base,
+                    "gain_ms": round(gain, 1),
+                    "baseline_transfer_ms": base_tx,
+                    "precopy_final_transfer_ms": pre_tx,
+                    "transfer_moved_out_ms": round(moved, 1),
+                    "met": gain >= moved,
+                }
+            )
+    headline = next(
+        (
+            c
+            for c in per_cell
+            if c["memory_bytes"] == GOAL_SIZE and c["dirty_rate_bps"] == GOAL_RATE * 8
+        ),
+        None,
+    )
+    return {
+        "goal": "pre-copy downtime below the baseline by at least the network transfer time it "
+        "moves out of the frozen window (baseline's transfer minus pre-copy's final transfer)",
+        "per_cell": per_cell,
+        "cells_met": sum(c["met"] for c in per_cell),
+        "headline": headline,
+        "met": None if not per_cell else all(c["met"] for c in per_cell),
+    }
+
+
+def command_words(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces this run (options only when not the default)."""
+    words = ["mecmig", "bench", "migration"]
+    if args.quick:
+        words.append("--quick")
+    if args.out.resolve() != DEFAULT_OUT:
+        words += ["--out", str(args.out)]
+    if args.strategies:
+        words += ["--strategies", *dict.fromkeys(args.strategies)]
+    if args.sizes:
+        words += ["--sizes", *(size_text(s) for s in sorted(set(args.sizes)))]
+    if args.dirty_rates:
+        words += ["--dirty-rates", *(rate_text(r) for r in sorted(set(args.dirty_rates)))]
+    if args.repeat != 1:
+        words += ["--repeat", str(args.repeat)]
+    return words

@@ -1,0 +1,367 @@
+"""Running the cases of `mecmig bench migration`: one testbed, one memhog instance per case.
+
+Per case: `counter` is deployed at mec1 with the case's memory size and dirty rate, the probe on
+ue1 keeps one TCP connection to it (a PING every 5 ms), the instance is migrated mec1 -> mec2 with
+the case's strategy, the probe is stopped 2 s after the migration returned, the instance is torn
+down. The strategies are the engine's (cold, precopy, postcopy, hybrid, through the orchestrator:
+reservation, traffic switch) and "baseline": seed 004's runc checkpoint -> copy -> runc restore,
+driven here with the site agents' primitives and no reservation.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mecmig.bench import ROOT
+
+if TYPE_CHECKING:
+    from migration.agent_client import AgentClient
+    from migration.orchestrator import Orchestrator
+    from migration.timeline import Listener, MigrationRecord
+    from mininet_scenarios.testbed import Testbed
+    from topology.scenario import Scenario
+
+EDGE = ROOT / "scenarios" / "edge.yaml"
+INSTANCE, SOURCE, DESTINATION, UE = "counter", "mec1", "mec2", "ue1"
+BUDGET_MS = 1000.0
+ENGINE_STRATEGIES = ("cold", "precopy", "postcopy", "hybrid")
+STRATEGIES = (*ENGINE_STRATEGIES, "baseline")
+BASELINE_MODE = "runc-checkpoint-copy-restore"
+PROBE_INTERVAL_MS = 5.0
+PROBE_LEAD_S = 1.0  # the probe runs this long before the migration starts
+PROBE_TAIL_S = 2.0  # ... and this long after it returned
+PROBE_STALL_MS = 300_000.0  # never give up the connection during a long freeze
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Case:
+    """One migration of the run."""
+
+    strategy: str
+    memory_bytes: int
+    dirty_rate: int  # bytes/s, as memhog takes it
+    repeat: int = 1
+
+    @property
+    def dirty_rate_bps(self) -> int:
+        return self.dirty_rate * 8
+
+    @property
+    def label(self) -> str:
+        rate = f"{self.dirty_rate / 1e6:g} MB/s"
+        return f"{self.strategy:<8} {size_text(self.memory_bytes):>7}, dirty {rate:>8}"
+
+
+def size_text(size: int) -> str:
+    """'512MiB' when a whole number of MiB, else bytes (memhog reads both)."""
+    return f"{size // MIB}MiB" if size % MIB == 0 else str(size)
+
+
+def rate_text(rate: int) -> str:
+    """'10MB/s' when a whole number of MB/s, else bytes/s (memhog reads both)."""
+    return f"{rate // 1_000_000}MB/s" if rate and rate % 1_000_000 == 0 else str(rate)
+
+
+def case_scenario(sc: Scenario, case: Case) -> Scenario:
+    """The scenario with `counter` sized and dirtying as `case` says."""
+    instances = []
+    for inst in sc.instances:
+        if inst.name == INSTANCE:
+            command = _with_arg(inst.command, "--size", size_text(case.memory_bytes))
+            command = _with_arg(command, "--dirty-rate", rate_text(case.dirty_rate))
+            inst = inst.model_copy(update={"command": command, "memory": case.memory_bytes})
+        instances.append(inst)
+    return sc.model_copy(update={"instances": tuple(instances)})
+
+
+def _with_arg(command: tuple[str, ...], flag: str, value: str) -> tuple[str, ...]:
+    words = list(command)
+    if flag in words:
+        words[words.index(flag) + 1] = value
+    else:
+        words += [flag, value]
+    return tuple(words)
+
+
+class Bench:
+    """The testbed of a whole run: controller, Mininet, one agent per site."""
+
+    def __init__(self, tb: Testbed, clients: dict[str, AgentClient], sc: Scenario) -> None:
+        from migration.network import RestControllerLink
+
+        self.tb = tb
+        self.clients = clients
+        self.sc = sc
+        self.link = RestControllerLink(tb.ctl.client)
+        self.ip = str(sc.instance(INSTANCE).ip)
+        self.port = 7000
+
+    def orchestrator(self, case: Case) -> Orchestrator:
+        from migration.orchestrator import Orchestrator
+
+        return Orchestrator(case_scenario(self.sc, case), self.clients, self.link)
+
+    def run_case(self, case: Case, on_phase: Callable[[str], None]) -> dict[str, Any]:
+        """Deploy, probe, migrate, stop the probe, tear down; one row ('error' if it failed)."""
+        from migration.engine import MigrationError
+
+        orch = self.orchestrator(case)
+        row = empty_row(case)
+        probe: ProbeRun | None = None
+        record: MigrationRecord | None = None
+        try:
+            orch.teardown(INSTANCE)
+            on_phase("deploy")
+            orch.deploy(INSTANCE)
+            self._wait_answering(timeout=30 + case.memory_bytes / MIB * 0.1)
+            on_phase("probe")
+            probe = ProbeRun(self.tb, self.ip, self.port)
+            listener = _listener(on_phase)
+            try:
+                if case.strategy == "baseline":
+                    record = baseline_migration(self, orch, listener)
+                else:
+                    record = orch.migrate(
+                        INSTANCE,
+                        DESTINATION,
+                        strategy=case.strategy,
+                        budget_ms=BUDGET_MS,
+                        listener=listener,
+                    )
+            except MigrationError as exc:
+                record = exc.record
+                row["error"] = f"migration {exc.record.outcome.value}: {exc}"
+            on_phase("probe tail")
+            time.sleep(PROBE_TAIL_S)
+            row.update(probe_fields(probe.stop()))
+        except Exception as exc:  # noqa: BLE001 - a case that fails is reported, the run goes on
+            row.setdefault("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            if probe is not None:
+                probe.kill()
+            try:
+                orch.teardown(INSTANCE)
+            except Exception as exc:  # noqa: BLE001
+                row.setdefault("error", f"teardown: {exc}")
+        if record is not None:
+            row.update(record_fields(record.to_dict()))
+        return row
+
+    def _wait_answering(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        ue = self.tb.emu.host(UE)
+        probe = f"exec 3<>/dev/tcp/{self.ip}/{self.port} && echo PING >&3 && head -c4 <&3"
+        while time.monotonic() < deadline:
+            if "PONG" in ue.cmd(f"timeout 2 bash -c '{probe}'"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{INSTANCE} ({self.ip}:{self.port}) does not answer after deploy")
+
+
+def _listener(on_phase: Callable[[str], None]) -> Listener:
+    def listen(event: str, record: Any, phase: Any) -> None:
+        if event == "phase_started" and phase is not None:
+            on_phase(phase.name)
+
+    return listen
+
+
+# ------------------------------------------------------------------------------ baseline
+
+
+def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> MigrationRecord:
+    """Seed 004's stop-and-copy: runc checkpoint (stops it) -> copy all -> switch -> runc restore.
+
+    No reservation (the copy takes what the network gives), no pre-copy, no rollback: a failure
+    leaves the instance dead (the case fails; the next case deploys afresh). The destination is
+    prepared (locked netns, bundle) before the checkpoint, as the engine does; its duration is
+    recorded ("prepare"), so the report can say what it would add inside the freeze.
+    """
+    from dataclasses import replace
+
+    from migration.engine import MIGRATION_PORT
+    from migration.timeline import MigrationRecord, Outcome, Timeline
+
+    src, dst = bench.clients[SOURCE], bench.clients[DESTINATION]
+    record = MigrationRecord(
+        id=f"baseline-{time.monotonic_ns()}",
+        instance=INSTANCE,
+        source=SOURCE,
+        destination=DESTINATION,
+        strategy="baseline",
+        mode=BASELINE_MODE,
+    )
+    timeline = Timeline(record, listener=listener)
+    port = orch.port_at(INSTANCE, DESTINATION)
+    cpu0 = src.cpu_jiffies()
+    try:
+        with timeline.phase("prepare"):
+            dst.prepare_target(replace(src.spec(INSTANCE), port=port))
+        with timeline.phase("freeze_dump") as ph:
+            dump = src.checkpoint(INSTANCE, leave_running=False)
+            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+        with timeline.phase("transfer") as ph:
+            dst.start_receive(INSTANCE)
+            src.send(INSTANCE, dst.address, MIGRATION_PORT, delta=False)
+            sent = dst.finish_receive(INSTANCE)
+            ph.bytes = sent.bytes_on_wire
+            ph.detail.update(mode=sent.mode, bytes_total=sent.bytes_total, send_s=sent.seconds)
+        with timeline.phase("switch") as ph:
+            view = bench.tb.ctl.client.relocate(INSTANCE, DESTINATION, port)
+            ph.detail["switchover_ms"] = view.switchover_ms
+        with timeline.phase("restore"):
+            dst.restore(INSTANCE)
+            status = dst.status(INSTANCE)
+            if status != "running":
+                raise RuntimeError(f"restored instance is {status}")
+        timeline.mark_point_of_no_return()
+        with timeline.phase("cleanup"):
+            src.destroy(INSTANCE)
+    except Exception as exc:
+        from migration.engine import MigrationError
+
+        timeline.finish(Outcome.FAILED, str(exc))
+        raise MigrationError(f"baseline migration failed: {exc}", record) from exc
+    freeze, restore = record.phase("freeze_dump"), record.phase("restore")
+    if freeze is not None and restore is not None and restore.end_ms is not None:
+        record.metrics["frozen_ms"] = restore.end_ms - freeze.start_ms
+    busy1, total1 = src.cpu_jiffies()
+    if total1 > cpu0[1]:
+        record.metrics["source_cpu_util"] = (busy1 - cpu0[0]) / (total1 - cpu0[1])
+    record.metrics["rounds"] = 0
+    timeline.finish(Outcome.DONE)
+    return record
+
+
+# ------------------------------------------------------------------------------ the probe
+
+
+class ProbeRun:
+    """`python -m migration.probe` on ue1 until stopped (SIGTERM): one TCP connection, a PING
+    every 5 ms; it never gives a stalled connection up (a long freeze is downtime, not a break)."""
+
+    def __init__(self, tb: Testbed, ip: str, port: int) -> None:
+        argv = [sys.executable, "-m", "migration.probe", ip, str(port)]
+        argv += ["--interval-ms", f"{PROBE_INTERVAL_MS:g}", "--duration", "0", "--json"]
+        argv += ["--stall-timeout-ms", f"{PROBE_STALL_MS:g}"]
+        self.started = time.monotonic()
+        self.proc = tb.emu.host(UE).popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT)
+        )
+        time.sleep(PROBE_LEAD_S)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"probe exited at once: {self.proc.stderr.read().decode()[-500:]}")
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=60)
+        if not out.strip():
+            raise RuntimeError(f"probe exited {self.proc.returncode}: {err.decode()[-500:]}")
+        data: dict[str, Any] = json.loads(out)
+        return data
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def empty_row(case: Case) -> dict[str, Any]:
+    return {
+        "strategy": case.strategy,
+        "memory_bytes": case.memory_bytes,
+        "dirty_rate_bps": case.dirty_rate_bps,
+        "repeat": case.repeat,
+        "downtime_ms": None,
+        "total_ms": None,
+        "frozen_ms": None,
+        "bytes_transferred": None,
+        "state_intact": None,
+        "same_connection": None,
+        "mode": None,
+        "outcome": None,
+        "rounds": None,
+        "source_cpu_util": None,
+        "phases": {},
+    }
+
+
+def probe_fields(p: dict[str, Any]) -> dict[str, Any]:
+    intact = bool(p["same_connection"] and p["counter_monotonic"] and p["fingerprint_stable"])
+    silent = sum(b - a - p["interval_ms"] for a, b in p["gaps"])
+    return {
+        "downtime_ms": round(p["downtime_ms"], 1),
+        "silent_ms": round(silent, 1),  # every gap > 3 intervals, added up (not only the longest)
+        "gaps_over_100ms": sum(b - a > 100 for a, b in p["gaps"]),
+        "state_intact": intact,
+        "same_connection": p["same_connection"],
+        "counter_monotonic": p["counter_monotonic"],
+        "fingerprint_stable": p["fingerprint_stable"],
+        "probe": {
+            k: p[k]
+            for k in (
+                "duration_ms",
+                "sent",
+                "replies",
+                "failures",
+                "reconnects",
+                "gaps",
+                "first_counter",
+                "last_counter",
+                "rtt_ms_median",
+            )
+        },
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def record_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    metrics = rec["metrics"]
+    phases = {p["name"]: _ms(p["duration_ms"]) for p in rec["phases"]}
+    by_name = {p["name"]: p for p in rec["phases"]}
+    reserve = by_name.get("reserve", {}).get("detail", {})
+    dump = by_name.get("freeze_dump", {}).get("detail", {})
+    transfer = by_name.get("transfer", {})
+    util = metrics.get("source_cpu_util")
+    return {
+        "total_ms": _ms(rec["total_ms"]),
+        "frozen_ms": _ms(metrics.get("frozen_ms")),
+        "bytes_transferred": rec["bytes_transferred"],
+        "mode": rec["mode"],
+        "outcome": rec["outcome"],
+        "rounds": metrics.get("rounds"),
+        "source_cpu_util": None if util is None else round(util, 3),
+        "phases": phases,
+        "reserved_bps": reserve.get("granted_bps"),
+        "image_bytes": dump.get("image_bytes"),
+        "final_transfer_bytes": transfer.get("bytes"),
+        "stop_reason": metrics.get("stop_reason"),
+        "migration_error": rec["error"],
+    }
+
+
+@contextmanager
+def bench_testbed() -> Iterator[Bench]:
+    """Controller + Mininet (edge.yaml, instances left to the agents) + one agent per site."""
+    from mininet_scenarios.agents import SiteAgents
+    from mininet_scenarios.testbed import testbed
+    from topology.scenario import load_scenario
+
+    sc = load_scenario(EDGE)
+    with testbed(EDGE, instance_hosts=False) as tb, SiteAgents(tb.emu, EDGE) as agents:
+        yield Bench(tb, agents.clients, sc)

@@ -1,0 +1,71 @@
+"""`mecmig bench migration --quick` end to end: controller, Mininet, site agents, runc + CRIU.
+
+Only the outputs' shape (and that every live strategy kept the client's state) is checked here;
+the figures themselves come from the full benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mecmig.cli import EXIT_OK, main
+
+ROW_KEYS = {
+    "strategy",
+    "memory_bytes",
+    "dirty_rate_bps",
+    "downtime_ms",
+    "total_ms",
+    "frozen_ms",
+    "bytes_transferred",
+    "state_intact",
+    "same_connection",
+    "mode",
+    "outcome",
+    "rounds",
+    "source_cpu_util",
+    "phases",
+}
+STRATEGIES = {"cold", "precopy", "postcopy", "hybrid", "baseline"}
+
+
+def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
+    assert main(["bench", "migration", "--quick", "--out", str(tmp_path)]) == EXIT_OK
+
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["command"] == f"mecmig bench migration --quick --out {tmp_path}"
+    assert doc["quick"] is True
+    assert {"kernel", "cpu_count", "ovs_version"} <= doc["host"].keys()
+    rows = doc["rows"]
+    assert {r["strategy"] for r in rows} == STRATEGIES and len(rows) == 5
+    for row in rows:
+        assert row.keys() >= ROW_KEYS, row
+        assert row["memory_bytes"] == 64 * 2**20
+        assert row["dirty_rate_bps"] == 80_000_000
+        assert row["outcome"] == "done", row
+        assert row["downtime_ms"] > 0 and row["total_ms"] >= row["frozen_ms"] > 0
+        assert row["bytes_transferred"] > 0
+        assert "restore" in row["phases"] and "freeze_dump" in row["phases"]
+        if row["strategy"] != "baseline":
+            assert row["state_intact"] is True, row
+            assert row["same_connection"] is True
+    by = {r["strategy"]: r for r in rows}
+    assert by["baseline"]["mode"] == "runc-checkpoint-copy-restore"
+    assert by["baseline"]["rounds"] == 0 and "reserve" not in by["baseline"]["phases"]
+    assert by["precopy"]["rounds"] >= 1 and by["precopy"]["mode"] == "full-dump-delta"
+    assert "pages" in by["postcopy"]["phases"]
+    summary = doc["summary"]
+    assert summary["completed"] is True and summary["failures"] == []
+    assert set(summary["goals"]) == {
+        "postcopy_downtime",
+        "postcopy_vs_baseline",
+        "precopy_vs_baseline",
+    }
+    assert summary["goals"]["postcopy_downtime"]["met"] is None  # no 512 MiB case in --quick
+
+    for name in ("downtime.png", "total.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "report.md").read_text()
+    assert "mecmig bench migration --quick" in report
+    assert "downtime.png" in report and "total.png" in report
