@@ -42,6 +42,7 @@ class SpecBody(_Body):
     port: int
     memory_bytes: int | None = None
     files: dict[str, str] = {}
+    volume: bool = False
 
     def spec(self) -> InstanceSpec:
         return InstanceSpec(**{**self.model_dump(), "args": tuple(self.args)})

@@ -4,7 +4,8 @@ Layout under the site's directory, one folder per instance:
     <name>/instance.json   what it is (InstanceSpec), so any later step knows it
     <name>/bundle/         runc bundle (config.json, empty rootfs with mount points)
     <name>/xfer/data/      its writable /data           } what a migration moves: one directory,
-    <name>/xfer/images/    the last checkpoint's images } sent whole or as a delta
+    <name>/xfer/volume/    its data volume, if it has one } sent whole or as a delta
+    <name>/xfer/images/    the last checkpoint's images }
     <name>/criu.conf       CRIU options runc reads (CRIU_RESTORE_OPTIONS)
     <name>/work/           CRIU's work files and logs
 """
@@ -45,6 +46,7 @@ class InstanceSpec:
     port: int  # on the site's bridge
     memory_bytes: int | None = None
     files: dict[str, str] = field(default_factory=dict)  # /data/<key> <- host file <value>
+    volume: bool = False  # a data volume at /volume (moves with the instance, like /data)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -113,7 +115,10 @@ class SiteContainers:
             criu_config_path=str(d / "criu.conf"),
             cgroups_path=f"/mecmig/{self.site}/{spec.name}",
             memory_limit_bytes=spec.memory_bytes,
+            volume_dir=str(self.xfer_dir(spec.name) / "volume") if spec.volume else None,
         )
+        if spec.volume:
+            (self.xfer_dir(spec.name) / "volume").mkdir(parents=True, exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(config_json(bundle_spec), indent=1))
         (d / "instance.json").write_text(spec.to_json())
         return bundle

@@ -69,6 +69,7 @@ class Orchestrator:
             mac=self.sc.mac_of(instance),
             port=self.port_at(instance, site),
             files=files,
+            volume=inst.volume,
         )
 
     def site(self, name: str) -> Site:

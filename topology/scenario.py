@@ -109,6 +109,7 @@ class InstanceSpec(_Model):
     ip: ipaddress.IPv4Address
     mac: Mac | None = None
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+    volume: bool = False  # a data volume at /volume that moves with the instance
     stateless: bool = False
 
     @field_validator("command", mode="before")

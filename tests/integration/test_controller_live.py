@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -129,3 +130,44 @@ def test_controller_restart_keeps_reservations(tmp_path: object) -> None:
             assert lv.emu.ping("ue1", "hmec2") == 0
             nxt = again.client.reserve("mec1", "mec2", "10Mbit")
             assert nxt.id == res.id + 1
+
+
+def _link_up(lv: object, a: str, b: str) -> bool:
+    for link in lv.ctl.client.topology().links:  # type: ignore[attr-defined]
+        if {link.a, link.b} == {a, b}:
+            return bool(link.up)
+    raise AssertionError(f"no link {a}-{b}")
+
+
+def test_link_down_reroutes_and_link_up_restores() -> None:
+    with live("three-sites.yaml") as lv:
+        assert lv.emu.ping("ue1", "hmec3") == 0
+        lv.emu.net.configLinkStatus("s1", "core", "down")
+        deadline = time.monotonic() + 10
+        while _link_up(lv, "s1", "core") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _link_up(lv, "s1", "core")
+        assert lv.emu.ping("ue1", "hmec3", count=3) == 0  # now via s1 -> s2 -> s3
+        lv.emu.net.configLinkStatus("s1", "core", "up")
+        deadline = time.monotonic() + 15
+        while not _link_up(lv, "s1", "core") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _link_up(lv, "s1", "core")
+        assert lv.emu.ping("ue1", "hmec3", count=3) == 0
+
+
+def test_a_switch_that_reconnects_gets_its_flows_back() -> None:
+    with live("default.yaml") as lv:
+        assert lv.emu.ping("ue1", "hmec2") == 0
+        target = subprocess.run(
+            ["ovs-vsctl", "get-controller", "s2"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run(["ovs-vsctl", "del-controller", "s2"], check=True)
+        subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", "s2"], check=True)
+        assert lv.emu.ping("ue1", "hmec2", count=2) == 100  # s2 has nothing now
+        subprocess.run(["ovs-vsctl", "set-controller", "s2", target], check=True)
+        deadline = time.monotonic() + 15
+        while lv.emu.ping("ue1", "hmec2", count=1) != 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert lv.emu.ping("ue1", "hmec2", count=3) == 0
+        assert "cookie=0x2" in ofctl("s2", "dump-flows")

@@ -259,7 +259,8 @@ def _in_ue(world: World, code: str) -> str:
     return out[0].decode() + out[1].decode()
 
 
-def test_memcached_keeps_every_key(world: World) -> None:
+@pytest.mark.parametrize("strategy", ["cold", "precopy", "postcopy", "hybrid"])
+def test_memcached_keeps_every_key(world: World, strategy: str) -> None:
     world.orch.teardown("cache")
     world.orch.deploy("cache")
     try:
@@ -270,7 +271,7 @@ def test_memcached_keeps_every_key(world: World) -> None:
             "    except OSError: time.sleep(0.2)\nprint('filled')"
         )
         assert "filled" in _in_ue(world, fill)
-        record = world.orch.migrate("cache", "mec2", strategy="precopy")
+        record = world.orch.migrate("cache", "mec2", strategy=strategy)
         assert record.outcome is Outcome.DONE
         verify = (
             "from migration.memcached_check import expected_values, verify\n"
@@ -306,11 +307,15 @@ def test_an_http_stream_runs_through_a_migration(world: World) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        volume = Path("/var/lib/mecmig/sites/edge/mec1/web/xfer/volume")
+        (volume / "video.bin").write_bytes(b"v" * 100_000)
         time.sleep(1.5)
         record = world.orch.migrate("web", "mec2", strategy="postcopy")
         out, _ = curl.communicate(timeout=120)
         assert record.outcome is Outcome.DONE
         assert out.decode().split() == [str(size), "200"], out
+        moved = Path("/var/lib/mecmig/sites/edge/mec2/web/xfer/volume/video.bin")
+        assert moved.read_bytes() == b"v" * 100_000  # the data volume moved with it
     finally:
         world.orch.teardown("web")
 
@@ -327,3 +332,20 @@ def test_restart_strategy_moves_the_files_and_starts_the_service_afresh(
     assert (dst_data / "config.txt").read_text() == "kept across the move\n"
     assert world.orch.where(counter) == "mec2"
     _wait_answering(world, "10.0.0.21", 7000)
+
+
+def test_a_dump_error_leaves_the_service_running_at_the_source(world: World, counter: str) -> None:
+    """CRIU cannot write its images (a read-only filesystem there): the dump fails for real."""
+    images = Path(f"/var/lib/mecmig/sites/edge/mec1/{counter}/xfer/images")
+    images.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(images)], check=True)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=6)
+    try:
+        with pytest.raises(MigrationError) as info:
+            world.orch.migrate(counter, "mec2", strategy="precopy")
+    finally:
+        subprocess.run(["umount", str(images)], check=False)
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert world.orch.where(counter) == "mec1"
+    assert world.agents.clients["mec2"].health()["instances"] == []
+    _assert_state_kept(probe.result())
