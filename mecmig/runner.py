@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -154,27 +154,23 @@ class SubprocessRunner:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         start = time.monotonic()
         try:
-            if detached_stdio:
-                proc = subprocess.run(
-                    full,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                    timeout=timeout,
-                    env=dict(env) if env is not None else None,
-                    check=False,
-                )
-            else:
-                proc = subprocess.run(
-                    full,
-                    input=input,
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                    env=dict(env) if env is not None else None,
-                    check=False,
-                )
+            stdio: dict[str, Any] = (
+                {
+                    "stdin": subprocess.DEVNULL,
+                    "stdout": subprocess.DEVNULL,
+                    "stderr": subprocess.DEVNULL,
+                }
+                if detached_stdio
+                else {"input": input, "capture_output": True}
+            )
+            proc = subprocess.run(
+                full,
+                text=True,
+                timeout=timeout,
+                env=dict(env) if env is not None else None,
+                check=False,
+                **stdio,
+            )
         except FileNotFoundError as exc:
             raise CommandError(full, 127, f"{full[0]}: command not found") from exc
         except subprocess.TimeoutExpired as exc:

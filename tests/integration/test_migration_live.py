@@ -93,6 +93,18 @@ class ProbeRun:
         return data
 
 
+def _plan(world: World, instance: str) -> Plan:
+    """mec1 -> mec2, cold, for tests that drive the phases one by one."""
+    orch = world.orch
+    return Plan(
+        instance=instance,
+        source=orch.site("mec1"),
+        destination=orch.site("mec2"),
+        destination_site="mec2",
+        destination_port=orch.port_at(instance, "mec2"),
+    )
+
+
 def _assert_state_kept(probe: dict[str, Any]) -> None:
     assert probe["same_connection"], probe
     assert probe["counter_monotonic"], probe
@@ -183,13 +195,7 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
 ) -> None:
     """Phase by phase: the namespace the restore needs vanishes after the transfer."""
     orch = world.orch
-    plan = Plan(
-        instance=counter,
-        source=orch.site("mec1"),
-        destination=orch.site("mec2"),
-        destination_site="mec2",
-        destination_port=orch.port_at(counter, "mec2"),
-    )
+    plan = _plan(world, counter)
     probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
@@ -224,13 +230,7 @@ def test_an_agent_killed_mid_migration_rolls_back_and_its_leftovers_go_at_restar
     world: World, counter: str
 ) -> None:
     orch = world.orch
-    plan = Plan(
-        instance=counter,
-        source=orch.site("mec1"),
-        destination=orch.site("mec2"),
-        destination_site="mec2",
-        destination_port=orch.port_at(counter, "mec2"),
-    )
+    plan = _plan(world, counter)
     probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
