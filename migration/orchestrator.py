@@ -122,6 +122,7 @@ class Orchestrator:
             budget_ms=budget_ms,
             rate_bps=rate_bps,
             dirty_tracking=self.dirty_tracking,
+            predicted_bytes=self.sc.instance(instance).memory,
         )
         return Migration(plan, self.network, listener=listener).run()
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from mecmig.workloads import workload_path
-from migration.engine import MIGRATION_PORT, MigrationError
+from migration.engine import DUMP_ESTIMATE_S, MIGRATION_PORT, RESTORE_ESTIMATE_S, MigrationError
 from migration.network import Grant
 from migration.orchestrator import GUEST_PORT_BASE, Orchestrator, OrchestratorError
 from migration.site import SiteError
+from migration.stoprule import final_rate_bps
 from migration.timeline import Outcome
 from tests.unit.migration_fakes import FakeClock, FakeNetwork, FakeSite, connect
 from topology.scenario import Scenario, load_scenario
@@ -203,7 +204,21 @@ def test_migrate_through_the_engine(
     assert "counter" not in sites["mec1"].instances
     moved = sites["mec2"].instances["counter"]
     assert moved.spec == orch.spec_at("counter", "mec2")
-    assert net.ops("reserve")[0][1:5] == ("mec1", "mec2", 50_000_000, MIGRATION_PORT)
+    # a cold migration's one copy is sized from the service's memory to fit the budget
+    want = (
+        50_000_000
+        if strategy == "precopy"
+        else int(
+            final_rate_bps(
+                orch.sc.instance("counter").memory,
+                1000.0,
+                DUMP_ESTIMATE_S,
+                RESTORE_ESTIMATE_S,
+                50_000_000,
+            )
+        )
+    )
+    assert net.ops("reserve")[0][1:5] == ("mec1", "mec2", want, MIGRATION_PORT)
     assert net.ops("relocate") == [("relocate", "counter", "mec2", GUEST_PORT_BASE)]
     assert net.grants == {}
     assert events[-1] == "finished" and "point_of_no_return" in events
