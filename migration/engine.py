@@ -103,8 +103,9 @@ class Migration:
             spec = replace(p.source.spec(p.instance), port=p.destination_port)
             p.destination.prepare_target(spec)
         rate = p.rate_bps
-        if p.strategy == "cold" and p.predicted_bytes:
-            # nothing is copied before the freeze: size the one copy to fit the budget
+        if p.strategy in ("cold", *LAZY) and p.predicted_bytes:
+            # cold: nothing is copied before the freeze, size the one copy to fit the budget;
+            # post-copy: the memory is the bulk, and the service waits on every page it pulls
             rate = int(
                 final_rate_bps(
                     p.predicted_bytes, p.budget_ms, DUMP_ESTIMATE_S, self.restore_s, p.rate_bps
