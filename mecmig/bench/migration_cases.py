@@ -335,6 +335,7 @@ def record_fields(rec: dict[str, Any]) -> dict[str, Any]:
     phases = {p["name"]: _ms(p["duration_ms"]) for p in rec["phases"]}
     by_name = {p["name"]: p for p in rec["phases"]}
     reserve = by_name.get("reserve", {}).get("detail", {})
+    boost = by_name.get("boost", {}).get("detail", {})
     dump = by_name.get("freeze_dump", {}).get("detail", {})
     transfer = by_name.get("transfer", {})
     util = metrics.get("source_cpu_util")
@@ -348,6 +349,7 @@ def record_fields(rec: dict[str, Any]) -> dict[str, Any]:
         "source_cpu_util": None if util is None else round(util, 3),
         "phases": phases,
         "reserved_bps": reserve.get("granted_bps"),
+        "boosted_bps": boost.get("granted_bps"),  # the final copy's reservation (pre-copy)
         "image_bytes": dump.get("image_bytes"),
         "final_transfer_bytes": transfer.get("bytes"),
         "stop_reason": metrics.get("stop_reason"),
