@@ -137,7 +137,14 @@ def _parser() -> argparse.ArgumentParser:
         "restore first, memory follows (lazy pages); hybrid: files while it serves, memory "
         "lazily; restart: files only, started afresh (services without memory state)",
     )
-    p.add_argument("--budget-ms", type=float, default=1000.0, help="downtime budget (ms)")
+    p.add_argument(
+        "--downtime-budget-ms",
+        "--budget-ms",
+        dest="budget_ms",
+        type=float,
+        default=1000.0,
+        help="downtime budget (ms): pre-copy stops iterating when the last copy fits it",
+    )
     p.add_argument("--rate", default="50Mbit", help="reservation for the copy rounds")
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
     p.add_argument("--controller", default="http://127.0.0.1:8080", help="controller REST URL")
