@@ -31,7 +31,16 @@ def build_agent(
     net = ContainerNetwork(runner, root_netns_pid, site)
     containers = SiteContainers(site, root, bridge, runc, net)
     containers.collect_abandoned_targets()
-    return Agent(containers, listen_ip, MIGRATION_PORT)
+    agent = Agent(containers, listen_ip, MIGRATION_PORT)
+    # soft-dirty tracking decides whether iterative pre-dumps are possible on this kernel
+    check = runner.run([str(criu_binary()), "check", "--feature", "mem_dirty_track"], check=False)
+    agent.mem_dirty_track = check.returncode == 0
+    log.info(
+        "site %s: CRIU dirty memory tracking %s",
+        site,
+        "available" if agent.mem_dirty_track else "not available (full dumps + delta)",
+    )
+    return agent
 
 
 def serve_agent(agent: Agent, uds: Path | None, tcp: tuple[str, int] | None) -> None:

@@ -87,6 +87,7 @@ class Agent:
         self.lazy_daemons: dict[str, Spawned] = {}  # destination side of post-copy
         self.spawner = SubprocessRunner()
         self.lock = threading.Lock()  # one step at a time per agent
+        self.mem_dirty_track = False  # `criu check --feature mem_dirty_track`, set at start
 
 
 def create_agent_app(agent: Agent) -> FastAPI:
@@ -114,7 +115,11 @@ def create_agent_app(agent: Agent) -> FastAPI:
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return {"site": c.site, "instances": c.instances()}
+        return {
+            "site": c.site,
+            "instances": c.instances(),
+            "mem_dirty_track": agent.mem_dirty_track,
+        }
 
     @app.get("/v1/cpu")
     def cpu() -> dict[str, int]:

@@ -118,11 +118,14 @@ class Migration:
                 p.source.name, p.destination.name, rate, port, self.record.id
             )
             ph.detail["granted_bps"] = self.grant.rate_bps if self.grant else None
+        self.record.metrics["dirty_tracking"] = p.dirty_tracking
         self.record.mode = {
             "cold": "stop-and-copy",
-            "precopy": "predump" if p.dirty_tracking else "full-dump-delta",
+            # pre-dumps with parent images need soft-dirty tracking; where the source kernel has
+            # it (dirty_tracking, from its agent's `criu check`), they are not used yet either
+            "precopy": "full-dump-delta",
             "postcopy": "lazy-pages",
-            "hybrid": "predump+lazy-pages" if p.dirty_tracking else "data-delta+lazy-pages",
+            "hybrid": "data-delta+lazy-pages",
             "restart": "filesystem-state",
         }[p.strategy]
 

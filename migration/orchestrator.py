@@ -121,10 +121,20 @@ class Orchestrator:
             strategy=strategy,
             budget_ms=budget_ms,
             rate_bps=rate_bps,
-            dirty_tracking=self.dirty_tracking,
+            dirty_tracking=self.dirty_tracking or self._dirty_tracking(source),
             predicted_bytes=self.sc.instance(instance).memory,
         )
         return Migration(plan, self.network, listener=listener).run()
+
+    def _dirty_tracking(self, site: str) -> bool:
+        """Whether the site's kernel tracks dirty memory (its agent's `criu check`)."""
+        health = getattr(self.site(site), "health", None)
+        if health is None:
+            return False
+        try:
+            return bool(health().get("mem_dirty_track", False))
+        except SiteError:
+            return False
 
     def teardown(self, instance: str) -> None:
         """Remove `instance` from every site (best effort per site)."""

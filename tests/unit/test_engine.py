@@ -296,7 +296,8 @@ def test_dirty_tracking_mode_and_unique_ids() -> None:
     a = w.migration()
     b = make_world().migration()
     assert a.record.id != b.record.id
-    assert a.run().mode == "predump"
+    record = a.run()
+    assert record.mode == "full-dump-delta" and record.metrics["dirty_tracking"] is True
 
 
 def test_phases_can_be_driven_one_by_one() -> None:
