@@ -125,7 +125,7 @@ def _assert_state_kept(probe: dict[str, Any]) -> None:
 def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     world: World, counter: str, strategy: str
 ) -> None:
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=10)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
     record = world.orch.migrate(counter, "mec2", strategy=strategy, budget_ms=2000)
     result = probe.result()
     print(
@@ -162,7 +162,7 @@ def test_transfer_cut_rolls_back_and_the_service_keeps_running_at_the_source(
 ) -> None:
     dest = world.tb.emu.host("hmec2")
     dest.cmd("iptables -I INPUT -p tcp --dport 7100 -j REJECT --reject-with tcp-reset")
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=6)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
     try:
         with pytest.raises(MigrationError) as info:
             world.orch.migrate(counter, "mec2", strategy="cold")
@@ -205,7 +205,7 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
     """Phase by phase: the namespace the restore needs vanishes after the transfer."""
     orch = world.orch
     plan = _plan(world, counter)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
     mig.final_dump()
@@ -240,7 +240,7 @@ def test_an_agent_killed_mid_migration_rolls_back_and_its_leftovers_go_at_restar
 ) -> None:
     orch = world.orch
     plan = _plan(world, counter)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=8)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
     assert Path(f"/var/run/netns/mecmig-{counter}-mec2").exists()
@@ -348,7 +348,7 @@ def test_a_dump_error_leaves_the_service_running_at_the_source(world: World, cou
     images = Path(f"/var/lib/mecmig/sites/edge/mec1/{counter}/xfer/images")
     images.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(images)], check=True)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=6)
+    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
     try:
         with pytest.raises(MigrationError) as info:
             world.orch.migrate(counter, "mec2", strategy="precopy")
