@@ -51,6 +51,7 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
         for to, strategy in zip(("mec2", "mec3", "mec1"), strategies, strict=True):
             assert orch.migrate("counter", to, strategy=strategy).outcome is Outcome.DONE
             assert orch.where("counter") == to
+            time.sleep(1.0)  # let the client's TCP retransmission back-off recover
         out, err = probe.communicate(timeout=60)
         result = json.loads(out)
         assert result["same_connection"] and result["counter_monotonic"], result
