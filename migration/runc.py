@@ -129,12 +129,6 @@ class Runc:
             return
         self._run("delete", container, ["delete", "--force", container])
 
-    def pause(self, container: str) -> None:
-        self._run("pause", container, ["pause", container])
-
-    def resume(self, container: str) -> None:
-        self._run("resume", container, ["resume", container])
-
     # ------------------------------------------------------------------ checkpoint / restore
 
     def checkpoint_argv(

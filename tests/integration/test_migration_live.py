@@ -67,12 +67,11 @@ def _wait_answering(world: World, ip: str, port: int, timeout: float = 15.0) -> 
 class ProbeRun:
     """`python -m migration.probe` on ue1: one TCP connection, a request every 5 ms.
 
-    With `seconds=None` it runs until `result()` stops it (1.5 s after the last migration), so a
-    slow migration can never outlast the probe and look like a broken connection.
+    It runs until `result()` stops it (1.5 s after the last migration), so a slow migration can
+    never outlast the probe and look like a broken connection.
     """
 
-    def __init__(self, world: World, ip: str, port: int, seconds: float | None) -> None:
-        self.until_stopped = seconds is None
+    def __init__(self, world: World, ip: str, port: int) -> None:
         self.proc = world.tb.emu.host("ue1").popen(
             [
                 sys.executable,
@@ -83,7 +82,11 @@ class ProbeRun:
                 "--interval-ms",
                 "5",
                 "--duration",
-                str(seconds or 0),
+                "0",
+                # a freeze backs the client's TCP retransmissions off (0.2, 0.4, 0.8 ... s): wait
+                # for them rather than declaring the connection dead after the default 10 s
+                "--stall-timeout-ms",
+                "60000",
                 "--json",
             ],
             stdout=subprocess.PIPE,
@@ -92,9 +95,8 @@ class ProbeRun:
         time.sleep(1.0)
 
     def result(self) -> dict[str, Any]:
-        if self.until_stopped:
-            time.sleep(1.5)
-            self.proc.terminate()
+        time.sleep(1.5)
+        self.proc.terminate()
         out, err = self.proc.communicate(timeout=120)
         assert self.proc.returncode == 0, err.decode()
         data: dict[str, Any] = json.loads(out)
@@ -125,7 +127,7 @@ def _assert_state_kept(probe: dict[str, Any]) -> None:
 def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     world: World, counter: str, strategy: str
 ) -> None:
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     record = world.orch.migrate(counter, "mec2", strategy=strategy, budget_ms=2000)
     result = probe.result()
     print(
@@ -150,7 +152,7 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
 
 
 def test_repeated_hops_there_and_back(world: World, counter: str) -> None:
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     for to in ("mec2", "mec1", "mec2", "mec1"):
         assert world.orch.migrate(counter, to, strategy="cold").outcome is Outcome.DONE
         time.sleep(1.0)  # a user does not change sites every two seconds: let TCP recover
@@ -163,7 +165,7 @@ def test_transfer_cut_rolls_back_and_the_service_keeps_running_at_the_source(
 ) -> None:
     dest = world.tb.emu.host("hmec2")
     dest.cmd("iptables -I INPUT -p tcp --dport 7100 -j REJECT --reject-with tcp-reset")
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     try:
         with pytest.raises(MigrationError) as info:
             world.orch.migrate(counter, "mec2", strategy="cold")
@@ -206,7 +208,7 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
     """Phase by phase: the namespace the restore needs vanishes after the transfer."""
     orch = world.orch
     plan = _plan(world, counter)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
     mig.final_dump()
@@ -241,7 +243,7 @@ def test_an_agent_killed_mid_migration_rolls_back_and_its_leftovers_go_at_restar
 ) -> None:
     orch = world.orch
     plan = _plan(world, counter)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
     mig.prepare()
     assert Path(f"/var/run/netns/mecmig-{counter}-mec2").exists()
@@ -349,7 +351,7 @@ def test_a_dump_error_leaves_the_service_running_at_the_source(world: World, cou
     images = Path(f"/var/lib/mecmig/sites/edge/mec1/{counter}/xfer/images")
     images.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(images)], check=True)
-    probe = ProbeRun(world, "10.0.0.21", 7000, seconds=None)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
     try:
         with pytest.raises(MigrationError) as info:
             world.orch.migrate(counter, "mec2", strategy="precopy")
