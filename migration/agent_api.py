@@ -17,10 +17,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mecmig.runner import Spawned, SubprocessRunner
-from migration.container import ContainerError, InstanceSpec, SiteContainers
+from migration.container import PREDUMPS, ContainerError, InstanceSpec, SiteContainers
 from migration.lazy import LazyDump, start_lazy_dump, start_lazy_restore
 from migration.netns import NetnsError
 from migration.runc import CheckpointOptions, RuncError
@@ -50,6 +50,11 @@ class SpecBody(_Body):
 
 class CheckpointBody(_Body):
     leave_running: bool = False
+    on_predumps: bool = False  # only what changed since the last pre-dump round
+
+
+class PreDumpBody(_Body):
+    round: int = Field(ge=1)  # 1 starts a new chain of pre-dumps
 
 
 class SendBody(_Body):
@@ -64,10 +69,16 @@ class LinkBody(_Body):
 
 class LazyBody(_Body):
     page_server: str  # "ADDR:PORT"
+    on_predumps: bool = False
 
 
 class RestoreBody(_Body):
     lazy_from: str | None = None  # the source's page server, for a post-copy restore
+
+
+def _finished_round(rel: str) -> bool:
+    """A pre-dump round's images never change once CRIU wrote them (the transfer skips them)."""
+    return rel.startswith(f"{PREDUMPS}/")
 
 
 def _du(path: Path) -> int:
@@ -157,9 +168,26 @@ def create_agent_app(agent: Agent) -> FastAPI:
     def checkpoint(name: str, body: CheckpointBody) -> dict[str, Any]:
         with agent.lock:
             t0 = time.monotonic()
-            image = c.checkpoint(name, CheckpointOptions(leave_running=body.leave_running))
+            opts = CheckpointOptions(leave_running=body.leave_running)
+            image = c.checkpoint(name, opts, on_predumps=body.on_predumps)
             seconds = time.monotonic() - t0
         return {"image_bytes": _du(image), "seconds": seconds, "leave_running": body.leave_running}
+
+    @app.post("/v1/instances/{name}/pre-dump")
+    def pre_dump(name: str, body: PreDumpBody) -> dict[str, Any]:
+        """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
+        with agent.lock:
+            t0 = time.monotonic()
+            try:
+                image = c.pre_dump(name, body.round)
+            except RuncError as exc:
+                has = "has" if agent.mem_dirty_track else "does not have"
+                raise ContainerError(
+                    f"site {c.site}: pre-dump of {name} failed ({exc}); this site's kernel {has} "
+                    "dirty memory tracking (criu check --feature mem_dirty_track)"
+                ) from exc
+            seconds = time.monotonic() - t0
+        return {"image_bytes": _du(image), "seconds": seconds, "leave_running": True}
 
     @app.post("/v1/instances/{name}/receive")
     def receive(name: str) -> dict[str, int]:
@@ -187,7 +215,9 @@ def create_agent_app(agent: Agent) -> FastAPI:
     @app.post("/v1/instances/{name}/send")
     def send(name: str, body: SendBody) -> dict[str, Any]:
         previous = agent.manifests.get(name) if body.delta else None
-        stats, manifest = send_dir(c.xfer_dir(name), body.peer, body.port, previous=previous)
+        stats, manifest = send_dir(
+            c.xfer_dir(name), body.peer, body.port, previous=previous, immutable=_finished_round
+        )
         agent.manifests[name] = manifest
         return _stats(stats)
 
@@ -211,7 +241,9 @@ def create_agent_app(agent: Agent) -> FastAPI:
     @app.post("/v1/instances/{name}/lazy-dump")
     def lazy_dump(name: str, body: LazyBody) -> dict[str, Any]:
         with agent.lock:
-            dump = start_lazy_dump(c, name, body.page_server, agent.spawner)
+            dump = start_lazy_dump(
+                c, name, body.page_server, agent.spawner, on_predumps=body.on_predumps
+            )
             agent.lazy_dumps[name] = dump
         return {
             "image_bytes": _du(c.images_dir(name)),
@@ -232,7 +264,7 @@ def create_agent_app(agent: Agent) -> FastAPI:
         if code != 0:
             raise ContainerError(
                 f"site {c.site}: page server of {name} exited {code}: "
-                f"{c.runc.last_error(name) or dump.process.tail()}"
+                f"{c.runc.last_error(name, dump.log_since) or dump.process.tail()}"
             )
         return {"exit": code}
 
@@ -257,6 +289,7 @@ def create_agent_app(agent: Agent) -> FastAPI:
             raise ContainerError(
                 f"site {c.site}: lazy pages of {name} failed ({code}): {daemon.tail()}"
             )
+        c.drop_predumps(name)  # every page is in the process now
         return {"exit": code, "seconds": time.monotonic() - t0}
 
     @app.post("/v1/instances/{name}/stop")

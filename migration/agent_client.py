@@ -65,10 +65,15 @@ class AgentClient:
     def prepare_target(self, spec: InstanceSpec) -> None:
         self._call("POST", f"/v1/instances/{spec.name}/prepare-target", _spec(spec))
 
-    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo:
-        data = self._call(
-            "POST", f"/v1/instances/{instance}/checkpoint", {"leave_running": leave_running}
-        )
+    def checkpoint(
+        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+    ) -> DumpInfo:
+        body = {"leave_running": leave_running, "on_predumps": on_predumps}
+        data = self._call("POST", f"/v1/instances/{instance}/checkpoint", body)
+        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+
+    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+        data = self._call("POST", f"/v1/instances/{instance}/pre-dump", {"round": round_})
         return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
 
     def start_receive(self, instance: str) -> int:
@@ -89,10 +94,11 @@ class AgentClient:
     def restore(self, instance: str, lazy_from: str | None = None) -> None:
         self._call("POST", f"/v1/instances/{instance}/restore", {"lazy_from": lazy_from})
 
-    def lazy_checkpoint(self, instance: str, page_server: str) -> DumpInfo:
-        data = self._call(
-            "POST", f"/v1/instances/{instance}/lazy-dump", {"page_server": page_server}
-        )
+    def lazy_checkpoint(
+        self, instance: str, page_server: str, *, on_predumps: bool = False
+    ) -> DumpInfo:
+        body = {"page_server": page_server, "on_predumps": on_predumps}
+        data = self._call("POST", f"/v1/instances/{instance}/lazy-dump", body)
         return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
 
     def finish_lazy_checkpoint(self, instance: str) -> None:

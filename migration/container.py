@@ -6,6 +6,9 @@ Layout under the site's directory, one folder per instance:
     <name>/xfer/data/      its writable /data           } what a migration moves: one directory,
     <name>/xfer/volume/    its data volume, if it has one } sent whole or as a delta
     <name>/xfer/images/    the last checkpoint's images }
+    <name>/xfer/predump/N/ pre-dump round N's images (kernels with soft-dirty tracking), each
+                           chained to round N-1 by CRIU's `parent` link; the final dump's
+                           images link to the last round: the chain travels as one tree
     <name>/criu.conf       CRIU options runc reads (CRIU_RESTORE_OPTIONS)
     <name>/work/           CRIU's work files and logs
 """
@@ -16,7 +19,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from migration.bundle import BundleSpec, config_json, rootfs_mountpoints
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 # whose content we switch before each operation.
 CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
+PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
 
 
 class ContainerError(Exception):
@@ -82,6 +86,26 @@ class SiteContainers:
 
     def images_dir(self, name: str) -> Path:
         return self.xfer_dir(name) / "images"
+
+    def predump_dir(self, name: str) -> Path:
+        return self.xfer_dir(name) / PREDUMPS
+
+    def last_predump(self, name: str) -> int:
+        """The last pre-dump round this instance holds (0: none)."""
+        base = self.predump_dir(name)
+        rounds = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.is_dir() else []
+        return max(rounds, default=0)
+
+    def parent_of_final(self, name: str) -> str:
+        """`--parent-path` of a dump chained onto the pre-dumps (relative to the images dir)."""
+        last = self.last_predump(name)
+        if last == 0:
+            raise ContainerError(f"site {self.site}: {name} has no pre-dump to chain onto")
+        return f"../{PREDUMPS}/{last}"
+
+    def drop_predumps(self, name: str) -> None:
+        """Forget the pre-dump chain (a restore no longer needs it; a full dump replaces it)."""
+        shutil.rmtree(self.predump_dir(name), ignore_errors=True)
 
     def spec(self, name: str) -> InstanceSpec:
         path = self.dir(name) / "instance.json"
@@ -157,12 +181,45 @@ class SiteContainers:
 
     # ------------------------------------------------------------------ checkpoint / restore
 
-    def checkpoint(self, name: str, opts: CheckpointOptions) -> Path:
-        """Dump the instance's process tree into its images directory; return the directory."""
+    def checkpoint(self, name: str, opts: CheckpointOptions, *, on_predumps: bool = False) -> Path:
+        """Dump the instance's process tree into its images directory; return the directory.
+
+        `on_predumps`: only what changed since the last pre-dump round goes into the images
+        (CRIU links them to that round); otherwise the dump is whole and old rounds are dropped.
+        """
         image = self.images_dir(name)
+        if on_predumps:
+            opts = replace(opts, parent_path=self.parent_of_final(name))
+        else:
+            self.drop_predumps(name)
         shutil.rmtree(image, ignore_errors=True)
         (self.dir(name) / "criu.conf").write_text("")
         self.runc.checkpoint(name, image, self.dir(name) / "work" / "dump", opts)
+        return image
+
+    def pre_dump(self, name: str, round_: int) -> Path:
+        """Pre-copy round `round_` on a kernel with soft-dirty tracking: CRIU copies the memory
+        that changed since round `round_ - 1` (all of it in round 1, which starts a new chain)
+        while the service runs on. Return the round's image directory."""
+        if round_ < 1:
+            raise ContainerError(f"site {self.site}: pre-dump round {round_} of {name}")
+        base = self.predump_dir(name)
+        if round_ == 1:  # a new chain: nothing of an earlier migration travels with it
+            self.drop_predumps(name)
+            shutil.rmtree(self.images_dir(name), ignore_errors=True)
+        elif self.last_predump(name) != round_ - 1:
+            raise ContainerError(
+                f"site {self.site}: pre-dump round {round_} of {name} without round {round_ - 1}"
+            )
+        image = base / str(round_)
+        shutil.rmtree(image, ignore_errors=True)
+        opts = CheckpointOptions(
+            pre_dump=True,
+            tcp_established=False,  # a pre-dump takes memory only
+            parent_path=f"../{round_ - 1}" if round_ > 1 else None,
+        )
+        (self.dir(name) / "criu.conf").write_text("")
+        self.runc.checkpoint(name, image, self.dir(name) / "work" / "predump", opts)
         return image
 
     def prepare_target(self, spec: InstanceSpec) -> None:
@@ -181,6 +238,7 @@ class SiteContainers:
         work = self.dir(name) / "work" / "restore"
         self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+        self.drop_predumps(name)  # restored: the memory is in the process now
 
     def stop(self, name: str, grace_s: float = 5.0) -> None:
         """End the instance's process (SIGTERM, then SIGKILL), keeping all its files."""

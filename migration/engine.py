@@ -3,6 +3,12 @@
     prepare -> [pre-copy rounds] -> freeze + final dump -> transfer -> switch -> restore
             -> (point of no return) -> release -> clean-up
 
+Pre-copy rounds are CRIU pre-dumps chained by parent images where the source kernel tracks dirty
+memory (`Plan.dirty_tracking`, from its agent's `criu check`): each round and the final dump then
+hold only what changed since the round before (mode `predump`). Where it does not, or where the
+first pre-dump fails, the rounds are full dumps with the service left running and the transfer
+sends only what changed since the last copy (mode `full-dump-delta`; the fallback is recorded).
+
 Before the point of no return every failure rolls back: the destination is wiped, the traffic
 (if it was switched) goes back, and the service runs at the source with its state (restored from
 its own final dump if that dump had stopped it). After it, clean-up is best effort. The phases are
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from migration.network import ControllerLink, Grant, NoNetwork
-from migration.site import SendInfo, Site, SiteUnreachable
+from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteUnreachable
 from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
 
@@ -89,6 +95,9 @@ class Migration:
         self._tx0: int | None = None
         self.past_point_of_no_return = False
         self.restore_s = RESTORE_ESTIMATE_S
+        # CRIU pre-dumps with parent images (soft-dirty tracking at the source)
+        self.predumps = plan.dirty_tracking and plan.strategy in ("precopy", "hybrid")
+        self.predump_rounds = 0
 
     @property
     def tag(self) -> str:
@@ -119,35 +128,73 @@ class Migration:
             )
             ph.detail["granted_bps"] = self.grant.rate_bps if self.grant else None
         self.record.metrics["dirty_tracking"] = p.dirty_tracking
+        self._set_mode()
+
+    def _set_mode(self) -> None:
         self.record.mode = {
             "cold": "stop-and-copy",
-            # pre-dumps with parent images need soft-dirty tracking; where the source kernel has
-            # it (dirty_tracking, from its agent's `criu check`), they are not used yet either
-            "precopy": "full-dump-delta",
+            "precopy": "predump" if self.predumps else "full-dump-delta",
             "postcopy": "lazy-pages",
-            "hybrid": "data-delta+lazy-pages",
+            "hybrid": "predump+lazy-pages" if self.predumps else "data-delta+lazy-pages",
             "restart": "filesystem-state",
-        }[p.strategy]
+        }[self.plan.strategy]
 
-    def precopy_round(self, dump_memory: bool = True) -> Round:
-        """The service keeps running: dump it (leave running) and send what changed.
+    @property
+    def memory_rounds(self) -> bool:
+        """Whether pre-copy rounds copy memory: pre-copy always; hybrid only with pre-dumps
+        (without dirty tracking each round would be a full dump: memory is left to the lazy
+        final phase, the rounds move files only)."""
+        return self.plan.strategy == "precopy" or (self.plan.strategy == "hybrid" and self.predumps)
 
-        `dump_memory=False` sends only its files (/data): hybrid's rounds on a kernel without
-        dirty tracking, where memory is better left to the lazy final phase.
-        """
+    def precopy_round(self, dump_memory: bool | None = None) -> Round:
+        """The service keeps running: dump it (pre-dump, or a full dump left running) and send
+        what changed. `dump_memory=False` sends only its files (/data, /volume); None: as the
+        strategy and the kernel say (`memory_rounds`)."""
         n = len(self.rounds) + 1
         with self.timeline.phase(f"precopy-{n}") as ph:
             dump_s = 0.0
-            if dump_memory:
-                dump = self.plan.source.checkpoint(self.plan.instance, leave_running=True)
+            dump = (
+                self._memory_round(n)
+                if (self.memory_rounds if dump_memory is None else dump_memory)
+                else None
+            )
+            if dump is not None:
                 dump_s = dump.seconds
-                ph.detail["image_bytes"] = dump.image_bytes
+                ph.detail.update(image_bytes=dump.image_bytes, pre_dump=self.predumps)
             sent = self._transfer(delta=n > 1)
             ph.bytes = sent.bytes_on_wire
             ph.detail.update(dump_s=dump_s, send_s=sent.seconds)
         rnd = Round(sent.bytes_on_wire, dump_s, sent.seconds)
         self.rounds.append(rnd)
         return rnd
+
+    def _memory_round(self, n: int) -> DumpInfo | None:
+        """Round `n`'s dump: a pre-dump chained onto round n-1 where the kernel tracks dirty
+        memory, else a full dump left running. A first pre-dump that fails (the kernel or CRIU
+        cannot track after all) falls back to full dumps; a later one fails the migration."""
+        p = self.plan
+        if self.predumps:
+            try:
+                dump = p.source.pre_dump(p.instance, n)
+                self.predump_rounds = n
+                return dump
+            except SiteUnreachable:
+                raise
+            except SiteError as exc:
+                if n > 1:
+                    raise
+                log.warning("%s: pre-dump failed, falling back to full dumps: %s", self.tag, exc)
+                self.record.metrics["predump_fallback"] = str(exc)
+                self.predumps = False
+                self._set_mode()
+                if not self.memory_rounds:
+                    return None  # hybrid: memory goes lazily, the rounds move files only
+        return p.source.checkpoint(p.instance, leave_running=True)
+
+    @property
+    def chained(self) -> bool:
+        """The final dump holds only what changed since the last pre-dump round."""
+        return self.predumps and self.predump_rounds > 0
 
     def boost(self) -> None:
         """Size the final iteration's reservation from the last round (seed 000 §III-D)."""
@@ -164,16 +211,23 @@ class Migration:
     def final_dump(self) -> None:
         """Freeze: the last dump stops the service at the source."""
         with self.timeline.phase("freeze_dump") as ph:
-            dump = self.plan.source.checkpoint(self.plan.instance, leave_running=False)
+            dump = self.plan.source.checkpoint(
+                self.plan.instance, leave_running=False, on_predumps=self.chained
+            )
             self.dumped_final = True
-            ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+            ph.detail.update(
+                image_bytes=dump.image_bytes, dump_s=dump.seconds, on_predumps=self.chained
+            )
 
     def lazy_dump(self) -> None:
         """Freeze, dump all but the memory pages; the source then serves its pages."""
         p = self.plan
         with self.timeline.phase("freeze_dump", lazy=True) as ph:
-            dump = p.source.lazy_checkpoint(p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}")
+            dump = p.source.lazy_checkpoint(
+                p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}", on_predumps=self.chained
+            )
             self.lazy_serving = True
+            ph.detail["on_predumps"] = self.chained
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
 
     def stop_source(self) -> None:
@@ -323,8 +377,10 @@ class Migration:
         cpu0 = self._cpu()
         try:
             self.prepare()
-            if self.plan.strategy in ("precopy", "hybrid", "restart"):
-                self._iterate(dump_memory=self.plan.strategy == "precopy")
+            if self.plan.strategy in ("precopy", "hybrid"):
+                self._iterate()
+            elif self.plan.strategy == "restart":
+                self._iterate(dump_memory=False)
             if self.plan.strategy == "restart":  # seed 003: state kept = files only
                 self.stop_source()
                 self.transfer()
@@ -357,7 +413,7 @@ class Migration:
         )
         return self.record
 
-    def _iterate(self, dump_memory: bool = True) -> None:
+    def _iterate(self, dump_memory: bool | None = None) -> None:
         rate = float(self.grant.rate_bps if self.grant else self.plan.rate_bps)
         while True:
             self.precopy_round(dump_memory)
@@ -412,3 +468,4 @@ class Migration:
         if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
             rec.metrics["source_cpu_util"] = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])
         rec.metrics["rounds"] = len(self.rounds)
+        rec.metrics["predump_rounds"] = self.predump_rounds

@@ -29,20 +29,37 @@ class LazyDump:
 
     process: Spawned
     seconds: float
+    log_since: int = 0  # runc's log offset when it started: later errors are this dump's
 
 
 def start_lazy_dump(
-    c: SiteContainers, name: str, page_server: str, spawner: SubprocessRunner
+    c: SiteContainers,
+    name: str,
+    page_server: str,
+    spawner: SubprocessRunner,
+    *,
+    on_predumps: bool = False,
 ) -> LazyDump:
-    """Freeze and dump `name` without its memory; return once the page server is ready."""
+    """Freeze and dump `name` without its memory; return once the page server is ready.
+
+    `on_predumps`: chained onto the pre-dump rounds (hybrid on a kernel with soft-dirty
+    tracking): pages unchanged since the last round are read from those images at the
+    destination, only the others are served lazily.
+    """
     image = c.images_dir(name)
+    parent = c.parent_of_final(name) if on_predumps else None
+    if not on_predumps:
+        c.drop_predumps(name)
     if image.exists():
         for old in image.iterdir():
             old.unlink()
     (c.dir(name) / "criu.conf").write_text("")
     read_fd, write_fd = os.pipe()
-    opts = CheckpointOptions(lazy_pages=True, page_server=page_server, status_fd=write_fd)
+    opts = CheckpointOptions(
+        lazy_pages=True, page_server=page_server, status_fd=write_fd, parent_path=parent
+    )
     argv = c.runc.checkpoint_argv(name, image, c.dir(name) / "work" / "lazy", opts)
+    since = c.runc.log_mark(name)
     t0 = time.monotonic()
     try:
         proc = spawner.spawn(argv, str(c.dir(name) / "lazy-dump.log"), pass_fds=[write_fd])
@@ -55,9 +72,9 @@ def start_lazy_dump(
         os.close(read_fd)
     if status != b"\0":
         proc.kill()
-        detail = c.runc.last_error(name) or proc.tail()
+        detail = c.runc.last_error(name, since) or proc.tail()
         raise ContainerError(f"site {c.site}: lazy dump of {name} failed: {detail}")
-    return LazyDump(proc, time.monotonic() - t0)
+    return LazyDump(proc, time.monotonic() - t0, since)
 
 
 def start_lazy_restore(

@@ -74,19 +74,26 @@ class Runc:
         timeout: float = 120.0,
     ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        since = self.log_mark(container)
         try:
             self.runner.run(self._argv(container, *args), detached_stdio=detached, timeout=timeout)
         except CommandError as exc:
-            raise RuncError(op, container, self._last_error(container) or str(exc)) from exc
+            raise RuncError(op, container, self.last_error(container, since) or str(exc)) from exc
 
-    def last_error(self, container: str) -> str:
-        """The last errors runc logged for `container` (empty if none)."""
-        return self._last_error(container)
+    def log_mark(self, container: str) -> int:
+        """Where runc's log of `container` ends now: errors after it belong to the next call."""
+        try:
+            return (self.log_dir / f"runc-{container}.log").stat().st_size
+        except OSError:
+            return 0
 
-    def _last_error(self, container: str) -> str:
+    def last_error(self, container: str, since: int = 0) -> str:
+        """The last errors runc logged for `container` after offset `since` (empty if none)."""
         path = self.log_dir / f"runc-{container}.log"
         try:
-            lines = path.read_text(errors="replace").splitlines()[-20:]
+            with open(path, "rb") as f:
+                f.seek(since)
+                lines = f.read().decode(errors="replace").splitlines()[-20:]
         except OSError:
             return ""
         msgs = []
@@ -164,12 +171,12 @@ class Runc:
     def checkpoint(self, container: str, image: Path, work: Path, opts: CheckpointOptions) -> None:
         """Checkpoint into `image` and wait for it to finish."""
         argv = self.checkpoint_argv(container, image, work, opts)
+        since = self.log_mark(container)
         try:
             self.runner.run(argv, timeout=600)
         except CommandError as exc:
-            raise RuncError(
-                "checkpoint", container, self._last_error(container) or str(exc)
-            ) from exc
+            detail = self.last_error(container, since) or str(exc)
+            raise RuncError("checkpoint", container, detail) from exc
 
     def restore(
         self,

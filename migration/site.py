@@ -53,7 +53,16 @@ class Site(Protocol):
 
     def prepare_target(self, spec: InstanceSpec) -> None: ...
 
-    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo: ...
+    def checkpoint(
+        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+    ) -> DumpInfo:
+        """Dump; `on_predumps`: only what changed since the last `pre_dump` round."""
+        ...
+
+    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+        """Pre-copy round with dirty-memory tracking (round 1 starts a new chain); the
+        service runs on. Fails where the kernel has no soft-dirty tracking."""
+        ...
 
     def start_receive(self, instance: str) -> int: ...
 
@@ -67,8 +76,11 @@ class Site(Protocol):
         """Restore; `lazy_from` ("ADDR:PORT" of the source's page server) makes it post-copy."""
         ...
 
-    def lazy_checkpoint(self, instance: str, page_server: str) -> DumpInfo:
-        """Freeze and dump without memory pages; serve them on `page_server` until pulled."""
+    def lazy_checkpoint(
+        self, instance: str, page_server: str, *, on_predumps: bool = False
+    ) -> DumpInfo:
+        """Freeze and dump without memory pages; serve them on `page_server` until pulled
+        (`on_predumps`: pages unchanged since the last pre-dump round come from its images)."""
         ...
 
     def finish_lazy_checkpoint(self, instance: str) -> None: ...

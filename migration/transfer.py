@@ -61,12 +61,15 @@ def send_dir(
     block_size: int = 1 << 20,
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 30.0,
+    immutable: Callable[[str], bool] | None = None,
 ) -> tuple[TransferStats, Manifest]:
     """Send the tree under `src_dir` to a `Receiver` at host:port; return stats and manifest.
 
     With `previous` (the manifest of the last send of this tree to this receiver, same
     `block_size`) only changed blocks travel. An exception raised by `progress(done, total)`
     aborts the transfer and propagates. Receiver or network failures raise `TransferError`.
+    `immutable(rel)` names files whose content never changes once written (CRIU pre-dump
+    images): in delta mode such a file with its previous size and mtime is not read again.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
@@ -100,7 +103,10 @@ def send_dir(
                     else:
                         h["size"] = st.st_size
                         if prev is not None and prev.kind == "file":
-                            blocks, digest = s.patch(path, h, prev, buf)
+                            if _kept(rel, st, prev, immutable):
+                                blocks, digest = s.unchanged(h, prev)
+                            else:
+                                blocks, digest = s.patch(path, h, prev, buf)
                         else:
                             job = pool.submit(wire.hash_file, path, st.st_size, block_size, cancel)
                             blocks, digest = s.whole(path, h, job)
@@ -119,6 +125,15 @@ def send_dir(
     files, seconds = sum(e.kind != "dir" for e in entries.values()), time.monotonic() - started
     stats = TransferStats(files, s.on_wire, total, total - s.payload, seconds, mode)
     return stats, Manifest(block_size, entries)
+
+
+def _kept(
+    rel: str, st: os.stat_result, prev: FileEntry, immutable: Callable[[str], bool] | None
+) -> bool:
+    """An immutable file the receiver already holds as it is (rsync's size + mtime check)."""
+    if immutable is None or not immutable(rel):
+        return False
+    return prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns
 
 
 class Receiver:

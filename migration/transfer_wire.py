@@ -351,6 +351,13 @@ class FrameSender:
         self.frame({"t": "sum", "digest": digest.hex()})
         return blocks, digest
 
+    def unchanged(self, h: dict[str, Any], prev: FileEntry) -> Digests:
+        """A file known not to have changed: a patch without blocks, nothing read."""
+        self.frame({"t": "patch", **h, "base_size": prev.size})
+        self.sent(h["size"], payload=False)
+        self.frame({"t": "end", "digest": prev.digest.hex()})
+        return prev.blocks, prev.digest
+
     def patch(self, path: Path, h: dict[str, Any], prev: FileEntry, buf: memoryview) -> Digests:
         """One read pass: hash each block, send those whose digest differs from `prev`."""
         size, bs, blocks = h["size"], len(buf), []

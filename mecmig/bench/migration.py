@@ -200,10 +200,13 @@ def phase_ms(rows: list[dict[str, Any]], strategy: str, size: int, rate: int, na
 def predump_estimate(row: dict[str, Any]) -> dict[str, Any] | None:
     """A pre-copy row's downtime had its final dump been an incremental one (CRIU pre-dumps on a
     kernel with soft-dirty tracking): the measured downtime minus the full final dump plus a dump
-    of only the final delta (the dump time scaled by final delta bytes / full image bytes)."""
+    of only the final delta (the dump time scaled by final delta bytes / full image bytes).
+    Only for rows that ran without pre-dumps (mode full-dump-delta): the others measured it."""
     dump = row["phases"].get("freeze_dump")
     image, delta = row.get("image_bytes"), row.get("final_transfer_bytes")
-    if row["strategy"] != "precopy" or dump is None or not image or delta is None:
+    if row["strategy"] != "precopy" or row.get("mode") != "full-dump-delta":
+        return None
+    if dump is None or not image or delta is None:
         return None
     delta_dump = dump * min(1.0, delta / image)
     return {

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +141,41 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     names = [p.name for p in record.phases]
     assert names[-2:] == ["release", "cleanup"] and "restore" in names
     if strategy == "precopy":
-        assert record.mode == "full-dump-delta" and record.metrics["rounds"] >= 1
+        tracks = world.agents.clients["mec1"].health()["mem_dirty_track"]
+        assert record.mode == ("predump" if tracks else "full-dump-delta")
+        assert record.metrics["rounds"] >= 1
     if strategy in ("postcopy", "hybrid"):
         assert names.index("restore") < names.index("pages")
         dump = record.phase("freeze_dump")
         assert dump is not None and dump.detail["image_bytes"] < 16 * 2**20
     view = {i.name: i for i in world.tb.ctl.client.instances()}
     assert view[counter].switch == "s2"
+    assert world.tb.ctl.client.reservations() == []
+
+
+@pytest.mark.parametrize("strategy", ["precopy", "hybrid"])
+def test_predumps_where_the_kernel_tracks_dirty_memory_else_a_recorded_fallback(
+    world: World, counter: str, strategy: str
+) -> None:
+    """The plan asks for CRIU pre-dumps. On a kernel with soft-dirty tracking they run for real
+    (rounds chained by parent images, the final dump on top); on this one runc/CRIU refuse the
+    first pre-dump and the migration falls back to full dumps / file rounds, says so in the
+    record, and the service keeps its memory and its connection either way."""
+    tracks = world.agents.clients["mec1"].health()["mem_dirty_track"]
+    plan = replace(_plan(world, counter), strategy=strategy, budget_ms=2000, dirty_tracking=True)
+    probe = ProbeRun(world, "10.0.0.21", 7000)
+    record = Migration(plan, RestControllerLink(world.tb.ctl.client)).run()
+    result = probe.result()
+    assert record.outcome is Outcome.DONE and world.orch.where(counter) == "mec2"
+    _assert_state_kept(result)
+    if tracks:
+        assert record.mode in ("predump", "predump+lazy-pages")
+        assert record.metrics["predump_rounds"] >= 1 and "predump_fallback" not in record.metrics
+    else:
+        assert record.mode in ("full-dump-delta", "data-delta+lazy-pages")
+        assert record.metrics["predump_rounds"] == 0
+        assert record.metrics["predump_fallback"], record.metrics
+        print(f"{strategy}: pre-dump refused here: {record.metrics['predump_fallback']}")
     assert world.tb.ctl.client.reservations() == []
 
 

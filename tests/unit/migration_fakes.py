@@ -73,6 +73,7 @@ class FakeInstance:
     dumped: bool = False
     images: bool = False
     restored: bool = False
+    predumps: int = 0  # the last pre-dump round of the current chain
 
 
 @dataclass
@@ -105,8 +106,10 @@ class FakeSite:
         after_restore_status: str = "running",
         durations: dict[str, float] | None = None,
         journal: list[tuple[str, str]] | None = None,
+        dirty_tracking: bool = False,
     ) -> None:
         self.name = name
+        self.dirty_tracking = dirty_tracking  # pre_dump works (soft-dirty), else it fails
         self.address = address
         self.clock = clock
         self.send_bytes = list(send_bytes)  # per send call; the last one repeats
@@ -114,7 +117,12 @@ class FakeSite:
         self.fail_at = _names(fail_at)
         self.fail_on = fail_on
         self.after_restore_status = after_restore_status
-        self.durations = {**SITE_DURATIONS, "checkpoint": dump_s, **(durations or {})}
+        self.durations = {
+            **SITE_DURATIONS,
+            "checkpoint": dump_s,
+            "pre_dump": dump_s,
+            **(durations or {}),
+        }
         self.instances: dict[str, FakeInstance] = {}
         self.incoming: dict[str, _Incoming] = {}
         self.peers: dict[str, FakeSite] = {}
@@ -170,16 +178,35 @@ class FakeSite:
         self._op("prepare_target", spec)
         self.instances[spec.name] = FakeInstance(spec, status="absent", link=False, prepared=True)
 
-    def checkpoint(self, instance: str, *, leave_running: bool) -> DumpInfo:
+    def checkpoint(
+        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+    ) -> DumpInfo:
         alias = "checkpoint-leave-running" if leave_running else "checkpoint-final"
-        self._op("checkpoint", instance, leave_running, alias=alias)
+        self._op("checkpoint", instance, leave_running, on_predumps, alias=alias)
         inst = self._get(instance)
         if inst.status != "running":
             raise SiteError(f"site {self.name}: {instance} is {inst.status}")
+        if on_predumps and not inst.predumps:
+            raise SiteError(f"site {self.name}: {instance} has no pre-dump to chain onto")
+        if not on_predumps:
+            inst.predumps = 0  # a whole dump replaces the chain
         inst.dumped = inst.images = True
         if not leave_running:
             inst.status = "stopped"
         return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=leave_running)
+
+    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+        self._op("pre_dump", instance, round_)
+        inst = self._get(instance)
+        if not self.dirty_tracking:
+            raise SiteError(f"site {self.name}: runc checkpoint: memory tracking not supported")
+        if inst.status != "running":
+            raise SiteError(f"site {self.name}: {instance} is {inst.status}")
+        if round_ != inst.predumps + 1 and round_ != 1:
+            raise SiteError(f"site {self.name}: pre-dump round {round_} out of order")
+        inst.predumps = round_
+        inst.dumped = inst.images = True
+        return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=True)
 
     def start_receive(self, instance: str) -> int:
         self._op("start_receive", instance)
@@ -228,9 +255,13 @@ class FakeSite:
         inst.link = True
         inst.restored = True
 
-    def lazy_checkpoint(self, instance: str, page_server: str) -> DumpInfo:
-        self._op("lazy_checkpoint", instance, page_server)
+    def lazy_checkpoint(
+        self, instance: str, page_server: str, *, on_predumps: bool = False
+    ) -> DumpInfo:
+        self._op("lazy_checkpoint", instance, page_server, on_predumps)
         inst = self._get(instance)
+        if on_predumps and not inst.predumps:
+            raise SiteError(f"site {self.name}: {instance} has no pre-dump to chain onto")
         inst.status = "stopped"  # frozen, serving its pages
         inst.images = True
         return DumpInfo(1_500_000, 0.25, False)

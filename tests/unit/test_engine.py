@@ -20,6 +20,7 @@ from migration.engine import (
     Plan,
 )
 from migration.network import Grant
+from migration.site import SiteUnreachable
 from migration.stoprule import MAX_ROUNDS, MIN_DELTA_BYTES, final_rate_bps
 from migration.timeline import MigrationRecord, Outcome, PhaseRecord
 from tests.unit.migration_fakes import (
@@ -143,7 +144,7 @@ def test_cold_happy_path_phases_state_and_network() -> None:
     ((_, prepared),) = w.dst.ops("prepare_target")
     assert prepared == make_spec(INSTANCE, port=DST_PORT)
     # one final dump (stopping the service), one full send to the destination's agent
-    assert w.src.ops("checkpoint") == [("checkpoint", INSTANCE, False)]
+    assert w.src.ops("checkpoint") == [("checkpoint", INSTANCE, False, False)]
     assert w.src.ops("send") == [("send", INSTANCE, w.dst.address, MIGRATION_PORT, False)]
     assert ("set_link", INSTANCE, False) in w.src.calls
     assert w.src.ops("resume") == [] and w.dst.ops("destroy") == []
@@ -291,13 +292,9 @@ def test_unknown_strategy_is_a_value_error() -> None:
     assert w.dst.calls == [] and w.net.calls == []
 
 
-def test_dirty_tracking_mode_and_unique_ids() -> None:
-    w = make_world("precopy", dirty_tracking=True)
-    a = w.migration()
-    b = make_world().migration()
+def test_unique_ids() -> None:
+    a, b = make_world("precopy").migration(), make_world().migration()
     assert a.record.id != b.record.id
-    record = a.run()
-    assert record.mode == "full-dump-delta" and record.metrics["dirty_tracking"] is True
 
 
 def test_phases_can_be_driven_one_by_one() -> None:
@@ -700,3 +697,105 @@ def test_restart_strategy_rollback_starts_the_source_again() -> None:
     rollback = info.value.record.phase("rollback")
     assert rollback is not None and "started again from its files" in rollback.detail["steps"]
     assert w.src.status("svc") == "running"
+
+
+# ---------------------------------------------------------------------------------- pre-dumps
+
+
+def test_predump_rounds_chain_and_the_final_dump_holds_only_the_rest() -> None:
+    """Soft-dirty tracking at the source: rounds are pre-dumps, the final dump chains on them."""
+    w = make_world(
+        "precopy",
+        dirty_tracking=True,
+        src={"dirty_tracking": True, "send_bytes": [60 * MB, 8 * MB, 1 * MB, 1 * MB]},
+    )
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and record.mode == "predump"
+    assert [c[2] for c in w.src.ops("pre_dump")] == [1, 2, 3]
+    # no full dump left running; the one checkpoint is the final one, on the chain
+    assert w.src.ops("checkpoint") == [("checkpoint", INSTANCE, False, True)]
+    assert sends(w.src) == [False, True, True, True]
+    assert all(ph(record, f"precopy-{i}").detail["pre_dump"] for i in (1, 2, 3))
+    assert ph(record, "freeze_dump").detail["on_predumps"] is True
+    assert record.metrics["predump_rounds"] == 3 and "predump_fallback" not in record.metrics
+    assert record.metrics["dirty_tracking"] is True
+    assert_runs_at_destination(w)
+
+
+def test_predump_unavailable_falls_back_to_full_dumps_and_says_so() -> None:
+    """The plan expects dirty tracking, the source's CRIU refuses the first pre-dump."""
+    w = make_world(
+        "precopy", dirty_tracking=True, src={"send_bytes": [60 * MB, 8 * MB, 1 * MB, 1 * MB]}
+    )
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and record.mode == "full-dump-delta"
+    assert "memory tracking not supported" in record.metrics["predump_fallback"]
+    assert len(w.src.ops("pre_dump")) == 1  # tried once, not per round
+    assert [c[2:] for c in w.src.ops("checkpoint")] == [
+        (True, False),
+        (True, False),
+        (True, False),
+        (False, False),
+    ]
+    assert record.metrics["predump_rounds"] == 0
+    assert_runs_at_destination(w)
+
+
+def test_predump_failing_mid_chain_rolls_back() -> None:
+    w = make_world(
+        "precopy",
+        dirty_tracking=True,
+        src={
+            "dirty_tracking": True,
+            "send_bytes": [60 * MB, 30 * MB],
+            "fail_at": "pre_dump",
+            "fail_on": 2,
+        },
+    )
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    record = info.value.record
+    assert record.outcome is Outcome.ROLLED_BACK and "predump_fallback" not in record.metrics
+    assert w.src.instances[INSTANCE].status == "running"
+    assert w.src.resumed == ["still running"]
+    assert INSTANCE not in w.dst.instances and w.net.grants == {}
+
+
+def test_predump_source_unreachable_is_no_reason_to_fall_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = make_world("precopy", dirty_tracking=True, src={"dirty_tracking": True})
+
+    def down(instance: str, round_: int) -> None:
+        raise SiteUnreachable("agent mec1 unreachable")
+
+    monkeypatch.setattr(w.src, "pre_dump", down)
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert "predump_fallback" not in info.value.record.metrics
+    assert not w.src.ops("checkpoint")
+
+
+def test_hybrid_with_predumps_copies_memory_before_the_lazy_final_phase() -> None:
+    w = make_world(
+        "hybrid",
+        dirty_tracking=True,
+        src={"dirty_tracking": True, "send_bytes": [60 * MB, 8 * MB, 1 * MB, 1 * MB]},
+    )
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and record.mode == "predump+lazy-pages"
+    assert len(w.src.ops("pre_dump")) == record.metrics["rounds"] >= 1
+    assert not w.src.ops("checkpoint")
+    assert w.src.ops("lazy_checkpoint")[0][3] is True  # pages unchanged since come from images
+    names = phase_names(record)
+    assert names.index("restore") < names.index("pages")
+
+
+def test_hybrid_without_dirty_tracking_falls_back_to_file_rounds() -> None:
+    w = make_world("hybrid", dirty_tracking=True)
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and record.mode == "data-delta+lazy-pages"
+    assert record.metrics["predump_fallback"]
+    assert not w.src.ops("checkpoint")
+    assert w.src.ops("lazy_checkpoint")[0][3] is False

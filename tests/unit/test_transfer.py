@@ -145,6 +145,42 @@ def test_delta_sends_only_changes(synced: tuple[Path, Path, Manifest]) -> None:
     assert snapshot(dest) == snapshot(src)
 
 
+def test_immutable_files_are_not_read_again(
+    synced: tuple[Path, Path, Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pre-dump images never change once written: same size and mtime = not read, not sent."""
+    src, dest, manifest = synced
+    chain = src / "predump" / "2"
+    chain.mkdir(parents=True)
+    (chain / "pages-1.img").write_bytes(os.urandom(2 * MiB))
+    (chain / "parent").symlink_to("../1")
+    (src / "parent").symlink_to("predump/2")  # the final dump's images name their parent
+    _, manifest2, _ = run(src, dest, previous=manifest)
+    opened: list[str] = []
+    real_open = open
+
+    def spy(path: Any, *args: Any, **kw: Any) -> Any:
+        opened.append(str(path))
+        return real_open(path, *args, **kw)
+
+    patch_bytes(src / "data" / "log.txt", 0, b"LINE")  # a mutable file that did change
+    monkeypatch.setattr("builtins.open", spy)
+    stats, manifest3, _ = run(
+        src, dest, previous=manifest2, immutable=lambda rel: rel.startswith("predump/")
+    )
+    monkeypatch.undo()
+    assert snapshot(dest) == snapshot(src)
+    assert not any(path.startswith(str(src / "predump")) for path in opened), opened
+    assert str(src / "pages-1.img") in opened  # not immutable: read (hashed) again
+    assert manifest3.files["predump/2/pages-1.img"] == manifest2.files["predump/2/pages-1.img"]
+    assert stats.bytes_on_wire < MiB + 64 * 1024  # log.txt's block and headers
+    # an "immutable" file that did change (size differs) is still sent
+    with open(chain / "pages-1.img", "ab") as f:
+        f.write(b"more")
+    run(src, dest, previous=manifest3, immutable=lambda rel: rel.startswith("predump/"))
+    assert snapshot(dest) == snapshot(src)
+
+
 def test_delta_handles_truncation_and_type_changes(synced: tuple[Path, Path, Manifest]) -> None:
     src, dest, manifest = synced
     os.truncate(src / "pages-1.img", 5 * MiB + 77)  # shrinks mid-block
