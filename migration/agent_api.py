@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mecmig.runner import Spawned, SubprocessRunner
 from migration.container import PREDUMPS, ContainerError, InstanceSpec, SiteContainers
+from migration.criu_images import ImageError
 from migration.lazy import LazyDump, start_lazy_dump, start_lazy_restore
 from migration.netns import NetnsError
 from migration.runc import CheckpointOptions, RuncError
@@ -115,6 +116,7 @@ def create_agent_app(agent: Agent) -> FastAPI:
     @app.exception_handler(RuncError)
     @app.exception_handler(NetnsError)
     @app.exception_handler(TransferError)
+    @app.exception_handler(ImageError)
     async def _failed(_: Request, exc: Exception) -> JSONResponse:
         log.error("site %s: %s", c.site, exc)
         return JSONResponse(status_code=500, content={"error": str(exc)})

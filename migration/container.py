@@ -23,13 +23,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from migration.bundle import BundleSpec, config_json, rootfs_mountpoints
-from migration.netns import ContainerNetwork, Plug
+from migration.criu_images import dump_run_id_of
+from migration.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
 from migration.runc import CheckpointOptions, Runc
 
 log = logging.getLogger(__name__)
 # dump refuses mntns-compat-mode, restore needs it (PLATFORM.md): the annotation names this file,
-# whose content we switch before each operation.
+# whose content we switch before each operation. Dumps take the nftables lock (see netns).
 CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
+CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
 
@@ -193,7 +195,7 @@ class SiteContainers:
         else:
             self.drop_predumps(name)
         shutil.rmtree(image, ignore_errors=True)
-        (self.dir(name) / "criu.conf").write_text("")
+        (self.dir(name) / "criu.conf").write_text(CRIU_DUMP_OPTIONS)
         self.runc.checkpoint(name, image, self.dir(name) / "work" / "dump", opts)
         return image
 
@@ -218,7 +220,7 @@ class SiteContainers:
             tcp_established=False,  # a pre-dump takes memory only
             parent_path=f"../{round_ - 1}" if round_ > 1 else None,
         )
-        (self.dir(name) / "criu.conf").write_text("")
+        (self.dir(name) / "criu.conf").write_text(CRIU_DUMP_OPTIONS)
         self.runc.checkpoint(name, image, self.dir(name) / "work" / "predump", opts)
         return image
 
@@ -232,12 +234,27 @@ class SiteContainers:
 
     def restore(self, name: str) -> None:
         """Bring the interface up and restore from the images (CRIU lifts the lock)."""
-        spec = self.spec(name)
-        (self.dir(name) / "criu.conf").write_text(CRIU_RESTORE_OPTIONS)
-        self.net.set_link(self.plug(spec), True)
+        self.ready_to_restore(name)
         work = self.dir(name) / "work" / "restore"
         self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
+        self.restored(name)
+
+    def ready_to_restore(self, name: str) -> None:
+        """Restore options, the lock handed over to CRIU's restore, then the interface up."""
+        plug = self.plug(self.spec(name))
+        (self.dir(name) / "criu.conf").write_text(CRIU_RESTORE_OPTIONS)
+        self.net.hand_over_lock(plug, dump_run_id_of(self.images_dir(name)))
+        self.net.set_link(plug, True)
+
+    def restored(self, name: str) -> None:
+        """After a restore: no longer a pending target; a lock CRIU could not name is lifted."""
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+        plug = self.plug(self.spec(name))
+        if self.net.is_locked(plug):
+            log.warning(
+                "site %s: %s restored with a lock left in place: removing it", self.site, name
+            )
+            self.net.unlock(plug)
         self.drop_predumps(name)  # restored: the memory is in the process now
 
     def stop(self, name: str, grace_s: float = 5.0) -> None:

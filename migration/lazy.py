@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from mecmig.runner import Spawned, SubprocessRunner
-from migration.container import CRIU_RESTORE_OPTIONS, PENDING_TARGET, ContainerError, SiteContainers
+from migration.container import CRIU_DUMP_OPTIONS, ContainerError, SiteContainers
 from migration.runc import CheckpointOptions
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def start_lazy_dump(
     if image.exists():
         for old in image.iterdir():
             old.unlink()
-    (c.dir(name) / "criu.conf").write_text("")
+    (c.dir(name) / "criu.conf").write_text(CRIU_DUMP_OPTIONS)
     read_fd, write_fd = os.pipe()
     opts = CheckpointOptions(
         lazy_pages=True, page_server=page_server, status_fd=write_fd, parent_path=parent
@@ -102,16 +102,14 @@ def start_lazy_restore(
         ],
         str(c.dir(name) / "lazy-pages.out"),
     )
-    spec = c.spec(name)
-    (c.dir(name) / "criu.conf").write_text(CRIU_RESTORE_OPTIONS)
-    c.net.set_link(c.plug(spec), True)
+    c.ready_to_restore(name)
     try:
         _wait_for_socket(work / "lazy-pages.socket", daemon)
         c.runc.restore(name, c.dir(name) / "bundle", c.images_dir(name), work, lazy_pages=True)
     except Exception:
         daemon.kill()
         raise
-    (c.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
+    c.restored(name)
     return daemon
 
 

@@ -4,10 +4,12 @@ The container keeps its IP and MAC wherever it runs; the controller moves its tr
 runs in the root network namespace (where OVS is): when the agent itself lives in a Mininet host's
 namespace, `root_pid=1` makes every command enter PID 1's network namespace first.
 
-CRIU's network lock is an iptables chain `CRIU` that drops everything but packets marked 0xc114.
-Established TCP survives a migration only if the target namespace is locked before its interface
-comes up (else its kernel answers the client with a RST before the socket is restored); CRIU
-removes the lock when the restore completes. A dump leaves the lock in the source namespace.
+The network lock is an nftables table (inet) whose input and output chains drop everything but
+packets marked 0xc114 (CRIU's). Established TCP survives a migration only if the target namespace
+is locked before its interface comes up (else its kernel answers the client with a RST before
+the socket is restored). A restore target is locked with our table; just before the restore the
+lock is handed over to the table CRIU's restore removes when it completes (`inet CRIU-<run id of
+the dump>`). A (final) dump leaves its lock in the source namespace.
 """
 
 from __future__ import annotations
@@ -18,8 +20,36 @@ from dataclasses import dataclass
 from mecmig.runner import CommandError, Runner
 
 log = logging.getLogger(__name__)
-CRIU_CHAIN = "CRIU"
-CRIU_MARK = "0xc114"
+CRIU_MARK = "0xc114"  # CRIU's own packets (SOCCR_MARK) pass the lock
+LOCK_TABLE = "mecmig-lock"  # our lock of a restore target, before a dump names CRIU's
+CRIU_TABLE_PREFIX = "CRIU-"
+# Dumps take CRIU's nftables lock (criu.conf `network-lock nftables`): CRIU sets and removes it
+# in-process, where its iptables lock forks iptables-restore five to seven times (~100 ms of a
+# restore's frozen window, measured). A restore takes the dump's method from the images.
+DUMP_LOCK_OPTION = "network-lock nftables\n"
+
+
+def lock_script(table: str) -> str:
+    """nft commands for a lock table: input and output dropped but for CRIU's mark."""
+    lines = [f"add table inet {table}"]
+    for hook in ("input", "output"):
+        lines.append(
+            f"add chain inet {table} {hook} {{ type filter hook {hook} priority 0; policy drop; }}"
+        )
+        lines.append(f"add rule inet {table} {hook} meta mark {CRIU_MARK} accept")
+    return "\n".join(lines) + "\n"
+
+
+def lock_tables_in(listing: str) -> list[str]:
+    """Lock tables named in `nft list tables inet` output."""
+    names = []
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[:2] == ["table", "inet"]:
+            name = parts[2]
+            if name == LOCK_TABLE or name.startswith(CRIU_TABLE_PREFIX):
+                names.append(name)
+    return names
 
 
 class NetnsError(Exception):
@@ -108,71 +138,51 @@ class ContainerNetwork:
         """Bring the bridge side of the instance's veth up or down."""
         self._root("ip", "link", "set", plug.host_if, "up" if up else "down")
 
+    def _nft(self, plug: Plug, script: str) -> None:
+        """One nftables transaction in the instance's namespace (all of it applies, or none)."""
+        argv = ["ip", "netns", "exec", self.netns_name(plug), "nft", "-f", "-"]
+        try:
+            self.runner.run(argv, input=script, netns_pid=self.root_pid, timeout=30)
+        except CommandError as exc:
+            raise NetnsError(f"site {self.site}: {exc}") from exc
+
+    def _lock_tables(self, plug: Plug) -> list[str]:
+        """The lock tables in the namespace: ours and CRIU's (`inet CRIU-<run id>`)."""
+        argv = ["ip", "netns", "exec", self.netns_name(plug), "nft", "list", "tables", "inet"]
+        result = self.runner.run(argv, netns_pid=self.root_pid, check=False, timeout=30)
+        if result.returncode != 0:
+            raise NetnsError(f"site {self.site}: nft list tables: {result.stderr.strip()}")
+        return lock_tables_in(result.stdout)
+
     def lock(self, plug: Plug) -> None:
-        """CRIU's network lock: only CRIU-marked packets pass (see module docstring)."""
-        ns = self.netns_name(plug)
-        for tool in ("iptables", "ip6tables"):
-            self._root("ip", "netns", "exec", ns, tool, "-w", "-N", CRIU_CHAIN)
-            self._root(
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                tool,
-                "-w",
-                "-A",
-                CRIU_CHAIN,
-                "-m",
-                "mark",
-                "--mark",
-                CRIU_MARK,
-                "-j",
-                "ACCEPT",
-            )
-            self._root("ip", "netns", "exec", ns, tool, "-w", "-A", CRIU_CHAIN, "-j", "DROP")
-            for chain in ("INPUT", "OUTPUT"):
-                self._root("ip", "netns", "exec", ns, tool, "-w", "-I", chain, "-j", CRIU_CHAIN)
+        """Only CRIU-marked packets pass (see the module docstring)."""
+        self._nft(plug, lock_script(LOCK_TABLE))
+
+    def hand_over_lock(self, plug: Plug, run_id: str | None) -> None:
+        """Before a restore: the lock becomes the one CRIU removes when the restore completes.
+
+        CRIU's restore deletes the table named after the dump's run id. One transaction
+        creates it (if a dump did not leave it here) and drops ours: never a moment unlocked.
+        Images of a CRIU without run ids are restored with our table in place; it is removed
+        after the restore (`unlock`).
+        """
+        if run_id is None:
+            return
+        self._nft(
+            plug,
+            lock_script(f"CRIU-{run_id}")
+            + f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n",
+        )
 
     def is_locked(self, plug: Plug) -> bool:
-        """Whether CRIU's lock chain is in the namespace."""
-        result = self.runner.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.netns_name(plug),
-                "iptables",
-                "-w",
-                "-n",
-                "-L",
-                CRIU_CHAIN,
-            ],
-            netns_pid=self.root_pid,
-            check=False,
-            timeout=30,
-        )
-        return result.returncode == 0
+        """Whether a lock (ours or a dump's) is in the namespace."""
+        return bool(self._lock_tables(plug))
 
     def unlock(self, plug: Plug) -> None:
-        """Remove CRIU's lock (left behind by a dump in the source namespace)."""
-        ns = self.netns_name(plug)
-        for tool in ("iptables", "ip6tables"):
-            for chain in ("INPUT", "OUTPUT"):
-                self._root(
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    tool,
-                    "-w",
-                    "-D",
-                    chain,
-                    "-j",
-                    CRIU_CHAIN,
-                    check=False,
-                )
-            self._root("ip", "netns", "exec", ns, tool, "-w", "-F", CRIU_CHAIN, check=False)
-            self._root("ip", "netns", "exec", ns, tool, "-w", "-X", CRIU_CHAIN, check=False)
+        """Remove every lock: ours, or the one a dump left in the source namespace."""
+        tables = self._lock_tables(plug)
+        if tables:
+            self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
 
     def delete(self, plug: Plug) -> None:
         """Unplug and remove the namespace; nothing is left, no error if already gone."""

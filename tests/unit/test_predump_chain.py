@@ -20,6 +20,7 @@ from migration.netns import ContainerNetwork
 from migration.runc import CheckpointOptions, Runc
 from migration.transfer import Receiver, send_dir
 from tests.unit.migration_fakes import make_spec
+from tests.unit.test_criu_images import inventory
 
 
 class FakeRuncRunner:
@@ -29,6 +30,7 @@ class FakeRuncRunner:
         self.checkpoints: list[list[str]] = []
         self.restores: list[list[str]] = []
         self.created = False
+        self.inputs: list[str] = []  # what nft was fed
 
     def run(
         self,
@@ -42,6 +44,8 @@ class FakeRuncRunner:
         detached_stdio: bool = False,
     ) -> Result:
         args = list(argv)
+        if input is not None:
+            self.inputs.append(input)
         if args[0] == "runc" and "checkpoint" in args:
             self.checkpoints.append(args)
             self._checkpoint(args)
@@ -66,7 +70,7 @@ class FakeRuncRunner:
             assert (image / parent).is_dir(), f"runc: invalid --parent-path {parent}"
             (image / "parent").symlink_to(parent)  # what CRIU does with it
         (image / "pages-1.img").write_bytes(os.urandom(8192))
-        (image / "inventory.img").write_bytes(b"inv")
+        (image / "inventory.img").write_bytes(inventory("0b5e7a2c-run"))
 
 
 @pytest.fixture()
@@ -173,3 +177,6 @@ def test_restore_drops_the_chain_it_no_longer_needs(
     c.checkpoint("svc", CheckpointOptions(), on_predumps=True)
     c.restore("svc")
     assert runner.restores and not c.predump_dir("svc").exists()
+    # the lock went to the table CRIU's restore removes, named after the dump's run id
+    handover = [i for i in runner.inputs if "CRIU-0b5e7a2c-run" in i]
+    assert handover and "delete table inet mecmig-lock" in handover[0]
