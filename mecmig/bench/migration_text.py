@@ -63,6 +63,9 @@ def goal_notes(done: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             "the 10x goal against the baseline is, because the baseline's window grows with "
             "the memory it copies."
         )
+    wait = retransmission_wait(done)
+    if wait:
+        out.append(wait)
     cells = g["precopy_vs_baseline"]["per_cell"]
     if cells:
         out.append(
@@ -114,6 +117,34 @@ def goal_notes(done: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             "construction, by the full dump minus the delta dump (the estimate's column)."
         )
     return "\n\n".join(out)
+
+
+def retransmission_wait(done: list[dict[str, Any]]) -> str:
+    """How much longer the client waited than the service was frozen, and why (TCP's RTO)."""
+    extra = sorted(
+        r["downtime_ms"] - r["frozen_ms"]
+        for r in done
+        if r["strategy"] in ("postcopy", "hybrid", "cold", "baseline")
+        and r.get("frozen_ms") is not None
+        and r.get("downtime_ms") is not None
+    )
+    if not extra:
+        return ""
+    median = extra[len(extra) // 2]
+    return (
+        "**The client waits longer than the freeze.** The client-observed downtime exceeds the "
+        f"frozen window by {extra[0]:,.0f} to {extra[-1]:,.0f} ms (median {median:,.0f} ms) for "
+        "the strategies without pre-copy rounds. The probe keeps sending during the freeze; "
+        "the network lock (at the source from the dump on, at the destination until the "
+        "restore completes) drops those packets, so the client's TCP retransmits them after "
+        "its retransmission timeout: at least 200 ms, doubling each time (200, 600, 1400, "
+        "3000 ms ... after the first loss). The service is seen again only at the first "
+        "retransmission after the restore, so the client's downtime is the frozen window "
+        "rounded up to the next of those instants. Below about 200 ms of frozen window the "
+        "first retransmission would succeed; a downtime of 100 ms or less for a client that "
+        "keeps sending needs the packets held instead of dropped while the service is "
+        "frozen, and replayed to the destination after the restore."
+    )
 
 
 def precopy_section(done: list[dict[str, Any]], summary: dict[str, Any], plan: Plan) -> str:
