@@ -7,7 +7,7 @@ SCENARIO ?= scenarios/edge.yaml
 PURE    := topology controller/ofmsg.py controller/plan.py controller/forwarding.py \
            controller/steering.py controller/reservations.py controller/state.py \
            controller/flowtable.py controller/fabricsim.py controller/arp.py \
-           controller/api_models.py controller/store.py \
+           controller/api_models.py controller/store.py controller/hold.py migration/criu_images.py \
            migration/bundle.py migration/stoprule.py migration/timeline.py migration/engine.py \
            migration/site.py migration/transfer.py migration/transfer_wire.py migration/probe.py
 PYTEST_ARGS ?=

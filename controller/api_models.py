@@ -166,6 +166,27 @@ class RelocationView(_Model):
     switchover_ms: float = Field(description="first flow-mod sent -> last barrier reply")
 
 
+class HoldRequest(_Model):
+    """Hold an instance's traffic at the controller (while it is frozen for a migration)."""
+
+    timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="released by itself after this long"
+    )
+
+
+class HoldView(_Model):
+    instance: str
+    held: bool
+    timeout_s: float
+
+
+class HoldReleaseView(_Model):
+    instance: str
+    released_packets: int = Field(description="held packets sent to the instance's port")
+    dropped_packets: int = Field(description="packets beyond the hold's buffer limits")
+    held_ms: float
+
+
 class MigrationRequest(_Model):
     """Live-migrate `instance` to site `to`."""
 
@@ -225,3 +246,7 @@ class ControllerAPI(Protocol):
     def release(self, rid: int) -> None: ...
 
     def relocate(self, req: RelocationRequest) -> RelocationView: ...
+
+    def hold(self, instance: str, req: HoldRequest) -> HoldView: ...
+
+    def release_hold(self, instance: str) -> HoldReleaseView: ...

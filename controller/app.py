@@ -28,6 +28,7 @@ from os_ken.topology import event as topo_event
 
 from controller.arp import OP_REQUEST, arp_reply, parse_arp
 from controller.facade import Northbound
+from controller.hold import held_host_id
 from controller.migrations import MigrationService
 from controller.ofmsg import PacketOut
 from controller.rest import create_app
@@ -201,6 +202,9 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
     @guarded
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
+        if held_host_id(msg.cookie) is not None:  # an instance's traffic, held while frozen
+            self.northbound.held_packet(msg.cookie, bytes(msg.data))
+            return
         arp = parse_arp(msg.data)
         if arp is None:
             return

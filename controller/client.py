@@ -20,6 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 from controller.api_models import (
     ChainView,
     Health,
+    HoldReleaseView,
+    HoldView,
     InstanceView,
     MigrationView,
     RelocationView,
@@ -166,6 +168,16 @@ class ControllerClient:
         if port is not None:
             body["port"] = port
         return _parse(self._request("POST", "/relocations", body), RelocationView)
+
+    def hold(self, instance: str, timeout_s: float = 60.0) -> HoldView:
+        """Hold `instance`'s traffic at the controller until `release_hold` (or `timeout_s`)."""
+        body = {"timeout_s": timeout_s}
+        return _parse(self._request("POST", f"/instances/{instance}/hold", body), HoldView)
+
+    def release_hold(self, instance: str) -> HoldReleaseView:
+        """Release the hold: held packets go to where `instance` is attached now."""
+        resp = self._request("DELETE", f"/instances/{instance}/hold")
+        return _parse(resp, HoldReleaseView)
 
     def migrate(
         self,

@@ -14,6 +14,9 @@ from controller.api_models import (
     ChainView,
     Conflict,
     Health,
+    HoldReleaseView,
+    HoldRequest,
+    HoldView,
     InstanceView,
     Invalid,
     LinkDirectionView,
@@ -31,6 +34,7 @@ from controller.api_models import (
 from controller.reservations import ReservationRecord
 from controller.runtime import Runtime, SwitchError
 from controller.state import StateError
+from controller.traffic_hold import TrafficHolds
 from topology.admission import reserved_per_link
 from topology.errors import AdmissionError, TopologyError
 
@@ -46,6 +50,7 @@ class Northbound:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.holds = TrafficHolds(runtime)
 
     # ------------------------------------------------------------------ views
 
@@ -219,6 +224,16 @@ class Northbound:
             )
 
         return self._run(job)
+
+    def hold(self, instance: str, req: HoldRequest) -> HoldView:
+        return self._run(lambda: self.holds.hold(instance, req.timeout_s))  # type: ignore[no-any-return]
+
+    def release_hold(self, instance: str) -> HoldReleaseView:
+        return self._run(lambda: self.holds.release(instance))  # type: ignore[no-any-return]
+
+    def held_packet(self, flow_cookie: int, frame: bytes) -> None:
+        """From the event thread: a packet of a hold flow (queued on the worker, in order)."""
+        self.rt.submit(lambda: self.holds.packet_in(flow_cookie, frame))
 
     # ------------------------------------------------------------------ helpers
 

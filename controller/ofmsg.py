@@ -20,6 +20,7 @@ TABLE_FORWARD = 1
 TABLE_ALL = 0xFF  # OFPTT_ALL: a delete in every table
 
 # Priorities within table 0.
+PRIO_HOLD = 4000  # an instance's traffic held at the controller while it is frozen
 PRIO_RESERVATION = 3000
 PRIO_CHAIN = 2000
 PRIO_CONTROL = 1000  # ARP to the controller
@@ -44,6 +45,7 @@ class CookieKind(IntEnum):
     HOST = 0x02
     CHAIN = 0x03
     RESERVATION = 0x04
+    HOLD = 0x05
 
 
 COOKIE_KIND_SHIFT = 56

@@ -26,6 +26,9 @@ from controller.api_models import (
     ChainView,
     ControllerAPI,
     Health,
+    HoldReleaseView,
+    HoldRequest,
+    HoldView,
     InstanceView,
     MigrationRequest,
     MigrationView,
@@ -297,6 +300,27 @@ def _router(api: ControllerAPI) -> APIRouter:
     def relocate(body: RelocationRequest) -> RelocationView:
         """Re-point an instance's traffic to its new attachment point (same IP and MAC)."""
         return api.relocate(body)
+
+    @router.post(
+        "/instances/{name}/hold",
+        response_model=HoldView,
+        tags=["relocations"],
+        responses={k: _ERRORS[k] for k in (404, 422)},
+    )
+    def hold(name: str, body: HoldRequest | None = None) -> HoldView:
+        """Hold the instance's traffic at the controller (while it is frozen): packets are kept,
+        not dropped, and delivered when the hold is released."""
+        return api.hold(name, body or HoldRequest())
+
+    @router.delete(
+        "/instances/{name}/hold",
+        response_model=HoldReleaseView,
+        tags=["relocations"],
+        responses={k: _ERRORS[k] for k in (404, 422)},
+    )
+    def release_hold(name: str) -> HoldReleaseView:
+        """Release the hold: the held packets go out of the instance's port, where it is now."""
+        return api.release_hold(name)
 
     return router
 

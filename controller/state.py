@@ -17,6 +17,7 @@ from typing import Any
 import networkx as nx
 
 from controller.forwarding import base_flows, host_flows
+from controller.hold import hold_flow
 from controller.plan import Desired, Plan, SwitchConfig, diff, full_config, staged_by_distance
 from controller.reservations import ReservationRecord, default_burst_kb, reservation_flows
 from controller.steering import Chain, ChainError, chain_flows
@@ -48,6 +49,7 @@ class FabricState:
         ]
         self.reservations: dict[int, ReservationRecord] = {}
         self.next_reservation = 1
+        self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
         self._topo = self.declared
         self._installed: Desired = self.desired()
 
@@ -127,6 +129,10 @@ class FabricState:
             config[first].add_meter(meter)
             for sw, flow in flows:
                 config[sw].add_flow(flow)
+        for name in sorted(self.holds):
+            flow = hold_flow(self.hosts[name], self.host_ids[name])
+            for cfg in config.values():
+                cfg.add_flow(flow)
         return config
 
     def _commit(self) -> dict[str, list[Any]]:
@@ -230,6 +236,29 @@ class FabricState:
         self.hosts[host] = new
         self._reroute_reservations()
         return old, new, self._commit_move(switch)
+
+    def hold(self, host: str) -> Plan:
+        """Send `host`'s traffic to the controller, on every switch (see controller.hold)."""
+        if host not in self.hosts:
+            raise StateError(f"no host called {host!r}")
+        if self.hosts[host].ip is None:
+            raise StateError(f"{host} has no IP address: its traffic cannot be held")
+        self.holds.add(host)
+        return [self._commit()]
+
+    def unhold(self, host: str) -> Plan:
+        """Let `host`'s traffic flow again (nothing to do if it was not held)."""
+        if host not in self.hosts:
+            raise StateError(f"no host called {host!r}")
+        self.holds.discard(host)
+        return [self._commit()]
+
+    def held_host(self, host_id: int) -> str | None:
+        """The held host with this id (packet-ins of hold flows carry it in their cookie)."""
+        for name in self.holds:
+            if self.host_ids.get(name) == host_id:
+                return name
+        return None
 
     def _commit_move(self, switch: str) -> Plan:
         """Commit after a host moved to `switch`: make-before-break stages outwards from it."""

@@ -35,6 +35,7 @@ MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations mat
 PAGE_SERVER_PORT = 7101  # a post-copy source serves its memory pages here
 DEFAULT_BUDGET_MS = 1000.0
 DEFAULT_RATE_BPS = 200_000_000
+HOLD_TIMEOUT_S = 120.0  # a hold the engine could not release ends by itself
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
 RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
 _ids = itertools.count(1)
@@ -94,6 +95,7 @@ class Migration:
         self.stopped_source = False  # the restart strategy ended the source's process
         self._tx0: int | None = None
         self.past_point_of_no_return = False
+        self.holding = False  # the controller keeps the instance's packets (see hold_traffic)
         self.restore_s = RESTORE_ESTIMATE_S
         # CRIU pre-dumps with parent images (soft-dirty tracking at the source)
         self.predumps = plan.dirty_tracking and plan.strategy in ("precopy", "hybrid")
@@ -208,9 +210,30 @@ class Migration:
             self.grant = self.net.resize(self.grant, int(rate))
             ph.detail["granted_bps"] = self.grant.rate_bps
 
+    def hold_traffic(self) -> bool:
+        """Just before the freeze: the controller keeps the instance's packets instead of the
+        network lock dropping them, so that no client waits for its TCP retransmission timeout
+        (200 ms, then 400, 800 ...) after the restore; `deliver_held` hands them over. Without
+        a controller that can, the lock drops them and TCP retransmits (as before)."""
+        try:
+            self.holding = self.net.hold(self.plan.instance, HOLD_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - an optimisation, never a reason to fail
+            log.warning("%s: traffic not held (%s): the lock drops it meanwhile", self.tag, exc)
+            self.holding = False
+        return self.holding
+
+    def deliver_held(self) -> None:
+        """After the restore (or the rollback): the held packets go to where the instance is."""
+        if not self.holding:
+            return
+        with self.timeline.phase("deliver") as ph:
+            ph.detail["packets"] = self.net.release_hold(self.plan.instance)
+            self.holding = False
+
     def final_dump(self) -> None:
         """Freeze: the last dump stops the service at the source."""
         with self.timeline.phase("freeze_dump") as ph:
+            ph.detail["held"] = self.hold_traffic()
             dump = self.plan.source.checkpoint(
                 self.plan.instance, leave_running=False, on_predumps=self.chained
             )
@@ -223,6 +246,7 @@ class Migration:
         """Freeze, dump all but the memory pages; the source then serves its pages."""
         p = self.plan
         with self.timeline.phase("freeze_dump", lazy=True) as ph:
+            ph.detail["held"] = self.hold_traffic()
             dump = p.source.lazy_checkpoint(
                 p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}", on_predumps=self.chained
             )
@@ -232,7 +256,8 @@ class Migration:
 
     def stop_source(self) -> None:
         """Restart strategy: end the service at the source (its files stay)."""
-        with self.timeline.phase("freeze_stop"):
+        with self.timeline.phase("freeze_stop") as ph:
+            ph.detail["held"] = self.hold_traffic()
             self.plan.source.stop(self.plan.instance)
             self.stopped_source = True
 
@@ -320,6 +345,7 @@ class Migration:
                 ("page server stopped", self._stop_page_server),
                 ("source resumed", lambda: steps.append(self._resume_source())),
                 ("traffic back", self._switch_back),
+                ("held traffic delivered", self._deliver_quietly),
                 ("reservation released", self.release_quietly),
             )
             for what, step in undo:
@@ -357,6 +383,11 @@ class Migration:
         if self.switched:
             spec = self.plan.source.spec(self.plan.instance)
             self.net.relocate(self.plan.instance, self.plan.source.name, spec.port)
+
+    def _deliver_quietly(self) -> None:
+        if self.holding:
+            self.net.release_hold(self.plan.instance)
+            self.holding = False
 
     def release_quietly(self) -> None:
         if self.grant is not None:
@@ -434,9 +465,9 @@ class Migration:
     def _after_point_of_no_return(self) -> list[str]:
         errors = []
         steps = (
-            (self.pull_pages, self.release, self.cleanup)
+            (self.deliver_held, self.pull_pages, self.release, self.cleanup)
             if self.lazy_serving
-            else (self.release, self.cleanup)
+            else (self.deliver_held, self.release, self.cleanup)
         )
         for step in steps:
             try:

@@ -1,4 +1,5 @@
-"""What migrations ask of the network: reservations for their traffic, and the traffic switch.
+"""What migrations ask of the network: reservations for their traffic, the traffic switch, and
+holding the instance's traffic while it is frozen (delivered after the restore, not dropped).
 
 `ControllerLink` is the engine's view; `RestControllerLink` speaks to `mecmig controller` through
 its REST client. Without a controller (a plain two-host setup) `NoNetwork` does nothing.
@@ -38,6 +39,14 @@ class ControllerLink(Protocol):
         """Move the instance's traffic; return the switch-over time in ms."""
         ...
 
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        """Keep the instance's packets at the controller (False: this network cannot)."""
+        ...
+
+    def release_hold(self, instance: str) -> int:
+        """Deliver the held packets where the instance is now; return how many."""
+        ...
+
 
 class NoNetwork:
     """No controller: no reservations, no traffic switch (hosts on one L2 segment)."""
@@ -55,6 +64,12 @@ class NoNetwork:
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         return 0.0
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        return False
+
+    def release_hold(self, instance: str) -> int:
+        return 0
 
 
 class RestControllerLink:
@@ -98,6 +113,12 @@ class RestControllerLink:
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         return float(self.client.relocate(instance, site, port).switchover_ms)
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        return bool(self.client.hold(instance, timeout_s).held)
+
+    def release_hold(self, instance: str) -> int:
+        return int(self.client.release_hold(instance).released_packets)
 
 
 def _residual(exc: ConflictError) -> int:

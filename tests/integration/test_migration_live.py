@@ -148,6 +148,10 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
         assert names.index("restore") < names.index("pages")
         dump = record.phase("freeze_dump")
         assert dump is not None and dump.detail["image_bytes"] < 16 * 2**20
+    # the probe's packets sent during the freeze were held at the controller, then delivered
+    deliver = record.phase("deliver")
+    assert deliver is not None and deliver.detail["packets"] > 0, record.phases
+    assert world.tb.ctl.client.release_hold(counter).released_packets == 0  # no hold left
     view = {i.name: i for i in world.tb.ctl.client.instances()}
     assert view[counter].switch == "s2"
     assert world.tb.ctl.client.reservations() == []

@@ -13,6 +13,9 @@ from controller.api_models import (
     ChainView,
     Conflict,
     Health,
+    HoldReleaseView,
+    HoldRequest,
+    HoldView,
     InstanceView,
     LinkDirectionView,
     LinkView,
@@ -169,6 +172,24 @@ class FakeAPI:
         with self._lock:
             if self._reservations.pop(rid, None) is None:
                 raise NotFound(f"no reservation {rid}", id=rid)
+
+    def hold(self, instance: str, req: HoldRequest) -> HoldView:
+        self._check()
+        self._instance(instance)
+        return HoldView(instance=instance, held=True, timeout_s=req.timeout_s)
+
+    def release_hold(self, instance: str) -> HoldReleaseView:
+        self._check()
+        self._instance(instance)
+        return HoldReleaseView(
+            instance=instance, released_packets=0, dropped_packets=0, held_ms=1.0
+        )
+
+    def _instance(self, name: str) -> None:
+        with self._lock:
+            host = self._hosts.get(name)
+        if host is None or host.kind != "instance":
+            raise NotFound(f"unknown instance {name!r}", instance=name)
 
     def relocate(self, req: RelocationRequest) -> RelocationView:
         self._check()

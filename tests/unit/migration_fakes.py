@@ -36,6 +36,7 @@ SITE_DURATIONS = {
     "destroy": 0.005,
 }
 RELOCATE_S = 0.020
+HELD_PACKETS = 42  # what a release of held traffic reports
 
 
 class FakeClock:
@@ -326,8 +327,8 @@ class FakeNetwork:
     """A `ControllerLink` that records every call.
 
     `refuse`: reserve returns None. `max_bps`: grants (and resizes) are capped at it.
-    `fail_at`: operations (reserve, resize, release, relocate) that raise, on call `fail_on`
-    (None: on every call).
+    `fail_at`: operations (reserve, resize, release, relocate, hold, release_hold) that raise,
+    on call `fail_on` (None: on every call). `holds`: the network can hold traffic.
     """
 
     clock: FakeClock | None = None
@@ -339,6 +340,8 @@ class FakeNetwork:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     grants: dict[int, Grant] = field(default_factory=dict)  # in force
     next_id: int = 1
+    holds: bool = False  # hold() works (a controller that can keep packets), else returns False
+    held: set[str] = field(default_factory=set)  # holds in force
 
     def _op(self, op: str, *args: Any) -> None:
         self.calls.append((op, *args))
@@ -380,3 +383,17 @@ class FakeNetwork:
     def relocate(self, instance: str, site: str, port: int) -> float:
         self._op("relocate", instance, site, port)
         return RELOCATE_S * 1000.0
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        if not self.holds:
+            return False
+        self._op("hold", instance, timeout_s)
+        assert instance not in self.held, "hold of an instance already held"
+        self.held.add(instance)
+        return True
+
+    def release_hold(self, instance: str) -> int:
+        self._op("release_hold", instance)
+        assert instance in self.held, "release of a hold not in force"
+        self.held.discard(instance)
+        return HELD_PACKETS

@@ -533,6 +533,7 @@ def test_rollback_before_point_of_no_return(case: FailCase) -> None:
         how,
         "source resumed",
         "traffic back",
+        "held traffic delivered",
         "reservation released",
     ]
 
@@ -799,3 +800,64 @@ def test_hybrid_without_dirty_tracking_falls_back_to_file_rounds() -> None:
     assert record.metrics["predump_fallback"]
     assert not w.src.ops("checkpoint")
     assert w.src.ops("lazy_checkpoint")[0][3] is False
+
+
+# ---------------------------------------------------------------------------------- held traffic
+
+
+@pytest.mark.parametrize("strategy", ["cold", "precopy", "postcopy", "hybrid", "restart"])
+def test_traffic_is_held_from_the_freeze_and_delivered_after_the_restore(strategy: str) -> None:
+    w = make_world(strategy, net={"holds": True})
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and w.net.held == set()
+    ops = [op for _, op in w.journal]
+    freeze = (
+        "stop"
+        if strategy == "restart"
+        else ("lazy_checkpoint" if strategy in ("postcopy", "hybrid") else "checkpoint-final")
+    )
+    last_freeze = len(ops) - 1 - ops[::-1].index(freeze)
+    restored = ops.index("start" if strategy == "restart" else "restore")
+    assert ops.index("hold") == last_freeze - 1  # right before the freezing dump (or stop)
+    assert restored < ops.index("release_hold")  # delivered once the destination serves
+    if strategy in ("postcopy", "hybrid"):
+        assert ops.index("release_hold") < ops.index("finish_pages")  # before the page pull
+    deliver = ph(record, "deliver")
+    assert deliver.detail["packets"] == 42
+    assert phase_names(record)[-2:] == ["release", "cleanup"]
+    freeze_phase = "freeze_stop" if strategy == "restart" else "freeze_dump"
+    assert ph(record, freeze_phase).detail["held"] is True
+
+
+def test_no_hold_without_a_network_that_can() -> None:
+    w = make_world("cold")
+    record = w.migration().run()
+    assert "deliver" not in phase_names(record)
+    assert ph(record, "freeze_dump").detail["held"] is False
+    assert not w.net.ops("hold")
+
+
+def test_a_hold_that_fails_is_no_reason_to_fail_the_migration() -> None:
+    w = make_world("cold", net={"holds": True, "fail_at": {"hold"}})
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    assert "deliver" not in phase_names(record) and not w.net.ops("release_hold")
+
+
+def test_rollback_delivers_the_held_traffic_to_the_source() -> None:
+    w = make_world("cold", net={"holds": True}, dst={"fail_at": "restore"})
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    record = info.value.record
+    assert record.outcome is Outcome.ROLLED_BACK and w.net.held == set()
+    ops = [op for _, op in w.journal]
+    # traffic back to the source first, then the held packets (they go where it is now)
+    assert ops.index("release_hold") > max(i for i, op in enumerate(ops) if op == "relocate")
+    assert "held traffic delivered" in ph(record, "rollback").detail["steps"]
+
+
+def test_a_failed_delivery_after_the_point_of_no_return_is_recorded() -> None:
+    w = make_world("cold", net={"holds": True, "fail_at": {"release_hold"}})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED and "deliver_held" in (record.error or "")
+    assert_runs_at_destination(w)  # the migration stands; the hold ends by its timeout

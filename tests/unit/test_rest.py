@@ -281,6 +281,7 @@ def test_openapi_lists_paths_and_shapes(client: TestClient) -> None:
         "/v1/reservations",
         "/v1/reservations/{rid}",
         "/v1/relocations",
+        "/v1/instances/{name}/hold",
     }
     reservations = doc["paths"]["/v1/reservations"]
     assert set(reservations) == {"get", "post"}
@@ -302,3 +303,30 @@ def test_swagger_ui_under_v1(client: TestClient) -> None:
     assert "/v1/openapi.json" in response.text
     assert client.get("/redoc").status_code == 404
     assert client.get("/openapi.json").status_code == 404
+
+
+# ------------------------------------------------------------------------------ held traffic
+
+
+def test_hold_and_release(client: TestClient) -> None:
+    response = client.post("/v1/instances/app1/hold", json={"timeout_s": 30})
+    assert response.status_code == 200
+    assert response.json() == {"instance": "app1", "held": True, "timeout_s": 30.0}
+    response = client.delete("/v1/instances/app1/hold")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["instance"] == "app1" and body["released_packets"] == 0
+    assert set(body) == {"instance", "released_packets", "dropped_packets", "held_ms"}
+
+
+def test_hold_defaults_and_bad_timeouts(client: TestClient) -> None:
+    assert client.post("/v1/instances/app1/hold").json()["timeout_s"] == 60.0
+    for bad in (0, -1, 10_000, "soon"):
+        response = client.post("/v1/instances/app1/hold", json={"timeout_s": bad})
+        assert response.status_code == 422, bad
+        assert "timeout_s" in response.text
+
+
+def test_hold_of_an_unknown_instance_is_404(client: TestClient) -> None:
+    assert client.post("/v1/instances/ghost/hold", json={}).status_code == 404
+    assert client.delete("/v1/instances/ghost/hold").status_code == 404

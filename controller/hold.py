@@ -1,0 +1,79 @@
+"""Holding an instance's traffic at the controller while the instance is frozen.
+
+During a migration's frozen window the network lock drops the client's packets, and the client's
+TCP retransmits them only after its retransmission timeout (200 ms, then 400, 800 ...): the
+client sees the service again at the first retransmission after the restore, not when the
+restore completes. A hold instead sends every IPv4 packet addressed to the instance, wherever it
+enters the fabric, to the controller (a flow above all others on every switch), which keeps them
+in order; releasing the hold removes those flows and sends the packets out of the instance's
+port at its new place, where the restored socket takes them at once.
+
+Pure: the flow, and a bounded buffer (beyond its limits packets are dropped, as the lock would:
+TCP retransmits them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.ofmsg import (
+    CONTROLLER_PORT,
+    ETH_TYPE_IP,
+    PRIO_HOLD,
+    TABLE_CLASSIFY,
+    CookieKind,
+    FlowMod,
+    Match,
+    Output,
+    cookie,
+)
+from topology.model import Attachment
+
+MAX_HELD_PACKETS = 20_000
+MAX_HELD_BYTES = 32 * 2**20
+
+
+def hold_flow(host: Attachment, host_id: int) -> FlowMod:
+    """The flow (the same on every switch) that sends `host`'s IPv4 traffic to the controller."""
+    if host.ip is None:
+        raise ValueError(f"{host.host} has no IP address: its traffic cannot be held")
+    return FlowMod(
+        "add",
+        table=TABLE_CLASSIFY,
+        priority=PRIO_HOLD,
+        match=Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=host.ip),
+        actions=(Output(CONTROLLER_PORT),),
+        cookie=cookie(CookieKind.HOLD, host_id),
+    )
+
+
+def held_host_id(flow_cookie: int) -> int | None:
+    """The host id a packet-in's cookie names, if it comes from a hold flow."""
+    if flow_cookie >> 56 != CookieKind.HOLD:
+        return None
+    return flow_cookie & ((1 << 56) - 1)
+
+
+@dataclass
+class HeldPackets:
+    """The packets held for one instance, in arrival order, within limits."""
+
+    max_packets: int = MAX_HELD_PACKETS
+    max_bytes: int = MAX_HELD_BYTES
+    packets: list[bytes] = field(default_factory=list)
+    size: int = 0
+    dropped: int = 0
+
+    def add(self, frame: bytes) -> bool:
+        """Keep `frame` (False: over a limit, dropped)."""
+        if len(self.packets) >= self.max_packets or self.size + len(frame) > self.max_bytes:
+            self.dropped += 1
+            return False
+        self.packets.append(frame)
+        self.size += len(frame)
+        return True
+
+    def drain(self) -> list[bytes]:
+        """Every held packet, oldest first; the buffer is empty afterwards."""
+        out, self.packets, self.size = self.packets, [], 0
+        return out

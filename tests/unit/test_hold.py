@@ -1,0 +1,80 @@
+"""Holding an instance's traffic at the controller while it is frozen (pure parts): the flow on
+every switch, what reaches the controller then, the buffer's limits, and the release."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.hold import HeldPackets, held_host_id, hold_flow
+from controller.ofmsg import CONTROLLER_PORT, PRIO_HOLD, PRIO_RESERVATION, CookieKind, cookie
+from controller.state import StateError
+from tests.unit.controller_helpers import (
+    DEFAULT,
+    Fabric,
+    assert_delivered_once,
+    ip_packet,
+    make_state,
+    switch_names,
+)
+
+
+def test_the_flow_sends_the_instance_s_ipv4_to_the_controller_above_all_else() -> None:
+    state = make_state(DEFAULT)
+    flow = hold_flow(state.hosts["video"], 7)
+    assert flow.priority > PRIO_RESERVATION and flow.priority == PRIO_HOLD
+    assert flow.match.as_dict() == {"eth_type": 0x0800, "ipv4_dst": "10.0.0.12"}
+    assert [a.port for a in flow.actions] == [CONTROLLER_PORT]  # type: ignore[union-attr]
+    assert held_host_id(flow.cookie) == 7
+    assert held_host_id(cookie(CookieKind.RESERVATION, 7)) is None
+
+
+def test_held_traffic_reaches_the_controller_from_anywhere_and_flows_again_after() -> None:
+    state = make_state(DEFAULT)
+    fabric = Fabric(state)
+    plan = state.hold("video")
+    fabric.apply_plan(plan)
+    assert set(plan[0]) == set(switch_names(state))  # every switch gets the flow
+    for src in ("ue1", "fw", "hmec2"):
+        trace = fabric.send(src, ip_packet(state, src, "video"))
+        assert trace.delivered_to == () and len(trace.packet_ins) == 1, (src, trace)
+    # other hosts' traffic is not held
+    assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "fw")), "fw")
+    assert state.held_host(state.host_ids["video"]) == "video"
+    fabric.apply_plan(state.unhold("video"))
+    assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "video")), "video")
+    assert state.held_host(state.host_ids["video"]) is None
+    assert not any(e.priority == PRIO_HOLD for _, e in fabric.all_flows())
+
+
+def test_a_hold_survives_a_relocation_and_a_reconnect() -> None:
+    """The switch moves the instance under the hold; held packets still go to the controller."""
+    state = make_state(DEFAULT)
+    fabric = Fabric(state)
+    fabric.apply_plan(state.hold("video"))
+    _, _, plan = state.relocate("video", "s2", 7)
+    fabric.apply_plan(plan)
+    trace = fabric.send("ue1", ip_packet(state, "ue1", "video"))
+    assert trace.delivered_to == () and trace.packet_ins
+    assert any(f.priority == PRIO_HOLD for f in state._installed["s2"].flows.values())
+    fabric.apply_plan(state.unhold("video"))
+    assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "video")), "video")
+
+
+def test_unknown_hosts_and_idempotent_release() -> None:
+    state = make_state(DEFAULT)
+    with pytest.raises(StateError, match="ghost"):
+        state.hold("ghost")
+    with pytest.raises(StateError, match="ghost"):
+        state.unhold("ghost")
+    assert state.unhold("video") == [{}]  # nothing held: nothing to do
+
+
+def test_the_buffer_keeps_order_within_its_limits() -> None:
+    buf = HeldPackets(max_packets=3, max_bytes=10)
+    assert buf.add(b"aaaa") and buf.add(b"bbbb")
+    assert not buf.add(b"ccc")  # 11 bytes would be over
+    assert buf.add(b"cc")
+    assert not buf.add(b"")  # 4 packets would be over
+    assert buf.dropped == 2
+    assert buf.drain() == [b"aaaa", b"bbbb", b"cc"]
+    assert buf.drain() == [] and buf.size == 0
