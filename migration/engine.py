@@ -63,6 +63,7 @@ class Plan:
     rate_bps: int = DEFAULT_RATE_BPS
     dirty_tracking: bool = False
     predicted_bytes: int = 0  # the service's memory size: sizes a cold migration's reservation
+    hold: bool = True  # hold the instance's traffic at the controller while it is frozen
 
 
 class Migration:
@@ -215,6 +216,8 @@ class Migration:
         network lock dropping them, so that no client waits for its TCP retransmission timeout
         (200 ms, then 400, 800 ...) after the restore; `deliver_held` hands them over. Without
         a controller that can, the lock drops them and TCP retransmits (as before)."""
+        if not self.plan.hold:
+            return False
         try:
             self.holding = self.net.hold(self.plan.instance, HOLD_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - an optimisation, never a reason to fail

@@ -101,6 +101,7 @@ class Orchestrator:
         budget_ms: float = DEFAULT_BUDGET_MS,
         rate_bps: int = DEFAULT_RATE_BPS,
         listener: Listener | None = None,
+        hold: bool = True,
     ) -> MigrationRecord:
         """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
         source = self.where(instance)
@@ -123,6 +124,7 @@ class Orchestrator:
             rate_bps=rate_bps,
             dirty_tracking=self.dirty_tracking or self._dirty_tracking(source),
             predicted_bytes=self.sc.instance(instance).memory,
+            hold=hold,
         )
         return Migration(plan, self.network, listener=listener).run()
 

@@ -40,6 +40,7 @@ class Plan:
     sizes: tuple[int, ...]  # bytes
     dirty_rates: tuple[int, ...]  # bytes/s
     repeat: int
+    hold: bool = True  # the engine holds the service's traffic while it is frozen
 
     def cases(self) -> list[Case]:
         """Smallest size first; per size and dirty rate every strategy, `repeat` times."""
@@ -64,6 +65,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         sizes=tuple(sorted(set(args.sizes))) if args.sizes else base.sizes,
         dirty_rates=tuple(sorted(set(args.dirty_rates))) if args.dirty_rates else base.dirty_rates,
         repeat=args.repeat,
+        hold=not getattr(args, "no_hold", False),
     )
 
 
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         task = bars.add_task("starting the testbed", total=len(todo), part="migrations")
         try:
             with bench_testbed() as bench:
+                bench.hold = plan.hold
                 for case in todo:
                     t_case = time.monotonic()
 
@@ -131,6 +134,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "memory_bytes": list(plan.sizes),
                 "dirty_rates_bps": [r * 8 for r in plan.dirty_rates],
                 "repeat": plan.repeat,
+                "hold": plan.hold,
             },
         },
     )

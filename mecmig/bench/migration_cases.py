@@ -104,6 +104,7 @@ class Bench:
         self.link = RestControllerLink(tb.ctl.client)
         self.ip = str(sc.instance(INSTANCE).ip)
         self.port = 7000
+        self.hold = True  # the engine holds the service's traffic while it is frozen
 
     def orchestrator(self, case: Case) -> Orchestrator:
         from migration.orchestrator import Orchestrator
@@ -136,6 +137,7 @@ class Bench:
                         strategy=case.strategy,
                         budget_ms=BUDGET_MS,
                         listener=listener,
+                        hold=self.hold,
                     )
             except MigrationError as exc:
                 record = exc.record
@@ -351,6 +353,10 @@ def record_fields(rec: dict[str, Any]) -> dict[str, Any]:
         "reserved_bps": reserve.get("granted_bps"),
         "boosted_bps": boost.get("granted_bps"),  # the final copy's reservation (pre-copy)
         "image_bytes": dump.get("image_bytes"),
+        "held": bool(
+            dump.get("held") or by_name.get("freeze_stop", {}).get("detail", {}).get("held")
+        ),
+        "held_packets": by_name.get("deliver", {}).get("detail", {}).get("packets"),
         "final_transfer_bytes": transfer.get("bytes"),
         "stop_reason": metrics.get("stop_reason"),
         "migration_error": rec["error"],

@@ -119,32 +119,48 @@ def goal_notes(done: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
+def _extra(rows: list[dict[str, Any]]) -> list[float]:
+    """Client-observed downtime minus the frozen window, sorted."""
+    return sorted(
+        r["downtime_ms"] - r["frozen_ms"]
+        for r in rows
+        if r.get("frozen_ms") is not None and r.get("downtime_ms") is not None
+    )
+
+
+def _span(values: list[float]) -> str:
+    return f"{values[0]:,.0f} to {values[-1]:,.0f} ms (median {values[len(values) // 2]:,.0f} ms)"
+
+
 def retransmission_wait(done: list[dict[str, Any]]) -> str:
     """How much longer the client waited than the service was frozen, and why (TCP's RTO)."""
-    extra = sorted(
-        r["downtime_ms"] - r["frozen_ms"]
-        for r in done
-        if r["strategy"] in ("postcopy", "hybrid", "cold", "baseline")
-        and r.get("frozen_ms") is not None
-        and r.get("downtime_ms") is not None
-    )
-    if not extra:
-        return ""
-    median = extra[len(extra) // 2]
-    return (
-        "**The client waits longer than the freeze.** The client-observed downtime exceeds the "
-        f"frozen window by {extra[0]:,.0f} to {extra[-1]:,.0f} ms (median {median:,.0f} ms) for "
-        "the strategies without pre-copy rounds. The probe keeps sending during the freeze; "
-        "the network lock (at the source from the dump on, at the destination until the "
-        "restore completes) drops those packets, so the client's TCP retransmits them after "
-        "its retransmission timeout: at least 200 ms, doubling each time (200, 600, 1400, "
-        "3000 ms ... after the first loss). The service is seen again only at the first "
-        "retransmission after the restore, so the client's downtime is the frozen window "
-        "rounded up to the next of those instants. Below about 200 ms of frozen window the "
-        "first retransmission would succeed; a downtime of 100 ms or less for a client that "
-        "keeps sending needs the packets held instead of dropped while the service is "
-        "frozen, and replayed to the destination after the restore."
-    )
+    one_shot = [r for r in done if r["strategy"] in ("postcopy", "hybrid", "cold", "baseline")]
+    held = _extra([r for r in one_shot if r.get("held")])
+    dropped = _extra([r for r in one_shot if not r.get("held")])
+    out = []
+    if held:
+        packets = sorted(r["held_packets"] for r in one_shot if r.get("held_packets") is not None)
+        many = f" ({packets[len(packets) // 2]} per migration, median)" if packets else ""
+        out.append(
+            "**Held traffic.** The engine's strategies ask the controller to hold the service's "
+            "packets from just before the freeze: every switch sends them to the controller, "
+            f"which keeps them{many} and delivers them out of the service's new port right "
+            "after the restore. The client's downtime then exceeds the frozen window by "
+            f"{_span(held)} (cold, post-copy, hybrid); post-copy's first replies also wait for "
+            "the memory pages their handler touches, fetched from the source."
+        )
+    if dropped:
+        out.append(
+            "**Dropped traffic waits for TCP.** Without a hold (the baseline; the others with "
+            f"`--no-hold`) the client's downtime exceeds the frozen window by {_span(dropped)}. "
+            "The probe keeps sending during the freeze; the network lock (at the source from "
+            "the dump on, at the destination until the restore completes) drops those packets, "
+            "and the client's TCP retransmits them only after its retransmission timeout: at "
+            "least 200 ms, doubling each time (200, 600, 1400, 3000 ms ... after the first "
+            "loss). The service is seen again at the first retransmission after the restore: "
+            "the frozen window rounded up to the next of those instants."
+        )
+    return "\n\n".join(out)
 
 
 def precopy_section(done: list[dict[str, Any]], summary: dict[str, Any], plan: Plan) -> str:
