@@ -72,8 +72,8 @@ def goal_notes(done: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             "**Pre-copy vs the baseline.** Pre-copy moves almost all of the copy out of the "
             "frozen window, but its final dump is still a full dump (no dirty tracking, see "
             "below) and the final transfer hashes the whole image to find the changed blocks; "
-            "and the client's TCP retransmission timer, backed off during the freeze (0.2, "
-            "0.4, 0.8, 1.6 s ...), can add hundreds of ms after the restore. Per cell, in ms "
+            "and the baseline does not hold the client's traffic: its client waits for its TCP "
+            "retransmission timer (see above). Per cell, in ms "
             "(moved out = baseline's transfer − pre-copy's final transfer; gain = baseline − "
             "pre-copy; the goal asks gain ≥ moved out):"
         )
@@ -297,12 +297,14 @@ def notes_section(done: list[dict[str, Any]], summary: dict[str, Any], fmt_rate:
             "application (payload); that is why post-copy's bytes exceed the image size."
         )
     notes.append(
-        "- **Downtime vs frozen window**: the client-observed downtime can exceed the frozen "
-        "window because the client's TCP retransmission timer backs off while the service is "
-        "frozen (its network namespace locked): the silence ends at the first retransmission "
-        "after the restore. It can also be shorter by up to a few hundred ms: the frozen "
-        "window starts before the dump actually stops the process, and the restored process "
-        "answers before the restore call returns."
+        "- **Downtime vs frozen window**: where traffic is not held, the client-observed "
+        "downtime can exceed the frozen window because the client's TCP retransmission timer "
+        "backs off while the service is frozen: the silence ends at the first retransmission "
+        "after the restore. Held traffic ends it at the delivery, right after the restore; "
+        "post-copy's first replies also wait for the pages they touch. The downtime can also "
+        "be shorter than the window by up to a few hundred ms: the window starts before the "
+        "dump actually stops the process, and the restored process answers before the "
+        "restore call returns."
     )
     late = [
         r
