@@ -149,12 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
     p.add_argument("--controller", default="http://127.0.0.1:8080", help="controller REST URL")
     p.add_argument("--no-controller", action="store_true", help="no reservation, no switch")
-    p.add_argument(
-        "--no-hold",
-        action="store_true",
-        help="do not hold the service's traffic at the controller while it is frozen (the "
-        "network lock then drops it, and clients wait for their TCP retransmission timeout)",
-    )
+    _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
 
     sub.add_parser(
@@ -258,11 +253,22 @@ def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentP
         help="memhog dirty rates in bytes/s, e.g. 0 10MB/s (default: 0 10MB/s)",
     )
     b.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per case (default 1)")
-    b.add_argument(
-        "--no-hold",
-        action="store_true",
-        help="the engine's strategies do not hold the service's traffic while it is frozen "
-        "(to compare: clients then wait for their TCP retransmission timeout)",
+    _hold_options(b)
+
+
+def _hold_options(p: argparse.ArgumentParser) -> None:
+    """--hold auto|always|never (--no-hold: never): traffic held while the service is frozen."""
+    p.add_argument(
+        "--hold",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="hold the service's traffic at the controller while it is frozen and deliver it "
+        "after the restore (else the network lock drops it and clients wait for their TCP "
+        "retransmission timeout). auto (default): for cold, precopy and restart, whose "
+        "restored process has all its memory; not for postcopy and hybrid (see README)",
+    )
+    p.add_argument(
+        "--no-hold", dest="hold", action="store_const", const="never", help="--hold never"
     )
 
 

@@ -75,7 +75,7 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
             budget_ms=args.budget_ms,
             rate_bps=parse_rate(args.rate),
             listener=show,
-            hold=not args.no_hold,
+            hold=args.hold,
         )
     except MigrationError as exc:
         record = exc.record

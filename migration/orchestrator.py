@@ -101,7 +101,7 @@ class Orchestrator:
         budget_ms: float = DEFAULT_BUDGET_MS,
         rate_bps: int = DEFAULT_RATE_BPS,
         listener: Listener | None = None,
-        hold: bool = True,
+        hold: str = "auto",
     ) -> MigrationRecord:
         """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
         source = self.where(instance)

@@ -40,7 +40,7 @@ class Plan:
     sizes: tuple[int, ...]  # bytes
     dirty_rates: tuple[int, ...]  # bytes/s
     repeat: int
-    hold: bool = True  # the engine holds the service's traffic while it is frozen
+    hold: str = "auto"  # whether the engine holds the service's traffic while frozen
 
     def cases(self) -> list[Case]:
         """Smallest size first; per size and dirty rate every strategy, `repeat` times."""
@@ -65,7 +65,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         sizes=tuple(sorted(set(args.sizes))) if args.sizes else base.sizes,
         dirty_rates=tuple(sorted(set(args.dirty_rates))) if args.dirty_rates else base.dirty_rates,
         repeat=args.repeat,
-        hold=not getattr(args, "no_hold", False),
+        hold=getattr(args, "hold", "auto"),
     )
 
 

@@ -104,7 +104,7 @@ class Bench:
         self.link = RestControllerLink(tb.ctl.client)
         self.ip = str(sc.instance(INSTANCE).ip)
         self.port = 7000
-        self.hold = True  # the engine holds the service's traffic while it is frozen
+        self.hold = "auto"  # whether the engine holds the service's traffic while frozen
 
     def orchestrator(self, case: Case) -> Orchestrator:
         from migration.orchestrator import Orchestrator

@@ -148,9 +148,13 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
         assert names.index("restore") < names.index("pages")
         dump = record.phase("freeze_dump")
         assert dump is not None and dump.detail["image_bytes"] < 16 * 2**20
-    # the probe's packets sent during the freeze were held at the controller, then delivered
+    # cold and pre-copy: the probe's packets sent during the freeze were held at the
+    # controller, then delivered (the lazy strategies do not hold by default: HOLD_STRATEGIES)
     deliver = record.phase("deliver")
-    assert deliver is not None and deliver.detail["packets"] > 0, record.phases
+    if strategy in ("cold", "precopy"):
+        assert deliver is not None and deliver.detail["packets"] > 0, record.phases
+    else:
+        assert deliver is None
     assert world.tb.ctl.client.release_hold(counter).released_packets == 0  # no hold left
     view = {i.name: i for i in world.tb.ctl.client.instances()}
     assert view[counter].switch == "s2"

@@ -808,6 +808,7 @@ def test_hybrid_without_dirty_tracking_falls_back_to_file_rounds() -> None:
 @pytest.mark.parametrize("strategy", ["cold", "precopy", "postcopy", "hybrid", "restart"])
 def test_traffic_is_held_from_the_freeze_and_delivered_after_the_restore(strategy: str) -> None:
     w = make_world(strategy, net={"holds": True})
+    w.plan = replace(w.plan, hold="always")
     record = w.migration().run()
     assert record.outcome is Outcome.DONE and w.net.held == set()
     ops = [op for _, op in w.journal]
@@ -861,3 +862,29 @@ def test_a_failed_delivery_after_the_point_of_no_return_is_recorded() -> None:
     record = w.migration().run()
     assert record.outcome is Outcome.FAILED and "deliver_held" in (record.error or "")
     assert_runs_at_destination(w)  # the migration stands; the hold ends by its timeout
+
+
+@pytest.mark.parametrize(
+    ("strategy", "hold", "held"),
+    [
+        ("cold", "auto", True),
+        ("precopy", "auto", True),
+        ("restart", "auto", True),
+        ("postcopy", "auto", False),  # its process faults its pages in first: see HOLD_STRATEGIES
+        ("hybrid", "auto", False),
+        ("postcopy", "always", True),
+        ("cold", "never", False),
+    ],
+)
+def test_hold_modes(strategy: str, hold: str, held: bool) -> None:
+    w = make_world(strategy, net={"holds": True})
+    w.plan = replace(w.plan, hold=hold)
+    record = w.migration().run()
+    assert bool(w.net.ops("hold")) is held
+    assert ("deliver" in phase_names(record)) is held
+
+
+def test_unknown_hold_mode_is_a_value_error() -> None:
+    w = make_world()
+    with pytest.raises(ValueError, match="hold mode"):
+        Migration(replace(w.plan, hold="sometimes"), w.net, w.clock)
