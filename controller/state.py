@@ -193,14 +193,19 @@ class FabricState:
         rec = self._reservation(rid)
         resize_check(self.topo, rec.as_model(), rate_bps, self._models())
         burst = default_burst_kb(rate_bps) if burst_kb is None else burst_kb
+        shrinks = rate_bps < rec.rate_bps
         rec = replace(rec, rate_bps=rate_bps, burst_kb=burst)
         self.reservations[rid] = rec
+        if shrinks:  # room for one left without a path, as after a release
+            self._reroute_reservations()
         return rec, [self._commit()]
 
     def release(self, rid: int) -> Plan:
-        """Remove a reservation's flows and meter."""
+        """Remove a reservation's flows and meter; one left without a path (no room when its
+        host moved or a link failed) is admitted again in the room this frees."""
         self._reservation(rid)
         del self.reservations[rid]
+        self._reroute_reservations()
         return [self._commit()]
 
     def _reservation(self, rid: int) -> ReservationRecord:

@@ -353,6 +353,39 @@ def test_a_reservation_left_behind_by_its_destination_follows_when_a_link_comes_
     assert meters_by_switch(trace) == [("s1", (rec.id,)), ("core", ()), ("s3", ())]
 
 
+def test_a_reservation_left_without_room_follows_when_another_is_released(
+    fabric: Fabric,
+) -> None:
+    state = fabric.state
+    big, plan = state.reserve("ue1", "hmec2", 95 * M, dst_port=7000)  # via core
+    fabric.apply_plan(plan)
+    rec, plan = state.reserve("ue1", "video", 60 * M, dst_port=9000)
+    fabric.apply_plan(plan)
+    fabric.apply_plan(state.relocate("video", "s3")[2])  # s1 has 5 + 50 Mbit/s left
+    assert reservation_flows(fabric, rec.id) == []
+
+    fabric.apply_plan(state.resize(big.id, 50 * M)[1])  # not enough room yet: 45 + 5
+    assert reservation_flows(fabric, rec.id) == []
+    fabric.apply_plan(state.release(big.id))  # room again on s1 -> core
+    assert state.reservations[rec.id].path == ("s1", "core", "s3")
+    trace = fabric.send("ue1", ip_packet(state, "ue1", "video", dport=9000))
+    assert_delivered_once(trace, "video")
+    assert meters_by_switch(trace) == [("s1", (rec.id,)), ("core", ()), ("s3", ())]
+
+
+def test_a_reservation_left_without_room_follows_when_another_shrinks(fabric: Fabric) -> None:
+    state = fabric.state
+    big, plan = state.reserve("ue1", "hmec2", 95 * M, dst_port=7000)
+    fabric.apply_plan(plan)
+    rec, plan = state.reserve("ue1", "video", 60 * M, dst_port=9000)
+    fabric.apply_plan(plan)
+    fabric.apply_plan(state.relocate("video", "s3")[2])
+    fabric.apply_plan(state.resize(big.id, 30 * M)[1])  # 70 Mbit/s free on s1 -> core
+    assert state.reservations[rec.id].path == ("s1", "core", "s3")
+    trace = fabric.send("ue1", ip_packet(state, "ue1", "video", dport=9000))
+    assert meters_by_switch(trace) == [("s1", (rec.id,)), ("core", ()), ("s3", ())]
+
+
 def test_reservations_in_the_default_scenario() -> None:
     state = make_state(DEFAULT)
     fabric = Fabric(state)
