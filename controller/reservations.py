@@ -5,12 +5,14 @@ site agents). At the first switch that traffic goes through the reservation's me
 the reserved rate), then out along the admitted path, which need not be the shortest one; every
 other switch of the path forwards it on, and the last one delivers it to the destination host.
 All its flows carry cookie(RESERVATION, id), and the meter id is the reservation id, so
-`ovs-ofctl -O OpenFlow13 dump-flows/dump-meters` trace back to it.
+`ovs-ofctl -O OpenFlow13 dump-flows/dump-meters` trace back to it. Reservations that select the
+same packets share the oldest one's meter and flows at their summed rate (`shared_meters`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from controller.ofmsg import (
     ETH_TYPE_IP,
@@ -75,6 +77,27 @@ class ReservationRecord:
             l4[f"{self.proto}_dst"] = self.dst_port
             l4[f"{self.proto}_src"] = self.src_port
         return Match.of(eth_type=ETH_TYPE_IP, ipv4_src=self.ip_src, ipv4_dst=self.ip_dst, **l4)
+
+
+def shared_meters(records: Iterable[ReservationRecord]) -> list[ReservationRecord]:
+    """What to install for `records`: reservations that select the same packets (the same
+    match, e.g. two migrations between the same two agents) share one meter and one set of
+    flows, the oldest's, at their summed rate and burst, on its path; each keeps its own
+    admission. When the oldest is released the next one's meter takes over."""
+    groups: dict[Match, list[ReservationRecord]] = {}
+    for rec in sorted(records, key=lambda r: r.id):
+        groups.setdefault(rec.match(), []).append(rec)
+    out = []
+    for members in groups.values():
+        lead = members[0]
+        if len(members) > 1:
+            lead = replace(
+                lead,
+                rate_bps=sum(m.rate_bps for m in members),
+                burst_kb=sum(m.burst_kb for m in members),
+            )
+        out.append(lead)
+    return out
 
 
 def reservation_flows(

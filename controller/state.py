@@ -19,7 +19,12 @@ import networkx as nx
 from controller.forwarding import base_flows, host_flows
 from controller.hold import hold_flow
 from controller.plan import Desired, Plan, SwitchConfig, diff, full_config, staged_by_distance
-from controller.reservations import ReservationRecord, default_burst_kb, reservation_flows
+from controller.reservations import (
+    ReservationRecord,
+    default_burst_kb,
+    reservation_flows,
+    shared_meters,
+)
 from controller.steering import Chain, ChainError, chain_flows
 from topology.admission import admit, resize_check
 from topology.errors import TopologyError, UnknownNodeError
@@ -119,10 +124,10 @@ class FabricState:
                     config[sw].add_flow(flow)
             except ChainError as exc:
                 log.warning("%s; chain not steered", exc)
-        for res in self.reservations.values():
+        # one whose destination moved where no path had room: best effort meanwhile
+        routed = [r for r in self.reservations.values() if r.path[-1] == self.hosts[r.dst].switch]
+        for res in shared_meters(routed):
             dst = self.hosts[res.dst]
-            if res.path[-1] != dst.switch:
-                continue  # its destination moved and no path had room: best effort meanwhile
             # Ports from the declared topology (they never change): a reservation that could not
             # be rerouted around a failed link keeps its path until the link is back.
             first, meter, flows = reservation_flows(self.declared, res, dst)

@@ -386,6 +386,29 @@ def test_a_reservation_left_without_room_follows_when_another_shrinks(fabric: Fa
     assert meters_by_switch(trace) == [("s1", (rec.id,)), ("core", ()), ("s3", ())]
 
 
+def test_reservations_of_the_same_traffic_share_one_meter_at_their_summed_rate(
+    fabric: Fabric,
+) -> None:
+    """Two migrations between the same two agents: one meter, the rates add up."""
+    state = fabric.state
+    a, plan = state.reserve("hmec1", "hmec3", 10 * M, dst_port=7000, owner="mig-1")
+    fabric.apply_plan(plan)
+    b, plan = state.reserve("hmec1", "hmec3", 20 * M, dst_port=7000, owner="mig-2")
+    fabric.apply_plan(plan)
+    assert fabric.meters("s1") == {a.id: (30_000, a.burst_kb + b.burst_kb)}
+    trace = send_7000(fabric)
+    assert_delivered_once(trace, "hmec3")
+    assert meters_by_switch(trace)[0] == ("s1", (a.id,))
+
+    fabric.apply_plan(state.release(a.id))  # the next one's meter takes over, at its own rate
+    assert fabric.meters("s1") == {b.id: (20_000, b.burst_kb)}
+    trace = send_7000(fabric)
+    assert_delivered_once(trace, "hmec3")
+    assert meters_by_switch(trace)[0] == ("s1", (b.id,))
+    fabric.apply_plan(state.release(b.id))
+    assert fabric.meters("s1") == {} and reservation_flows(fabric, b.id) == []
+
+
 def test_reservations_in_the_default_scenario() -> None:
     state = make_state(DEFAULT)
     fabric = Fabric(state)
