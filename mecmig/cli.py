@@ -264,8 +264,9 @@ def _hold_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="hold the service's traffic at the controller while it is frozen and deliver it "
         "after the restore (else the network lock drops it and clients wait for their TCP "
-        "retransmission timeout). auto (default): for cold, precopy and restart, whose "
-        "restored process has all its memory; not for postcopy and hybrid (see README)",
+        "retransmission timeout). auto (default): from CRIU's freeze on, asked by the source "
+        "agent's CRIU; where only the engine can ask (before the dump), for cold, precopy and "
+        "restart only (see README)",
     )
     p.add_argument(
         "--no-hold", dest="hold", action="store_const", const="never", help="--hold never"

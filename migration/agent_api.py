@@ -52,6 +52,7 @@ class SpecBody(_Body):
 class CheckpointBody(_Body):
     leave_running: bool = False
     on_predumps: bool = False  # only what changed since the last pre-dump round
+    hold_url: str | None = None  # the controller's hold endpoint, called at CRIU's freeze
 
 
 class PreDumpBody(_Body):
@@ -71,6 +72,7 @@ class LinkBody(_Body):
 class LazyBody(_Body):
     page_server: str  # "ADDR:PORT"
     on_predumps: bool = False
+    hold_url: str | None = None
 
 
 class RestoreBody(_Body):
@@ -171,9 +173,14 @@ def create_agent_app(agent: Agent) -> FastAPI:
         with agent.lock:
             t0 = time.monotonic()
             opts = CheckpointOptions(leave_running=body.leave_running)
-            image = c.checkpoint(name, opts, on_predumps=body.on_predumps)
+            image = c.checkpoint(name, opts, on_predumps=body.on_predumps, hold_url=body.hold_url)
             seconds = time.monotonic() - t0
-        return {"image_bytes": _du(image), "seconds": seconds, "leave_running": body.leave_running}
+        return {
+            "image_bytes": _du(image),
+            "seconds": seconds,
+            "leave_running": body.leave_running,
+            "held": c.held(name),
+        }
 
     @app.post("/v1/instances/{name}/pre-dump")
     def pre_dump(name: str, body: PreDumpBody) -> dict[str, Any]:
@@ -244,13 +251,19 @@ def create_agent_app(agent: Agent) -> FastAPI:
     def lazy_dump(name: str, body: LazyBody) -> dict[str, Any]:
         with agent.lock:
             dump = start_lazy_dump(
-                c, name, body.page_server, agent.spawner, on_predumps=body.on_predumps
+                c,
+                name,
+                body.page_server,
+                agent.spawner,
+                on_predumps=body.on_predumps,
+                hold_url=body.hold_url,
             )
             agent.lazy_dumps[name] = dump
         return {
             "image_bytes": _du(c.images_dir(name)),
             "seconds": dump.seconds,
             "leave_running": False,
+            "held": c.held(name),
         }
 
     @app.post("/v1/instances/{name}/lazy-dump/finish")

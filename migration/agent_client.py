@@ -66,15 +66,18 @@ class AgentClient:
         self._call("POST", f"/v1/instances/{spec.name}/prepare-target", _spec(spec))
 
     def checkpoint(
-        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+        self,
+        instance: str,
+        *,
+        leave_running: bool,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
-        body = {"leave_running": leave_running, "on_predumps": on_predumps}
-        data = self._call("POST", f"/v1/instances/{instance}/checkpoint", body)
-        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+        body = {"leave_running": leave_running, "on_predumps": on_predumps, "hold_url": hold_url}
+        return _dump(self._call("POST", f"/v1/instances/{instance}/checkpoint", body))
 
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
-        data = self._call("POST", f"/v1/instances/{instance}/pre-dump", {"round": round_})
-        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+        return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", {"round": round_}))
 
     def start_receive(self, instance: str) -> int:
         return int(self._call("POST", f"/v1/instances/{instance}/receive")["port"])
@@ -95,11 +98,15 @@ class AgentClient:
         self._call("POST", f"/v1/instances/{instance}/restore", {"lazy_from": lazy_from})
 
     def lazy_checkpoint(
-        self, instance: str, page_server: str, *, on_predumps: bool = False
+        self,
+        instance: str,
+        page_server: str,
+        *,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
-        body = {"page_server": page_server, "on_predumps": on_predumps}
-        data = self._call("POST", f"/v1/instances/{instance}/lazy-dump", body)
-        return DumpInfo(data["image_bytes"], data["seconds"], data["leave_running"])
+        body = {"page_server": page_server, "on_predumps": on_predumps, "hold_url": hold_url}
+        return _dump(self._call("POST", f"/v1/instances/{instance}/lazy-dump", body))
 
     def finish_lazy_checkpoint(self, instance: str) -> None:
         self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish")
@@ -131,6 +138,12 @@ class AgentClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _dump(data: dict[str, Any]) -> DumpInfo:
+    return DumpInfo(
+        data["image_bytes"], data["seconds"], data["leave_running"], bool(data.get("held"))
+    )
 
 
 def _spec(spec: InstanceSpec) -> dict[str, Any]:

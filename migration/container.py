@@ -24,6 +24,7 @@ from pathlib import Path
 
 from migration.bundle import BundleSpec, config_json, rootfs_mountpoints
 from migration.criu_images import dump_run_id_of
+from migration.hold_script import hold_script
 from migration.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
 from migration.runc import CheckpointOptions, Runc
 
@@ -34,6 +35,8 @@ CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
 CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
+HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (migration.hold_script)
+HOLD_MARKER = "held"  # left by that script when the controller answered
 
 
 class ContainerError(Exception):
@@ -183,7 +186,30 @@ class SiteContainers:
 
     # ------------------------------------------------------------------ checkpoint / restore
 
-    def checkpoint(self, name: str, opts: CheckpointOptions, *, on_predumps: bool = False) -> Path:
+    def dump_options(self, name: str, hold_url: str | None = None) -> str:
+        """criu.conf for a dump; with `hold_url`, CRIU's network lock first asks the controller
+        there to hold the service's traffic (`held` says whether it did)."""
+        d = self.dir(name)
+        (d / HOLD_MARKER).unlink(missing_ok=True)
+        if hold_url is None:
+            return CRIU_DUMP_OPTIONS
+        script = d / HOLD_SCRIPT
+        script.write_text(hold_script(hold_url, (d / HOLD_MARKER).resolve(), self.net.root_pid))
+        script.chmod(0o755)
+        return CRIU_DUMP_OPTIONS + f"action-script {script.resolve()}\n"
+
+    def held(self, name: str) -> bool:
+        """Whether the last dump's hold script got the controller to hold the traffic."""
+        return (self.dir(name) / HOLD_MARKER).exists()
+
+    def checkpoint(
+        self,
+        name: str,
+        opts: CheckpointOptions,
+        *,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
+    ) -> Path:
         """Dump the instance's process tree into its images directory; return the directory.
 
         `on_predumps`: only what changed since the last pre-dump round goes into the images
@@ -195,7 +221,7 @@ class SiteContainers:
         else:
             self.drop_predumps(name)
         shutil.rmtree(image, ignore_errors=True)
-        (self.dir(name) / "criu.conf").write_text(CRIU_DUMP_OPTIONS)
+        (self.dir(name) / "criu.conf").write_text(self.dump_options(name, hold_url))
         self.runc.checkpoint(name, image, self.dir(name) / "work" / "dump", opts)
         return image
 

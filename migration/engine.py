@@ -37,11 +37,11 @@ DEFAULT_BUDGET_MS = 1000.0
 DEFAULT_RATE_BPS = 200_000_000
 HOLD_TIMEOUT_S = 120.0  # a hold the engine could not release ends by itself
 HOLD_MODES = ("auto", "always", "never")
-# "auto" holds where the restored process has all its memory: its first reply comes right after
-# the delivery, where a dropped packet would have waited for the client's next retransmission
-# (measured: cold at a 12 s freeze, +1.2 s without the hold, +5 ms with it). A post-copy process
-# first faults its pages in, and a hold starts ~90 ms before CRIU freezes (runc's start), so for
-# the lazy strategies it gained nothing in the benchmark (results/migration-held, -no-hold).
+# "auto" holds from CRIU's freeze on where the source agent can (its CRIU calls the controller,
+# migration.hold_script): that costs the service no serving time. Where the engine must hold
+# before the dump instead (~90 ms before CRIU freezes: runc's start), only the strategies whose
+# restored process has all its memory gain from it (measured: cold at a 12 s freeze, +1.2 s
+# without a hold, +3 ms with); a post-copy process first faults its pages in.
 HOLD_STRATEGIES = ("cold", "precopy", "restart")
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
 RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
@@ -220,14 +220,38 @@ class Migration:
             self.grant = self.net.resize(self.grant, int(rate))
             ph.detail["granted_bps"] = self.grant.rate_bps
 
+    def _wants_hold(self, at_freeze: bool) -> bool:
+        return self.plan.hold == "always" or (
+            self.plan.hold == "auto" and (at_freeze or self.plan.strategy in HOLD_STRATEGIES)
+        )
+
+    def hold_at_freeze(self) -> str | None:
+        """The URL the source's CRIU calls once it has frozen the service (then holding costs
+        no serving time), or None; then, if the network can, the traffic is held right now."""
+        if not self._wants_hold(at_freeze=True):
+            return None
+        try:
+            url = self.net.hold_url(self.plan.instance)
+        except Exception as exc:  # noqa: BLE001 - an optimisation, never a reason to fail
+            log.warning("%s: no hold URL (%s)", self.tag, exc)
+            url = None
+        if url is None:
+            self.hold_traffic()
+            return None
+        self.holding = True  # from the freeze on it may hold: release (idempotent) in any case
+        return url
+
+    def _held_by(self, url: str | None, dump: DumpInfo) -> bool:
+        if url is not None:
+            self.holding = dump.held
+        return self.holding
+
     def hold_traffic(self) -> bool:
         """Just before the freeze: the controller keeps the instance's packets instead of the
         network lock dropping them, so that no client waits for its TCP retransmission timeout
         (200 ms, then 400, 800 ...) after the restore; `deliver_held` hands them over. Without
         a controller that can, the lock drops them and TCP retransmits (as before)."""
-        if self.plan.hold == "never" or (
-            self.plan.hold == "auto" and self.plan.strategy not in HOLD_STRATEGIES
-        ):
+        if not self._wants_hold(at_freeze=False):
             return False
         try:
             self.holding = self.net.hold(self.plan.instance, HOLD_TIMEOUT_S)
@@ -247,11 +271,12 @@ class Migration:
     def final_dump(self) -> None:
         """Freeze: the last dump stops the service at the source."""
         with self.timeline.phase("freeze_dump") as ph:
-            ph.detail["held"] = self.hold_traffic()
+            url = self.hold_at_freeze()
             dump = self.plan.source.checkpoint(
-                self.plan.instance, leave_running=False, on_predumps=self.chained
+                self.plan.instance, leave_running=False, on_predumps=self.chained, hold_url=url
             )
             self.dumped_final = True
+            ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
             ph.detail.update(
                 image_bytes=dump.image_bytes, dump_s=dump.seconds, on_predumps=self.chained
             )
@@ -260,11 +285,15 @@ class Migration:
         """Freeze, dump all but the memory pages; the source then serves its pages."""
         p = self.plan
         with self.timeline.phase("freeze_dump", lazy=True) as ph:
-            ph.detail["held"] = self.hold_traffic()
+            url = self.hold_at_freeze()
             dump = p.source.lazy_checkpoint(
-                p.instance, f"{p.source.address}:{PAGE_SERVER_PORT}", on_predumps=self.chained
+                p.instance,
+                f"{p.source.address}:{PAGE_SERVER_PORT}",
+                on_predumps=self.chained,
+                hold_url=url,
             )
             self.lazy_serving = True
+            ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
             ph.detail["on_predumps"] = self.chained
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
 

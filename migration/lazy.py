@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from mecmig.runner import Spawned, SubprocessRunner
-from migration.container import CRIU_DUMP_OPTIONS, ContainerError, SiteContainers
+from migration.container import ContainerError, SiteContainers
 from migration.runc import CheckpointOptions
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def start_lazy_dump(
     spawner: SubprocessRunner,
     *,
     on_predumps: bool = False,
+    hold_url: str | None = None,
 ) -> LazyDump:
     """Freeze and dump `name` without its memory; return once the page server is ready.
 
@@ -53,7 +54,7 @@ def start_lazy_dump(
     if image.exists():
         for old in image.iterdir():
             old.unlink()
-    (c.dir(name) / "criu.conf").write_text(CRIU_DUMP_OPTIONS)
+    (c.dir(name) / "criu.conf").write_text(c.dump_options(name, hold_url))
     read_fd, write_fd = os.pipe()
     opts = CheckpointOptions(
         lazy_pages=True, page_server=page_server, status_fd=write_fd, parent_path=parent

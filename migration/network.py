@@ -47,6 +47,10 @@ class ControllerLink(Protocol):
         """Deliver the held packets where the instance is now; return how many."""
         ...
 
+    def hold_url(self, instance: str) -> str | None:
+        """Where a source agent's CRIU asks for the hold itself, once frozen (None: cannot)."""
+        ...
+
 
 class NoNetwork:
     """No controller: no reservations, no traffic switch (hosts on one L2 segment)."""
@@ -70,6 +74,9 @@ class NoNetwork:
 
     def release_hold(self, instance: str) -> int:
         return 0
+
+    def hold_url(self, instance: str) -> str | None:
+        return None
 
 
 class RestControllerLink:
@@ -119,6 +126,9 @@ class RestControllerLink:
 
     def release_hold(self, instance: str) -> int:
         return int(self.client.release_hold(instance).released_packets)
+
+    def hold_url(self, instance: str) -> str | None:
+        return f"{self.client.base_url}/v1/instances/{instance}/hold"
 
 
 def _residual(exc: ConflictError) -> int:

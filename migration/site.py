@@ -19,6 +19,7 @@ class DumpInfo:
     image_bytes: int
     seconds: float
     leave_running: bool
+    held: bool = False  # its hold script got the controller to hold the service's traffic
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class Site(Protocol):
     def prepare_target(self, spec: InstanceSpec) -> None: ...
 
     def checkpoint(
-        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+        self,
+        instance: str,
+        *,
+        leave_running: bool,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
-        """Dump; `on_predumps`: only what changed since the last `pre_dump` round."""
+        """Dump; `on_predumps`: only what changed since the last `pre_dump` round; `hold_url`:
+        the controller's hold endpoint, called once CRIU has frozen the service."""
         ...
 
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
@@ -77,7 +84,12 @@ class Site(Protocol):
         ...
 
     def lazy_checkpoint(
-        self, instance: str, page_server: str, *, on_predumps: bool = False
+        self,
+        instance: str,
+        page_server: str,
+        *,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
         """Freeze and dump without memory pages; serve them on `page_server` until pulled
         (`on_predumps`: pages unchanged since the last pre-dump round come from its images)."""

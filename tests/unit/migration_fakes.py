@@ -132,6 +132,8 @@ class FakeSite:
         self.resumed: list[str] = []  # what each resume answered
         self.journal = journal if journal is not None else []
         self._jiffies = 0
+        self.hold_network: FakeNetwork | None = None  # what a hold script would call
+        self.hold_urls: list[str | None] = []  # per dump, the hold URL it was given
 
     # ------------------------------------------------------------------ helpers
 
@@ -180,10 +182,16 @@ class FakeSite:
         self.instances[spec.name] = FakeInstance(spec, status="absent", link=False, prepared=True)
 
     def checkpoint(
-        self, instance: str, *, leave_running: bool, on_predumps: bool = False
+        self,
+        instance: str,
+        *,
+        leave_running: bool,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
         alias = "checkpoint-leave-running" if leave_running else "checkpoint-final"
         self._op("checkpoint", instance, leave_running, on_predumps, alias=alias)
+        held = self._hold_script(instance, hold_url)
         inst = self._get(instance)
         if inst.status != "running":
             raise SiteError(f"site {self.name}: {instance} is {inst.status}")
@@ -194,7 +202,14 @@ class FakeSite:
         inst.dumped = inst.images = True
         if not leave_running:
             inst.status = "stopped"
-        return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=leave_running)
+        return DumpInfo(64 * MB, self.dump_s, leave_running, held)
+
+    def _hold_script(self, instance: str, hold_url: str | None) -> bool:
+        """What the agent's CRIU hold script does: ask the controller, once frozen."""
+        self.hold_urls.append(hold_url)
+        if hold_url is None or self.hold_network is None:
+            return False
+        return self.hold_network.hold(instance, 120.0)
 
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
         self._op("pre_dump", instance, round_)
@@ -257,15 +272,21 @@ class FakeSite:
         inst.restored = True
 
     def lazy_checkpoint(
-        self, instance: str, page_server: str, *, on_predumps: bool = False
+        self,
+        instance: str,
+        page_server: str,
+        *,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
     ) -> DumpInfo:
         self._op("lazy_checkpoint", instance, page_server, on_predumps)
+        held = self._hold_script(instance, hold_url)
         inst = self._get(instance)
         if on_predumps and not inst.predumps:
             raise SiteError(f"site {self.name}: {instance} has no pre-dump to chain onto")
         inst.status = "stopped"  # frozen, serving its pages
         inst.images = True
-        return DumpInfo(1_500_000, 0.25, False)
+        return DumpInfo(1_500_000, 0.25, False, held)
 
     def finish_lazy_checkpoint(self, instance: str) -> None:
         self._op("finish_lazy_checkpoint", instance)
@@ -341,6 +362,7 @@ class FakeNetwork:
     grants: dict[int, Grant] = field(default_factory=dict)  # in force
     next_id: int = 1
     holds: bool = False  # hold() works (a controller that can keep packets), else returns False
+    hold_urls: bool = False  # agents can hold from CRIU's freeze (hold_url), else the engine
     held: set[str] = field(default_factory=set)  # holds in force
 
     def _op(self, op: str, *args: Any) -> None:
@@ -394,6 +416,13 @@ class FakeNetwork:
 
     def release_hold(self, instance: str) -> int:
         self._op("release_hold", instance)
-        assert instance in self.held, "release of a hold not in force"
+        if instance not in self.held:
+            assert self.hold_urls, "release of a hold not in force"
+            return 0  # the controller's release is idempotent
         self.held.discard(instance)
         return HELD_PACKETS
+
+    def hold_url(self, instance: str) -> str | None:
+        if not (self.holds and self.hold_urls):
+            return None
+        return f"http://controller/v1/instances/{instance}/hold"

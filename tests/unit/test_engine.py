@@ -865,19 +865,24 @@ def test_a_failed_delivery_after_the_point_of_no_return_is_recorded() -> None:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "hold", "held"),
+    ("strategy", "hold", "at_freeze", "held"),
     [
-        ("cold", "auto", True),
-        ("precopy", "auto", True),
-        ("restart", "auto", True),
-        ("postcopy", "auto", False),  # its process faults its pages in first: see HOLD_STRATEGIES
-        ("hybrid", "auto", False),
-        ("postcopy", "always", True),
-        ("cold", "never", False),
+        ("cold", "auto", False, True),
+        ("precopy", "auto", False, True),
+        ("restart", "auto", False, True),
+        # held before the dump, a lazy one would lose serving time for nothing: HOLD_STRATEGIES
+        ("postcopy", "auto", False, False),
+        ("hybrid", "auto", False, False),
+        ("postcopy", "auto", True, True),  # held from the freeze on: it costs nothing
+        ("hybrid", "auto", True, True),
+        ("postcopy", "always", False, True),
+        ("cold", "never", False, False),
+        ("cold", "never", True, False),
     ],
 )
-def test_hold_modes(strategy: str, hold: str, held: bool) -> None:
-    w = make_world(strategy, net={"holds": True})
+def test_hold_modes(strategy: str, hold: str, at_freeze: bool, held: bool) -> None:
+    w = make_world(strategy, net={"holds": True, "hold_urls": at_freeze})
+    w.src.hold_network = w.net
     w.plan = replace(w.plan, hold=hold)
     record = w.migration().run()
     assert bool(w.net.ops("hold")) is held
@@ -888,3 +893,48 @@ def test_unknown_hold_mode_is_a_value_error() -> None:
     w = make_world()
     with pytest.raises(ValueError, match="hold mode"):
         Migration(replace(w.plan, hold="sometimes"), w.net, w.clock)
+
+
+# ------------------------------------------------------------------ held from CRIU's freeze on
+
+
+def _script_world(strategy: str, **kw: Any) -> World:
+    w = make_world(strategy, net={"holds": True, "hold_urls": True, **kw.pop("net", {})}, **kw)
+    w.src.hold_network = w.net
+    w.plan = replace(w.plan, hold="always")
+    return w
+
+
+@pytest.mark.parametrize("strategy", ["cold", "precopy", "postcopy", "hybrid"])
+def test_the_source_holds_from_the_freeze_when_it_can(strategy: str) -> None:
+    """The agent's CRIU calls the hold URL once frozen: the engine does not hold before."""
+    w = _script_world(strategy)
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and w.net.held == set()
+    url = "http://controller/v1/instances/svc/hold"
+    assert w.src.hold_urls[-1] == url and set(w.src.hold_urls[:-1]) <= {None}
+    ops = [op for _, op in w.journal]
+    freeze = "lazy_checkpoint" if strategy in ("postcopy", "hybrid") else "checkpoint-final"
+    assert ops.index("hold") == ops.index(freeze) + 1  # asked from inside the dump
+    assert ops.index("restore") < ops.index("release_hold")
+    dump = ph(record, "freeze_dump").detail
+    assert dump["held"] is True and dump["held_at_freeze"] is True
+    assert ph(record, "deliver").detail["packets"] == 42
+
+
+def test_a_hold_script_that_got_no_answer_means_no_delivery() -> None:
+    w = _script_world("cold")
+    w.src.hold_network = None  # the controller did not answer the script
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    assert ph(record, "freeze_dump").detail["held"] is False
+    assert "deliver" not in phase_names(record) and not w.net.ops("release_hold")
+
+
+def test_a_dump_that_fails_after_its_hold_script_releases_the_hold_in_the_rollback() -> None:
+    w = _script_world("cold", src={"fail_at": "checkpoint-final"})
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert w.net.ops("release_hold")  # whatever the script did: released (idempotent)
+    assert "held traffic delivered" in ph(info.value.record, "rollback").detail["steps"]

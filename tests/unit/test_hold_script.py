@@ -1,0 +1,88 @@
+"""The CRIU action script that asks the controller to hold a service's traffic at the freeze:
+run for real with /bin/sh and curl against a local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migration.hold_script import HOLD_TIMEOUT_S, hold_script
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, Any]] = []
+    status = 200
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def controller() -> Iterator[str]:
+    _Recorder.seen, _Recorder.status = [], 200
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _run(script: Path, action: str) -> int:
+    env = {**os.environ, "CRTOOLS_SCRIPT_ACTION": action}
+    return subprocess.run([str(script)], env=env, timeout=10, check=False).returncode
+
+
+def _write(tmp_path: Path, url: str) -> tuple[Path, Path]:
+    script, marker = tmp_path / "hold.sh", tmp_path / "held"
+    script.write_text(hold_script(url, marker))
+    script.chmod(0o755)
+    return script, marker
+
+
+def test_at_the_network_lock_it_asks_for_the_hold(tmp_path: Path, controller: str) -> None:
+    script, marker = _write(tmp_path, f"{controller}/v1/instances/counter/hold")
+    assert _run(script, "network-lock") == 0
+    assert _Recorder.seen == [
+        ("/v1/instances/counter/hold", "application/json", {"timeout_s": HOLD_TIMEOUT_S})
+    ]
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("action", ["pre-dump", "post-dump", "status-ready", "post-resume"])
+def test_other_actions_do_nothing(tmp_path: Path, controller: str, action: str) -> None:
+    script, marker = _write(tmp_path, f"{controller}/v1/instances/counter/hold")
+    assert _run(script, action) == 0
+    assert _Recorder.seen == [] and not marker.exists()
+
+
+def test_a_controller_that_refuses_or_is_gone_never_fails_the_dump(
+    tmp_path: Path, controller: str
+) -> None:
+    _Recorder.status = 404
+    script, marker = _write(tmp_path, f"{controller}/v1/instances/ghost/hold")
+    assert _run(script, "network-lock") == 0 and not marker.exists()
+    script, marker = _write(tmp_path, "http://127.0.0.1:9/v1/instances/counter/hold")
+    assert _run(script, "network-lock") == 0 and not marker.exists()
+
+
+def test_an_agent_in_an_emulated_host_reaches_the_controller_through_the_root_namespace(
+    tmp_path: Path,
+) -> None:
+    text = hold_script("http://127.0.0.1:8080/v1/instances/x/hold", tmp_path / "m", netns_pid=42)
+    assert "nsenter -t 42 -n curl" in text
+    assert " http://127.0.0.1:8080/v1/instances/x/hold " in text
