@@ -142,17 +142,19 @@ def retransmission_wait(done: list[dict[str, Any]]) -> str:
         packets = sorted(r["held_packets"] for r in one_shot if r.get("held_packets") is not None)
         many = f" ({packets[len(packets) // 2]} per migration, median)" if packets else ""
         out.append(
-            "**Held traffic.** The engine's strategies ask the controller to hold the service's "
-            "packets from just before the freeze: every switch sends them to the controller, "
-            f"which keeps them{many} and delivers them out of the service's new port right "
-            "after the restore. The client's downtime then exceeds the frozen window by "
-            f"{_span(held)} (cold, post-copy, hybrid); post-copy's first replies also wait for "
-            "the memory pages their handler touches, fetched from the source."
+            "**Held traffic.** The engine's strategies have the controller hold the service's "
+            "packets from CRIU's freeze on (the source agent's CRIU asks for it): every switch "
+            f"sends them to the controller, which keeps them{many} and delivers them out of "
+            "the service's new port right after the restore. The client's downtime then "
+            f"differs from the frozen window by {_span(held)} (cold, post-copy, hybrid; the "
+            "window starts at the dump call, ~50 ms before CRIU freezes); post-copy's first "
+            "replies also wait for the memory pages their handler touches."
         )
     if dropped:
         out.append(
             "**Dropped traffic waits for TCP.** Without a hold (the baseline; the others with "
-            f"`--no-hold`) the client's downtime exceeds the frozen window by {_span(dropped)}. "
+            f"`--hold never`) the client's downtime differs from the frozen window by "
+            f"{_span(dropped)}. "
             "The probe keeps sending during the freeze; the network lock (at the source from "
             "the dump on, at the destination until the restore completes) drops those packets, "
             "and the client's TCP retransmits them only after its retransmission timeout: at "
