@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from controller.ofmsg import (
     CONTROLLER_PORT,
+    COOKIE_KIND_SHIFT,
     ETH_TYPE_IP,
     PRIO_HOLD,
     TABLE_CLASSIFY,
@@ -26,6 +27,7 @@ from controller.ofmsg import (
     Match,
     Output,
     cookie,
+    cookie_kind,
 )
 from topology.model import Attachment
 
@@ -49,9 +51,9 @@ def hold_flow(host: Attachment, host_id: int) -> FlowMod:
 
 def held_host_id(flow_cookie: int) -> int | None:
     """The host id a packet-in's cookie names, if it comes from a hold flow."""
-    if flow_cookie >> 56 != CookieKind.HOLD:
+    if cookie_kind(flow_cookie) is not CookieKind.HOLD:
         return None
-    return flow_cookie & ((1 << 56) - 1)
+    return flow_cookie & ((1 << COOKIE_KIND_SHIFT) - 1)
 
 
 @dataclass

@@ -8,8 +8,9 @@ The network lock is an nftables table (inet) whose input and output chains drop 
 packets marked 0xc114 (CRIU's). Established TCP survives a migration only if the target namespace
 is locked before its interface comes up (else its kernel answers the client with a RST before
 the socket is restored). A restore target is locked with our table; just before the restore the
-lock is handed over to the table CRIU's restore removes when it completes (`inet CRIU-<run id of
-the dump>`). A (final) dump leaves its lock in the source namespace.
+lock is handed over to the table CRIU's restore is meant to remove (`inet CRIU-<run id of the
+dump>`); CRIU 4.2.1 under runc leaves it, and the agent removes it after the restore. A (final)
+dump leaves its lock in the source namespace.
 """
 
 from __future__ import annotations
