@@ -7,11 +7,11 @@ models; the os-ken app implements `ControllerAPI`. Errors the facade raises map 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from topology.units import parse_rate
+from ground.units import parse_rate
 
 Rate = Annotated[int, BeforeValidator(parse_rate), Field(gt=0, description="bit/s, or '40Mbit'")]
 
@@ -185,36 +185,6 @@ class HoldReleaseView(_Model):
     released_packets: int = Field(description="held packets sent to the instance's port")
     dropped_packets: int = Field(description="packets beyond the hold's buffer limits")
     held_ms: float
-
-
-class MigrationRequest(_Model):
-    """Live-migrate `instance` to site `to`."""
-
-    instance: str
-    to: str = Field(description="destination site")
-    strategy: Literal["cold", "precopy", "postcopy", "hybrid", "restart"] = "precopy"
-    budget_ms: float = Field(default=1000.0, gt=0, description="downtime budget")
-    rate: Rate = Field(default=200_000_000, description="reservation for the copy rounds")
-
-
-class MigrationView(BaseModel):
-    """A migration's record: phases with monotonic times (ms since it started), bytes, outcome."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    instance: str
-    source: str
-    destination: str
-    strategy: str
-    mode: str
-    outcome: str
-    error: str | None = None
-    point_of_no_return_ms: float | None = None
-    total_ms: float | None = None
-    bytes_transferred: int = 0
-    phases: list[dict[str, Any]]
-    metrics: dict[str, Any]
 
 
 class Health(_Model):

@@ -5,7 +5,8 @@ handlers here only translate events into jobs, and deliver barrier replies and s
 
 Run it with `mecmig controller --scenario FILE`, or load it into an existing os-ken process next
 to your own apps (with `os_ken.topology.switches` and `--observe-links`), configured through
-MECMIG_SCENARIO, MECMIG_REST_HOST, MECMIG_REST_PORT, MECMIG_STATE_FILE (see controller/settings.py).
+MECMIG_SCENARIO, MECMIG_REST_HOST, MECMIG_REST_PORT, MECMIG_STATE_FILE and MECMIG_EXTENSIONS
+(see controller/settings.py; `orchestration.service:mount` adds `/v1/migrations`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 
 from controller.arp import OP_REQUEST, arp_reply, parse_arp
+from controller.extensions import load_extension
 from controller.facade import Northbound
 from controller.hold import held_host_id
-from controller.migrations import MigrationService
 from controller.ofmsg import PacketOut
 from controller.rest import create_app
 from controller.rest_server import RestServer
@@ -72,9 +73,13 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
             log.info("restored %d reservation(s) from %s", len(state.reservations), store.path)
         self.runtime = Runtime(state, store)
         self.northbound = Northbound(self.runtime)
-        self.migrations = MigrationService(scenario, self.northbound)
+        rest_url = f"http://{self.settings.rest_host}:{self.settings.rest_port}"
+        routers = [
+            load_extension(spec)(self.northbound, scenario, rest_url)
+            for spec in self.settings.extensions
+        ]
         self.rest = RestServer(
-            create_app(self.northbound, self.migrations),
+            create_app(self.northbound, routers),
             self.settings.rest_host,
             self.settings.rest_port,
         )

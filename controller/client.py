@@ -23,7 +23,6 @@ from controller.api_models import (
     HoldReleaseView,
     HoldView,
     InstanceView,
-    MigrationView,
     RelocationView,
     ReservationView,
     TopologyView,
@@ -99,7 +98,7 @@ class ControllerClient:
         return response
 
     def _get(self, path: str, shape: type[T]) -> T:
-        return _parse(self._request("GET", path), shape)
+        return parse_response(self._request("GET", path), shape)
 
     # -------------------------------------------------------------------------- the API
 
@@ -151,12 +150,12 @@ class ControllerClient:
             body["burst_kb"] = burst_kb
         if owner is not None:
             body["owner"] = owner
-        return _parse(self._request("POST", "/reservations", body), ReservationView)
+        return parse_response(self._request("POST", "/reservations", body), ReservationView)
 
     def resize(self, rid: int, rate: int | str) -> ReservationView:
         """Change reservation `rid` to `rate` (bit/s or e.g. "60Mbit")."""
         response = self._request("PATCH", f"/reservations/{rid}", {"rate": rate})
-        return _parse(response, ReservationView)
+        return parse_response(response, ReservationView)
 
     def release(self, rid: int) -> None:
         """Release reservation `rid`; `NotFoundError` if there is none."""
@@ -167,46 +166,17 @@ class ControllerClient:
         body: dict[str, Any] = {"instance": instance, "to": to}
         if port is not None:
             body["port"] = port
-        return _parse(self._request("POST", "/relocations", body), RelocationView)
+        return parse_response(self._request("POST", "/relocations", body), RelocationView)
 
     def hold(self, instance: str, timeout_s: float = 60.0) -> HoldView:
         """Hold `instance`'s traffic at the controller until `release_hold` (or `timeout_s`)."""
         body = {"timeout_s": timeout_s}
-        return _parse(self._request("POST", f"/instances/{instance}/hold", body), HoldView)
+        return parse_response(self._request("POST", f"/instances/{instance}/hold", body), HoldView)
 
     def release_hold(self, instance: str) -> HoldReleaseView:
         """Release the hold: held packets go to where `instance` is attached now."""
         resp = self._request("DELETE", f"/instances/{instance}/hold")
-        return _parse(resp, HoldReleaseView)
-
-    def migrate(
-        self,
-        instance: str,
-        to: str,
-        *,
-        strategy: str = "precopy",
-        budget_ms: float = 1000.0,
-        rate: int | str | None = None,
-    ) -> MigrationView:
-        """Start a live migration through the controller (it returns at once: poll
-        `migration(id)` until its outcome is no longer "running")."""
-        body: dict[str, Any] = {
-            "instance": instance,
-            "to": to,
-            "strategy": strategy,
-            "budget_ms": budget_ms,
-        }
-        if rate is not None:
-            body["rate"] = rate
-        return _parse(self._request("POST", "/migrations", body), MigrationView)
-
-    def migration(self, mid: str) -> MigrationView:
-        """A migration's record so far."""
-        return _parse(self._request("GET", f"/migrations/{mid}"), MigrationView)
-
-    def migrations(self) -> list[MigrationView]:
-        """Every migration started through this controller."""
-        return self._get("/migrations", list[MigrationView])
+        return parse_response(resp, HoldReleaseView)
 
 
 def _body(response: requests.Response) -> object:
@@ -227,7 +197,7 @@ def _http_error(method: str, url: str, response: requests.Response) -> ClientErr
     return error_type(response.status_code, message, body)
 
 
-def _parse(response: requests.Response, shape: type[T]) -> T:
+def parse_response(response: requests.Response, shape: type[T]) -> T:
     body = _body(response)
     try:
         return TypeAdapter(shape).validate_python(body)

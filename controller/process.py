@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from controller.client import ControllerClient, ControllerClientError
-from mecmig.runner import Spawned, SubprocessRunner
+from ground.runner import Spawned, SubprocessRunner
 
 
 class ControllerStartError(RuntimeError):

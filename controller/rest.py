@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -30,8 +30,6 @@ from controller.api_models import (
     HoldRequest,
     HoldView,
     InstanceView,
-    MigrationRequest,
-    MigrationView,
     RelocationRequest,
     RelocationView,
     ReservationRequest,
@@ -70,7 +68,7 @@ class ValidationErrorBody(BaseModel):
     problems: list[Problem]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such reservation, host, site or instance"},
     409: {"model": ErrorBody, "description": "refused, e.g. not enough bandwidth on the path"},
     422: {"model": ValidationErrorBody, "description": "invalid request"},
@@ -183,42 +181,8 @@ def _version() -> str:
         return "0"
 
 
-class MigrationAPI(Protocol):
-    """What `/v1/migrations` needs (controller.migrations.MigrationService)."""
-
-    def start(self, req: MigrationRequest) -> MigrationView: ...
-
-    def get(self, mid: str) -> MigrationView: ...
-
-    def list(self) -> list[MigrationView]: ...
-
-
-def _migrations_router(service: MigrationAPI) -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX, responses={500: _ERRORS[500]}, tags=["migrations"])
-
-    @router.post(
-        "/migrations",
-        response_model=MigrationView,
-        status_code=202,
-        responses={k: _ERRORS[k] for k in (404, 409, 422)},
-    )
-    def start_migration(req: MigrationRequest) -> MigrationView:
-        """Start a live migration; poll GET /v1/migrations/{id} for its phases and outcome."""
-        return service.start(req)
-
-    @router.get("/migrations", response_model=list[MigrationView])
-    def list_migrations() -> list[MigrationView]:
-        return service.list()
-
-    @router.get("/migrations/{mid}", response_model=MigrationView, responses={404: _ERRORS[404]})
-    def get_migration(mid: str) -> MigrationView:
-        return service.get(mid)
-
-    return router
-
-
 def _router(api: ControllerAPI) -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX, responses={500: _ERRORS[500]})
+    router = APIRouter(prefix=API_PREFIX, responses={500: ERRORS[500]})
 
     @router.get("/health", response_model=Health, tags=["controller"])
     def health() -> Health:
@@ -250,7 +214,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         response_model=ReservationView,
         status_code=201,
         tags=["reservations"],
-        responses={k: _ERRORS[k] for k in (404, 409, 422)},
+        responses={k: ERRORS[k] for k in (404, 409, 422)},
     )
     def reserve(body: ReservationRequest, request: Request, response: Response) -> ReservationView:
         """Reserve a rate on a path from `src` to `dst` (admission control: 409 if it won't fit)."""
@@ -263,7 +227,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         response_model=ReservationView,
         name="get_reservation",
         tags=["reservations"],
-        responses={k: _ERRORS[k] for k in (404, 422)},
+        responses={k: ERRORS[k] for k in (404, 422)},
     )
     def reservation(rid: int) -> ReservationView:
         """One reservation."""
@@ -273,7 +237,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/reservations/{rid}",
         response_model=ReservationView,
         tags=["reservations"],
-        responses={k: _ERRORS[k] for k in (404, 409, 422)},
+        responses={k: ERRORS[k] for k in (404, 409, 422)},
     )
     def resize(rid: int, body: ResizeRequest) -> ReservationView:
         """Change a reservation's rate in place (409 if a larger rate won't fit)."""
@@ -284,7 +248,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         status_code=204,
         response_class=Response,
         tags=["reservations"],
-        responses={k: _ERRORS[k] for k in (404, 422)},
+        responses={k: ERRORS[k] for k in (404, 422)},
     )
     def release(rid: int) -> Response:
         """Release a reservation: its meter and flows are removed."""
@@ -295,7 +259,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/relocations",
         response_model=RelocationView,
         tags=["relocations"],
-        responses={k: _ERRORS[k] for k in (404, 409, 422)},
+        responses={k: ERRORS[k] for k in (404, 409, 422)},
     )
     def relocate(body: RelocationRequest) -> RelocationView:
         """Re-point an instance's traffic to its new attachment point (same IP and MAC)."""
@@ -305,7 +269,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/instances/{name}/hold",
         response_model=HoldView,
         tags=["relocations"],
-        responses={k: _ERRORS[k] for k in (404, 422)},
+        responses={k: ERRORS[k] for k in (404, 422)},
     )
     def hold(name: str, body: HoldRequest | None = None) -> HoldView:
         """Hold the instance's traffic at the controller (while it is frozen): packets are kept,
@@ -316,7 +280,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/instances/{name}/hold",
         response_model=HoldReleaseView,
         tags=["relocations"],
-        responses={k: _ERRORS[k] for k in (404, 422)},
+        responses={k: ERRORS[k] for k in (404, 422)},
     )
     def release_hold(name: str) -> HoldReleaseView:
         """Release the hold: the held packets go out of the instance's port, where it is now."""
@@ -325,9 +289,10 @@ def _router(api: ControllerAPI) -> APIRouter:
     return router
 
 
-def create_app(api: ControllerAPI, migrations: MigrationAPI | None = None) -> FastAPI:
-    """The northbound JSON API over `api`, versioned under `/v1` (with `/v1/migrations` when
-    a migration service is given)."""
+def create_app(api: ControllerAPI, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The northbound JSON API over `api`, versioned under `/v1`, with the `routers` of the
+    extensions the controller process was given (e.g. `/v1/migrations`, see
+    controller.extensions); their `ApiError`s answer like ours."""
     app = FastAPI(
         title="mecmig controller",
         version=_version(),
@@ -338,8 +303,8 @@ def create_app(api: ControllerAPI, migrations: MigrationAPI | None = None) -> Fa
         redoc_url=None,
     )
     app.include_router(_router(api))
-    if migrations is not None:
-        app.include_router(_migrations_router(migrations))
+    for router in routers:
+        app.include_router(router)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

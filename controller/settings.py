@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_REST_HOST = "127.0.0.1"
-DEFAULT_REST_PORT = 8080
+from ground.defaults import REST_HOST as DEFAULT_REST_HOST
+from ground.defaults import REST_PORT as DEFAULT_REST_PORT
 
 
 class SettingsError(ValueError):
@@ -17,12 +17,14 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """MECMIG_SCENARIO (required), MECMIG_REST_HOST, MECMIG_REST_PORT, MECMIG_STATE_FILE."""
+    """MECMIG_SCENARIO (required), MECMIG_REST_HOST, MECMIG_REST_PORT, MECMIG_STATE_FILE,
+    MECMIG_EXTENSIONS (comma-separated `module:function`, see controller.extensions)."""
 
     scenario: Path
     rest_host: str = DEFAULT_REST_HOST
     rest_port: int = DEFAULT_REST_PORT
     state_file: Path | None = None
+    extensions: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,6 +40,9 @@ class Settings:
             rest_host=os.environ.get("MECMIG_REST_HOST", DEFAULT_REST_HOST),
             rest_port=int(port),
             state_file=Path(state) if state else None,
+            extensions=tuple(
+                x.strip() for x in os.environ.get("MECMIG_EXTENSIONS", "").split(",") if x.strip()
+            ),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -48,4 +53,6 @@ class Settings:
         }
         if self.state_file is not None:
             env["MECMIG_STATE_FILE"] = str(self.state_file)
+        if self.extensions:
+            env["MECMIG_EXTENSIONS"] = ",".join(self.extensions)
         return env

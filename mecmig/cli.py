@@ -14,6 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ground import defaults
+from migration.strategies import HOLD_MODES, STRATEGIES
 from topology.scenario import ScenarioError, load_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
@@ -86,9 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         "in --state-file and survives restarts.",
     )
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
-    p.add_argument("--rest-host", default="127.0.0.1", help="REST listen address (loopback)")
-    p.add_argument("--rest-port", type=int, default=8080)
-    p.add_argument("--of-port", type=int, default=6653, help="OpenFlow listen port")
+    p.add_argument("--rest-host", default=defaults.REST_HOST, help="REST listen address")
+    p.add_argument("--rest-port", type=int, default=defaults.REST_PORT)
+    p.add_argument(
+        "--of-port", type=int, default=defaults.OPENFLOW_PORT, help="OpenFlow listen port"
+    )
     p.add_argument(
         "--state-file",
         type=Path,
@@ -131,23 +135,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="SITE")
     p.add_argument(
         "--strategy",
-        choices=["cold", "precopy", "postcopy", "hybrid", "restart"],
-        default="precopy",
-        help="cold: stop-and-copy; precopy: copy while it serves, then the delta; postcopy: "
-        "restore first, memory follows (lazy pages); hybrid: files while it serves, memory "
-        "lazily; restart: files only, started afresh (services without memory state)",
+        choices=list(STRATEGIES),
+        default=defaults.DEFAULT_STRATEGY,
+        help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
+        + f" (default {defaults.DEFAULT_STRATEGY})",
     )
     p.add_argument(
         "--downtime-budget-ms",
         "--budget-ms",
         dest="budget_ms",
         type=float,
-        default=1000.0,
-        help="downtime budget (ms): pre-copy stops iterating when the last copy fits it",
+        default=defaults.DOWNTIME_BUDGET_MS,
+        help="downtime budget (ms): pre-copy stops iterating when the last copy fits it "
+        f"(default {defaults.DOWNTIME_BUDGET_MS:g})",
     )
-    p.add_argument("--rate", default="50Mbit", help="reservation for the copy rounds")
+    p.add_argument(
+        "--rate",
+        default=f"{defaults.MIGRATION_RATE_BPS // 1_000_000}Mbit",
+        help="reservation asked for the copy rounds (default %(default)s)",
+    )
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
-    p.add_argument("--controller", default="http://127.0.0.1:8080", help="controller REST URL")
+    p.add_argument(
+        "--controller", default=defaults.CONTROLLER_URL, help="controller REST URL (%(default)s)"
+    )
     p.add_argument("--no-controller", action="store_true", help="no reservation, no switch")
     _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
@@ -201,7 +211,7 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`mecmig bench migration`: its own options (the scenario is always scenarios/edge.yaml)."""
-    from mecmig.workloads.memhog import parse_rate, parse_size
+    from workloads.memhog import parse_rate, parse_size
 
     strategies = ("cold", "precopy", "postcopy", "hybrid", "baseline")
     b = bench.add_parser(
@@ -260,8 +270,8 @@ def _hold_options(p: argparse.ArgumentParser) -> None:
     """--hold auto|always|never (--no-hold: never): traffic held while the service is frozen."""
     p.add_argument(
         "--hold",
-        choices=("auto", "always", "never"),
-        default="auto",
+        choices=HOLD_MODES,
+        default=defaults.HOLD_MODE,
         help="hold the service's traffic at the controller while it is frozen and deliver it "
         "after the restore (else the network lock drops it and clients wait for their TCP "
         "retransmission timeout). auto (default): from CRIU's freeze on, asked by the source "
@@ -361,7 +371,13 @@ def _controller(args: argparse.Namespace) -> int:
 
     sc = load_scenario(args.scenario)  # fail early, with the key path, before os-ken starts
     state = args.state_file or Path(f"/var/lib/mecmig/controller-{sc.name}.json")
-    settings = Settings(args.scenario.resolve(), args.rest_host, args.rest_port, state)
+    settings = Settings(
+        args.scenario.resolve(),
+        args.rest_host,
+        args.rest_port,
+        state,
+        extensions=("orchestration.service:mount",),
+    )
     run_controller(settings, of_port=args.of_port, verbose=args.verbose)
     return EXIT_OK
 
@@ -374,7 +390,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _cleanup() -> int:
-    from migration.cleanup import cleanup_migration_leftovers
+    from agent.cleanup import cleanup_migration_leftovers
     from mininet_scenarios.emulation import cleanup_recorded
 
     done = cleanup_migration_leftovers() + cleanup_recorded()

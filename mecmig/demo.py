@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ground.units import fmt_bps, fmt_bytes
 from mecmig.show import show_scenario
 from migration.timeline import MigrationRecord
 from topology.scenario import Scenario, load_scenario
-from topology.units import fmt_bps, fmt_bytes
 
 
 def run_demo(console: Console, path: Path, strategies: tuple[str, ...]) -> int:
@@ -74,9 +74,9 @@ def _reachability(console: Console, tb: Any) -> bool:
 def _migrations(
     console: Console, tb: Any, path: Path, sc: Scenario, name: str, strategies: tuple[str, ...]
 ) -> bool:
-    from migration.network import RestControllerLink
-    from migration.orchestrator import Orchestrator
     from mininet_scenarios.agents import SiteAgents
+    from orchestration.links import RestControllerLink
+    from orchestration.orchestrator import Orchestrator
     from topology.world import agent_host
 
     inst = sc.instance(name)
@@ -174,7 +174,7 @@ def _start_probe(tb: Any, host: str, ip: str) -> Any:
         [
             sys.executable,
             "-m",
-            "migration.probe",
+            "workloads.probe",
             ip,
             "7000",
             "--interval-ms",

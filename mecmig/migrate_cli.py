@@ -7,17 +7,18 @@ import json
 
 from rich.console import Console
 
+from agent.server import build_agent, serve_agent
 from controller.client import ControllerClient
-from migration.agent import build_agent, serve_agent
-from migration.agent_client import AgentClient
+from ground.paths import agent_socket, site_root
+from ground.units import fmt_bytes, parse_rate
 from migration.engine import MigrationError
-from migration.network import ControllerLink, RestControllerLink
-from migration.orchestrator import Orchestrator, OrchestratorError
-from migration.paths import agent_socket, site_root
+from migration.network import ControllerLink
 from migration.site import SiteError
 from migration.timeline import MigrationRecord, PhaseRecord
-from topology.scenario import Scenario, load_scenario
-from topology.units import fmt_bytes, parse_rate
+from orchestration.links import RestControllerLink
+from orchestration.orchestrator import Orchestrator, OrchestratorError
+from orchestration.sites import site_clients
+from topology.scenario import load_scenario
 
 
 def agent_command(args: argparse.Namespace) -> int:
@@ -34,14 +35,6 @@ def agent_command(args: argparse.Namespace) -> int:
     uds = args.uds or (agent_socket(sc.name, site.name) if tcp is None else None)
     serve_agent(agent, uds, tcp)
     return 0
-
-
-def site_clients(sc: Scenario) -> dict[str, AgentClient]:
-    """One client per site, on the agents' default Unix sockets."""
-    return {
-        s.name: AgentClient(s.name, str(s.agent_ip), uds=str(agent_socket(sc.name, s.name)))
-        for s in sc.sites
-    }
 
 
 def migrate_command(args: argparse.Namespace, console: Console) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ground.units import fmt_bps, parse_rate
 from topology.admission import admit
 from topology.errors import AdmissionError, TopologyError
 from topology.paths import shortest_path
 from topology.scenario import Scenario
-from topology.units import fmt_bps, parse_rate
 from topology.world import topology_from_scenario
 
 

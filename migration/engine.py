@@ -18,34 +18,27 @@ several containers) compose them without rewriting them.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ground.defaults import (
+    DOWNTIME_BUDGET_MS,
+    HOLD_MODE,
+    MIGRATION_PORT,
+    MIGRATION_RATE_BPS,
+    PAGE_SERVER_PORT,
+)
 from migration.network import ControllerLink, Grant, NoNetwork
 from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteUnreachable
 from migration.stoprule import Round, final_rate_bps, should_stop
+from migration.strategies import HOLD_MODES, SERVING_STEPS, Rounds, Strategy, strategy
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("cold", "precopy", "postcopy", "hybrid", "restart")
-LAZY = ("postcopy", "hybrid")  # memory follows the restore (CRIU lazy pages)
-MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations match it
-PAGE_SERVER_PORT = 7101  # a post-copy source serves its memory pages here
-DEFAULT_BUDGET_MS = 1000.0
-DEFAULT_RATE_BPS = 200_000_000
 HOLD_TIMEOUT_S = 120.0  # a hold the engine could not release ends by itself
-HOLD_MODES = ("auto", "always", "never")
-# "auto" holds from CRIU's freeze on where the source agent can (its CRIU calls the controller,
-# migration.hold_script): that costs the service no serving time. Where the engine must hold
-# before the dump instead (~90 ms before CRIU freezes: runc's start), only the strategies whose
-# restored process has all its memory gain from it (measured: cold at a 12 s freeze, +1.2 s
-# without a hold, +3 ms with); a post-copy process first faults its pages in.
-HOLD_STRATEGIES = ("cold", "precopy", "restart")
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
 RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
-_ids = itertools.count(1)
 
 
 class MigrationError(Exception):
@@ -66,11 +59,11 @@ class Plan:
     destination_site: str  # site name for the controller
     destination_port: int
     strategy: str = "cold"
-    budget_ms: float = DEFAULT_BUDGET_MS
-    rate_bps: int = DEFAULT_RATE_BPS
+    budget_ms: float = DOWNTIME_BUDGET_MS
+    rate_bps: int = MIGRATION_RATE_BPS
     dirty_tracking: bool = False
     predicted_bytes: int = 0  # the service's memory size: sizes a cold migration's reservation
-    hold: str = "auto"  # hold its traffic at the controller while frozen: HOLD_MODES
+    hold: str = HOLD_MODE  # hold its traffic at the controller while frozen: HOLD_MODES
 
 
 class Migration:
@@ -82,15 +75,18 @@ class Migration:
         network: ControllerLink | None = None,
         clock: Clock = monotonic,
         listener: Listener | None = None,
+        *,
+        migration_id: str,
     ) -> None:
-        if plan.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {plan.strategy!r} (known: {', '.join(STRATEGIES)})")
+        self.strategy: Strategy = strategy(plan.strategy)
         if plan.hold not in HOLD_MODES:
             raise ValueError(f"unknown hold mode {plan.hold!r} (known: {', '.join(HOLD_MODES)})")
+        if not migration_id:
+            raise ValueError("a migration needs an id (the caller gives it)")
         self.plan = plan
         self.net = network or NoNetwork()
         self.record = MigrationRecord(
-            id=f"mig-{next(_ids)}",
+            id=migration_id,
             instance=plan.instance,
             source=plan.source.name,
             destination=plan.destination.name,
@@ -108,7 +104,7 @@ class Migration:
         self.holding = False  # the controller keeps the instance's packets (see hold_traffic)
         self.restore_s = RESTORE_ESTIMATE_S
         # CRIU pre-dumps with parent images (soft-dirty tracking at the source)
-        self.predumps = plan.dirty_tracking and plan.strategy in ("precopy", "hybrid")
+        self.predumps = plan.dirty_tracking and self.strategy.may_predump
         self.predump_rounds = 0
 
     @property
@@ -124,7 +120,7 @@ class Migration:
             spec = replace(p.source.spec(p.instance), port=p.destination_port)
             p.destination.prepare_target(spec)
         rate = p.rate_bps
-        if p.strategy in ("cold", *LAZY) and p.predicted_bytes:
+        if self.strategy.reservation_from_memory and p.predicted_bytes:
             # cold: nothing is copied before the freeze, size the one copy to fit the budget;
             # post-copy: the memory is the bulk, and the service waits on every page it pulls
             rate = int(
@@ -134,7 +130,7 @@ class Migration:
             )
         with self.timeline.phase("reserve", rate_bps=rate) as ph:
             # post-copy pages flow from the source's port 7101: match the agents' pair instead
-            port = None if p.strategy in LAZY else MIGRATION_PORT
+            port = None if self.strategy.lazy else MIGRATION_PORT
             self.grant = self.net.reserve(
                 p.source.name, p.destination.name, rate, port, self.record.id
             )
@@ -143,20 +139,15 @@ class Migration:
         self._set_mode()
 
     def _set_mode(self) -> None:
-        self.record.mode = {
-            "cold": "stop-and-copy",
-            "precopy": "predump" if self.predumps else "full-dump-delta",
-            "postcopy": "lazy-pages",
-            "hybrid": "predump+lazy-pages" if self.predumps else "data-delta+lazy-pages",
-            "restart": "filesystem-state",
-        }[self.plan.strategy]
+        self.record.mode = self.strategy.mode_for(self.predumps)
 
     @property
     def memory_rounds(self) -> bool:
         """Whether pre-copy rounds copy memory: pre-copy always; hybrid only with pre-dumps
         (without dirty tracking each round would be a full dump: memory is left to the lazy
         final phase, the rounds move files only)."""
-        return self.plan.strategy == "precopy" or (self.plan.strategy == "hybrid" and self.predumps)
+        rounds = self.strategy.rounds
+        return rounds is Rounds.MEMORY or (rounds is Rounds.MEMORY_IF_TRACKED and self.predumps)
 
     def precopy_round(self, dump_memory: bool | None = None) -> Round:
         """The service keeps running: dump it (pre-dump, or a full dump left running) and send
@@ -221,8 +212,9 @@ class Migration:
             ph.detail["granted_bps"] = self.grant.rate_bps
 
     def _wants_hold(self, at_freeze: bool) -> bool:
+        s = self.strategy
         return self.plan.hold == "always" or (
-            self.plan.hold == "auto" and (at_freeze or self.plan.strategy in HOLD_STRATEGIES)
+            self.plan.hold == "auto" and (s.hold_at_freeze if at_freeze else s.hold_before_freeze)
         )
 
     def hold_at_freeze(self) -> str | None:
@@ -450,24 +442,8 @@ class Migration:
         )
         cpu0 = self._cpu()
         try:
-            self.prepare()
-            if self.plan.strategy in ("precopy", "hybrid"):
-                self._iterate()
-            elif self.plan.strategy == "restart":
-                self._iterate(dump_memory=False)
-            if self.plan.strategy == "restart":  # seed 003: state kept = files only
-                self.stop_source()
-                self.transfer()
-                self.switch()
-                self.start_destination()
-            else:
-                if self.plan.strategy in LAZY:
-                    self.lazy_dump()
-                else:
-                    self.final_dump()
-                self.transfer()
-                self.switch()
-                self.restore()
+            for step in self.strategy.steps:
+                self._step(step)
         except BaseException as exc:  # any failure before the point of no return, Ctrl-C too
             if self.past_point_of_no_return:
                 raise
@@ -487,7 +463,26 @@ class Migration:
         )
         return self.record
 
-    def _iterate(self, dump_memory: bool | None = None) -> None:
+    def _step(self, name: str) -> None:
+        """One step of the strategy (see migration.strategies); the steps that make the
+        destination serve mark the point of no return themselves."""
+        steps: dict[str, Callable[[], None]] = {
+            "prepare": self.prepare,
+            "rounds": self._iterate,
+            "freeze_dump": self.final_dump,
+            "lazy_dump": self.lazy_dump,
+            "stop_source": self.stop_source,
+            "transfer": self.transfer,
+            "switch": self.switch,
+            "restore": self.restore,
+            "start_destination": self.start_destination,
+        }
+        steps[name]()
+        if name in SERVING_STEPS and not self.past_point_of_no_return:
+            raise RuntimeError(f"{self.tag}: step {name} did not mark the point of no return")
+
+    def _iterate(self) -> None:
+        dump_memory = False if self.strategy.rounds is Rounds.FILES else None
         rate = float(self.grant.rate_bps if self.grant else self.plan.rate_bps)
         while True:
             self.precopy_round(dump_memory)

@@ -1,8 +1,9 @@
 """What migrations ask of the network: reservations for their traffic, the traffic switch, and
 holding the instance's traffic while it is frozen (delivered after the restore, not dropped).
 
-`ControllerLink` is the engine's view; `RestControllerLink` speaks to `mecmig controller` through
-its REST client. Without a controller (a plain two-host setup) `NoNetwork` does nothing.
+`ControllerLink` is the engine's view; the orchestration layer's links (`orchestration.links`)
+answer it over the controller's REST API or in-process. Without a controller (a plain two-host
+setup) `NoNetwork` does nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Protocol
-
-from controller.client import ConflictError, ControllerClient
 
 log = logging.getLogger(__name__)
 
@@ -77,64 +76,3 @@ class NoNetwork:
 
     def hold_url(self, instance: str) -> str | None:
         return None
-
-
-class RestControllerLink:
-    """The controller's REST API. A refused reservation is retried at what the path has left."""
-
-    def __init__(self, client: ControllerClient) -> None:
-        self.client = client
-
-    def reserve(
-        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
-    ) -> Grant | None:
-        rate = rate_bps
-        for _ in range(2):
-            try:
-                match: dict[str, object] = {"proto": "tcp"}
-                if dst_port is not None:
-                    match["dst_port"] = dst_port
-                view = self.client.reserve(src, dst, rate, match=match, owner=owner)
-                return Grant(view.id, view.rate_bps)
-            except ConflictError as exc:
-                residual = _residual(exc)
-                log.warning("%s: %s", owner, exc)
-                if residual <= 0 or residual >= rate:
-                    return None
-                rate = residual
-        return None
-
-    def resize(self, grant: Grant, rate_bps: int) -> Grant:
-        try:
-            view = self.client.resize(grant.id, rate_bps)
-        except ConflictError as exc:
-            residual = _residual(exc)
-            if residual <= grant.rate_bps:
-                log.warning("reservation %d cannot grow: %s", grant.id, exc)
-                return grant
-            view = self.client.resize(grant.id, residual)
-        return Grant(view.id, view.rate_bps)
-
-    def release(self, grant: Grant) -> None:
-        self.client.release(grant.id)
-
-    def relocate(self, instance: str, site: str, port: int) -> float:
-        return float(self.client.relocate(instance, site, port).switchover_ms)
-
-    def hold(self, instance: str, timeout_s: float) -> bool:
-        return bool(self.client.hold(instance, timeout_s).held)
-
-    def release_hold(self, instance: str) -> int:
-        return int(self.client.release_hold(instance).released_packets)
-
-    def hold_url(self, instance: str) -> str | None:
-        return f"{self.client.base_url}/v1/instances/{instance}/hold"
-
-
-def _residual(exc: ConflictError) -> int:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    context = body.get("context", {}) if isinstance(body.get("context"), dict) else {}
-    try:
-        return int(context.get("residual_bps", 0))
-    except (TypeError, ValueError):
-        return 0

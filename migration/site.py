@@ -1,15 +1,38 @@
 """What the migration engine asks of a site, whoever answers: an agent over HTTP, or in-process.
 
-The engine only sees this protocol; `migration.agent_client.AgentClient` speaks it to a remote
+The engine only sees this protocol; `orchestration.agent_client.AgentClient` speaks it to a remote
 `mecmig agent`, and tests can hand in a fake.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from migration.container import InstanceSpec
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """A service instance as a site runs it."""
+
+    name: str
+    args: tuple[str, ...]
+    ip: str
+    prefix: int
+    mac: str
+    port: int  # on the site's bridge
+    memory_bytes: int | None = None
+    files: dict[str, str] = field(default_factory=dict)  # /data/<key> <- host file <value>
+    volume: bool = False  # a data volume at /volume (moves with the instance, like /data)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> InstanceSpec:
+        data = json.loads(text)
+        data["args"] = tuple(data["args"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from mecmig.runner import Runner, Spawned, SubprocessRunner
-from migration.agent_client import AgentClient
-from migration.paths import RUN_DIR, agent_socket, site_root
+from ground.paths import RUN_DIR, agent_socket, site_root
+from ground.runner import Runner, Spawned, SubprocessRunner
 from migration.site import SiteError
 from mininet_scenarios.emulation import Emulation, EmulationError
+from orchestration.agent_client import AgentClient
 from topology.world import agent_host
 
 

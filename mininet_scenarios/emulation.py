@@ -25,7 +25,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
-from mecmig.runner import CommandError, Runner, SubprocessRunner
+from ground.runner import CommandError, Runner, SubprocessRunner
 from mininet_scenarios.topo import MecTopo
 from topology.errors import TopologyError
 from topology.scenario import Scenario

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from mecmig.runner import SubprocessRunner
+from ground.runner import SubprocessRunner
 from mininet_scenarios.emulation import Emulation, EmulationError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.units import fmt_bps
+from ground.units import fmt_bps
 
 
 class TopologyError(Exception):

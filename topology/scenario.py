@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from topology.units import parse_rate, parse_size
+from ground.units import parse_rate, parse_size
 
 # Linux interface names have at most 15 characters; Mininet names a node's interfaces
 # "<node>-eth<N>".

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mecmig.runner import CommandError, SubprocessRunner
+from ground.runner import CommandError, SubprocessRunner
 
 if TYPE_CHECKING:
     from topology.scenario import Scenario

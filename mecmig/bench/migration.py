@@ -71,11 +71,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, downtime.png, total.png, report.md into args.out."""
+    from ground.paths import CriuMissing, criu_binary
     from mecmig.bench.migration_cases import EDGE, bench_testbed
     from mecmig.bench.migration_plots import plot, print_results
     from mecmig.bench.migration_report import report_markdown
     from mecmig.bench.report import write_report
-    from migration.paths import CriuMissing, criu_binary
     from topology.scenario import load_scenario
 
     if args.repeat < 1:

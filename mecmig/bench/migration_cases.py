@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from mecmig.bench import ROOT
 
 if TYPE_CHECKING:
-    from migration.agent_client import AgentClient
-    from migration.orchestrator import Orchestrator
     from migration.timeline import Listener, MigrationRecord
     from mininet_scenarios.testbed import Testbed
+    from orchestration.agent_client import AgentClient
+    from orchestration.orchestrator import Orchestrator
     from topology.scenario import Scenario
 
 EDGE = ROOT / "scenarios" / "edge.yaml"
@@ -96,7 +96,7 @@ class Bench:
     """The testbed of a whole run: controller, Mininet, one agent per site."""
 
     def __init__(self, tb: Testbed, clients: dict[str, AgentClient], sc: Scenario) -> None:
-        from migration.network import RestControllerLink
+        from orchestration.links import RestControllerLink
 
         self.tb = tb
         self.clients = clients
@@ -107,7 +107,7 @@ class Bench:
         self.hold = "auto"  # whether the engine holds the service's traffic while frozen
 
     def orchestrator(self, case: Case) -> Orchestrator:
-        from migration.orchestrator import Orchestrator
+        from orchestration.orchestrator import Orchestrator
 
         return Orchestrator(case_scenario(self.sc, case), self.clients, self.link)
 
@@ -190,7 +190,7 @@ def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> 
     """
     from dataclasses import replace
 
-    from migration.engine import MIGRATION_PORT
+    from ground.defaults import MIGRATION_PORT
     from migration.timeline import MigrationRecord, Outcome, Timeline
 
     src, dst = bench.clients[SOURCE], bench.clients[DESTINATION]
@@ -248,11 +248,11 @@ def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> 
 
 
 class ProbeRun:
-    """`python -m migration.probe` on ue1 until stopped (SIGTERM): one TCP connection, a PING
+    """`python -m workloads.probe` on ue1 until stopped (SIGTERM): one TCP connection, a PING
     every 5 ms; it never gives a stalled connection up (a long freeze is downtime, not a break)."""
 
     def __init__(self, tb: Testbed, ip: str, port: int) -> None:
-        argv = [sys.executable, "-m", "migration.probe", ip, str(port)]
+        argv = [sys.executable, "-m", "workloads.probe", ip, str(port)]
         argv += ["--interval-ms", f"{PROBE_INTERVAL_MS:g}", "--duration", "0", "--json"]
         argv += ["--stall-timeout-ms", f"{PROBE_STALL_MS:g}"]
         self.started = time.monotonic()

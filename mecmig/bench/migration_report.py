@@ -69,7 +69,7 @@ def report_markdown(
         "meters, traffic switch), one site agent per MEC host. Per case the memhog instance "
         f"`counter` is deployed at mec1 with `--size` in {{{sizes}}} and `--dirty-rate` in "
         f"{{{rates}}}, `ue1` (at mec2) opens one TCP connection to it and sends a `PING` every "
-        f"{PROBE_INTERVAL_MS:g} ms (`python -m migration.probe`, started {PROBE_LEAD_S:g} s "
+        f"{PROBE_INTERVAL_MS:g} ms (`python -m workloads.probe`, started {PROBE_LEAD_S:g} s "
         f"before the migration and stopped {PROBE_TAIL_S:g} s after it returned), `counter` is "
         "migrated mec1 → mec2, then removed. Client-observed downtime is the probe's longest gap "
         "between two replies minus the interval; *silent total* adds up every silence longer "

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mecmig.runner import CommandError, Runner, SubprocessRunner
+from ground.runner import CommandError, Runner, SubprocessRunner
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ground.runner import CommandError
 from mecmig.bench import ROOT, environment_problem, progress, shown
 from mecmig.bench.report import (
     command_line,
@@ -34,7 +35,6 @@ from mecmig.bench.report import (
     write_summary,
 )
 from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
-from mecmig.runner import CommandError
 
 DEFAULT_OUT = ROOT / "results" / "reservation"
 RELOCATION_SCENARIO = ROOT / "scenarios" / "three-sites.yaml"

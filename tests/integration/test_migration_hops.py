@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from migration.network import RestControllerLink
-from migration.orchestrator import Orchestrator
 from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import testbed as make_testbed
+from orchestration.links import RestControllerLink
+from orchestration.orchestrator import Orchestrator
 from topology.scenario import load_scenario
 
 EDGE3 = Path(__file__).resolve().parents[2] / "scenarios" / "edge3.yaml"
@@ -34,7 +34,7 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
             [
                 sys.executable,
                 "-m",
-                "migration.probe",
+                "workloads.probe",
                 "10.0.0.21",
                 "7000",
                 "--interval-ms",

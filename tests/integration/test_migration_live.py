@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from migration.engine import Migration, MigrationError, Plan
-from migration.network import RestControllerLink
-from migration.orchestrator import Orchestrator
 from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import Testbed
 from mininet_scenarios.testbed import testbed as make_testbed
+from orchestration.ids import new_migration_id
+from orchestration.links import RestControllerLink
+from orchestration.orchestrator import Orchestrator
 from topology.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def _wait_answering(world: World, ip: str, port: int, timeout: float = 15.0) -> 
 
 
 class ProbeRun:
-    """`python -m migration.probe` on ue1: one TCP connection, a request every 5 ms.
+    """`python -m workloads.probe` on ue1: one TCP connection, a request every 5 ms.
 
     It runs until `result()` stops it (1.5 s after the last migration), so a slow migration can
     never outlast the probe and look like a broken connection.
@@ -76,7 +77,7 @@ class ProbeRun:
             [
                 sys.executable,
                 "-m",
-                "migration.probe",
+                "workloads.probe",
                 ip,
                 str(port),
                 "--interval-ms",
@@ -171,7 +172,9 @@ def test_predumps_where_the_kernel_tracks_dirty_memory_else_a_recorded_fallback(
     tracks = world.agents.clients["mec1"].health()["mem_dirty_track"]
     plan = replace(_plan(world, counter), strategy=strategy, budget_ms=2000, dirty_tracking=True)
     probe = ProbeRun(world, "10.0.0.21", 7000)
-    record = Migration(plan, RestControllerLink(world.tb.ctl.client)).run()
+    record = Migration(
+        plan, RestControllerLink(world.tb.ctl.client), migration_id=new_migration_id()
+    ).run()
     result = probe.result()
     assert record.outcome is Outcome.DONE and world.orch.where(counter) == "mec2"
     _assert_state_kept(result)
@@ -244,7 +247,7 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
     orch = world.orch
     plan = _plan(world, counter)
     probe = ProbeRun(world, "10.0.0.21", 7000)
-    mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
+    mig = Migration(plan, RestControllerLink(world.tb.ctl.client), migration_id=new_migration_id())
     mig.prepare()
     mig.final_dump()
     mig.transfer()
@@ -279,7 +282,7 @@ def test_an_agent_killed_mid_migration_rolls_back_and_its_leftovers_go_at_restar
     orch = world.orch
     plan = _plan(world, counter)
     probe = ProbeRun(world, "10.0.0.21", 7000)
-    mig = Migration(plan, RestControllerLink(world.tb.ctl.client))
+    mig = Migration(plan, RestControllerLink(world.tb.ctl.client), migration_id=new_migration_id())
     mig.prepare()
     assert Path(f"/var/run/netns/mecmig-{counter}-mec2").exists()
     world.agents.kill("mec2")
@@ -312,7 +315,7 @@ def test_memcached_keeps_every_key(world: World, strategy: str) -> None:
     world.orch.deploy("cache")
     try:
         fill = (
-            "import time\nfrom migration.memcached_check import fill\n"
+            "import time\nfrom workloads.memcached_check import fill\n"
             "for _ in range(50):\n"
             "    try:\n        fill('10.0.0.23', 11211, 2000, 512, 7); break\n"
             "    except OSError: time.sleep(0.2)\nprint('filled')"
@@ -321,7 +324,7 @@ def test_memcached_keeps_every_key(world: World, strategy: str) -> None:
         record = world.orch.migrate("cache", "mec2", strategy=strategy)
         assert record.outcome is Outcome.DONE
         verify = (
-            "from migration.memcached_check import expected_values, verify\n"
+            "from workloads.memcached_check import expected_values, verify\n"
             "present, missing = verify('10.0.0.23', 11211, expected_values(2000, 512, 7))\n"
             "print('present', present, 'missing', missing)"
         )

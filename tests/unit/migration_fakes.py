@@ -21,9 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from migration.container import InstanceSpec
 from migration.network import Grant
-from migration.site import DumpInfo, SendInfo, SiteError
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
 
 MB = 1_000_000
 

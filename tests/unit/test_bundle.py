@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from migration.bundle import (
+from agent.bundle import (
     CRIU_CONFIG_ANNOTATION,
     DATA_DIR,
     HOST_DIRS_READ_ONLY,

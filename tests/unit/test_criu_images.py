@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from migration.criu_images import INVENTORY_MAGIC, ImageError, dump_run_id
-from migration.netns import LOCK_TABLE, lock_script, lock_tables_in
+from agent.criu_images import INVENTORY_MAGIC, ImageError, dump_run_id
+from agent.netns import LOCK_TABLE, lock_script, lock_tables_in
 
 
 def _varint(n: int) -> bytes:

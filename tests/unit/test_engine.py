@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from ground.defaults import DOWNTIME_BUDGET_MS
 from migration.engine import (
-    DEFAULT_BUDGET_MS,
     DUMP_ESTIMATE_S,
     MIGRATION_PORT,
     RESTORE_ESTIMATE_S,
@@ -68,7 +68,7 @@ class World:
         self.events.append((event, phase.name if phase else None))
 
     def migration(self) -> Migration:
-        return Migration(self.plan, self.net, self.clock, self.listener)
+        return Migration(self.plan, self.net, self.clock, self.listener, migration_id="mig-test-1")
 
 
 def make_world(
@@ -77,7 +77,7 @@ def make_world(
     src: dict[str, Any] | None = None,
     dst: dict[str, Any] | None = None,
     net: dict[str, Any] | None = None,
-    budget_ms: float = DEFAULT_BUDGET_MS,
+    budget_ms: float = DOWNTIME_BUDGET_MS,
     rate_bps: int = RATE,
     predicted_bytes: int = 0,
     dirty_tracking: bool = False,
@@ -259,7 +259,7 @@ def test_precopy_ignores_predicted_bytes_for_the_first_reservation() -> None:
 
 def test_without_network_no_reservation_no_switch() -> None:
     w = make_world()
-    record = Migration(w.plan, None, w.clock).run()
+    record = Migration(w.plan, None, w.clock, migration_id="mig-test-2").run()
     assert record.outcome is Outcome.DONE
     assert "release" not in phase_names(record)  # nothing was granted
     assert ph(record, "reserve").detail["granted_bps"] is None
@@ -288,13 +288,18 @@ def test_network_refuses_precopy_iterates_at_plan_rate_and_skips_boost() -> None
 def test_unknown_strategy_is_a_value_error() -> None:
     w = make_world()
     with pytest.raises(ValueError, match="unknown strategy 'teleport'"):
-        Migration(replace(w.plan, strategy="teleport"), w.net, w.clock)
+        Migration(replace(w.plan, strategy="teleport"), w.net, w.clock, migration_id="m")
     assert w.dst.calls == [] and w.net.calls == []
 
 
-def test_unique_ids() -> None:
-    a, b = make_world("precopy").migration(), make_world().migration()
-    assert a.record.id != b.record.id
+def test_the_caller_names_the_migration() -> None:
+    w = make_world()
+    mig = Migration(w.plan, w.net, w.clock, migration_id="mig-from-caller")
+    assert mig.record.id == "mig-from-caller"
+    assert mig.run().id == "mig-from-caller"
+    assert ("reserve", SRC, DST) == w.net.calls[0][:3] and w.net.calls[0][-1] == "mig-from-caller"
+    with pytest.raises(ValueError, match="needs an id"):
+        Migration(w.plan, w.net, w.clock, migration_id="")
 
 
 def test_phases_can_be_driven_one_by_one() -> None:
@@ -892,7 +897,7 @@ def test_hold_modes(strategy: str, hold: str, at_freeze: bool, held: bool) -> No
 def test_unknown_hold_mode_is_a_value_error() -> None:
     w = make_world()
     with pytest.raises(ValueError, match="hold mode"):
-        Migration(replace(w.plan, hold="sometimes"), w.net, w.clock)
+        Migration(replace(w.plan, hold="sometimes"), w.net, w.clock, migration_id="m")
 
 
 # ------------------------------------------------------------------ held from CRIU's freeze on

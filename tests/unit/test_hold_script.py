@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from migration.hold_script import HOLD_TIMEOUT_S, hold_script
+from agent.hold_script import HOLD_TIMEOUT_S, hold_script
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mecmig.workloads import workload_path
 from migration.engine import DUMP_ESTIMATE_S, MIGRATION_PORT, RESTORE_ESTIMATE_S, MigrationError
 from migration.network import Grant
-from migration.orchestrator import GUEST_PORT_BASE, Orchestrator, OrchestratorError
 from migration.site import SiteError
 from migration.stoprule import final_rate_bps
 from migration.timeline import Outcome
+from orchestration.orchestrator import GUEST_PORT_BASE, Orchestrator, OrchestratorError
 from tests.unit.migration_fakes import FakeClock, FakeNetwork, FakeSite, connect
 from topology.scenario import Scenario, load_scenario
+from workloads import workload_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def test_migrate_refuses_not_running(orch: Orchestrator) -> None:
 
 
 def test_migrate_refuses_unknown_instance(orch: Orchestrator) -> None:
-    with pytest.raises(OrchestratorError, match="not running"):
+    with pytest.raises(OrchestratorError, match="no instance called 'nope'"):
         orch.migrate("nope", "mec2")
 
 

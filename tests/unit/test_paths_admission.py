@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ground.units import fmt_bps
 from topology.admission import (
     UNCONSTRAINED,
     admit,
@@ -15,7 +16,6 @@ from topology.admission import (
 from topology.errors import AdmissionError, NoPathError, UnknownLinkError, UnknownNodeError
 from topology.model import HostSpec, Link, Reservation, Site, Switch, Topology
 from topology.paths import path_links, shortest_path, widest_path
-from topology.units import fmt_bps
 
 M = 1_000_000
 G = 1_000_000_000

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from mecmig.runner import Result
-from migration.container import PREDUMPS, ContainerError, SiteContainers
-from migration.netns import ContainerNetwork
-from migration.runc import CheckpointOptions, Runc
-from migration.transfer import Receiver, send_dir
+from agent.container import PREDUMPS, ContainerError, SiteContainers
+from agent.netns import ContainerNetwork
+from agent.runc import CheckpointOptions, Runc
+from agent.transfer import Receiver, send_dir
+from ground.runner import Result
 from tests.unit.migration_fakes import make_spec
 from tests.unit.test_criu_images import inventory
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from ground.units import parse_rate, parse_size
 from topology.scenario import ScenarioError, load_scenario, mac_from_ip, parse_scenario
-from topology.units import parse_rate, parse_size
 from topology.world import topology_from_scenario
 
 ROOT = Path(__file__).resolve().parents[2]

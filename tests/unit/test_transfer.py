@@ -1,4 +1,4 @@
-"""migration.transfer over real loopback sockets, into temporary directories."""
+"""agent.transfer over real loopback sockets, into temporary directories."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from migration import transfer_wire
-from migration.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
-from migration.transfer_wire import PARTIAL_PREFIX, encode_frame, file_digest, recv_frame
+from agent import transfer_wire
+from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
+from agent.transfer_wire import PARTIAL_PREFIX, encode_frame, file_digest, recv_frame
 
 MiB = 1 << 20
 BS = MiB

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mecmig.workloads import WORKLOADS, httpstream, memhog, workload_path
-from migration import memcached_check
-from migration.probe import Probe
+from workloads import WORKLOADS, httpstream, memcached_check, memhog, workload_path
+from workloads.probe import Probe
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -326,7 +325,7 @@ def test_probe_against_nothing(tmp_path: Path) -> None:
 
 def test_probe_cli_prints_json(hog: Hog) -> None:
     cli = subprocess.run(
-        [sys.executable, "-m", "migration.probe", "127.0.0.1", str(hog.port)]
+        [sys.executable, "-m", "workloads.probe", "127.0.0.1", str(hog.port)]
         + ["--interval-ms", "5", "--duration", "0.5", "--json"],
         capture_output=True,
         cwd=ROOT,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mecmig.runner import CommandError, Runner
+from ground.runner import CommandError, Runner
 
 log = logging.getLogger(__name__)
 

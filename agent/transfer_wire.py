@@ -1,6 +1,6 @@
-"""The mechanics under `migration.transfer`: data types, framing, hashing, file helpers, and
+"""The mechanics under `agent.transfer`: data types, framing, hashing, file helpers, and
 the sending end of a connection (`FrameSender`). The protocol is described in
-`migration.transfer`.
+`agent.transfer`.
 
 A frame is a 4-byte big-endian length N followed by N bytes of UTF-8 JSON (one object with a
 "t" key); some frames are followed by raw payload bytes whose length the header gives.

@@ -44,8 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from migration import transfer_wire as wire
-from migration.transfer_wire import FileEntry, Manifest, TransferError, TransferStats
+from agent import transfer_wire as wire
+from agent.transfer_wire import FileEntry, Manifest, TransferError, TransferStats
 
 __all__ = ["FileEntry", "Manifest", "Receiver", "TransferError", "TransferStats", "send_dir"]
 

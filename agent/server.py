@@ -9,13 +9,13 @@ from pathlib import Path
 
 import uvicorn
 
-from mecmig.runner import SubprocessRunner
-from migration.agent_api import Agent, create_agent_app
-from migration.container import SiteContainers
-from migration.engine import MIGRATION_PORT
-from migration.netns import ContainerNetwork
-from migration.paths import RUN_DIR, criu_binary
-from migration.runc import Runc
+from agent.api import Agent, create_agent_app
+from agent.container import SiteContainers
+from agent.netns import ContainerNetwork
+from agent.runc import Runc
+from ground.defaults import MIGRATION_PORT
+from ground.paths import RUN_DIR, criu_binary
+from ground.runner import SubprocessRunner
 from topology.scenario import Scenario
 
 log = logging.getLogger("mecmig.agent")

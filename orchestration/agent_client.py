@@ -7,8 +7,7 @@ from typing import Any
 
 import httpx
 
-from migration.container import InstanceSpec
-from migration.site import DumpInfo, SendInfo, SiteError, SiteUnreachable
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteUnreachable
 
 
 class AgentClient:
@@ -56,6 +55,8 @@ class AgentClient:
     def status(self, instance: str) -> str:
         try:
             return str(self._call("GET", f"/v1/instances/{instance}")["status"])
+        except SiteUnreachable:
+            raise
         except SiteError:
             return "absent"
 

@@ -19,14 +19,15 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from migration.bundle import BundleSpec, config_json, rootfs_mountpoints
-from migration.criu_images import dump_run_id_of
-from migration.hold_script import hold_script
-from migration.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
-from migration.runc import CheckpointOptions, Runc
+from agent.bundle import BundleSpec, config_json, rootfs_mountpoints
+from agent.criu_images import dump_run_id_of
+from agent.hold_script import hold_script
+from agent.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
+from agent.runc import CheckpointOptions, Runc
+from migration.site import InstanceSpec
 
 log = logging.getLogger(__name__)
 # dump refuses mntns-compat-mode, restore needs it (PLATFORM.md): the annotation names this file,
@@ -35,36 +36,12 @@ CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
 CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
-HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (migration.hold_script)
+HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (agent.hold_script)
 HOLD_MARKER = "held"  # left by that script when the controller answered
 
 
 class ContainerError(Exception):
     """A container operation that failed, with the instance and what went wrong."""
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    """A service instance as a site runs it."""
-
-    name: str
-    args: tuple[str, ...]
-    ip: str
-    prefix: int
-    mac: str
-    port: int  # on the site's bridge
-    memory_bytes: int | None = None
-    files: dict[str, str] = field(default_factory=dict)  # /data/<key> <- host file <value>
-    volume: bool = False  # a data volume at /volume (moves with the instance, like /data)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> InstanceSpec:
-        data = json.loads(text)
-        data["args"] = tuple(data["args"])
-        return cls(**data)
 
 
 class SiteContainers:

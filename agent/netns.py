@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from mecmig.runner import CommandError, Runner
+from ground.runner import CommandError, Runner
 
 log = logging.getLogger(__name__)
 CRIU_MARK = "0xc114"  # CRIU's own packets (SOCCR_MARK) pass the lock

@@ -19,13 +19,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mecmig.runner import Spawned, SubprocessRunner
-from migration.container import PREDUMPS, ContainerError, InstanceSpec, SiteContainers
-from migration.criu_images import ImageError
-from migration.lazy import LazyDump, start_lazy_dump, start_lazy_restore
-from migration.netns import NetnsError
-from migration.runc import CheckpointOptions, RuncError
-from migration.transfer import Manifest, Receiver, TransferError, send_dir
+from agent.container import PREDUMPS, ContainerError, SiteContainers
+from agent.criu_images import ImageError
+from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
+from agent.netns import NetnsError
+from agent.runc import CheckpointOptions, RuncError
+from agent.transfer import Manifest, Receiver, TransferError, send_dir
+from ground.runner import Spawned, SubprocessRunner
+from migration.site import InstanceSpec
 
 log = logging.getLogger("mecmig.agent")
 

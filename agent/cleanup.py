@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import shutil
 
-from mecmig.runner import Runner, SubprocessRunner
-from migration.paths import RUN_DIR, STATE_DIR, criu_binary
+from ground.paths import RUN_DIR, STATE_DIR, criu_binary
+from ground.runner import Runner, SubprocessRunner
 
 
 def cleanup_migration_leftovers(runner: Runner | None = None) -> list[str]:

@@ -22,7 +22,7 @@ reply). :meth:`Probe.stop` returns a :class:`ProbeResult`:
 The probe also sends one ``GET`` on the first connection and one just before it stops, so the
 result carries the memory fingerprint at both ends (``fingerprint_first``/``fingerprint_last``).
 
-CLI: ``python -m migration.probe HOST PORT --interval-ms 5 --duration 10 --json``.
+CLI: ``python -m workloads.probe HOST PORT --interval-ms 5 --duration 10 --json``.
 """
 
 from __future__ import annotations
@@ -386,7 +386,7 @@ def _summary(r: ProbeResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m migration.probe",
+        prog="python -m workloads.probe",
         description="Measure client-observed downtime of a memhog instance.",
     )
     parser.add_argument("host")

@@ -15,9 +15,9 @@ import select
 import time
 from dataclasses import dataclass
 
-from mecmig.runner import Spawned, SubprocessRunner
-from migration.container import ContainerError, SiteContainers
-from migration.runc import CheckpointOptions
+from agent.container import ContainerError, SiteContainers
+from agent.runc import CheckpointOptions
+from ground.runner import Spawned, SubprocessRunner
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120.0

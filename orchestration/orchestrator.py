@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from mecmig.workloads import WORKLOADS, workload_path
-from migration.container import InstanceSpec
-from migration.engine import DEFAULT_BUDGET_MS, DEFAULT_RATE_BPS, Migration, Plan
+from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
+from migration.engine import Migration, Plan
 from migration.network import ControllerLink
-from migration.site import Site, SiteError
+from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
+from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
+from orchestration.ids import new_migration_id
 from topology.scenario import Scenario
 from topology.world import topology_from_scenario
+from workloads import WORKLOADS, workload_path
 
 log = logging.getLogger(__name__)
 GUEST_PORT_BASE = 100
@@ -27,6 +29,18 @@ GUEST_PORT_BASE = 100
 
 class OrchestratorError(Exception):
     """A request the orchestrator cannot carry out (unknown instance or site, nothing running)."""
+
+
+class UnknownName(OrchestratorError):
+    """No instance, site or strategy of that name (the message lists the known ones)."""
+
+
+class NotServing(OrchestratorError):
+    """The instance runs nowhere reachable, or already where it should go."""
+
+
+class SitesUnreachable(OrchestratorError):
+    """Agents that do not answer, so where the instance runs cannot be told."""
 
 
 class Orchestrator:
@@ -57,7 +71,7 @@ class Orchestrator:
         try:
             inst = self.sc.instance(instance)
         except KeyError as exc:
-            raise OrchestratorError(str(exc.args[0])) from exc
+            raise UnknownName(str(exc.args[0])) from exc
         files = {
             f"{w}.py": str(workload_path(w)) for w in WORKLOADS if f"/data/{w}.py" in inst.command
         }
@@ -74,14 +88,23 @@ class Orchestrator:
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
-            raise OrchestratorError(f"no agent for site {name!r} (known: {', '.join(self.sites)})")
+            raise UnknownName(f"no agent for site {name!r} (known: {', '.join(self.sites)})")
         return self.sites[name]
 
     def where(self, instance: str) -> str | None:
-        """The site where `instance` runs now, or None."""
+        """The site where `instance` runs now, or None. If it runs at no site that answered
+        and some did not, SitesUnreachable names them and why (an agent down, a wrong endpoint)."""
+        unreachable: list[str] = []
         for name, site in self.sites.items():
-            if site.status(instance) == "running":
-                return name
+            try:
+                if site.status(instance) == "running":
+                    return name
+            except SiteUnreachable as exc:
+                unreachable.append(str(exc))
+        if unreachable:
+            raise SitesUnreachable(
+                f"{instance} runs at no site that answered; unreachable: " + "; ".join(unreachable)
+            )
         return None
 
     def deploy(self, instance: str, site: str | None = None) -> str:
@@ -92,27 +115,37 @@ class Orchestrator:
             self.network.relocate(instance, site, self.port_at(instance, site))
         return site
 
-    def migrate(
+    def plan_migration(
         self,
         instance: str,
         to: str,
         *,
-        strategy: str = "cold",
-        budget_ms: float = DEFAULT_BUDGET_MS,
-        rate_bps: int = DEFAULT_RATE_BPS,
+        strategy: str = DEFAULT_STRATEGY,
+        budget_ms: float = DOWNTIME_BUDGET_MS,
+        rate_bps: int = MIGRATION_RATE_BPS,
         listener: Listener | None = None,
-        hold: str = "auto",
-    ) -> MigrationRecord:
-        """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
-        source = self.where(instance)
-        if source is None:
-            raise OrchestratorError(f"{instance} is not running at any site")
-        if source == to:
-            raise OrchestratorError(f"{instance} already runs at {to}")
+        hold: str = HOLD_MODE,
+        migration_id: str | None = None,
+    ) -> Migration:
+        """A migration of `instance` to site `to`, checked and ready to `run()`: raises
+        OrchestratorError (what is wrong, nothing changed) if it cannot start."""
+        try:
+            self.sc.instance(instance)
+        except KeyError as exc:
+            raise UnknownName(str(exc.args[0])) from exc
         try:
             self.sc.site(to)
         except KeyError as exc:
-            raise OrchestratorError(f"no site called {to!r}") from exc
+            raise UnknownName(f"no site called {to!r}") from exc
+        try:
+            strategy_named(strategy)
+        except ValueError as exc:
+            raise UnknownName(str(exc)) from exc
+        source = self.where(instance)
+        if source is None:
+            raise NotServing(f"{instance} is not running at any site")
+        if source == to:
+            raise NotServing(f"{instance} already runs at {to}")
         plan = Plan(
             instance=instance,
             source=self.site(source),
@@ -126,7 +159,36 @@ class Orchestrator:
             predicted_bytes=self.sc.instance(instance).memory,
             hold=hold,
         )
-        return Migration(plan, self.network, listener=listener).run()
+        return Migration(
+            plan,
+            self.network,
+            listener=listener,
+            migration_id=migration_id or new_migration_id(),
+        )
+
+    def migrate(
+        self,
+        instance: str,
+        to: str,
+        *,
+        strategy: str = DEFAULT_STRATEGY,
+        budget_ms: float = DOWNTIME_BUDGET_MS,
+        rate_bps: int = MIGRATION_RATE_BPS,
+        listener: Listener | None = None,
+        hold: str = HOLD_MODE,
+        migration_id: str | None = None,
+    ) -> MigrationRecord:
+        """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
+        return self.plan_migration(
+            instance,
+            to,
+            strategy=strategy,
+            budget_ms=budget_ms,
+            rate_bps=rate_bps,
+            listener=listener,
+            hold=hold,
+            migration_id=migration_id,
+        ).run()
 
     def _dirty_tracking(self, site: str) -> bool:
         """Whether the site's kernel tracks dirty memory (its agent's `criu check`)."""

@@ -1,0 +1,192 @@
+"""The migration engine's `ControllerLink`, answered by the controller: over its REST API
+(`RestControllerLink`, what `mecmig migrate` uses) or in-process through the northbound facade
+(`FacadeLink`, what `/v1/migrations` uses inside the controller: no HTTP round trip to itself).
+
+Both behave the same: a refused reservation is taken again at what the path has left (reported
+once, as information), a resize that cannot grow keeps the grant, and the instance's traffic can
+be held while it is frozen, from the engine or from the source's CRIU (`hold_url`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from controller.api_models import (
+    Conflict,
+    HoldRequest,
+    RelocationRequest,
+    ReservationRequest,
+    TrafficMatch,
+)
+from controller.client import ConflictError, ControllerClient
+from controller.facade import Northbound
+from migration.network import Grant
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A reservation or resize the controller refused, with what the path has left."""
+
+    def __init__(self, message: str, residual_bps: int) -> None:
+        super().__init__(message)
+        self.residual_bps = residual_bps
+
+
+def reserve_or_residual(ask: Callable[[int], Grant], rate_bps: int, owner: str) -> Grant | None:
+    """`ask(rate_bps)`; if refused, ask once more for the path's residual (None: nothing left)."""
+    try:
+        return ask(rate_bps)
+    except Refused as exc:
+        residual = exc.residual_bps
+        if not 0 < residual < rate_bps:
+            log.info("%s: no bandwidth reserved (%s)", owner, exc)
+            return None
+    log.info(
+        "%s: %.1f Mbit/s asked, the path has %.1f Mbit/s left: reserving that",
+        owner,
+        rate_bps / 1e6,
+        residual / 1e6,
+    )
+    try:
+        return ask(residual)
+    except Refused as exc:
+        log.info("%s: no bandwidth reserved (%s)", owner, exc)
+        return None
+
+
+def grow_or_keep(ask: Callable[[int], Grant], grant: Grant, rate_bps: int) -> Grant:
+    """Resize `grant` to `rate_bps`, else to the path's residual if that is more, else keep it."""
+    try:
+        return ask(rate_bps)
+    except Refused as exc:
+        if exc.residual_bps <= grant.rate_bps:
+            log.info("reservation %d stays at %d bit/s: %s", grant.id, grant.rate_bps, exc)
+            return grant
+        try:
+            return ask(exc.residual_bps)
+        except Refused:
+            return grant
+
+
+class RestControllerLink:
+    """The controller's REST API (`mecmig controller`), through its client."""
+
+    def __init__(self, client: ControllerClient) -> None:
+        self.client = client
+
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
+        match: dict[str, object] = {"proto": "tcp"}
+        if dst_port is not None:
+            match["dst_port"] = dst_port
+
+        def ask(rate: int) -> Grant:
+            try:
+                view = self.client.reserve(src, dst, rate, match=match, owner=owner)
+            except ConflictError as exc:
+                raise Refused(str(exc), _client_residual(exc)) from exc
+            return Grant(view.id, view.rate_bps)
+
+        return reserve_or_residual(ask, rate_bps, owner)
+
+    def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        def ask(rate: int) -> Grant:
+            try:
+                view = self.client.resize(grant.id, rate)
+            except ConflictError as exc:
+                raise Refused(str(exc), _client_residual(exc)) from exc
+            return Grant(view.id, view.rate_bps)
+
+        return grow_or_keep(ask, grant, rate_bps)
+
+    def release(self, grant: Grant) -> None:
+        self.client.release(grant.id)
+
+    def relocate(self, instance: str, site: str, port: int) -> float:
+        return float(self.client.relocate(instance, site, port).switchover_ms)
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        return bool(self.client.hold(instance, timeout_s).held)
+
+    def release_hold(self, instance: str) -> int:
+        return int(self.client.release_hold(instance).released_packets)
+
+    def hold_url(self, instance: str) -> str | None:
+        return f"{self.client.base_url}/v1/instances/{instance}/hold"
+
+
+class FacadeLink:
+    """The same, answered in-process by the controller's northbound facade. `rest_url` is the
+    controller's own REST API, which a source agent's CRIU calls to hold the traffic once frozen
+    (None: the engine holds it before the dump instead)."""
+
+    def __init__(self, northbound: Northbound, rest_url: str | None = None) -> None:
+        self.nb = northbound
+        self.rest_url = rest_url
+
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
+        def ask(rate: int) -> Grant:
+            req = ReservationRequest(
+                src=src,
+                dst=dst,
+                rate=rate,
+                match=TrafficMatch(proto="tcp", dst_port=dst_port),
+                owner=owner,
+            )
+            try:
+                view = self.nb.reserve(req)
+            except Conflict as exc:
+                raise Refused(str(exc), _facade_residual(exc)) from exc
+            return Grant(view.id, view.rate_bps)
+
+        return reserve_or_residual(ask, rate_bps, owner)
+
+    def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        def ask(rate: int) -> Grant:
+            try:
+                view = self.nb.resize(grant.id, rate)
+            except Conflict as exc:
+                raise Refused(str(exc), _facade_residual(exc)) from exc
+            return Grant(view.id, view.rate_bps)
+
+        return grow_or_keep(ask, grant, rate_bps)
+
+    def release(self, grant: Grant) -> None:
+        self.nb.release(grant.id)
+
+    def relocate(self, instance: str, site: str, port: int) -> float:
+        view = self.nb.relocate(RelocationRequest(instance=instance, to=site, port=port))
+        return float(view.switchover_ms)
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        return bool(self.nb.hold(instance, HoldRequest(timeout_s=timeout_s)).held)
+
+    def release_hold(self, instance: str) -> int:
+        return int(self.nb.release_hold(instance).released_packets)
+
+    def hold_url(self, instance: str) -> str | None:
+        if self.rest_url is None:
+            return None
+        return f"{self.rest_url}/v1/instances/{instance}/hold"
+
+
+def _client_residual(exc: ConflictError) -> int:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    context = body.get("context")
+    return _as_int(context.get("residual_bps") if isinstance(context, dict) else None)
+
+
+def _facade_residual(exc: Conflict) -> int:
+    return _as_int(exc.context.get("residual_bps"))
+
+
+def _as_int(value: object) -> int:
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0

@@ -1,0 +1,160 @@
+"""Migrations started through the controller's REST API (`/v1/migrations`).
+
+`mecmig controller` mounts this into the controller's REST API (controller.extensions): the
+controller's code never imports it. Each migration is checked in the request (a bad one gets its
+4xx and changes nothing), then runs in a thread of its own; reservations, the traffic switch and
+the traffic hold go straight to the northbound facade (no HTTP round trip to itself), and the
+source agent's CRIU asks for the hold through the controller's own REST URL. The records (with
+their phases as they happen) stay queryable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+from fastapi import APIRouter
+
+from controller.api_models import Conflict, Invalid, NotFound
+from controller.facade import Northbound
+from controller.rest import API_PREFIX, ERRORS
+from migration.engine import Migration, MigrationError
+from migration.network import ControllerLink
+from migration.site import Site, SiteError
+from migration.timeline import MigrationRecord
+from orchestration.api_models import MigrationRequest, MigrationView
+from orchestration.links import FacadeLink
+from orchestration.orchestrator import (
+    NotServing,
+    Orchestrator,
+    OrchestratorError,
+    SitesUnreachable,
+    UnknownName,
+)
+from orchestration.sites import site_clients
+from topology.scenario import Scenario
+
+log = logging.getLogger("mecmig.migrations")
+
+
+class Unavailable(Conflict):
+    """A site agent that does not answer (503): where the instance runs cannot be told."""
+
+    status = 503
+
+
+class MigrationService:
+    """Starts migrations in threads and keeps their records."""
+
+    def __init__(
+        self, scenario: Scenario, network: ControllerLink, sites: Mapping[str, Site]
+    ) -> None:
+        self.orch = Orchestrator(scenario, sites, network)
+        self._lock = threading.Lock()
+        self._records: dict[str, MigrationRecord] = {}
+        self._busy: set[str] = set()
+
+    def start(self, req: MigrationRequest) -> MigrationView:
+        """Check and start a migration; the view is returned at once and the record fills in."""
+        with self._lock:
+            if req.instance in self._busy:
+                raise Conflict(f"{req.instance} is already being migrated", instance=req.instance)
+            self._busy.add(req.instance)
+        try:
+            mig = self.orch.plan_migration(
+                req.instance,
+                req.to,
+                strategy=req.strategy.value,
+                budget_ms=req.budget_ms,
+                rate_bps=req.rate,
+                hold=req.hold.value,
+            )
+        except BaseException as exc:
+            with self._lock:
+                self._busy.discard(req.instance)
+            raise _api_error(exc) from exc
+        with self._lock:
+            self._records[mig.record.id] = mig.record
+        threading.Thread(
+            target=self._run, args=(mig,), name=f"migrate-{mig.record.id}", daemon=True
+        ).start()
+        return _view(mig.record)
+
+    def _run(self, mig: Migration) -> None:
+        try:
+            mig.run()
+        except MigrationError as exc:
+            log.error("%s", exc)
+        except Exception:  # noqa: BLE001 - a thread's last line: log it, keep the service
+            log.exception("%s: migration failed unexpectedly", mig.record.id)
+        finally:
+            with self._lock:
+                self._busy.discard(mig.plan.instance)
+
+    def get(self, mid: str) -> MigrationView:
+        with self._lock:
+            rec = self._records.get(mid)
+        if rec is None:
+            raise NotFound(f"no migration {mid}")
+        return _view(rec)
+
+    def list(self) -> list[MigrationView]:
+        with self._lock:
+            records = list(self._records.values())
+        return [_view(r) for r in records]
+
+
+def _api_error(exc: BaseException) -> Exception:
+    if isinstance(exc, UnknownName):
+        return NotFound(str(exc))
+    if isinstance(exc, SitesUnreachable):
+        return Unavailable(str(exc))
+    if isinstance(exc, NotServing | OrchestratorError | SiteError):
+        return Conflict(str(exc))
+    if isinstance(exc, ValueError):
+        return Invalid(str(exc))
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+def _view(rec: MigrationRecord) -> MigrationView:
+    for _ in range(3):  # the migration's thread may be appending a phase right now
+        try:
+            return MigrationView.model_validate(rec.to_dict())
+        except RuntimeError:
+            continue
+    return MigrationView.model_validate(rec.to_dict())
+
+
+def migrations_router(service: MigrationService) -> APIRouter:
+    """`/v1/migrations`: start (202), list, one record."""
+    router = APIRouter(prefix=API_PREFIX, responses={500: ERRORS[500]}, tags=["migrations"])
+
+    @router.post(
+        "/migrations",
+        response_model=MigrationView,
+        status_code=202,
+        responses={k: ERRORS[k] for k in (404, 409, 422)},
+    )
+    def start_migration(req: MigrationRequest) -> MigrationView:
+        """Start a live migration; poll GET /v1/migrations/{id} for its phases and outcome.
+        404: unknown instance or site; 409: already migrating, not running, already there;
+        503: a site agent does not answer."""
+        return service.start(req)
+
+    @router.get("/migrations", response_model=list[MigrationView])
+    def list_migrations() -> list[MigrationView]:
+        return service.list()
+
+    @router.get("/migrations/{mid}", response_model=MigrationView, responses={404: ERRORS[404]})
+    def get_migration(mid: str) -> MigrationView:
+        return service.get(mid)
+
+    return router
+
+
+def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRouter:
+    """The controller extension (controller.extensions): `/v1/migrations` over the scenario's
+    site agents, with the facade as the engine's controller link."""
+    service = MigrationService(scenario, FacadeLink(northbound, rest_url), site_clients(scenario))
+    return migrations_router(service)
