@@ -297,7 +297,7 @@ def test_the_caller_names_the_migration() -> None:
     mig = Migration(w.plan, w.net, w.clock, migration_id="mig-from-caller")
     assert mig.record.id == "mig-from-caller"
     assert mig.run().id == "mig-from-caller"
-    assert ("reserve", SRC, DST) == w.net.calls[0][:3] and w.net.calls[0][-1] == "mig-from-caller"
+    assert w.net.calls[0][:3] == ("reserve", SRC, DST) and w.net.calls[0][-1] == "mig-from-caller"
     with pytest.raises(ValueError, match="needs an id"):
         Migration(w.plan, w.net, w.clock, migration_id="")
 
