@@ -444,6 +444,10 @@ class Migration:
         try:
             for step in self.strategy.steps:
                 self._step(step)
+            if not self.past_point_of_no_return:
+                raise RuntimeError(
+                    f"strategy {self.strategy.name} ended before the destination served"
+                )
         except BaseException as exc:  # any failure before the point of no return, Ctrl-C too
             if self.past_point_of_no_return:
                 raise

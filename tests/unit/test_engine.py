@@ -943,3 +943,24 @@ def test_a_dump_that_fails_after_its_hold_script_releases_the_hold_in_the_rollba
     assert info.value.record.outcome is Outcome.ROLLED_BACK
     assert w.net.ops("release_hold")  # whatever the script did: released (idempotent)
     assert "held traffic delivered" in ph(info.value.record, "rollback").detail["steps"]
+
+
+def test_a_new_strategy_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from migration import strategies
+
+    twin = replace(strategies.STRATEGIES["cold"], name="cold-twin", mode="twin")
+    monkeypatch.setitem(strategies.STRATEGIES, "cold-twin", twin)
+    record = make_world("cold-twin").migration().run()
+    assert [p.name for p in record.phases] == COLD_PHASES
+    assert record.outcome is Outcome.DONE and record.mode == "twin"
+
+
+def test_the_executor_owns_the_point_of_no_return(monkeypatch: pytest.MonkeyPatch) -> None:
+    from migration import strategies
+
+    # a strategy whose steps never make the destination serve cannot pass as done
+    broken = replace(strategies.STRATEGIES["cold"], name="no-restore", steps=("prepare",))
+    monkeypatch.setitem(strategies.STRATEGIES, "no-restore", broken)
+    w = make_world("no-restore")
+    with pytest.raises(MigrationError):
+        w.migration().run()

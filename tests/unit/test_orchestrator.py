@@ -266,3 +266,11 @@ def test_migrate_without_network(edge: Scenario, sites: dict[str, FakeSite]) -> 
 def test_site_error_is_what_the_fakes_raise(sites: dict[str, FakeSite]) -> None:
     with pytest.raises(SiteError):
         sites["mec1"].spec("counter")
+
+
+def test_each_migration_gets_its_own_id(orch: Orchestrator) -> None:
+    orch.deploy("counter")
+    first = orch.migrate("counter", "mec2", strategy="cold")
+    second = orch.migrate("counter", "mec1", strategy="cold")
+    assert first.id != second.id and first.id.startswith("mig-")
+    assert orch.migrate("counter", "mec2", strategy="cold", migration_id="mine").id == "mine"
