@@ -302,13 +302,28 @@ def _bench_options(p: argparse.ArgumentParser, name: str, *, quick: str, scenari
     )
 
 
+# services log what they do; commands a person runs print their own progress and results, and
+# log only warnings and errors (with -v: everything, HTTP requests included)
+SERVICES = ("controller", "agent")
+CHATTY = ("httpx", "httpcore", "urllib3", "uvicorn.access", "uvicorn.error", "asyncio")
+
+
+def configure_logging(command: str, verbose: bool) -> None:
+    """Log levels for `command` (see SERVICES and CHATTY)."""
+    level = logging.INFO if command in SERVICES else logging.WARNING
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mecmig` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.command, args.verbose)
     try:
         if args.command == "check-config":
             return _check_config(args.scenario)

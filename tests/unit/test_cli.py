@@ -43,3 +43,21 @@ def test_admit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["admit", three, "mec1", "mec3", "200Mbit"]) == EXIT_FAILED
     assert "bottleneck link s1->core" in capsys.readouterr().out
     assert main(["admit", three, "mec1", "nowhere", "1Mbit"]) == EXIT_FAILED
+
+
+def test_commands_people_run_are_quiet_and_services_log() -> None:
+    import logging
+
+    from mecmig.cli import configure_logging
+
+    try:
+        configure_logging("migrate", verbose=False)
+        assert logging.getLogger().level == logging.WARNING
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)  # no line per request
+        configure_logging("controller", verbose=False)
+        assert logging.getLogger().level == logging.INFO
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        configure_logging("migrate", verbose=True)
+        assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+    finally:
+        configure_logging("migrate", verbose=False)

@@ -1,0 +1,78 @@
+"""The engine's controller links (orchestration.links): a reservation the path cannot carry in
+full takes what the path has left, and says so once, as information (issue 9: it was a WARNING
+carrying the 409), over the REST client and in-process alike."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from controller.client import ConflictError
+from controller.facade import Northbound
+from controller.runtime import Runtime
+from controller.state import FabricState
+from controller.store import StateStore
+from migration.network import Grant
+from orchestration.links import FacadeLink, RestControllerLink
+from topology.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+GBIT = 1_000_000_000
+
+
+def _only_info(caplog: pytest.LogCaptureFixture) -> list[str]:
+    ours = [r for r in caplog.records if r.name.startswith("orchestration")]
+    assert all(r.levelno == logging.INFO for r in ours), [r.getMessage() for r in ours]
+    return [r.getMessage() for r in ours]
+
+
+def test_facade_link_takes_the_residual_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = Runtime(
+        FabricState(load_scenario(ROOT / "scenarios" / "edge.yaml")), StateStore(None)
+    )
+    try:
+        link = FacadeLink(Northbound(runtime))
+        caplog.set_level(logging.DEBUG)
+        grant = link.reserve("mec1", "mec2", 3 * GBIT, 7100, "mig-a")
+        assert grant is not None and grant.rate_bps == GBIT  # the links are 1 Gbit/s
+        messages = _only_info(caplog)
+        assert len(messages) == 1 and "mig-a" in messages[0] and "left" in messages[0]
+        caplog.clear()
+        assert link.reserve("mec1", "mec2", GBIT, 7100, "mig-b") is None  # nothing left
+        assert len(_only_info(caplog)) == 1
+        caplog.clear()
+        assert link.resize(grant, 2 * GBIT) == grant  # cannot grow: kept, said once
+        assert len(_only_info(caplog)) == 1
+    finally:
+        runtime.shutdown()
+
+
+class RefusingClient:
+    """A ControllerClient stand-in whose first reservation is refused with a residual."""
+
+    base_url = "http://ctl"
+
+    def __init__(self, residual_bps: int) -> None:
+        self.residual_bps = residual_bps
+        self.asked: list[int] = []
+
+    def reserve(self, src: str, dst: str, rate: int, **_: Any) -> Any:
+        self.asked.append(rate)
+        if rate > self.residual_bps:
+            body = {"error": "no room", "context": {"residual_bps": self.residual_bps}}
+            raise ConflictError(409, "no room on core-mec2", body)
+        return SimpleNamespace(id=7, rate_bps=rate)
+
+
+def test_rest_link_takes_the_residual_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    client = RefusingClient(residual_bps=60_000_000)
+    link = RestControllerLink(client)  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG)
+    assert link.reserve("mec1", "mec2", 200_000_000, None, "mig-c") == Grant(7, 60_000_000)
+    assert client.asked == [200_000_000, 60_000_000]
+    messages = _only_info(caplog)
+    assert len(messages) == 1 and "60.0 Mbit/s left" in messages[0]
