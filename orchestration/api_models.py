@@ -29,7 +29,7 @@ class MigrationRequest(BaseModel):
 
     instance: Name
     to: Name = Field(description="destination site")
-    strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY))  # type: ignore[valid-type]
+    strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY))
     budget_ms: float = Field(
         default=DOWNTIME_BUDGET_MS, gt=0, le=MAX_BUDGET_MS, description="downtime budget"
     )
@@ -38,7 +38,7 @@ class MigrationRequest(BaseModel):
         le=MAX_RATE_BPS,
         description="reservation for the copy rounds (bit/s, or '200Mbit')",
     )
-    hold: HoldMode = Field(  # type: ignore[valid-type]
+    hold: HoldMode = Field(
         default=HoldMode(HOLD_MODE),
         description="hold the instance's traffic at the controller while it is frozen",
     )
