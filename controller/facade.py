@@ -8,6 +8,8 @@ operations are serialised. Model errors become API errors with a message: admiss
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from controller.api_models import (
     ApiError,
@@ -31,14 +33,16 @@ from controller.api_models import (
     TopologyView,
     TrafficMatch,
 )
+from controller.plan import Plan
 from controller.reservations import ReservationRecord
-from controller.runtime import Runtime, SwitchError
+from controller.runtime import Execution, Runtime, SwitchError
 from controller.state import StateError
 from controller.traffic_hold import TrafficHolds
 from topology.admission import reserved_per_link
 from topology.errors import AdmissionError, TopologyError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BadGateway(ApiError):
@@ -226,10 +230,10 @@ class Northbound:
         return self._run(job)
 
     def hold(self, instance: str, req: HoldRequest) -> HoldView:
-        return self._run(lambda: self.holds.hold(instance, req.timeout_s))  # type: ignore[no-any-return]
+        return self._run(lambda: self.holds.hold(instance, req.timeout_s))
 
     def release_hold(self, instance: str) -> HoldReleaseView:
-        return self._run(lambda: self.holds.release(instance))  # type: ignore[no-any-return]
+        return self._run(lambda: self.holds.release(instance))
 
     def held_packet(self, flow_cookie: int, frame: bytes) -> None:
         """From the event thread: a packet of a hold flow (queued on the worker, in order)."""
@@ -237,14 +241,15 @@ class Northbound:
 
     # ------------------------------------------------------------------ helpers
 
-    def _apply(self, plan: list[dict[str, list[object]]], what: str) -> object:
+    def _apply(self, plan: Plan, what: str) -> Execution:
         try:
-            done = self.rt.execute(plan)  # type: ignore[arg-type]
+            done = self.rt.execute(plan)
         finally:
             self.rt.save()
         return done
 
-    def _run(self, job):  # type: ignore[no-untyped-def]
+    def _run(self, job: Callable[[], T]) -> T:
+        """Run `job` on the worker; model errors become the API's errors (see the module)."""
         try:
             return self.rt.call(job)
         except AdmissionError as exc:
@@ -270,7 +275,7 @@ def _view(rec: ReservationRecord) -> ReservationView:
         match=TrafficMatch(
             ip_src=rec.ip_src,
             ip_dst=rec.ip_dst,
-            proto=rec.proto,  # type: ignore[arg-type]
+            proto=rec.proto,
             dst_port=rec.dst_port,
             src_port=rec.src_port,
         ),
