@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -41,13 +41,19 @@ from controller.store import StateStore
 from topology.scenario import load_scenario
 
 log = logging.getLogger("mecmig.controller")
+F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A")  # the app
+E = TypeVar("E")  # the event
+
+# os-ken's decorator is untyped; it only tags the function (`callers`) and returns it as it is.
+ev_handler: Callable[..., Callable[[F], F]] = set_ev_cls
 
 
-def guarded(handler: Callable[..., None]) -> Callable[..., None]:
+def guarded(handler: Callable[[A, E], None]) -> Callable[[A, E], None]:
     """An exception escaping an os-ken handler silently drops the switch: log it instead."""
 
     @functools.wraps(handler)
-    def wrapper(self: Any, ev: Any) -> None:
+    def wrapper(self: A, ev: E) -> None:
         try:
             handler(self, ev)
         except Exception:  # noqa: BLE001 - last line of defence of the event loop
@@ -97,7 +103,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ switches
 
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @ev_handler(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded
     def _switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
@@ -115,21 +121,21 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
 
         self.runtime.submit(job)
 
-    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @ev_handler(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @guarded
     def _state_change(self, ev: Any) -> None:
-        dp = ev.datapath
-        gone = ev.state == DEAD_DISPATCHER and dp.id is not None
-        if gone and self.runtime.datapaths.get(dp.id) is dp:
-            del self.runtime.datapaths[dp.id]
-            log.warning("switch dpid=%#x disconnected", dp.id)
+        dp, dpid = ev.datapath, ev.datapath.id
+        gone = ev.state == DEAD_DISPATCHER and dpid is not None
+        if gone and self.runtime.datapaths.get(dpid) is dp:  # not a newer connection's
+            del self.runtime.datapaths[dpid]
+            log.warning("switch dpid=%#x disconnected", dpid)
 
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @ev_handler(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def _barrier_reply(self, ev: Any) -> None:
         self.runtime.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
-    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @ev_handler(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def _error(self, ev: Any) -> None:
         msg = ev.msg
@@ -137,7 +143,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ links
 
-    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @ev_handler(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
     def _port_status(self, ev: Any) -> None:
         msg = ev.msg
@@ -159,12 +165,12 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
                     self.runtime.execute(plan, wait=False)
                     self.runtime.save()
 
-    @set_ev_cls(topo_event.EventLinkAdd)
+    @ev_handler(topo_event.EventLinkAdd)
     @guarded
     def _link_add(self, ev: Any) -> None:
         self._discovered(ev.link, up=True)
 
-    @set_ev_cls(topo_event.EventLinkDelete)
+    @ev_handler(topo_event.EventLinkDelete)
     @guarded
     def _link_delete(self, ev: Any) -> None:
         self._discovered(ev.link, up=False)
@@ -203,7 +209,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ hosts and ARP
 
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @ev_handler(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
