@@ -8,6 +8,7 @@ exit code and stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import signal
@@ -50,7 +51,11 @@ class CommandError(Exception):
 
 
 class Spawned:
-    """A long-running child process (a controller, an agent) with its output in a log file."""
+    """A long-running child process (a controller, an agent) with its output in a log file.
+
+    With `stdout_path`, its standard output goes to that file instead (output to parse once it
+    ends, e.g. a probe's JSON) and only its standard error to the log.
+    """
 
     def __init__(
         self,
@@ -58,14 +63,21 @@ class Spawned:
         log_path: str,
         env: Mapping[str, str] | None,
         pass_fds: Sequence[int] = (),
+        stdout_path: str | None = None,
     ) -> None:
         self.argv = tuple(argv)
         self.log_path = log_path
-        with open(log_path, "ab") as out:
+        self.stdout_path = stdout_path
+        with contextlib.ExitStack() as files:
+            log_file = files.enter_context(open(log_path, "ab"))
+            stdout: Any = log_file
+            stderr: Any = subprocess.STDOUT
+            if stdout_path is not None:
+                stdout, stderr = files.enter_context(open(stdout_path, "wb")), log_file
             self._proc = subprocess.Popen(
                 self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                stdout=stdout,
+                stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
@@ -93,17 +105,28 @@ class Spawned:
     def returncode(self) -> int | None:
         return self._proc.poll()
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT (a clean shutdown), then SIGKILL if it does not end within `timeout`."""
+    def stop(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGINT) -> int:
+        """`sig` (SIGINT: a clean shutdown), then SIGKILL if it does not end within `timeout`;
+        its exit code."""
         if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
+            self._proc.send_signal(sig)
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop on SIGINT; killing it", self.argv[0])
+                log.warning("%s did not stop on %s; killing it", self.argv[0], sig.name)
                 self._proc.kill()
                 self._proc.wait()
         return self._proc.returncode
+
+    def stdout(self) -> str:
+        """What it wrote to `stdout_path` so far ('' without one)."""
+        if self.stdout_path is None:
+            return ""
+        try:
+            with open(self.stdout_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def tail(self, lines: int = 20) -> str:
         """The end of its log, for error messages."""
@@ -115,7 +138,7 @@ class Spawned:
 
 
 class Runner(Protocol):
-    """Runs a command to completion."""
+    """Runs a command to completion, or starts a long-running one."""
 
     def run(
         self,
@@ -128,6 +151,16 @@ class Runner(Protocol):
         env: Mapping[str, str] | None = None,
         detached_stdio: bool = False,
     ) -> Result: ...
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        log_path: str,
+        env: Mapping[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
+        netns_pid: int | None = None,
+        stdout_path: str | None = None,
+    ) -> Spawned: ...
 
 
 class SubprocessRunner:
@@ -195,11 +228,13 @@ class SubprocessRunner:
         env: Mapping[str, str] | None = None,
         pass_fds: Sequence[int] = (),
         netns_pid: int | None = None,
+        stdout_path: str | None = None,
     ) -> Spawned:
         """Start a long-running process in its own session, output appended to `log_path`;
-        `pass_fds` stay open in it (e.g. CRIU's status pipe)."""
+        `pass_fds` stay open in it (e.g. CRIU's status pipe); `stdout_path`: its standard output
+        goes to that file (truncated first), only its standard error to the log."""
         full = list(argv)
         if netns_pid is not None:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         log.debug("spawning %s (log %s)", shlex.join(full), log_path)
-        return Spawned(full, log_path, env, pass_fds)
+        return Spawned(full, log_path, env, pass_fds, stdout_path)
