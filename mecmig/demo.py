@@ -9,9 +9,6 @@ switch), while the probe measures what the user sees.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +72,8 @@ def _migrations(
     console: Console, tb: Any, path: Path, sc: Scenario, name: str, strategies: tuple[str, ...]
 ) -> bool:
     from mininet_scenarios.agents import SiteAgents
+    from mininet_scenarios.emulation import EmulationError
+    from mininet_scenarios.measure import wait_answering
     from orchestration.links import RestControllerLink
     from orchestration.orchestrator import Orchestrator
     from topology.world import agent_host
@@ -91,7 +90,11 @@ def _migrations(
         orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
         with console.status(f"starting {name} (runc container) at {inst.site}..."):
             orch.deploy(name)
-            _wait_answering(tb, ue, str(inst.ip), inst.ports[0] if inst.ports else 7000)
+            try:
+                wait_answering(tb.emu, ue, str(inst.ip), inst.ports[0] if inst.ports else 7000)
+            except EmulationError as exc:
+                console.print(f"[red]{name} does not answer after deploy[/red]: {exc}")
+                return False
         table = Table(
             "strategy",
             "route",
@@ -110,7 +113,7 @@ def _migrations(
             probe = _start_probe(tb, ue, str(inst.ip))
             with console.status(f"{strategy}: migrating {name} {source} -> {dest}..."):
                 record = _migrate(orch, name, dest, strategy)
-            result = _stop_probe(probe)
+            result = _stop_probe(console, probe)
             kept = result.get("counter_monotonic") and result.get("fingerprint_stable")
             ok &= record.outcome.value == "done" and bool(kept)
             table.add_row(
@@ -157,45 +160,23 @@ def _phases(console: Console, record: MigrationRecord) -> None:
     )
 
 
-def _wait_answering(tb: Any, host: str, ip: str, port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = tb.emu.host(host).cmd(
-            f"bash -c 'exec 3<>/dev/tcp/{ip}/{port} && echo PING >&3 && head -c4 <&3'"
-        )
-        if "PONG" in out:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{ip}:{port} does not answer")
-
-
 def _start_probe(tb: Any, host: str, ip: str) -> Any:
-    proc = tb.emu.host(host).popen(
-        [
-            sys.executable,
-            "-m",
-            "workloads.probe",
-            ip,
-            "7000",
-            "--interval-ms",
-            "5",
-            "--duration",
-            "0",
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    from mininet_scenarios.measure import Probe
+
+    probe = Probe(tb.emu, host, ip, 7000, interval_ms=5)
     time.sleep(1.0)
-    return proc
+    return probe
 
 
-def _stop_probe(proc: Any) -> dict[str, Any]:
+def _stop_probe(console: Console, probe: Any) -> dict[str, Any]:
+    from mininet_scenarios.emulation import EmulationError
+
     time.sleep(1.0)
-    proc.terminate()
-    out, _ = proc.communicate(timeout=30)
     try:
-        result: dict[str, Any] = json.loads(out)
-    except ValueError:
+        result: dict[str, Any] = probe.stop(timeout=30)
+    except EmulationError as exc:
+        console.print(f"[red]the probe gave no result[/red]: {exc}", highlight=False)
         return {}
+    finally:
+        probe.close()
     return result

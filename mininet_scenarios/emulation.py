@@ -15,8 +15,8 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
-from ground.runner import CommandError, Runner, SubprocessRunner
+from ground.runner import CommandError, Result, Runner, Spawned, SubprocessRunner
 from mininet_scenarios.topo import MecTopo
 from topology.errors import TopologyError
 from topology.scenario import Scenario
@@ -41,11 +41,16 @@ class EmulationError(Exception):
 
 @dataclass
 class Emulation:
-    """A running scenario: the Mininet network plus the scenario and model it came from."""
+    """A running scenario: the Mininet network plus the scenario and model it came from.
+
+    Programs run inside a host through `run_on` / `spawn_on` (the runner, in the host's network
+    namespace), never through Mininet's `cmd()`/`popen()`, which hide the exit code.
+    """
 
     net: Any
     scenario: Scenario
     topo: MecTopo
+    runner: Runner = field(default_factory=SubprocessRunner)
 
     def host(self, name: str) -> Any:
         """The Mininet host called `name` (instance, UE or MEC host 'h<site>')."""
@@ -53,6 +58,30 @@ class Emulation:
             return self.net.get(name)
         except KeyError as exc:
             raise EmulationError(f"no host called {name!r} in this emulation") from exc
+
+    def run_on(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60.0,
+        input: str | None = None,
+    ) -> Result:
+        """Run `argv` to completion inside host `name` (its network namespace); with `check`,
+        a non-zero exit raises CommandError (argv, exit code, stderr)."""
+        return self.runner.run(
+            argv, check=check, timeout=timeout, input=input, netns_pid=self.host(name).pid
+        )
+
+    def spawn_on(
+        self, name: str, argv: Sequence[str], log_path: str, *, stdout_path: str | None = None
+    ) -> Spawned:
+        """Start long-running `argv` inside host `name`; stderr (and stdout, unless
+        `stdout_path` takes it) to `log_path`."""
+        return self.runner.spawn(
+            argv, log_path, netns_pid=self.host(name).pid, stdout_path=stdout_path
+        )
 
     def ip(self, name: str) -> str:
         """The IP address of host or instance `name` (it keeps it when it moves)."""
@@ -62,12 +91,22 @@ class Emulation:
             raise EmulationError(f"no host or instance called {name!r}") from exc
 
     def ping(self, src: str, dst: str, count: int = 3, timeout_s: float = 1.0) -> int:
-        """Ping from host `src` to host `dst`; return the packet loss in percent."""
-        out, _, _ = self.host(src).pexec(
-            "ping", "-c", str(count), "-W", str(timeout_s), "-i", "0.2", self.ip(dst)
-        )
-        match = _PING_LOSS.search(out)
-        return int(match.group(1)) if match else 100
+        """Ping from host `src` to host `dst`; return the packet loss in percent.
+
+        Loss is an answer (ping exits 1); a ping that could not run at all (no route, interface
+        down, bad argument: exit 2, no statistics) raises EmulationError with its stderr."""
+        argv = ["ping", "-c", str(count), "-W", str(timeout_s), "-i", "0.2", self.ip(dst)]
+        try:
+            result = self.run_on(src, argv, check=False, timeout=count * (timeout_s + 1) + 10)
+        except CommandError as exc:  # timed out or not found
+            raise EmulationError(f"ping {src} -> {dst}: {exc}") from exc
+        match = _PING_LOSS.search(result.stdout)
+        if match is None:
+            raise EmulationError(
+                f"ping {src} -> {dst} failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-300:]}"
+            )
+        return int(match.group(1))
 
     def pingall(self, timeout_s: float = 1.0) -> dict[tuple[str, str], int]:
         """Loss percentage for every ordered pair of hosts (one ping each after a warm-up)."""
@@ -92,7 +131,7 @@ class Emulation:
         old one removed (`keep_old`: only taken down inside the host, so its switch port stays
         and its counters show whether anything is still sent there). The emulated equivalent of
         an instance restored at another site."""
-        runner = runner or SubprocessRunner()
+        runner = runner or self.runner
         host = self.host(name)
         old_intf = host.defaultIntf()
         ip, mac = self.ip(name), old_intf.MAC()
@@ -125,7 +164,7 @@ class Emulation:
         new_intf = link.intf1
         new_intf.setMAC(mac)
         new_intf.setIP(f"{ip}/{prefix}")
-        _ethtool_off(host, new_intf.name)
+        _ethtool_off(runner, host, new_intf.name)
 
     def enable_forwarding(self, name: str) -> None:
         """Make host `name` forward IP like a router (an SFC function): forwarding on, redirects
@@ -133,15 +172,17 @@ class Emulation:
         host = self.host(name)
         settings = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0"]
         settings += [f"net.ipv4.conf.{i.name}.send_redirects=0" for i in host.intfList()]
-        _, err, code = host.pexec("sysctl", "-q", "-w", *settings)
-        if code != 0:
-            raise EmulationError(f"cannot make {name} forward: {err.strip()}")
+        try:
+            self.run_on(name, ["sysctl", "-q", "-w", *settings])
+        except CommandError as exc:
+            raise EmulationError(f"cannot make {name} forward: {exc}") from exc
 
 
-def _ethtool_off(host: Any, intf: str) -> None:
-    _, err, code = host.pexec("ethtool", "-K", intf, "tx", "off", "rx", "off")
-    if code != 0:
-        raise EmulationError(f"ethtool -K {intf} tx off rx off failed: {err.strip()}")
+def _ethtool_off(runner: Runner, host: Any, intf: str) -> None:
+    try:
+        runner.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"], netns_pid=host.pid)
+    except CommandError as exc:
+        raise EmulationError(f"cannot turn offloads off on {host.name}:{intf}: {exc}") from exc
 
 
 def _preflight(scenario: Scenario, runner: Runner) -> None:
@@ -161,12 +202,12 @@ def _preflight(scenario: Scenario, runner: Runner) -> None:
         )
 
 
-def _disable_offloads(net: Any) -> None:
+def _disable_offloads(net: Any, runner: Runner) -> None:
     # Userspace OVS does not fill in checksums that veth offload left out: TCP never completes.
     for host in net.hosts:
         for intf in host.intfList():
             if intf.name != "lo":
-                _ethtool_off(host, intf.name)
+                _ethtool_off(runner, host, intf.name)
 
 
 def _state_file(scenario: Scenario) -> Path:
@@ -249,8 +290,8 @@ def emulate(
         net.build()
         _record(scenario, net)
         net.start()
-        _disable_offloads(net)
-        emu = Emulation(net, scenario, topo)
+        _disable_offloads(net, runner)
+        emu = Emulation(net, scenario, topo, runner)
         for chain in scenario.chains if instance_hosts else ():
             for function in chain.functions[:-1]:  # the last one serves; the others forward
                 emu.enable_forwarding(function)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import sys
+import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ground.runner import SubprocessRunner
+from ground.runner import CommandError, SubprocessRunner
 from mininet_scenarios.emulation import Emulation, EmulationError
 
 
@@ -21,28 +26,115 @@ def goodput_bps(
 ) -> float:
     """Receiver-side goodput of an iperf3 TCP bulk transfer from `client` to `server`.
 
-    `pace_bps` makes the sender pace itself (SO_MAX_PACING_RATE, iperf3 --fq-rate).
+    `pace_bps` makes the sender pace itself (SO_MAX_PACING_RATE, iperf3 --fq-rate). The server
+    serves one test (`-1`) and is stopped afterwards if it is still there; a transfer that
+    fails says why, with both ends' messages.
     """
-    srv = emu.host(server)
-    pidfile = f"/tmp/mecmig-iperf3-{server}-{port}.pid"
-    srv.cmd(f"iperf3 -s -p {port} -1 -D --pidfile {pidfile}")
-    pace = f"--fq-rate {pace_bps}" if pace_bps else ""
-    out = ""
+    argv = ["iperf3", "-c", emu.ip(server), "-p", str(port), "-t", str(seconds), "-J"]
+    argv += ["--fq-rate", str(pace_bps)] if pace_bps else []
+    with tempfile.TemporaryDirectory(prefix="mecmig-iperf3-") as tmp:
+        log_path = str(Path(tmp) / f"server-{server}-{port}.log")
+        srv = emu.spawn_on(server, ["iperf3", "-s", "-p", str(port), "-1"], log_path)
+        result = None
+        try:
+            for _ in range(20):  # the server needs a moment to listen
+                result = emu.run_on(client, argv, check=False, timeout=seconds + 30)
+                if result.ok and '"sum_received"' in result.stdout:
+                    break
+                if not srv.alive():  # it served (and failed) one test: retrying cannot help
+                    break
+                time.sleep(0.2)
+        except CommandError as exc:  # the client hung past its timeout
+            raise EmulationError(f"iperf3 {client} -> {server}:{port}: {exc}") from exc
+        finally:
+            served = result is not None and result.ok
+            if srv.wait(5 if served else 0.1) is None:  # after its one test it ends by itself
+                srv.stop(timeout=5)
+            server_log = srv.tail(5).strip()
+    assert result is not None
     try:
-        for _ in range(20):  # the server needs a moment to listen
-            out = emu.host(client).cmd(
-                f"iperf3 -c {emu.ip(server)} -p {port} -t {seconds} -J {pace}"
-            )
-            if '"sum_received"' in out:
-                break
-            time.sleep(0.2)
-    finally:
-        srv.cmd(f"kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}")
-    try:
-        result: dict[str, Any] = json.loads(out)
-        return float(result["end"]["sum_received"]["bits_per_second"])
+        if not result.ok:
+            raise ValueError(f"exit {result.returncode}")
+        data: dict[str, Any] = json.loads(result.stdout)
+        return float(data["end"]["sum_received"]["bits_per_second"])
     except (ValueError, KeyError) as exc:
-        raise EmulationError(f"iperf3 {client} -> {server}:{port} failed: {out[-500:]}") from exc
+        said = _iperf3_error(result.stdout) or (result.stderr or result.stdout).strip()[-300:]
+        raise EmulationError(
+            f"iperf3 {client} -> {server}:{port} failed ({exc}): {said}"
+            + (f"; server: {server_log}" if server_log else "")
+        ) from exc
+
+
+def _iperf3_error(out: str) -> str:
+    """The 'error' field of iperf3's JSON output, if it has one."""
+    try:
+        return str(json.loads(out).get("error", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def wait_answering(emu: Emulation, host: str, ip: str, port: int, timeout: float = 20.0) -> None:
+    """Wait until a memhog service at `ip`:`port` answers PING with PONG from inside `host`;
+    EmulationError (with the last attempt's error) if it does not within `timeout`."""
+    script = f"exec 3<>/dev/tcp/{ip}/{port} && echo PING >&3 && head -c4 <&3"
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        try:
+            result = emu.run_on(
+                host, ["timeout", "2", "bash", "-c", script], check=False, timeout=10
+            )
+            if "PONG" in result.stdout:
+                return
+            said = f"exit {result.returncode}: {result.stderr.strip()[-200:]}"
+        except CommandError as exc:
+            said = str(exc)
+        if time.monotonic() >= deadline:
+            raise EmulationError(f"{ip}:{port} does not answer from {host} ({said})")
+        time.sleep(0.2)
+
+
+class Probe:
+    """`python -m workloads.probe IP PORT --json` inside host `host` until stopped (SIGTERM):
+    one TCP connection, a PING every `interval_ms`; `extra` are more of its options."""
+
+    def __init__(
+        self,
+        emu: Emulation,
+        host: str,
+        ip: str,
+        port: int,
+        *,
+        interval_ms: float = 5.0,
+        extra: Sequence[str] = (),
+    ) -> None:
+        argv = [sys.executable, "-m", "workloads.probe", ip, str(port)]
+        argv += ["--interval-ms", f"{interval_ms:g}", "--duration", "0", "--json", *extra]
+        self._dir = tempfile.TemporaryDirectory(prefix="mecmig-probe-")
+        log_path, out_path = Path(self._dir.name) / "probe.log", Path(self._dir.name) / "out.json"
+        self.proc = emu.spawn_on(host, argv, str(log_path), stdout_path=str(out_path))
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+    def failure(self) -> str:
+        """Why it ended (exit code, the end of its stderr), for error messages."""
+        return f"probe exited {self.proc.returncode}: {self.proc.tail(10).strip()[-500:]}"
+
+    def stop(self, timeout: float = 60.0) -> dict[str, Any]:
+        """SIGTERM, then its JSON result; EmulationError if it printed none."""
+        self.proc.stop(timeout=timeout, sig=signal.SIGTERM)
+        out = self.proc.stdout()
+        try:
+            data: dict[str, Any] = json.loads(out)
+        except ValueError as exc:
+            raise EmulationError(self.failure()) from exc
+        return data
+
+    def close(self) -> None:
+        """Kill it if it still runs, and remove its files."""
+        self.proc.kill()
+        self._dir.cleanup()
 
 
 def ofctl(switch: str, *args: str) -> str:

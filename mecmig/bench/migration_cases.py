@@ -10,10 +10,6 @@ driven here with the site agents' primitives and no reservation.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -149,7 +145,7 @@ class Bench:
             row.setdefault("error", f"{type(exc).__name__}: {exc}")
         finally:
             if probe is not None:
-                probe.kill()
+                probe.close()
             try:
                 orch.teardown(INSTANCE)
             except Exception as exc:  # noqa: BLE001
@@ -159,14 +155,13 @@ class Bench:
         return row
 
     def _wait_answering(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        ue = self.tb.emu.host(UE)
-        probe = f"exec 3<>/dev/tcp/{self.ip}/{self.port} && echo PING >&3 && head -c4 <&3"
-        while time.monotonic() < deadline:
-            if "PONG" in ue.cmd(f"timeout 2 bash -c '{probe}'"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{INSTANCE} ({self.ip}:{self.port}) does not answer after deploy")
+        from mininet_scenarios.emulation import EmulationError
+        from mininet_scenarios.measure import wait_answering
+
+        try:
+            wait_answering(self.tb.emu, UE, self.ip, self.port, timeout)
+        except EmulationError as exc:
+            raise RuntimeError(f"{INSTANCE} does not answer after deploy: {exc}") from exc
 
 
 def _listener(on_phase: Callable[[str], None]) -> Listener:
@@ -252,29 +247,35 @@ class ProbeRun:
     every 5 ms; it never gives a stalled connection up (a long freeze is downtime, not a break)."""
 
     def __init__(self, tb: Testbed, ip: str, port: int) -> None:
-        argv = [sys.executable, "-m", "workloads.probe", ip, str(port)]
-        argv += ["--interval-ms", f"{PROBE_INTERVAL_MS:g}", "--duration", "0", "--json"]
-        argv += ["--stall-timeout-ms", f"{PROBE_STALL_MS:g}"]
+        from mininet_scenarios.measure import Probe
+
         self.started = time.monotonic()
-        self.proc = tb.emu.host(UE).popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT)
+        self.probe = Probe(
+            tb.emu,
+            UE,
+            ip,
+            port,
+            interval_ms=PROBE_INTERVAL_MS,
+            extra=["--stall-timeout-ms", f"{PROBE_STALL_MS:g}"],
         )
         time.sleep(PROBE_LEAD_S)
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"probe exited at once: {self.proc.stderr.read().decode()[-500:]}")
+        if not self.probe.alive():
+            failure = self.probe.failure()
+            self.probe.close()
+            raise RuntimeError(f"probe exited at once: {failure}")
 
     def stop(self) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=60)
-        if not out.strip():
-            raise RuntimeError(f"probe exited {self.proc.returncode}: {err.decode()[-500:]}")
-        data: dict[str, Any] = json.loads(out)
-        return data
+        """SIGTERM, then its JSON result (RuntimeError with its stderr if it printed none)."""
+        from mininet_scenarios.emulation import EmulationError
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        try:
+            return self.probe.stop(timeout=60)
+        except EmulationError as exc:
+            raise RuntimeError(str(exc)) from exc
+
+    def close(self) -> None:
+        """Kill it if it still runs, remove its files."""
+        self.probe.close()
 
 
 # ------------------------------------------------------------------------------ rows

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +139,6 @@ def _errors() -> tuple[type[Exception], ...]:
         ControllerStartError,
         EmulationError,
         CommandError,
-        subprocess.SubprocessError,
         OSError,
     )
 

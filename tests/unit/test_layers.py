@@ -146,7 +146,6 @@ def starts_programs(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 7, in progress: demo, bench, measurements")
 def test_one_module_starts_programs() -> None:
     wrong = {
         name: hits
