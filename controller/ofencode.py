@@ -53,6 +53,8 @@ def _actions(parser: Any, msg: FlowMod) -> list[Any]:
             out.append(parser.OFPActionOutput(action.port, action.max_len))
         elif isinstance(action, SetField):
             out.append(parser.OFPActionSetField(**{action.name: action.value}))
+        else:  # never leave an action out silently: the flow would do something else
+            raise TypeError(f"cannot encode action {action!r}")
     return out
 
 
