@@ -6,17 +6,41 @@ stage by stage, applying every batch twice and checking that the second time cha
 and keeps the simulated wiring (links up, where every host is plugged in) in line with the
 state's model, so that a relocated host is found at its new port and a link that is down carries
 nothing.
+
+For the tests of the os-ken shim (`ofencode`, `runtime`, `app`), the last part has what the wire
+needs: a switch stub that os-ken serialises to, a parser back, and what switches send.
 """
 
 from __future__ import annotations
 
+import queue
+import struct
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from os_ken.lib.packet import arp, ether_types, ethernet, packet
+from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_3_parser
 
 from controller.fabricsim import FabricSim, FabricSnapshot, Trace
 from controller.flowtable import Entry, TableSnapshot
-from controller.ofmsg import ETH_TYPE_ARP, ETH_TYPE_IP, IP_PROTO, Batch, Message
+from controller.ofmsg import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    IP_PROTO,
+    Action,
+    Barrier,
+    Batch,
+    FlowMod,
+    Match,
+    Message,
+    MeterMod,
+    Output,
+    PacketOut,
+    SetField,
+)
 from controller.plan import Plan, Stage
 from controller.state import FabricState
 from topology.model import Topology
@@ -187,3 +211,339 @@ def assert_delivered_once(trace: Trace, host: str) -> None:
     """Delivered to exactly `host`, once, visiting no switch twice."""
     assert trace.delivered_to == (host,), trace
     assert len(set(trace.switches)) == len(trace.switches), f"revisited a switch: {trace}"
+
+
+# ------------------------------------------------------------------------------ the OpenFlow wire
+#
+# For the tests of the os-ken shim (ofencode, runtime, app): a stand-in for os-ken's `Datapath`
+# that really serialises what it is sent, a parser that reads those bytes back with os-ken, the
+# inverse of `controller.ofencode` (os-ken message -> ofmsg), and switch-to-controller messages
+# built as bytes and parsed by os-ken, as a connected OVS would deliver them.
+
+OFP = ofproto_v1_3
+OFP_PARSER = ofproto_v1_3_parser
+
+
+class SwitchStub(ofproto_protocol.ProtocolDesc):  # type: ignore[misc]
+    """What the controller uses of os-ken's `Datapath`: `id`, `ofproto`, `ofproto_parser`,
+    `set_xid`, `send_msg`. Every message is serialised by os-ken on send and kept as bytes.
+
+    With `events`, the switch answers like OVS, on that thread: a barrier request with a barrier
+    reply (unless `answer_barriers` is off), a message that `refuse` rejects with an error (before
+    the reply to the barrier that follows it).
+    """
+
+    def __init__(
+        self,
+        dpid: int,
+        events: EventThread | None = None,
+        *,
+        answer_barriers: bool = True,
+        refuse: Callable[[Message], bool] | None = None,
+    ) -> None:
+        super().__init__(OFP.OFP_VERSION)
+        self.id = dpid
+        self.xid = 0
+        self.events = events
+        self.answer_barriers = answer_barriers
+        self.refuse = refuse
+        self.wire: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def set_xid(self, msg: Any) -> int:
+        with self._lock:  # as Datapath.set_xid, from the worker and the event thread alike
+            self.xid = (self.xid + 1) & OFP.MAX_XID
+            xid = self.xid
+        msg.set_xid(xid)
+        return xid
+
+    def send_msg(self, msg: Any, close_socket: bool = False) -> None:
+        assert isinstance(msg, OFP_PARSER.MsgBase), msg
+        if msg.xid is None:
+            self.set_xid(msg)
+        msg.serialize()
+        buf = bytes(msg.buf)
+        with self._lock:
+            self.wire.append(buf)
+        if self.events is not None:
+            self._answer(buf)
+
+    def _answer(self, buf: bytes) -> None:
+        assert self.events is not None
+        parsed = parse_wire(self, buf)
+        msg = decode(parsed)
+        if self.refuse is not None and self.refuse(msg):
+            self.events.post(
+                error_msg(self, parsed.xid, OFP.OFPET_METER_MOD_FAILED, OFP.OFPMMFC_METER_EXISTS)
+            )
+        if isinstance(msg, Barrier) and self.answer_barriers:
+            self.events.post(barrier_reply(self, parsed.xid))
+
+    def parsed(self) -> list[Any]:
+        """Everything sent so far, read back by os-ken's parser."""
+        with self._lock:
+            wire = list(self.wire)
+        return [parse_wire(self, buf) for buf in wire]
+
+    def messages(self) -> list[Message]:
+        """Everything sent so far, as ofmsg messages."""
+        return [decode(m) for m in self.parsed()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.wire.clear()
+
+
+class EventThread:
+    """os-ken's event loop, as far as the shim sees it: what switches send is delivered one
+    message at a time, in order, on a thread that is neither the caller's nor the worker."""
+
+    def __init__(self, deliver: Callable[[Any], None]) -> None:
+        self.deliver = deliver
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="fake-os-ken-events", daemon=True)
+        self._thread.start()
+
+    def post(self, msg: Any) -> None:
+        self._queue.put(msg)
+
+    def drain(self) -> None:
+        """Return once everything posted so far was delivered."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            msg = self._queue.get()
+            try:
+                if msg is None:
+                    return
+                self.deliver(msg)
+            finally:
+                self._queue.task_done()
+
+
+# os-ken 4.2.2 has parsers only for what switches send, and for flow-mods; these three messages
+# are read back with its band and action parsers, its header layouts, and its own classes.
+def _parse_meter_mod(dp: Any, buf: bytes, msg_len: int) -> Any:
+    command, flags, meter_id = struct.unpack_from(
+        OFP.OFP_METER_MOD_PACK_STR, buf, OFP.OFP_HEADER_SIZE
+    )
+    bands, offset = [], OFP.OFP_METER_MOD_SIZE
+    while offset < msg_len:
+        band = OFP_PARSER.OFPMeterBandHeader.parser(buf, offset)
+        bands.append(band)
+        offset += band.len
+    return OFP_PARSER.OFPMeterMod(dp, command, flags, meter_id, bands)
+
+
+def _parse_packet_out(dp: Any, buf: bytes, msg_len: int) -> Any:
+    buffer_id, in_port, actions_len = struct.unpack_from(
+        OFP.OFP_PACKET_OUT_PACK_STR, buf, OFP.OFP_HEADER_SIZE
+    )
+    actions, offset = [], OFP.OFP_PACKET_OUT_SIZE
+    while offset < OFP.OFP_PACKET_OUT_SIZE + actions_len:
+        action = OFP_PARSER.OFPAction.parser(buf, offset)
+        actions.append(action)
+        offset += action.len
+    return OFP_PARSER.OFPPacketOut(dp, buffer_id, in_port, actions, bytes(buf[offset:msg_len]))
+
+
+def _parse_barrier_request(dp: Any, buf: bytes, msg_len: int) -> Any:
+    assert msg_len == OFP.OFP_HEADER_SIZE
+    return OFP_PARSER.OFPBarrierRequest(dp)
+
+
+_OWN_PARSERS = {
+    OFP.OFPT_METER_MOD: _parse_meter_mod,
+    OFP.OFPT_PACKET_OUT: _parse_packet_out,
+    OFP.OFPT_BARRIER_REQUEST: _parse_barrier_request,
+}
+
+
+def parse_wire(dp: Any, buf: bytes) -> Any:
+    """One OpenFlow 1.3 message read back from its bytes (os-ken's parser where it has one)."""
+    version, msg_type, msg_len, xid = ofproto_parser.header(buf)
+    assert version == OFP.OFP_VERSION and msg_len == len(buf), (version, msg_len, len(buf))
+    own = _OWN_PARSERS.get(msg_type)
+    if own is None:
+        msg = ofproto_parser.msg(dp, version, msg_type, msg_len, xid, buf)
+        assert msg is not None, f"os-ken could not parse message type {msg_type}"
+    else:
+        msg = own(dp, buf, msg_len)
+        msg.set_headers(version, msg_type, msg_len, xid)
+    return msg
+
+
+_FLOW_COMMANDS: dict[int, Literal["add", "delete", "delete_strict"]] = {
+    OFP.OFPFC_ADD: "add",
+    OFP.OFPFC_DELETE: "delete",
+    OFP.OFPFC_DELETE_STRICT: "delete_strict",
+}
+_METER_COMMANDS: dict[int, Literal["add", "modify", "delete"]] = {
+    OFP.OFPMC_ADD: "add",
+    OFP.OFPMC_MODIFY: "modify",
+    OFP.OFPMC_DELETE: "delete",
+}
+# OpenFlow 1.3 §5.9 and OVS: at most one of each, in this order.
+_INSTRUCTION_ORDER = [
+    OFP.OFPIT_METER,
+    OFP.OFPIT_APPLY_ACTIONS,
+    OFP.OFPIT_CLEAR_ACTIONS,
+    OFP.OFPIT_WRITE_ACTIONS,
+    OFP.OFPIT_WRITE_METADATA,
+    OFP.OFPIT_GOTO_TABLE,
+]
+
+
+def decode(msg: Any) -> Message:
+    """The ofmsg message that a parsed os-ken message carries: the inverse of ofencode.
+
+    Also checks what ofmsg leaves implicit on the wire (no buffer, no timeouts or flags, any
+    out_group, instructions in the order OVS insists on, a drop band in kbit/s).
+    """
+    if isinstance(msg, OFP_PARSER.OFPFlowMod):
+        return _decode_flow_mod(msg)
+    if isinstance(msg, OFP_PARSER.OFPMeterMod):
+        command = _METER_COMMANDS[msg.command]
+        if command == "delete":
+            assert msg.bands == [] and msg.flags == OFP.OFPMF_KBPS, msg
+            return MeterMod("delete", msg.meter_id)
+        (band,) = msg.bands
+        assert isinstance(band, OFP_PARSER.OFPMeterBandDrop), band
+        burst = OFP.OFPMF_BURST if band.burst_size else 0
+        assert msg.flags == OFP.OFPMF_KBPS | burst, msg
+        return MeterMod(command, msg.meter_id, band.rate, band.burst_size)
+    if isinstance(msg, OFP_PARSER.OFPBarrierRequest):
+        return Barrier()
+    if isinstance(msg, OFP_PARSER.OFPPacketOut):
+        assert (msg.buffer_id, msg.in_port) == (OFP.OFP_NO_BUFFER, OFP.OFPP_CONTROLLER), msg
+        (action,) = msg.actions
+        assert isinstance(action, OFP_PARSER.OFPActionOutput), action
+        return PacketOut(action.port, bytes(msg.data))
+    raise AssertionError(f"not a message the controller sends: {msg}")
+
+
+def _decode_flow_mod(msg: Any) -> FlowMod:
+    assert msg.buffer_id == OFP.OFP_NO_BUFFER and msg.out_group == OFP.OFPG_ANY, msg
+    assert (msg.idle_timeout, msg.hard_timeout, msg.flags) == (0, 0, 0), msg
+    kinds = [inst.type for inst in msg.instructions]
+    assert kinds == sorted(kinds, key=_INSTRUCTION_ORDER.index), kinds
+    assert len(set(kinds)) == len(kinds), kinds
+    meter = goto = None
+    actions: tuple[Action, ...] = ()
+    for inst in msg.instructions:
+        if isinstance(inst, OFP_PARSER.OFPInstructionMeter):
+            meter = inst.meter_id
+        elif isinstance(inst, OFP_PARSER.OFPInstructionGotoTable):
+            goto = inst.table_id
+        elif isinstance(inst, OFP_PARSER.OFPInstructionActions):
+            assert inst.type == OFP.OFPIT_APPLY_ACTIONS, inst
+            actions = tuple(_decode_action(a) for a in inst.actions)
+        else:
+            raise AssertionError(f"unexpected instruction {inst}")
+    return FlowMod(
+        _FLOW_COMMANDS[msg.command],
+        table=msg.table_id,
+        priority=msg.priority,
+        match=Match.of(**dict(msg.match.items())),
+        actions=actions,
+        goto=goto,
+        meter=meter,
+        cookie=msg.cookie,
+        cookie_mask=msg.cookie_mask,
+        out_port=None if msg.out_port == OFP.OFPP_ANY else msg.out_port,
+    )
+
+
+def _decode_action(action: Any) -> Action:
+    if isinstance(action, OFP_PARSER.OFPActionOutput):
+        return Output(action.port, action.max_len)
+    if isinstance(action, OFP_PARSER.OFPActionSetField):
+        return SetField(action.key, action.value)
+    raise AssertionError(f"unexpected action {action}")
+
+
+def canonical(msg: Message) -> Message:
+    """`msg` with its match in `Match.of`'s order (what `decode` gives back)."""
+    if isinstance(msg, FlowMod):
+        return replace(msg, match=Match.of(**msg.match.as_dict()))
+    return msg
+
+
+# ---------------------------------------------------------------------------- switch to controller
+
+
+def from_switch(dp: Any, msg_type: int, body: bytes = b"", xid: int = 0) -> Any:
+    """A switch-to-controller message as os-ken's parser makes it from the bytes on the wire."""
+    length = OFP.OFP_HEADER_SIZE + len(body)
+    buf = struct.pack(OFP.OFP_HEADER_PACK_STR, OFP.OFP_VERSION, msg_type, length, xid) + body
+    msg = ofproto_parser.msg(dp, *ofproto_parser.header(buf), buf)
+    assert msg is not None, f"os-ken could not parse message type {msg_type}"
+    return msg
+
+
+def switch_features(dp: Any) -> Any:
+    body = struct.pack(OFP.OFP_SWITCH_FEATURES_PACK_STR, dp.id, 0, 254, 0, 0, 0)
+    return from_switch(dp, OFP.OFPT_FEATURES_REPLY, body)
+
+
+def barrier_reply(dp: Any, xid: int) -> Any:
+    return from_switch(dp, OFP.OFPT_BARRIER_REPLY, xid=xid)
+
+
+def error_msg(dp: Any, xid: int, type_: int, code: int, data: bytes = b"") -> Any:
+    return from_switch(
+        dp, OFP.OFPT_ERROR, struct.pack(OFP.OFP_ERROR_MSG_PACK_STR, type_, code) + data, xid
+    )
+
+
+def packet_in(dp: Any, in_port: int, data: bytes, flow_cookie: int, table_id: int = 0) -> Any:
+    """A packet a flow sent to the controller (OFPR_ACTION), as OVS sends it."""
+    head = struct.pack(
+        OFP.OFP_PACKET_IN_PACK_STR,
+        OFP.OFP_NO_BUFFER,
+        len(data),
+        OFP.OFPR_ACTION,
+        table_id,
+        flow_cookie,
+    )
+    match = bytearray()
+    OFP_PARSER.OFPMatch(in_port=in_port).serialize(match, 0)
+    return from_switch(dp, OFP.OFPT_PACKET_IN, head + bytes(match) + b"\0\0" + data)
+
+
+def port_status(dp: Any, port_no: int, *, reason: int, state: int) -> Any:
+    """A port that changed (OFPPR_MODIFY with OFPPS_LINK_DOWN: its link went down)."""
+    body = struct.pack(
+        OFP.OFP_PORT_STATUS_PACK_STR,
+        reason,
+        port_no,
+        b"\x02\0\0\0\0\x01",
+        f"port{port_no}".encode(),
+        0,
+        state,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    return from_switch(dp, OFP.OFPT_PORT_STATUS, body)
+
+
+def arp_request_frame(sender_mac: str, sender_ip: str, target_ip: str) -> bytes:
+    """An Ethernet broadcast ARP request, as a host's kernel sends it (built by os-ken)."""
+    pkt = packet.Packet()
+    pkt.add_protocol(
+        ethernet.ethernet(dst=BROADCAST, src=sender_mac, ethertype=ether_types.ETH_TYPE_ARP)
+    )
+    pkt.add_protocol(
+        arp.arp_ip(arp.ARP_REQUEST, sender_mac, sender_ip, "00:00:00:00:00:00", target_ip)
+    )
+    pkt.serialize()
+    return bytes(pkt.data)
