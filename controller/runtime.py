@@ -77,7 +77,9 @@ class Runtime:
         """Send a plan stage by stage; with `wait`, each stage is confirmed by barriers first.
 
         Switches that are not connected are skipped: they get their whole config on connect.
-        Raises SwitchError if a switch refused a message or did not answer its barrier.
+        Raises SwitchError if a switch refused a message or did not answer its barrier; the
+        stages after the one that failed are not sent (make-before-break: the old paths stay
+        when the new ones were refused).
         """
         start = time.monotonic()
         flow_mods = 0
@@ -101,12 +103,18 @@ class Runtime:
                     raise SwitchError(
                         f"switch {sw} did not answer a barrier in {BARRIER_TIMEOUT_S}s"
                     )
+            if wait:  # the barriers came back after any error the stage caused
+                self._raise_refusals()
         elapsed_ms = (time.monotonic() - start) * 1000
         with self._lock:
-            errors, self._errors = self._errors, []
-        if errors and wait:
-            raise SwitchError("; ".join(errors))
+            self._errors.clear()
         return Execution(flow_mods, sorted(set(touched)), elapsed_ms)
+
+    def _raise_refusals(self) -> None:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise SwitchError("; ".join(errors))
 
     def send(self, dp: Any, msg: Message, sw: str) -> None:
         """Send one message, remembering what it was so a switch error can name it."""
