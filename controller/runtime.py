@@ -84,6 +84,7 @@ class Runtime:
         start = time.monotonic()
         flow_mods = 0
         touched: list[str] = []
+        skipped: set[str] = set()
         with self._lock:
             self._errors.clear()
         for stage in plan:
@@ -91,6 +92,7 @@ class Runtime:
             for sw, msgs in stage.items():
                 dp = self.datapaths.get(self.state.dpid(sw))
                 if dp is None:
+                    skipped.add(sw)
                     continue
                 touched.append(sw)
                 flow_mods += sum(isinstance(m, FlowMod) for m in msgs)
@@ -106,6 +108,11 @@ class Runtime:
             if wait:  # the barriers came back after any error the stage caused
                 self._raise_refusals()
         elapsed_ms = (time.monotonic() - start) * 1000
+        if skipped:
+            log.info(
+                "not connected, skipped (they get their whole config on connect): %s",
+                ", ".join(sorted(skipped)),
+            )
         with self._lock:
             self._errors.clear()
         return Execution(flow_mods, sorted(set(touched)), elapsed_ms)
