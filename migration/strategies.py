@@ -44,6 +44,7 @@ class Strategy:
     hold_before_freeze: bool  # under `--hold auto`, the engine holds when CRIU cannot
     reservation_from_memory: bool  # size the reservation from the service's memory
     summary: str
+    keeps_memory: bool = True  # the service's memory state arrives (restart: its files only)
 
     @property
     def may_predump(self) -> bool:
@@ -123,6 +124,7 @@ STRATEGIES: dict[str, Strategy] = {
             hold_before_freeze=True,
             reservation_from_memory=False,
             summary="files only (seed 003's filesystem state): stop, copy, start afresh",
+            keeps_memory=False,
         ),
     )
 }

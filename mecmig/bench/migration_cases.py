@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mecmig.bench import ROOT
+from migration.strategies import STRATEGIES as REGISTRY
 
 if TYPE_CHECKING:
     from migration.timeline import Listener, MigrationRecord
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 EDGE = ROOT / "scenarios" / "edge.yaml"
 INSTANCE, SOURCE, DESTINATION, UE = "counter", "mec1", "mec2", "ue1"
 BUDGET_MS = 1000.0
-ENGINE_STRATEGIES = ("cold", "precopy", "postcopy", "hybrid")
+# the engine's strategies that move memory state (the bench checks that it arrived intact)
+ENGINE_STRATEGIES = tuple(name for name, s in REGISTRY.items() if s.keeps_memory)
 STRATEGIES = (*ENGINE_STRATEGIES, "baseline")
 BASELINE_MODE = "runc-checkpoint-copy-restore"
 PROBE_INTERVAL_MS = 5.0

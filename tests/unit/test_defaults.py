@@ -76,3 +76,12 @@ def test_the_registry_describes_every_strategy() -> None:
         assert ("rounds" in s.steps) == (s.rounds.value != "none")
         assert s.summary and s.mode
     assert defaults.DEFAULT_STRATEGY in STRATEGIES and defaults.HOLD_MODE in HOLD_MODES
+
+
+def test_the_bench_reads_the_registry() -> None:
+    from mecmig.bench.migration_cases import ENGINE_STRATEGIES
+    from mecmig.bench.migration_cases import STRATEGIES as BENCH
+
+    assert tuple(n for n, s in STRATEGIES.items() if s.keeps_memory) == ENGINE_STRATEGIES
+    assert (*ENGINE_STRATEGIES, "baseline") == BENCH
+    assert "restart" not in ENGINE_STRATEGIES  # its memory does not arrive: nothing to compare
