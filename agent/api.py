@@ -1,32 +1,29 @@
-"""The site agent's HTTP API: what one MEC site does for migrations (FastAPI).
+"""The site agent's HTTP API (FastAPI): a thin router over `agent.service.SiteService`.
 
-Each call is one step of a migration at this site; the orchestrator strings them together. The
-agent serves its API on a Unix socket (the orchestrator on the same machine) and/or TCP, and moves
-migration traffic to and from other agents on MIGRATION_PORT, over the (emulated) network, where
-the controller's reservation meters it.
+Each call is one step of a migration at this site; the orchestrator strings them together. Each
+endpoint parses its body, calls the service and serialises what it returns; the service's
+errors carry their HTTP status (`agent.errors`: 404 for an instance this site does not hold).
+The agent serves this API on a Unix socket (the orchestrator on the same machine) and/or TCP,
+where a non-loopback address requires the shared token (`agent.token`), and moves migration
+traffic to and from other agents on MIGRATION_PORT, over the (emulated) network, where the
+controller's reservation meters it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.container import PREDUMPS, ContainerError, SiteContainers
-from agent.criu_images import ImageError
-from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
-from agent.netns import NetnsError
-from agent.runc import CheckpointOptions, RuncError
-from agent.transfer import Manifest, Receiver, TransferError, send_dir
-from ground.runner import Spawned, SubprocessRunner
-from migration.site import InstanceSpec
+from agent.errors import SiteRequestError, Unauthorized
+from agent.service import SiteService
+from agent.token import TOKEN_HEADER, is_loopback, token_matches
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
 
 log = logging.getLogger("mecmig.agent")
 
@@ -36,14 +33,14 @@ class _Body(BaseModel):
 
 
 class SpecBody(_Body):
-    name: str
-    args: list[str]
-    ip: str
-    prefix: int
-    mac: str
-    port: int
-    memory_bytes: int | None = None
-    files: dict[str, str] = {}
+    name: str = Field(max_length=63)
+    args: list[str] = Field(min_length=1, max_length=256)
+    ip: str = Field(max_length=45)
+    prefix: int = Field(ge=0, le=128)
+    mac: str = Field(max_length=17)
+    port: int = Field(ge=1, le=65279)  # OpenFlow port on the bridge
+    memory_bytes: int | None = Field(default=None, ge=0)
+    files: dict[str, str] = Field(default={}, max_length=64)
     volume: bool = False
 
     def spec(self) -> InstanceSpec:
@@ -53,16 +50,17 @@ class SpecBody(_Body):
 class CheckpointBody(_Body):
     leave_running: bool = False
     on_predumps: bool = False  # only what changed since the last pre-dump round
-    hold_url: str | None = None  # the controller's hold endpoint, called at CRIU's freeze
+    # the controller's hold endpoint, called at CRIU's freeze
+    hold_url: str | None = Field(default=None, max_length=4096)
 
 
 class PreDumpBody(_Body):
-    round: int = Field(ge=1)  # 1 starts a new chain of pre-dumps
+    round: int = Field(ge=1, le=10_000)  # 1 starts a new chain of pre-dumps
 
 
 class SendBody(_Body):
-    peer: str
-    port: int
+    peer: str = Field(max_length=253)
+    port: int = Field(ge=1, le=65535)
     delta: bool = False
 
 
@@ -71,284 +69,195 @@ class LinkBody(_Body):
 
 
 class LazyBody(_Body):
-    page_server: str  # "ADDR:PORT"
+    page_server: str = Field(max_length=260)  # "ADDR:PORT"
     on_predumps: bool = False
-    hold_url: str | None = None
+    hold_url: str | None = Field(default=None, max_length=4096)
 
 
 class RestoreBody(_Body):
-    lazy_from: str | None = None  # the source's page server, for a post-copy restore
+    lazy_from: str | None = Field(default=None, max_length=260)  # the source's page server
 
 
-def _finished_round(rel: str) -> bool:
-    """A pre-dump round's images never change once CRIU wrote them (the transfer skips them)."""
-    return rel.startswith(f"{PREDUMPS}/")
+def _dump(info: DumpInfo) -> dict[str, Any]:
+    return asdict(info)
 
 
-def _du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def _sent(info: SendInfo) -> dict[str, Any]:
+    return asdict(info)
 
 
-class Agent:
-    """The state an agent keeps between calls: receivers waiting, manifests of what it sent."""
-
-    def __init__(self, containers: SiteContainers, listen_ip: str, migration_port: int) -> None:
-        self.sites = containers
-        self.listen_ip = listen_ip
-        self.migration_port = migration_port
-        self.receivers: dict[str, Receiver] = {}
-        self.manifests: dict[str, Manifest] = {}
-        self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
-        self.lazy_daemons: dict[str, Spawned] = {}  # destination side of post-copy
-        self.spawner = SubprocessRunner()
-        self.lock = threading.Lock()  # one step at a time per agent
-        self.mem_dirty_track = False  # `criu check --feature mem_dirty_track`, set at start
+def needs_token(server: tuple[str, int | None] | None) -> bool:
+    """Whether a request that came in on `server` (ASGI's local address of the connection)
+    must carry the token: TCP on a non-loopback address. A Unix socket has no port."""
+    if server is None or server[1] is None:
+        return False
+    return not is_loopback(server[0])
 
 
-def create_agent_app(agent: Agent) -> FastAPI:
-    """The agent's API under /v1 (OpenAPI at /v1/openapi.json)."""
+def create_agent_app(service: SiteService, token: str | None = None) -> FastAPI:
+    """The agent's API under /v1 (OpenAPI at /v1/openapi.json). With `token`, requests over
+    non-loopback TCP must carry it in X-Mecmig-Token (else 401, and nothing changes); a request
+    on the Unix socket or loopback may leave it out, but one it presents must be right."""
     app = FastAPI(
-        title=f"mecmig agent {agent.sites.site}",
+        title=f"mecmig agent {service.name}",
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
     )
-    c = agent.sites
+    s = service
 
-    @app.exception_handler(ContainerError)
-    @app.exception_handler(RuncError)
-    @app.exception_handler(NetnsError)
-    @app.exception_handler(TransferError)
-    @app.exception_handler(ImageError)
-    async def _failed(_: Request, exc: Exception) -> JSONResponse:
-        log.error("site %s: %s", c.site, exc)
-        return JSONResponse(status_code=500, content={"error": str(exc)})
+    if token is not None:
+
+        @app.middleware("http")
+        async def _authenticate(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            given = request.headers.get(TOKEN_HEADER)
+            required = needs_token(request.scope.get("server"))
+            if (given is not None or required) and not token_matches(token, given):
+                why = "a wrong" if given is not None else "no"
+                log.warning(
+                    "site %s: refused %s %s from %s: %s token",
+                    s.name,
+                    request.method,
+                    request.url.path,
+                    request.client.host if request.client else "a local socket",
+                    why,
+                )
+                return _error(
+                    Unauthorized(
+                        f"site {s.name}: this agent requires its token in the {TOKEN_HEADER} "
+                        f"header; the request had {why} token (orchestrator: "
+                        "--agent-token-file, or MECMIG_AGENT_TOKEN_FILE for the controller)"
+                    )
+                )
+            return await call_next(request)
+
+    @app.exception_handler(SiteError)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        return _error(exc)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("site %s: unexpected error", c.site, exc_info=exc)
+        log.exception("site %s: unexpected error", s.name, exc_info=exc)
         return JSONResponse(status_code=500, content={"error": f"{type(exc).__name__}: {exc}"})
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return {
-            "site": c.site,
-            "instances": c.instances(),
-            "mem_dirty_track": agent.mem_dirty_track,
-        }
+        return s.health()
 
     @app.get("/v1/cpu")
     def cpu() -> dict[str, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return {"busy": sum(fields) - idle, "total": sum(fields)}
+        busy, total = s.cpu_jiffies()
+        return {"busy": busy, "total": total}
 
     @app.get("/v1/netstat")
     def netstat() -> dict[str, int]:
         """Bytes this agent's network namespace has sent (post-copy pages are counted so)."""
-        tx = 0
-        for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
-            name, _, counters = line.partition(":")
-            if name.strip() != "lo":
-                tx += int(counters.split()[8])
-        return {"tx_bytes": tx}
+        return {"tx_bytes": s.tx_bytes()}
 
     @app.get("/v1/instances/{name}")
-    def spec(name: str) -> dict[str, Any]:
-        return {"spec": asdict(c.spec(name)), "status": c.status(name)}
+    def describe(name: str) -> dict[str, Any]:
+        """Its spec and status; 404 if this site holds no instance of that name."""
+        spec, status = s.describe(name)
+        return {"spec": asdict(spec), "status": status}
 
     @app.post("/v1/instances", status_code=201)
     def create(body: SpecBody) -> dict[str, str]:
-        with agent.lock:
-            c.create(body.spec())
-        return {"status": c.status(body.name)}
+        s.create(body.spec())
+        return {"status": s.status(body.name)}
 
     @app.post("/v1/instances/{name}/prepare-target")
     def prepare_target(name: str, body: SpecBody) -> dict[str, str]:
-        with agent.lock:
-            c.prepare_target(body.spec())
+        s.prepare_target(body.spec())
         return {"status": "prepared"}
 
     @app.post("/v1/instances/{name}/checkpoint")
     def checkpoint(name: str, body: CheckpointBody) -> dict[str, Any]:
-        with agent.lock:
-            t0 = time.monotonic()
-            opts = CheckpointOptions(leave_running=body.leave_running)
-            image = c.checkpoint(name, opts, on_predumps=body.on_predumps, hold_url=body.hold_url)
-            seconds = time.monotonic() - t0
-        return {
-            "image_bytes": _du(image),
-            "seconds": seconds,
-            "leave_running": body.leave_running,
-            "held": c.held(name),
-        }
+        return _dump(
+            s.checkpoint(
+                name,
+                leave_running=body.leave_running,
+                on_predumps=body.on_predumps,
+                hold_url=body.hold_url,
+            )
+        )
 
     @app.post("/v1/instances/{name}/pre-dump")
     def pre_dump(name: str, body: PreDumpBody) -> dict[str, Any]:
         """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
-        with agent.lock:
-            t0 = time.monotonic()
-            try:
-                image = c.pre_dump(name, body.round)
-            except RuncError as exc:
-                has = "has" if agent.mem_dirty_track else "does not have"
-                raise ContainerError(
-                    f"site {c.site}: pre-dump of {name} failed ({exc}); this site's kernel {has} "
-                    "dirty memory tracking (criu check --feature mem_dirty_track)"
-                ) from exc
-            seconds = time.monotonic() - t0
-        return {"image_bytes": _du(image), "seconds": seconds, "leave_running": True}
+        return _dump(s.pre_dump(name, body.round))
 
     @app.post("/v1/instances/{name}/receive")
     def receive(name: str) -> dict[str, int]:
-        with agent.lock:
-            old = agent.receivers.pop(name, None)
-            if old is not None:
-                old.close()
-            c.xfer_dir(name).mkdir(parents=True, exist_ok=True)
-            rx = Receiver(c.xfer_dir(name), host=agent.listen_ip, port=agent.migration_port)
-            port = rx.start()
-            agent.receivers[name] = rx
-        return {"port": port}
+        return {"port": s.start_receive(name)}
 
     @app.post("/v1/instances/{name}/receive/finish")
     def finish_receive(name: str) -> dict[str, Any]:
-        rx = agent.receivers.pop(name, None)
-        if rx is None:
-            raise ContainerError(f"site {c.site}: nothing is being received for {name}")
-        try:
-            stats = rx.wait(timeout=600)
-        finally:
-            rx.close()
-        return _stats(stats)
+        return _sent(s.finish_receive(name))
 
     @app.post("/v1/instances/{name}/send")
     def send(name: str, body: SendBody) -> dict[str, Any]:
-        previous = agent.manifests.get(name) if body.delta else None
-        stats, manifest = send_dir(
-            c.xfer_dir(name), body.peer, body.port, previous=previous, immutable=_finished_round
-        )
-        agent.manifests[name] = manifest
-        return _stats(stats)
+        return _sent(s.send(name, body.peer, body.port, delta=body.delta))
 
     @app.post("/v1/instances/{name}/link")
     def link(name: str, body: LinkBody) -> dict[str, bool]:
-        c.net.set_link(c.plug(c.spec(name)), body.up)
+        s.set_link(name, body.up)
         return {"up": body.up}
 
     @app.post("/v1/instances/{name}/restore")
     def restore(name: str, body: RestoreBody | None = None) -> dict[str, Any]:
-        with agent.lock:
-            t0 = time.monotonic()
-            if body is not None and body.lazy_from:
-                agent.lazy_daemons[name] = start_lazy_restore(
-                    c, name, body.lazy_from, agent.spawner
-                )
-            else:
-                c.restore(name)
-        return {"status": c.status(name), "seconds": time.monotonic() - t0}
+        s.restore(name, body.lazy_from if body is not None else None)
+        return {"status": s.status(name)}
 
     @app.post("/v1/instances/{name}/lazy-dump")
     def lazy_dump(name: str, body: LazyBody) -> dict[str, Any]:
-        with agent.lock:
-            dump = start_lazy_dump(
-                c,
-                name,
-                body.page_server,
-                agent.spawner,
-                on_predumps=body.on_predumps,
-                hold_url=body.hold_url,
+        return _dump(
+            s.lazy_checkpoint(
+                name, body.page_server, on_predumps=body.on_predumps, hold_url=body.hold_url
             )
-            agent.lazy_dumps[name] = dump
-        return {
-            "image_bytes": _du(c.images_dir(name)),
-            "seconds": dump.seconds,
-            "leave_running": False,
-            "held": c.held(name),
-        }
+        )
 
     @app.post("/v1/instances/{name}/lazy-dump/finish")
     def finish_lazy_dump(name: str) -> dict[str, Any]:
         """Source: wait until the destination has pulled every page (the page server ends)."""
-        dump = agent.lazy_dumps.pop(name, None)
-        if dump is None:
-            raise ContainerError(f"site {c.site}: no lazy dump of {name} in progress")
-        code = dump.process.wait(600)
-        if code is None:
-            dump.process.kill()
-            raise ContainerError(f"site {c.site}: page server of {name} still running")
-        if code != 0:
-            raise ContainerError(
-                f"site {c.site}: page server of {name} exited {code}: "
-                f"{c.runc.last_error(name, dump.log_since) or dump.process.tail()}"
-            )
-        return {"exit": code}
+        s.finish_lazy_checkpoint(name)
+        return {"exit": 0}
 
     @app.post("/v1/instances/{name}/lazy-dump/abort")
     def abort_lazy_dump(name: str) -> dict[str, str]:
         """Source: stop serving pages; CRIU lets the frozen service run on (still locked)."""
-        dump = agent.lazy_dumps.pop(name, None)
-        if dump is not None:
-            dump.process.stop(timeout=5)
-        return {"status": c.status(name)}
+        s.abort_lazy_checkpoint(name)
+        return {"status": s.status(name)}
 
     @app.post("/v1/instances/{name}/restore/pages")
     def finish_pages(name: str) -> dict[str, Any]:
         """Destination: wait until every page has arrived (the lazy-pages daemon ends)."""
-        daemon = agent.lazy_daemons.pop(name, None)
-        if daemon is None:
-            return {"exit": 0, "seconds": 0.0}
-        t0 = time.monotonic()
-        code = daemon.wait(600)
-        if code != 0:
-            daemon.kill()
-            raise ContainerError(
-                f"site {c.site}: lazy pages of {name} failed ({code}): {daemon.tail()}"
-            )
-        c.drop_predumps(name)  # every page is in the process now
-        return {"exit": code, "seconds": time.monotonic() - t0}
+        return {"exit": 0, "seconds": s.finish_pages(name)}
 
     @app.post("/v1/instances/{name}/stop")
     def stop(name: str) -> dict[str, str]:
-        with agent.lock:
-            c.stop(name)
-        return {"status": c.status(name)}
+        s.stop(name)
+        return {"status": s.status(name)}
 
     @app.post("/v1/instances/{name}/start")
     def start(name: str) -> dict[str, str]:
-        with agent.lock:
-            c.start(name)
-        return {"status": c.status(name)}
+        s.start(name)
+        return {"status": s.status(name)}
 
     @app.post("/v1/instances/{name}/resume")
     def resume(name: str) -> dict[str, str]:
-        with agent.lock:
-            how = c.resume_after_failed_migration(name)
-        return {"how": how, "status": c.status(name)}
+        how = s.resume(name)
+        return {"how": how, "status": s.status(name)}
 
     @app.delete("/v1/instances/{name}")
     def destroy(name: str) -> dict[str, str]:
-        with agent.lock:
-            rx = agent.receivers.pop(name, None)
-            if rx is not None:
-                rx.close()
-            agent.manifests.pop(name, None)
-            for proc in (
-                agent.lazy_daemons.pop(name, None),
-                getattr(agent.lazy_dumps.pop(name, None), "process", None),
-            ):
-                if proc is not None:
-                    proc.kill()
-            c.destroy(name)
+        s.destroy(name)
         return {"status": "absent"}
 
     return app
 
 
-def _stats(stats: Any) -> dict[str, Any]:
-    return {
-        "bytes_on_wire": stats.bytes_on_wire,
-        "bytes_total": stats.bytes_total,
-        "seconds": stats.seconds,
-        "mode": stats.mode,
-    }
+def _error(exc: Exception) -> JSONResponse:
+    status = exc.status if isinstance(exc, SiteRequestError) else 500
+    return JSONResponse(status_code=status, content={"error": str(exc)})

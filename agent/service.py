@@ -1,0 +1,386 @@
+"""One MEC site's side of migrations, in-process: the `migration.site.Site` protocol over the
+site's containers, transfers and lazy-pages processes.
+
+`agent.api` serves it over HTTP (the router parses, calls, serialises); an orchestrator on the
+same machine, or a test, may call it directly. Every refusal or failure is a `SiteError` from
+`agent.errors` that names the site, the step and the instance (`UnknownInstance` for an instance
+this site does not hold, `StepFailed` when runc, CRIU, the plumbing or a transfer failed).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from agent.container import PREDUMPS, ContainerError, SiteContainers
+from agent.criu_images import ImageError
+from agent.errors import BadRequest, NotPending, StepFailed, UnknownInstance
+from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
+from agent.netns import NetnsError
+from agent.runc import CheckpointOptions, RuncError
+from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
+from ground.runner import Spawned, SubprocessRunner
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
+
+log = logging.getLogger("mecmig.agent")
+# an instance name becomes a directory and a runc container name: nothing that walks elsewhere
+INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+FAILURES = (ContainerError, RuncError, NetnsError, TransferError, ImageError, OSError)
+WAIT_S = 600.0  # a transfer, a page server or a lazy-pages daemon must be done by then
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _finished_round(rel: str) -> bool:
+    """A pre-dump round's images never change once CRIU wrote them (the transfer skips them)."""
+    return rel.startswith(f"{PREDUMPS}/")
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _send_info(stats: TransferStats) -> SendInfo:
+    return SendInfo(stats.bytes_on_wire, stats.bytes_total, stats.seconds, stats.mode)
+
+
+def _step(
+    op: str,
+) -> Callable[[Callable[Concatenate[SiteService, P], T]], Callable[Concatenate[SiteService, P], T]]:
+    """Run a step with the site, the step and the instance in any error it raises."""
+
+    def wrap(
+        fn: Callable[Concatenate[SiteService, P], T],
+    ) -> Callable[Concatenate[SiteService, P], T]:
+        @functools.wraps(fn)
+        def run(self: SiteService, /, *args: P.args, **kw: P.kwargs) -> T:
+            with self.failures(op, _instance_of(args, kw)):
+                return fn(self, *args, **kw)
+
+        return run
+
+    return wrap
+
+
+def _instance_of(args: tuple[Any, ...], kw: dict[str, Any]) -> str:
+    first = args[0] if args else kw.get("instance", kw.get("spec"))
+    return first.name if isinstance(first, InstanceSpec) else str(first or "")
+
+
+class SiteService:
+    """A site's agent in-process: its containers, what it is receiving, what it sent, its
+    post-copy processes, and one lock so that steps that change containers run one at a time."""
+
+    def __init__(
+        self,
+        containers: SiteContainers,
+        listen_ip: str,
+        migration_port: int,
+        *,
+        spawner: SubprocessRunner | None = None,
+        mem_dirty_track: bool = False,
+    ) -> None:
+        self.containers = containers
+        self.name = containers.site
+        self.address = listen_ip  # where peers send migration traffic
+        self.migration_port = migration_port
+        self.receivers: dict[str, Receiver] = {}
+        self.manifests: dict[str, Manifest] = {}
+        self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
+        self.lazy_daemons: dict[str, Spawned] = {}  # destination side of post-copy
+        self.spawner = spawner or SubprocessRunner()
+        self.lock = threading.Lock()  # one step at a time per site
+        self.mem_dirty_track = mem_dirty_track  # `criu check --feature mem_dirty_track`
+
+    # ------------------------------------------------------------------ errors
+
+    @contextmanager
+    def failures(self, op: str, instance: str) -> Iterator[None]:
+        """Turn what runc, CRIU, the plumbing or a transfer raised into a StepFailed that says
+        which site, which step and which instance."""
+        try:
+            yield
+        except SiteError:
+            raise
+        except FAILURES as exc:
+            text = str(exc)
+            prefix = f"site {self.name}: "
+            text = text[len(prefix) :] if text.startswith(prefix) else text
+            log.error("site %s: %s %s: %s", self.name, op, instance, text)
+            raise StepFailed(f"{prefix}{op} {instance}: {text}") from exc
+
+    def _known(self, instance: str) -> None:
+        """UnknownInstance unless this site holds `instance` (its spec is here)."""
+        self._valid(instance)
+        if not (self.containers.dir(instance) / "instance.json").is_file():
+            held = ", ".join(self.containers.instances()) or "none"
+            raise UnknownInstance(
+                f"site {self.name}: no instance {instance!r} here (it holds: {held})"
+            )
+
+    def _valid(self, instance: str) -> None:
+        if not INSTANCE_NAME.match(instance):
+            raise BadRequest(
+                f"site {self.name}: {instance!r} is not an instance name (letters, digits, "
+                "'_', '.', '-'; at most 63 characters, starting with a letter or digit)"
+            )
+
+    # ------------------------------------------------------------------ the site
+
+    def health(self) -> dict[str, Any]:
+        """The site, the instances it holds, whether its kernel tracks dirty memory."""
+        return {
+            "site": self.name,
+            "instances": self.containers.instances(),
+            "mem_dirty_track": self.mem_dirty_track,
+        }
+
+    def cpu_jiffies(self) -> tuple[int, int]:
+        """(busy, total) CPU time of this machine so far, in jiffies (/proc/stat)."""
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    def tx_bytes(self) -> int:
+        """Bytes this agent's network namespace has sent (post-copy pages are counted so)."""
+        tx = 0
+        for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+            name, _, counters = line.partition(":")
+            if name.strip() != "lo":
+                tx += int(counters.split()[8])
+        return tx
+
+    # ------------------------------------------------------------------ instances
+
+    @_step("spec of")
+    def spec(self, instance: str) -> InstanceSpec:
+        self._known(instance)
+        return self.containers.spec(instance)
+
+    @_step("status of")
+    def status(self, instance: str) -> str:
+        """runc's status ('running', 'stopped', ...), 'absent' where it holds none."""
+        self._valid(instance)
+        return self.containers.status(instance)
+
+    def describe(self, instance: str) -> tuple[InstanceSpec, str]:
+        """Its spec and status (UnknownInstance if this site holds no such instance)."""
+        spec = self.spec(instance)
+        return spec, self.status(instance)
+
+    @_step("create")
+    def create(self, spec: InstanceSpec) -> None:
+        self._valid(spec.name)
+        with self.lock:
+            self.containers.create(spec)
+
+    @_step("prepare the target of")
+    def prepare_target(self, spec: InstanceSpec) -> None:
+        self._valid(spec.name)
+        with self.lock:
+            self.containers.prepare_target(spec)
+
+    @_step("checkpoint")
+    def checkpoint(
+        self,
+        instance: str,
+        *,
+        leave_running: bool,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
+    ) -> DumpInfo:
+        self._known(instance)
+        with self.lock:
+            t0 = time.monotonic()
+            opts = CheckpointOptions(leave_running=leave_running)
+            image = self.containers.checkpoint(
+                instance, opts, on_predumps=on_predumps, hold_url=hold_url
+            )
+            seconds = time.monotonic() - t0
+        return DumpInfo(_du(image), seconds, leave_running, self.containers.held(instance))
+
+    @_step("pre-dump")
+    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+        """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
+        self._known(instance)
+        if round_ < 1:
+            raise BadRequest(f"site {self.name}: pre-dump round {round_} of {instance}")
+        with self.lock:
+            t0 = time.monotonic()
+            try:
+                image = self.containers.pre_dump(instance, round_)
+            except RuncError as exc:
+                has = "has" if self.mem_dirty_track else "does not have"
+                raise StepFailed(
+                    f"site {self.name}: pre-dump of {instance} failed ({exc}); this site's "
+                    f"kernel {has} dirty memory tracking (criu check --feature mem_dirty_track)"
+                ) from exc
+            seconds = time.monotonic() - t0
+        return DumpInfo(_du(image), seconds, True)
+
+    @_step("receive")
+    def start_receive(self, instance: str) -> int:
+        """Listen for `instance`'s migration traffic; return the port."""
+        self._known(instance)
+        with self.lock:
+            old = self.receivers.pop(instance, None)
+            if old is not None:
+                old.close()
+            self.containers.xfer_dir(instance).mkdir(parents=True, exist_ok=True)
+            rx = Receiver(
+                self.containers.xfer_dir(instance), host=self.address, port=self.migration_port
+            )
+            port = rx.start()
+            self.receivers[instance] = rx
+        return port
+
+    @_step("finish receiving")
+    def finish_receive(self, instance: str) -> SendInfo:
+        self._valid(instance)
+        rx = self.receivers.pop(instance, None)
+        if rx is None:
+            raise NotPending(f"site {self.name}: nothing is being received for {instance}")
+        try:
+            stats = rx.wait(timeout=WAIT_S)
+        finally:
+            rx.close()
+        return _send_info(stats)
+
+    @_step("send")
+    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
+        self._known(instance)
+        previous = self.manifests.get(instance) if delta else None
+        stats, manifest = send_dir(
+            self.containers.xfer_dir(instance),
+            peer,
+            port,
+            previous=previous,
+            immutable=_finished_round,
+        )
+        self.manifests[instance] = manifest
+        return _send_info(stats)
+
+    @_step("set the link of")
+    def set_link(self, instance: str, up: bool) -> None:
+        self._known(instance)
+        c = self.containers
+        c.net.set_link(c.plug(c.spec(instance)), up)
+
+    @_step("restore")
+    def restore(self, instance: str, lazy_from: str | None = None) -> None:
+        self._known(instance)
+        with self.lock:
+            if lazy_from:
+                self.lazy_daemons[instance] = start_lazy_restore(
+                    self.containers, instance, lazy_from, self.spawner
+                )
+            else:
+                self.containers.restore(instance)
+
+    @_step("lazy dump")
+    def lazy_checkpoint(
+        self,
+        instance: str,
+        page_server: str,
+        *,
+        on_predumps: bool = False,
+        hold_url: str | None = None,
+    ) -> DumpInfo:
+        self._known(instance)
+        with self.lock:
+            dump = start_lazy_dump(
+                self.containers,
+                instance,
+                page_server,
+                self.spawner,
+                on_predumps=on_predumps,
+                hold_url=hold_url,
+            )
+            self.lazy_dumps[instance] = dump
+        c = self.containers
+        return DumpInfo(_du(c.images_dir(instance)), dump.seconds, False, c.held(instance))
+
+    @_step("finish the lazy dump of")
+    def finish_lazy_checkpoint(self, instance: str) -> None:
+        """Source: wait until the destination has pulled every page (the page server ends)."""
+        self._valid(instance)
+        dump = self.lazy_dumps.pop(instance, None)
+        if dump is None:
+            raise NotPending(f"site {self.name}: no lazy dump of {instance} in progress")
+        code = dump.process.wait(WAIT_S)
+        if code is None:
+            dump.process.kill()
+            raise StepFailed(f"site {self.name}: page server of {instance} still running")
+        if code != 0:
+            detail = self.containers.runc.last_error(instance, dump.log_since)
+            raise StepFailed(
+                f"site {self.name}: page server of {instance} exited {code}: "
+                f"{detail or dump.process.tail()}"
+            )
+
+    @_step("abort the lazy dump of")
+    def abort_lazy_checkpoint(self, instance: str) -> None:
+        """Source: stop serving pages; CRIU lets the frozen service run on (still locked)."""
+        self._valid(instance)
+        dump = self.lazy_dumps.pop(instance, None)
+        if dump is not None:
+            dump.process.stop(timeout=5)
+
+    @_step("wait for the pages of")
+    def finish_pages(self, instance: str) -> float:
+        """Destination: wait until every page has arrived (the lazy-pages daemon ends)."""
+        self._valid(instance)
+        daemon = self.lazy_daemons.pop(instance, None)
+        if daemon is None:
+            return 0.0
+        t0 = time.monotonic()
+        code = daemon.wait(WAIT_S)
+        if code != 0:
+            daemon.kill()
+            raise StepFailed(
+                f"site {self.name}: lazy pages of {instance} failed ({code}): {daemon.tail()}"
+            )
+        self.containers.drop_predumps(instance)  # every page is in the process now
+        return time.monotonic() - t0
+
+    @_step("resume")
+    def resume(self, instance: str) -> str:
+        """Source side of a rollback: the service runs here again; say how."""
+        self._known(instance)
+        with self.lock:
+            return self.containers.resume_after_failed_migration(instance)
+
+    @_step("stop")
+    def stop(self, instance: str) -> None:
+        self._known(instance)
+        with self.lock:
+            self.containers.stop(instance)
+
+    @_step("start")
+    def start(self, instance: str) -> None:
+        self._known(instance)
+        with self.lock:
+            self.containers.start(instance)
+
+    @_step("destroy")
+    def destroy(self, instance: str) -> None:
+        """Remove everything of `instance` at this site; no error if it holds none."""
+        self._valid(instance)
+        with self.lock:
+            rx = self.receivers.pop(instance, None)
+            if rx is not None:
+                rx.close()
+            self.manifests.pop(instance, None)
+            daemon = self.lazy_daemons.pop(instance, None)
+            dump = self.lazy_dumps.pop(instance, None)
+            for proc in (daemon, dump.process if dump is not None else None):
+                if proc is not None:
+                    proc.kill()
+            self.containers.destroy(instance)
