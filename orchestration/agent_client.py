@@ -1,17 +1,31 @@
-"""Talking to a site agent: the `Site` protocol over HTTP (a Unix socket or TCP)."""
+"""Talking to a site agent: the `Site` protocol over HTTP (a Unix socket or TCP).
+
+Errors are those the in-process `agent.service.SiteService` raises (`agent.errors`), rebuilt from
+the agent's HTTP status: 404 `UnknownInstance`, 401 `Unauthorized`, 409 `NotPending`, 400
+`BadRequest`, else `StepFailed`. An agent that does not answer raises `SiteUnreachable` naming
+the site and the endpoint (`site mec1: agent at http://10.0.0.1:7070 unreachable: connection
+refused`).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Any
 
 import httpx
 
+from agent.errors import StepFailed, Unauthorized, UnknownInstance, error_for_status
+from agent.token import TOKEN_HEADER
+from ground.defaults import AGENT_PORT
 from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteUnreachable
+
+_ERRNO = re.compile(r"^\[Errno -?\d+\] ")
 
 
 class AgentClient:
-    """A remote site: `AgentClient("mec1", "10.0.0.1", uds="/run/mecmig/agent-mec1.sock")`."""
+    """A remote site: `AgentClient("mec1", "10.0.0.1", uds="/run/mecmig/agent-mec1.sock")` or
+    `AgentClient.at("mec1", "10.0.0.1", "http://10.0.0.1:7070", token=...)`."""
 
     def __init__(
         self,
@@ -20,28 +34,65 @@ class AgentClient:
         *,
         uds: str | None = None,
         url: str | None = None,
+        token: str | None = None,
         timeout: float = 600.0,
+        http: httpx.Client | None = None,
     ) -> None:
         self.name = name
         self.address = address
-        transport = httpx.HTTPTransport(uds=uds) if uds else None
-        base = url or ("http://agent" if uds else f"http://{address}:7070")
-        self._http = httpx.Client(base_url=base, transport=transport, timeout=timeout)
+        base = url or ("http://agent" if uds else f"http://{address}:{AGENT_PORT}")
+        self.endpoint = f"unix:{uds}" if uds else base  # as the user wrote it, for messages
+        headers = {TOKEN_HEADER: token} if token else {}
+        if http is not None:  # tests: an ASGI test client
+            http.headers.update(headers)
+            self._http = http
+        else:
+            transport = httpx.HTTPTransport(uds=uds) if uds else None
+            self._http = httpx.Client(
+                base_url=base, transport=transport, timeout=timeout, headers=headers
+            )
+
+    @classmethod
+    def at(cls, name: str, address: str, endpoint: str, *, token: str | None = None) -> AgentClient:
+        """The agent at `endpoint`: `unix:/path/to.sock` or `http://HOST:PORT` (checked by
+        topology.scenario.SiteSpec.agent_endpoint)."""
+        if endpoint.startswith("unix:"):
+            return cls(name, address, uds=endpoint[len("unix:") :], token=token)
+        return cls(name, address, url=endpoint, token=token)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             resp = self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
-            raise SiteUnreachable(f"agent {self.name} unreachable: {exc}") from exc
+            raise SiteUnreachable(
+                f"site {self.name}: agent at {self.endpoint} unreachable: {_reason(exc)}"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise SiteError(f"agent {self.name}: {exc}") from exc
+            raise SiteError(f"site {self.name}: agent at {self.endpoint}: {exc}") from exc
         if resp.status_code >= 400:
-            try:
-                message = resp.json().get("error") or resp.json().get("detail") or resp.text
-            except ValueError:
-                message = resp.text
-            raise SiteError(f"agent {self.name}: {method} {path}: {message}")
+            raise self._refusal(method, path, resp)
         return resp.json() if resp.content else None
+
+    def _refusal(self, method: str, path: str, resp: httpx.Response) -> SiteError:
+        """The agent's error as the exception its status stands for. Only an answer in the
+        agent's own format counts: a 404 from something else at that address is no `absent`."""
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not (isinstance(data, dict) and isinstance(data.get("error"), str)):
+            detail = data.get("detail") if isinstance(data, dict) else None
+            return StepFailed(
+                f"site {self.name}: agent at {self.endpoint}: {method} {path}: HTTP "
+                f"{resp.status_code} {detail or resp.text[:200]!r} (is it a mecmig agent?)"
+            )
+        message = data["error"]
+        if not message.startswith(f"site {self.name}"):
+            message = f"site {self.name}: {method} {path}: {message}"
+        error = error_for_status(resp.status_code, message)
+        if isinstance(error, Unauthorized):
+            return Unauthorized(f"{message} (agent at {self.endpoint})")
+        return error
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/health")
@@ -53,11 +104,11 @@ class AgentClient:
         return InstanceSpec(**data)
 
     def status(self, instance: str) -> str:
+        """Its status at this site; 'absent' only when the agent says it holds no such
+        instance (404). Any other error, and an agent that does not answer, raise."""
         try:
             return str(self._call("GET", f"/v1/instances/{instance}")["status"])
-        except SiteUnreachable:
-            raise
-        except SiteError:
+        except UnknownInstance:
             return "absent"
 
     def create(self, spec: InstanceSpec) -> None:
@@ -139,6 +190,12 @@ class AgentClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """`[Errno 111] Connection refused` -> `connection refused`."""
+    text = _ERRNO.sub("", str(exc)) or type(exc).__name__
+    return text[:1].lower() + text[1:]
 
 
 def _dump(data: dict[str, Any]) -> DumpInfo:

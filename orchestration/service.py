@@ -155,6 +155,16 @@ def migrations_router(service: MigrationService) -> APIRouter:
 
 def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRouter:
     """The controller extension (controller.extensions): `/v1/migrations` over the scenario's
-    site agents, with the facade as the engine's controller link."""
-    service = MigrationService(scenario, FacadeLink(northbound, rest_url), site_clients(scenario))
+    site agents (at their `agent:` endpoints, else the local Unix sockets), with the facade as
+    the engine's controller link. The agents' token, if any, is read from the file named by
+    MECMIG_AGENT_TOKEN_FILE (`mecmig controller --agent-token-file`); a bad file stops the
+    start-up with its reason."""
+    import os
+
+    from agent.token import TOKEN_ENV, read_token_file
+
+    token_file = os.environ.get(TOKEN_ENV)
+    token = read_token_file(token_file) if token_file else None
+    sites = site_clients(scenario, token=token)
+    service = MigrationService(scenario, FacadeLink(northbound, rest_url), sites)
     return migrations_router(service)

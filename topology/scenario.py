@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
 )
 
+from ground.defaults import AGENT_PORT
 from ground.units import parse_rate, parse_size
 
 # Linux interface names have at most 15 characters; Mininet names a node's interfaces
@@ -33,6 +34,9 @@ from ground.units import parse_rate, parse_size
 NAME_PATTERN = r"^[a-z][a-z0-9]{0,8}$"
 NAME_RULE = "1-9 lowercase letters/digits starting with a letter (Linux interface names are short)"
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # an IPv4 address or a host name
+AGENT_ENDPOINT_MAX = 200
 
 
 def _check_mac(value: str) -> str:
@@ -77,11 +81,51 @@ class SiteSpec(_Model):
     dpid: int | None = Field(default=None, ge=1, le=2**64 - 1)
     compute: Compute = Compute()
     agent_ip: ipaddress.IPv4Address | None = None
+    # where the orchestrator reaches the site's agent API: `unix:/path/to.sock` or
+    # `http://HOST:PORT`; default the local Unix socket (ground.paths.agent_socket)
+    agent: str | None = Field(default=None, max_length=AGENT_ENDPOINT_MAX)
 
     @property
     def switch_name(self) -> str:
         assert self.switch is not None, "filled in by Scenario validation"
         return self.switch
+
+    @field_validator("agent")
+    @classmethod
+    def _check_agent(cls, value: str | None) -> str | None:
+        return None if value is None else cls.agent_endpoint(value)
+
+    @staticmethod
+    def agent_endpoint(value: str) -> str:
+        """An agent endpoint, checked and normalised: `unix:` and an absolute socket path, or
+        `http://HOST[:PORT]` (an IPv4 address or a host name; port default 7070), nothing
+        after it. ValueError says what is wrong."""
+        if len(value) > AGENT_ENDPOINT_MAX:
+            raise ValueError(f"an agent endpoint has at most {AGENT_ENDPOINT_MAX} characters")
+        if value.startswith("unix:"):
+            path = value[len("unix:") :]
+            if not path.startswith("/") or any(ch.isspace() or ch == "\0" for ch in path):
+                raise ValueError(f"{value!r}: expected unix:/absolute/path/to.sock")
+            if len(path.encode()) > 107:  # sockaddr_un's sun_path, with its NUL
+                raise ValueError(f"{value!r}: a Unix socket path has at most 107 bytes")
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme != "http":
+            raise ValueError(
+                f"{value!r}: expected unix:/path/to.sock or http://HOST:PORT (agents serve "
+                "plain HTTP, authenticated by their token)"
+            )
+        host, colon, port = rest.rstrip("/").rpartition(":")
+        if not colon:
+            host, port = rest.rstrip("/"), str(AGENT_PORT)
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{value!r}: {port!r} is not a TCP port")
+        if not _HOST.match(host):
+            raise ValueError(
+                f"{value!r}: {host!r} is not an IPv4 address or host name (nothing but "
+                "http://HOST:PORT: no user, path or query)"
+            )
+        return f"http://{host}:{int(port)}"
 
 
 class SwitchSpec(_Model):
