@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where state is kept (default /var/lib/mecmig/controller-<scenario>.json)",
     )
+    p.add_argument(
+        "--agent-token-file",
+        type=Path,
+        action=_AgentTokenFile,
+        metavar="PATH",
+        help="the site agents' shared token (a file of mode 600), sent by /v1/migrations to "
+        "agents that listen on TCP (sets MECMIG_AGENT_TOKEN_FILE)",
+    )
 
     _bench_parser(sub)
 
@@ -111,8 +119,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
     p.add_argument("--site", required=True, help="the site this agent serves")
-    p.add_argument("--uds", type=Path, help="Unix socket (default /run/mecmig/agents/...)")
-    p.add_argument("--listen", help="also serve the API on IP:PORT (e.g. 10.0.0.1:7070)")
+    p.add_argument(
+        "--uds",
+        type=Path,
+        help="Unix socket (default, when neither --listen nor the scenario's agent: says "
+        "otherwise: /run/mecmig/agents/<scenario>-<site>.sock)",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="IP:PORT",
+        help="serve the API on TCP (e.g. 10.0.0.1:7070; default: the scenario's agent: "
+        "http://IP:PORT for this site, if it has one); a non-loopback address needs "
+        "--token-file",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="shared secret (one line, file mode 600) that requests over non-loopback TCP "
+        "must carry in the X-Mecmig-Token header; create it with `install -m 600 /dev/null "
+        "PATH && head -c 32 /dev/urandom | base64 > PATH`",
+    )
     p.add_argument("--address", help="this agent's IP for migration traffic (default: scenario)")
     p.add_argument("--root", type=Path, help="where instances live (default /var/lib/mecmig/...)")
     p.add_argument(
@@ -120,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="plumb containers in the network namespace of this PID, a process in the root "
-        "namespace (where OVS is), when the agent itself runs inside a Mininet host",
+        "namespace (where OVS is), when the agent itself runs inside a Mininet host; the agent "
+        "refuses to start if the site's bridge is not in that namespace (or, without this "
+        "option, in its own)",
     )
 
     p = sub.add_parser(
@@ -159,6 +188,20 @@ def _parser() -> argparse.ArgumentParser:
         "--controller", default=defaults.CONTROLLER_URL, help="controller REST URL (%(default)s)"
     )
     p.add_argument("--no-controller", action="store_true", help="no reservation, no switch")
+    p.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="SITE=URL",
+        help="where SITE's agent answers: http://HOST:PORT or unix:/path/to.sock (repeatable; "
+        "default: the scenario's agent: for the site, else the local Unix socket)",
+    )
+    p.add_argument(
+        "--agent-token-file",
+        type=Path,
+        metavar="PATH",
+        help="the agents' shared token (a file of mode 600), sent to every agent",
+    )
     _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
 
@@ -171,6 +214,30 @@ def _parser() -> argparse.ArgumentParser:
         "Touches nothing else. Do not run it while mecmig agents are running.",
     )
     return parser
+
+
+class _AgentTokenFile(argparse.Action):
+    """`mecmig controller --agent-token-file PATH`: checked now (exit 2 if unusable), handed to
+    /v1/migrations (orchestration.service.mount) as MECMIG_AGENT_TOKEN_FILE."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        import os
+
+        from agent.token import TOKEN_ENV, TokenFileError, read_token_file
+
+        path = Path(str(values)).resolve()
+        try:
+            read_token_file(path)
+        except TokenFileError as exc:
+            parser.error(str(exc))
+        os.environ[TOKEN_ENV] = str(path)
+        setattr(namespace, self.dest, path)
 
 
 def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

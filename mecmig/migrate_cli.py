@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rich.console import Console
 
-from agent.server import build_agent, serve_agent
+from agent.server import AgentSetupError, build_agent, check_listen, parse_listen, serve_agent
+from agent.token import TokenFileError, read_token_file
 from controller.client import ControllerClient
 from ground.paths import agent_socket, site_root
 from ground.units import fmt_bytes, parse_rate
@@ -17,23 +19,58 @@ from migration.site import SiteError
 from migration.timeline import MigrationRecord, PhaseRecord
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator, OrchestratorError
-from orchestration.sites import site_clients
-from topology.scenario import load_scenario
+from orchestration.sites import EndpointError, parse_agent_flags, site_clients
+from topology.scenario import Scenario, load_scenario
+
+EXIT_USAGE = 2  # as mecmig.cli's: the command line (or what it names) is wrong
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _where_to_serve(
+    args: argparse.Namespace, sc: Scenario, site: str
+) -> tuple[Path | None, tuple[str, int] | None]:
+    """The agent's Unix socket and TCP address: --uds/--listen, else the scenario's `agent:`
+    for the site, else the default Unix socket. ValueError if the scenario's cannot be served."""
+    tcp = parse_listen(args.listen) if args.listen else None
+    uds: Path | None = args.uds
+    if tcp is not None or uds is not None:
+        return uds, tcp
+    endpoint = sc.site(site).agent
+    if endpoint is None:
+        return agent_socket(sc.name, site), None
+    if endpoint.startswith("unix:"):
+        return Path(endpoint[len("unix:") :]), None
+    hostport = endpoint.removeprefix("http://")
+    try:
+        return None, parse_listen(hostport)
+    except ValueError as exc:
+        raise ValueError(
+            f"the scenario's agent {endpoint} for site {site} is not an address this agent can "
+            f"listen on ({exc}): pass --listen IP:PORT"
+        ) from exc
 
 
 def agent_command(args: argparse.Namespace) -> int:
+    """Serve a site's agent; exit 2 (with what to pass instead) for a setup it refuses."""
     sc = load_scenario(args.scenario)
-    site = sc.site(args.site)
+    try:
+        site = sc.site(args.site)
+    except KeyError:
+        known = ", ".join(s.name for s in sc.sites)
+        err_console.print(f"no site {args.site!r} in {args.scenario} (sites: {known})")
+        return EXIT_USAGE
     address = args.address or str(site.agent_ip)
-    agent = build_agent(
-        sc, site.name, args.root or site_root(sc.name, site.name), address, args.root_netns_pid
-    )
-    tcp = None
-    if args.listen:
-        host, _, port = args.listen.rpartition(":")
-        tcp = (host, int(port))
-    uds = args.uds or (agent_socket(sc.name, site.name) if tcp is None else None)
-    serve_agent(agent, uds, tcp)
+    try:
+        token = read_token_file(args.token_file) if args.token_file else None
+        uds, tcp = _where_to_serve(args, sc, site.name)
+        check_listen(tcp, token)
+        agent = build_agent(
+            sc, site.name, args.root or site_root(sc.name, site.name), address, args.root_netns_pid
+        )
+    except (TokenFileError, AgentSetupError, ValueError) as exc:
+        err_console.print(f"mecmig agent: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    serve_agent(agent, uds, tcp, token)
     return 0
 
 
@@ -59,7 +96,13 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         elif event == "point_of_no_return":
             console.print(f"  {rec.id} point of no return passed", style="dim")
 
-    orch = Orchestrator(sc, site_clients(sc), network)
+    try:
+        endpoints = parse_agent_flags(args.agent, sc)
+        token = read_token_file(args.agent_token_file) if args.agent_token_file else None
+    except (EndpointError, TokenFileError) as exc:
+        err_console.print(f"mecmig migrate: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    orch = Orchestrator(sc, site_clients(sc, endpoints, token), network)
     try:
         record = orch.migrate(
             args.instance,
@@ -74,7 +117,9 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         record = exc.record
         console.print(f"[red]{exc}[/red]", highlight=False)
     except (OrchestratorError, SiteError) as exc:
-        console.print(f"[red]cannot migrate[/red]: {exc}", highlight=False)
+        # e.g. SitesUnreachable: which site's agent, at which endpoint, and why
+        console.print("[red]cannot migrate[/red]: ", end="", highlight=False)
+        console.print(str(exc), highlight=False, markup=False)
         return 1
     if args.json:
         args.json.write_text(json.dumps(record.to_dict(), indent=1))
