@@ -1,0 +1,554 @@
+"""controller.app: the os-ken application, without a switch connection.
+
+`MecController` is built from the environment as os-ken would build it, its handlers registered
+by os-ken's own `register_instance`, and events dispatched through os-ken's `get_handlers` (so the
+phases each handler declared are honoured). What switches say is made as bytes and parsed by
+os-ken; what the app sends is serialised by os-ken and parsed back (`SwitchStub`). Switch replies
+reach the app on an event thread of their own, as in a live controller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    register_instance,
+)
+from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
+from os_ken.topology import event as topo_event
+
+from controller.api_models import HoldRequest, ReservationRequest
+from controller.app import MecController, guarded
+from controller.extensions import ExtensionError
+from controller.facade import BadGateway, Northbound
+from controller.ofmsg import PRIO_HOLD, CookieKind, FlowMod, MeterMod, PacketOut, cookie
+from controller.plan import Plan
+from controller.state import FabricState
+from tests.unit.controller_helpers import (
+    DEFAULT,
+    OFP,
+    EventThread,
+    SwitchStub,
+    arp_request_frame,
+    canonical,
+    packet_in,
+    port_status,
+    switch_features,
+)
+from topology.model import Attachment
+from topology.scenario import Scenario
+
+ARP_COOKIE = cookie(CookieKind.BASE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The settings a process gives the app; returns the state file."""
+    state_file = tmp_path / "state.json"
+    monkeypatch.setenv("MECMIG_SCENARIO", str(DEFAULT))
+    monkeypatch.setenv("MECMIG_REST_HOST", "127.0.0.1")
+    monkeypatch.setenv("MECMIG_REST_PORT", str(free_port()))
+    monkeypatch.setenv("MECMIG_STATE_FILE", str(state_file))
+    monkeypatch.delenv("MECMIG_EXTENSIONS", raising=False)
+    return state_file
+
+
+class Controller:
+    """A MecController as os-ken runs it, and the switches that talk to it."""
+
+    def __init__(self) -> None:
+        self.app = MecController()
+        register_instance(self.app)  # what AppManager does with a new app
+        self.events = EventThread(self._from_switch)
+
+    def _from_switch(self, msg: Any) -> None:
+        self.dispatch(ofp_event.ofp_msg_to_ev(msg))
+
+    @property
+    def state(self) -> FabricState:
+        return self.app.runtime.state
+
+    def dispatch(self, ev: Any, phase: str = MAIN_DISPATCHER) -> int:
+        """Hand `ev` to every handler os-ken would call in `phase`; how many there were."""
+        handlers = list(self.app.get_handlers(ev, phase))
+        for handler in handlers:
+            handler(ev)
+        return len(handlers)
+
+    def connect(self, name: str, **kwargs: Any) -> SwitchStub:
+        dp = SwitchStub(self.state.dpid(name), self.events, **kwargs)
+        features = ofp_event.EventOFPSwitchFeatures(switch_features(dp))
+        assert self.dispatch(features, CONFIG_DISPATCHER) == 1
+        self.settle()
+        return dp
+
+    def connect_all(self) -> dict[str, SwitchStub]:
+        return {sw.name: self.connect(sw.name) for sw in self.state.declared.switches}
+
+    def settle(self) -> None:
+        """Everything queued so far handled: the worker's jobs and the switches' answers."""
+        for _ in range(2):
+            self.events.drain()
+            self.app.runtime.call(lambda: None)
+
+    def close(self) -> None:
+        self.app.runtime.shutdown()
+        self.events.close()
+
+
+@pytest.fixture
+def ctl(env: Path) -> Iterator[Controller]:
+    c = Controller()
+    yield c
+    c.close()
+
+
+def arp_from(host: Attachment, target_ip: str | None) -> bytes:
+    """`host` asks who has `target_ip`."""
+    assert host.mac and host.ip and target_ip
+    return arp_request_frame(host.mac, host.ip, target_ip)
+
+
+def _packet_outs(dp: SwitchStub) -> list[PacketOut]:
+    return [m for m in dp.messages() if isinstance(m, PacketOut)]
+
+
+# ------------------------------------------------------------------------------ registration
+
+
+def test_handlers_are_registered_with_os_ken_for_their_events_and_phases(ctl: Controller) -> None:
+    expected = {
+        ofp_event.EventOFPSwitchFeatures: [CONFIG_DISPATCHER],
+        ofp_event.EventOFPStateChange: [MAIN_DISPATCHER, DEAD_DISPATCHER],
+        ofp_event.EventOFPBarrierReply: [MAIN_DISPATCHER],
+        ofp_event.EventOFPErrorMsg: [CONFIG_DISPATCHER, MAIN_DISPATCHER],
+        ofp_event.EventOFPPortStatus: [MAIN_DISPATCHER],
+        ofp_event.EventOFPPacketIn: [MAIN_DISPATCHER],
+        topo_event.EventLinkAdd: [],
+        topo_event.EventLinkDelete: [],
+    }
+    handlers = ctl.app.event_handlers
+    assert set(handlers) == set(expected)
+    for ev_cls, phases in expected.items():
+        (handler,) = handlers[ev_cls]
+        assert handler.callers[ev_cls].dispatchers == phases, ev_cls.__name__
+        assert handler.__self__ is ctl.app
+
+
+# ------------------------------------------------------------------------------ switches
+
+
+def test_a_connecting_switch_gets_its_whole_config(ctl: Controller) -> None:
+    dp = ctl.connect("s1")
+    assert ctl.app.runtime.datapaths[0x1] is dp
+    expected = [canonical(m) for m in ctl.state.switch_config("s1")]
+    assert dp.messages() == expected
+    assert any(isinstance(m, FlowMod) and m.command == "add" for m in expected)
+
+
+def test_a_switch_not_in_the_scenario_is_left_alone(
+    ctl: Controller, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = SwitchStub(0x999, ctl.events)
+    with caplog.at_level(logging.WARNING, logger="mecmig.controller"):
+        ctl.dispatch(ofp_event.EventOFPSwitchFeatures(switch_features(stranger)), CONFIG_DISPATCHER)
+        ctl.settle()
+    assert stranger.wire == []
+    assert 0x999 not in ctl.app.runtime.datapaths
+    assert "dpid=0x999 is not in the scenario" in caplog.text
+
+
+def _dead(dp: SwitchStub) -> Any:
+    ev = ofp_event.EventOFPStateChange(dp)
+    ev.state = DEAD_DISPATCHER  # as os-ken sets it
+    return ev
+
+
+def test_a_disconnected_switch_is_forgotten_but_not_its_newer_connection(ctl: Controller) -> None:
+    old = ctl.connect("s1")
+    new = ctl.connect("s1")  # reconnected before os-ken noticed the old connection die
+    assert ctl.dispatch(_dead(old), DEAD_DISPATCHER) == 1
+    assert ctl.app.runtime.datapaths[0x1] is new
+    ctl.dispatch(_dead(new), DEAD_DISPATCHER)
+    assert 0x1 not in ctl.app.runtime.datapaths
+
+
+def test_a_handler_that_raises_is_logged_and_not_propagated(
+    ctl: Controller, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dp = ctl.connect("s1")
+
+    def boom(dpid: int, xid: int) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ctl.app.runtime, "barrier_reply", boom)
+    reply = ofp_event.EventOFPBarrierReply(SimpleNamespace(datapath=dp, xid=7))
+    with caplog.at_level(logging.ERROR, logger="mecmig.controller"):
+        assert ctl.dispatch(reply) == 1  # no exception reaches os-ken's event loop
+    assert "handler _barrier_reply failed on EventOFPBarrierReply" in caplog.text
+    assert "RuntimeError: boom" in caplog.text
+    # the next event is handled as usual
+    ctl.dispatch(_dead(dp), DEAD_DISPATCHER)
+    assert 0x1 not in ctl.app.runtime.datapaths
+
+
+def test_guarded_keeps_the_handlers_name_and_swallows_only_exceptions() -> None:
+    calls: list[Any] = []
+
+    def handler(app: object, ev: object) -> None:
+        calls.append(ev)
+        raise ValueError("bad event")
+
+    wrapped = guarded(handler)
+    assert wrapped.__name__ == "handler"
+    wrapped(object(), "ev")  # logged, not raised
+    assert calls == ["ev"]
+
+    def interrupted(app: object, ev: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        guarded(interrupted)(object(), "ev")
+
+
+def test_a_refused_reservation_fails_with_bad_gateway_naming_the_switch(ctl: Controller) -> None:
+    ctl.connect("s1", refuse=lambda m: isinstance(m, MeterMod) and m.command == "add")
+    ctl.connect("s2")
+    ctl.connect("core")
+    req = ReservationRequest(src="ue1", dst="hmec2", rate="10Mbit")
+    with pytest.raises(BadGateway) as failure:
+        ctl.app.northbound.reserve(req)
+    assert failure.value.status == 502
+    assert "s1: MeterMod(command='add', meter_id=1" in str(failure.value)
+    assert "type=12 code=1" in str(failure.value)
+
+
+# ------------------------------------------------------------------------------ ARP
+
+
+def test_an_arp_request_for_a_known_host_is_answered_out_of_its_in_port(ctl: Controller) -> None:
+    s1 = ctl.connect("s1")
+    ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
+    s1.clear()
+    frame = arp_from(ue, video.ip)
+    assert ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(s1, ue.port, frame, ARP_COOKIE)))
+    ctl.settle()
+
+    assert s1.messages() == [PacketOut(ue.port, _only(_packet_outs(s1)).data)]
+    reply = packet.Packet(_only(_packet_outs(s1)).data)
+    eth, answer = reply.get_protocol(ethernet.ethernet), reply.get_protocol(arp.arp)
+    assert (eth.src, eth.dst) == (video.mac, ue.mac)
+    assert answer.opcode == arp.ARP_REPLY
+    assert (answer.src_mac, answer.src_ip) == (video.mac, video.ip)
+    assert (answer.dst_mac, answer.dst_ip) == (ue.mac, ue.ip)
+
+
+def _only(items: list[PacketOut]) -> PacketOut:
+    (item,) = items
+    return item
+
+
+def test_an_arp_request_for_an_unknown_address_goes_to_every_other_host_port_once(
+    ctl: Controller,
+) -> None:
+    dps = ctl.connect_all()
+    for dp in dps.values():
+        dp.clear()
+    ue = ctl.state.hosts["ue1"]
+    frame = arp_from(ue, "10.0.0.77")
+    ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(dps["s1"], ue.port, frame, ARP_COOKIE)))
+    ctl.settle()
+    sent = {name: sorted(p.port for p in _packet_outs(dp)) for name, dp in dps.items()}
+    others_on_s1 = sorted(
+        h.port for h in ctl.state.hosts.values() if h.switch == "s1" and h.host != "ue1"
+    )
+    assert sent == {"s1": others_on_s1, "s2": [ctl.state.hosts["hmec2"].port], "core": []}
+    assert all(p.data == frame for dp in dps.values() for p in _packet_outs(dp))
+
+
+def test_arp_from_a_link_port_is_ignored(ctl: Controller) -> None:
+    s1 = ctl.connect("s1")
+    s1.clear()
+    ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
+    link_port = ctl.state.declared.port_to("s1", "core")
+    frame = arp_from(ue, video.ip)
+    ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(s1, link_port, frame, ARP_COOKIE)))
+    ctl.settle()
+    assert s1.wire == []
+
+
+def test_arp_from_a_new_mac_learns_the_host_routes_it_and_saves_it(
+    ctl: Controller, env: Path
+) -> None:
+    dps = ctl.connect_all()
+    for dp in dps.values():
+        dp.clear()
+    frame = arp_request_frame("02:00:0a:00:00:99", "10.0.0.99", "10.0.0.12")
+    ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(dps["s2"], 7, frame, ARP_COOKIE)))
+    ctl.settle()
+    learned = ctl.state.host_by_mac("02:00:0a:00:00:99")
+    assert learned is not None
+    assert (learned.switch, learned.port, learned.ip) == ("s2", 7, "10.0.0.99")
+    to_it = [
+        m
+        for dp in dps.values()
+        for m in dp.messages()
+        if isinstance(m, FlowMod) and m.match.get("eth_dst") == "02:00:0a:00:00:99"
+    ]
+    assert len(to_it) == len(dps)  # every switch forwards to it
+    assert _packet_outs(dps["s2"]) == [_only(_packet_outs(dps["s2"]))]  # and it got its answer
+    assert "02:00:0a:00:00:99" in env.read_text()
+
+
+# ------------------------------------------------------------------------------ held traffic
+
+
+def ip_frame(src: Any, dst: Any) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=dst.mac, src=src.mac, ethertype=0x0800))
+    pkt.add_protocol(ipv4.ipv4(src=src.ip, dst=dst.ip, proto=6))
+    pkt.add_protocol(tcp.tcp(src_port=40000, dst_port=8080, seq=1, bits=tcp.TCP_ACK))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def test_a_packet_of_a_hold_flow_goes_to_the_northbounds_held_packets(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s1 = ctl.connect("s1")
+    s1.clear()
+    held: list[tuple[int, bytes]] = []
+    monkeypatch.setattr(ctl.app.northbound, "held_packet", lambda c, f: held.append((c, f)))
+    ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
+    hold_cookie = cookie(CookieKind.HOLD, ctl.state.host_ids["video"])
+    frame = ip_frame(ue, video)
+    ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(s1, ue.port, frame, hold_cookie)))
+    ctl.settle()
+    assert held == [(hold_cookie, frame)]
+    assert s1.wire == []
+
+
+def test_held_traffic_is_delivered_out_of_the_instances_port_on_release(ctl: Controller) -> None:
+    dps = ctl.connect_all()
+    for dp in dps.values():
+        dp.clear()
+    ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
+    view = ctl.app.northbound.hold("video", HoldRequest(timeout_s=30))
+    assert view.held
+    for name, dp in dps.items():  # every switch sends its traffic up (confirmed by barriers)
+        holds = [m for m in dp.messages() if isinstance(m, FlowMod) and m.priority == PRIO_HOLD]
+        assert [m.command for m in holds] == ["add"], name
+
+    hold_cookie = cookie(CookieKind.HOLD, ctl.state.host_ids["video"])
+    frames = [ip_frame(ue, video) + bytes([i]) for i in range(3)]
+    for frame in frames:
+        ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(dps["s1"], ue.port, frame, hold_cookie)))
+    ctl.settle()
+    assert _packet_outs(dps["s1"]) == []  # kept while frozen
+
+    released = ctl.app.northbound.release_hold("video")
+    assert released.released_packets == 3
+    assert _packet_outs(dps["s1"]) == [PacketOut(video.port, f) for f in frames]
+
+
+# ------------------------------------------------------------------------------ links
+
+
+class PlanSpy:
+    def __init__(self, ctl: Controller, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.plans: list[tuple[Plan, bool]] = []
+        real = ctl.app.runtime.execute
+
+        def execute(plan: Plan, *, wait: bool = True) -> Any:
+            self.plans.append((plan, wait))
+            return real(plan, wait=wait)
+
+        monkeypatch.setattr(ctl.app.runtime, "execute", execute)
+
+
+def test_a_link_whose_port_goes_down_is_routed_around_and_saved(
+    ctl: Controller, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dps = ctl.connect_all()
+    spy = PlanSpy(ctl, monkeypatch)
+    port = ctl.state.declared.port_to("s1", "core")
+    for dp in dps.values():
+        dp.clear()
+
+    down = port_status(dps["s1"], port, reason=OFP.OFPPR_MODIFY, state=OFP.OFPPS_LINK_DOWN)
+    assert ctl.dispatch(ofp_event.EventOFPPortStatus(down)) == 1
+    ctl.settle()
+    ((plan, wait),) = spy.plans
+    assert plan and wait is False
+    assert not ctl.state.topo.has_link("s1", "core")
+    sent = {name: dp.messages() for name, dp in dps.items()}
+    for name, msgs in plan[0].items():  # what the plan says is what the switches got
+        assert sent[name] == [canonical(m) for m in msgs]
+    assert json.loads(env.read_text()) == json.loads(json.dumps(ctl.state.to_dict()))
+
+    up = port_status(dps["s1"], port, reason=OFP.OFPPR_MODIFY, state=OFP.OFPPS_LIVE)
+    ctl.dispatch(ofp_event.EventOFPPortStatus(up))
+    ctl.settle()
+    assert len(spy.plans) == 2 and ctl.state.topo.has_link("s1", "core")
+
+    gone = port_status(
+        dps["core"], ctl.state.declared.port_to("core", "s2"), reason=OFP.OFPPR_DELETE, state=0
+    )
+    ctl.dispatch(ofp_event.EventOFPPortStatus(gone))
+    ctl.settle()
+    assert len(spy.plans) == 3 and not ctl.state.topo.has_link("core", "s2")
+
+
+def test_a_host_port_going_down_changes_nothing(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s1 = ctl.connect("s1")
+    spy = PlanSpy(ctl, monkeypatch)
+    s1.clear()
+    video = ctl.state.hosts["video"]
+    down = port_status(s1, video.port, reason=OFP.OFPPR_MODIFY, state=OFP.OFPPS_LINK_DOWN)
+    ctl.dispatch(ofp_event.EventOFPPortStatus(down))
+    ctl.settle()
+    assert spy.plans == [] and s1.wire == []
+
+
+def _link(src: tuple[int, int], dst: tuple[int, int]) -> Any:
+    end = SimpleNamespace
+    return end(src=end(dpid=src[0], port_no=src[1]), dst=end(dpid=dst[0], port_no=dst[1]))
+
+
+def test_discovered_links_change_the_routes_only_when_the_scenario_has_them(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctl.connect_all()
+    spy = PlanSpy(ctl, monkeypatch)
+    st = ctl.state
+    s2_port, core_port = st.declared.port_to("s2", "core"), st.declared.port_to("core", "s2")
+    link = _link((0x2, s2_port), (0x64, core_port))
+    with caplog.at_level(logging.WARNING, logger="mecmig.controller"):
+        ctl.dispatch(topo_event.EventLinkAdd(_link((0x1, 9), (0x2, 9))))  # not declared
+        ctl.dispatch(topo_event.EventLinkAdd(link))  # declared and up: nothing to do
+        ctl.settle()
+        assert spy.plans == []
+        assert "is not in the scenario" in caplog.text
+        ctl.dispatch(topo_event.EventLinkDelete(link))
+        ctl.settle()
+    assert len(spy.plans) == 1 and not st.topo.has_link("s2", "core")
+
+
+# ------------------------------------------------------------------------------ extensions
+
+
+EXTENSION_CALLS: list[tuple[Northbound, Scenario, str]] = []
+
+
+def ping_extension(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRouter:
+    """An extension as `MECMIG_EXTENSIONS` names it (`tests.unit.test_app:ping_extension`)."""
+    EXTENSION_CALLS.append((northbound, scenario, rest_url))
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/ping")
+    def ping() -> dict[str, str]:
+        return {"scenario": scenario.name, "rest_url": rest_url}
+
+    return router
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_extensions_are_mounted_into_the_rest_api(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "MECMIG_EXTENSIONS", " tests.unit.test_app:ping_extension , orchestration.service:mount"
+    )
+    EXTENSION_CALLS.clear()
+    ctl = Controller()
+    try:
+        ((northbound, scenario, rest_url),) = EXTENSION_CALLS
+        port = ctl.app.settings.rest_port
+        assert northbound is ctl.app.northbound and scenario.name == "default"
+        assert rest_url == f"http://127.0.0.1:{port}"
+        with ctl.app.rest:
+            assert _get(f"{rest_url}/v1/ping") == {"scenario": "default", "rest_url": rest_url}
+            paths = _get(f"{rest_url}/v1/openapi.json")["paths"]
+        assert {"/v1/ping", "/v1/migrations", "/v1/health"} <= set(paths)
+    finally:
+        ctl.close()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "tests.unit.test_app",
+        ":ping_extension",
+        "tests.unit.test_app:",
+        "tests.unit.no_such_module:mount",
+        "tests.unit.test_app:no_such_function",
+        "tests.unit.test_app:EXTENSION_CALLS",  # not callable
+    ],
+)
+def test_a_bad_extension_spec_raises_an_extension_error_naming_it(
+    env: Path, monkeypatch: pytest.MonkeyPatch, spec: str
+) -> None:
+    monkeypatch.setenv("MECMIG_EXTENSIONS", f"tests.unit.test_app:ping_extension,{spec}")
+    with pytest.raises(ExtensionError, match=f"extension '{spec}'"):
+        MecController()
+
+
+# ------------------------------------------------------------------------------ lifecycle
+
+
+def test_start_serves_the_api_and_stop_ends_everything(env: Path) -> None:
+    app = MecController()
+    app.start()
+    try:
+        health = _get(f"{app.rest.url}/v1/health")
+        assert health["scenario"] == "default" and health["switches_connected"] == 0
+        assert app.rest.port == app.settings.rest_port
+    finally:
+        app.stop()
+    with pytest.raises(urllib.error.URLError):
+        _get(f"{app.rest.url}/v1/health")
+    with pytest.raises(RuntimeError):
+        app.runtime.submit(lambda: None)
+    assert not app.is_active
+
+
+def test_saved_state_is_restored_on_start(env: Path) -> None:
+    first = Controller()
+    try:
+        rec, plan = first.state.reserve("ue1", "hmec2", 5_000_000)
+        first.app.runtime.save()
+    finally:
+        first.close()
+    second = Controller()
+    try:
+        assert list(second.state.reservations) == [rec.id]
+        s1 = second.connect("s1")
+        assert MeterMod("add", rec.meter_id, 5000, rec.burst_kb) in s1.messages()
+    finally:
+        second.close()
