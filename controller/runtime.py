@@ -48,10 +48,10 @@ class Runtime:
         self.store = store
         self.datapaths: dict[int, Any] = {}
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecmig-worker")
-        self._lock = threading.Lock()  # guards the two dicts below (event thread vs worker)
+        self._lock = threading.Lock()  # guards the three dicts below (event thread vs worker)
         self._barriers: dict[tuple[int, int], threading.Event] = {}
         self._sent: dict[tuple[int, int], str] = {}
-        self._errors: list[str] = []
+        self._errors: dict[tuple[int, int], str] = {}  # (dpid, xid) of a refused message -> why
 
     # ------------------------------------------------------------------ the worker
 
@@ -85,6 +85,7 @@ class Runtime:
         flow_mods = 0
         touched: list[str] = []
         skipped: set[str] = set()
+        mine: set[tuple[int, int]] = set()  # (dpid, xid): an error counts only for its own call
         with self._lock:
             self._errors.clear()
         for stage in plan:
@@ -97,7 +98,7 @@ class Runtime:
                 touched.append(sw)
                 flow_mods += sum(isinstance(m, FlowMod) for m in msgs)
                 for msg in msgs:
-                    self.send(dp, msg, sw)
+                    mine.add((dp.id, self.send(dp, msg, sw)))
                 if wait:
                     pending.append((sw, self._barrier(dp, sw)))
             for sw, done in pending:
@@ -106,7 +107,7 @@ class Runtime:
                         f"switch {sw} did not answer a barrier in {BARRIER_TIMEOUT_S}s"
                     )
             if wait:  # the barriers came back after any error the stage caused
-                self._raise_refusals()
+                self._raise_refusals(mine)
         elapsed_ms = (time.monotonic() - start) * 1000
         if skipped:
             log.info(
@@ -117,14 +118,14 @@ class Runtime:
             self._errors.clear()
         return Execution(flow_mods, sorted(set(touched)), elapsed_ms)
 
-    def _raise_refusals(self) -> None:
+    def _raise_refusals(self, mine: set[tuple[int, int]]) -> None:
         with self._lock:
-            errors, self._errors = self._errors, []
+            errors = [self._errors.pop(key) for key in list(self._errors) if key in mine]
         if errors:
             raise SwitchError("; ".join(errors))
 
-    def send(self, dp: Any, msg: Message, sw: str) -> None:
-        """Send one message, remembering what it was so a switch error can name it."""
+    def send(self, dp: Any, msg: Message, sw: str) -> int:
+        """Send one message, remembering what it was so a switch error can name it; its xid."""
         wire = encode(dp, msg)
         dp.set_xid(wire)
         if not isinstance(msg, Barrier):
@@ -133,6 +134,7 @@ class Runtime:
                 if len(self._sent) > 10000:  # only recent messages can still be refused
                     self._sent.pop(next(iter(self._sent)))
         dp.send_msg(wire)
+        return int(wire.xid)
 
     def _barrier(self, dp: Any, sw: str) -> threading.Event:
         wire = encode(dp, Barrier())
@@ -154,7 +156,9 @@ class Runtime:
     def switch_error(self, dpid: int, xid: int, detail: str) -> None:
         with self._lock:
             what = self._sent.get((dpid, xid), f"dpid {dpid:#x} xid {xid}")
-            self._errors.append(f"{what} refused: {detail}")
+            self._errors[(dpid, xid)] = f"{what} refused: {detail}"
+            if len(self._errors) > 10000:  # refusals of messages no call waits for
+                self._errors.pop(next(iter(self._errors)))
         log.error("switch refused %s: %s", what, detail)
 
 
