@@ -301,23 +301,34 @@ class EventThread:
     def __init__(self, deliver: Callable[[Any], None]) -> None:
         self.deliver = deliver
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._open = threading.Event()
+        self._open.set()
         self._thread = threading.Thread(target=self._run, name="fake-os-ken-events", daemon=True)
         self._thread.start()
 
     def post(self, msg: Any) -> None:
         self._queue.put(msg)
 
+    def pause(self) -> None:
+        """Hold back what switches say (it is delivered, in order, on `resume`)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
     def drain(self) -> None:
         """Return once everything posted so far was delivered."""
         self._queue.join()
 
     def close(self) -> None:
+        self._open.set()
         self._queue.put(None)
         self._thread.join(5)
 
     def _run(self) -> None:
         while True:
             msg = self._queue.get()
+            self._open.wait()
             try:
                 if msg is None:
                     return

@@ -261,6 +261,37 @@ def test_an_error_from_an_earlier_call_does_not_fail_the_next_one(fabric: Fabric
     assert fabric.rt.execute([{"s1": [flow(3)]}]).switches == ["s1"]
 
 
+def test_a_late_error_for_an_earlier_calls_message_does_not_fail_this_one(
+    fabric: Fabric,
+) -> None:
+    # OVS answers in order: the error for a message of an earlier call (not waited for) can
+    # arrive while a later call waits for its barrier; it is not the later call's failure.
+    fabric.connect("s1", refuse=lambda m: isinstance(m, MeterMod))
+    fabric.events.pause()
+    fabric.rt.execute([{"s1": [MeterMod("add", 7, rate_kbps=1000)]}], wait=False)
+    result: list[Any] = []
+    later = threading.Thread(
+        target=lambda: result.append(_outcome(lambda: fabric.rt.execute([{"s1": [flow(3)]}])))
+    )
+    later.start()
+    deadline = time.monotonic() + 5
+    while len(fabric.switches["s1"].wire) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)  # the later call's flow and barrier are out
+    fabric.events.resume()
+    later.join(5)
+    assert [e[0] for e in fabric.journal if e[0] != "send"] == ["error", "reply"]
+    (outcome,) = result
+    assert not isinstance(outcome, Exception), outcome
+    assert outcome.switches == ["s1"]
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - handed to the test thread
+        return exc
+
+
 def test_a_switch_that_does_not_answer_its_barrier_fails_the_call(
     fabric: Fabric, monkeypatch: pytest.MonkeyPatch
 ) -> None:
