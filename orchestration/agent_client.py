@@ -42,15 +42,12 @@ class AgentClient:
         self.address = address
         base = url or ("http://agent" if uds else f"http://{address}:{AGENT_PORT}")
         self.endpoint = f"unix:{uds}" if uds else base  # as the user wrote it, for messages
-        headers = {TOKEN_HEADER: token} if token else {}
+        self._headers = {TOKEN_HEADER: token} if token else {}
         if http is not None:  # tests: an ASGI test client
-            http.headers.update(headers)
             self._http = http
         else:
             transport = httpx.HTTPTransport(uds=uds) if uds else None
-            self._http = httpx.Client(
-                base_url=base, transport=transport, timeout=timeout, headers=headers
-            )
+            self._http = httpx.Client(base_url=base, transport=transport, timeout=timeout)
 
     @classmethod
     def at(cls, name: str, address: str, endpoint: str, *, token: str | None = None) -> AgentClient:
@@ -62,7 +59,7 @@ class AgentClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            resp = self._http.request(method, path, json=body)
+            resp = self._http.request(method, path, json=body, headers=self._headers)
         except httpx.TransportError as exc:
             raise SiteUnreachable(
                 f"site {self.name}: agent at {self.endpoint} unreachable: {_reason(exc)}"

@@ -191,3 +191,32 @@ def test_mac_from_ip() -> None:
     import ipaddress
 
     assert mac_from_ip(ipaddress.IPv4Address("10.0.0.100")) == "02:00:0a:00:00:64"
+
+
+def test_a_sites_agent_endpoint_is_checked_and_normalised() -> None:
+    data = _default()
+    data["sites"][0]["agent"] = "http://10.0.0.1"
+    data["sites"][1]["agent"] = "unix:/run/mecmig/agents/mec2.sock"
+    sc = parse_scenario(data, source="t.yaml")
+    assert sc.sites[0].agent == "http://10.0.0.1:7070"  # the agents' default port
+    assert sc.sites[1].agent == "unix:/run/mecmig/agents/mec2.sock"
+    assert parse_scenario(_default(), source="t.yaml").sites[0].agent is None
+
+
+@pytest.mark.parametrize(
+    ("agent", "why"),
+    [
+        ("https://10.0.0.1:7070", "expected unix:/path/to.sock or http://HOST:PORT"),
+        ("10.0.0.1:7070", "expected unix:/path/to.sock or http://HOST:PORT"),
+        ("http://10.0.0.1:99999", "not a TCP port"),
+        ("http://user@10.0.0.1:7070", "not an IPv4 address or host name"),
+        ("unix:agent.sock", "unix:/absolute/path"),
+        ("unix:/" + "x" * 120, "at most 107 bytes"),
+        ("http://" + "a" * 250 + ":7070", "at most 200 characters"),
+    ],
+)
+def test_a_bad_agent_endpoint_is_named_with_its_path(agent: str, why: str) -> None:
+    data = _default()
+    data["sites"][1]["agent"] = agent
+    problems = _problems(data)
+    assert why in problems["sites[1].agent"], problems
