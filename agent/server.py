@@ -110,14 +110,8 @@ def build_agent(
     )
 
 
-def serve_agent(
-    service: SiteService,
-    uds: Path | None,
-    tcp: tuple[str, int] | None,
-    token: str | None = None,
-) -> None:
-    """Serve the agent's API; uvicorn stops on SIGINT/SIGTERM."""
-    check_listen(tcp, token)
+def listening_sockets(uds: Path | None, tcp: tuple[str, int] | None) -> list[socket.socket]:
+    """The agent's bound sockets: the Unix socket (mode 0600 from the start) and TCP."""
     sockets = []
     if uds is not None:
         uds.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +125,26 @@ def serve_agent(
         os.chmod(uds, 0o600)
         sockets.append(s)
     if tcp is not None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP. Without it
+        # every API call waited for a delayed ACK (44 ms per call over TCP, 1.2 ms with it)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(tcp)
         sockets.append(s)
     if not sockets:
         raise ValueError("the agent needs a Unix socket or a TCP address to serve on")
+    return sockets
+
+
+def serve_agent(
+    service: SiteService,
+    uds: Path | None,
+    tcp: tuple[str, int] | None,
+    token: str | None = None,
+) -> None:
+    """Serve the agent's API; uvicorn stops on SIGINT/SIGTERM."""
+    check_listen(tcp, token)
+    sockets = listening_sockets(uds, tcp)
     app = create_agent_app(service, token)
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     log.info(

@@ -3,6 +3,7 @@ others can read, a non-loopback address without a token, a bridge it cannot see.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -157,3 +158,21 @@ def test_controller_checks_its_agent_token_file(
         main(["controller", "--scenario", EDGE, "--agent-token-file", str(path)])
     assert info.value.code == EXIT_USAGE
     assert f"chmod 600 {path}" in capsys.readouterr().err
+
+
+def test_the_agents_sockets(tmp_path: Path) -> None:
+    """The Unix socket is root's only; the TCP one says IPPROTO_TCP, so asyncio turns Nagle
+    off on its connections (else each API call waits ~40 ms for a delayed ACK)."""
+    import stat
+
+    from agent.server import listening_sockets
+
+    uds, tcp = listening_sockets(tmp_path / "a.sock", ("127.0.0.1", 0))
+    try:
+        assert stat.S_IMODE((tmp_path / "a.sock").stat().st_mode) == 0o600
+        assert tcp.proto == socket.IPPROTO_TCP
+    finally:
+        uds.close()
+        tcp.close()
+    with pytest.raises(ValueError, match="a Unix socket or a TCP address"):
+        listening_sockets(None, None)
