@@ -7,6 +7,7 @@ address without a token.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -111,29 +112,63 @@ def build_agent(
 
 
 def listening_sockets(uds: Path | None, tcp: tuple[str, int] | None) -> list[socket.socket]:
-    """The agent's bound sockets: the Unix socket (mode 0600 from the start) and TCP."""
-    sockets = []
-    if uds is not None:
-        uds.parent.mkdir(parents=True, exist_ok=True)
-        uds.unlink(missing_ok=True)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        umask = os.umask(0o177)  # root only, from the moment it exists
-        try:
-            s.bind(str(uds))
-        finally:
-            os.umask(umask)
-        os.chmod(uds, 0o600)
-        sockets.append(s)
-    if tcp is not None:
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP. Without it
-        # every API call waited for a delayed ACK (44 ms per call over TCP, 1.2 ms with it)
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(tcp)
-        sockets.append(s)
+    """The agent's bound sockets: the Unix socket (mode 0600 from the start) and TCP.
+    AgentSetupError if an agent already answers there or the address is not this host's."""
+    sockets: list[socket.socket] = []
+    try:
+        if uds is not None:
+            sockets.append(_unix_socket(uds))
+        if tcp is not None:
+            sockets.append(_tcp_socket(tcp))
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
     if not sockets:
         raise ValueError("the agent needs a Unix socket or a TCP address to serve on")
     return sockets
+
+
+def _unix_socket(uds: Path) -> socket.socket:
+    uds.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(uds))
+            raise AgentSetupError(f"an agent already serves on {uds}: stop it first")
+        except OSError:
+            pass  # nobody answers there: a stale socket file, or none
+    uds.unlink(missing_ok=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)  # root only, from the moment it exists
+    try:
+        s.bind(str(uds))
+    except OSError as exc:
+        s.close()
+        raise AgentSetupError(f"cannot serve on {uds}: {exc.strerror or exc}") from exc
+    finally:
+        os.umask(umask)
+    os.chmod(uds, 0o600)
+    return s
+
+
+def _tcp_socket(tcp: tuple[str, int]) -> socket.socket:
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP. Without it
+    # every API call waited for a delayed ACK (44 ms per call over TCP, 1.2 ms with it)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(tcp)
+    except OSError as exc:
+        s.close()
+        hint = {
+            errno.EADDRNOTAVAIL: f": no interface in this network namespace has {tcp[0]} (run "
+            "the agent on the site's MEC host, in its namespace)",
+            errno.EADDRINUSE: ": the port is taken (an agent already serving there?)",
+        }.get(exc.errno or 0, "")
+        raise AgentSetupError(
+            f"cannot listen on {tcp[0]}:{tcp[1]}: {exc.strerror or exc}{hint}"
+        ) from exc
+    return s
 
 
 def serve_agent(
@@ -141,10 +176,13 @@ def serve_agent(
     uds: Path | None,
     tcp: tuple[str, int] | None,
     token: str | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Serve the agent's API; uvicorn stops on SIGINT/SIGTERM."""
+    """Serve the agent's API (on `sockets` if already bound by `listening_sockets(uds, tcp)`);
+    uvicorn stops on SIGINT/SIGTERM."""
     check_listen(tcp, token)
-    sockets = listening_sockets(uds, tcp)
+    if sockets is None:
+        sockets = listening_sockets(uds, tcp)
     app = create_agent_app(service, token)
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     log.info(

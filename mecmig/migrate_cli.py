@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from pathlib import Path
 
 from rich.console import Console
 
-from agent.server import AgentSetupError, build_agent, check_listen, parse_listen, serve_agent
+from agent.server import (
+    AgentSetupError,
+    build_agent,
+    check_listen,
+    listening_sockets,
+    parse_listen,
+    serve_agent,
+)
 from agent.token import TokenFileError, read_token_file
 from controller.client import ControllerClient
 from ground.paths import agent_socket, site_root
@@ -60,17 +68,24 @@ def agent_command(args: argparse.Namespace) -> int:
         err_console.print(f"no site {args.site!r} in {args.scenario} (sites: {known})")
         return EXIT_USAGE
     address = args.address or str(site.agent_ip)
+    sockets: list[socket.socket] = []
     try:
         token = read_token_file(args.token_file) if args.token_file else None
         uds, tcp = _where_to_serve(args, sc, site.name)
         check_listen(tcp, token)
+        # bound before the agent touches its containers: a second agent for the site stops here
+        sockets = listening_sockets(uds, tcp)
         agent = build_agent(
             sc, site.name, args.root or site_root(sc.name, site.name), address, args.root_netns_pid
         )
     except (TokenFileError, AgentSetupError, ValueError) as exc:
+        for s in sockets:
+            s.close()
+        if sockets and uds is not None:
+            uds.unlink(missing_ok=True)
         err_console.print(f"mecmig agent: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
-    serve_agent(agent, uds, tcp, token)
+    serve_agent(agent, uds, tcp, token, sockets=sockets)
     return 0
 
 

@@ -176,3 +176,24 @@ def test_the_agents_sockets(tmp_path: Path) -> None:
         tcp.close()
     with pytest.raises(ValueError, match="a Unix socket or a TCP address"):
         listening_sockets(None, None)
+
+
+def test_an_address_not_here_or_a_running_agent_is_refused_before_anything_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.server import listening_sockets
+
+    with pytest.raises(AgentSetupError, match="no interface in this network namespace has"):
+        listening_sockets(None, ("203.0.113.7", 7070))  # TEST-NET-3: never this host's
+    (running,) = listening_sockets(tmp_path / "a.sock", None)
+    running.listen()
+    try:
+        with pytest.raises(AgentSetupError, match="an agent already serves on"):
+            listening_sockets(tmp_path / "a.sock", None)
+        assert main(_agent("--uds", str(tmp_path / "a.sock"))) == EXIT_USAGE
+        assert "already serves" in capsys.readouterr().err
+        assert (tmp_path / "a.sock").exists()  # the running agent's socket is left alone
+    finally:
+        running.close()
+    stale = listening_sockets(tmp_path / "a.sock", None)  # nobody answers: replaced
+    stale[0].close()
