@@ -20,6 +20,7 @@ from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import Testbed
 from mininet_scenarios.testbed import testbed as make_testbed
+from orchestration.client import MigrationClient
 from orchestration.ids import new_migration_id
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
@@ -262,7 +263,9 @@ def test_restore_error_after_the_final_dump_restores_the_source_from_its_own_dum
 
 
 def test_migration_through_the_controllers_rest_api(world: World, counter: str) -> None:
-    client = world.tb.ctl.client
+    """`POST /v1/migrations` (the orchestration layer mounted into the controller) migrates
+    and holds the traffic from CRIU's freeze like `mecmig migrate` (it used to never hold)."""
+    client = MigrationClient(world.tb.ctl.client.base_url)
     started = client.migrate(counter, "mec2", strategy="postcopy")
     assert started.instance == counter and started.outcome == "running"
     deadline = time.monotonic() + 60
@@ -271,7 +274,11 @@ def test_migration_through_the_controllers_rest_api(world: World, counter: str) 
         time.sleep(0.2)
         view = client.migration(started.id)
     assert view.outcome == "done", view
-    assert [p["name"] for p in view.phases][-3:] == ["pages", "release", "cleanup"]
+    names = [p["name"] for p in view.phases]
+    assert names[-3:] == ["pages", "release", "cleanup"]
+    freeze = next(p for p in view.phases if p["name"] == "freeze_dump")
+    assert freeze["detail"]["held"] is True and freeze["detail"]["held_at_freeze"] is True
+    assert "deliver" in names and names.index("deliver") > names.index("restore")
     assert world.orch.where(counter) == "mec2"
     assert started.id in {m.id for m in client.migrations()}
 

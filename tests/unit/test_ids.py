@@ -9,7 +9,7 @@ import sys
 
 from orchestration.ids import new_migration_id
 
-PATTERN = re.compile(r"^mig-\d{8}-\d{6}-[0-9a-f]{6}$")
+PATTERN = re.compile(r"^mig-\d{8}-\d{6}-[0-9a-f]{10}$")
 
 
 def test_ids_are_unique_and_readable() -> None:
