@@ -153,6 +153,40 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "emulate",
+        help="run a scenario's network in Mininet with a site agent per MEC host, until Ctrl-C",
+        description="Build the scenario's network in Mininet (userspace OVS) and connect it to a "
+        "running `mecmig controller` (start that first), start one site agent inside each MEC "
+        "host (on its Unix socket, or with --token-file on the host's own address, port "
+        f"{defaults.AGENT_PORT}, as on separate machines), start the scenario's instances at "
+        "their home sites, print where everything is, and stay up until Ctrl-C (then everything "
+        "it started is removed). Meanwhile, `mecmig migrate` moves instances from another shell. "
+        "Exit 0 after a clean stop, 1 if something failed, 3 if there is no controller.",
+    )
+    p.add_argument("--scenario", type=Path, default=EDGE_SCENARIO, help="(default: %(default)s)")
+    p.add_argument(
+        "--controller", default=defaults.CONTROLLER_URL, help="controller REST URL (%(default)s)"
+    )
+    p.add_argument(
+        "--of-port",
+        type=int,
+        default=defaults.OPENFLOW_PORT,
+        help="the controller's OpenFlow port on 127.0.0.1 (%(default)s)",
+    )
+    p.add_argument(
+        "--deploy",
+        nargs="*",
+        metavar="INSTANCE",
+        help="instances to start (default: every instance of the scenario; none: --deploy)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="agents listen on their MEC hosts' addresses and require this token (chmod 600)",
+    )
+    p.add_argument("--duration", type=float, help="stop after this many seconds (else Ctrl-C)")
+
+    p = sub.add_parser(
         "migrate",
         help="live-migrate an instance to another site",
         description="Live-migrate INSTANCE (a service of the scenario, running at some site) to "
@@ -415,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.migrate_cli import agent_command
 
             return agent_command(args)
+        if args.command == "emulate":
+            from mecmig.emulate_cli import emulate_command
+
+            return emulate_command(args, console)
         if args.command == "migrate":
             from mecmig.migrate_cli import migrate_command
 
