@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PREFIXES = ("k", "M", "G", "T")
@@ -57,29 +58,55 @@ _SIZE_UNITS = {
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)(?:/s)?\s*$")
 
 
-def _parse(value: object, units: dict[str, int], what: str, example: str) -> int:
+def _shown(value: object, limit: int = 40) -> str:
+    """`value` as an error message quotes it: what a caller sent can be long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _parse(
+    value: object, units: dict[str, int], what: str, example: str, maximum: int | None = None
+) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a {what}, got a boolean")
+    if isinstance(value, int) and maximum is not None and value > maximum:
+        # before float(): an int of 400 digits is too large for a float (OverflowError)
+        raise ValueError(f"a {what} must be at most {maximum}, got {_shown(value)}")
     if isinstance(value, int | float):
-        number, factor = float(value), 1
+        try:
+            number, factor = float(value), 1
+        except OverflowError:
+            raise ValueError(f"a {what} must be a finite number, got {_shown(value)}") from None
     elif isinstance(value, str):
         match = _NUMBER_UNIT.match(value)
         unit = match.group(2).lower() if match else None
         if match is None or unit not in units:
             known = ", ".join(u for u in units if u)
-            raise ValueError(f"cannot read {value!r} as a {what} (e.g. {example}; units: {known})")
+            raise ValueError(
+                f"cannot read {_shown(value)} as a {what} (e.g. {example}; units: {known})"
+            )
         number, factor = float(match.group(1)), units[unit]
     else:
         raise ValueError(f"expected a {what} (e.g. {example}), got {type(value).__name__}")
-    result = int(round(number * factor))
+    scaled = number * factor
+    # inf and nan (JSON's Infinity/NaN, YAML's .inf, a string of 400 digits) are no amount
+    if not math.isfinite(scaled):
+        raise ValueError(f"a {what} must be a finite number, got {_shown(value)}")
+    if maximum is not None and scaled > maximum:
+        raise ValueError(f"a {what} must be at most {maximum}, got {_shown(value)}")
+    result = int(round(scaled))
     if result <= 0:
-        raise ValueError(f"a {what} must be positive, got {value!r}")
+        raise ValueError(f"a {what} must be positive, got {_shown(value)}")
     return result
 
 
-def parse_rate(value: object) -> int:
-    """A bit rate in bit/s from an int (bit/s) or a string: '100Mbit', '1.5 Gbit/s', '500kbps'."""
-    return _parse(value, _RATE_UNITS, "bit rate", "'100Mbit'")
+def parse_rate(value: object, *, max_bps: int | None = None) -> int:
+    """A bit rate in bit/s from an int (bit/s) or a string: '100Mbit', '1.5 Gbit/s', '500kbps'.
+
+    ValueError for anything else, for a rate that is not positive or not finite, and for one
+    above `max_bps` if given.
+    """
+    return _parse(value, _RATE_UNITS, "bit rate", "'100Mbit'", max_bps)
 
 
 def parse_size(value: object) -> int:
