@@ -7,13 +7,87 @@ models; the os-ken app implements `ControllerAPI`. Errors the facade raises map 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+import ipaddress
+import math
+import re
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
+from controller.limits import (
+    MAX_BURST_KB,
+    MAX_HOLD_S,
+    MAX_L4_PORT,
+    MAX_NAME_LENGTH,
+    MAX_OWNER_LENGTH,
+    MAX_RATE_BPS,
+    MAX_RATE_TEXT_LENGTH,
+    MAX_SWITCH_PORT,
+    MIN_L4_PORT,
+    MIN_SWITCH_PORT,
+    NAME_PATTERN,
+    OWNER_PATTERN,
+    RATE_TEXT_PATTERN,
+)
 from ground.units import parse_rate
 
-Rate = Annotated[int, BeforeValidator(parse_rate), Field(gt=0, description="bit/s, or '40Mbit'")]
+_RATE_TEXT = re.compile(RATE_TEXT_PATTERN)
+
+
+def _rate(value: object) -> int:
+    """A request's rate: a whole number of bit/s, or a text like '40Mbit', within the bounds
+    of `controller.limits` (exactly what the JSON schema below admits, or less)."""
+    if isinstance(value, float) and not value.is_integer():  # 1.5, inf, nan
+        if not math.isfinite(value):
+            raise ValueError(f"a bit rate must be a finite number, got {value!r}")
+        raise ValueError(f"a bit rate in bit/s is a whole number, got {value!r}")
+    if isinstance(value, str) and (
+        len(value) > MAX_RATE_TEXT_LENGTH or _RATE_TEXT.fullmatch(value) is None
+    ):
+        raise ValueError(
+            f"cannot read {value[:MAX_RATE_TEXT_LENGTH]!r} as a bit rate (e.g. '40Mbit', "
+            "'1.5 Gbit/s', '500kbps', or a number of bit/s)"
+        )
+    return parse_rate(value, max_bps=MAX_RATE_BPS)
+
+
+RATE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_RATE_BPS},
+        {"type": "string", "pattern": RATE_TEXT_PATTERN, "maxLength": MAX_RATE_TEXT_LENGTH},
+    ],
+    "description": f"bit/s (1 to {MAX_RATE_BPS}), or a text such as '40Mbit' or '1.5 Gbit/s' "
+    "within the same bounds",
+    "examples": ["40Mbit", 40_000_000],
+}
+Rate = Annotated[int, BeforeValidator(_rate), WithJsonSchema(RATE_SCHEMA)]
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"not an IPv4 address: {value[:40]!r}") from None
+
+
+IPv4 = Annotated[
+    str,
+    Field(max_length=15),
+    AfterValidator(_ipv4),
+    WithJsonSchema({"type": "string", "format": "ipv4", "maxLength": 15}),
+]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
+L4Port = Annotated[int, Field(ge=MIN_L4_PORT, le=MAX_L4_PORT)]
+SwitchPort = Annotated[int, Field(ge=MIN_SWITCH_PORT, le=MAX_SWITCH_PORT)]
+Proto = Literal["tcp", "udp", "any"]
 
 
 class ApiError(Exception):
@@ -41,6 +115,13 @@ class Invalid(ApiError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Request(_Model):
+    """A request body: strict, so that what the document calls invalid is refused (`true` is
+    no port, `"7"` no number), and nothing it does not name is taken."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ------------------------------------------------------------------------------ topology views
@@ -106,28 +187,47 @@ class ChainView(_Model):
 # ------------------------------------------------------------------------------ reservations
 
 
-class TrafficMatch(_Model):
+class TrafficMatch(_Request):
     """Which packets a reservation carries (all given fields must match)."""
 
-    ip_src: str | None = Field(default=None, description="source IPv4 (default: src host's)")
-    ip_dst: str | None = Field(default=None, description="destination IPv4 (default: dst host's)")
-    proto: Literal["tcp", "udp", "any"] = "tcp"
-    dst_port: int | None = Field(default=None, ge=1, le=65535)
-    src_port: int | None = Field(default=None, ge=1, le=65535)
+    ip_src: IPv4 | None = Field(default=None, description="source IPv4 (default: src host's)")
+    ip_dst: IPv4 | None = Field(default=None, description="destination IPv4 (default: dst host's)")
+    proto: Proto = "tcp"
+    dst_port: L4Port | None = None
+    src_port: L4Port | None = None
+
+    @model_validator(mode="after")
+    def _ports_need_a_protocol(self) -> TrafficMatch:
+        if self.proto == "any" and (self.dst_port is not None or self.src_port is not None):
+            raise ValueError("ports need proto 'tcp' or 'udp' (proto 'any' matches every port)")
+        return self
 
 
-class ReservationRequest(_Model):
+class ReservationRequest(_Request):
     """Reserve `rate` from host/site `src` to host/site `dst` for the matching traffic."""
 
-    src: str
-    dst: str
+    src: Name
+    dst: Name
     rate: Rate
     match: TrafficMatch = TrafficMatch()
-    burst_kb: int | None = Field(default=None, ge=0, description="meter burst (default: auto)")
-    owner: str | None = Field(default=None, description="free text, e.g. 'mig=7'")
+    burst_kb: int | None = Field(
+        default=None, ge=0, le=MAX_BURST_KB, description="meter burst in kbit (default: auto)"
+    )
+    owner: str | None = Field(
+        default=None,
+        max_length=MAX_OWNER_LENGTH,
+        pattern=OWNER_PATTERN,
+        description="free text, e.g. 'mig=7'",
+    )
+
+    @model_validator(mode="after")
+    def _two_ends(self) -> ReservationRequest:
+        if self.src == self.dst:
+            raise ValueError(f"src and dst are both {self.src!r}: a reservation joins two ends")
+        return self
 
 
-class ResizeRequest(_Model):
+class ResizeRequest(_Request):
     rate: Rate
 
 
@@ -147,12 +247,14 @@ class ReservationView(_Model):
 # ------------------------------------------------------------------------------ relocation
 
 
-class RelocationRequest(_Model):
+class RelocationRequest(_Request):
     """Move instance `instance` (same IP and MAC) to `to`: a site, or a switch and port."""
 
-    instance: str
-    to: str = Field(description="site or switch name")
-    port: int | None = Field(default=None, ge=1, description="port on the switch (default: site's)")
+    instance: Name
+    to: Name = Field(description="site or switch name")
+    port: SwitchPort | None = Field(
+        default=None, description="port on the switch (default: the site's, or a free one)"
+    )
 
 
 class RelocationView(_Model):
@@ -166,11 +268,15 @@ class RelocationView(_Model):
     switchover_ms: float = Field(description="first flow-mod sent -> last barrier reply")
 
 
-class HoldRequest(_Model):
+class HoldRequest(_Request):
     """Hold an instance's traffic at the controller (while it is frozen for a migration)."""
 
     timeout_s: float = Field(
-        default=60.0, gt=0, le=3600, description="released by itself after this long"
+        default=60.0,
+        gt=0,
+        le=MAX_HOLD_S,
+        allow_inf_nan=False,
+        description="released by itself after this long",
     )
 
 

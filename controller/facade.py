@@ -1,15 +1,18 @@
 """The northbound facade: what the REST API (and in-process callers) can ask of the controller.
 
 Every call runs as one job on the runtime's worker, so the answers are consistent snapshots and the
-operations are serialised. Model errors become API errors with a message: admission refused ->
-409, unknown names -> 404, impossible requests -> 422, a switch that refuses -> 502.
+operations are serialised, and every change is a transaction (`Runtime.transaction`): the model
+is committed only once the switches confirmed it, and a refused change is undone on both. Model
+errors become API errors with a message: admission refused -> 409, unknown names -> 404,
+impossible requests -> 422, a switch that refuses or does not confirm -> 502 (the change undone,
+`context.switches` names the switches).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from controller.api_models import (
     ApiError,
@@ -24,6 +27,7 @@ from controller.api_models import (
     LinkDirectionView,
     LinkView,
     NotFound,
+    Proto,
     RelocationRequest,
     RelocationView,
     ReservationRequest,
@@ -33,10 +37,9 @@ from controller.api_models import (
     TopologyView,
     TrafficMatch,
 )
-from controller.plan import Plan
 from controller.reservations import ReservationRecord
-from controller.runtime import Execution, Runtime, SwitchError
-from controller.state import StateError
+from controller.runtime import Runtime, SwitchError
+from controller.state import StateError, UnknownName
 from controller.traffic_hold import TrafficHolds
 from topology.admission import reserved_per_link
 from topology.errors import AdmissionError, TopologyError
@@ -159,19 +162,20 @@ class Northbound:
     def reserve(self, req: ReservationRequest) -> ReservationView:
         def job() -> ReservationRecord:
             m = req.match
-            rec, plan = self.rt.state.reserve(
-                req.src,
-                req.dst,
-                req.rate,
-                proto=m.proto,
-                dst_port=m.dst_port,
-                src_port=m.src_port,
-                ip_src=m.ip_src,
-                ip_dst=m.ip_dst,
-                burst_kb=req.burst_kb,
-                owner=req.owner,
-            )
-            self._apply(plan, f"reservation {rec.id}")
+            with self.rt.transaction() as tx:
+                rec, plan = self.rt.state.reserve(
+                    req.src,
+                    req.dst,
+                    req.rate,
+                    proto=m.proto,
+                    dst_port=m.dst_port,
+                    src_port=m.src_port,
+                    ip_src=m.ip_src,
+                    ip_dst=m.ip_dst,
+                    burst_kb=req.burst_kb,
+                    owner=req.owner,
+                )
+                tx.execute(plan)
             log.info(
                 "reservation %d: %s -> %s %d bit/s via %s (owner=%s)",
                 rec.id,
@@ -187,8 +191,9 @@ class Northbound:
 
     def resize(self, rid: int, rate_bps: int) -> ReservationView:
         def job() -> ReservationRecord:
-            rec, plan = self.rt.state.resize(rid, rate_bps)
-            self._apply(plan, f"reservation {rid}")
+            with self.rt.transaction() as tx:
+                rec, plan = self.rt.state.resize(rid, rate_bps)
+                tx.execute(plan)
             log.info("reservation %d resized to %d bit/s", rid, rate_bps)
             return rec
 
@@ -196,16 +201,17 @@ class Northbound:
 
     def release(self, rid: int) -> None:
         def job() -> None:
-            plan = self.rt.state.release(rid)
-            self._apply(plan, f"reservation {rid}")
+            with self.rt.transaction() as tx:
+                tx.execute(self.rt.state.release(rid))
             log.info("reservation %d released", rid)
 
         self._run(job)
 
     def relocate(self, req: RelocationRequest) -> RelocationView:
         def job() -> RelocationView:
-            old, new, plan = self.rt.state.relocate(req.instance, req.to, req.port)
-            done = self._apply(plan, f"relocation of {req.instance}")
+            with self.rt.transaction() as tx:
+                old, new, plan = self.rt.state.relocate(req.instance, req.to, req.port)
+                done = tx.execute(plan)
             log.info(
                 "relocated %s %s:%d -> %s:%d in %.2f ms (%d flow-mods)",
                 req.instance,
@@ -241,13 +247,6 @@ class Northbound:
 
     # ------------------------------------------------------------------ helpers
 
-    def _apply(self, plan: Plan, what: str) -> Execution:
-        try:
-            done = self.rt.execute(plan)
-        finally:
-            self.rt.save()
-        return done
-
     def _run(self, job: Callable[[], T]) -> T:
         """Run `job` on the worker; model errors become the API's errors (see the module)."""
         try:
@@ -258,10 +257,25 @@ class Northbound:
             ) from exc
         except KeyError as exc:
             raise NotFound(str(exc.args[0]) if exc.args else "not found") from exc
+        except UnknownName as exc:
+            raise NotFound(str(exc), name=exc.name) from exc
         except (StateError, TopologyError, ValueError) as exc:
             raise Invalid(str(exc)) from exc
         except SwitchError as exc:
-            raise BadGateway(str(exc)) from exc
+            outcome = ""
+            if exc.undone:
+                outcome = "; the change was undone"
+            elif exc.unconfirmed:
+                outcome = (
+                    f"; undoing it was not confirmed by {', '.join(exc.unconfirmed)} (they get "
+                    "their whole config when they reconnect)"
+                )
+            raise BadGateway(
+                f"{exc}{outcome}",
+                switches=list(exc.switches),
+                undone=exc.undone,
+                unconfirmed=list(exc.unconfirmed),
+            ) from exc
 
 
 def _view(rec: ReservationRecord) -> ReservationView:
@@ -275,7 +289,7 @@ def _view(rec: ReservationRecord) -> ReservationView:
         match=TrafficMatch(
             ip_src=rec.ip_src,
             ip_dst=rec.ip_dst,
-            proto=rec.proto,
+            proto=cast(Proto, rec.proto),  # the model checked it
             dst_port=rec.dst_port,
             src_port=rec.src_port,
         ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from controller.limits import MAX_OF_UINT32
 from controller.ofmsg import (
     ETH_TYPE_IP,
     IP_PROTO,
@@ -83,7 +84,9 @@ def shared_meters(records: Iterable[ReservationRecord]) -> list[ReservationRecor
     """What to install for `records`: reservations that select the same packets (the same
     match, e.g. two migrations between the same two agents) share one meter and one set of
     flows, the oldest's, at their summed rate and burst, on its path; each keeps its own
-    admission. When the oldest is released the next one's meter takes over."""
+    admission. When the oldest is released the next one's meter takes over. The sums are capped
+    at what a meter's 32-bit fields hold (kbit/s, kbit): each member is bounded, their sum is
+    not, and a meter the switch cannot encode would fail every later change of that switch."""
     groups: dict[Match, list[ReservationRecord]] = {}
     for rec in sorted(records, key=lambda r: r.id):
         groups.setdefault(rec.match(), []).append(rec)
@@ -93,8 +96,8 @@ def shared_meters(records: Iterable[ReservationRecord]) -> list[ReservationRecor
         if len(members) > 1:
             lead = replace(
                 lead,
-                rate_bps=sum(m.rate_bps for m in members),
-                burst_kb=sum(m.burst_kb for m in members),
+                rate_bps=min(sum(m.rate_bps for m in members), MAX_OF_UINT32 * 1000),
+                burst_kb=min(sum(m.burst_kb for m in members), MAX_OF_UINT32),
             )
         out.append(lead)
     return out

@@ -4,22 +4,28 @@ One worker thread does everything that reads or changes the `FabricState` and se
 job at a time: REST requests wait for their job, OpenFlow event handlers only enqueue theirs. The
 os-ken event thread therefore never blocks, and can always deliver the barrier replies and errors
 that the worker waits for.
+
+A change a caller asked for is a transaction (`Runtime.transaction`): the model is committed only
+once the switches have confirmed its plan. When a switch refuses, or does not confirm, the model
+goes back to where it was and the switches that were sent anything get the difference reversed;
+the caller gets the `SwitchError`, and nothing is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from controller.ofencode import encode
 from controller.ofmsg import Barrier, FlowMod, Message
 from controller.plan import Plan
-from controller.state import FabricState
+from controller.state import FabricState, Snapshot
 from controller.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -28,7 +34,31 @@ BARRIER_TIMEOUT_S = 5.0
 
 
 class SwitchError(Exception):
-    """A switch refused messages, or did not confirm them in time."""
+    """A switch refused messages, or did not confirm them in time.
+
+    `switches` names them. Raised out of a transaction, `undone` says whether the switches were
+    taken back to the last confirmed state, and `unconfirmed` names the switches that did not
+    confirm that either (they get their whole config when they reconnect).
+    """
+
+    def __init__(self, message: str, switches: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.switches = switches
+        self.undone = False
+        self.unconfirmed: tuple[str, ...] = ()
+
+
+@dataclass
+class Transaction:
+    """One change: the model as it was before it, and the switches its plans were sent to."""
+
+    runtime: Runtime
+    before: Snapshot
+    sent: set[str] = field(default_factory=set)
+
+    def execute(self, plan: Plan) -> Execution:
+        """Send `plan` (confirmed by barriers), noting which switches it reached."""
+        return self.runtime.execute(plan, sent=self.sent)
 
 
 @dataclass
@@ -71,15 +101,42 @@ class Runtime:
     def save(self) -> None:
         self.store.save(self.state.to_dict())
 
+    # ------------------------------------------------------------------ transactions
+
+    @contextlib.contextmanager
+    def transaction(self, *, save: bool = True) -> Iterator[Transaction]:
+        """Change the model and send its plans inside this block (on the worker).
+
+        Leaving it normally commits: the change is saved (`save`). Leaving it by an exception
+        (a switch refused: SwitchError; or anything else, e.g. a model error after it changed)
+        takes the model back to where it was, sends the reversed difference to the switches
+        that got anything, and re-raises.
+
+        Why a snapshot of the model rather than a plan computed first and applied after: every
+        decision (admission, rerouting, desired flows) reads the model as the change leaves it,
+        so the change has to be made to be planned; the records are immutable, so a snapshot
+        is a few dict copies, and the reversed difference is right however much of the plan the
+        switches took before one refused.
+        """
+        tx = Transaction(self, self.state.snapshot())
+        try:
+            yield tx
+        except BaseException as exc:
+            undo(self, tx.before, exc, tx.sent)
+            raise
+        if save:
+            self.save()
+
     # ------------------------------------------------------------------ sending
 
-    def execute(self, plan: Plan, *, wait: bool = True) -> Execution:
+    def execute(self, plan: Plan, *, wait: bool = True, sent: set[str] | None = None) -> Execution:
         """Send a plan stage by stage; with `wait`, each stage is confirmed by barriers first.
 
         Switches that are not connected are skipped: they get their whole config on connect.
         Raises SwitchError if a switch refused a message or did not answer its barrier; the
         stages after the one that failed are not sent (make-before-break: the old paths stay
-        when the new ones were refused).
+        when the new ones were refused). Every switch that is sent anything is added to `sent`
+        before its first message goes out (what a transaction must undo).
         """
         start = time.monotonic()
         flow_mods = 0
@@ -96,6 +153,8 @@ class Runtime:
                     skipped.add(sw)
                     continue
                 touched.append(sw)
+                if sent is not None:
+                    sent.add(sw)
                 flow_mods += sum(isinstance(m, FlowMod) for m in msgs)
                 for msg in msgs:
                     mine.add((dp.id, self.send(dp, msg, sw)))
@@ -104,7 +163,7 @@ class Runtime:
             for sw, done in pending:
                 if not done.wait(BARRIER_TIMEOUT_S):
                     raise SwitchError(
-                        f"switch {sw} did not answer a barrier in {BARRIER_TIMEOUT_S}s"
+                        f"switch {sw} did not answer a barrier in {BARRIER_TIMEOUT_S}s", (sw,)
                     )
             if wait:  # the barriers came back after any error the stage caused
                 self._raise_refusals(mine)
@@ -120,9 +179,11 @@ class Runtime:
 
     def _raise_refusals(self, mine: set[tuple[int, int]]) -> None:
         with self._lock:
-            errors = [self._errors.pop(key) for key in list(self._errors) if key in mine]
+            keys = [key for key in list(self._errors) if key in mine]
+            errors = [self._errors.pop(key) for key in keys]
         if errors:
-            raise SwitchError("; ".join(errors))
+            names = {self.state.switch_name(dpid) or f"dpid {dpid:#x}" for dpid, _ in keys}
+            raise SwitchError("; ".join(errors), tuple(sorted(names)))
 
     def send(self, dp: Any, msg: Message, sw: str) -> int:
         """Send one message, remembering what it was so a switch error can name it; its xid."""
@@ -160,6 +221,55 @@ class Runtime:
             if len(self._errors) > 10000:  # refusals of messages no call waits for
                 self._errors.pop(next(iter(self._errors)))
         log.error("switch refused %s: %s", what, detail)
+
+
+class Executes(Protocol):
+    """What undoing needs of a runtime: the model, and sending a plan confirmed by barriers."""
+
+    state: FabricState
+
+    def execute(self, plan: Plan) -> Any: ...
+
+
+def undo(
+    rt: Executes, before: Snapshot, cause: BaseException, sent: Collection[str] | None = None
+) -> None:
+    """Take the model back to `before` and the switches that were `sent` anything (default:
+    all that the change concerned) back to what `before` had installed; notes on `cause` (a
+    SwitchError) whether that was confirmed. A switch that refuses the undo too gets its whole
+    config (as on reconnect); one that refuses that as well is named in `cause.unconfirmed`."""
+    plan = rt.state.roll_back(before, sent)
+    failure = cause if isinstance(cause, SwitchError) else None
+    if not plan:
+        if failure is not None:
+            failure.undone = True
+        return
+    switches = sorted({sw for stage in plan for sw in stage})
+    try:
+        rt.execute(plan)
+    except Exception as exc:  # noqa: BLE001 - the caller's error is the one to raise
+        log.error("could not undo a refused change on %s: %s", ", ".join(switches), exc)
+        unconfirmed = _resync(rt, switches)
+        if failure is not None:
+            failure.undone = not unconfirmed
+            failure.unconfirmed = tuple(unconfirmed)
+        return
+    log.warning("undid a refused change on %s (%s)", ", ".join(switches), cause)
+    if failure is not None:
+        failure.undone = True
+
+
+def _resync(rt: Executes, switches: list[str]) -> list[str]:
+    """Send `switches` their whole config (what a reconnecting switch gets); the ones that do
+    not confirm it either, which get it again when they reconnect."""
+    failed = []
+    for sw in switches:
+        try:
+            rt.execute([{sw: rt.state.switch_config(sw)}])
+        except Exception as exc:  # noqa: BLE001 - reported, and resynced on reconnect
+            log.error("switch %s did not take its whole config either: %s", sw, exc)
+            failed.append(sw)
+    return failed
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -1,24 +1,45 @@
 """The controller's model of the world, and every decision it takes, as pure code.
 
 `FabricState` knows the declared topology (from the scenario), which links are down, where every
-host is attached, the chains and the reservations. Each operation updates that model and returns a
-`Plan`: the OpenFlow messages, per switch and in stages, that bring the switches in line. It never
-sends anything and never reads a clock; the os-ken app does both. Not thread-safe: the app holds a
-lock around it.
+host is attached, the chains and the reservations. Each operation checks what it is given (names,
+rates, bursts, ports, addresses: the bounds of `controller.limits`) before it changes anything,
+then updates the model and returns a `Plan`: the OpenFlow messages, per switch and in stages, that
+bring the switches in line. It never sends anything and never reads a clock; the os-ken app does
+both. `snapshot()` and `roll_back()` make an operation undoable until the switches confirm it (see
+`Runtime.transaction`). Not thread-safe: only the runtime's worker touches it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterable
-from dataclasses import asdict, replace
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import networkx as nx
 
 from controller.forwarding import base_flows, host_flows
 from controller.hold import hold_flow
-from controller.plan import Desired, Plan, SwitchConfig, diff, full_config, staged_by_distance
+from controller.limits import (
+    MAX_BURST_KB,
+    MAX_L4_PORT,
+    MAX_OWNER_LENGTH,
+    MAX_RATE_BPS,
+    MAX_SWITCH_PORT,
+    MIN_L4_PORT,
+    MIN_SWITCH_PORT,
+)
+from controller.ofmsg import IP_PROTO
+from controller.plan import (
+    Desired,
+    Plan,
+    Stage,
+    SwitchConfig,
+    diff,
+    full_config,
+    staged_by_distance,
+)
 from controller.reservations import (
     ReservationRecord,
     default_burst_kb,
@@ -37,6 +58,81 @@ log = logging.getLogger(__name__)
 
 class StateError(ValueError):
     """A request the model cannot carry out (unknown host, bad port, ...), with a message."""
+
+
+class UnknownName(StateError):
+    """A host, site or switch name the model does not know (the REST API answers 404)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything an operation can change, as it was: `FabricState.roll_back` takes it back."""
+
+    down: frozenset[frozenset[str]]
+    hosts: dict[str, Attachment]
+    host_ids: dict[str, int]
+    reservations: dict[int, ReservationRecord]
+    next_reservation: int
+    holds: frozenset[str]
+    installed: Desired
+
+
+def check_rate(rate_bps: object) -> int:
+    """A rate in bit/s within the bounds (StateError otherwise)."""
+    if isinstance(rate_bps, bool) or not isinstance(rate_bps, int):
+        raise StateError(f"a rate is a whole number of bit/s, got {rate_bps!r}")
+    if not 1 <= rate_bps <= MAX_RATE_BPS:
+        raise StateError(f"a rate must be 1 to {MAX_RATE_BPS} bit/s, got {rate_bps}")
+    return rate_bps
+
+
+def check_burst(burst_kb: object) -> int | None:
+    """A meter burst in kbit within the bounds, or None (StateError otherwise)."""
+    if burst_kb is None:
+        return None
+    if isinstance(burst_kb, bool) or not isinstance(burst_kb, int):
+        raise StateError(f"a burst is a whole number of kbit, got {burst_kb!r}")
+    if not 0 <= burst_kb <= MAX_BURST_KB:
+        raise StateError(f"a burst must be 0 to {MAX_BURST_KB} kbit, got {burst_kb}")
+    return burst_kb
+
+
+def _check_l4(proto: str, dst_port: int | None, src_port: int | None) -> None:
+    if proto != "any" and proto not in IP_PROTO:
+        raise StateError(f"proto must be tcp, udp or any, got {proto!r}")
+    for what, port in (("dst_port", dst_port), ("src_port", src_port)):
+        if port is None:
+            continue
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise StateError(f"{what} is a whole number, got {port!r}")
+        if not MIN_L4_PORT <= port <= MAX_L4_PORT:
+            raise StateError(f"{what} must be {MIN_L4_PORT} to {MAX_L4_PORT}, got {port}")
+        if proto == "any":
+            raise StateError(f"{what} needs proto tcp or udp (any matches every port)")
+
+
+def _check_ipv4(what: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise StateError(f"{what} is not an IPv4 address: {str(value)[:40]!r}") from None
+
+
+def check_switch_port(port: object) -> int:
+    """A port a host can be plugged into: OpenFlow's physical range (StateError otherwise)."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise StateError(f"a switch port is a whole number, got {port!r}")
+    if not MIN_SWITCH_PORT <= port <= MAX_SWITCH_PORT:
+        raise StateError(
+            f"a switch port must be {MIN_SWITCH_PORT} to {MAX_SWITCH_PORT}, got {port}"
+        )
+    return port
 
 
 class FabricState:
@@ -104,7 +200,7 @@ class FabricState:
             return self.hosts[name]
         if any(s.name == name for s in self.declared.sites):
             return self.hosts[agent_host(name)]
-        raise StateError(f"no host or site called {name!r}")
+        raise UnknownName(f"no host or site called {name!r}", name)
 
     # ------------------------------------------------------------------ desired switch state
 
@@ -170,8 +266,18 @@ class FabricState:
         burst_kb: int | None = None,
         owner: str | None = None,
     ) -> tuple[ReservationRecord, Plan]:
-        """Admit and install a reservation; AdmissionError (nothing changed) if it does not fit."""
+        """Admit and install a reservation; AdmissionError (nothing changed) if it does not fit,
+        StateError (nothing changed) for a value out of bounds, UnknownName for a name."""
         a, b = self.resolve_host(src), self.resolve_host(dst)
+        if a.host == b.host:
+            raise StateError(f"{src!r} and {dst!r} are both {a.host}: a reservation joins two ends")
+        check_rate(rate_bps)
+        check_burst(burst_kb)
+        _check_l4(proto, dst_port, src_port)
+        ip_src = _check_ipv4("ip_src", ip_src or a.ip)
+        ip_dst = _check_ipv4("ip_dst", ip_dst or b.ip)
+        if owner is not None and len(owner) > MAX_OWNER_LENGTH:
+            raise StateError(f"an owner is at most {MAX_OWNER_LENGTH} characters")
         path = admit(self.topo, a.switch, b.switch, rate_bps, self._models())
         rec = ReservationRecord(
             id=self.next_reservation,
@@ -180,8 +286,8 @@ class FabricState:
             rate_bps=rate_bps,
             burst_kb=default_burst_kb(rate_bps) if burst_kb is None else burst_kb,
             path=path,
-            ip_src=ip_src or a.ip or "",
-            ip_dst=ip_dst or b.ip or "",
+            ip_src=ip_src or "",
+            ip_dst=ip_dst or "",
             proto=proto,
             dst_port=dst_port,
             src_port=src_port,
@@ -196,6 +302,8 @@ class FabricState:
     ) -> tuple[ReservationRecord, Plan]:
         """Change a reservation's rate on its path (the pre-freeze boost); AdmissionError if not."""
         rec = self._reservation(rid)
+        check_rate(rate_bps)
+        check_burst(burst_kb)
         resize_check(self.topo, rec.as_model(), rate_bps, self._models())
         burst = default_burst_kb(rate_bps) if burst_kb is None else burst_kb
         shrinks = rate_bps < rec.rate_bps
@@ -230,11 +338,13 @@ class FabricState:
     ) -> tuple[Attachment, Attachment, Plan]:
         """Move `host` (same IP and MAC) to `switch`:`port`; make-before-break stages."""
         if host not in self.hosts:
-            raise StateError(f"no host called {host!r}")
+            raise UnknownName(f"no host called {host!r}", host)
         try:
             switch = self.declared.resolve(switch)
         except UnknownNodeError as exc:
-            raise StateError(f"no site or switch called {switch!r}") from exc
+            raise UnknownName(f"no site or switch called {switch!r}", switch) from exc
+        if port is not None:
+            check_switch_port(port)
         old = self.hosts[host]
         port = port if port is not None else self._free_port(switch, old)
         if self.is_link_port(switch, port):
@@ -250,7 +360,7 @@ class FabricState:
     def hold(self, host: str) -> Plan:
         """Send `host`'s traffic to the controller, on every switch (see controller.hold)."""
         if host not in self.hosts:
-            raise StateError(f"no host called {host!r}")
+            raise UnknownName(f"no host called {host!r}", host)
         if self.hosts[host].ip is None:
             raise StateError(f"{host} has no IP address: its traffic cannot be held")
         self.holds.add(host)
@@ -259,7 +369,7 @@ class FabricState:
     def unhold(self, host: str) -> Plan:
         """Let `host`'s traffic flow again (nothing to do if it was not held)."""
         if host not in self.hosts:
-            raise StateError(f"no host called {host!r}")
+            raise UnknownName(f"no host called {host!r}", host)
         self.holds.discard(host)
         return [self._commit()]
 
@@ -341,6 +451,55 @@ class FabricState:
                 continue
             self.reservations[rec.id] = replace(rec, path=path)
 
+    # ------------------------------------------------------------------ transactions
+
+    def snapshot(self) -> Snapshot:
+        """What every operation can change, as it is now (cheap: the records are immutable)."""
+        return Snapshot(
+            down=frozenset(self.down),
+            hosts=dict(self.hosts),
+            host_ids=dict(self.host_ids),
+            reservations=dict(self.reservations),
+            next_reservation=self.next_reservation,
+            holds=frozenset(self.holds),
+            installed=self._installed,
+        )
+
+    def roll_back(self, snap: Snapshot, switches: Collection[str] | None = None) -> Plan:
+        """Take the model back to `snap` (taken before one operation) and return the plan that
+        takes `switches` (default: all) back to what `snap` had installed.
+
+        That plan is the operation's difference reversed: every flow and meter of `snap` is sent
+        again and everything the operation added is deleted, so it is right however much of the
+        operation's plan the switches applied before one refused (a re-sent add, or a delete of
+        what is not there, changes nothing). A host that moved goes back make-before-break:
+        stages outwards from its old place.
+        """
+        since = self._installed
+        moved = [h for h, att in self.hosts.items() if snap.hosts.get(h) != att]
+        self.down = set(snap.down)
+        self._refresh_topo()
+        self.hosts = dict(snap.hosts)
+        self.host_ids = dict(snap.host_ids)
+        self.reservations = dict(snap.reservations)
+        self.next_reservation = snap.next_reservation
+        self.holds = set(snap.holds)
+        self._installed = snap.installed
+        if since is snap.installed:  # nothing was committed: nothing was sent
+            return []
+        stage: Stage = {
+            sw: msgs
+            for sw, msgs in diff(since, snap.installed).items()
+            if switches is None or sw in switches
+        }
+        if not stage:
+            return []
+        back_to = [snap.hosts[h].switch for h in moved if h in snap.hosts]
+        if len(back_to) == 1 and back_to[0] in self.topo.graph:
+            distance = nx.single_source_shortest_path_length(self.topo.graph, back_to[0])
+            return staged_by_distance(stage, distance)
+        return [stage]
+
     # ------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,12 +519,36 @@ class FabricState:
             raise StateError(
                 f"saved state is for scenario {data.get('scenario')!r}, not {self.scenario.name!r}"
             )
-        self.reservations = {
-            r["id"]: ReservationRecord(**{**r, "path": tuple(r["path"])})
-            for r in data.get("reservations", [])
-        }
-        self.next_reservation = int(data.get("next_reservation", 1))
         for h in data.get("hosts", []):
-            self.hosts[h["host"]] = Attachment(**h)
+            att = Attachment(**h)
+            # a state file may hold what earlier versions let in unchecked
+            try:
+                check_switch_port(att.port)
+                self.declared.switch(att.switch)
+            except (StateError, TopologyError) as exc:
+                log.warning("saved place of %s ignored: %s", att.host, exc)
+                continue
+            self.hosts[att.host] = att
         self.host_ids.update({k: int(v) for k, v in data.get("host_ids", {}).items()})
+        self.reservations = {}
+        for r in data.get("reservations", []):
+            rec = ReservationRecord(**{**r, "path": tuple(r["path"])})
+            try:
+                self._check_saved(rec)
+            except (StateError, TopologyError) as exc:
+                log.warning("saved reservation %s dropped: %s", r.get("id"), exc)
+                continue
+            self.reservations[rec.id] = rec
+        self.next_reservation = int(data.get("next_reservation", 1))
         self._installed = self.desired()
+
+    def _check_saved(self, rec: ReservationRecord) -> None:
+        if rec.src not in self.hosts or rec.dst not in self.hosts:
+            raise StateError(f"unknown host in {rec.src} -> {rec.dst}")
+        check_rate(rec.rate_bps)
+        check_burst(rec.burst_kb)
+        _check_l4(rec.proto, rec.dst_port, rec.src_port)
+        _check_ipv4("ip_src", rec.ip_src)
+        _check_ipv4("ip_dst", rec.ip_dst)
+        for sw in rec.path:
+            self.declared.switch(sw)

@@ -2,7 +2,9 @@
 
 Runs on the runtime's worker like every other change (callers go through `Runtime.call` or
 `submit`), so the buffers need no lock of their own. A packet-in of a hold flow that arrives
-after its hold was released (it was queued behind the release) is sent on at once.
+after its hold was released (it was queued behind the release) is sent on at once. Holding and
+releasing are transactions like every change: a switch that refuses leaves the hold as it was
+(flows and buffer), and the caller gets the SwitchError.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from controller.api_models import HoldReleaseView, HoldView
 from controller.hold import HeldPackets, held_host_id
 from controller.ofmsg import PacketOut
-from controller.runtime import Runtime
+from controller.plan import Plan
+from controller.runtime import Runtime, undo
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +31,34 @@ class TrafficHolds:
         self.held: dict[str, HeldPackets] = {}
         self.since: dict[str, float] = {}
         self.tokens: dict[str, int] = {}
+        self._timers: dict[str, threading.Timer] = {}
         self._next_token = 1
 
     def hold(self, instance: str, timeout_s: float) -> HoldView:
         """Send `instance`'s traffic to the controller until released (or `timeout_s`)."""
-        plan = self.rt.state.hold(instance)
+        self._change(lambda: self.rt.state.hold(instance))
+        # packet-ins of the new flows queue behind this job on the worker: the buffer is ready
         self.held.setdefault(instance, HeldPackets())
         self.since.setdefault(instance, time.monotonic())
-        self.rt.execute(plan)
         token = self.tokens[instance] = self._next_token
         self._next_token += 1
         timer = threading.Timer(timeout_s, self._expire, (instance, token))
         timer.daemon = True
+        old = self._timers.pop(instance, None)
+        if old is not None:
+            old.cancel()
+        self._timers[instance] = timer
         timer.start()
         log.info("holding %s's traffic (for at most %.0f s)", instance, timeout_s)
         return HoldView(instance=instance, held=True, timeout_s=timeout_s)
 
     def release(self, instance: str) -> HoldReleaseView:
         """Flows gone first (barriers), then the held packets out of the instance's port."""
-        plan = self.rt.state.unhold(instance)
-        self.rt.execute(plan)
+        self._change(lambda: self.rt.state.unhold(instance))
         self.tokens.pop(instance, None)
+        timer = self._timers.pop(instance, None)
+        if timer is not None:
+            timer.cancel()
         buf = self.held.pop(instance, None)
         since = self.since.pop(instance, None)
         packets = buf.drain() if buf is not None else []
@@ -68,6 +79,17 @@ class TrafficHolds:
             dropped_packets=buf.dropped if buf is not None else 0,
             held_ms=round(held_ms, 3),
         )
+
+    def _change(self, plan_of: Callable[[], Plan]) -> None:
+        """One transaction (see `Runtime.transaction`), not saved: holds do not survive a
+        restart, and a save would cost time inside the migration's frozen window. A hold's
+        flows go to every switch, so the undo goes to every switch too."""
+        before = self.rt.state.snapshot()
+        try:
+            self.rt.execute(plan_of())
+        except BaseException as exc:
+            undo(self.rt, before, exc)
+            raise
 
     def packet_in(self, flow_cookie: int, frame: bytes) -> None:
         """A packet a hold flow sent us: keep it, or deliver it if its hold is over."""
@@ -97,4 +119,7 @@ class TrafficHolds:
                 log.warning("hold of %s's traffic timed out: releasing it", instance)
                 self.release(instance)
 
-        self.rt.submit(job)
+        try:
+            self.rt.submit(job)
+        except RuntimeError:  # the controller stopped meanwhile: nothing left to release
+            log.debug("hold of %s expired after the controller stopped", instance)
