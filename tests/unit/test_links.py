@@ -5,6 +5,7 @@ carrying the 409), over the REST client and in-process alike."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,29 +25,55 @@ ROOT = Path(__file__).resolve().parents[2]
 GBIT = 1_000_000_000
 
 
-def _only_info(caplog: pytest.LogCaptureFixture) -> list[str]:
-    ours = [r for r in caplog.records if r.name.startswith("orchestration")]
+class Records(logging.Handler):
+    """What the links log, caught at their own logger (whatever other tests did to the root)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+@pytest.fixture
+def link_log() -> Iterator[Records]:
+    logger = logging.getLogger("orchestration.links")
+    handler = Records()
+    saved = (logger.level, logger.disabled)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.disabled = False
+    yield handler
+    logger.removeHandler(handler)
+    logger.level, logger.disabled = saved
+
+
+def _only_info(link_log: Records) -> list[str]:
+    ours = link_log.records
     assert all(r.levelno == logging.INFO for r in ours), [r.getMessage() for r in ours]
     return [r.getMessage() for r in ours]
 
 
-def test_facade_link_takes_the_residual_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_facade_link_takes_the_residual_and_says_so_once(link_log: Records) -> None:
     runtime = Runtime(
         FabricState(load_scenario(ROOT / "scenarios" / "edge.yaml")), StateStore(None)
     )
     try:
         link = FacadeLink(Northbound(runtime))
-        caplog.set_level(logging.DEBUG)
         grant = link.reserve("mec1", "mec2", 3 * GBIT, 7100, "mig-a")
         assert grant is not None and grant.rate_bps == GBIT  # the links are 1 Gbit/s
-        messages = _only_info(caplog)
+        messages = _only_info(link_log)
         assert len(messages) == 1 and "mig-a" in messages[0] and "left" in messages[0]
-        caplog.clear()
+        link_log.clear()
         assert link.reserve("mec1", "mec2", GBIT, 7100, "mig-b") is None  # nothing left
-        assert len(_only_info(caplog)) == 1
-        caplog.clear()
+        assert len(_only_info(link_log)) == 1
+        link_log.clear()
         assert link.resize(grant, 2 * GBIT) == grant  # cannot grow: kept, said once
-        assert len(_only_info(caplog)) == 1
+        assert len(_only_info(link_log)) == 1
     finally:
         runtime.shutdown()
 
@@ -68,11 +95,10 @@ class RefusingClient:
         return SimpleNamespace(id=7, rate_bps=rate)
 
 
-def test_rest_link_takes_the_residual_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_rest_link_takes_the_residual_and_says_so_once(link_log: Records) -> None:
     client = RefusingClient(residual_bps=60_000_000)
     link = RestControllerLink(client)  # type: ignore[arg-type]
-    caplog.set_level(logging.DEBUG)
     assert link.reserve("mec1", "mec2", 200_000_000, None, "mig-c") == Grant(7, 60_000_000)
     assert client.asked == [200_000_000, 60_000_000]
-    messages = _only_info(caplog)
+    messages = _only_info(link_log)
     assert len(messages) == 1 and "60.0 Mbit/s left" in messages[0]
