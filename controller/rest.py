@@ -103,8 +103,9 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # What each kind of operation can answer besides its success.
 READ_ONE = _documented(404, 422)
-WITH_BODY = _documented(400, 404, 409, 413, 422, 502)
-CHANGE = _documented(404, 409, 422, 502)
+ADMITTED = _documented(400, 404, 409, 413, 422, 502)  # admission control can refuse (409)
+WITH_BODY = _documented(400, 404, 413, 422, 502)
+CHANGE = _documented(404, 422, 502)
 
 ReservationId = Annotated[int, Path(ge=1, le=MAX_RESERVATION_ID, description="reservation id")]
 InstanceName = Annotated[
@@ -337,7 +338,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         response_model=ReservationView,
         status_code=201,
         tags=["reservations"],
-        responses=WITH_BODY,
+        responses=ADMITTED,
     )
     def reserve(body: ReservationRequest, request: Request, response: Response) -> ReservationView:
         """Reserve a rate on a path from `src` to `dst` (admission control: 409 if it won't fit)."""
@@ -360,7 +361,7 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/reservations/{rid}",
         response_model=ReservationView,
         tags=["reservations"],
-        responses=WITH_BODY,
+        responses=ADMITTED,
     )
     def resize(rid: ReservationId, body: ResizeRequest) -> ReservationView:
         """Change a reservation's rate in place (409 if a larger rate won't fit)."""
