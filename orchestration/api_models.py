@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api_models import Rate
+from controller.limits import MAX_RATE_BPS
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
 from migration.strategies import HOLD_MODES, STRATEGY_NAMES
 
@@ -19,7 +20,6 @@ StrategyName = Enum("StrategyName", {name: name for name in STRATEGY_NAMES}, typ
 HoldMode = Enum("HoldMode", {name: name for name in HOLD_MODES}, type=str)  # type: ignore[misc]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 MAX_BUDGET_MS = 3_600_000.0
-MAX_RATE_BPS = 100_000_000_000
 
 
 class MigrationRequest(BaseModel):

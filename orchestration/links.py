@@ -21,6 +21,7 @@ from controller.api_models import (
 )
 from controller.client import ConflictError, ControllerClient
 from controller.facade import Northbound
+from controller.limits import MAX_RATE_BPS
 from migration.network import Grant
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ class Refused(Exception):
 
 
 def reserve_or_residual(ask: Callable[[int], Grant], rate_bps: int, owner: str) -> Grant | None:
-    """`ask(rate_bps)`; if refused, ask once more for the path's residual (None: nothing left)."""
+    """`ask(rate_bps)`; if refused, ask once more for the path's residual (None: nothing left).
+    A rate above what the controller accepts at all (the engine's sizing can exceed any link
+    when the budget is tiny) is asked as that bound, which admission then cuts to the path."""
+    rate_bps = min(rate_bps, MAX_RATE_BPS)
     try:
         return ask(rate_bps)
     except Refused as exc:
@@ -58,6 +62,7 @@ def reserve_or_residual(ask: Callable[[int], Grant], rate_bps: int, owner: str) 
 
 def grow_or_keep(ask: Callable[[int], Grant], grant: Grant, rate_bps: int) -> Grant:
     """Resize `grant` to `rate_bps`, else to the path's residual if that is more, else keep it."""
+    rate_bps = min(rate_bps, MAX_RATE_BPS)
     try:
         return ask(rate_bps)
     except Refused as exc:

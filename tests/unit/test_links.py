@@ -102,3 +102,23 @@ def test_rest_link_takes_the_residual_and_says_so_once(link_log: Records) -> Non
     assert client.asked == [200_000_000, 60_000_000]
     messages = _only_info(link_log)
     assert len(messages) == 1 and "60.0 Mbit/s left" in messages[0]
+
+
+def test_a_rate_above_any_link_is_asked_as_the_bound_then_cut_to_the_path() -> None:
+    from controller.limits import MAX_RATE_BPS
+
+    runtime = Runtime(
+        FabricState(load_scenario(ROOT / "scenarios" / "edge.yaml")), StateStore(None)
+    )
+    try:
+        link = FacadeLink(Northbound(runtime))
+        # a tiny budget makes the engine ask for ~450 Gbit/s: the controller refuses such a
+        # request outright (422), so the link asks for the bound and takes what the path has
+        grant = link.reserve("mec1", "mec2", 450 * GBIT, 7100, "mig-big")
+        assert grant is not None and grant.rate_bps == GBIT
+        assert link.resize(grant, 10 * MAX_RATE_BPS) == grant
+    finally:
+        runtime.shutdown()
+    client = RefusingClient(residual_bps=GBIT)
+    assert RestControllerLink(client).reserve("a", "b", 450 * GBIT, None, "m") == Grant(7, GBIT)  # type: ignore[arg-type]
+    assert client.asked == [MAX_RATE_BPS, GBIT]
