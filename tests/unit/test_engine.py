@@ -375,14 +375,19 @@ def test_precopy_stops_on_budget_rule() -> None:
     ("send_bytes", "rounds", "reason"),
     [
         ([60 * MB, 80 * MB], 2, "delta grows: the service dirties faster than we copy"),
-        ([60 * MB], MAX_ROUNDS, f"iteration cap ({MAX_ROUNDS})"),
+        (
+            [60 * MB, 50 * MB, 42 * MB, 35 * MB, 29 * MB, 24 * MB, 20 * MB, 17 * MB],
+            MAX_ROUNDS,
+            f"iteration cap ({MAX_ROUNDS})",
+        ),
         ([60 * MB, 8 * MB, MIN_DELTA_BYTES - 1], 3, f"delta below {MIN_DELTA_BYTES} bytes"),
+        ([60 * MB], 2, "not converging: rounds no longer shrink"),
     ],
-    ids=["growth-guard", "max-rounds", "min-delta"],
+    ids=["growth-guard", "max-rounds", "min-delta", "not-converging"],
 )
 def test_precopy_other_stop_rules(send_bytes: list[int], rounds: int, reason: str) -> None:
     # a 300 ms budget cannot be met (restore alone is estimated at 300 ms): other rules decide
-    budget = 1000.0 if reason.startswith(("delta grows", "iteration")) else 300.0
+    budget = 1000.0 if reason.startswith(("delta grows", "iteration", "not conv")) else 300.0
     w = make_world("precopy", src={"send_bytes": send_bytes}, budget_ms=budget)
     record = w.migration().run()
     assert record.outcome is Outcome.DONE
