@@ -492,15 +492,18 @@ class Migration:
             self.precopy_round(dump_memory)
             decision = should_stop(self.rounds, rate, self.plan.budget_ms, self.restore_s)
             log.info(
-                "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)",
+                "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)%s",
                 self.tag,
                 len(self.rounds),
                 self.rounds[-1].wire_bytes,
                 decision.reason,
                 decision.predicted_downtime_ms,
+                f": {decision.detail}" if decision.detail else "",
             )
             if decision.stop:
                 self.record.metrics["stop_reason"] = decision.reason
+                if decision.detail:
+                    self.record.metrics["stop_detail"] = decision.detail
                 break
         self.boost()
 
