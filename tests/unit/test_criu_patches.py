@@ -1,0 +1,74 @@
+"""Our patches to CRIU 4.2.1 (scripts/patches/criu-4.2.1, applied by scripts/bootstrap): they
+apply to Debian's tarball, the lock table's name is no longer cut, and the CRIU that bootstrap
+built carries exactly this patch set."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCHES = ROOT / "scripts" / "patches" / "criu-4.2.1"
+TARBALL = ROOT / ".deps" / "src" / "criu_4.2.1.orig.tar.xz"
+STAMP = ROOT / ".deps" / "criu-4.2.1" / "patches.sha256"
+
+
+def _patches() -> list[Path]:
+    return sorted(PATCHES.glob("*.patch"))
+
+
+def patch_set_hash(patches: list[Path]) -> str:
+    """What scripts/bootstrap's criu_patch_set prints: each name on a line, then its bytes."""
+    if not patches:
+        return "none"
+    h = hashlib.sha256()
+    for p in patches:
+        h.update(p.name.encode() + b"\n" + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def patched_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not TARBALL.exists():
+        pytest.skip("CRIU's tarball is not in .deps/src (scripts/bootstrap downloads it)")
+    base = tmp_path_factory.mktemp("criu")
+    subprocess.run(["tar", "-C", str(base), "-xJf", str(TARBALL)], check=True)
+    tree = base / "criu-4.2.1"
+    for p in _patches():
+        done = subprocess.run(
+            ["patch", "-d", str(tree), "-p1", "--forward", "-s"],
+            input=p.read_bytes(),
+            capture_output=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"{p.name}: {done.stdout!r} {done.stderr!r}"
+    return tree
+
+
+def test_there_is_the_lock_table_patch() -> None:
+    names = [p.name for p in _patches()]
+    assert "0001-netfilter-do-not-truncate-the-nftables-lock-table-name.patch" in names
+
+
+def test_the_lock_tables_name_fits_a_whole_run_id(patched_tree: Path) -> None:
+    net = (patched_tree / "criu" / "net.c").read_text()
+    netfilter = (patched_tree / "criu" / "netfilter.c").read_text()
+    header = (patched_tree / "criu" / "include" / "netfilter.h").read_text()
+    assert "char table[32]" not in net + netfilter
+    assert (net + netfilter).count("char table[NFTABLES_TABLE_NAME_LEN]") == 4
+    assert "RUN_ID_HASH_LENGTH" in header
+    assert "ret >= n" in netfilter  # a name that does not fit is an error, not a cut
+    # "inet CRIU-" + a 36-character run id + NUL
+    run_id = "a0adb940-722f-463f-94f3-dd7314d9fcac"
+    assert len(f"inet CRIU-{run_id}") + 1 == len("inet CRIU-") + 37
+
+
+def test_the_built_criu_carries_this_patch_set() -> None:
+    if not STAMP.exists():
+        pytest.skip("no CRIU built by scripts/bootstrap here")
+    assert STAMP.read_text().strip() == patch_set_hash(_patches()), (
+        "the CRIU in .deps was built with other patches: run scripts/bootstrap"
+    )
