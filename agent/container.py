@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 # whose content we switch before each operation. Dumps take the nftables lock (see netns).
 CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
 CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
+# A dump that leaves the service running is a pre-copy round: its images carry memory and files
+# ahead of the final dump, and only the final dump's sockets are ever restored. So a round takes
+# no network lock and leaves the TCP sockets out of repair mode (`tcp-close`: established
+# connections are recorded without their state; `skip-in-flight`: a connection the unlocked
+# listener half-accepted meanwhile is left out). The client's packets then reach the frozen
+# service, which answers them as it thaws; under the lock they were dropped and came back only
+# at the client's retransmission timeout (200 ms or more), a stall longer than the round's
+# freeze that ran on into the final dump's frozen window (measured: +60..150 ms over it in 5 of
+# 10 memcached pre-copy hops). Images dumped so are refused by a restore (CRIU wants
+# --tcp-close there), never restored half-right.
+CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\n"
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
 HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (agent.hold_script)
@@ -163,17 +174,21 @@ class SiteContainers:
 
     # ------------------------------------------------------------------ checkpoint / restore
 
-    def dump_options(self, name: str, hold_url: str | None = None) -> str:
-        """criu.conf for a dump; with `hold_url`, CRIU's network lock first asks the controller
-        there to hold the service's traffic (`held` says whether it did)."""
+    def dump_options(
+        self, name: str, hold_url: str | None = None, *, leave_running: bool = False
+    ) -> str:
+        """criu.conf for a dump (a pre-copy round's when it `leave_running`: no lock, see
+        CRIU_ROUND_OPTIONS); with `hold_url`, CRIU's network-lock step first asks the
+        controller there to hold the service's traffic (`held` says whether it did)."""
         d = self.dir(name)
         (d / HOLD_MARKER).unlink(missing_ok=True)
+        options = CRIU_ROUND_OPTIONS if leave_running else CRIU_DUMP_OPTIONS
         if hold_url is None:
-            return CRIU_DUMP_OPTIONS
+            return options
         script = d / HOLD_SCRIPT
         script.write_text(hold_script(hold_url, (d / HOLD_MARKER).resolve(), self.net.root_pid))
         script.chmod(0o755)
-        return CRIU_DUMP_OPTIONS + f"action-script {script.resolve()}\n"
+        return options + f"action-script {script.resolve()}\n"
 
     def held(self, name: str) -> bool:
         """Whether the last dump's hold script got the controller to hold the traffic."""
@@ -191,14 +206,19 @@ class SiteContainers:
 
         `on_predumps`: only what changed since the last pre-dump round goes into the images
         (CRIU links them to that round); otherwise the dump is whole and old rounds are dropped.
+        `opts.leave_running`: a pre-copy round, which neither locks the network nor records
+        the TCP connections' state (CRIU_ROUND_OPTIONS).
         """
         image = self.images_dir(name)
         if on_predumps:
             opts = replace(opts, parent_path=self.parent_of_final(name))
         else:
             self.drop_predumps(name)
+        if opts.leave_running:
+            opts = replace(opts, tcp_established=False)
         shutil.rmtree(image, ignore_errors=True)
-        (self.dir(name) / "criu.conf").write_text(self.dump_options(name, hold_url))
+        conf = self.dump_options(name, hold_url, leave_running=opts.leave_running)
+        (self.dir(name) / "criu.conf").write_text(conf)
         self.runc.checkpoint(name, image, self.dir(name) / "work" / "dump", opts)
         return image
 
@@ -236,7 +256,8 @@ class SiteContainers:
         (self.dir(spec.name) / PENDING_TARGET).write_text("")
 
     def restore(self, name: str) -> None:
-        """Bring the interface up and restore from the images (CRIU lifts the lock)."""
+        """Bring the interface up and restore from the images; CRIU lifts the lock at its
+        network-unlock step, before the restored tasks run (see `restored`)."""
         self.ready_to_restore(name)
         work = self.dir(name) / "work" / "restore"
         self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
@@ -251,14 +272,22 @@ class SiteContainers:
         self.net.set_link(plug, True)
 
     def restored(self, name: str) -> None:
-        """After a restore: no longer a pending target, and no lock left. CRIU 4.2.1's restore
-        under runc logs its unlock but leaves the table in place (seen here every time), so
-        the agent removes it. (A lazy restore's pre-dump chain stays: its pages are read until
-        all have arrived.)"""
+        """After a restore: no longer a pending target, and no lock left. CRIU removes the
+        handed-over table at its network-unlock step, before the restored tasks run; a table
+        still here means a CRIU that names it otherwise (4.2.1 without our patch cuts the name
+        to 31 characters, netns module docstring). Such a lock has been dropping what the
+        service sent since it ran (a reply waits unsent for the next packet to arrive or for
+        the socket's 3 s persist timer), so it goes now, loudly. (A lazy restore's pre-dump
+        chain stays: its pages are read until all have arrived.)"""
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
         plug = self.plug(self.spec(name))
         if self.net.is_locked(plug):
-            log.info("site %s: %s restored: removing the lock CRIU left", self.site, name)
+            log.warning(
+                "site %s: %s restored but CRIU left its network lock: removing it (a CRIU "
+                "without scripts/patches? run scripts/bootstrap)",
+                self.site,
+                name,
+            )
             self.net.unlock(plug)
 
     def stop(self, name: str, grace_s: float = 5.0) -> None:

@@ -8,9 +8,18 @@ The network lock is an nftables table (inet) whose input and output chains drop 
 packets marked 0xc114 (CRIU's). Established TCP survives a migration only if the target namespace
 is locked before its interface comes up (else its kernel answers the client with a RST before
 the socket is restored). A restore target is locked with our table; just before the restore the
-lock is handed over to the table CRIU's restore is meant to remove (`inet CRIU-<run id of the
-dump>`); CRIU 4.2.1 under runc leaves it, and the agent removes it after the restore. A (final)
-dump leaves its lock in the source namespace.
+lock is handed over to the table CRIU's restore removes (`inet CRIU-<run id of the dump>`), at
+its network-unlock step: after the sockets are restored, before the restored tasks run. A
+(final) dump leaves its lock in the source namespace; a pre-copy round takes none.
+
+CRIU 4.2.1 as released writes that name into a 32-byte buffer and cuts it to 31 characters
+(`inet CRIU-a0adb940-722f-463f-94`), so its unlock missed the handed-over table, which then
+dropped the restored service's first reply (to a request restored in its socket) until the
+agent removed it after `runc restore` returned. The reply stayed unsent until a packet reached
+the socket or its persist timer fired (3 s: a restored socket has no RTT sample), and a later
+hop dumped and restored it unsent, behind the same lock, again. The CRIU scripts/bootstrap
+builds carries the fix (scripts/patches/criu-4.2.1/, upstream checkpoint-restore/criu#3132);
+the agent still removes a lock left after a restore, and says so.
 """
 
 from __future__ import annotations
@@ -160,12 +169,12 @@ class ContainerNetwork:
         self._nft(plug, lock_script(LOCK_TABLE))
 
     def hand_over_lock(self, plug: Plug, run_id: str | None) -> None:
-        """Before a restore: the lock becomes the one CRIU removes when the restore completes.
+        """Before a restore: the lock becomes the one CRIU removes at its network unlock.
 
-        CRIU's restore deletes the table named after the dump's run id. One transaction
-        creates it (if a dump did not leave it here) and drops ours: never a moment unlocked.
-        Images of a CRIU without run ids are restored with our table in place; it is removed
-        after the restore (`unlock`).
+        CRIU's restore deletes the table named after the dump's run id, before the restored
+        tasks run. One transaction creates it (if a dump did not leave it here) and drops ours:
+        never a moment unlocked. Images of a CRIU without run ids are restored with our table
+        in place; it is removed after the restore (`unlock`).
         """
         if run_id is None:
             return

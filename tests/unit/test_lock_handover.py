@@ -1,0 +1,171 @@
+"""No downtime behind the lock, at one site with runc/CRIU faked: what the dumps ask CRIU for,
+the lock a restore hands over to CRIU, and what the agent does when a lock outlives a restore.
+
+(Live: tests/integration/test_request_response_live.py.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from agent.container import (
+    CRIU_DUMP_OPTIONS,
+    CRIU_RESTORE_OPTIONS,
+    CRIU_ROUND_OPTIONS,
+    SiteContainers,
+)
+from agent.netns import LOCK_TABLE, ContainerNetwork
+from agent.runc import CheckpointOptions, Runc
+from ground.runner import Result
+from tests.unit.migration_fakes import make_spec
+from tests.unit.test_predump_chain import FakeRuncRunner
+
+RUN_ID = "0b5e7a2c-run"  # what FakeRuncRunner's dumps write into inventory.img
+
+
+class NftRunner(FakeRuncRunner):
+    """FakeRuncRunner plus the nft tables of each namespace, and what criu.conf said at each
+    runc call (runc reads it when it starts CRIU)."""
+
+    def __init__(self, conf: Path) -> None:
+        super().__init__()
+        self.conf = conf
+        self.tables: dict[str, set[str]] = {}
+        self.confs: list[tuple[str, str]] = []  # (runc operation, criu.conf at that moment)
+        self.criu_leaves_lock = False  # a CRIU whose restore misses the handed-over table
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60.0,
+        input: str | None = None,
+        netns_pid: int | None = None,
+        env: Mapping[str, str] | None = None,
+        detached_stdio: bool = False,
+    ) -> Result:
+        args = list(argv)
+        if args[0] == "runc" and ("checkpoint" in args or "restore" in args):
+            op = "checkpoint" if "checkpoint" in args else "restore"
+            self.confs.append((op, self.conf.read_text()))
+        if args[:3] == ["ip", "netns", "exec"] and args[4] == "nft":
+            return self._nft(args[3], args[5:], input or "")
+        result = super().run(args, check=check, input=input, netns_pid=netns_pid)
+        if args[0] == "runc" and "restore" in args and not self.criu_leaves_lock:
+            for ns in self.tables.values():  # CRIU's network unlock: the dump's table goes
+                ns.discard(f"CRIU-{RUN_ID}")
+        return result
+
+    def _nft(self, ns: str, args: list[str], script: str) -> Result:
+        tables = self.tables.setdefault(ns, set())
+        if args == ["list", "tables", "inet"]:
+            out = "".join(f"table inet {t}\n" for t in sorted(tables))
+            return Result(("nft",), 0, out, "", 0.0)
+        assert args == ["-f", "-"]
+        self.inputs.append(script)
+        for line in script.splitlines():
+            words = line.split()
+            if words[:3] == ["add", "table", "inet"]:
+                tables.add(words[3])
+            elif words[:3] == ["delete", "table", "inet"]:
+                tables.remove(words[3])
+        return Result(("nft",), 0, "", "", 0.0)
+
+
+@pytest.fixture()
+def site(tmp_path: Path) -> tuple[SiteContainers, NftRunner]:
+    runner = NftRunner(tmp_path / "sites" / "svc" / "criu.conf")
+    runc = Runc(runner, tmp_path / "runc", Path("/opt/criu"), tmp_path / "logs")
+    c = SiteContainers(
+        "mec1", tmp_path / "sites", "s1", runc, ContainerNetwork(runner, site="mec1")
+    )
+    c.create(make_spec("svc"))
+    return c, runner
+
+
+def test_a_pre_copy_round_takes_no_lock_and_leaves_the_sockets_alone(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    """A round's packets must not be dropped: its sockets are never restored (the final
+    dump's are), so CRIU neither locks the network nor puts them in repair mode."""
+    c, runner = site
+    c.checkpoint("svc", CheckpointOptions(leave_running=True))
+    argv = runner.checkpoints[-1]
+    assert "--leave-running" in argv and "--tcp-established" not in argv
+    assert runner.confs[-1] == ("checkpoint", CRIU_ROUND_OPTIONS)
+    options = CRIU_ROUND_OPTIONS.splitlines()
+    assert options == ["network-lock skip", "tcp-close", "skip-in-flight"]
+
+
+def test_the_final_dump_locks_and_keeps_the_connections(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    c, runner = site
+    c.checkpoint("svc", CheckpointOptions(leave_running=True))
+    c.checkpoint("svc", CheckpointOptions())
+    argv = runner.checkpoints[-1]
+    assert "--leave-running" not in argv and "--tcp-established" in argv
+    assert runner.confs[-1] == ("checkpoint", CRIU_DUMP_OPTIONS)
+    assert CRIU_DUMP_OPTIONS == "network-lock nftables\n"
+
+
+def test_a_hold_script_goes_with_either_kind_of_dump(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    c, runner = site
+    url = "http://127.0.0.1:8080/v1/instances/svc/hold"
+    c.checkpoint("svc", CheckpointOptions(), hold_url=url)
+    final = runner.confs[-1][1]
+    script = (c.dir("svc") / "criu-hold.sh").resolve()
+    assert final == CRIU_DUMP_OPTIONS + f"action-script {script}\n"
+    c.checkpoint("svc", CheckpointOptions(leave_running=True), hold_url=url)
+    assert runner.confs[-1][1] == CRIU_ROUND_OPTIONS + f"action-script {script}\n"
+
+
+def _migrated_here(c: SiteContainers, runner: NftRunner) -> None:
+    """A destination: prepared (locked), images arrived (the fake dump writes them)."""
+    spec = make_spec("svc")
+    c.destroy("svc")
+    c.prepare_target(spec)
+    runner.run(
+        c.runc.checkpoint_argv("svc", c.images_dir("svc"), c.dir("svc") / "w", CheckpointOptions())
+    )
+
+
+def test_the_restore_hands_the_lock_to_the_table_crius_unlock_removes(
+    site: tuple[SiteContainers, NftRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The target is locked by our table until CRIU takes over, under the full run id of the
+    dump (CRIU 4.2.1 as released cut it to 31 characters and missed it)."""
+    c, runner = site
+    _migrated_here(c, runner)
+    ns = c.net.netns_name(c.plug(c.spec("svc")))
+    assert runner.tables[ns] == {LOCK_TABLE}
+    with caplog.at_level(logging.WARNING):
+        c.restore("svc")
+    handover = runner.inputs[-1]
+    assert f"add table inet CRIU-{RUN_ID}\n" in handover
+    assert handover.endswith(f"delete table inet {LOCK_TABLE}\n")  # one transaction
+    assert runner.confs[-1] == ("restore", CRIU_RESTORE_OPTIONS)
+    assert runner.tables[ns] == set()  # CRIU removed it; the agent found nothing to remove
+    assert not caplog.records
+    assert not any(s.startswith("delete table inet CRIU") for s in runner.inputs)
+
+
+def test_a_lock_that_outlives_the_restore_is_removed_and_reported(
+    site: tuple[SiteContainers, NftRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, runner = site
+    _migrated_here(c, runner)
+    runner.criu_leaves_lock = True  # e.g. CRIU 4.2.1 without scripts/patches
+    ns = c.net.netns_name(c.plug(c.spec("svc")))
+    with caplog.at_level(logging.WARNING):
+        c.restore("svc")
+    assert runner.tables[ns] == set()
+    assert runner.inputs[-1] == f"delete table inet CRIU-{RUN_ID}\n"
+    assert any("left its network lock" in r.getMessage() for r in caplog.records)
