@@ -228,6 +228,14 @@ def runc_containers(runner: Runner, run_dir: Path = RUN_DIR) -> set[str]:
     return found
 
 
+def _non_empty(parent: Path) -> list[str]:
+    """Directories under `parent` that hold anything (an agent's runc root keeps a directory
+    per container; an empty one is what runc leaves once its containers are deleted)."""
+    if not parent.is_dir():
+        return []
+    return [p.name for p in parent.iterdir() if p.is_dir() and any(p.iterdir())]
+
+
 @dataclass(frozen=True)
 class SiteCounts:
     """The site side's part of an inventory: identifiers per kind, and numbers."""
@@ -244,7 +252,7 @@ def site_inventory(
     state_dir: Path = STATE_DIR,
     proc: Path = PROC,
 ) -> SiteCounts:
-    """What the site side holds now: `netns`, `runc_containers`, `runc_roots`,
+    """What the site side holds now: `netns`, `runc_containers`, `runc_roots` (not empty),
     `instance_dirs`, `image_dirs`, `agent_sockets` (files under RUN_DIR/agents), `processes`
     (`kind pid`); numbers `disk_bytes` (under the sites' directories), `image_bytes`, and
     `fds PID` for each of `fd_pids` that is alive."""
@@ -256,7 +264,7 @@ def site_inventory(
     items = {
         "netns": frozenset(parse_netns_list(listed.stdout)),
         "runc_containers": frozenset(runc_containers(runner, run_dir)),
-        "runc_roots": frozenset(p.name for p in roots.iterdir()) if roots.is_dir() else frozenset(),
+        "runc_roots": frozenset(_non_empty(roots)),
         "instance_dirs": frozenset(str(p.relative_to(sites)) for p in instance_dirs(state_dir)),
         "image_dirs": frozenset(str(p.relative_to(sites)) for p in images),
         "agent_sockets": frozenset(p.name for p in agents.iterdir())

@@ -242,10 +242,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "cleanup",
         help="remove what a crashed mecmig emulation left behind",
-        description="Remove what a crashed mecmig run left: the bridges and host shells its "
-        "emulations recorded under /run/mecmig, its runc containers (runc roots under "
-        "/run/mecmig/runc), its network namespaces (mecmig-*) and its instance directories. "
-        "Touches nothing else. Do not run it while mecmig agents are running.",
+        description="Remove what a crashed mecmig run left. From each emulation recorded under "
+        "/run/mecmig whose process is gone: its agents and every process left in its hosts' "
+        "network namespaces, its host shells, its links' veths (<switch>-eth<N>, the agents' "
+        "v<bridge>p<N>, the management veths mgmt-<site>), its bridges and its agents' "
+        "sockets. Then mecmig's runc containers (runc roots under /run/mecmig/runc), network "
+        "namespaces (mecmig-*), instance directories (/var/lib/mecmig/sites), agent sockets "
+        "nobody serves, and CRIU or runc processes working in those directories. What a running "
+        "emulation or agent uses is kept, and said so; nothing else is touched. Exit 0.",
     )
     return parser
 
@@ -513,10 +517,13 @@ def _cleanup() -> int:
     from agent.cleanup import cleanup_migration_leftovers
     from mininet_scenarios.emulation import cleanup_recorded
 
-    done = cleanup_migration_leftovers() + cleanup_recorded()
-    for line in done:
-        console.print(line)
-    if not done:
+    # emulations first: that stops their agents, whose containers and directories go next
+    report = cleanup_recorded().add(cleanup_migration_leftovers())
+    for line in report.done:
+        console.print(line, highlight=False)
+    for line in report.kept:
+        err_console.print(f"kept: {line}", highlight=False)
+    if not report.done:
         console.print("nothing to clean up")
     return EXIT_OK
 

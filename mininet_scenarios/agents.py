@@ -11,6 +11,9 @@ the scenario's hosts), so in TCP mode each MEC host also gets a management link:
 from the root namespace into the host (169.254.77.0/24, a /30 per site) and a /32 route to the
 agent's address over it. Orchestrator-to-agent calls then take the path a management network
 gives them between machines, and migration traffic still crosses the emulated data network.
+
+The agents (started in their own sessions, they outlive a crash of this process) and the
+management links are added to the emulation's record, so `mecmig cleanup` removes them after one.
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ class SiteAgents:
         self._links: list[str] = []
 
     def start(self, timeout: float = 30.0) -> SiteAgents:
+        """Start the agents (once: `SiteAgents(...).start()` then `with agents:` used to start
+        a second set, which wiped the first set's directories and replaced its management
+        links, and left the first agents running for good after the emulation stopped)."""
+        if self.procs:
+            return self
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for index, site in enumerate(self.sc.sites):
@@ -87,6 +95,8 @@ class SiteAgents:
         root_ip, host_ip = list(subnet.hosts())
         agent_ip = self.sc.site(name).agent_ip
         self.runner.run(["ip", "link", "del", root_if], check=False)  # a crashed run's
+        if self.emu.record is not None:  # recorded first: a crash right after leaves no stranger
+            self.emu.record.add_link(root_if)
         self.runner.run(
             ["ip", "link", "add", root_if, "type", "veth", "peer", "name", MANAGEMENT_IF]
             + ["netns", str(pid)]
@@ -120,6 +130,7 @@ class SiteAgents:
             "--address",
             str(site.agent_ip),
         ]
+        uds = None
         if self.token_file is not None:
             argv += ["--listen", f"{site.agent_ip}:{AGENT_PORT}", "--token-file"]
             argv.append(str(self.token_file))
@@ -130,6 +141,8 @@ class SiteAgents:
             endpoint = f"unix:{uds}"
         log_path = self.log_dir / f"agent-{self.sc.name}-{name}.log"
         self.procs[name] = self.runner.spawn(argv, str(log_path), netns_pid=host.pid)
+        if self.emu.record is not None:  # it outlives a crash of this process: say it is ours
+            self.emu.record.add_agent(name, self.procs[name].pid, uds)
         self.endpoints[name] = endpoint
         self.clients[name] = AgentClient.at(name, str(site.agent_ip), endpoint, token=self.token)
 

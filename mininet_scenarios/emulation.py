@@ -3,18 +3,18 @@
     with emulate(load_scenario("scenarios/default.yaml"), controller=("127.0.0.1", 6653)) as emu:
         emu.ping("ue1", "video")
 
-What an emulation creates (bridges, host PIDs) is recorded under /run/mecmig, so `mecmig cleanup`
-can remove exactly that after a crash, and nothing that belongs to anybody else.
+What an emulation creates (bridges, link ends, host shells and their namespaces; the agents and
+management links SiteAgents adds) is recorded under /run/mecmig before it is made
+(mininet_scenarios.record), so `mecmig cleanup` can remove exactly that after a crash, and
+nothing that belongs to anybody else.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
-import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +25,10 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+from agent.cleanup import Cleanup
 from ground.runner import CommandError, Result, Runner, Spawned, SubprocessRunner
+from mininet_scenarios.record import EmulationRecord, remove_recorded, switch_interface
+from mininet_scenarios.record import cleanup_recorded as _cleanup_recorded
 from mininet_scenarios.topo import MecTopo
 from topology.errors import TopologyError
 from topology.scenario import Scenario
@@ -51,6 +54,7 @@ class Emulation:
     scenario: Scenario
     topo: MecTopo
     runner: Runner = field(default_factory=SubprocessRunner)
+    record: EmulationRecord | None = None  # what `mecmig cleanup` removes if this process dies
 
     def host(self, name: str) -> Any:
         """The Mininet host called `name` (instance, UE or MEC host 'h<site>')."""
@@ -210,46 +214,26 @@ def _disable_offloads(net: Any, runner: Runner) -> None:
                 _ethtool_off(runner, host, intf.name)
 
 
-def _state_file(scenario: Scenario) -> Path:
-    return STATE_DIR / f"emulation-{scenario.name}.json"
+def _link_ends(topo: MecTopo) -> list[str]:
+    """The root namespace's ends of the topology's links, as Mininet will name them."""
+    switches = set(topo.switches())
+    ends = []
+    for a, b, info in topo.links(withInfo=True):
+        for node, port in ((a, info.get("port1")), (b, info.get("port2"))):
+            if node in switches and port is not None:
+                ends.append(switch_interface(node, port))
+    return ends
 
 
-def _record(scenario: Scenario, net: Any) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    state = {
-        "scenario": scenario.name,
-        "bridges": [s.name for s in net.switches],
-        "host_pids": [h.pid for h in net.hosts],
-    }
-    _state_file(scenario).write_text(json.dumps(state))
+def _built(record: EmulationRecord, net: Any) -> None:
+    interfaces = [i.name for s in net.switches for i in s.intfList() if i.name != "lo"]
+    record.built([(h.name, h.pid) for h in net.hosts], interfaces)
 
 
-def cleanup_recorded(runner: Runner | None = None) -> list[str]:
-    """Remove what crashed emulations recorded (bridges, host shells); say what was done."""
-    runner = runner or SubprocessRunner()
-    done: list[str] = []
-    for path in sorted(STATE_DIR.glob("emulation-*.json")):
-        done += _cleanup_state(path, runner)
-    return done
-
-
-def _cleanup_state(path: Path, runner: Runner) -> list[str]:
-    done: list[str] = []
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s (%s); leaving it", path, exc)
-        return done
-    for pid in state.get("host_pids", []):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            done.append(f"killed host shell {pid}")
-    for bridge in state.get("bridges", []):
-        if runner.run(["ovs-vsctl", "br-exists", bridge], check=False).returncode == 0:
-            runner.run(["ovs-vsctl", "--if-exists", "del-br", bridge])
-            done.append(f"deleted bridge {bridge}")
-    path.unlink(missing_ok=True)
-    return done
+def cleanup_recorded(runner: Runner | None = None) -> Cleanup:
+    """Remove what crashed emulations recorded (mininet_scenarios.record); say what was done
+    and what was left alone (emulations still running)."""
+    return _cleanup_recorded(runner, run_dir=STATE_DIR)
 
 
 @contextlib.contextmanager
@@ -286,42 +270,30 @@ def emulate(
     )
     if controller is not None:
         net.addController(RemoteController("c0", ip=controller[0], port=controller[1]))
+    record = EmulationRecord.begin(scenario.name, topo.switches(), _link_ends(topo), STATE_DIR)
     try:
         net.build()
-        _record(scenario, net)
+        _built(record, net)
         net.start()
         _disable_offloads(net, runner)
-        emu = Emulation(net, scenario, topo, runner)
+        emu = Emulation(net, scenario, topo, runner, record)
         for chain in scenario.chains if instance_hosts else ():
             for function in chain.functions[:-1]:  # the last one serves; the others forward
                 emu.enable_forwarding(function)
         yield emu
     finally:
-        _teardown(net, scenario, runner)
+        _teardown(net, record, runner)
 
 
-def _teardown(net: Any, scenario: Scenario, runner: Runner) -> None:
+def _teardown(net: Any, record: EmulationRecord, runner: Runner) -> None:
     try:
         net.stop()
     except Exception:  # noqa: BLE001 - whatever Mininet raised, the recorded clean-up must still run
         log.exception("Mininet's stop failed; removing what the emulation recorded")
-    leftover = [
-        s.name
-        for s in net.switches
-        if runner.run(["ovs-vsctl", "br-exists", s.name], check=False).returncode == 0
-    ]
-    if leftover or _any_alive(net):
-        log.warning("Mininet's stop left bridges %s or host shells; removing them", leftover)
-        _cleanup_state(_state_file(scenario), runner)
+    left = remove_recorded(record.data, runner)
+    if left.done:
+        log.warning("Mininet's stop left things behind; removed them: %s", "; ".join(left.done))
+    if left.kept:
+        log.error("could not remove: %s; `mecmig cleanup` tries again", "; ".join(left.kept))
     else:
-        _state_file(scenario).unlink(missing_ok=True)
-
-
-def _any_alive(net: Any) -> bool:
-    for host in net.hosts:
-        try:
-            os.kill(host.pid, 0)
-        except ProcessLookupError:
-            continue
-        return True
-    return False
+        record.discard()

@@ -162,7 +162,8 @@ def test_site_inventory(tmp_path: Path) -> None:
     run, state, proc = tmp_path / "run", tmp_path / "state", tmp_path / "proc"
     _sites(state)
     (run / "runc" / "edge-mec2").mkdir(parents=True)
-    (run / "runc" / "edge-mec1").mkdir(parents=True)
+    (run / "runc" / "edge-mec1").mkdir(parents=True)  # empty: what runc leaves
+    (run / "runc" / "edge-mec2" / "counter").mkdir()
     (run / "agents").mkdir()
     (run / "agents" / "edge-mec1.sock").write_text("")
     fake_process(proc, 20, ["python", "-m", "mecmig.cli", "agent"], fds=7)
@@ -175,7 +176,7 @@ def test_site_inventory(tmp_path: Path) -> None:
     got = site_inventory(runner, fd_pids=[20, 21], run_dir=run, state_dir=state, proc=proc)
     assert got.items["netns"] == {"mecmig-counter-mec2"}
     assert got.items["runc_containers"] == {"edge-mec2/counter"}
-    assert got.items["runc_roots"] == {"edge-mec1", "edge-mec2"}
+    assert got.items["runc_roots"] == {"edge-mec2"}
     assert got.items["instance_dirs"] == {"edge/mec1/web", "edge/mec2/counter"}
     assert got.items["image_dirs"] == {
         "edge/mec2/counter/xfer/images",
