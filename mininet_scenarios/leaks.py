@@ -5,12 +5,13 @@
     leaks = diff(before, inventory())
     assert not leaks, leaks.describe()
 
-It reads and changes nothing: the site side (`agent.leaks`: processes, network namespaces, runc
-containers, instance and image directories, disk bytes, agent sockets, file descriptors of given
-pids) plus the network: veths and other interfaces of the root namespace, OVS bridges and their
-ports, and per bridge the OpenFlow meters and the flows carrying a reservation or hold cookie
-(`controller.ofmsg.CookieKind`: what a migration installs). Each kind is a set of identifiers,
-so a diff names what appeared, not only how many (`Inventory.counts()` for a bench row).
+It reads and changes nothing: the emulations' records (`mininet_scenarios.record`), the site
+side (`agent.leaks`: processes, network namespaces, runc containers, instance and image
+directories, disk bytes, agent sockets, file descriptors of given pids) plus the network: veths
+and other interfaces of the root namespace, OVS bridges and their ports, and per bridge the
+OpenFlow meters and the flows carrying a reservation or hold cookie (`controller.ofmsg.CookieKind`:
+what a migration installs). Each kind is a set of identifiers, so a diff names what appeared,
+not only how many (`Inventory.counts()` for a bench row).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from controller.ofmsg import CookieKind, cookie_kind
 from ground.paths import RUN_DIR, STATE_DIR
 from ground.runner import Runner, SubprocessRunner
 
+RECORD_GLOB = "emulation-*.json"  # what emulations record for `mecmig cleanup`
 # the cookies of what a migration installs (the controller's base, host and chain flows stay)
 MIGRATION_COOKIES = (CookieKind.RESERVATION, CookieKind.HOLD)
 _COOKIE = re.compile(r"\bcookie=(0x[0-9a-fA-F]+)")
@@ -164,4 +166,6 @@ def inventory(
     count the descriptors of these processes (a controller's, the agents')."""
     runner = runner or SubprocessRunner()
     site = site_inventory(runner, fd_pids=fd_pids, run_dir=run_dir, state_dir=state_dir, proc=proc)
-    return Inventory({**network_items(runner), **site.items}, dict(site.numbers))
+    records = frozenset(p.name for p in run_dir.glob(RECORD_GLOB))  # mininet_scenarios.record
+    items = {**network_items(runner), **site.items, "emulation_records": records}
+    return Inventory(items, dict(site.numbers))

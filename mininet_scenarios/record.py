@@ -37,10 +37,9 @@ from agent.cleanup import Cleanup, kill_processes, socket_served
 from agent.leaks import PROC, Proc, is_alive, processes, read_proc
 from ground.paths import RUN_DIR
 from ground.runner import Runner, SubprocessRunner
-from mininet_scenarios.leaks import parse_link_names
+from mininet_scenarios.leaks import RECORD_GLOB, parse_link_names
 
 log = logging.getLogger(__name__)
-RECORD_GLOB = "emulation-*.json"
 
 
 def switch_interface(switch: str, port: int) -> str:

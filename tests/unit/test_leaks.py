@@ -209,12 +209,14 @@ def test_full_inventory_counts_and_diff(tmp_path: Path) -> None:
     }
     before = inventory(ScriptedRunner({}), run_dir=run, state_dir=state, proc=proc)
     assert before.counts()["veths"] == 0
+    run.mkdir()
+    (run / "emulation-edge-77.json").write_text("{}")
     after = inventory(ScriptedRunner(answers), run_dir=run, state_dir=state, proc=proc)
     counts = after.counts()
     assert counts["veths"] == 3 and counts["interfaces"] == 3  # lo, eth0, s1
     assert counts["ovs_bridges"] == 1 and counts["ovs_ports"] == 2
     assert counts["meters"] == 2 and counts["cookie_flows"] == 2
-    assert counts["disk_bytes"] == 0
+    assert counts["disk_bytes"] == 0 and counts["emulation_records"] == 1
     leaks = diff(before, after)
     assert leaks and leaks.added["veths"] == ["core-eth1", "s1-eth1", "s1-eth2"]
     assert "s1 meter=7" in leaks.added["meters"]
