@@ -290,6 +290,10 @@ def _teardown(net: Any, record: EmulationRecord, runner: Runner) -> None:
         net.stop()
     except Exception:  # noqa: BLE001 - whatever Mininet raised, the recorded clean-up must still run
         log.exception("Mininet's stop failed; removing what the emulation recorded")
+    for controller in net.controllers:
+        # RemoteController.stop() does nothing: its shell (`bash -is mininet:c0`) stayed, one
+        # more per emulation in a long-lived process (a test session had 15 of them)
+        controller.terminate()
     left = remove_recorded(record.data, runner)
     if left.done:
         log.warning("Mininet's stop left things behind; removed them: %s", "; ".join(left.done))

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from agent.leaks import tree_bytes
-from controller.process import ControllerProcess
+from controller.process import ControllerProcess, free_port
 from ground.paths import CriuMissing, criu_binary, site_root
 from ground.runner import Result, Spawned, SubprocessRunner
 from migration.engine import Migration, Plan
 from mininet_scenarios.agents import SiteAgents
+from mininet_scenarios.emulation import emulate
 from mininet_scenarios.leaks import Inventory, LeakDiff, diff, inventory
 from mininet_scenarios.measure import wait_answering
 from mininet_scenarios.testbed import Testbed
@@ -152,6 +153,15 @@ def test_cleanup_after_a_crash_leaves_nothing_and_the_scenario_runs_again(
         assert "emulation of edge is up" in again.stdout, again.stdout
     leaks = _settled(before)
     assert not leaks, f"left after a clean stop:\n{leaks.describe()}"
+
+
+def test_an_emulation_in_a_long_lived_process_leaves_no_shell() -> None:
+    """Mininet's RemoteController never ends its node's shell; the emulation's teardown does."""
+    before = inventory()
+    with emulate(load_scenario(EDGE), controller=("127.0.0.1", free_port())) as emu:
+        assert emu.net.controllers
+    leaks = _settled(before)
+    assert not leaks, leaks.describe()
 
 
 # ------------------------------------------------------------------ checkpoint images
