@@ -54,9 +54,10 @@ def emulate_command(args: argparse.Namespace, console: Console) -> int:
         with emulate(sc, controller=("127.0.0.1", args.of_port), instance_hosts=False) as emu:
             with console.status("waiting for every switch to connect to the controller..."):
                 _wait_switches(client, health.switches_expected)
-            with console.status("starting a site agent in each MEC host..."):
-                agents = SiteAgents(emu, path, token_file=args.token_file).start()
-            with agents:
+            agents = SiteAgents(emu, path, token_file=args.token_file)
+            try:
+                with console.status("starting a site agent in each MEC host..."):
+                    agents.start()
                 orch = Orchestrator(sc, agents.clients, RestControllerLink(client))
                 for inst in instances:
                     with console.status(f"starting {inst.name} at {inst.site}..."):
@@ -65,6 +66,8 @@ def emulate_command(args: argparse.Namespace, console: Console) -> int:
                 _hint(console, path, agents.endpoints, args.token_file)
                 stop.wait()
                 console.print("stopping: instances, agents, then the emulated network")
+            finally:
+                agents.stop()
     except (EmulationError, SiteError, OrchestratorError, ControllerClientError) as exc:
         console.print(f"[red]emulation failed[/red]: {exc}", highlight=False)
         return EXIT_FAILED

@@ -84,7 +84,7 @@ def test_teardown_after_a_failure_leaves_nothing() -> None:
     assert not {"s1", "s2", "core"} & _bridges()
     assert pids and not [p for p in pids if _alive(p)]
     assert _root_links() <= links_before
-    assert not list(Path("/run/mecmig").glob("emulation-default.json"))
+    assert not list(Path("/run/mecmig").glob("emulation-default-*.json"))
 
 
 def test_existing_bridge_of_the_same_name_is_refused() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from ground import defaults
 from ground.runner import Spawned, SubprocessRunner
+from mininet_scenarios.leaks import diff, inventory
 from tests.conftest import ROOT, require
 
 MIGRATION_DONE = re.compile(r"counter mec\d -> mec\d: done")
@@ -65,6 +66,7 @@ def test_the_readme_tour_works_as_written(tmp_path: Path) -> None:
     assert controller.startswith("mecmig controller") and emulate.startswith("mecmig emulate")
     assert len(migrations) == 2
     runner = SubprocessRunner()
+    before = inventory(runner)
     (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
     env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
 
@@ -99,6 +101,9 @@ def test_the_readme_tour_works_as_written(tmp_path: Path) -> None:
             emu.stop(timeout=60)
         code = ctl.stop(timeout=20)
     assert code == 0, ctl.tail()
+    # nothing the tour started outlives it (mecmig emulate once left its first agents running)
+    leaks = diff(before, inventory(runner))
+    assert not leaks, leaks.describe()
 
 
 @pytest.mark.parametrize("name", ["controller", "emulate", "migrate", "agent"])
