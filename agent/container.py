@@ -96,6 +96,11 @@ class SiteContainers:
             raise ContainerError(f"site {self.site}: {name} has no pre-dump to chain onto")
         return f"../{PREDUMPS}/{last}"
 
+    def drop_images(self, name: str) -> None:
+        """Forget the last checkpoint's images once the process they describe runs (they were
+        the memory's size, kept at every site an instance had passed through)."""
+        shutil.rmtree(self.images_dir(name), ignore_errors=True)
+
     def drop_predumps(self, name: str) -> None:
         """Forget the pre-dump chain (a restore no longer needs it; a full dump replaces it)."""
         shutil.rmtree(self.predump_dir(name), ignore_errors=True)
@@ -262,7 +267,10 @@ class SiteContainers:
         work = self.dir(name) / "work" / "restore"
         self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
         self.restored(name)
-        self.drop_predumps(name)  # restored: the memory is in the process now
+        # restored: the memory is in the process now (if the restore raised, the images are
+        # still the only copy of the state, and stay)
+        self.drop_predumps(name)
+        self.drop_images(name)
 
     def ready_to_restore(self, name: str) -> None:
         """Restore options, the lock handed over to CRIU's restore, then the interface up."""
@@ -333,6 +341,8 @@ class SiteContainers:
         if status == "running":
             self.net.unlock(self.plug(spec))
             self.net.set_link(self.plug(spec), True)
+            self.drop_predumps(name)  # the rounds' images describe a past it has left
+            self.drop_images(name)
             return "still running"
         if not (self.images_dir(name) / "inventory.img").exists():
             raise ContainerError(f"site {self.site}: {name} is {status} and there is no image")

@@ -348,6 +348,7 @@ class SiteService:
                 f"site {self.name}: lazy pages of {instance} failed ({code}): {daemon.tail()}"
             )
         self.containers.drop_predumps(instance)  # every page is in the process now
+        self.containers.drop_images(instance)
         return time.monotonic() - t0
 
     @_step("resume")
@@ -355,6 +356,7 @@ class SiteService:
         """Source side of a rollback: the service runs here again; say how."""
         self._known(instance)
         with self.lock:
+            self.manifests.pop(instance, None)  # what was sent went to a wiped destination
             return self.containers.resume_after_failed_migration(instance)
 
     @_step("stop")

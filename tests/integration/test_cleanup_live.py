@@ -209,11 +209,6 @@ def _mib(left: dict[str, int]) -> str:
     )
 
 
-@pytest.mark.xfail(
-    reason="issue 10 why 5: a restore keeps its images (agent.container.SiteContainers.restore "
-    "drops only the pre-dump chain; xfer/images stays until the next migration)",
-    strict=False,
-)
 def test_a_cold_hop_leaves_no_images_at_the_destination(world: World, counter: str) -> None:
     record = world.orch.migrate(counter, "mec2", strategy="cold", budget_ms=2000)
     assert world.orch.where(counter) == "mec2", record
@@ -257,11 +252,6 @@ def test_a_rolled_back_precopy_leaves_nothing_at_the_destination(
     print(f"after the rollback, at the source: {_mib(_left('mec1', counter))}")
 
 
-@pytest.mark.xfail(
-    reason="issue 10 why 5: a rolled-back pre-copy leaves its round's images at the source "
-    "(SiteContainers.resume_after_failed_migration keeps xfer/images of the leave-running dump)",
-    strict=False,
-)
 def test_a_rolled_back_precopy_leaves_no_images_at_the_source(world: World, counter: str) -> None:
     mig = _rolled_back_precopy(world, counter)
     mig.rollback(RuntimeError("test: abandoned after its first round"))
