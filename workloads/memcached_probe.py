@@ -27,7 +27,6 @@ CLI (from the UE's namespace): ``python -m workloads.memcached_probe HOST PORT -
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import selectors
@@ -37,11 +36,12 @@ import statistics
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from types import FrameType
 from typing import Any
+
+from workloads.probe_thread import NS_PER_MS, Broken, ProbeThread
 
 DEFAULT_INTERVAL_MS = 5.0
 DEFAULT_STALL_TIMEOUT_MS = 60_000.0
@@ -49,7 +49,7 @@ DEFAULT_CONNECT_TIMEOUT_MS = 2_000.0
 DEFAULT_DRAIN_MS = 500.0
 MODES = ("rr", "pipelined")
 MAX_OUTSTANDING = 10_000
-_NS_PER_MS = 1_000_000
+_NS_PER_MS = NS_PER_MS
 
 
 @dataclass
@@ -112,11 +112,7 @@ class MemcachedProbeResult:
         return [Gap(g["start_s"], g["end_s"], g["waiting"]) for g in doc["gaps"]]
 
 
-class _Broken(Exception):
-    """The connection is gone (EOF, reset, an error reply, a stall)."""
-
-
-class MemcachedProbe:
+class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
     """``incr`` a memcached counter over one TCP connection; see the module docstring."""
 
     def __init__(
@@ -136,6 +132,7 @@ class MemcachedProbe:
             raise ValueError("interval_ms must be > 0")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        super().__init__()
         self.host = host
         self.port = port
         self.interval_ms = interval_ms
@@ -148,57 +145,13 @@ class MemcachedProbe:
         self.connect_timeout_ms = connect_timeout_ms
         self.drain_ms = drain_ms
         self.requests: list[Request] = []
-        self._pending: deque[Request] = deque()
         self._inbuf = bytearray()
-        self._sock: socket.socket | None = None
-        self._sel = selectors.DefaultSelector()
         self._connections = 0
-        self._broken = False
         self._connect_failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._start_ns = 0
-        self._stop_ns = 0
 
-    # -- public API ------------------------------------------------------------------------
+    thread_name = "memcached-probe"
 
-    def start(self) -> MemcachedProbe:
-        """Connect, set the counter to 0 and start probing in a thread."""
-        if self._thread is not None:
-            raise RuntimeError("probe already started")
-        self._start_ns = time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name="memcached-probe", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> MemcachedProbeResult:
-        if self._thread is None:
-            raise RuntimeError("probe not started")
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None:
-            raise RuntimeError("probe thread failed") from self._error
-        return self.result()
-
-    def run(self, duration_s: float) -> MemcachedProbeResult:
-        """Start, probe for `duration_s` seconds, stop."""
-        self.start()
-        time.sleep(duration_s)
-        return self.stop()
-
-    # -- the probe thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-            self._drain()
-        except BaseException as exc:  # reported by stop()
-            self._error = exc
-        finally:
-            self._stop_ns = time.monotonic_ns()
-            self._disconnect()
-            self._sel.close()
+    # -- the probe thread (ProbeThread runs it) -------------------------------------------
 
     def _loop(self) -> None:
         interval_ns = int(self.interval_ms * _NS_PER_MS)
@@ -224,7 +177,7 @@ class MemcachedProbe:
                 else:
                     timeout = max(0.0, (next_send - time.monotonic_ns()) / 1e9)
                 self._receive(timeout)
-            except _Broken:
+            except Broken:
                 self._break()
 
     def _drain(self) -> None:
@@ -237,7 +190,7 @@ class MemcachedProbe:
                 if left <= 0:
                     break
                 self._receive(left / 1e9)
-        except _Broken:
+        except Broken:
             self._break()
 
     def _connect(self) -> bool:
@@ -271,19 +224,6 @@ class MemcachedProbe:
         self._sel.register(sock, selectors.EVENT_READ)
         return True
 
-    def _disconnect(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(self._sock)
-            self._sock.close()
-            self._sock = None
-
-    def _break(self) -> None:
-        """The connection is gone: its unanswered requests are failures."""
-        self._broken = True
-        self._pending.clear()
-        self._disconnect()
-
     def _send(self) -> None:
         assert self._sock is not None
         req = Request(len(self.requests), time.monotonic_ns())
@@ -292,9 +232,9 @@ class MemcachedProbe:
         except (BlockingIOError, InterruptedError):
             return  # send buffer full (a long freeze, pipelined): skip this one
         except OSError as exc:
-            raise _Broken from exc
+            raise Broken from exc
         if sent == 0:
-            raise _Broken
+            raise Broken
         self.requests.append(req)
         self._pending.append(req)
 
@@ -307,9 +247,9 @@ class MemcachedProbe:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            raise _Broken from exc
+            raise Broken from exc
         if not data:
-            raise _Broken
+            raise Broken
         now = time.monotonic_ns()
         self._inbuf += data
         while True:
@@ -322,15 +262,9 @@ class MemcachedProbe:
                 continue  # an answer to nothing: ignore
             req = self._pending.popleft()
             if not line.isdigit():  # ERROR, NOT_FOUND (the key is gone), SERVER_ERROR ...
-                raise _Broken
+                raise Broken
             req.reply_ns = now
             req.value = int(line)
-
-    def _check_stall(self) -> None:
-        if self._pending and self.stall_timeout_ms > 0:
-            age_ns = time.monotonic_ns() - self._pending[0].send_ns
-            if age_ns > self.stall_timeout_ms * _NS_PER_MS:
-                raise _Broken
 
     # -- the result --------------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ CLI: ``python -m workloads.probe HOST PORT --interval-ms 5 --duration 10 --json`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import selectors
 import signal
@@ -37,18 +36,19 @@ import statistics
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from types import FrameType
 from typing import Any
+
+from workloads.probe_thread import NS_PER_MS, Broken, ProbeThread
 
 DEFAULT_INTERVAL_MS = 5.0
 DEFAULT_STALL_TIMEOUT_MS = 10_000.0
 DEFAULT_CONNECT_TIMEOUT_MS = 500.0
 DEFAULT_DRAIN_MS = 200.0
 MAX_OUTSTANDING = 10_000
-_NS_PER_MS = 1_000_000
+_NS_PER_MS = NS_PER_MS
 
 
 @dataclass
@@ -103,11 +103,7 @@ class ProbeResult:
         return d
 
 
-class _Broken(Exception):
-    """The persistent connection is gone (EOF, reset, stall)."""
-
-
-class Probe:
+class Probe(ProbeThread[ProbeResult]):
     """Ping a memhog instance over one persistent TCP connection; see the module docstring."""
 
     def __init__(
@@ -122,6 +118,7 @@ class Probe:
     ) -> None:
         if interval_ms <= 0:
             raise ValueError("interval_ms must be > 0")
+        super().__init__()
         self.host = host
         self.port = port
         self.interval_ms = interval_ms
@@ -130,65 +127,13 @@ class Probe:
         self.drain_ms = drain_ms
         self.fingerprint = fingerprint
         self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self._sel = selectors.DefaultSelector()
         self._inbuf = bytearray()
-        self._pending: deque[Sample] = deque()
         self._connections = 0
         self._connect_failures = 0
-        self._broken = False
         self._fp_first: str | None = None
         self._fp_last: str | None = None
-        self._start_ns = 0
-        self._stop_ns = 0
-        self._error: BaseException | None = None
 
-    # -- public API ------------------------------------------------------------------------
-
-    def start(self) -> Probe:
-        if self._thread is not None:
-            raise RuntimeError("probe already started")
-        self._start_ns = time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> ProbeResult:
-        if self._thread is None:
-            raise RuntimeError("probe not started")
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None:
-            raise RuntimeError("probe thread failed") from self._error
-        return self.result()
-
-    def run(self, duration_s: float) -> ProbeResult:
-        """Start, probe for `duration_s` seconds, stop."""
-        self.start()
-        time.sleep(duration_s)
-        return self.stop()
-
-    def __enter__(self) -> Probe:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None and not self._stop.is_set():
-            self.stop()
-
-    # -- the probe thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-            self._drain()
-        except BaseException as exc:  # reported by stop()
-            self._error = exc
-        finally:
-            self._stop_ns = time.monotonic_ns()
-            self._disconnect()
-            self._sel.close()
+    # -- the probe thread (ProbeThread runs it) -------------------------------------------
 
     def _loop(self) -> None:
         interval_ns = int(self.interval_ms * _NS_PER_MS)
@@ -210,7 +155,7 @@ class Probe:
                 self._check_stall()
                 timeout = max(0.0, (next_send - time.monotonic_ns()) / 1e9)
                 self._receive(timeout)
-            except _Broken:
+            except Broken:
                 self._break()
 
     def _drain(self) -> None:
@@ -226,7 +171,7 @@ class Probe:
                 if left <= 0:
                     break
                 self._receive(left / 1e9)
-        except _Broken:
+        except Broken:
             self._break()
 
     def _connect(self) -> bool:
@@ -246,23 +191,10 @@ class Probe:
         if self.fingerprint and self._connections == 1:
             try:
                 self._send("GET")
-            except _Broken:
+            except Broken:
                 self._break()
                 return False
         return True
-
-    def _disconnect(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(self._sock)
-            self._sock.close()
-            self._sock = None
-
-    def _break(self) -> None:
-        """The connection is gone: its unanswered requests are failures."""
-        self._broken = True
-        self._pending.clear()
-        self._disconnect()
 
     def _send(self, kind: str) -> None:
         assert self._sock is not None
@@ -273,9 +205,9 @@ class Probe:
         except (BlockingIOError, InterruptedError):
             return  # send buffer full (a long freeze): skip this one, it is not a request
         except OSError as exc:
-            raise _Broken from exc
+            raise Broken from exc
         if sent == 0:
-            raise _Broken
+            raise Broken
         self.samples.append(sample)
         self._pending.append(sample)
 
@@ -288,9 +220,9 @@ class Probe:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            raise _Broken from exc
+            raise Broken from exc
         if not data:
-            raise _Broken
+            raise Broken
         now = time.monotonic_ns()
         self._inbuf += data
         while True:
@@ -317,12 +249,6 @@ class Probe:
                 continue  # malformed: stays unanswered, counts as a failure
             sample.reply_ns = now
             sample.counter = counter
-
-    def _check_stall(self) -> None:
-        if self._pending and self.stall_timeout_ms > 0:
-            age_ns = time.monotonic_ns() - self._pending[0].send_ns
-            if age_ns > self.stall_timeout_ms * _NS_PER_MS:
-                raise _Broken
 
     # -- the result --------------------------------------------------------------------------
 
