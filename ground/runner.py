@@ -3,7 +3,8 @@
 Everything that runs a command (ovs-vsctl, ip, runc, criu, ...) takes a `Runner`, so unit tests
 can hand in a recording fake and integration tests the real `SubprocessRunner`. Exit codes are
 always checked unless the caller says otherwise; a failure raises `CommandError` carrying argv,
-exit code and stderr.
+exit code and stderr. A command is a list of arguments, never a string, and never goes through
+a shell (`argv_list`; tests/unit/test_argv_only.py checks every call site).
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ class CommandError(Exception):
         )
 
 
+def argv_list(argv: Sequence[str]) -> list[str]:
+    """`argv` as a list; TypeError for a command line given as one string (or bytes): mecmig
+    never goes through a shell, so a string would be one program name with spaces in it, and
+    an argument list is what keeps a name in a request from becoming shell syntax."""
+    if isinstance(argv, str | bytes) or not all(isinstance(a, str) for a in argv):
+        raise TypeError(f"a command is a list of str arguments, not {argv!r:.80}")
+    if not argv:
+        raise TypeError("a command needs at least a program name")
+    return list(argv)
+
+
 class Spawned:
     """A long-running child process (a controller, an agent) with its output in a log file.
 
@@ -65,7 +77,7 @@ class Spawned:
         pass_fds: Sequence[int] = (),
         stdout_path: str | None = None,
     ) -> None:
-        self.argv = tuple(argv)
+        self.argv = tuple(argv_list(argv))
         self.log_path = log_path
         self.stdout_path = stdout_path
         with contextlib.ExitStack() as files:
@@ -182,7 +194,7 @@ class SubprocessRunner:
         `detached_stdio`: stdin/stdout/stderr are /dev/null, for commands that leave a process
         behind holding them (`runc run -d`): with pipes we would wait for that process to end.
         """
-        full = list(argv)
+        full = argv_list(argv)
         if netns_pid is not None:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         start = time.monotonic()
@@ -233,7 +245,7 @@ class SubprocessRunner:
         """Start a long-running process in its own session, output appended to `log_path`;
         `pass_fds` stay open in it (e.g. CRIU's status pipe); `stdout_path`: its standard output
         goes to that file (truncated first), only its standard error to the log."""
-        full = list(argv)
+        full = argv_list(argv)
         if netns_pid is not None:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         log.debug("spawning %s (log %s)", shlex.join(full), log_path)
