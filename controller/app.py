@@ -85,7 +85,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
             for spec in self.settings.extensions
         ]
         self.rest = RestServer(
-            create_app(self.northbound, routers),
+            create_app(self.northbound, routers, token=self.settings.token()),
             self.settings.rest_host,
             self.settings.rest_port,
         )

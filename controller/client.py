@@ -8,6 +8,10 @@
 Every method returns the pydantic models of `controller.api_models`. HTTP errors raise
 `ClientError` (`NotFoundError` for 404, `ConflictError` for 409) with the server's message; a
 controller that cannot be reached raises `ControllerUnreachable`.
+
+A controller with a token (`mecmig controller --token-file`) wants it on every request: the
+client sends `token`, or, without one, the token in the file `MECMIG_CONTROLLER_TOKEN_FILE`
+names (if set).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from controller.api_models import (
     TopologyView,
     TrafficMatch,
 )
+from ground.token import CONTROLLER_TOKEN_ENV, TOKEN_HEADER, token_from_env
 
 T = TypeVar("T")
 
@@ -64,12 +69,22 @@ _BY_STATUS: dict[int, type[ClientError]] = {404: NotFoundError, 409: ConflictErr
 
 
 class ControllerClient:
-    """Talks to the controller's REST API at `base_url` (without the `/v1` prefix)."""
+    """Talks to the controller's REST API at `base_url` (without the `/v1` prefix), sending
+    `token` (default: the one MECMIG_CONTROLLER_TOKEN_FILE names, if set; TokenFileError if
+    that file cannot be used)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        timeout: float = 10.0,
+        token: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.token = token if token is not None else token_from_env(CONTROLLER_TOKEN_ENV)
         self._session = requests.Session()
+        if self.token is not None:
+            self._session.headers[TOKEN_HEADER] = self.token
 
     def close(self) -> None:
         """Close the pooled HTTP connections."""

@@ -6,25 +6,22 @@ gives for its status (`ErrorBody`): `{"error": ..., "context": {...}}` for the f
 `ApiError`s, and `{"error": ..., "problems": [{"path", "message"}]}` for requests that cannot be
 taken as sent (every 422 and malformed JSON's 400 list their problems). A body over
 `MAX_BODY_BYTES` gets 413 before anything reads it; a method a path does not have gets 405 with
-every method it has in `Allow`. `controller.rest_server.RestServer` runs it with uvicorn in a thread
-beside the os-ken app.
+every method it has in `Allow` (these pieces are shared with the agents' API: `ground.webapi`).
+With a token (`mecmig controller --token-file`), every request must carry it, else 401 before
+anything reads it. `controller.rest_server.RestServer` runs it with uvicorn in a thread beside
+the os-ken app.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import re
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.api_models import (
     ApiError,
@@ -48,46 +45,32 @@ from controller.limits import (
     MAX_RESERVATION_ID,
     NAME_PATTERN,
 )
+from ground.token import TOKEN_HEADER
+from ground.webapi import (
+    ErrorBody,
+    Responses,
+    ValidationErrorBody,
+    documented,
+    error_response,
+    guard_api,
+    request_errors,
+)
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-_REQUEST_PARTS = ("body", "path", "query", "header", "cookie")
 
 
-# ------------------------------------------------------------------------------ error bodies
-
-
-class Problem(BaseModel):
-    """One thing wrong with a request: where (`match.dst_port`) and what."""
-
-    path: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """What every failed request returns: a message, and what it concerns (`context`) or, for a
-    request that cannot be taken as sent, every problem with it (`problems`)."""
-
-    error: str
-    context: dict[str, Any] = {}
-    problems: list[Problem] = []
-
-
-class ValidationErrorBody(BaseModel):
-    """A request the API cannot take as sent (422), or malformed JSON (400): its problems."""
-
-    error: str
-    problems: list[Problem]
-    context: dict[str, Any] = {}
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: Responses = {
     400: {"model": ValidationErrorBody, "description": "malformed JSON body"},
+    401: {
+        "model": ErrorBody,
+        "description": f"the controller has a token (--token-file) and the request did not "
+        f"carry it in the {TOKEN_HEADER} header",
+    },
     404: {"model": ErrorBody, "description": "no such reservation, host, site or instance"},
     409: {"model": ErrorBody, "description": "refused, e.g. not enough bandwidth on the path"},
-    413: {"model": ErrorBody, "description": f"request body over {MAX_BODY_BYTES} bytes"},
-    422: {"model": ValidationErrorBody, "description": "invalid request: its problems"},
+    **request_errors(MAX_BODY_BYTES),
     500: {"model": ErrorBody, "description": "internal error"},
     502: {
         "model": ErrorBody,
@@ -97,8 +80,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: ERRORS[status] for status in statuses}
+def _documented(*statuses: int) -> Responses:
+    return documented(ERRORS, *statuses)
 
 
 # What each kind of operation can answer besides its success.
@@ -114,24 +97,7 @@ InstanceName = Annotated[
 ]
 
 
-def _loc_path(loc: Sequence[int | str]) -> str:
-    """`("body", "match", "dst_port")` -> `match.dst_port`; list indices as `[i]`."""
-    parts = list(loc)
-    if parts and parts[0] in _REQUEST_PARTS:
-        parts = parts[1:]
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(body)"
-
-
-def _problem_message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "invalid"))
-    # pydantic prefixes the text of a ValueError raised by a validator; the text says enough.
-    return message.removeprefix("Value error, ")
+# ------------------------------------------------------------------------------ the app
 
 
 def _jsonable(value: object) -> object:
@@ -141,10 +107,6 @@ def _jsonable(value: object) -> object:
         return str(value)
 
 
-def _error_response(status: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     context = {key: _jsonable(value) for key, value in exc.context.items()}
@@ -152,150 +114,8 @@ async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status == 422:  # documented as ValidationErrorBody: a 422 always lists its problems
         where = str(exc.context.get("field", "(body)"))
         problems = [{"path": where, "message": exc.message}]
-        return _error_response(exc.status, exc.message, context=context, problems=problems)
-    return _error_response(exc.status, exc.message, context=context)
-
-
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors: list[dict[str, Any]] = list(exc.errors())
-    err = next((e for e in errors if e.get("type") == "json_invalid"), None)
-    if err is not None:
-        detail = str(err.get("ctx", {}).get("error", "cannot parse"))
-        position = err["loc"][-1] if len(err.get("loc", ())) > 1 else "?"
-        message = f"malformed JSON body: {detail} (at character {position})"
-        return _error_response(400, message, problems=[{"path": "(body)", "message": message}])
-    problems = [
-        {"path": _loc_path(err.get("loc", ())), "message": _problem_message(err)} for err in errors
-    ]
-    summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
-    return _error_response(422, f"invalid request: {summary}", problems=problems)
-
-
-_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-def _allowed_methods(app: Any, path: str) -> list[str]:
-    """The methods the OpenAPI document gives the path `path` (Starlette's own 405 names only
-    the first route's, and each of our methods is a route of its own)."""
-    for template, operations in app.openapi().get("paths", {}).items():
-        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, path):
-            return sorted(m.upper() for m in operations if m in _HTTP_METHODS)
-    return []
-
-
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    message = f"{exc.detail}: {request.method} {request.url.path}"
-    if exc.status_code == 400:  # a body FastAPI could not read (not UTF-8, ...): its problem
-        response = _error_response(400, message, problems=[{"path": "(body)", "message": message}])
-    else:
-        response = _error_response(exc.status_code, message)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    if exc.status_code == 405:
-        allowed = _allowed_methods(request.app, request.url.path)
-        if allowed:
-            response.headers["Allow"] = ", ".join(allowed)
-    return response
-
-
-class _BodyLimitMiddleware:
-    """Refuses a request body over `limit` bytes with 413, before the app reads any of it.
-
-    A declared Content-Length over the limit is refused at once; otherwise the body is read
-    here (chunked ones too) up to the limit and handed on whole.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body larger than {self.limit} bytes"
-        log.info("%s %s -> 413: %s", scope.get("method"), scope.get("path"), message)
-        response = _error_response(413, message, context={"limit_bytes": self.limit})
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0  # the server refuses a bad Content-Length itself
-                if declared > self.limit:
-                    await self._refuse(scope, receive, send)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                await self.app(scope, _replay([message], receive), send)
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], receive), send)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A `receive` that gives `messages` first, then whatever the server sends."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed
-
-
-class _InternalErrorMiddleware:
-    """Turns any exception that escaped the app into a 500 JSON body and a logged traceback.
-
-    Done as plain ASGI middleware rather than an `Exception` handler: Starlette re-raises after
-    calling such a handler, so uvicorn would log the same traceback a second time.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        except Exception as exc:
-            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
-            if started:  # too late for a clean 500: let the server drop the connection
-                raise
-            message = f"internal error: {type(exc).__name__}: {exc}"
-            await _error_response(500, message)(scope, receive, send)
-
-
-# ------------------------------------------------------------------------------ the app
+        return error_response(exc.status, exc.message, context=context, problems=problems)
+    return error_response(exc.status, exc.message, context=context)
 
 
 def _version() -> str:
@@ -413,10 +233,13 @@ def _router(api: ControllerAPI) -> APIRouter:
     return router
 
 
-def create_app(api: ControllerAPI, routers: Sequence[APIRouter] = ()) -> FastAPI:
+def create_app(
+    api: ControllerAPI, routers: Sequence[APIRouter] = (), token: str | None = None
+) -> FastAPI:
     """The northbound JSON API over `api`, versioned under `/v1`, with the `routers` of the
     extensions the controller process was given (e.g. `/v1/migrations`, see
-    controller.extensions); their `ApiError`s answer like ours."""
+    controller.extensions); their `ApiError`s answer like ours. With `token`, every request
+    must carry it in the X-Mecmig-Token header (else 401, before anything reads the request)."""
     app = FastAPI(
         title="mecmig controller",
         version=_version(),
@@ -426,12 +249,24 @@ def create_app(api: ControllerAPI, routers: Sequence[APIRouter] = ()) -> FastAPI
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
-    app.include_router(_router(api))
+    guarded = _documented(401) if token is not None else {}
+    app.include_router(_router(api), responses=guarded)
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=guarded)
     app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_middleware(_BodyLimitMiddleware)
-    app.add_middleware(_InternalErrorMiddleware)
+    guard_api(
+        app,
+        body_limit=MAX_BODY_BYTES,
+        logger=log,
+        token=token,
+        refusal=_token_refusal,
+        who="controller REST API",
+    )
     return app
+
+
+def _token_refusal(why: str) -> str:
+    return (
+        f"this controller requires its token in the {TOKEN_HEADER} header; the request had "
+        f"{why} token (clients: --controller-token-file, or MECMIG_CONTROLLER_TOKEN_FILE)"
+    )

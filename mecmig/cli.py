@@ -88,8 +88,21 @@ def _parser() -> argparse.ArgumentParser:
         "in --state-file and survives restarts.",
     )
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
-    p.add_argument("--rest-host", default=defaults.REST_HOST, help="REST listen address")
+    p.add_argument(
+        "--rest-host",
+        default=defaults.REST_HOST,
+        help="REST listen address (default %(default)s: this machine only; any other address "
+        "needs --token-file)",
+    )
     p.add_argument("--rest-port", type=int, default=defaults.REST_PORT)
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="the REST API's token (one line, a file of mode 600): every request must carry it "
+        "in the X-Mecmig-Token header, else 401; clients read it from the file "
+        "MECMIG_CONTROLLER_TOKEN_FILE names (default: that variable's file, if set)",
+    )
     p.add_argument(
         "--of-port", type=int, default=defaults.OPENFLOW_PORT, help="OpenFlow listen port"
     )
@@ -236,6 +249,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the agents' shared token (a file of mode 600), sent to every agent",
     )
+    p.add_argument(
+        "--controller-token-file",
+        type=Path,
+        metavar="PATH",
+        help="the controller's token (a file of mode 600), for a controller started with "
+        "--token-file (default: the file MECMIG_CONTROLLER_TOKEN_FILE names, if set)",
+    )
     _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
 
@@ -267,14 +287,14 @@ class _AgentTokenFile(argparse.Action):
     ) -> None:
         import os
 
-        from agent.token import TOKEN_ENV, TokenFileError, read_token_file
+        from ground.token import AGENT_TOKEN_ENV, TokenFileError, read_token_file
 
         path = Path(str(values)).resolve()
         try:
             read_token_file(path)
         except TokenFileError as exc:
             parser.error(str(exc))
-        os.environ[TOKEN_ENV] = str(path)
+        os.environ[AGENT_TOKEN_ENV] = str(path)
         setattr(namespace, self.dest, path)
 
 
@@ -491,17 +511,24 @@ def _check_config(path: Path) -> int:
 
 def _controller(args: argparse.Namespace) -> int:
     from controller.launcher import run_controller
-    from controller.settings import Settings
+    from controller.settings import Settings, SettingsError
 
     sc = load_scenario(args.scenario)  # fail early, with the key path, before os-ken starts
     state = args.state_file or Path(f"/var/lib/mecmig/controller-{sc.name}.json")
+    token_file = args.token_file or Settings.token_file_from_env()
     settings = Settings(
         args.scenario.resolve(),
         args.rest_host,
         args.rest_port,
         state,
         extensions=("orchestration.service:mount",),
+        token_file=token_file.resolve() if token_file else None,
     )
+    try:
+        settings.token()  # a non-loopback address without a token, or an unusable token file
+    except SettingsError as exc:
+        err_console.print(f"mecmig controller: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
     run_controller(settings, of_port=args.of_port, verbose=args.verbose)
     return EXIT_OK
 

@@ -17,9 +17,9 @@ from agent.server import (
     parse_listen,
     serve_agent,
 )
-from agent.token import TokenFileError, read_token_file
 from controller.client import ControllerClient
 from ground.paths import agent_socket, site_root
+from ground.token import TokenFileError, read_token_file
 from ground.units import fmt_bytes, parse_rate
 from migration.engine import MigrationError
 from migration.network import ControllerLink
@@ -91,9 +91,6 @@ def agent_command(args: argparse.Namespace) -> int:
 
 def migrate_command(args: argparse.Namespace, console: Console) -> int:
     sc = load_scenario(args.scenario)
-    network: ControllerLink | None = None
-    if not args.no_controller:
-        network = RestControllerLink(ControllerClient(args.controller))
 
     def show(event: str, rec: MigrationRecord, phase: PhaseRecord | None) -> None:
         if event == "phase_done" and phase is not None:
@@ -111,9 +108,15 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         elif event == "point_of_no_return":
             console.print(f"  {rec.id} point of no return passed", style="dim")
 
+    network: ControllerLink | None = None
     try:
         endpoints = parse_agent_flags(args.agent, sc)
         token = read_token_file(args.agent_token_file) if args.agent_token_file else None
+        if not args.no_controller:
+            given = args.controller_token_file
+            network = RestControllerLink(
+                ControllerClient(args.controller, token=read_token_file(given) if given else None)
+            )
     except (EndpointError, TokenFileError) as exc:
         err_console.print(f"mecmig migrate: {exc}", highlight=False, markup=False)
         return EXIT_USAGE

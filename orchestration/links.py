@@ -5,6 +5,10 @@
 Both behave the same: a refused reservation is taken again at what the path has left (reported
 once, as information), a resize that cannot grow keeps the grant, and the instance's traffic can
 be held while it is frozen, from the engine or from the source's CRIU (`hold_url`).
+
+A controller with a token wants it on every request, the hold too; a source agent's CRIU does
+not have it (it is the controller's secret, not the agents'), so with a token there is no
+`hold_url`: the engine holds the traffic itself, just before the dump.
 """
 
 from __future__ import annotations
@@ -120,13 +124,15 @@ class RestControllerLink:
         return int(self.client.release_hold(instance).released_packets)
 
     def hold_url(self, instance: str) -> str | None:
+        if self.client.token is not None:  # the agent's CRIU has no token to send
+            return None
         return f"{self.client.base_url}/v1/instances/{instance}/hold"
 
 
 class FacadeLink:
     """The same, answered in-process by the controller's northbound facade. `rest_url` is the
     controller's own REST API, which a source agent's CRIU calls to hold the traffic once frozen
-    (None: the engine holds it before the dump instead)."""
+    (None: the engine holds it before the dump instead; so for a controller with a token)."""
 
     def __init__(self, northbound: Northbound, rest_url: str | None = None) -> None:
         self.nb = northbound

@@ -158,13 +158,14 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     site agents (at their `agent:` endpoints, else the local Unix sockets), with the facade as
     the engine's controller link. The agents' token, if any, is read from the file named by
     MECMIG_AGENT_TOKEN_FILE (`mecmig controller --agent-token-file`); a bad file stops the
-    start-up with its reason."""
+    start-up with its reason. A controller with a token of its own
+    (MECMIG_CONTROLLER_TOKEN_FILE) gives the source agents' CRIU no URL to ask for the hold
+    (it has no token to send): the engine holds the traffic itself, before the dump."""
     import os
 
-    from agent.token import TOKEN_ENV, read_token_file
+    from ground.token import AGENT_TOKEN_ENV, CONTROLLER_TOKEN_ENV, token_from_env
 
-    token_file = os.environ.get(TOKEN_ENV)
-    token = read_token_file(token_file) if token_file else None
-    sites = site_clients(scenario, token=token)
-    service = MigrationService(scenario, FacadeLink(northbound, rest_url), sites)
+    sites = site_clients(scenario, token=token_from_env(AGENT_TOKEN_ENV))
+    hold_url = None if os.environ.get(CONTROLLER_TOKEN_ENV) else rest_url
+    service = MigrationService(scenario, FacadeLink(northbound, hold_url), sites)
     return migrations_router(service)

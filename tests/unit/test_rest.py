@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api_models import ApiError, Invalid
-from controller.rest import _loc_path, create_app
+from controller.rest import create_app
+from ground.webapi import loc_path
 from tests.unit.fake_api import LINK_BPS, FakeAPI
 
 RES = {"src": "ue1", "dst": "edge2", "rate": "40Mbit", "match": {"proto": "udp", "dst_port": 5001}}
@@ -211,9 +212,9 @@ def test_body_that_is_not_an_object_is_422(client: TestClient, content: bytes) -
 
 
 def test_problem_path_names_list_items() -> None:
-    assert _loc_path(("body", "chains", 0, "functions", 2)) == "chains[0].functions[2]"
-    assert _loc_path(("query", "limit")) == "limit"
-    assert _loc_path(("body",)) == "(body)"
+    assert loc_path(("body", "chains", 0, "functions", 2)) == "chains[0].functions[2]"
+    assert loc_path(("query", "limit")) == "limit"
+    assert loc_path(("body",)) == "(body)"
 
 
 # ------------------------------------------------------------------------------ other errors
