@@ -2,7 +2,8 @@
 
 The REST server (`controller.rest`) and the Python client (`controller.client`) both use these
 models; the os-ken app implements `ControllerAPI`. Errors the facade raises map to HTTP codes:
-`NotFound` 404, `Conflict` 409 (e.g. admission refused), `Invalid` 422.
+`NotFound` 404, `Forbidden` 403 (a reservation another owner holds), `Conflict` 409 (e.g.
+admission refused), `Invalid` 422.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class ApiError(Exception):
 
 class NotFound(ApiError):
     status = 404
+
+
+class Forbidden(ApiError):
+    status = 403
 
 
 class Conflict(ApiError):
@@ -317,9 +322,13 @@ class ControllerAPI(Protocol):
 
     def reserve(self, req: ReservationRequest) -> ReservationView: ...
 
-    def resize(self, rid: int, rate_bps: int) -> ReservationView: ...
+    def resize(self, rid: int, rate_bps: int, owner: str | None = None) -> ReservationView:
+        """Forbidden unless `owner` is the reservation's (None for one reserved without)."""
+        ...
 
-    def release(self, rid: int) -> None: ...
+    def release(self, rid: int, owner: str | None = None) -> None:
+        """Forbidden unless `owner` is the reservation's (None for one reserved without)."""
+        ...
 
     def relocate(self, req: RelocationRequest) -> RelocationView: ...
 

@@ -6,8 +6,9 @@
     client.release(res.id)
 
 Every method returns the pydantic models of `controller.api_models`. HTTP errors raise
-`ClientError` (`NotFoundError` for 404, `ConflictError` for 409) with the server's message; a
-controller that cannot be reached raises `ControllerUnreachable`.
+`ClientError` (`NotFoundError` for 404, `ConflictError` for 409, `ForbiddenError` for 403: a
+reservation with another owner) with the server's message; a controller that cannot be reached
+raises `ControllerUnreachable`.
 
 A controller with a token (`mecmig controller --token-file`) wants it on every request: the
 client sends `token`, or, without one, the token in the file `MECMIG_CONTROLLER_TOKEN_FILE`
@@ -65,7 +66,15 @@ class ConflictError(ClientError):
     """409: the controller refused, e.g. not enough bandwidth on the path."""
 
 
-_BY_STATUS: dict[int, type[ClientError]] = {404: NotFoundError, 409: ConflictError}
+class ForbiddenError(ClientError):
+    """403: the reservation has another owner than the one the request named."""
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+}
 
 
 class ControllerClient:
@@ -98,10 +107,14 @@ class ControllerClient:
 
     # -------------------------------------------------------------------------- plumbing
 
-    def _request(self, method: str, path: str, json: object = None) -> requests.Response:
+    def _request(
+        self, method: str, path: str, json: object = None, params: dict[str, str] | None = None
+    ) -> requests.Response:
         url = f"{self.base_url}{API_PREFIX}{path}"
         try:
-            response = self._session.request(method, url, json=json, timeout=self.timeout)
+            response = self._session.request(
+                method, url, json=json, params=params, timeout=self.timeout
+            )
         except requests.Timeout as exc:
             raise ControllerUnreachable(
                 f"controller at {url} did not answer within {self.timeout} s"
@@ -167,14 +180,18 @@ class ControllerClient:
             body["owner"] = owner
         return parse_response(self._request("POST", "/reservations", body), ReservationView)
 
-    def resize(self, rid: int, rate: int | str) -> ReservationView:
-        """Change reservation `rid` to `rate` (bit/s or e.g. "60Mbit")."""
-        response = self._request("PATCH", f"/reservations/{rid}", {"rate": rate})
+    def resize(self, rid: int, rate: int | str, owner: str | None = None) -> ReservationView:
+        """Change reservation `rid` to `rate` (bit/s or e.g. "60Mbit"); a reservation made with
+        an owner wants it named (else `ForbiddenError`)."""
+        response = self._request(
+            "PATCH", f"/reservations/{rid}", {"rate": rate}, params=_owner(owner)
+        )
         return parse_response(response, ReservationView)
 
-    def release(self, rid: int) -> None:
-        """Release reservation `rid`; `NotFoundError` if there is none."""
-        self._request("DELETE", f"/reservations/{rid}")
+    def release(self, rid: int, owner: str | None = None) -> None:
+        """Release reservation `rid`; `NotFoundError` if there is none, `ForbiddenError` if it
+        has an owner and `owner` is not it."""
+        self._request("DELETE", f"/reservations/{rid}", params=_owner(owner))
 
     def relocate(self, instance: str, to: str, port: int | None = None) -> RelocationView:
         """Re-point `instance`'s traffic to site or switch `to` (and `port` on that switch)."""
@@ -192,6 +209,10 @@ class ControllerClient:
         """Release the hold: held packets go to where `instance` is attached now."""
         resp = self._request("DELETE", f"/instances/{instance}/hold")
         return parse_response(resp, HoldReleaseView)
+
+
+def _owner(owner: str | None) -> dict[str, str] | None:
+    return {"owner": owner} if owner is not None else None
 
 
 def _body(response: requests.Response) -> object:

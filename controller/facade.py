@@ -18,6 +18,7 @@ from controller.api_models import (
     ApiError,
     ChainView,
     Conflict,
+    Forbidden,
     Health,
     HoldReleaseView,
     HoldRequest,
@@ -189,8 +190,9 @@ class Northbound:
 
         return _view(self._run(job))
 
-    def resize(self, rid: int, rate_bps: int) -> ReservationView:
+    def resize(self, rid: int, rate_bps: int, owner: str | None = None) -> ReservationView:
         def job() -> ReservationRecord:
+            self._owned(rid, owner)
             with self.rt.transaction() as tx:
                 rec, plan = self.rt.state.resize(rid, rate_bps)
                 tx.execute(plan)
@@ -199,8 +201,9 @@ class Northbound:
 
         return _view(self._run(job))
 
-    def release(self, rid: int) -> None:
+    def release(self, rid: int, owner: str | None = None) -> None:
         def job() -> None:
+            self._owned(rid, owner)
             with self.rt.transaction() as tx:
                 tx.execute(self.rt.state.release(rid))
             log.info("reservation %d released", rid)
@@ -246,6 +249,20 @@ class Northbound:
         self.rt.submit(lambda: self.holds.packet_in(flow_cookie, frame))
 
     # ------------------------------------------------------------------ helpers
+
+    def _owned(self, rid: int, owner: str | None) -> None:
+        """On the worker, before a change: Forbidden unless the caller names the reservation's
+        owner (none for one reserved without). An owner is not a secret (every caller can list
+        them): it keeps one tenant's client from changing another's reservation by a wrong id."""
+        rec = self.rt.state.reservations.get(rid)
+        if rec is not None and rec.owner != owner:
+            raise Forbidden(
+                f"reservation {rid} belongs to {rec.owner!r}: name its owner to change it"
+                if rec.owner is not None
+                else f"reservation {rid} has no owner: leave the owner out to change it",
+                id=rid,
+                owner=rec.owner,
+            )
 
     def _run(self, job: Callable[[], T]) -> T:
         """Run `job` on the worker; model errors become the API's errors (see the module)."""

@@ -8,8 +8,9 @@ taken as sent (every 422 and malformed JSON's 400 list their problems). A body o
 `MAX_BODY_BYTES` gets 413 before anything reads it; a method a path does not have gets 405 with
 every method it has in `Allow` (these pieces are shared with the agents' API: `ground.webapi`).
 With a token (`mecmig controller --token-file`), every request must carry it, else 401 before
-anything reads it. `controller.rest_server.RestServer` runs it with uvicorn in a thread beside
-the os-ken app.
+anything reads it. A reservation made with an owner is resized or released only by a request
+that names it (`?owner=`), else 403. `controller.rest_server.RestServer` runs it with uvicorn in
+a thread beside the os-ken app.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
@@ -42,8 +43,10 @@ from controller.api_models import (
 from controller.limits import (
     MAX_BODY_BYTES,
     MAX_NAME_LENGTH,
+    MAX_OWNER_LENGTH,
     MAX_RESERVATION_ID,
     NAME_PATTERN,
+    OWNER_PATTERN,
 )
 from ground.token import TOKEN_HEADER
 from ground.webapi import (
@@ -68,6 +71,11 @@ ERRORS: Responses = {
         "description": f"the controller has a token (--token-file) and the request did not "
         f"carry it in the {TOKEN_HEADER} header",
     },
+    403: {
+        "model": ErrorBody,
+        "description": "the reservation has another owner: name its owner (`?owner=`) to "
+        "change it (`context.owner`)",
+    },
     404: {"model": ErrorBody, "description": "no such reservation, host, site or instance"},
     409: {"model": ErrorBody, "description": "refused, e.g. not enough bandwidth on the path"},
     **request_errors(MAX_BODY_BYTES),
@@ -89,8 +97,18 @@ READ_ONE = _documented(404, 422)
 ADMITTED = _documented(400, 404, 409, 413, 422, 502)  # admission control can refuse (409)
 WITH_BODY = _documented(400, 404, 413, 422, 502)
 CHANGE = _documented(404, 422, 502)
+OWNED = _documented(403)  # a reservation's owner must be named to change it
 
 ReservationId = Annotated[int, Path(ge=1, le=MAX_RESERVATION_ID, description="reservation id")]
+Owner = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_OWNER_LENGTH,
+        pattern=OWNER_PATTERN,
+        description="the reservation's owner, as it was reserved (required where it has one)",
+    ),
+]
+
 InstanceName = Annotated[
     str,
     Path(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN, description="instance"),
@@ -181,22 +199,24 @@ def _router(api: ControllerAPI) -> APIRouter:
         "/reservations/{rid}",
         response_model=ReservationView,
         tags=["reservations"],
-        responses=ADMITTED,
+        responses={**ADMITTED, **OWNED},
     )
-    def resize(rid: ReservationId, body: ResizeRequest) -> ReservationView:
-        """Change a reservation's rate in place (409 if a larger rate won't fit)."""
-        return api.resize(rid, body.rate)
+    def resize(rid: ReservationId, body: ResizeRequest, owner: Owner = None) -> ReservationView:
+        """Change a reservation's rate in place (409 if a larger rate won't fit; 403 if it has
+        an owner and `owner` is not it)."""
+        return api.resize(rid, body.rate, owner=owner)
 
     @router.delete(
         "/reservations/{rid}",
         status_code=204,
         response_class=Response,
         tags=["reservations"],
-        responses=CHANGE,
+        responses={**CHANGE, **OWNED},
     )
-    def release(rid: ReservationId) -> Response:
-        """Release a reservation: its meter and flows are removed."""
-        api.release(rid)
+    def release(rid: ReservationId, owner: Owner = None) -> Response:
+        """Release a reservation: its meter and flows are removed (403 if it has an owner and
+        `owner` is not it)."""
+        api.release(rid, owner=owner)
         return Response(status_code=204)
 
     @router.post(

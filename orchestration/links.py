@@ -4,7 +4,9 @@
 
 Both behave the same: a refused reservation is taken again at what the path has left (reported
 once, as information), a resize that cannot grow keeps the grant, and the instance's traffic can
-be held while it is frozen, from the engine or from the source's CRIU (`hold_url`).
+be held while it is frozen, from the engine or from the source's CRIU (`hold_url`). Each
+reservation is made with its migration as owner, and resized and released naming it (the
+controller refuses a change that names another owner).
 
 A controller with a token wants it on every request, the hold too; a source agent's CRIU does
 not have it (it is the controller's secret, not the agents'), so with a token there is no
@@ -79,10 +81,29 @@ def grow_or_keep(ask: Callable[[int], Grant], grant: Grant, rate_bps: int) -> Gr
             return grant
 
 
-class RestControllerLink:
+class _Owners:
+    """The owner each grant was reserved with (a link serves many migrations at once)."""
+
+    def __init__(self) -> None:
+        self._owners: dict[int, str] = {}
+
+    def _granted(self, grant: Grant | None, owner: str) -> Grant | None:
+        if grant is not None:
+            self._owners[grant.id] = owner
+        return grant
+
+    def _owner(self, grant: Grant) -> str | None:
+        return self._owners.get(grant.id)
+
+    def _released(self, grant: Grant) -> None:
+        self._owners.pop(grant.id, None)
+
+
+class RestControllerLink(_Owners):
     """The controller's REST API (`mecmig controller`), through its client."""
 
     def __init__(self, client: ControllerClient) -> None:
+        super().__init__()
         self.client = client
 
     def reserve(
@@ -99,12 +120,14 @@ class RestControllerLink:
                 raise Refused(str(exc), _client_residual(exc)) from exc
             return Grant(view.id, view.rate_bps)
 
-        return reserve_or_residual(ask, rate_bps, owner)
+        return self._granted(reserve_or_residual(ask, rate_bps, owner), owner)
 
     def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        owner = self._owner(grant)
+
         def ask(rate: int) -> Grant:
             try:
-                view = self.client.resize(grant.id, rate)
+                view = self.client.resize(grant.id, rate, owner=owner)
             except ConflictError as exc:
                 raise Refused(str(exc), _client_residual(exc)) from exc
             return Grant(view.id, view.rate_bps)
@@ -112,7 +135,8 @@ class RestControllerLink:
         return grow_or_keep(ask, grant, rate_bps)
 
     def release(self, grant: Grant) -> None:
-        self.client.release(grant.id)
+        self.client.release(grant.id, owner=self._owner(grant))
+        self._released(grant)
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         return float(self.client.relocate(instance, site, port).switchover_ms)
@@ -129,12 +153,13 @@ class RestControllerLink:
         return f"{self.client.base_url}/v1/instances/{instance}/hold"
 
 
-class FacadeLink:
+class FacadeLink(_Owners):
     """The same, answered in-process by the controller's northbound facade. `rest_url` is the
     controller's own REST API, which a source agent's CRIU calls to hold the traffic once frozen
     (None: the engine holds it before the dump instead; so for a controller with a token)."""
 
     def __init__(self, northbound: Northbound, rest_url: str | None = None) -> None:
+        super().__init__()
         self.nb = northbound
         self.rest_url = rest_url
 
@@ -155,12 +180,14 @@ class FacadeLink:
                 raise Refused(str(exc), _facade_residual(exc)) from exc
             return Grant(view.id, view.rate_bps)
 
-        return reserve_or_residual(ask, rate_bps, owner)
+        return self._granted(reserve_or_residual(ask, rate_bps, owner), owner)
 
     def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        owner = self._owner(grant)
+
         def ask(rate: int) -> Grant:
             try:
-                view = self.nb.resize(grant.id, rate)
+                view = self.nb.resize(grant.id, rate, owner=owner)
             except Conflict as exc:
                 raise Refused(str(exc), _facade_residual(exc)) from exc
             return Grant(view.id, view.rate_bps)
@@ -168,7 +195,8 @@ class FacadeLink:
         return grow_or_keep(ask, grant, rate_bps)
 
     def release(self, grant: Grant) -> None:
-        self.nb.release(grant.id)
+        self.nb.release(grant.id, owner=self._owner(grant))
+        self._released(grant)
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         view = self.nb.relocate(RelocationRequest(instance=instance, to=site, port=port))

@@ -12,6 +12,7 @@ import threading
 from controller.api_models import (
     ChainView,
     Conflict,
+    Forbidden,
     Health,
     HoldReleaseView,
     HoldRequest,
@@ -157,21 +158,29 @@ class FakeAPI:
             self._reservations[rid] = view
             return view
 
-    def resize(self, rid: int, rate_bps: int) -> ReservationView:
+    def resize(self, rid: int, rate_bps: int, owner: str | None = None) -> ReservationView:
         self._check()
         with self._lock:
             if rid not in self._reservations:
                 raise NotFound(f"no reservation {rid}", id=rid)
+            self._owned(rid, owner)
             self._admit(rate_bps, excluding=rid)
             view = self._reservations[rid].model_copy(update={"rate_bps": rate_bps})
             self._reservations[rid] = view
             return view
 
-    def release(self, rid: int) -> None:
+    def release(self, rid: int, owner: str | None = None) -> None:
         self._check()
         with self._lock:
-            if self._reservations.pop(rid, None) is None:
+            if rid not in self._reservations:
                 raise NotFound(f"no reservation {rid}", id=rid)
+            self._owned(rid, owner)
+            del self._reservations[rid]
+
+    def _owned(self, rid: int, owner: str | None) -> None:
+        held_by = self._reservations[rid].owner
+        if held_by != owner:
+            raise Forbidden(f"reservation {rid} has another owner", id=rid, owner=held_by)
 
     def hold(self, instance: str, req: HoldRequest) -> HoldView:
         self._check()

@@ -13,6 +13,7 @@ from controller.client import (
     ConflictError,
     ControllerClient,
     ControllerUnreachable,
+    ForbiddenError,
     NotFoundError,
 )
 from controller.rest import create_app
@@ -67,11 +68,15 @@ def test_reserve_resize_release_round_trip(client: ControllerClient) -> None:
     assert client.reservation(res.id) == res
     assert client.reservations() == [res]
 
-    resized = client.resize(res.id, "60Mbit")
+    with pytest.raises(ForbiddenError, match="another owner"):
+        client.resize(res.id, "60Mbit")  # its owner not named
+    with pytest.raises(ForbiddenError):
+        client.release(res.id, owner="mig=8")
+    resized = client.resize(res.id, "60Mbit", owner="mig=7")
     assert resized.rate_bps == 60_000_000
     assert client.topology().links[0].directions[0].reserved_bps == 60_000_000
 
-    client.release(res.id)
+    client.release(res.id, owner="mig=7")
     assert client.reservations() == []
     with pytest.raises(NotFoundError) as err:
         client.reservation(res.id)

@@ -88,11 +88,22 @@ def test_list_get_resize_release(client: TestClient) -> None:
     assert [r["id"] for r in client.get("/v1/reservations").json()] == [rid]
     assert client.get(f"/v1/reservations/{rid}").json()["owner"] == "mig=7"
 
-    resized = client.patch(f"/v1/reservations/{rid}", json={"rate": 60_000_000})
+    # its owner must be named to change it (403 otherwise, and nothing changes)
+    for changed in (
+        client.patch(f"/v1/reservations/{rid}", json={"rate": 60_000_000}),
+        client.delete(f"/v1/reservations/{rid}", params={"owner": "mig=8"}),
+    ):
+        assert changed.status_code == 403, changed.text
+        assert changed.json()["context"] == {"id": rid, "owner": "mig=7"}
+    assert client.get(f"/v1/reservations/{rid}").json()["rate_bps"] == 40_000_000
+
+    resized = client.patch(
+        f"/v1/reservations/{rid}", json={"rate": 60_000_000}, params={"owner": "mig=7"}
+    )
     assert resized.status_code == 200
     assert resized.json()["rate_bps"] == 60_000_000
 
-    deleted = client.delete(f"/v1/reservations/{rid}")
+    deleted = client.delete(f"/v1/reservations/{rid}", params={"owner": "mig=7"})
     assert deleted.status_code == 204
     assert deleted.content == b""
     assert client.get(f"/v1/reservations/{rid}").status_code == 404
