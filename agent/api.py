@@ -4,78 +4,99 @@ Each call is one step of a migration at this site; the orchestrator strings them
 endpoint parses its body, calls the service and serialises what it returns; the service's
 errors carry their HTTP status (`agent.errors`: 404 for an instance this site does not hold).
 The agent serves this API on a Unix socket (the orchestrator on the same machine) and/or TCP,
-where a non-loopback address requires the shared token (`agent.token`), and moves migration
+where a non-loopback address requires the shared token (`ground.token`), and moves migration
 traffic to and from other agents on MIGRATION_PORT, over the (emulated) network, where the
 controller's reservation meters it.
+
+Input is never trusted: every field and path parameter is bounded (`agent.api_models`), a body
+over 64 KiB gets 413 before anything reads it, and a request that cannot be taken as sent gets
+422 (or 400 for malformed JSON) listing its problems; each such answer is in the OpenAPI
+document (/v1/openapi.json), and changes nothing: no directory, no runc or CRIU call.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Scope
 
-from agent.errors import SiteRequestError, Unauthorized
+from agent.api_models import (
+    INSTANCE_NAME_PATTERN,
+    MAX_BODY_BYTES,
+    MAX_INSTANCE_NAME,
+    CheckpointBody,
+    LazyBody,
+    LinkBody,
+    PreDumpBody,
+    RestoreBody,
+    SendBody,
+    SpecBody,
+)
+from agent.errors import SiteRequestError
 from agent.service import SiteService
-from agent.token import TOKEN_HEADER, is_loopback, token_matches
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
+from ground.token import TOKEN_HEADER, needs_token
+from ground.webapi import (
+    ErrorBody,
+    Responses,
+    documented,
+    error_response,
+    guard_api,
+    request_errors,
+)
+from migration.site import DumpInfo, SendInfo, SiteError
 
 log = logging.getLogger("mecmig.agent")
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SpecBody(_Body):
-    name: str = Field(max_length=63)
-    args: list[str] = Field(min_length=1, max_length=256)
-    ip: str = Field(max_length=45)
-    prefix: int = Field(ge=0, le=128)
-    mac: str = Field(max_length=17)
-    port: int = Field(ge=1, le=65279)  # OpenFlow port on the bridge
-    memory_bytes: int | None = Field(default=None, ge=0)
-    files: dict[str, str] = Field(default={}, max_length=64)
-    volume: bool = False
-
-    def spec(self) -> InstanceSpec:
-        return InstanceSpec(**{**self.model_dump(), "args": tuple(self.args)})
-
-
-class CheckpointBody(_Body):
-    leave_running: bool = False
-    on_predumps: bool = False  # only what changed since the last pre-dump round
-    # the controller's hold endpoint, called at CRIU's freeze
-    hold_url: str | None = Field(default=None, max_length=4096)
-
-
-class PreDumpBody(_Body):
-    round: int = Field(ge=1, le=10_000)  # 1 starts a new chain of pre-dumps
+ERRORS: Responses = {
+    400: {
+        "model": ErrorBody,
+        "description": "malformed JSON body, or a request this agent refuses as asked: a file "
+        "to copy from outside the directories it copies from",
+    },
+    401: {
+        "model": ErrorBody,
+        "description": f"the agent has a token and the request did not carry it in the "
+        f"{TOKEN_HEADER} header (required over non-loopback TCP), or carried a wrong one",
+    },
+    404: {"model": ErrorBody, "description": "this site holds no instance of that name"},
+    409: {
+        "model": ErrorBody,
+        "description": "the site's present state forbids the step: nothing of that kind in "
+        "progress, the instance not running, another migration's target in the way",
+    },
+    **request_errors(MAX_BODY_BYTES),
+    500: {
+        "model": ErrorBody,
+        "description": "runc, CRIU, the network plumbing or a transfer failed (their message is "
+        "in it), or an internal error",
+    },
+}
 
 
-class SendBody(_Body):
-    peer: str = Field(max_length=253)
-    port: int = Field(ge=1, le=65535)
-    delta: bool = False
+def _documented(*statuses: int) -> Responses:
+    return documented(ERRORS, *statuses)
 
 
-class LinkBody(_Body):
-    up: bool
+# What each kind of operation can answer besides its success (every one may answer 500).
+ON_INSTANCE = _documented(404, 422)  # a step on an instance this site holds
+FINISHING = _documented(404, 409, 422)  # a step that finishes or needs another
+WITH_SPEC = _documented(400, 409, 413, 422)  # a spec to create from
+WITH_BODY = _documented(400, 404, 409, 413, 422)  # a step with a body
 
-
-class LazyBody(_Body):
-    page_server: str = Field(max_length=260)  # "ADDR:PORT"
-    on_predumps: bool = False
-    hold_url: str | None = Field(default=None, max_length=4096)
-
-
-class RestoreBody(_Body):
-    lazy_from: str | None = Field(default=None, max_length=260)  # the source's page server
+InstanceName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_INSTANCE_NAME,
+        pattern=INSTANCE_NAME_PATTERN,
+        description="instance",
+        examples=["counter"],
+    ),
+]
 
 
 def _dump(info: DumpInfo) -> dict[str, Any]:
@@ -86,12 +107,8 @@ def _sent(info: SendInfo) -> dict[str, Any]:
     return asdict(info)
 
 
-def needs_token(server: tuple[str, int | None] | None) -> bool:
-    """Whether a request that came in on `server` (ASGI's local address of the connection)
-    must carry the token: TCP on a non-loopback address. A Unix socket has no port."""
-    if server is None or server[1] is None:
-        return False
-    return not is_loopback(server[0])
+def _token_required(scope: Scope) -> bool:
+    return needs_token(scope.get("server"))
 
 
 def create_agent_app(service: SiteService, token: str | None = None) -> FastAPI:
@@ -104,76 +121,82 @@ def create_agent_app(service: SiteService, token: str | None = None) -> FastAPI:
         docs_url="/v1/docs",
         redoc_url=None,
     )
-    s = service
+    guarded = _documented(401) if token is not None else {}
+    app.include_router(_router(service), responses=guarded)
+    app.add_exception_handler(SiteError, _refused)
 
-    if token is not None:
+    def refusal(why: str) -> str:
+        return (
+            f"site {service.name}: this agent requires its token in the {TOKEN_HEADER} "
+            f"header; the request had {why} token (orchestrator: --agent-token-file, or "
+            "MECMIG_AGENT_TOKEN_FILE for the controller)"
+        )
 
-        @app.middleware("http")
-        async def _authenticate(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]
-        ) -> Response:
-            given = request.headers.get(TOKEN_HEADER)
-            required = needs_token(request.scope.get("server"))
-            if (given is not None or required) and not token_matches(token, given):
-                why = "a wrong" if given is not None else "no"
-                log.warning(
-                    "site %s: refused %s %s from %s: %s token",
-                    s.name,
-                    request.method,
-                    request.url.path,
-                    request.client.host if request.client else "a local socket",
-                    why,
-                )
-                return _error(
-                    Unauthorized(
-                        f"site {s.name}: this agent requires its token in the {TOKEN_HEADER} "
-                        f"header; the request had {why} token (orchestrator: "
-                        "--agent-token-file, or MECMIG_AGENT_TOKEN_FILE for the controller)"
-                    )
-                )
-            return await call_next(request)
+    guard_api(
+        app,
+        body_limit=MAX_BODY_BYTES,
+        logger=log,
+        token=token,
+        refusal=refusal,
+        who=f"site {service.name}",
+        required=_token_required,
+    )
+    return app
 
-    @app.exception_handler(SiteError)
-    async def _refused(_: Request, exc: Exception) -> JSONResponse:
-        return _error(exc)
 
-    @app.exception_handler(Exception)
-    async def _bug(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("site %s: unexpected error", s.name, exc_info=exc)
-        return JSONResponse(status_code=500, content={"error": f"{type(exc).__name__}: {exc}"})
+async def _refused(_: Request, exc: Exception) -> JSONResponse:
+    status = exc.status if isinstance(exc, SiteRequestError) else 500
+    return error_response(status, str(exc))
 
-    @app.get("/v1/health")
+
+def _router(s: SiteService) -> APIRouter:
+    router = APIRouter(prefix="/v1", responses={500: ERRORS[500]})
+
+    @router.get("/health")
     def health() -> dict[str, Any]:
+        """The site, the instances it holds, whether its kernel tracks dirty memory."""
         return s.health()
 
-    @app.get("/v1/cpu")
+    @router.get("/cpu")
     def cpu() -> dict[str, int]:
+        """(busy, total) CPU time of this machine so far, in jiffies."""
         busy, total = s.cpu_jiffies()
         return {"busy": busy, "total": total}
 
-    @app.get("/v1/netstat")
+    @router.get("/netstat")
     def netstat() -> dict[str, int]:
         """Bytes this agent's network namespace has sent (post-copy pages are counted so)."""
         return {"tx_bytes": s.tx_bytes()}
 
-    @app.get("/v1/instances/{name}")
-    def describe(name: str) -> dict[str, Any]:
+    @router.get("/instances/{name}", responses=ON_INSTANCE)
+    def describe(name: InstanceName) -> dict[str, Any]:
         """Its spec and status; 404 if this site holds no instance of that name."""
         spec, status = s.describe(name)
         return {"spec": asdict(spec), "status": status}
 
-    @app.post("/v1/instances", status_code=201)
+    @router.post("/instances", status_code=201, responses=WITH_SPEC)
     def create(body: SpecBody) -> dict[str, str]:
+        """Plug the instance into the bridge and start it (its files copied into /data)."""
         s.create(body.spec())
         return {"status": s.status(body.name)}
 
-    @app.post("/v1/instances/{name}/prepare-target")
-    def prepare_target(name: str, body: SpecBody) -> dict[str, str]:
+    @router.post("/instances/{name}/prepare-target", responses=WITH_SPEC)
+    def prepare_target(name: InstanceName, body: SpecBody) -> Any:
+        """Destination side, before the dump: a locked namespace plugged in but down, the
+        bundle. The body's name must be the path's (else 422)."""
+        if body.name != name:
+            message = f"the spec's name {body.name!r} is not the path's {name!r}"
+            return error_response(
+                422,
+                f"invalid request: name: {message}",
+                problems=[{"path": "name", "message": message}],
+            )
         s.prepare_target(body.spec())
         return {"status": "prepared"}
 
-    @app.post("/v1/instances/{name}/checkpoint")
-    def checkpoint(name: str, body: CheckpointBody) -> dict[str, Any]:
+    @router.post("/instances/{name}/checkpoint", responses=WITH_BODY)
+    def checkpoint(name: InstanceName, body: CheckpointBody) -> dict[str, Any]:
+        """Dump it (`leave_running`: a pre-copy round)."""
         return _dump(
             s.checkpoint(
                 name,
@@ -183,81 +206,86 @@ def create_agent_app(service: SiteService, token: str | None = None) -> FastAPI:
             )
         )
 
-    @app.post("/v1/instances/{name}/pre-dump")
-    def pre_dump(name: str, body: PreDumpBody) -> dict[str, Any]:
+    @router.post("/instances/{name}/pre-dump", responses=WITH_BODY)
+    def pre_dump(name: InstanceName, body: PreDumpBody) -> dict[str, Any]:
         """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
         return _dump(s.pre_dump(name, body.round))
 
-    @app.post("/v1/instances/{name}/receive")
-    def receive(name: str) -> dict[str, int]:
+    @router.post("/instances/{name}/receive", responses=ON_INSTANCE)
+    def receive(name: InstanceName) -> dict[str, int]:
+        """Listen for its migration traffic; the port."""
         return {"port": s.start_receive(name)}
 
-    @app.post("/v1/instances/{name}/receive/finish")
-    def finish_receive(name: str) -> dict[str, Any]:
+    @router.post("/instances/{name}/receive/finish", responses=FINISHING)
+    def finish_receive(name: InstanceName) -> dict[str, Any]:
+        """Wait until what is being received for it has arrived (409 if nothing is)."""
         return _sent(s.finish_receive(name))
 
-    @app.post("/v1/instances/{name}/send")
-    def send(name: str, body: SendBody) -> dict[str, Any]:
+    @router.post("/instances/{name}/send", responses=WITH_BODY)
+    def send(name: InstanceName, body: SendBody) -> dict[str, Any]:
+        """Send its images and files to the agent at `peer`:`port` (`delta`: what changed)."""
         return _sent(s.send(name, body.peer, body.port, delta=body.delta))
 
-    @app.post("/v1/instances/{name}/link")
-    def link(name: str, body: LinkBody) -> dict[str, bool]:
+    @router.post("/instances/{name}/link", responses=WITH_BODY)
+    def link(name: InstanceName, body: LinkBody) -> dict[str, bool]:
+        """Bring the bridge side of its interface up or down."""
         s.set_link(name, body.up)
         return {"up": body.up}
 
-    @app.post("/v1/instances/{name}/restore")
-    def restore(name: str, body: RestoreBody | None = None) -> dict[str, Any]:
+    @router.post("/instances/{name}/restore", responses=WITH_BODY)
+    def restore(name: InstanceName, body: RestoreBody | None = None) -> dict[str, Any]:
+        """Restore it here (`lazy_from`: post-copy, its pages from that page server)."""
         s.restore(name, body.lazy_from if body is not None else None)
         return {"status": s.status(name)}
 
-    @app.post("/v1/instances/{name}/lazy-dump")
-    def lazy_dump(name: str, body: LazyBody) -> dict[str, Any]:
+    @router.post("/instances/{name}/lazy-dump", responses=WITH_BODY)
+    def lazy_dump(name: InstanceName, body: LazyBody) -> dict[str, Any]:
+        """Source of post-copy: dump all but the memory, then serve the pages."""
         return _dump(
             s.lazy_checkpoint(
                 name, body.page_server, on_predumps=body.on_predumps, hold_url=body.hold_url
             )
         )
 
-    @app.post("/v1/instances/{name}/lazy-dump/finish")
-    def finish_lazy_dump(name: str) -> dict[str, Any]:
+    @router.post("/instances/{name}/lazy-dump/finish", responses=FINISHING)
+    def finish_lazy_dump(name: InstanceName) -> dict[str, Any]:
         """Source: wait until the destination has pulled every page (the page server ends)."""
         s.finish_lazy_checkpoint(name)
         return {"exit": 0}
 
-    @app.post("/v1/instances/{name}/lazy-dump/abort")
-    def abort_lazy_dump(name: str) -> dict[str, str]:
+    @router.post("/instances/{name}/lazy-dump/abort", responses=ON_INSTANCE)
+    def abort_lazy_dump(name: InstanceName) -> dict[str, str]:
         """Source: stop serving pages; CRIU lets the frozen service run on (still locked)."""
         s.abort_lazy_checkpoint(name)
         return {"status": s.status(name)}
 
-    @app.post("/v1/instances/{name}/restore/pages")
-    def finish_pages(name: str) -> dict[str, Any]:
+    @router.post("/instances/{name}/restore/pages", responses=ON_INSTANCE)
+    def finish_pages(name: InstanceName) -> dict[str, Any]:
         """Destination: wait until every page has arrived (the lazy-pages daemon ends)."""
         return {"exit": 0, "seconds": s.finish_pages(name)}
 
-    @app.post("/v1/instances/{name}/stop")
-    def stop(name: str) -> dict[str, str]:
+    @router.post("/instances/{name}/stop", responses=ON_INSTANCE)
+    def stop(name: InstanceName) -> dict[str, str]:
+        """End its process, keep its files (restart strategy)."""
         s.stop(name)
         return {"status": s.status(name)}
 
-    @app.post("/v1/instances/{name}/start")
-    def start(name: str) -> dict[str, str]:
+    @router.post("/instances/{name}/start", responses=ON_INSTANCE)
+    def start(name: InstanceName) -> dict[str, str]:
+        """Start it afresh from its bundle and /data (restart strategy)."""
         s.start(name)
         return {"status": s.status(name)}
 
-    @app.post("/v1/instances/{name}/resume")
-    def resume(name: str) -> dict[str, str]:
+    @router.post("/instances/{name}/resume", responses=ON_INSTANCE)
+    def resume(name: InstanceName) -> dict[str, str]:
+        """Source side of a rollback: the service runs here again; how."""
         how = s.resume(name)
         return {"how": how, "status": s.status(name)}
 
-    @app.delete("/v1/instances/{name}")
-    def destroy(name: str) -> dict[str, str]:
+    @router.delete("/instances/{name}", responses=_documented(422))
+    def destroy(name: InstanceName) -> dict[str, str]:
+        """Remove everything of it at this site; no error if it holds none."""
         s.destroy(name)
         return {"status": "absent"}
 
-    return app
-
-
-def _error(exc: Exception) -> JSONResponse:
-    status = exc.status if isinstance(exc, SiteRequestError) else 500
-    return JSONResponse(status_code=status, content={"error": str(exc)})
+    return router

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 import uvicorn
@@ -21,10 +22,10 @@ from agent.container import SiteContainers
 from agent.netns import ContainerNetwork
 from agent.runc import Runc
 from agent.service import SiteService
-from agent.token import is_loopback
 from ground.defaults import MIGRATION_PORT
 from ground.paths import RUN_DIR, criu_binary
 from ground.runner import Runner, SubprocessRunner
+from ground.token import is_loopback
 from topology.scenario import Scenario
 
 log = logging.getLogger("mecmig.agent")
@@ -71,7 +72,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def check_listen(tcp: tuple[str, int] | None, token: str | None) -> None:
-    """A TCP address other machines can reach needs a token (see agent.token)."""
+    """A TCP address other machines can reach needs a token (see ground.token)."""
     if tcp is not None and token is None and not is_loopback(tcp[0]):
         raise AgentSetupError(
             f"--listen {tcp[0]}:{tcp[1]} is reachable from other machines: pass --token-file "
@@ -88,8 +89,10 @@ def build_agent(
     listen_ip: str,
     root_netns_pid: int | None,
     runner: SubprocessRunner | None = None,
+    files_from: Iterable[Path] | None = None,
 ) -> SiteService:
-    """The agent of `site`: its containers on the site's bridge, its own runc root.
+    """The agent of `site`: its containers on the site's bridge, its own runc root, copying
+    specs' files only from `files_from` (default agent.files.allowed_dirs()).
     AgentSetupError if the site's bridge is not where it would plug containers in."""
     bridge = sc.site(site).switch_name
     runner = runner or SubprocessRunner()
@@ -107,7 +110,12 @@ def build_agent(
         "available" if tracks else "not available (full dumps + delta)",
     )
     return SiteService(
-        containers, listen_ip, MIGRATION_PORT, spawner=runner, mem_dirty_track=tracks
+        containers,
+        listen_ip,
+        MIGRATION_PORT,
+        spawner=runner,
+        mem_dirty_track=tracks,
+        files_from=files_from,
     )
 
 

@@ -14,14 +14,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.criu_images import ImageError
 from agent.errors import BadRequest, NotPending, StepFailed, UnknownInstance
+from agent.files import FileNotAllowed, allowed_dirs, checked_files
 from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
 from agent.netns import NetnsError
 from agent.runc import CheckpointOptions, RuncError
@@ -86,6 +88,7 @@ class SiteService:
         *,
         spawner: SubprocessRunner | None = None,
         mem_dirty_track: bool = False,
+        files_from: Iterable[Path] | None = None,
     ) -> None:
         self.containers = containers
         self.name = containers.site
@@ -98,6 +101,8 @@ class SiteService:
         self.spawner = spawner or SubprocessRunner()
         self.lock = threading.Lock()  # one step at a time per site
         self.mem_dirty_track = mem_dirty_track  # `criu check --feature mem_dirty_track`
+        # where a spec's files may be copied from (agent.files)
+        self.files_from = tuple(files_from) if files_from is not None else allowed_dirs()
 
     # ------------------------------------------------------------------ errors
 
@@ -131,6 +136,17 @@ class SiteService:
                 f"site {self.name}: {instance!r} is not an instance name (letters, digits, "
                 "'_', '.', '-'; at most 63 characters, starting with a letter or digit)"
             )
+
+    def _checked(self, spec: InstanceSpec, *, copies: bool) -> InstanceSpec:
+        """`spec` with its files' sources resolved where this site `copies` them; BadRequest for
+        a name that is no instance name or a file this agent does not copy (agent.files),
+        before anything changes."""
+        self._valid(spec.name)
+        try:
+            dirs = self.files_from if copies else None
+            return replace(spec, files=checked_files(spec.files, dirs))
+        except FileNotAllowed as exc:
+            raise BadRequest(f"site {self.name}: {spec.name}: {exc}") from None
 
     # ------------------------------------------------------------------ the site
 
@@ -177,13 +193,13 @@ class SiteService:
 
     @_step("create")
     def create(self, spec: InstanceSpec) -> None:
-        self._valid(spec.name)
+        spec = self._checked(spec, copies=True)
         with self.lock:
             self.containers.create(spec)
 
     @_step("prepare the target of")
     def prepare_target(self, spec: InstanceSpec) -> None:
-        self._valid(spec.name)
+        spec = self._checked(spec, copies=False)
         with self.lock:
             self.containers.prepare_target(spec)
 

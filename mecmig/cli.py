@@ -156,6 +156,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="this agent's IP for migration traffic (default: scenario)")
     p.add_argument("--root", type=Path, help="where instances live (default /var/lib/mecmig/...)")
     p.add_argument(
+        "--files-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory an instance's spec may copy files from into its /data (repeatable; "
+        "also MECMIG_AGENT_FILES_FROM, directories separated by ':'); the project's workloads/ "
+        "always, nothing else by default: a spec naming any other host file gets 400",
+    )
+    p.add_argument(
         "--root-netns-pid",
         type=int,
         default=None,

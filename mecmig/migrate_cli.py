@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from agent.files import allowed_dirs
 from agent.server import (
     AgentSetupError,
     build_agent,
@@ -76,7 +77,12 @@ def agent_command(args: argparse.Namespace) -> int:
         # bound before the agent touches its containers: a second agent for the site stops here
         sockets = listening_sockets(uds, tcp)
         agent = build_agent(
-            sc, site.name, args.root or site_root(sc.name, site.name), address, args.root_netns_pid
+            sc,
+            site.name,
+            args.root or site_root(sc.name, site.name),
+            address,
+            args.root_netns_pid,
+            files_from=allowed_dirs(args.files_from),
         )
     except (TokenFileError, AgentSetupError, ValueError) as exc:
         for s in sockets:

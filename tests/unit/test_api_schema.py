@@ -25,34 +25,13 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, Phase, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    allow_header_conformance,
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-    unsupported_method,
-)
 
 from controller.facade import Northbound
 from controller.limits import MAX_BODY_BYTES, MAX_RATE_BPS
 from controller.rest import create_app
 from tests.unit.controller_helpers import THREE_SITES, SwitchedRuntime, make_state
 from tests.unit.fake_api import FakeAPI
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    response_schema_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    negative_data_rejection,
-    unsupported_method,
-    allow_header_conformance,
-]
+from tests.unit.schema_cases import CHECKS, bounded
 
 
 class World:
@@ -90,14 +69,7 @@ schema = schemathesis.openapi.from_asgi("/v1/openapi.json", DOCUMENT_APP)
 
 @schema.parametrize()
 @pytest.mark.timeout(90)
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@bounded(150)
 def test_every_answer_is_one_the_document_describes(case: Any, world: World) -> None:
     case.call_and_validate(checks=CHECKS, app=world.app)
 

@@ -1,0 +1,196 @@
+"""The bodies of the agent's API (pydantic), every field bounded, and the bounds in one place.
+
+The OpenAPI document states each bound; what JSON Schema cannot say (a multicast MAC, a port
+beyond 65535 in `ADDR:PORT`, a source file outside the allowed directories) gets a 422 or a 400
+of its own. Strict: `"7"` is no port, `1` no flag, and nothing a model does not name is taken.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from agent.files import FILE_NAME_PATTERN
+from agent.service import INSTANCE_NAME
+from migration.site import InstanceSpec
+
+# An instance name becomes a directory under the site's root, a runc container id and part of
+# a network namespace's name: a plain name (INSTANCE_NAME: no '/', never '.' or '..').
+MAX_INSTANCE_NAME = 63
+INSTANCE_NAME_PATTERN = INSTANCE_NAME.pattern
+# The command a container runs: argv, each argument without NUL (execve cannot take one).
+MAX_ARGS = 256
+MAX_ARG_CHARS = 4096
+ARG_PATTERN = r"^[^\x00]*$"
+# Files copied into /data: a plain name <- an absolute path (agent.files says which are allowed).
+MAX_FILES = 64
+MAX_PATH_CHARS = 4096
+SOURCE_PATTERN = r"^/[^\x00]*$"
+# Where its interface goes: an OpenFlow port OVS can be asked for (ofport_request: 1-65279).
+MIN_BRIDGE_PORT, MAX_BRIDGE_PORT = 1, 65279
+MIN_L4_PORT, MAX_L4_PORT = 1, 65535
+# Its memory limit: at least 1 MiB (less cannot run a process), at most 1 TiB.
+MIN_MEMORY_BYTES, MAX_MEMORY_BYTES = 1 << 20, 1 << 40
+# Pre-copy rounds: the stop rule ends them after 8; a chain longer than this is a bug.
+MAX_ROUND = 1000
+# The controller's hold endpoint, which the source's CRIU calls with curl: http(s) only.
+MAX_URL_CHARS = 2048
+URL_PATTERN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%-]*)*$"
+# An agent's address for migration traffic ("ADDR:PORT" for a page server): IPv4.
+ADDRESS_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]{1,5}$"
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+# A request body: the largest real one, a spec, is well under 4 KiB.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"not an IPv4 address: {value[:40]!r}") from None
+
+
+def _address(value: str) -> str:
+    """`ADDR:PORT` with an IPv4 address and a port 1-65535."""
+    host, _, port = value.rpartition(":")
+    _ipv4(host)
+    if not MIN_L4_PORT <= int(port) <= MAX_L4_PORT:
+        raise ValueError(f"port {port} is not within {MIN_L4_PORT}-{MAX_L4_PORT}")
+    return value
+
+
+def _unicast(value: str) -> str:
+    """An interface's MAC: not multicast/broadcast (bit 0 of the first octet), not all zero."""
+    first = int(value[:2], 16)
+    if first & 1 or value.replace(":", "").strip("0") == "":
+        raise ValueError(f"{value} is not a unicast MAC address")
+    return value.lower()
+
+
+InstanceName = Annotated[
+    str, Field(min_length=1, max_length=MAX_INSTANCE_NAME, pattern=INSTANCE_NAME_PATTERN)
+]
+IPv4 = Annotated[
+    str,
+    Field(max_length=15),
+    AfterValidator(_ipv4),
+    WithJsonSchema({"type": "string", "format": "ipv4", "maxLength": 15}),
+]
+Address = Annotated[
+    str,
+    Field(max_length=21, pattern=ADDRESS_PATTERN),
+    AfterValidator(_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 21,
+            "pattern": ADDRESS_PATTERN,
+            "description": "IPv4:PORT (port 1-65535)",
+        }
+    ),
+]
+Mac = Annotated[str, Field(max_length=17, pattern=MAC_PATTERN), AfterValidator(_unicast)]
+L4Port = Annotated[int, Field(ge=MIN_L4_PORT, le=MAX_L4_PORT)]
+Url = Annotated[str, Field(max_length=MAX_URL_CHARS, pattern=URL_PATTERN)]
+Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS, pattern=ARG_PATTERN)]
+FileName = Annotated[str, Field(min_length=1, max_length=128, pattern=FILE_NAME_PATTERN)]
+Source = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=SOURCE_PATTERN)]
+# pydantic documents a dict's key pattern as patternProperties, which leaves other keys valid:
+# propertyNames says what every key must be
+Files = Annotated[
+    dict[FileName, Source],
+    Field(max_length=MAX_FILES),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_FILES,
+            "propertyNames": {"minLength": 1, "maxLength": 128, "pattern": FILE_NAME_PATTERN},
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_PATH_CHARS,
+                "pattern": SOURCE_PATTERN,
+            },
+        }
+    ),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SpecBody(_Body):
+    """An instance as this site runs it (migration.site.InstanceSpec)."""
+
+    name: InstanceName
+    args: list[Arg] = Field(min_length=1, max_length=MAX_ARGS, description="its command (argv)")
+    ip: IPv4
+    prefix: int = Field(ge=1, le=32, description="of its IPv4 network")
+    mac: Mac
+    port: int = Field(
+        ge=MIN_BRIDGE_PORT, le=MAX_BRIDGE_PORT, description="OpenFlow port on the bridge"
+    )
+    memory_bytes: int | None = Field(default=None, ge=MIN_MEMORY_BYTES, le=MAX_MEMORY_BYTES)
+    files: Files = Field(
+        default={},
+        description="/data/<name> <- a host file in the directories this agent copies from "
+        "(its --files-from; the project's workloads/ always)",
+    )
+    volume: bool = Field(default=False, description="a data volume at /volume")
+
+    def spec(self) -> InstanceSpec:
+        return InstanceSpec(**{**self.model_dump(), "args": tuple(self.args)})
+
+
+class CheckpointBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"leave_running": True},
+                {"hold_url": "http://127.0.0.1:8080/v1/instances/counter/hold"},
+            ]
+        }
+    )
+
+    leave_running: bool = False
+    on_predumps: bool = False  # only what changed since the last pre-dump round
+    hold_url: Url | None = Field(
+        default=None, description="the controller's hold endpoint, called at CRIU's freeze"
+    )
+
+
+class PreDumpBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"round": 1}]})
+
+    round: int = Field(ge=1, le=MAX_ROUND, description="1 starts a new chain of pre-dumps")
+
+
+class SendBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"peer": "10.0.0.2", "port": 7100}]})
+
+    peer: IPv4 = Field(description="the receiving agent's address")
+    port: L4Port
+    delta: bool = False
+
+
+class LinkBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"up": False}]})
+
+    up: bool
+
+
+class LazyBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"page_server": "10.0.0.1:7101"}]})
+
+    page_server: Address = Field(description="where to serve the pages (ADDR:PORT)")
+    on_predumps: bool = False
+    hold_url: Url | None = None
+
+
+class RestoreBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"lazy_from": "10.0.0.1:7101"}]})
+
+    lazy_from: Address | None = Field(default=None, description="the source's page server")
