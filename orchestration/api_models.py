@@ -15,23 +15,43 @@ from controller.api_models import Rate
 from controller.limits import MAX_RATE_BPS
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
 from migration.strategies import HOLD_MODES, STRATEGY_NAMES
+from topology.scenario import NAME_PATTERN as SCENARIO_NAME_PATTERN
 
 StrategyName = Enum("StrategyName", {name: name for name in STRATEGY_NAMES}, type=str)  # type: ignore[misc]
 HoldMode = Enum("HoldMode", {name: name for name in HOLD_MODES}, type=str)  # type: ignore[misc]
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# instances and sites are the scenario's, named by its rule (1-9 lowercase letters and digits)
+Name = Annotated[str, Field(min_length=1, max_length=9, pattern=SCENARIO_NAME_PATTERN)]
 MAX_BUDGET_MS = 3_600_000.0
+# a migration id (`mig-20261130-213455-3fa2c1b80e`), bounded loosely: an unknown one is a 404
+MAX_MIGRATION_ID_LENGTH = 64
+MIGRATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class MigrationRequest(BaseModel):
     """Live-migrate `instance` to site `to`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: what the document calls invalid is refused (`"500"` is no budget, `true` no rate)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"instance": "counter", "to": "mec2", "strategy": "cold"},
+                {"instance": "counter", "to": "mec1", "budget_ms": 500, "rate": "100Mbit"},
+            ]
+        },
+    )
 
     instance: Name
     to: Name = Field(description="destination site")
-    strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY))
+    strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY), strict=False)
     budget_ms: float = Field(
-        default=DOWNTIME_BUDGET_MS, gt=0, le=MAX_BUDGET_MS, description="downtime budget"
+        default=DOWNTIME_BUDGET_MS,
+        gt=0,
+        le=MAX_BUDGET_MS,
+        allow_inf_nan=False,
+        description="downtime budget",
     )
     rate: Rate = Field(
         default=MIGRATION_RATE_BPS,
@@ -40,6 +60,7 @@ class MigrationRequest(BaseModel):
     )
     hold: HoldMode = Field(
         default=HoldMode(HOLD_MODE),
+        strict=False,
         description="hold the instance's traffic at the controller while it is frozen",
     )
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from controller.api_models import Conflict, Invalid, NotFound
 from controller.facade import Northbound
@@ -23,7 +24,12 @@ from migration.engine import Migration, MigrationError
 from migration.network import ControllerLink
 from migration.site import Site, SiteError
 from migration.timeline import MigrationRecord
-from orchestration.api_models import MigrationRequest, MigrationView
+from orchestration.api_models import (
+    MAX_MIGRATION_ID_LENGTH,
+    MIGRATION_ID_PATTERN,
+    MigrationRequest,
+    MigrationView,
+)
 from orchestration.links import FacadeLink
 from orchestration.orchestrator import (
     NotServing,
@@ -126,6 +132,32 @@ def _view(rec: MigrationRecord) -> MigrationView:
     return MigrationView.model_validate(rec.to_dict())
 
 
+UNAVAILABLE: dict[str, Any] = {
+    "model": ERRORS[404]["model"],
+    "description": "a site agent does not answer: where the instance runs cannot be told "
+    "(the error names the site and its endpoint)",
+}
+# what starting one can answer besides 202 (the controller adds 401 when it has a token)
+STARTS: dict[int | str, dict[str, Any]] = {
+    **{k: ERRORS[k] for k in (400, 404, 413, 422)},
+    409: {
+        "model": ERRORS[409]["model"],
+        "description": "refused: already being migrated, not running, already at that site, "
+        "or a site refused a step before it changed anything",
+    },
+    503: UNAVAILABLE,
+}
+MigrationId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_MIGRATION_ID_LENGTH,
+        pattern=MIGRATION_ID_PATTERN,
+        description="migration id, e.g. mig-20261130-213455-3fa2c1b80e",
+    ),
+]
+
+
 def migrations_router(service: MigrationService) -> APIRouter:
     """`/v1/migrations`: start (202), list, one record."""
     router = APIRouter(prefix=API_PREFIX, responses={500: ERRORS[500]}, tags=["migrations"])
@@ -134,7 +166,7 @@ def migrations_router(service: MigrationService) -> APIRouter:
         "/migrations",
         response_model=MigrationView,
         status_code=202,
-        responses={k: ERRORS[k] for k in (404, 409, 422)},
+        responses=STARTS,
     )
     def start_migration(req: MigrationRequest) -> MigrationView:
         """Start a live migration; poll GET /v1/migrations/{id} for its phases and outcome.
@@ -146,8 +178,12 @@ def migrations_router(service: MigrationService) -> APIRouter:
     def list_migrations() -> list[MigrationView]:
         return service.list()
 
-    @router.get("/migrations/{mid}", response_model=MigrationView, responses={404: ERRORS[404]})
-    def get_migration(mid: str) -> MigrationView:
+    @router.get(
+        "/migrations/{mid}",
+        response_model=MigrationView,
+        responses={k: ERRORS[k] for k in (404, 422)},
+    )
+    def get_migration(mid: MigrationId) -> MigrationView:
         return service.get(mid)
 
     return router
