@@ -159,6 +159,12 @@ def _canon(name: str, value: MatchValue) -> tuple[int, int] | None:
     return number & mask[0], mask[0]
 
 
+def canonical_value(name: str, value: MatchValue) -> tuple[int, int] | None:
+    """A field's value as (value & mask, mask), as the switch compares it; None if it is not
+    an integer, MAC or IP address (or a masked one)."""
+    return _canon(name, value)
+
+
 def match_key(match: Match, switch: str = "") -> Key:
     """`match` in canonical form (masked values normalised); FlowTableError if malformed."""
     key: Key = {}

@@ -7,19 +7,25 @@ applied changes nothing, and a switch that reconnects simply gets its whole conf
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controller.flowtable import Entry, FlowTableError, canonical_value, match_key
 from controller.ofmsg import (
+    CONTROLLER_PORT,
     COOKIE_ALL,
     COOKIE_KIND_SHIFT,
     TABLE_ALL,
+    Action,
     Barrier,
     CookieKind,
     FlowMod,
     Match,
     Message,
     MeterMod,
+    Output,
+    SetField,
+    cookie_kind,
     ordered,
 )
 
@@ -62,20 +68,21 @@ def diff_switch(old: SwitchConfig | None, new: SwitchConfig) -> list[Message]:
     for key, flow in new.flows.items():
         if old.flows.get(key) != flow:
             msgs.append(flow)
-    for key, flow in old.flows.items():
-        if key not in new.flows:
-            msgs.append(
-                FlowMod(
-                    "delete_strict",
-                    table=flow.table,
-                    priority=flow.priority,
-                    match=flow.match,
-                    cookie=flow.cookie,
-                    cookie_mask=COOKIE_ALL,
-                )
-            )
+    msgs += [_delete_strict(flow) for key, flow in old.flows.items() if key not in new.flows]
     msgs += [MeterMod("delete", mid) for mid in old.meters if mid not in new.meters]
     return fresh + ordered(msgs)
+
+
+def _delete_strict(flow: FlowMod | Entry) -> FlowMod:
+    """The delete of exactly this flow (its table, priority, match and cookie)."""
+    return FlowMod(
+        "delete_strict",
+        table=flow.table,
+        priority=flow.priority,
+        match=flow.match,
+        cookie=flow.cookie,
+        cookie_mask=COOKIE_ALL,
+    )
 
 
 def diff(old: Mapping[str, SwitchConfig], new: Mapping[str, SwitchConfig]) -> Stage:
@@ -106,6 +113,74 @@ def full_config(config: SwitchConfig, stale_meters: Iterable[int] = ()) -> list[
     msgs += list(config.flows.values())
     msgs.append(Barrier())
     return msgs
+
+
+def reconcile(
+    config: SwitchConfig,
+    flows: Iterable[Entry],
+    meters: Mapping[int, tuple[int, int]],
+    owned_meter: Callable[[int], bool],
+    unreadable: Iterable[Entry] = (),
+) -> list[Message]:
+    """The messages that make a switch holding `flows` and `meters` (read from it) hold
+    exactly `config`, as far as mecmig's part goes; none when it already does.
+
+    Flows are mecmig's by their cookie's kind (others' flows are left alone); meters carry no
+    owner, so `owned_meter` says which ids are mecmig's. What is missing or differs is added
+    (an add replaces a flow of the same table, priority and match in place: no gap), what is
+    mecmig's and not in `config` is deleted, make-before-break ordered. `unreadable`: flows of
+    the switch whose instructions could not be read; they count as different from every flow.
+    """
+    want = {_flow_key(f.table, f.priority, f.match): f for f in config.flows.values()}
+    good: set[Hashable] = set()
+    msgs: list[Message] = []
+    readable = [(e, True) for e in flows] + [(e, False) for e in unreadable]
+    for entry, read in readable:
+        if cookie_kind(entry.cookie) is None:
+            continue
+        key = _flow_key(entry.table, entry.priority, entry.match)
+        flow = want.get(key)
+        if flow is None:
+            msgs.append(_delete_strict(entry))
+        elif read and _same_flow(flow, entry):
+            good.add(key)
+    msgs += [flow for key, flow in want.items() if key not in good]
+    for mid, meter in config.meters.items():
+        present = meters.get(mid)
+        if present is None:
+            msgs.append(meter)
+        elif present != (meter.rate_kbps, meter.burst_kb):
+            msgs.append(MeterMod("modify", mid, meter.rate_kbps, meter.burst_kb))
+    msgs += [
+        MeterMod("delete", mid)
+        for mid in sorted(meters)
+        if mid not in config.meters and owned_meter(mid)
+    ]
+    return ordered(msgs)
+
+
+def _flow_key(table: int, priority: int, match: Match) -> Hashable:
+    """What identifies a flow to the switch, with its match canonical (masked values
+    normalised, fields in any order, MACs in any case)."""
+    try:
+        return table, priority, frozenset(match_key(match).items())
+    except FlowTableError:  # not a match mecmig makes: compared as it is
+        return table, priority, match
+
+
+def _same_flow(flow: FlowMod, entry: Entry) -> bool:
+    return (flow.cookie, flow.goto, flow.meter) == (entry.cookie, entry.goto, entry.meter) and [
+        _action_key(a) for a in flow.actions
+    ] == [_action_key(a) for a in entry.actions]
+
+
+def _action_key(action: Action) -> Hashable:
+    if isinstance(action, Output):
+        # max_len only means something for packet-ins; a switch may report it as it likes else
+        return ("output", action.port, action.max_len if action.port == CONTROLLER_PORT else 0)
+    if isinstance(action, SetField):
+        return ("set", action.name, canonical_value(action.name, action.value) or action.value)
+    return action
 
 
 def staged_by_distance(stage: Stage, distance: Mapping[str, int]) -> Plan:

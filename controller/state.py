@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import networkx as nx
 
+from controller.flowtable import Entry
 from controller.forwarding import base_flows, host_flows
 from controller.hold import hold_flow
 from controller.limits import (
@@ -30,7 +31,7 @@ from controller.limits import (
     MIN_L4_PORT,
     MIN_SWITCH_PORT,
 )
-from controller.ofmsg import IP_PROTO
+from controller.ofmsg import COOKIE_KIND_SHIFT, IP_PROTO, CookieKind, cookie_kind
 from controller.plan import (
     Desired,
     Plan,
@@ -38,6 +39,7 @@ from controller.plan import (
     SwitchConfig,
     diff,
     full_config,
+    reconcile,
     staged_by_distance,
 )
 from controller.reservations import (
@@ -249,6 +251,40 @@ class FabricState:
         # are reservation ids, never reused, so every earlier id not in force is stale.
         stale = set(range(1, self.next_reservation)) - set(config.meters)
         return full_config(config, stale_meters=stale)
+
+    def resync(
+        self,
+        switch: str,
+        flows: Iterable[Entry],
+        meters: Mapping[int, tuple[int, int]],
+        unreadable: Iterable[Entry] = (),
+    ) -> list[Any]:
+        """The messages that make `switch`, which holds `flows` and `meters` (read from it when
+        it connected), hold exactly what the model wants of mecmig's: nothing when it already
+        does (see `controller.plan.reconcile`).
+
+        Whatever the switch kept from before is weighed: flows of reservations released or
+        holds ended while it was away (or while no controller ran) go, and so do their meters.
+        A meter is mecmig's when its id is one mecmig gave out (meter ids are reservation ids,
+        never reused while the state file lasts) or when a flow of mecmig's uses or names it
+        (a reservation's cookie carries its id): that covers a controller that lost its state
+        file, or died between a switch's confirmation and its save. Other meters are left
+        alone, as other apps' flows are.
+        """
+        flows = list(flows)
+        unreadable = list(unreadable)
+        ours: set[int] = set()
+        for entry in flows + unreadable:
+            kind = cookie_kind(entry.cookie)
+            if kind is CookieKind.RESERVATION:
+                ours.add(entry.cookie & ((1 << COOKIE_KIND_SHIFT) - 1))
+            if kind is not None and entry.meter is not None:
+                ours.add(entry.meter)
+
+        def owned(meter_id: int) -> bool:
+            return meter_id < self.next_reservation or meter_id in ours
+
+        return reconcile(self._installed[switch], flows, meters, owned, unreadable)
 
     # ------------------------------------------------------------------ reservations
 
