@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,13 +36,14 @@ from controller.hold import held_host_id
 from controller.ofmsg import PacketOut
 from controller.rest import create_app
 from controller.rest_server import RestServer
-from controller.runtime import Runtime
+from controller.runtime import Runtime, SwitchError
 from controller.settings import Settings
 from controller.state import FabricState
 from controller.store import StateStore
 from topology.scenario import load_scenario
 
 log = logging.getLogger("mecmig.controller")
+WATCH_PERIOD_S = 0.2  # how often connections are checked (see MecController.end_dead_connections)
 F = TypeVar("F", bound=Callable[..., Any])
 A = TypeVar("A")  # the app
 E = TypeVar("E")  # the event
@@ -62,6 +65,34 @@ def guarded(handler: Callable[[A, E], None]) -> Callable[[A, E], None]:
     return wrapper
 
 
+def connection_alive(dp: Any) -> bool:
+    """Whether os-ken's connection to a switch still stands.
+
+    On native threads (os-ken 4's default hub) os-ken does not notice a switch that closed its
+    connection: its receive loop ends and closes the socket, but the connection then waits for
+    its send thread (`hub.kill` does nothing on threads), which sleeps until something is sent;
+    without echo requests (os-ken's default) nothing is, so the datapath never reaches
+    DEAD_DISPATCHER and stays registered, in os-ken's apps and in ours. A closed socket is
+    what tells. (Objects that are not os-ken datapaths, e.g. test stubs, count as alive.)
+    """
+    if getattr(dp, "state", None) == DEAD_DISPATCHER or getattr(dp, "is_active", True) is False:
+        return False
+    sock = getattr(dp, "socket", None)
+    return sock is None or sock.fileno() != -1
+
+
+def end_connection(dp: Any) -> None:
+    """End an os-ken datapath's connection: its DEAD_DISPATCHER state change goes to every app,
+    and its send thread, which may sleep for ever (see `connection_alive`), is woken to end."""
+    if not hasattr(dp, "close"):
+        return
+    dp.close()
+    try:
+        dp.send(b"", close_socket=True)  # returns at once if the send thread is already gone
+    except Exception:  # noqa: BLE001 - whatever the socket says, the connection is over
+        log.debug("waking the send thread of dpid=%s failed", dp.id, exc_info=True)
+
+
 class MecController(app_manager.OSKenApp):  # type: ignore[misc]
     """Topology, forwarding, SFC steering, reservations and relocation for one scenario."""
 
@@ -77,7 +108,9 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         if saved is not None:
             state.restore(saved)
             log.info("restored %d reservation(s) from %s", len(state.reservations), store.path)
-        self.runtime = Runtime(state, store)
+        self.runtime = Runtime(state, store, alive=connection_alive)
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
         self.northbound = Northbound(self.runtime)
         rest_url = f"http://{self.settings.rest_host}:{self.settings.rest_port}"
         routers = [
@@ -93,13 +126,48 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
     def start(self) -> Any:
         thread = super().start()
         self.rest.start()
+        self._watching.set()
+        self._watcher = threading.Thread(
+            target=self._watch_connections, name="mecmig-connections", daemon=True
+        )
+        self._watcher.start()
         log.info("scenario %s; REST API on %s/v1", self.runtime.state.scenario.name, self.rest.url)
         return thread
 
     def stop(self) -> None:
+        self._watching.clear()
+        if self._watcher is not None:
+            self._watcher.join(2 * WATCH_PERIOD_S)
         self.rest.stop()
         self.runtime.shutdown()
         super().stop()
+
+    # ------------------------------------------------------------------ connections
+
+    def _watch_connections(self) -> None:
+        while self._watching.is_set():
+            try:
+                self.end_dead_connections()
+            except Exception:  # noqa: BLE001 - the watch must go on
+                log.exception("checking the switch connections failed")
+            time.sleep(WATCH_PERIOD_S)
+
+    def end_dead_connections(self) -> list[int]:
+        """End the connections whose switch went away and that os-ken has not noticed (see
+        `connection_alive`): they leave `runtime.datapaths`, and os-ken's apps get their
+        DEAD_DISPATCHER state change (the topology app unregisters the switch and its links, so
+        that its next connection is a new switch, with its ports, and not a "multiple
+        connection"). The dpids ended."""
+        ended = []
+        for dp in list(self.runtime.datapaths.values()):
+            if connection_alive(dp):
+                continue
+            if self.runtime.forget(dp):
+                name = self.runtime.state.switch_name(dp.id)
+                log.warning("switch %s (dpid=%#x): connection closed; forgotten", name, dp.id)
+                ended.append(dp.id)
+            end_connection(dp)
+        return ended
 
     # ------------------------------------------------------------------ switches
 
@@ -111,13 +179,24 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         if name is None:
             log.warning("switch dpid=%#x is not in the scenario; leaving it alone", dp.id)
             return
-        self.runtime.datapaths[dp.id] = dp
-        log.info("switch %s (dpid=%#x) connected; installing its config", name, dp.id)
+        old = self.runtime.register(dp)
+        if old is not None:
+            # A switch has one connection to us: the older one is dead, whether os-ken noticed
+            # or not. End it now, so that os-ken's topology app does not keep it registered.
+            log.warning(
+                "switch %s (dpid=%#x) reconnected; ending its previous connection", name, dp.id
+            )
+            end_connection(old)
+        log.info("switch %s (dpid=%#x) connected; re-syncing it", name, dp.id)
 
         def job() -> None:
-            msgs = self.runtime.state.switch_config(name)
-            for msg in msgs:
-                self.runtime.send(dp, msg, name)
+            try:
+                done = self.runtime.sync_switch(name, dp)
+            except SwitchError as exc:  # it gets another chance when it reconnects
+                log.error("switch %s not in sync: %s", name, exc)
+                return
+            if done is not None:
+                log.info("switch %s in sync (%.1f ms)", name, done.elapsed_ms)
 
         self.runtime.submit(job)
 
@@ -126,11 +205,20 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
     def _state_change(self, ev: Any) -> None:
         dp, dpid = ev.datapath, ev.datapath.id
         gone = ev.state == DEAD_DISPATCHER and dpid is not None
-        if gone and self.runtime.datapaths.get(dpid) is dp:  # not a newer connection's
-            del self.runtime.datapaths[dpid]
+        if gone and self.runtime.forget(dp):  # not a newer connection's
             log.warning("switch dpid=%#x disconnected", dpid)
 
-    @ev_handler(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @ev_handler(
+        [ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPMeterConfigStatsReply],
+        [CONFIG_DISPATCHER, MAIN_DISPATCHER],
+    )
+    @guarded
+    def _multipart_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        self.runtime.multipart_reply(msg.datapath.id, msg.xid, list(msg.body), more)
+
+    @ev_handler(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def _barrier_reply(self, ev: Any) -> None:
         self.runtime.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
@@ -233,13 +321,13 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
             self.runtime.save()
         if arp.op != OP_REQUEST:
             return
-        dp = self.runtime.datapaths.get(dpid)
+        dp = self.runtime.connected(dpid)
         target = st.host_by_ip(arp.target_ip)
         if target is not None and target.mac and dp is not None:
             self.runtime.send(dp, PacketOut(in_port, arp_reply(arp, target.mac)), sw)
             return
         # unknown target: hand the request to every host port once (never to a link port)
         for host in st.hosts.values():
-            other = self.runtime.datapaths.get(st.dpid(host.switch))
+            other = self.runtime.connected(st.dpid(host.switch))
             if other is not None and (host.switch, host.port) != (sw, in_port):
                 self.runtime.send(other, PacketOut(host.port, data), host.switch)

@@ -66,7 +66,7 @@ class Northbound:
         st = self.rt.state
         return Health(
             scenario=st.scenario.name,
-            switches_connected=sum(sw.dpid in self.rt.datapaths for sw in st.declared.switches),
+            switches_connected=sum(self.rt.in_sync(sw.dpid) for sw in st.declared.switches),
             switches_expected=len(st.declared.switches),
         )
 
@@ -111,7 +111,7 @@ class Northbound:
                     name=sw.name,
                     dpid=sw.dpid,
                     site=site_of.get(sw.name),
-                    connected=sw.dpid in self.rt.datapaths,
+                    connected=self.rt.in_sync(sw.dpid),
                 )
                 for sw in st.declared.switches
             ],

@@ -12,6 +12,8 @@ from controller.settings import Settings
 
 APPS = ["os_ken.topology.switches", "controller.app"]
 CLOSE_TIMEOUT_S = 1.0
+ECHO_INTERVAL_S = 2.0
+ECHO_MISSES = 4
 log = logging.getLogger("mecmig.controller")
 
 
@@ -23,6 +25,12 @@ def run_controller(settings: Settings, of_port: int = 6653, verbose: bool = Fals
     from os_ken.base.app_manager import AppManager
 
     cfg.CONF(args=["--ofp-tcp-listen-port", str(of_port), "--observe-links"], project="mecmig")
+    # Echo requests: a switch that stops answering (gone without closing its connection) is
+    # disconnected after ECHO_MISSES * ECHO_INTERVAL_S; os-ken sends none by default, and these
+    # are no command-line options. (A switch that closes its connection is noticed by the app
+    # itself: controller.app.connection_alive.)
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL_S)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_MISSES)
     logging.getLogger("os_ken").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
     stop = threading.Event()

@@ -22,15 +22,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from controller.flowtable import Entry
 from controller.ofencode import encode
 from controller.ofmsg import Barrier, FlowMod, Message
 from controller.plan import Plan
 from controller.state import FabricState, Snapshot
 from controller.store import StateStore
+from controller.switchread import (
+    decode_flows,
+    decode_meters,
+    flow_stats_request,
+    meter_config_request,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BARRIER_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 5.0
 
 
 class SwitchError(Exception):
@@ -70,18 +78,67 @@ class Execution:
     elapsed_ms: float
 
 
-class Runtime:
-    """Datapaths, the worker, barrier bookkeeping, and persistence around one FabricState."""
+@dataclass
+class _Reply:
+    """The answer to one multipart request, as its parts arrive."""
 
-    def __init__(self, state: FabricState, store: StateStore) -> None:
+    done: threading.Event = field(default_factory=threading.Event)
+    bodies: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+class Runtime:
+    """Datapaths, the worker, barrier bookkeeping, and persistence around one FabricState.
+
+    `datapaths` holds the newest connection of every switch that connected; `alive` says
+    whether a connection still stands (the os-ken app gives it; by default every one does):
+    plans skip a switch whose connection is gone, and health counts only the switches whose
+    live connection was brought in line with the model (`in_sync`).
+    """
+
+    def __init__(
+        self, state: FabricState, store: StateStore, alive: Callable[[Any], bool] | None = None
+    ) -> None:
         self.state = state
         self.store = store
         self.datapaths: dict[int, Any] = {}
+        self.alive: Callable[[Any], bool] = alive or (lambda _dp: True)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecmig-worker")
-        self._lock = threading.Lock()  # guards the three dicts below (event thread vs worker)
+        self._lock = threading.Lock()  # guards the dicts below and datapaths' changes
         self._barriers: dict[tuple[int, int], threading.Event] = {}
+        self._replies: dict[tuple[int, int], _Reply] = {}
+        self._synced: dict[int, Any] = {}  # dpid -> the connection that got the model
         self._sent: dict[tuple[int, int], str] = {}
         self._errors: dict[tuple[int, int], str] = {}  # (dpid, xid) of a refused message -> why
+
+    # ------------------------------------------------------------------ connections
+
+    def register(self, dp: Any) -> Any:
+        """`dp` is the switch's connection from now on; the one it replaces, if any."""
+        with self._lock:
+            old = self.datapaths.get(dp.id)
+            self.datapaths[dp.id] = dp
+        return old if old is not dp else None
+
+    def forget(self, dp: Any) -> bool:
+        """`dp`'s connection is gone: forget it, unless a newer one replaced it (False)."""
+        dpid = dp.id
+        with self._lock:
+            if self.datapaths.get(dpid) is not dp:
+                return False
+            del self.datapaths[dpid]
+            return True
+
+    def connected(self, dpid: int) -> Any | None:
+        """The switch's connection if it still stands, else None."""
+        dp = self.datapaths.get(dpid)
+        return dp if dp is not None and self.alive(dp) else None
+
+    def in_sync(self, dpid: int) -> bool:
+        """Whether the switch is connected and its connection was brought in line with the
+        model (`sync_switch`; what health counts as a connected switch)."""
+        dp = self.connected(dpid)
+        return dp is not None and self._synced.get(dpid) is dp
 
     # ------------------------------------------------------------------ the worker
 
@@ -148,7 +205,7 @@ class Runtime:
         for stage in plan:
             pending: list[tuple[str, threading.Event]] = []
             for sw, msgs in stage.items():
-                dp = self.datapaths.get(self.state.dpid(sw))
+                dp = self.connected(self.state.dpid(sw))
                 if dp is None:
                     skipped.add(sw)
                     continue
@@ -206,7 +263,76 @@ class Runtime:
         dp.send_msg(wire)
         return done
 
+    # ------------------------------------------------------------------ re-sync
+
+    def sync_switch(self, sw: str, dp: Any) -> Execution | None:
+        """On the worker, for a switch that just connected as `dp`: read what it holds and send
+        what makes it hold exactly the model (`FabricState.resync`; nothing if it already
+        does), confirmed by a barrier. A switch that cannot be read gets all of mecmig's flows
+        replaced (`switch_config`). None if `dp` is no longer the switch's live connection (a
+        newer one gets its own sync). Raises SwitchError if the switch refuses or is silent.
+        """
+        dpid = dp.id
+        if self.connected(dpid) is not dp:
+            log.info("switch %s: connection replaced or gone before its sync", sw)
+            return None
+        try:
+            flows, unreadable, meters = self.read_switch(dp, sw)
+        except SwitchError as exc:
+            log.warning("cannot read switch %s (%s): replacing all of its mecmig flows", sw, exc)
+            msgs = self.state.switch_config(sw)
+        else:
+            msgs = self.state.resync(sw, flows, meters, unreadable)
+            log.info(
+                "switch %s held %d flow(s) and %d meter(s); %d message(s) bring it in line",
+                sw,
+                len(flows) + len(unreadable),
+                len(meters),
+                len(msgs),
+            )
+        done = self.execute([{sw: msgs}])
+        with self._lock:
+            self._synced[dpid] = dp
+        return done
+
+    def read_switch(
+        self, dp: Any, sw: str
+    ) -> tuple[list[Entry], list[Entry], dict[int, tuple[int, int]]]:
+        """What `dp` holds: its flows (readable, and the ones that are not) and its meters."""
+        flows, unreadable = decode_flows(self.request(dp, flow_stats_request(dp), sw, "flow stats"))
+        meters = decode_meters(self.request(dp, meter_config_request(dp), sw, "meter config"))
+        return flows, unreadable, meters
+
+    def request(self, dp: Any, wire: Any, sw: str, what: str) -> list[Any]:
+        """Send a multipart request and wait for every part of its reply: their bodies.
+        SwitchError if the switch refuses it or does not answer in READ_TIMEOUT_S."""
+        dp.set_xid(wire)
+        key = (dp.id, wire.xid)
+        reply = _Reply()
+        with self._lock:
+            self._replies[key] = reply
+        try:
+            dp.send_msg(wire)
+            if not reply.done.wait(READ_TIMEOUT_S):
+                raise SwitchError(f"switch {sw} did not answer a {what} request", (sw,))
+        finally:
+            with self._lock:
+                self._replies.pop(key, None)
+        if reply.error is not None:
+            raise SwitchError(f"switch {sw} refused a {what} request: {reply.error}", (sw,))
+        return reply.bodies
+
     # ------------------------------------------------------------------ called by the event thread
+
+    def multipart_reply(self, dpid: int, xid: int, body: list[Any], more: bool) -> None:
+        """One part of the reply to `request`'s (dpid, xid); `more`: others follow."""
+        with self._lock:
+            reply = self._replies.get((dpid, xid))
+        if reply is None:
+            return
+        reply.bodies.extend(body)
+        if not more:
+            reply.done.set()
 
     def barrier_reply(self, dpid: int, xid: int) -> None:
         with self._lock:
@@ -216,6 +342,11 @@ class Runtime:
 
     def switch_error(self, dpid: int, xid: int, detail: str) -> None:
         with self._lock:
+            reply = self._replies.get((dpid, xid))
+            if reply is not None:  # a request refused: its caller says so
+                reply.error = detail
+                reply.done.set()
+                return
             what = self._sent.get((dpid, xid), f"dpid {dpid:#x} xid {xid}")
             self._errors[(dpid, xid)] = f"{what} refused: {detail}"
             if len(self._errors) > 10000:  # refusals of messages no call waits for

@@ -109,7 +109,7 @@ class TrafficHolds:
         att = self.rt.state.hosts.get(instance)
         if att is None:
             return
-        dp = self.rt.datapaths.get(self.rt.state.dpid(att.switch))
+        dp = self.rt.connected(self.rt.state.dpid(att.switch))
         if dp is not None:
             self.rt.send(dp, PacketOut(att.port, frame), att.switch)
 

@@ -268,9 +268,27 @@ class SwitchStub(ofproto_protocol.ProtocolDesc):  # type: ignore[misc]
         if self.events is not None:
             self._answer(buf)
 
+    def contents(self) -> tuple[list[Entry], dict[int, tuple[int, int]]]:
+        """What the switch holds, as it answers the controller's reads (a stub: nothing)."""
+        return [], {}
+
+    def _answer_read(self, parsed: Any) -> bool:
+        """Answer a flow-stats or meter-config request from `contents` (False: not one)."""
+        assert self.events is not None
+        flows, meters = self.contents()
+        if isinstance(parsed, OFP_PARSER.OFPFlowStatsRequest):
+            self.events.post(flow_stats_reply(self, parsed.xid, flows))
+        elif isinstance(parsed, OFP_PARSER.OFPMeterConfigStatsRequest):
+            self.events.post(meter_config_reply(self, parsed.xid, meters))
+        else:
+            return False
+        return True
+
     def _answer(self, buf: bytes) -> None:
         assert self.events is not None
         parsed = parse_wire(self, buf)
+        if self._answer_read(parsed):
+            return
         msg = decode(parsed)
         if self.refuse is not None and self.refuse(msg):
             self.events.post(
@@ -286,8 +304,12 @@ class SwitchStub(ofproto_protocol.ProtocolDesc):  # type: ignore[misc]
         return [parse_wire(self, buf) for buf in wire]
 
     def messages(self) -> list[Message]:
-        """Everything sent so far, as ofmsg messages."""
-        return [decode(m) for m in self.parsed()]
+        """Everything sent so far but reads, as ofmsg messages."""
+        return [decode(m) for m in self.parsed() if not isinstance(m, READS)]
+
+    def reads(self) -> list[str]:
+        """The reads (multipart requests) sent so far, by os-ken class name."""
+        return [type(m).__name__ for m in self.parsed() if isinstance(m, READS)]
 
     def clear(self) -> None:
         with self._lock:
@@ -368,10 +390,30 @@ def _parse_barrier_request(dp: Any, buf: bytes, msg_len: int) -> Any:
     return OFP_PARSER.OFPBarrierRequest(dp)
 
 
+def _parse_multipart_request(dp: Any, buf: bytes, msg_len: int) -> Any:
+    """The two reads the controller makes of a switch (flow stats, meter config)."""
+    kind, flags = struct.unpack_from(OFP.OFP_MULTIPART_REQUEST_PACK_STR, buf, OFP.OFP_HEADER_SIZE)
+    offset = OFP.OFP_MULTIPART_REQUEST_SIZE
+    if kind == OFP.OFPMP_FLOW:
+        table, out_port, out_group, ck, mask = struct.unpack_from(
+            OFP.OFP_FLOW_STATS_REQUEST_0_PACK_STR, buf, offset
+        )
+        match = OFP_PARSER.OFPMatch.parser(buf, offset + OFP.OFP_FLOW_STATS_REQUEST_0_SIZE)
+        return OFP_PARSER.OFPFlowStatsRequest(
+            dp, flags, table, out_port, out_group, ck, mask, match
+        )
+    if kind == OFP.OFPMP_METER_CONFIG:
+        (meter_id,) = struct.unpack_from(OFP.OFP_METER_MULTIPART_REQUEST_PACK_STR, buf, offset)
+        return OFP_PARSER.OFPMeterConfigStatsRequest(dp, flags, meter_id)
+    raise AssertionError(f"not a multipart request the controller sends: type {kind}")
+
+
+READS = (OFP_PARSER.OFPFlowStatsRequest, OFP_PARSER.OFPMeterConfigStatsRequest)
 _OWN_PARSERS = {
     OFP.OFPT_METER_MOD: _parse_meter_mod,
     OFP.OFPT_PACKET_OUT: _parse_packet_out,
     OFP.OFPT_BARRIER_REQUEST: _parse_barrier_request,
+    OFP.OFPT_MULTIPART_REQUEST: _parse_multipart_request,
 }
 
 
@@ -506,6 +548,38 @@ def barrier_reply(dp: Any, xid: int) -> Any:
     return from_switch(dp, OFP.OFPT_BARRIER_REPLY, xid=xid)
 
 
+def flow_stats_reply(dp: Any, xid: int, flows: Iterable[Entry], *, more: bool = False) -> Any:
+    """A flow-stats reply holding `flows` (counters and durations made up), as OVS sends it."""
+    from controller.ofencode import encode
+
+    body = bytearray(struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, int(more)))
+    for e in flows:
+        mod = encode(dp, FlowMod("add", e.table, e.priority, e.match, e.actions, e.goto, e.meter))
+        rest = bytearray()
+        mod.match.serialize(rest, 0)
+        for inst in mod.instructions:
+            inst.serialize(rest, len(rest))
+        length = OFP.OFP_FLOW_STATS_0_SIZE + len(rest)
+        head = struct.pack(
+            OFP.OFP_FLOW_STATS_0_PACK_STR, length, e.table, 7, 0, e.priority, 0, 0, 0,
+            e.cookie, 12, 3400,
+        )  # fmt: skip
+        body += head + rest
+    return from_switch(dp, OFP.OFPT_MULTIPART_REPLY, bytes(body), xid)
+
+
+def meter_config_reply(dp: Any, xid: int, meters: Mapping[int, tuple[int, int]]) -> Any:
+    """A meter-config reply: one drop band per meter (kbit/s, with a burst if it has one)."""
+    body = bytearray(struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_METER_CONFIG, 0))
+    for meter_id, (rate, burst) in sorted(meters.items()):
+        band = bytearray()
+        OFP_PARSER.OFPMeterBandDrop(rate=rate, burst_size=burst).serialize(band, 0)
+        flags = OFP.OFPMF_KBPS | (OFP.OFPMF_BURST if burst else 0)
+        length = OFP.OFP_METER_CONFIG_SIZE + len(band)
+        body += struct.pack(OFP.OFP_METER_CONFIG_PACK_STR, length, flags, meter_id) + band
+    return from_switch(dp, OFP.OFPT_MULTIPART_REPLY, bytes(body), xid)
+
+
 def error_msg(dp: Any, xid: int, type_: int, code: int, data: bytes = b"") -> Any:
     return from_switch(
         dp, OFP.OFPT_ERROR, struct.pack(OFP.OFP_ERROR_MSG_PACK_STR, type_, code) + data, xid
@@ -589,9 +663,14 @@ class SimulatedSwitch(SwitchStub):
         self.table = SwitchTable(name)
         self.refused: list[Message] = []
 
+    def contents(self) -> tuple[list[Entry], dict[int, tuple[int, int]]]:
+        return list(self.table.flows()), self.table.meters
+
     def _answer(self, buf: bytes) -> None:
         assert self.events is not None
         parsed = parse_wire(self, buf)
+        if self._answer_read(parsed):
+            return
         msg = decode(parsed)
         if isinstance(msg, Barrier):
             if self.answer_barriers:
@@ -650,6 +729,9 @@ class SwitchedRuntime:
             self.rt.barrier_reply(msg.datapath.id, msg.xid)
         elif isinstance(msg, OFP_PARSER.OFPErrorMsg):
             self.rt.switch_error(msg.datapath.id, msg.xid, f"type={msg.type} code={msg.code}")
+        elif isinstance(msg, OFP_PARSER.OFPMultipartReply):
+            more = bool(msg.flags & OFP.OFPMPF_REPLY_MORE)
+            self.rt.multipart_reply(msg.datapath.id, msg.xid, list(msg.body), more)
 
     def tables(self) -> dict[str, TableSnapshot]:
         """Every switch's flows and meters (order-independent, comparable)."""

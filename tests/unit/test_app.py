@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -32,16 +34,19 @@ from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 from os_ken.topology import event as topo_event
 
 from controller.api_models import HoldRequest, ReservationRequest
-from controller.app import MecController, guarded
+from controller.app import MecController, connection_alive, end_connection, guarded
 from controller.extensions import ExtensionError
 from controller.facade import BadGateway, Northbound
-from controller.ofmsg import PRIO_HOLD, CookieKind, FlowMod, MeterMod, PacketOut, cookie
+from controller.flowtable import SwitchTable
+from controller.ofmsg import PRIO_HOLD, Barrier, CookieKind, FlowMod, MeterMod, PacketOut, cookie
 from controller.plan import Plan
 from controller.state import FabricState
 from tests.unit.controller_helpers import (
     DEFAULT,
     OFP,
+    READS,
     EventThread,
+    SimulatedSwitch,
     SwitchStub,
     arp_request_frame,
     canonical,
@@ -140,10 +145,12 @@ def test_handlers_are_registered_with_os_ken_for_their_events_and_phases(ctl: Co
     expected = {
         ofp_event.EventOFPSwitchFeatures: [CONFIG_DISPATCHER],
         ofp_event.EventOFPStateChange: [MAIN_DISPATCHER, DEAD_DISPATCHER],
-        ofp_event.EventOFPBarrierReply: [MAIN_DISPATCHER],
+        ofp_event.EventOFPBarrierReply: [CONFIG_DISPATCHER, MAIN_DISPATCHER],
         ofp_event.EventOFPErrorMsg: [CONFIG_DISPATCHER, MAIN_DISPATCHER],
         ofp_event.EventOFPPortStatus: [MAIN_DISPATCHER],
         ofp_event.EventOFPPacketIn: [MAIN_DISPATCHER],
+        ofp_event.EventOFPFlowStatsReply: [CONFIG_DISPATCHER, MAIN_DISPATCHER],
+        ofp_event.EventOFPMeterConfigStatsReply: [CONFIG_DISPATCHER, MAIN_DISPATCHER],
         topo_event.EventLinkAdd: [],
         topo_event.EventLinkDelete: [],
     }
@@ -158,12 +165,52 @@ def test_handlers_are_registered_with_os_ken_for_their_events_and_phases(ctl: Co
 # ------------------------------------------------------------------------------ switches
 
 
-def test_a_connecting_switch_gets_its_whole_config(ctl: Controller) -> None:
-    dp = ctl.connect("s1")
+def test_a_connecting_switch_is_read_then_gets_what_it_lacks_confirmed(ctl: Controller) -> None:
+    ctl.state.reserve("mec1", "mec2", 20_000_000)
+    dp = ctl.connect("s1")  # a stub: it holds nothing
     assert ctl.app.runtime.datapaths[0x1] is dp
+    assert dp.reads() == ["OFPFlowStatsRequest", "OFPMeterConfigStatsRequest"]
+    expected = [canonical(m) for m in ctl.state.resync("s1", [], {})]
+    assert dp.messages() == [*expected, Barrier()]
+    assert {m.command for m in expected if isinstance(m, FlowMod | MeterMod)} == {"add"}
+    assert [m for m in expected if isinstance(m, MeterMod)] == list(
+        ctl.state.desired()["s1"].meters.values()
+    )
+
+
+def test_a_reconnecting_switch_ends_up_holding_exactly_the_model(ctl: Controller) -> None:
+    kept, _ = ctl.state.reserve("mec1", "mec2", 20_000_000, dst_port=5202)
+    gone, _ = ctl.state.reserve("mec1", "mec2", 10_000_000, dst_port=5203)
+    ctl.state.hold("video")
+    sw = SimulatedSwitch(0x1, "s1", ctl.events)
+    sw.table.apply(ctl.state.switch_config("s1"))  # what it held when it went away
+    ctl.state.release(gone.id)  # while it was away
+    ctl.state.unhold("video")
+    ctl.dispatch(ofp_event.EventOFPSwitchFeatures(switch_features(sw)), CONFIG_DISPATCHER)
+    ctl.settle()
+    fresh = SwitchTable("s1")
+    fresh.apply(ctl.state.switch_config("s1"))
+    assert sw.table.snapshot() == fresh.snapshot(), sw.table.dump()
+    assert set(sw.table.meters) == {kept.id}
+    assert not sw.refused
+    # connecting again changes nothing: it is read, and sent nothing but a barrier
+    sw.clear()
+    ctl.dispatch(ofp_event.EventOFPSwitchFeatures(switch_features(sw)), CONFIG_DISPATCHER)
+    ctl.settle()
+    assert sw.messages() == [Barrier()]
+    assert sw.table.snapshot() == fresh.snapshot()
+
+
+def test_a_switch_that_cannot_be_read_gets_all_of_mecmigs_flows_replaced(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("controller.runtime.READ_TIMEOUT_S", 0.05)
+    dp = SwitchStub(0x1, ctl.events)
+    monkeypatch.setattr(dp, "_answer_read", lambda parsed: isinstance(parsed, READS))  # silent
+    ctl.dispatch(ofp_event.EventOFPSwitchFeatures(switch_features(dp)), CONFIG_DISPATCHER)
+    ctl.settle()
     expected = [canonical(m) for m in ctl.state.switch_config("s1")]
-    assert dp.messages() == expected
-    assert any(isinstance(m, FlowMod) and m.command == "add" for m in expected)
+    assert dp.messages() == [*expected, Barrier()]
 
 
 def test_a_switch_not_in_the_scenario_is_left_alone(
@@ -191,6 +238,96 @@ def test_a_disconnected_switch_is_forgotten_but_not_its_newer_connection(ctl: Co
     assert ctl.app.runtime.datapaths[0x1] is new
     ctl.dispatch(_dead(new), DEAD_DISPATCHER)
     assert 0x1 not in ctl.app.runtime.datapaths
+
+
+class Closable(SwitchStub):
+    """A stub that records being ended as os-ken's Datapath is (close, then a send to wake)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ended: list[str] = []
+
+    def close(self) -> None:
+        self.ended.append("close")
+
+    def send(self, buf: bytes, close_socket: bool = False) -> bool:
+        self.ended.append(f"send {buf!r} close_socket={close_socket}")
+        return True
+
+
+def test_a_reconnecting_switch_ends_its_previous_connection(ctl: Controller) -> None:
+    old = Closable(0x1, ctl.events)
+    ctl.dispatch(ofp_event.EventOFPSwitchFeatures(switch_features(old)), CONFIG_DISPATCHER)
+    new = ctl.connect("s1")
+    assert old.ended == ["close", "send b'' close_socket=True"]
+    assert ctl.app.runtime.datapaths[0x1] is new
+
+
+@pytest.fixture
+def os_ken_connection() -> Iterator[tuple[Any, socket.socket, threading.Thread]]:
+    """A real os-ken Datapath serving one end of a loopback TCP connection; the other end."""
+    import os_ken.base.app_manager  # noqa: F401 - os-ken's own import order
+    from os_ken.controller.controller import Datapath
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        peer = socket.create_connection(server.getsockname())
+        conn, addr = server.accept()
+    dp = Datapath(conn, addr)
+    dp.id = 0x1
+    serving = threading.Thread(target=dp.serve, daemon=True)
+    serving.start()
+    assert peer.recv(8)[1] == OFP.OFPT_HELLO
+    yield dp, peer, serving
+    peer.close()
+    end_connection(dp)
+    serving.join(2)
+
+
+def test_os_ken_never_notices_a_closed_connection_and_the_app_ends_it(
+    ctl: Controller,
+    os_ken_connection: tuple[Any, socket.socket, threading.Thread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dp, peer, serving = os_ken_connection
+    rt = ctl.app.runtime
+    assert rt.register(dp) is None
+    assert connection_alive(dp)
+    assert ctl.app.northbound.health().switches_connected == 0  # connected, not yet in sync
+    monkeypatch.setattr(rt, "read_switch", lambda dp, sw: ([], [], {}))
+    monkeypatch.setattr(rt, "execute", lambda plan: None)  # this peer answers nothing
+    rt.call(lambda: rt.sync_switch("s1", dp))
+    assert ctl.app.northbound.health().switches_connected == 1
+    peer.close()  # the switch went away (its bridge deleted, or its controller changed)
+    deadline = time.monotonic() + 5
+    while dp.socket.fileno() != -1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # the cause: os-ken's receive loop ended, but the connection never ends on native threads
+    assert serving.is_alive() and dp.state != DEAD_DISPATCHER and dp.is_active
+    assert not connection_alive(dp)
+    assert ctl.app.northbound.health().switches_connected == 0  # before anything ended it
+    assert ctl.app.runtime.connected(0x1) is None
+    assert ctl.app.end_dead_connections() == [0x1]
+    serving.join(2)
+    assert not serving.is_alive() and dp.state == DEAD_DISPATCHER
+    assert 0x1 not in ctl.app.runtime.datapaths
+    assert ctl.app.end_dead_connections() == []
+
+
+def test_the_app_watches_connections_while_it_runs(
+    env: Path, os_ken_connection: tuple[Any, socket.socket, threading.Thread]
+) -> None:
+    dp, peer, serving = os_ken_connection
+    app = MecController()
+    app.start()
+    try:
+        app.runtime.register(dp)
+        peer.close()
+        serving.join(5)
+        assert not serving.is_alive()
+        assert 0x1 not in app.runtime.datapaths
+    finally:
+        app.stop()
 
 
 def test_a_handler_that_raises_is_logged_and_not_propagated(

@@ -8,16 +8,20 @@ released reservations, holds, hosts elsewhere, other apps' flows and meters); th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from controller import runtime as runtime_module
 from controller.flowtable import Entry, SwitchTable, TableSnapshot
 from controller.ofmsg import (
     CONTROLLER_PORT,
     PRIO_HOST,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
+    Barrier,
     CookieKind,
     FlowMod,
     Match,
@@ -26,11 +30,19 @@ from controller.ofmsg import (
     cookie,
 )
 from controller.plan import SwitchConfig, reconcile
+from controller.runtime import SwitchError
 from controller.state import FabricState
 from tests.unit.controller_helpers import (
     DEFAULT,
+    OFP,
+    OFP_PARSER,
+    READS,
     THREE_SITES,
     M,
+    SimulatedSwitch,
+    SwitchedRuntime,
+    error_msg,
+    flow_stats_reply,
     make_state,
     switch_names,
 )
@@ -190,3 +202,91 @@ def test_reconcile_compares_matches_and_actions_as_the_switch_does() -> None:
     config.add_flow(to_controller)
     short = replace(read, actions=(Output(CONTROLLER_PORT, 128),))
     assert reconcile(config, [short], {}, lambda _: True) == [to_controller]
+
+
+# ------------------------------------------------------------------ the runtime: reading, syncing
+
+
+@pytest.fixture
+def switched() -> Iterator[SwitchedRuntime]:
+    sr = SwitchedRuntime(make_state(DEFAULT))
+    yield sr
+    sr.rt.shutdown()
+    sr.events.close()
+
+
+def test_sync_reads_the_switch_and_brings_it_in_line_once(switched: SwitchedRuntime) -> None:
+    rt, s1 = switched.rt, switched.switches["s1"]
+    res, _ = rt.state.reserve("mec1", "mec2", 20 * M, dst_port=5202)
+    released, _ = rt.state.reserve("mec1", "mec2", 5 * M, dst_port=5203)
+    s1.table.apply(rt.state.switch_config("s1"))  # what it held before it went away
+    rt.state.release(released.id)
+    s1.table.apply([LLDP])
+    s1.clear()
+    done = rt.call(lambda: rt.sync_switch("s1", s1))
+    assert done is not None and done.switches == ["s1"]
+    assert s1.reads() == ["OFPFlowStatsRequest", "OFPMeterConfigStatsRequest"]
+    assert switched.tables()["s1"] == expected(rt.state, "s1", LLDP)
+    assert set(switched.meters()["s1"]) == {res.id}
+    s1.clear()
+    rt.call(lambda: rt.sync_switch("s1", s1))
+    assert s1.messages() == [Barrier()]  # nothing to change: a barrier confirms it
+
+
+def test_a_reply_in_parts_is_read_whole(
+    switched: SwitchedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, s1 = switched.rt, switched.switches["s1"]
+    flows = list(s1.table.flows())
+
+    def in_two_parts(parsed: Any) -> bool:
+        if isinstance(parsed, OFP_PARSER.OFPFlowStatsRequest):
+            switched.events.post(flow_stats_reply(s1, parsed.xid, flows[:2], more=True))
+            switched.events.post(flow_stats_reply(s1, parsed.xid, flows[2:]))
+            return True
+        return SimulatedSwitch._answer_read(s1, parsed)
+
+    monkeypatch.setattr(s1, "_answer_read", in_two_parts)
+    read, unreadable, meters = rt.call(lambda: rt.read_switch(s1, "s1"))
+    assert sorted(map(repr, read)) == sorted(map(repr, flows)) and unreadable == []
+
+
+def test_a_read_that_is_refused_or_unanswered_fails_naming_the_switch(
+    switched: SwitchedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, s1 = switched.rt, switched.switches["s1"]
+    monkeypatch.setattr(runtime_module, "READ_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(s1, "_answer_read", lambda parsed: isinstance(parsed, READS))
+    with pytest.raises(SwitchError, match="switch s1 did not answer a flow stats request"):
+        rt.call(lambda: rt.read_switch(s1, "s1"))
+
+    def refuse(parsed: Any) -> bool:
+        switched.events.post(
+            error_msg(s1, parsed.xid, OFP.OFPET_BAD_REQUEST, OFP.OFPBRC_BAD_MULTIPART)
+        )
+        return True
+
+    monkeypatch.setattr(s1, "_answer_read", refuse)
+    with pytest.raises(SwitchError, match="switch s1 refused a flow stats request: type=1"):
+        rt.call(lambda: rt.read_switch(s1, "s1"))
+
+
+def test_a_dead_connection_counts_as_not_connected_and_is_skipped(
+    switched: SwitchedRuntime,
+) -> None:
+    rt, s1 = switched.rt, switched.switches["s1"]
+    rt.alive = lambda dp: dp is not s1
+    assert rt.connected(s1.id) is None and rt.connected(switched.switches["s2"].id) is not None
+    s1.clear()
+    done = rt.call(lambda: rt.execute([{"s1": [MeterMod("delete", 9)], "s2": []}]))
+    assert done.switches == ["s2"] and s1.wire == []
+    assert rt.call(lambda: rt.sync_switch("s1", s1)) is None  # nothing sent to a dead one
+
+
+def test_register_and_forget_keep_the_newest_connection(switched: SwitchedRuntime) -> None:
+    rt, old = switched.rt, switched.switches["s1"]
+    new = SimulatedSwitch(old.id, "s1", switched.events)
+    assert rt.register(new) is old
+    assert rt.register(new) is None
+    assert not rt.forget(old) and rt.datapaths[old.id] is new
+    assert rt.forget(new) and old.id not in rt.datapaths

@@ -25,6 +25,9 @@ class RecordingRuntime:
         self.log: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
 
+    def connected(self, dpid: int) -> Any | None:
+        return self.datapaths.get(dpid)
+
     def execute(self, plan: Plan, *, wait: bool = True) -> None:
         with self.lock:
             self.log.append(("execute", plan))
