@@ -25,6 +25,7 @@ from pathlib import Path
 
 from agent.bundle import BundleSpec, config_json, rootfs_mountpoints
 from agent.criu_images import dump_run_id_of
+from agent.errors import InUse
 from agent.hold_script import hold_script
 from agent.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
 from agent.runc import CheckpointOptions, Runc
@@ -47,6 +48,9 @@ CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
 # --tcp-close there), never restored half-right.
 CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\n"
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
+# a pending target untouched this long is abandoned (its migration's engine is gone): a new
+# target may replace it; a younger one belongs to a migration in flight (touch_target)
+TARGET_LEASE_S = 300.0
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
 HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (agent.hold_script)
 HOLD_MARKER = "held"  # left by that script when the controller answered
@@ -268,10 +272,41 @@ class SiteContainers:
     def prepare_target(self, spec: InstanceSpec) -> None:
         """Destination side, before the dump: a locked netns plugged in but down, the bundle."""
         if self.dir(spec.name).exists():
+            self._refuse_if_in_use(spec.name)
             self.destroy(spec.name)
-        netns = self.net.create(self.plug(spec), locked=True, link_up=False)
-        self._layout(spec, netns)
-        (self.dir(spec.name) / PENDING_TARGET).write_text("")
+        try:
+            netns = self.net.create(self.plug(spec), locked=True, link_up=False)
+            self._layout(spec, netns)
+            (self.dir(spec.name) / PENDING_TARGET).write_text("")
+        except BaseException:
+            # half a target of ours (a full disk, a namespace that failed): the engine wipes
+            # only targets it knows it holds, so nothing may stay behind from this one
+            self.destroy(spec.name)
+            raise
+
+    def _refuse_if_in_use(self, name: str) -> None:
+        """InUse where `name` runs here, or waits as another migration's target (one younger
+        than TARGET_LEASE_S: that migration is in flight); what is left is an old target or a
+        stopped instance, which a new target replaces."""
+        status = self.runc.status(name)
+        if status in ("running", "paused", "created"):
+            raise InUse(f"site {self.site}: {name} is {status} here; no target replaces it")
+        marker = self.dir(name) / PENDING_TARGET
+        try:
+            age = time.time() - marker.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < TARGET_LEASE_S:
+            raise InUse(
+                f"site {self.site}: {name} is another migration's target here "
+                f"(prepared {age:.0f} s ago); wait for it to end"
+            )
+
+    def touch_target(self, name: str) -> None:
+        """A migration works on this target: its lease starts again."""
+        marker = self.dir(name) / PENDING_TARGET
+        if marker.exists():
+            marker.touch()
 
     def restore(self, name: str) -> None:
         """Bring the interface up and restore from the images; CRIU lifts the lock at its

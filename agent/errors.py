@@ -4,7 +4,7 @@ the HTTP status the agent's API gives it, so that the in-process `SiteService` a
 
 from __future__ import annotations
 
-from migration.site import SiteError
+from migration.site import SiteError, SiteRefused
 
 
 class SiteRequestError(SiteError):
@@ -25,10 +25,19 @@ class BadRequest(SiteRequestError):
     status = 400
 
 
-class NotPending(SiteRequestError):
-    """A step that finishes another, when that other is not in progress here (409)."""
+class Conflict(SiteRequestError, SiteRefused):
+    """A step that the site's present state forbids (409)."""
 
     status = 409
+
+
+class NotPending(Conflict):
+    """A step that finishes another, when that other is not in progress here (409)."""
+
+
+class InUse(Conflict):
+    """A target asked for where the instance runs, or where another migration's target waits
+    (409): replacing it would destroy a service or a migration in flight."""
 
 
 class Unauthorized(SiteRequestError):
@@ -44,7 +53,7 @@ class StepFailed(SiteRequestError):
 
 
 BY_STATUS: dict[int, type[SiteRequestError]] = {
-    cls.status: cls for cls in (UnknownInstance, BadRequest, NotPending, Unauthorized)
+    cls.status: cls for cls in (UnknownInstance, BadRequest, Conflict, Unauthorized)
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.criu_images import ImageError
-from agent.errors import BadRequest, NotPending, StepFailed, UnknownInstance
+from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
 from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
 from agent.netns import NetnsError
@@ -130,6 +130,13 @@ class SiteService:
                 f"site {self.name}: no instance {instance!r} here (it holds: {held})"
             )
 
+    def _running(self, instance: str) -> None:
+        """Conflict unless `instance` runs here: a dump of anything else would fail half-way
+        (or dump what another migration already froze); refusing first changes nothing."""
+        status = self.containers.status(instance)
+        if status != "running":
+            raise Conflict(f"site {self.name}: {instance} is {status} here, not running")
+
     def _valid(self, instance: str) -> None:
         if not INSTANCE_NAME.match(instance):
             raise BadRequest(
@@ -214,6 +221,7 @@ class SiteService:
     ) -> DumpInfo:
         self._known(instance)
         with self.lock:
+            self._running(instance)
             t0 = time.monotonic()
             opts = CheckpointOptions(leave_running=leave_running)
             image = self.containers.checkpoint(
@@ -229,6 +237,7 @@ class SiteService:
         if round_ < 1:
             raise BadRequest(f"site {self.name}: pre-dump round {round_} of {instance}")
         with self.lock:
+            self._running(instance)
             t0 = time.monotonic()
             try:
                 image = self.containers.pre_dump(instance, round_)
@@ -249,6 +258,7 @@ class SiteService:
             old = self.receivers.pop(instance, None)
             if old is not None:
                 old.close()
+            self.containers.touch_target(instance)  # its migration is alive
             self.containers.xfer_dir(instance).mkdir(parents=True, exist_ok=True)
             rx = Receiver(
                 self.containers.xfer_dir(instance), host=self.address, port=self.migration_port
@@ -311,6 +321,7 @@ class SiteService:
     ) -> DumpInfo:
         self._known(instance)
         with self.lock:
+            self._running(instance)
             dump = start_lazy_dump(
                 self.containers,
                 instance,

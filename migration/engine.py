@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from ground.defaults import (
     DOWNTIME_BUDGET_MS,
@@ -30,12 +31,13 @@ from ground.defaults import (
     PAGE_SERVER_PORT,
 )
 from migration.network import ControllerLink, Grant, NoNetwork
-from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteUnreachable
+from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteRefused, SiteUnreachable
 from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.strategies import HOLD_MODES, SERVING_STEPS, Rounds, Strategy, strategy
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 HOLD_TIMEOUT_S = 120.0  # a hold the engine could not release ends by itself
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
 RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
@@ -96,6 +98,8 @@ class Migration:
         self.grant: Grant | None = None
         self.rounds: list[Round] = []
         self.switched = False
+        self.prepared = False  # the destination holds this migration's target
+        self.touched_source = False  # a dump or stop of ours ran at the source (maybe half-way)
         self.dumped_final = False
         self.lazy_serving = False  # a post-copy source is frozen, serving its pages
         self.stopped_source = False  # the restart strategy ended the source's process
@@ -119,6 +123,7 @@ class Migration:
         with self.timeline.phase("prepare"):
             spec = replace(p.source.spec(p.instance), port=p.destination_port)
             p.destination.prepare_target(spec)
+            self.prepared = True
         rate = p.rate_bps
         if self.strategy.reservation_from_memory and p.predicted_bytes:
             # cold: nothing is copied before the freeze, size the one copy to fit the budget;
@@ -178,7 +183,7 @@ class Migration:
         p = self.plan
         if self.predumps:
             try:
-                dump = p.source.pre_dump(p.instance, n)
+                dump = self._at_source(lambda: p.source.pre_dump(p.instance, n))
                 self.predump_rounds = n
                 return dump
             except SiteUnreachable:
@@ -192,7 +197,18 @@ class Migration:
                 self._set_mode()
                 if not self.memory_rounds:
                     return None  # hybrid: memory goes lazily, the rounds move files only
-        return p.source.checkpoint(p.instance, leave_running=True)
+        return self._at_source(lambda: p.source.checkpoint(p.instance, leave_running=True))
+
+    def _at_source(self, step: Callable[[], T]) -> T:
+        """Run a step that dumps or stops the service at the source: from now on a rollback
+        resumes it there, unless the source refused before doing anything (SiteRefused)."""
+        before = self.touched_source
+        self.touched_source = True
+        try:
+            return step()
+        except SiteRefused:
+            self.touched_source = before
+            raise
 
     @property
     def chained(self) -> bool:
@@ -264,8 +280,10 @@ class Migration:
         """Freeze: the last dump stops the service at the source."""
         with self.timeline.phase("freeze_dump") as ph:
             url = self.hold_at_freeze()
-            dump = self.plan.source.checkpoint(
-                self.plan.instance, leave_running=False, on_predumps=self.chained, hold_url=url
+            dump = self._at_source(
+                lambda: self.plan.source.checkpoint(
+                    self.plan.instance, leave_running=False, on_predumps=self.chained, hold_url=url
+                )
             )
             self.dumped_final = True
             ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
@@ -278,11 +296,13 @@ class Migration:
         p = self.plan
         with self.timeline.phase("freeze_dump", lazy=True) as ph:
             url = self.hold_at_freeze()
-            dump = p.source.lazy_checkpoint(
-                p.instance,
-                f"{p.source.address}:{PAGE_SERVER_PORT}",
-                on_predumps=self.chained,
-                hold_url=url,
+            dump = self._at_source(
+                lambda: p.source.lazy_checkpoint(
+                    p.instance,
+                    f"{p.source.address}:{PAGE_SERVER_PORT}",
+                    on_predumps=self.chained,
+                    hold_url=url,
+                )
             )
             self.lazy_serving = True
             ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
@@ -293,7 +313,7 @@ class Migration:
         """Restart strategy: end the service at the source (its files stay)."""
         with self.timeline.phase("freeze_stop") as ph:
             ph.detail["held"] = self.hold_traffic()
-            self.plan.source.stop(self.plan.instance)
+            self._at_source(lambda: self.plan.source.stop(self.plan.instance))
             self.stopped_source = True
 
     def start_destination(self) -> None:
@@ -394,13 +414,20 @@ class Migration:
                 raise MigrationError(f"rollback incomplete: {steps}", self.record)
 
     def _resume_source(self) -> str:
+        """The source serves again. Only what this migration did is undone: a source it never
+        froze or stopped is left as it is (a second migration of the same instance that fails
+        must not restore the first one's dump, nor lift its lock)."""
         p = self.plan
+        if not self.touched_source:
+            return "untouched"
         if self.stopped_source:
             p.source.start(p.instance)  # its state is its files: start it again from them
             return "started again from its files"
         return p.source.resume(p.instance)
 
     def _wipe_destination(self) -> None:
+        if not self.prepared:
+            return  # the target there, if any, is not ours (another migration's, or a service)
         try:
             self.plan.destination.destroy(self.plan.instance)
         except SiteUnreachable:

@@ -59,6 +59,11 @@ class SiteError(Exception):
     """A site could not do what was asked (its agent's message is in the text)."""
 
 
+class SiteRefused(SiteError):
+    """The site refused a step before doing anything: its present state forbids it (the
+    instance is not running, another migration's target is there). Nothing changed there."""
+
+
 class SiteUnreachable(SiteError):
     """The site's agent does not answer at all (down, or the network to it is)."""
 

@@ -1,7 +1,7 @@
 """Talking to a site agent: the `Site` protocol over HTTP (a Unix socket or TCP).
 
 Errors are those the in-process `agent.service.SiteService` raises (`agent.errors`), rebuilt from
-the agent's HTTP status: 404 `UnknownInstance`, 401 `Unauthorized`, 409 `NotPending`, 400
+the agent's HTTP status: 404 `UnknownInstance`, 401 `Unauthorized`, 409 `Conflict`, 400
 `BadRequest`, else `StepFailed`. An agent that does not answer raises `SiteUnreachable` naming
 the site and the endpoint (`site mec1: agent at http://10.0.0.1:7070 unreachable: connection
 refused`).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migration.network import Grant
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteRefused
 
 MB = 1_000_000
 
@@ -103,6 +103,7 @@ class FakeSite:
         dump_s: float = SITE_DURATIONS["checkpoint"],
         fail_at: str | Iterable[str] | None = None,
         fail_on: int | None = 1,
+        refuse_at: str | Iterable[str] | None = None,
         after_restore_status: str = "running",
         durations: dict[str, float] | None = None,
         journal: list[tuple[str, str]] | None = None,
@@ -116,6 +117,7 @@ class FakeSite:
         self.dump_s = dump_s
         self.fail_at = _names(fail_at)
         self.fail_on = fail_on
+        self.refuse_at = _names(refuse_at)  # raise SiteRefused: the site's state forbids it
         self.after_restore_status = after_restore_status
         self.durations = {
             **SITE_DURATIONS,
@@ -138,6 +140,8 @@ class FakeSite:
 
     def _op(self, op: str, *args: Any, alias: str | None = None) -> None:
         """Log a call, advance the clock, and fail it if told to."""
+        if op in self.refuse_at or alias in self.refuse_at:
+            raise SiteRefused(f"site {self.name}: refused {alias or op}")
         self.calls.append((op, *args))
         self.journal.append((self.name, op if alias is None else alias))
         self.clock.advance(self.durations.get(op, 0.0))

@@ -477,14 +477,17 @@ class FailCase:
     switched: bool = False
     stopped: bool = False  # the final dump had stopped the service
     reserved: bool = True
+    touched: bool = True  # a dump of ours ran at the source: the rollback resumes it
+    prepared: bool = True  # the destination holds our target: the rollback wipes it
     error: str = "injected failure"
 
 
 PRECOPY = {"send_bytes": [60 * MB, 8 * MB, 1 * MB]}
 FAIL_CASES = [
     FailCase("prepare_target", dst={"fail_at": "prepare_target"}, failed_phase="prepare",
-             reserved=False),
-    FailCase("reserve", net={"fail_at": {"reserve"}}, failed_phase="reserve", reserved=False),
+             reserved=False, touched=False, prepared=False),
+    FailCase("reserve", net={"fail_at": {"reserve"}}, failed_phase="reserve", reserved=False,
+             touched=False),
     FailCase("checkpoint-leave-running", "precopy",
              src={**PRECOPY, "fail_at": "checkpoint-leave-running"}, failed_phase="precopy-1"),
     FailCase("checkpoint-leave-running-round-2", "precopy",
@@ -537,6 +540,7 @@ def test_rollback_before_point_of_no_return(case: FailCase) -> None:
     rollback = record.phase("rollback")
     assert rollback is not None and rollback.ok
     how = "restored from its final dump" if case.stopped else "still running"
+    how = how if case.touched else "untouched"
     assert rollback.detail["steps"] == [
         "destination wiped",
         "page server stopped",
@@ -550,11 +554,11 @@ def test_rollback_before_point_of_no_return(case: FailCase) -> None:
     # the service runs at the source again, with its link up; resumed exactly once
     inst = w.src.instances[INSTANCE]
     assert (inst.status, inst.link) == ("running", True)
-    assert w.src.resumed == [how]
+    assert w.src.resumed == ([how] if case.touched else [])
     assert w.src.ops("destroy") == []
-    # the destination holds nothing, receives nothing
+    # the destination holds nothing, receives nothing; only a target of ours is wiped there
     assert INSTANCE not in w.dst.instances and w.dst.incoming == {}
-    assert w.dst.ops("destroy") == [("destroy", INSTANCE)]
+    assert w.dst.ops("destroy") == ([("destroy", INSTANCE)] if case.prepared else [])
     # the reservation (if one was made) is released; nothing left in force
     assert w.net.grants == {}
     assert len(w.net.ops("release")) == (1 if case.reserved else 0)
@@ -969,3 +973,27 @@ def test_the_executor_owns_the_point_of_no_return(monkeypatch: pytest.MonkeyPatc
     w = make_world("no-restore")
     with pytest.raises(MigrationError):
         w.migration().run()
+
+
+def test_a_failed_second_migration_undoes_nothing_of_the_first() -> None:
+    """Another migration of the same instance holds the destination's target and has frozen
+    the source: this one's prepare is refused (the target is in use), and its rollback must
+    neither wipe that target nor resume the source from the other's dump."""
+    w = make_world("cold", dst={"refuse_at": "prepare_target"})
+    with pytest.raises(MigrationError, match="rolled back"):
+        w.migration().run()
+    assert w.dst.ops("destroy") == []
+    assert w.src.resumed == []
+
+
+def test_a_source_that_refuses_the_final_dump_is_not_resumed() -> None:
+    """The source refuses the dump (the instance does not run there: another migration froze
+    it): nothing of ours ran there, so the rollback leaves it alone; our own target is wiped."""
+    w = make_world("cold", src={"refuse_at": "checkpoint-final"})
+    m = w.migration()
+    with pytest.raises(MigrationError, match="rolled back"):
+        m.run()
+    rollback = m.record.phase("rollback")
+    assert rollback is not None and "untouched" in rollback.detail["steps"]
+    assert w.src.resumed == []
+    assert w.dst.ops("destroy") == [("destroy", INSTANCE)]
