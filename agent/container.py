@@ -193,6 +193,9 @@ class SiteContainers:
         if spec is not None:
             self.net.delete(self.plug(spec))
         shutil.rmtree(self.dir(name), ignore_errors=True)
+        # runc's log of it (every checkpoint and restore appends to it; the errors it held went
+        # into the exceptions that reported them): it would outlive the instance and grow
+        (self.runc.log_dir / f"runc-{name}.log").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ checkpoint / restore
 

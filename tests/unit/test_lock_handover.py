@@ -169,3 +169,16 @@ def test_a_lock_that_outlives_the_restore_is_removed_and_reported(
     assert runner.tables[ns] == set()
     assert runner.inputs[-1] == f"delete table inet CRIU-{RUN_ID}\n"
     assert any("left its network lock" in r.getMessage() for r in caplog.records)
+
+
+def test_destroy_removes_runcs_log_of_the_instance(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    """runc appends to its log at every checkpoint and restore: the log goes with the instance
+    (the reliability bench found it growing at every site an instance passed through)."""
+    c, _ = site
+    log = c.runc.log_dir / "runc-svc.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"level":"warning","msg":"x"}\n')
+    c.destroy("svc")
+    assert not log.exists()
