@@ -19,6 +19,7 @@ several containers) compose them without rewriting them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -41,6 +42,8 @@ T = TypeVar("T")
 HOLD_TIMEOUT_S = 120.0  # a hold the engine could not release ends by itself
 DUMP_ESTIMATE_S = 0.3  # before the first dump is measured
 RESTORE_ESTIMATE_S = 0.3  # before the first restore is measured
+UNREACHABLE_GRACE_S = 20.0  # after the point of no return: how long an agent may be away
+RETRY_STEP_S = 0.5
 
 
 class MigrationError(Exception):
@@ -79,6 +82,8 @@ class Migration:
         listener: Listener | None = None,
         *,
         migration_id: str,
+        sleep: Callable[[float], None] = time.sleep,
+        grace_s: float = UNREACHABLE_GRACE_S,
     ) -> None:
         self.strategy: Strategy = strategy(plan.strategy)
         if plan.hold not in HOLD_MODES:
@@ -95,6 +100,7 @@ class Migration:
             strategy=plan.strategy,
         )
         self.timeline = Timeline(self.record, clock, listener)
+        self.clock, self.sleep, self.grace_s = clock, sleep, grace_s
         self.grant: Grant | None = None
         self.rounds: list[Round] = []
         self.switched = False
@@ -332,7 +338,14 @@ class Migration:
         p = self.plan
         with self.timeline.phase("pages") as ph:
             ph.detail["seconds"] = p.destination.finish_pages(p.instance)
-            p.source.finish_lazy_checkpoint(p.instance)
+            try:
+                self._patiently("pages", lambda: p.source.finish_lazy_checkpoint(p.instance))
+            except SiteRefused:
+                if not self.record.metrics.get("unreachable_retries"):
+                    raise
+                # its agent restarted and forgot the page server; the destination has said
+                # every page arrived, which is what this call would have confirmed
+                ph.detail["source_agent_restarted"] = True
             self.lazy_serving = False
             tx = self._tx()
             if tx is not None and self._tx0 is not None:
@@ -376,7 +389,8 @@ class Migration:
 
     def cleanup(self) -> None:
         with self.timeline.phase("cleanup"):
-            self.plan.source.destroy(self.plan.instance)
+            p = self.plan
+            self._patiently("cleanup", lambda: p.source.destroy(p.instance))
 
     def _transfer(self, delta: bool) -> SendInfo:
         p = self.plan
@@ -548,6 +562,29 @@ class Migration:
                 log.warning("%s: %s failed (migration stands): %s", self.tag, step.__name__, exc)
                 errors.append(f"{step.__name__}: {exc}")
         return errors
+
+    def _patiently(self, what: str, call: Callable[[], T]) -> T:
+        """A call to the source after the point of no return; while its agent does not answer
+        (it crashed and its supervisor starts it again), try again for up to `grace_s`: giving
+        up at once would leave the source's copy behind for good."""
+        deadline = self.clock() + self.grace_s
+        waited = 0
+        while True:
+            try:
+                return call()
+            except SiteUnreachable as exc:
+                if self.clock() >= deadline:
+                    raise
+                if not waited:
+                    log.warning(
+                        "%s: %s: %s; trying again for up to %.0f s",
+                        self.tag, what, exc, self.grace_s,
+                    )  # fmt: skip
+                waited += 1
+                self.record.metrics["unreachable_retries"] = (
+                    int(self.record.metrics.get("unreachable_retries", 0)) + 1
+                )
+                self.sleep(RETRY_STEP_S)
 
     def _tx(self) -> int | None:
         try:

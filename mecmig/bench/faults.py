@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.process import free_port
 from mecmig.bench.fault_names import FAULT_NAMES
 from mecmig.bench.reliability_rig import DESTINATION, INSTANCE, SOURCE, Rig
 from orchestration.orchestrator import Orchestrator
@@ -27,6 +28,7 @@ ROUNDS_STRATEGIES = {"precopy", "hybrid"}
 FILL_RESERVE = 64 * 1024  # what a full disk still has free
 LINK_CUT_S = 5.0  # a cut link comes back after this long (or when the migration has ended)
 CRIU_WAIT_S = 20.0
+SUPERVISOR_S = 2.0  # a killed agent is started again this long after
 
 
 @dataclass
@@ -61,19 +63,22 @@ class Fault:
 
 
 def _kill_agent(site: str) -> Callable[[Shot], None]:
+    """SIGKILL `site`'s agent; its supervisor (systemd's `Restart=`, say) starts it again
+    SUPERVISOR_S later, while the migration goes on."""
+
     def inject(shot: Shot) -> None:
         shot.rig.agents.kill(site)
         shot.notes["killed"] = f"agent {site}"
 
+        def supervise() -> None:
+            time.sleep(SUPERVISOR_S)
+            shot.rig.agents.restart(site)
+            shot.rig.orch.sites[site] = shot.rig.agents.clients[site]
+            shot.notes["restarted_after_s"] = SUPERVISOR_S
+
+        shot.background(supervise)
+
     return inject
-
-
-def _restart_agent(site: str) -> Callable[[Shot], None]:
-    def recover(shot: Shot) -> None:
-        shot.rig.agents.restart(site)
-        shot.rig.orch.sites[site] = shot.rig.agents.clients[site]
-
-    return recover
 
 
 # ------------------------------------------------------------------ CRIU
@@ -137,7 +142,9 @@ def _disconnect_switch(shot: Shot) -> None:
     rig = shot.rig
     sw = rig.site_switch(DESTINATION)
     target = rig.runner.run(["ovs-vsctl", "get-controller", sw]).stdout.split()
-    rig.runner.run(["ovs-vsctl", "del-controller", sw])
+    # pointed at a port where nothing listens, its tables kept, as a switch that loses its
+    # controller keeps them (`ovs-vsctl del-controller` would flush them)
+    rig.runner.run(["ovs-vsctl", "set-controller", sw, f"tcp:127.0.0.1:{free_port()}"])
     shot.notes["disconnected"] = sw
 
     def reconnect() -> None:
@@ -209,17 +216,17 @@ FAULTS: dict[str, Fault] = {
     for f in (
         Fault(
             "kill-source-agent",
-            "SIGKILL the source's agent (its containers live on); restarted afterwards",
+            f"SIGKILL the source's agent (its containers live on); its supervisor starts it "
+            f"again {SUPERVISOR_S:.0f} s later",
             ("prepare", "precopy", "freeze", "transfer", "switch", "restore", "after"),
             _kill_agent(SOURCE),
-            _restart_agent(SOURCE),
         ),
         Fault(
             "kill-destination-agent",
-            "SIGKILL the destination's agent; restarted afterwards",
+            f"SIGKILL the destination's agent; its supervisor starts it again "
+            f"{SUPERVISOR_S:.0f} s later",
             ("prepare", "precopy", "freeze", "transfer", "switch", "restore", "after"),
             _kill_agent(DESTINATION),
-            _restart_agent(DESTINATION),
         ),
         Fault(
             "kill-criu-dump",

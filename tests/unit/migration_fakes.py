@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migration.network import Grant
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteRefused
+from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteRefused, SiteUnreachable
 
 MB = 1_000_000
 
@@ -104,6 +104,8 @@ class FakeSite:
         fail_at: str | Iterable[str] | None = None,
         fail_on: int | None = 1,
         refuse_at: str | Iterable[str] | None = None,
+        unreachable_at: str | Iterable[str] | None = None,
+        unreachable_calls: int = 1,
         after_restore_status: str = "running",
         durations: dict[str, float] | None = None,
         journal: list[tuple[str, str]] | None = None,
@@ -118,6 +120,9 @@ class FakeSite:
         self.fail_at = _names(fail_at)
         self.fail_on = fail_on
         self.refuse_at = _names(refuse_at)  # raise SiteRefused: the site's state forbids it
+        # raise SiteUnreachable on the first `unreachable_calls` calls (its agent is away)
+        self.unreachable_at = _names(unreachable_at)
+        self.unreachable_calls = unreachable_calls
         self.after_restore_status = after_restore_status
         self.durations = {
             **SITE_DURATIONS,
@@ -140,6 +145,9 @@ class FakeSite:
 
     def _op(self, op: str, *args: Any, alias: str | None = None) -> None:
         """Log a call, advance the clock, and fail it if told to."""
+        if op in self.unreachable_at and self.unreachable_calls > 0:
+            self.unreachable_calls -= 1
+            raise SiteUnreachable(f"site {self.name}: agent unreachable ({op})")
         if op in self.refuse_at or alias in self.refuse_at:
             raise SiteRefused(f"site {self.name}: refused {alias or op}")
         self.calls.append((op, *args))

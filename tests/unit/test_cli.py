@@ -61,3 +61,20 @@ def test_commands_people_run_are_quiet_and_services_log() -> None:
         assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
     finally:
         configure_logging("migrate", verbose=False)
+
+
+def test_a_warning_is_printed_once_after_mininet_is_imported(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Mininet makes loggers created after it is imported carry their own stderr handler
+    import logging
+
+    import mininet_scenarios.emulation  # noqa: F401
+    from mecmig.cli import configure_logging
+
+    assert logging.getLoggerClass() is logging.Logger
+    logger = logging.getLogger("mecmig.test.after-mininet")
+    assert not logger.handlers
+    configure_logging("bench", False)
+    logger.warning("only once")
+    assert capsys.readouterr().err.count("only once") == 1

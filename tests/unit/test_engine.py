@@ -15,6 +15,8 @@ from migration.engine import (
     DUMP_ESTIMATE_S,
     MIGRATION_PORT,
     RESTORE_ESTIMATE_S,
+    RETRY_STEP_S,
+    UNREACHABLE_GRACE_S,
     Migration,
     MigrationError,
     Plan,
@@ -68,7 +70,14 @@ class World:
         self.events.append((event, phase.name if phase else None))
 
     def migration(self) -> Migration:
-        return Migration(self.plan, self.net, self.clock, self.listener, migration_id="mig-test-1")
+        return Migration(
+            self.plan,
+            self.net,
+            self.clock,
+            self.listener,
+            migration_id="mig-test-1",
+            sleep=self.clock.advance,
+        )
 
 
 def make_world(
@@ -643,6 +652,51 @@ def test_cleanup_failure_after_point_of_no_return_stands() -> None:
         ("phase_failed", "cleanup"),
         ("finished", None),
     ]
+
+
+def test_a_source_agent_away_after_the_point_of_no_return_is_waited_for() -> None:
+    # it crashed and its supervisor starts it again: the clean-up is tried until it answers
+    w = make_world(src={"unreachable_at": "destroy", "unreachable_calls": 3})
+    t0 = w.clock()
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE and record.error is None
+    assert record.metrics["unreachable_retries"] == 3
+    assert INSTANCE not in w.src.instances  # the source's copy is gone
+    assert w.clock() - t0 >= 3 * RETRY_STEP_S
+
+
+def test_a_source_agent_away_for_longer_than_the_grace_fails_the_clean_up_only() -> None:
+    w = make_world(src={"unreachable_at": "destroy", "unreachable_calls": 10**6})
+    t0 = w.clock()
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and record.error.startswith("cleanup: ")
+    assert "unreachable" in record.error
+    waited = w.clock() - t0
+    assert UNREACHABLE_GRACE_S <= waited < UNREACHABLE_GRACE_S + 5
+    assert w.dst.instances[INSTANCE].status == "running"  # the destination serves on
+
+
+def test_a_restarted_source_agent_that_forgot_its_page_server_does_not_fail_postcopy() -> None:
+    w = make_world(
+        "postcopy",
+        src={
+            "unreachable_at": "finish_lazy_checkpoint",
+            "unreachable_calls": 2,
+            "refuse_at": "finish_lazy_checkpoint",
+        },
+    )
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE, record.error
+    assert ph(record, "pages").detail["source_agent_restarted"] is True
+    assert INSTANCE not in w.src.instances
+
+
+def test_a_refused_page_server_finish_without_a_restart_still_fails() -> None:
+    w = make_world("postcopy", src={"refuse_at": "finish_lazy_checkpoint"})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and record.error.startswith("pull_pages: ")
 
 
 def test_release_failure_after_point_of_no_return_still_cleans_up() -> None:
