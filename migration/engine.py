@@ -207,13 +207,18 @@ class Migration:
 
     def _at_source(self, step: Callable[[], T]) -> T:
         """Run a step that dumps or stops the service at the source: from now on a rollback
-        resumes it there, unless the source refused before doing anything (SiteRefused)."""
+        resumes it there, unless the source refused before doing anything (SiteRefused) or
+        the request never reached it (no connection to its agent)."""
         before = self.touched_source
         self.touched_source = True
         try:
             return step()
         except SiteRefused:
             self.touched_source = before
+            raise
+        except SiteUnreachable as exc:
+            if not exc.delivered:
+                self.touched_source = before
             raise
 
     @property
@@ -435,9 +440,10 @@ class Migration:
         if not self.touched_source:
             return "untouched"
         if self.stopped_source:
-            p.source.start(p.instance)  # its state is its files: start it again from them
+            # its state is its files: start it again from them
+            self._patiently("resume", lambda: p.source.start(p.instance))
             return "started again from its files"
-        return p.source.resume(p.instance)
+        return self._patiently("resume", lambda: p.source.resume(p.instance))
 
     def _wipe_destination(self) -> None:
         if not self.prepared:
@@ -564,9 +570,10 @@ class Migration:
         return errors
 
     def _patiently(self, what: str, call: Callable[[], T]) -> T:
-        """A call to the source after the point of no return; while its agent does not answer
-        (it crashed and its supervisor starts it again), try again for up to `grace_s`: giving
-        up at once would leave the source's copy behind for good."""
+        """A call to the source that must happen (after the point of no return, or resuming it
+        in a rollback); while its agent does not answer (it crashed and its supervisor starts
+        it again), try again for up to `grace_s`: giving up at once would leave the source's
+        copy behind for good, or the service frozen."""
         deadline = self.clock() + self.grace_s
         waited = 0
         while True:

@@ -65,7 +65,13 @@ class SiteRefused(SiteError):
 
 
 class SiteUnreachable(SiteError):
-    """The site's agent does not answer at all (down, or the network to it is)."""
+    """The site's agent does not answer at all (down, or the network to it is).
+    `delivered` is False when the request surely never reached it (the connection was not
+    even made): nothing changed there."""
+
+    def __init__(self, message: str, *, delivered: bool = True) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class Site(Protocol):

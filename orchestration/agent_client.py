@@ -62,7 +62,8 @@ class AgentClient:
             resp = self._http.request(method, path, json=body, headers=self._headers)
         except httpx.TransportError as exc:
             raise SiteUnreachable(
-                f"site {self.name}: agent at {self.endpoint} unreachable: {_reason(exc)}"
+                f"site {self.name}: agent at {self.endpoint} unreachable: {_reason(exc)}",
+                delivered=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
             ) from exc
         except httpx.HTTPError as exc:
             raise SiteError(f"site {self.name}: agent at {self.endpoint}: {exc}") from exc

@@ -106,6 +106,7 @@ class FakeSite:
         refuse_at: str | Iterable[str] | None = None,
         unreachable_at: str | Iterable[str] | None = None,
         unreachable_calls: int = 1,
+        unreachable_delivered: bool = True,
         after_restore_status: str = "running",
         durations: dict[str, float] | None = None,
         journal: list[tuple[str, str]] | None = None,
@@ -123,6 +124,7 @@ class FakeSite:
         # raise SiteUnreachable on the first `unreachable_calls` calls (its agent is away)
         self.unreachable_at = _names(unreachable_at)
         self.unreachable_calls = unreachable_calls
+        self.unreachable_delivered = unreachable_delivered
         self.after_restore_status = after_restore_status
         self.durations = {
             **SITE_DURATIONS,
@@ -147,7 +149,9 @@ class FakeSite:
         """Log a call, advance the clock, and fail it if told to."""
         if op in self.unreachable_at and self.unreachable_calls > 0:
             self.unreachable_calls -= 1
-            raise SiteUnreachable(f"site {self.name}: agent unreachable ({op})")
+            raise SiteUnreachable(
+                f"site {self.name}: agent unreachable ({op})", delivered=self.unreachable_delivered
+            )
         if op in self.refuse_at or alias in self.refuse_at:
             raise SiteRefused(f"site {self.name}: refused {alias or op}")
         self.calls.append((op, *args))

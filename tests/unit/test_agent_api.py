@@ -114,10 +114,25 @@ def test_an_unreachable_agent_is_named_with_its_endpoint(tmp_path: Path) -> None
     assert str(info.value) == (
         f"site mec1: agent at http://127.0.0.1:{port} unreachable: connection refused"
     )
+    assert info.value.delivered is False  # no connection: the request surely changed nothing
     sock = tmp_path / "gone.sock"
     client = AgentClient.at("mec2", "10.0.0.2", f"unix:{sock}")
-    with pytest.raises(SiteUnreachable, match=rf"site mec2: agent at unix:{sock} unreachable: "):
+    with pytest.raises(
+        SiteUnreachable, match=rf"site mec2: agent at unix:{sock} unreachable: "
+    ) as e:
         client.health()
+    assert e.value.delivered is False
+
+
+def test_an_agent_that_stops_answering_mid_request_may_have_acted(tmp_path: Path) -> None:
+    with socket.socket() as server:  # accepts, reads, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        client = AgentClient("mec1", "10.0.0.1", url=f"http://127.0.0.1:{port}", timeout=0.3)
+        with pytest.raises(SiteUnreachable) as info:
+            client.status("counter")
+    assert info.value.delivered is True
 
 
 # ---------------------------------------------------------------------- the token

@@ -699,6 +699,30 @@ def test_a_refused_page_server_finish_without_a_restart_still_fails() -> None:
     assert record.error is not None and record.error.startswith("pull_pages: ")
 
 
+def test_a_dump_that_never_reached_the_source_leaves_it_untouched() -> None:
+    # its agent was down: the connection was refused, so nothing at the source was frozen
+    w = make_world(
+        src={"unreachable_at": "checkpoint", "unreachable_delivered": False, "unreachable_calls": 1}
+    )
+    with pytest.raises(MigrationError) as err:
+        w.migration().run()
+    record = err.value.record
+    assert record.outcome is Outcome.ROLLED_BACK
+    assert "untouched" in ph(record, "rollback").detail["steps"]
+    assert w.src.ops("resume") == []
+
+
+def test_a_rollback_waits_for_the_source_agent_to_resume_the_service() -> None:
+    # the dump reached the source (its answer was lost), then the agent was away for a while
+    w = make_world(src={"unreachable_at": {"checkpoint", "resume"}, "unreachable_calls": 4})
+    with pytest.raises(MigrationError) as err:
+        w.migration().run()
+    record = err.value.record
+    assert record.outcome is Outcome.ROLLED_BACK
+    assert len(w.src.ops("resume")) == 1  # after 3 unanswered tries
+    assert record.metrics["unreachable_retries"] == 3
+
+
 def test_release_failure_after_point_of_no_return_still_cleans_up() -> None:
     w = make_world(net={"fail_at": {"release"}})
     record = w.migration().run()
