@@ -26,8 +26,14 @@ from pydantic import (
     field_validator,
 )
 
+from ground.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from ground.capabilities import capabilities as check_capabilities
 from ground.defaults import AGENT_PORT
+from ground.instance_env import env_items
+from ground.instance_fs import DEFAULT_WORKDIR, MAX_STATE_DIRS, state_dirs
+from ground.instance_fs import workdir as check_workdir
 from ground.units import parse_rate, parse_size
+from ground.users import MAX_GROUPS, group_spec, user_spec
 
 # Linux interface names have at most 15 characters; Mininet names a node's interfaces
 # "<node>-eth<N>".
@@ -45,10 +51,26 @@ def _check_mac(value: str) -> str:
     return value.lower()
 
 
+def _env(value: Any) -> Any:
+    """`env:` is a mapping NAME: value; it becomes NAME=value items, in order."""
+    if isinstance(value, dict):
+        return env_items(value)
+    if isinstance(value, tuple):  # already items (a model copied or built in code)
+        return value
+    raise ValueError("env must be a mapping of NAME: value")
+
+
+def _id_text(value: Any) -> Any:
+    """A user or group given as a number (`user: 999`) is its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 Rate = Annotated[int, BeforeValidator(parse_rate)]
 Mac = Annotated[str, AfterValidator(_check_mac)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+User = Annotated[str, BeforeValidator(_id_text), AfterValidator(user_spec)]
+Group = Annotated[str, BeforeValidator(_id_text), AfterValidator(group_spec)]
 
 
 class ScenarioError(Exception):
@@ -155,6 +177,35 @@ class InstanceSpec(_Model):
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
     volume: bool = False  # a data volume at /volume that moves with the instance
     stateless: bool = False
+    # how it runs (see ground.users, ground.capabilities, ground.instance_fs): its user (None:
+    # root), extra groups, capabilities (default: Podman's), writable state directories that
+    # travel with it, environment (over a default PATH), working directory
+    user: User | None = None
+    groups: tuple[Group, ...] = Field(default=(), max_length=MAX_GROUPS)
+    capabilities: tuple[str, ...] = Field(
+        default=DEFAULT_CAPABILITIES, max_length=2 * len(ALL_CAPABILITIES)
+    )
+    state: tuple[str, ...] = Field(default=(), max_length=MAX_STATE_DIRS)
+    env: Annotated[tuple[str, ...], BeforeValidator(_env)] = ()
+    workdir: Annotated[str, AfterValidator(check_workdir)] = DEFAULT_WORKDIR
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_capabilities(value)
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _trailing_slash(cls, value: Any) -> Any:
+        """`/var/lib/postgresql/` is `/var/lib/postgresql`."""
+        if isinstance(value, list | tuple):
+            return [(v.rstrip("/") or "/") if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return state_dirs(value)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -280,7 +331,19 @@ def mac_from_ip(ip: ipaddress.IPv4Address) -> str:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a key given twice in a mapping is an error, not an overwrite."""
+    """PyYAML's safe loader, but a key given twice in a mapping is an error, not an overwrite,
+    and `33:33` is a string (YAML 1.1 reads it as the base-60 number 2013: a `user: 33:33`
+    would run as uid 2013, a MAC of small octets would be a number), as in YAML 1.2."""
+
+    yaml_implicit_resolvers = {
+        first: [
+            (tag, re.compile(r"(?!.*:)(?:" + regexp.pattern + ")", regexp.flags))
+            if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+            else (tag, regexp)
+            for tag, regexp in resolvers
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
