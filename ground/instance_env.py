@@ -22,7 +22,7 @@ def env_items(variables: Mapping[str, object]) -> tuple[str, ...]:
         raise ValueError(f"at most {MAX_ENV} variables")
     items = []
     for name, value in variables.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
                 f"{str(name)[:40]!r} is not a variable name (letters, digits and '_', not "
                 f"starting with a digit, at most {MAX_ENV_NAME} characters)"

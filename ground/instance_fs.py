@@ -52,7 +52,7 @@ def normal_path(value: str, what: str = "a path") -> str:
         raise ValueError(f"{what} has at most {MAX_PATH_CHARS} characters")
     if value == "/":
         return value
-    if not _PATH.match(value):
+    if not _PATH.fullmatch(value):
         raise ValueError(
             f"{value[:80]!r}: {what} must be an absolute path of plain names (letters, digits, "
             "'.', '_', '-', '+', '@'), without '//' or a trailing '/'"

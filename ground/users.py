@@ -27,6 +27,7 @@ USER_PATTERN = rf"^({_NAME}|{_ID})(:({_NAME}|{_ID}))?$"
 GROUP_PATTERN = rf"^({_NAME}|{_ID})$"
 _USER = re.compile(USER_PATTERN)
 _GROUP = re.compile(GROUP_PATTERN)
+_DIGITS = re.compile("[0-9]+")
 
 
 class UnknownAccount(LookupError):
@@ -46,7 +47,7 @@ ROOT = Identity()
 
 
 def _number(text: str) -> int | None:
-    if not text.isdigit():
+    if not _DIGITS.fullmatch(text):
         return None
     value = int(text)
     if value > MAX_ID:
@@ -56,7 +57,7 @@ def _number(text: str) -> int | None:
 
 def user_spec(value: str) -> str:
     """`value` if it is NAME, UID, NAME:GROUP or UID:GID (ids up to MAX_ID), else ValueError."""
-    if not _USER.match(value):
+    if not _USER.fullmatch(value):
         raise ValueError(
             f"{value[:40]!r} is not a user: expected a name, a uid, or user:group "
             "(e.g. postgres, 999, www-data:www-data, 33:33)"
@@ -68,7 +69,7 @@ def user_spec(value: str) -> str:
 
 def group_spec(value: str) -> str:
     """`value` if it is a group name or a gid, else ValueError."""
-    if not _GROUP.match(value):
+    if not _GROUP.fullmatch(value):
         raise ValueError(f"{value[:40]!r} is not a group: expected a name or a gid")
     _number(value)
     return value
@@ -97,12 +98,12 @@ class Accounts:
         users = []
         for line in passwd.splitlines():
             f = line.split(":")
-            if len(f) >= 4 and f[2].isdigit() and f[3].isdigit():
+            if len(f) >= 4 and _DIGITS.fullmatch(f[2]) and _DIGITS.fullmatch(f[3]):
                 users.append(PasswdEntry(f[0], int(f[2]), int(f[3])))
         groups: dict[str, tuple[int, tuple[str, ...]]] = {}
         for line in group.splitlines():
             f = line.split(":")
-            if len(f) >= 4 and f[2].isdigit() and f[0] not in groups:
+            if len(f) >= 4 and _DIGITS.fullmatch(f[2]) and f[0] not in groups:
                 members = tuple(m for m in f[3].split(",") if m)
                 groups[f[0]] = (int(f[2]), members)
         return cls(tuple(users), groups)

@@ -51,6 +51,7 @@ def test_a_state_dir(path: str) -> None:
         ("/var/lib/my db", "plain names"),
         ("/var/a,b", "plain names"),
         ("/var/a:b", "plain names"),
+        ("/var/x\n", "plain names"),  # a pattern's `$` would let a final newline through
         ("/var/" + "x" * 1100, "at most 1024 characters"),
     ],
 )
@@ -93,6 +94,7 @@ def test_env_items_in_order_numbers_as_text() -> None:
     [
         ({"1A": "x"}, "not a variable name"),
         ({"A-B": "x"}, "not a variable name"),
+        ({"A\n": "x"}, "not a variable name"),
         ({"A=B": "x"}, "not a variable name"),
         ({"": "x"}, "not a variable name"),
         ({"X" * 129: "x"}, "not a variable name"),

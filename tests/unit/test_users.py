@@ -77,6 +77,8 @@ def test_user_syntax(value: str) -> None:
     "value",
     [
         "",
+        "root\n",
+        "\u00b2",
         "a b",
         "1a",
         "-x",
