@@ -8,12 +8,24 @@ of its own. Strict: `"7"` is no port, `1` no flag, and nothing a model does not 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from agent.files import FILE_NAME_PATTERN
 from agent.service import INSTANCE_NAME
+from ground.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from ground.instance_env import ENV_ITEM_PATTERN, MAX_ENV, MAX_ENV_NAME, MAX_ENV_VALUE, env_names
+from ground.instance_fs import (
+    DEFAULT_WORKDIR,
+    MAX_STATE_DIRS,
+    PATH_PATTERN,
+    WORKDIR_PATTERN,
+    state_dirs,
+)
+from ground.instance_fs import MAX_PATH_CHARS as MAX_DIR_CHARS
+from ground.instance_fs import workdir as check_workdir
+from ground.users import MAX_GROUPS, MAX_ID
 from migration.site import InstanceSpec
 
 # An instance name becomes a directory under the site's root, a runc container id and part of
@@ -92,6 +104,12 @@ Address = Annotated[
     ),
 ]
 Mac = Annotated[str, Field(max_length=17, pattern=MAC_PATTERN), AfterValidator(_unicast)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+Capability = Literal[ALL_CAPABILITIES]  # type: ignore[valid-type]
+EnvItem = Annotated[
+    str, Field(max_length=MAX_ENV_NAME + 1 + MAX_ENV_VALUE, pattern=ENV_ITEM_PATTERN)
+]
+Dir = Annotated[str, Field(min_length=2, max_length=MAX_DIR_CHARS, pattern=PATH_PATTERN)]
 L4Port = Annotated[int, Field(ge=MIN_L4_PORT, le=MAX_L4_PORT)]
 Url = Annotated[str, Field(max_length=MAX_URL_CHARS, pattern=URL_PATTERN)]
 Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS, pattern=ARG_PATTERN)]
@@ -140,9 +158,53 @@ class SpecBody(_Body):
         "(its --files-from; the project's workloads/ always)",
     )
     volume: bool = Field(default=False, description="a data volume at /volume")
+    uid: Id = Field(default=0, description="its process's user id")
+    gid: Id = Field(default=0, description="its process's group id")
+    groups: list[Id] = Field(default=[], max_length=MAX_GROUPS, description="supplementary gids")
+    capabilities: list[Capability] = Field(
+        default=list(DEFAULT_CAPABILITIES),
+        max_length=len(ALL_CAPABILITIES),
+        json_schema_extra={"uniqueItems": True},
+        description="bounding, permitted and effective (default: Podman's set)",
+    )
+    state: list[Dir] = Field(
+        default=[],
+        max_length=MAX_STATE_DIRS,
+        json_schema_extra={"uniqueItems": True},
+        description="writable directories that move with it: absolute, normalised, none inside "
+        "another, not at or under /, /usr, /lib, /lib64, /bin, /sbin, /etc, /tmp, /run, "
+        "/proc, /sys, /dev, /data or /volume",
+    )
+    env: list[EnvItem] = Field(
+        default=[], max_length=MAX_ENV, description="NAME=value, each name once, over PATH"
+    )
+    workdir: Annotated[
+        str, Field(max_length=MAX_DIR_CHARS, pattern=WORKDIR_PATTERN), AfterValidator(check_workdir)
+    ] = DEFAULT_WORKDIR
+
+    @field_validator("capabilities")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a capability may be given only once")
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: list[str]) -> list[str]:
+        return list(state_dirs(value))
+
+    @field_validator("env")
+    @classmethod
+    def _env_once(cls, value: list[str]) -> list[str]:
+        names = env_names(value)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"a variable may be given only once: {', '.join(twice)}")
+        return value
 
     def spec(self) -> InstanceSpec:
-        return InstanceSpec(**{**self.model_dump(), "args": tuple(self.args)})
+        return InstanceSpec.from_dict(self.model_dump())
 
 
 class CheckpointBody(_Body):

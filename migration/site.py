@@ -7,8 +7,11 @@ The engine only sees this protocol; `orchestration.agent_client.AgentClient` spe
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+from ground.capabilities import DEFAULT_CAPABILITIES
+from ground.instance_fs import DEFAULT_WORKDIR
 
 
 @dataclass(frozen=True)
@@ -24,15 +27,30 @@ class InstanceSpec:
     memory_bytes: int | None = None
     files: dict[str, str] = field(default_factory=dict)  # /data/<key> <- host file <value>
     volume: bool = False  # a data volume at /volume (moves with the instance, like /data)
+    # how its process runs: numbers only (names were resolved against the hosts' /etc/passwd
+    # before it was created: ground.users), so they mean the same at every site and in a dump
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()  # supplementary gids
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES  # CAP_* names (ground.capabilities)
+    state: tuple[str, ...] = ()  # writable directories that move with it, like /data
+    env: tuple[str, ...] = ()  # NAME=value, over a default PATH (ground.instance_env)
+    workdir: str = DEFAULT_WORKDIR
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> InstanceSpec:
-        data = json.loads(text)
-        data["args"] = tuple(data["args"])
-        return cls(**data)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceSpec:
+        """From its JSON form (lists for its tuples); fields it lacks take their defaults, so a
+        spec written before a field existed still reads."""
+        tuples = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
+        values: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ refused`).
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -98,8 +98,7 @@ class AgentClient:
 
     def spec(self, instance: str) -> InstanceSpec:
         data = self._call("GET", f"/v1/instances/{instance}")["spec"]
-        data["args"] = tuple(data["args"])
-        return InstanceSpec(**data)
+        return InstanceSpec.from_dict(data)
 
     def status(self, instance: str) -> str:
         """Its status at this site; 'absent' only when the agent says it holds no such
@@ -203,6 +202,6 @@ def _dump(data: dict[str, Any]) -> DumpInfo:
 
 
 def _spec(spec: InstanceSpec) -> dict[str, Any]:
-    data = asdict(spec)
-    data["args"] = list(spec.args)
+    """Its JSON body (lists for its tuples)."""
+    data: dict[str, Any] = json.loads(spec.to_json())
     return data

@@ -4,7 +4,9 @@ The orchestrator knows the scenario and one `Site` per MEC site; it deploys inst
 home site and migrates them with the engine, asking the controller (if any) for reservations and
 the traffic switch. Port numbers: at its home site an instance takes the port the topology model
 gave it; at any other site it takes GUEST_PORT_BASE + its index in the scenario, a port no link or
-declared host uses.
+declared host uses. An instance's `user` and `groups` are resolved here, against this host's
+/etc/passwd and /etc/group (ground.users; every site's instances see their host's /etc, which
+must agree), so that its spec carries numbers, the same at every site.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
+from ground.users import ROOT, Accounts, Identity, UnknownAccount
 from migration.engine import Migration, Plan
 from migration.network import ControllerLink
 from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
@@ -39,6 +42,10 @@ class NotServing(OrchestratorError):
     """The instance runs nowhere reachable, or already where it should go."""
 
 
+class UnknownAccountName(OrchestratorError):
+    """An instance's user or group that this host's /etc/passwd or /etc/group does not hold."""
+
+
 class SitesUnreachable(OrchestratorError):
     """Agents that do not answer, so where the instance runs cannot be told."""
 
@@ -52,12 +59,29 @@ class Orchestrator:
         sites: Mapping[str, Site],
         network: ControllerLink | None = None,
         dirty_tracking: bool = False,
+        accounts: Accounts | None = None,
     ) -> None:
         self.sc = scenario
         self.sites = dict(sites)
         self.network = network
         self.dirty_tracking = dirty_tracking
         self.model = topology_from_scenario(scenario)
+        self._accounts = accounts  # None: this host's /etc, read when an instance names a user
+
+    def identity(self, instance: str) -> Identity:
+        """The uid, gid and supplementary gids `instance` runs as (root unless it says)."""
+        inst = self.sc.instance(instance)
+        if inst.user is None and not inst.groups:
+            return ROOT
+        try:
+            if self._accounts is None:
+                self._accounts = Accounts.of_host()
+            return self._accounts.resolve(inst.user, inst.groups)
+        except (UnknownAccount, ValueError, OSError) as exc:
+            raise UnknownAccountName(
+                f"{instance}: {exc} (names are resolved against this host's /etc, which every "
+                "site's instances see as their own)"
+            ) from exc
 
     def port_at(self, instance: str, site: str) -> int:
         """The switch port `instance` takes at `site` (see the module docstring)."""
@@ -75,6 +99,7 @@ class Orchestrator:
         files = {
             f"{w}.py": str(workload_path(w)) for w in WORKLOADS if f"/data/{w}.py" in inst.command
         }
+        identity = self.identity(instance)
         return InstanceSpec(
             name=instance,
             args=inst.command,
@@ -84,6 +109,13 @@ class Orchestrator:
             port=self.port_at(instance, site),
             files=files,
             volume=inst.volume,
+            uid=identity.uid,
+            gid=identity.gid,
+            groups=identity.groups,
+            capabilities=inst.capabilities,
+            state=inst.state,
+            env=inst.env,
+            workdir=inst.workdir,
         )
 
     def site(self, name: str) -> Site:
