@@ -3,9 +3,20 @@
 A service container sees the host's /usr, /lib, /bin, /sbin and /etc read-only (no image to
 pull, the same files at every site), a tmpfs /tmp and /run for scratch (seed 004 saw restores
 fail when the root filesystem changed under a checkpoint: scratch never touches it), a
-per-instance writable /data that travels with the instance, and an optional volume. It runs in
-its own PID, mount, IPC and UTS namespaces and in a network namespace we create, so its IP and
-MAC stay when it moves.
+per-instance writable /data that travels with the instance, an optional volume, and its declared
+state directories (`/var/lib/postgresql`), each a writable bind of a directory of the instance's
+that travels like /data (ground.instance_fs says which paths may be one). Its root is an empty
+read-only directory of ours, holding the mount points (`rootfs_mountpoints`). It runs in its own
+PID, mount, IPC and UTS namespaces and in a network namespace we create, so its IP and MAC stay
+when it moves.
+
+Its process runs as the spec's uid, gid and supplementary gids, in its working directory, with
+its environment over a default PATH, and with the spec's capabilities as Docker and Podman give
+them: bounding, permitted and effective; inheritable and ambient empty. So a root service holds
+them, and a service started as another user holds none (the kernel clears them at execve), nor
+can it gain any: `noNewPrivileges` stays on (no setuid binaries, no file capabilities). Servers
+that bind a low port or change user start as root and drop to their own user themselves (nginx,
+PostgreSQL's postmaster does not: it starts as `postgres` and binds 5432).
 """
 
 from __future__ import annotations
@@ -14,11 +25,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ground.capabilities import DEFAULT_CAPABILITIES
+from ground.instance_env import process_env
+from ground.instance_fs import (
+    DATA_DIR,
+    HOST_DIRS_READ_ONLY,
+    KERNEL_DIRS,
+    SCRATCH_DIRS,
+    VOLUME_DIR,
+    under,
+)
+
+__all__ = [
+    "CRIU_CONFIG_ANNOTATION",
+    "DATA_DIR",
+    "HOST_DIRS_READ_ONLY",
+    "SCRATCH_DIRS",
+    "VOLUME_DIR",
+    "BundleSpec",
+    "config_json",
+    "rootfs_mountpoints",
+]
+
 CRIU_CONFIG_ANNOTATION = "org.criu.config"
-HOST_DIRS_READ_ONLY = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
-SCRATCH_DIRS = ("/tmp", "/run")
-DATA_DIR = "/data"
-VOLUME_DIR = "/volume"
 
 
 @dataclass(frozen=True)
@@ -32,16 +61,43 @@ class BundleSpec:
     criu_config_path: str
     cgroups_path: str
     volume_dir: str | None = None
-    env: Sequence[str] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    env: Sequence[str] = ()  # NAME=value, over the default PATH (ground.instance_env)
     cwd: str = DATA_DIR
     memory_limit_bytes: int | None = None
     extra_mounts: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    uid: int = 0
+    gid: int = 0
+    groups: Sequence[int] = ()
+    capabilities: Sequence[str] = DEFAULT_CAPABILITIES
+    # (host directory, path in the container) of each state directory, writable
+    state_mounts: Sequence[tuple[str, str]] = ()
 
 
 def _bind(src: str, dst: str, read_only: bool) -> dict[str, Any]:
     options = ["rbind", "nosuid", "nodev"]
     options.append("ro" if read_only else "rw")
     return {"destination": dst, "type": "bind", "source": src, "options": options}
+
+
+def _user(spec: BundleSpec) -> dict[str, Any]:
+    user: dict[str, Any] = {"uid": spec.uid, "gid": spec.gid}
+    if spec.groups:  # runc sets exactly these (it reads no /etc/group for numeric users)
+        user["additionalGids"] = list(spec.groups)
+    return user
+
+
+def _capabilities(caps: Sequence[str]) -> dict[str, list[str]]:
+    """Docker's and Podman's sets: inheritable empty (since CVE-2022-24769: it let a program
+    with inheritable file capabilities gain them at execve), ambient empty (a non-root process
+    gets nothing it did not have under Docker)."""
+    held = list(caps)
+    return {
+        "bounding": held,
+        "effective": list(held),
+        "permitted": list(held),
+        "inheritable": [],
+        "ambient": [],
+    }
 
 
 def config_json(spec: BundleSpec) -> dict[str, Any]:
@@ -81,6 +137,7 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
     mounts.append(_bind(spec.data_dir, DATA_DIR, False))
     if spec.volume_dir is not None:
         mounts.append(_bind(spec.volume_dir, VOLUME_DIR, False))
+    mounts += [_bind(src, dst, False) for src, dst in spec.state_mounts]
     mounts += list(spec.extra_mounts)
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if spec.memory_limit_bytes is not None:
@@ -89,10 +146,11 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": _user(spec),
             "args": list(spec.args),
-            "env": list(spec.env),
+            "env": list(process_env(spec.env)),
             "cwd": spec.cwd,
+            "capabilities": _capabilities(spec.capabilities),
             "noNewPrivileges": True,
         },
         "root": {"path": "rootfs", "readonly": True},
@@ -121,7 +179,12 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
     }
 
 
-def rootfs_mountpoints() -> list[str]:
-    """Directories the (empty) rootfs must hold so the mounts above have somewhere to go."""
-    points = [*HOST_DIRS_READ_ONLY, *SCRATCH_DIRS, DATA_DIR, VOLUME_DIR]
-    return [*points, "/proc", "/dev", "/sys"]
+def rootfs_mountpoints(state: Sequence[str] = (), workdir: str = DATA_DIR) -> list[str]:
+    """Directories the (empty, read-only) rootfs must hold: every mount's mount point (runc
+    could not make one in a read-only root at a restore; ours are made beforehand, the same at
+    every site), and the working directory when no mount holds it (runc would try to make it).
+    """
+    points = [*HOST_DIRS_READ_ONLY, *SCRATCH_DIRS, DATA_DIR, VOLUME_DIR, *KERNEL_DIRS, *state]
+    if workdir != "/" and not any(under(workdir, p) for p in points):
+        points.append(workdir)
+    return points

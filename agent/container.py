@@ -5,6 +5,8 @@ Layout under the site's directory, one folder per instance:
     <name>/bundle/         runc bundle (config.json, empty rootfs with mount points)
     <name>/xfer/data/      its writable /data           } what a migration moves: one directory,
     <name>/xfer/volume/    its data volume, if it has one } sent whole or as a delta
+    <name>/xfer/state/P    its state directory P (/var/lib/postgresql: xfer/state/var/lib/
+                           postgresql), owned by its user (agent.instance_dirs)
     <name>/xfer/images/    the last checkpoint's images }
     <name>/xfer/predump/N/ pre-dump round N's images (kernels with soft-dirty tracking), each
                            chained to round N-1 by CRIU's `parent` link; the final dump's
@@ -27,8 +29,15 @@ from agent.bundle import BundleSpec, config_json, rootfs_mountpoints
 from agent.criu_images import dump_run_id_of
 from agent.errors import InUse
 from agent.hold_script import hold_script
+from agent.instance_dirs import (
+    LayoutError,
+    make_mountpoints,
+    make_own_dir,
+    state_host_dir,
+)
 from agent.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
 from agent.runc import CheckpointOptions, Runc
+from ground.instance_fs import state_dirs, workdir
 from migration.site import InstanceSpec
 
 log = logging.getLogger(__name__)
@@ -139,12 +148,30 @@ class SiteContainers:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _places(self, spec: InstanceSpec) -> tuple[str, list[tuple[str, str]]]:
+        """Its working directory and (host directory, container path) of each state directory,
+        checked (ContainerError: a path that could leave the instance's directory, or that the
+        bundle cannot mount; the API refuses these before, an in-process caller gets this)."""
+        try:
+            cwd = workdir(spec.workdir)
+            state = state_dirs(spec.state)
+            xfer = self.xfer_dir(spec.name)
+            return cwd, [(str(state_host_dir(xfer, path)), path) for path in state]
+        except (LayoutError, ValueError) as exc:
+            raise ContainerError(f"site {self.site}: {spec.name}: {exc}") from None
+
     def _layout(self, spec: InstanceSpec, netns_path: str) -> Path:
+        """The instance's directory: its bundle, with the mount points of every mount in the
+        rootfs, and its writable directories (made owned by its user when new)."""
         d = self.dir(spec.name)
         bundle = d / "bundle"
-        for point in rootfs_mountpoints():
-            (bundle / "rootfs" / point.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        self.data_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        cwd, state_mounts = self._places(spec)
+        make_mountpoints(bundle / "rootfs", rootfs_mountpoints(spec.state, cwd))
+        own = [self.data_dir(spec.name)] + [Path(src) for src, _ in state_mounts]
+        if spec.volume:
+            own.append(self.xfer_dir(spec.name) / "volume")
+        for path in own:
+            make_own_dir(path, spec.uid, spec.gid)
         (d / "criu.conf").write_text("")
         bundle_spec = BundleSpec(
             name=spec.name,
@@ -155,9 +182,14 @@ class SiteContainers:
             cgroups_path=f"/mecmig/{self.site}/{spec.name}",
             memory_limit_bytes=spec.memory_bytes,
             volume_dir=str(self.xfer_dir(spec.name) / "volume") if spec.volume else None,
+            env=spec.env,
+            cwd=cwd,
+            uid=spec.uid,
+            gid=spec.gid,
+            groups=spec.groups,
+            capabilities=spec.capabilities,
+            state_mounts=state_mounts,
         )
-        if spec.volume:
-            (self.xfer_dir(spec.name) / "volume").mkdir(parents=True, exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(config_json(bundle_spec), indent=1))
         (d / "instance.json").write_text(spec.to_json())
         return bundle
@@ -166,6 +198,7 @@ class SiteContainers:
         """Plug the instance into the bridge and start it."""
         if self.runc.status(spec.name) != "absent":
             raise ContainerError(f"site {self.site}: instance {spec.name} already exists")
+        self._places(spec)  # refused before anything is made
         netns = self.net.create(self.plug(spec))
         bundle = self._layout(spec, netns)
         for target, source in spec.files.items():
@@ -274,6 +307,7 @@ class SiteContainers:
 
     def prepare_target(self, spec: InstanceSpec) -> None:
         """Destination side, before the dump: a locked netns plugged in but down, the bundle."""
+        self._places(spec)  # refused before anything is made or removed
         if self.dir(spec.name).exists():
             self._refuse_if_in_use(spec.name)
             self.destroy(spec.name)

@@ -19,6 +19,7 @@ from agent.bundle import (
     config_json,
     rootfs_mountpoints,
 )
+from ground.instance_env import DEFAULT_PATH
 
 SPEC = BundleSpec(
     name="counter",
@@ -51,9 +52,64 @@ def test_process() -> None:
     assert proc["terminal"] is False
     assert proc["args"] == list(SPEC.args) and isinstance(proc["args"], list)
     assert proc["cwd"] == DATA_DIR
-    assert proc["env"] == list(SPEC.env)
+    assert proc["env"] == [DEFAULT_PATH]
     assert proc["user"] == {"uid": 0, "gid": 0}
     assert proc["noNewPrivileges"] is True
+
+
+def test_default_capabilities_are_podmans_held_as_docker_holds_them() -> None:
+    caps = config_json(SPEC)["process"]["capabilities"]
+    podman = {
+        "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETFCAP",
+        "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }  # fmt: skip
+    assert {c.removeprefix("CAP_") for c in caps["bounding"]} == podman
+    assert caps["bounding"] == caps["effective"] == caps["permitted"]
+    assert caps["inheritable"] == [] and caps["ambient"] == []
+    assert "CAP_NET_RAW" not in caps["bounding"] and "CAP_SYS_ADMIN" not in caps["bounding"]
+
+
+def test_no_capabilities_is_an_empty_set_not_runcs_default() -> None:
+    caps = config_json(replace(SPEC, capabilities=()))["process"]["capabilities"]
+    assert caps == dict.fromkeys(
+        ("bounding", "effective", "permitted", "inheritable", "ambient"), []
+    )
+    given = config_json(replace(SPEC, capabilities=("CAP_NET_BIND_SERVICE",)))["process"]
+    assert given["capabilities"]["effective"] == ["CAP_NET_BIND_SERVICE"]
+    assert given["noNewPrivileges"] is True
+
+
+def test_user_groups_env_and_cwd() -> None:
+    spec = replace(
+        SPEC,
+        uid=105,
+        gid=111,
+        groups=(110, 4),
+        env=("PGDATA=/var/lib/postgresql/15/main", "LANG=C.UTF-8"),
+        cwd="/var/lib/postgresql",
+    )
+    proc = config_json(spec)["process"]
+    assert proc["user"] == {"uid": 105, "gid": 111, "additionalGids": [110, 4]}
+    assert proc["env"] == [DEFAULT_PATH, "PGDATA=/var/lib/postgresql/15/main", "LANG=C.UTF-8"]
+    assert proc["cwd"] == "/var/lib/postgresql"
+
+
+def test_a_path_given_replaces_the_default() -> None:
+    proc = config_json(replace(SPEC, env=("LANG=C", "PATH=/opt/bin")))["process"]
+    assert proc["env"] == ["LANG=C", "PATH=/opt/bin"]
+
+
+def test_state_dirs_are_writable_binds_of_the_instances_dirs() -> None:
+    state = (
+        ("/site/web/xfer/state/var/lib/nginx", "/var/lib/nginx"),
+        ("/site/web/xfer/state/var/log/nginx", "/var/log/nginx"),
+    )
+    mounts = mounts_by_destination(config_json(replace(SPEC, state_mounts=state)))
+    for src, dst in state:
+        m = mounts[dst]
+        assert (m["type"], m["source"]) == ("bind", src)
+        assert "rw" in m["options"] and "ro" not in m["options"]
+        assert {"nosuid", "nodev"} <= set(m["options"])
 
 
 def test_network_namespace_is_the_given_netns_path() -> None:
@@ -130,8 +186,10 @@ def test_memory_limit_only_when_given() -> None:
 
 
 def test_rootfs_mountpoints_cover_every_mount_destination() -> None:
-    points = rootfs_mountpoints()
-    cfg = config_json(replace(SPEC, volume_dir="/srv/vol"))
+    state = ("/var/lib/postgresql", "/var/run/postgresql")
+    points = rootfs_mountpoints(state)
+    mounts = tuple((f"/site/x/xfer/state{p}", p) for p in state)
+    cfg = config_json(replace(SPEC, volume_dir="/srv/vol", state_mounts=mounts))
     tmpfs = {m["destination"] for m in cfg["mounts"] if m["type"] == "tmpfs"}
     for m in cfg["mounts"]:
         dst = PurePosixPath(m["destination"])
@@ -140,3 +198,9 @@ def test_rootfs_mountpoints_cover_every_mount_destination() -> None:
         assert str(dst) in points or inside_tmpfs, dst
     assert all(p.startswith("/") for p in points)
     assert len(set(points)) == len(points)
+
+
+def test_a_workdir_no_mount_holds_gets_a_directory_in_the_rootfs() -> None:
+    assert "/srv/app" in rootfs_mountpoints(workdir="/srv/app")
+    for covered in ("/data", "/data/sub", "/usr/share/nginx", "/tmp", "/var/lib/pg", "/"):
+        assert rootfs_mountpoints(("/var/lib/pg",), covered) == rootfs_mountpoints(("/var/lib/pg",))
