@@ -14,9 +14,10 @@ Its process runs as the spec's uid, gid and supplementary gids, in its working d
 its environment over a default PATH, and with the spec's capabilities as Docker and Podman give
 them: bounding, permitted and effective; inheritable and ambient empty. So a root service holds
 them, and a service started as another user holds none (the kernel clears them at execve), nor
-can it gain any: `noNewPrivileges` stays on (no setuid binaries, no file capabilities). Servers
-that bind a low port or change user start as root and drop to their own user themselves (nginx,
-PostgreSQL's postmaster does not: it starts as `postgres` and binds 5432).
+can it gain any: `noNewPrivileges` stays on (no setuid binaries, no file capabilities). A server
+that binds a port below 1024 or changes user starts as root and drops to its own user itself
+(nginx: `user www-data;`); one that needs neither may start as its user (PostgreSQL: `user:
+postgres`, port 5432).
 """
 
 from __future__ import annotations
