@@ -12,24 +12,53 @@ from __future__ import annotations
 import logging
 import os
 import select
+import socket
 import time
 from dataclasses import dataclass
 
 from agent.container import ContainerError, SiteContainers
+from agent.orphans import Adopted
 from agent.runc import CheckpointOptions
 from ground.runner import Spawned, SubprocessRunner
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 120.0
+ABORT_WAIT_S = 10.0  # a cut page server resumes the tasks and ends within this
 
 
 @dataclass
 class LazyDump:
     """A source instance frozen and dumped without its pages, serving them until pulled."""
 
-    process: Spawned
+    process: Spawned | Adopted  # Adopted: left by a previous agent (agent.orphans)
     seconds: float
     log_since: int = 0  # runc's log offset when it started: later errors are this dump's
+    page_server: str | None = None  # "ADDR:PORT" it serves on
+
+
+def cut_page_server(page_server: str, timeout: float = 2.0) -> bool:
+    """Connect to a lazy dump's page server and hang up at once. CRIU (with our patch 0002)
+    takes a connection that ends without PS_IOV_CLOSE as a failed transfer: the frozen tasks
+    run on, their TCP sockets out of repair mode, the network lock lifted. Signals would
+    leave them mute. False if nothing listens there (the page server has a client already,
+    or has ended)."""
+    host, _, port = page_server.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def abort_lazy_dump(dump: LazyDump, wait_s: float = ABORT_WAIT_S) -> str:
+    """End a lazy dump before its pages have moved, the service running on at the source;
+    say how."""
+    if dump.page_server is not None and dump.process.alive():
+        cut_page_server(dump.page_server)
+        if dump.process.wait(wait_s) is not None:
+            return "page server ended: the service runs on"
+    dump.process.stop(timeout=5, group=True)  # runc's CRIU too: it holds the freeze
+    return "page server killed"
 
 
 def start_lazy_dump(
@@ -72,10 +101,10 @@ def start_lazy_dump(
     finally:
         os.close(read_fd)
     if status != b"\0":
-        proc.kill()
+        proc.kill(group=True)
         detail = c.runc.last_error(name, since) or proc.tail()
         raise ContainerError(f"site {c.site}: lazy dump of {name} failed: {detail}")
-    return LazyDump(proc, time.monotonic() - t0, since)
+    return LazyDump(proc, time.monotonic() - t0, since, page_server)
 
 
 def start_lazy_restore(
@@ -108,7 +137,7 @@ def start_lazy_restore(
         _wait_for_socket(work / "lazy-pages.socket", daemon)
         c.runc.restore(name, c.dir(name) / "bundle", c.images_dir(name), work, lazy_pages=True)
     except Exception:
-        daemon.kill()
+        daemon.kill(group=True)
         raise
     c.restored(name)
     return daemon

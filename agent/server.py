@@ -109,7 +109,7 @@ def build_agent(
         site,
         "available" if tracks else "not available (full dumps + delta)",
     )
-    return SiteService(
+    service = SiteService(
         containers,
         listen_ip,
         MIGRATION_PORT,
@@ -117,6 +117,8 @@ def build_agent(
         mem_dirty_track=tracks,
         files_from=files_from,
     )
+    service.adopt_orphans()  # a previous agent's post-copy processes, if it was killed
+    return service
 
 
 def listening_sockets(uds: Path | None, tcp: tuple[str, int] | None) -> list[socket.socket]:

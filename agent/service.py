@@ -24,8 +24,16 @@ from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.criu_images import ImageError
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
-from agent.lazy import LazyDump, start_lazy_dump, start_lazy_restore
+from agent.lazy import LazyDump, abort_lazy_dump, start_lazy_dump, start_lazy_restore
 from agent.netns import NetnsError
+from agent.orphans import (
+    PROC,
+    Adopted,
+    is_criu_dump_of,
+    is_lazy_daemon,
+    is_lazy_dump,
+    processes,
+)
 from agent.runc import CheckpointOptions, RuncError
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
 from ground.runner import Spawned, SubprocessRunner
@@ -97,12 +105,56 @@ class SiteService:
         self.receivers: dict[str, Receiver] = {}
         self.manifests: dict[str, Manifest] = {}
         self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
-        self.lazy_daemons: dict[str, Spawned] = {}  # destination side of post-copy
+        self.lazy_daemons: dict[str, Spawned | Adopted] = {}  # destination side of post-copy
         self.spawner = spawner or SubprocessRunner()
         self.lock = threading.Lock()  # one step at a time per site
         self.mem_dirty_track = mem_dirty_track  # `criu check --feature mem_dirty_track`
         # where a spec's files may be copied from (agent.files)
         self.files_from = tuple(files_from) if files_from is not None else allowed_dirs()
+
+    def adopt_orphans(self, proc: Path = PROC) -> list[str]:
+        """Take over the post-copy processes a previous agent of this site left running (see
+        agent.orphans); what was adopted, for the log. Of several left for one instance, the
+        newest is adopted and the others are ended."""
+        c = self.containers
+        found: list[str] = []
+        everything = list(processes(proc))
+        for name in c.instances():
+            if name in self.lazy_dumps or name in self.lazy_daemons:
+                continue
+            state = c.runc.state(name) or {}
+            task = int(state.get("pid") or 0)
+            criu_log = c.dir(name) / "work" / "lazy" / "dump.log"
+            runcs = [
+                Adopted(i, c.dir(name) / "lazy-dump.log", criu_log, proc)
+                for i in everything
+                if is_lazy_dump(i.argv, c.runc.root, name)
+            ]
+            # a CRIU whose runc has ended (one per process group: runc's CRIU is in its group)
+            criu_only = [
+                Adopted(i, c.dir(name) / "lazy-dump.log", criu_log, proc)
+                for i in everything
+                if task and is_criu_dump_of(i.argv, task)
+            ]
+            groups = {a.pgid for a in runcs}
+            old = runcs + [a for a in criu_only if a.pgid not in groups]
+            old.sort(key=lambda a: a.start)
+            for stale in old[:-1]:
+                stale.kill(group=True)
+            if old:
+                served = _page_server_of(old[-1].argv)
+                self.lazy_dumps[name] = LazyDump(old[-1], 0.0, c.runc.log_mark(name), served)
+                found.append(f"lazy dump of {name} (pid {old[-1].pid})")
+            images = c.images_dir(name).resolve()
+            for info in everything:
+                if is_lazy_daemon(info.argv, c.runc.criu, images):
+                    restore_log = c.dir(name) / "work" / "restore" / "lazy-pages.log"
+                    adopted = Adopted(info, c.dir(name) / "lazy-pages.out", restore_log, proc)
+                    self.lazy_daemons[name] = adopted
+                    found.append(f"lazy-pages daemon of {name} (pid {info.pid})")
+        for what in found:
+            log.warning("site %s: adopted the %s a previous agent left running", self.name, what)
+        return found
 
     # ------------------------------------------------------------------ errors
 
@@ -343,7 +395,7 @@ class SiteService:
             raise NotPending(f"site {self.name}: no lazy dump of {instance} in progress")
         code = dump.process.wait(WAIT_S)
         if code is None:
-            dump.process.kill()
+            dump.process.kill(group=True)
             raise StepFailed(f"site {self.name}: page server of {instance} still running")
         if code != 0:
             detail = self.containers.runc.last_error(instance, dump.log_since)
@@ -358,7 +410,7 @@ class SiteService:
         self._valid(instance)
         dump = self.lazy_dumps.pop(instance, None)
         if dump is not None:
-            dump.process.stop(timeout=5)
+            log.info("site %s: %s: %s", self.name, instance, abort_lazy_dump(dump))
 
     @_step("wait for the pages of")
     def finish_pages(self, instance: str) -> float:
@@ -366,11 +418,17 @@ class SiteService:
         self._valid(instance)
         daemon = self.lazy_daemons.pop(instance, None)
         if daemon is None:
+            # none started by this agent, nor adopted: it ended while no agent ran here (a
+            # restarted agent) and the service runs: its pages are in it, the images are not
+            # needed any more
+            if self.containers.status(instance) == "running":
+                self.containers.drop_predumps(instance)
+                self.containers.drop_images(instance)
             return 0.0
         t0 = time.monotonic()
         code = daemon.wait(WAIT_S)
         if code != 0:
-            daemon.kill()
+            daemon.kill(group=True)
             raise StepFailed(
                 f"site {self.name}: lazy pages of {instance} failed ({code}): {daemon.tail()}"
             )
@@ -411,5 +469,13 @@ class SiteService:
             dump = self.lazy_dumps.pop(instance, None)
             for proc in (daemon, dump.process if dump is not None else None):
                 if proc is not None:
-                    proc.kill()
+                    proc.kill(group=True)
             self.containers.destroy(instance)
+
+
+def _page_server_of(argv: tuple[str, ...]) -> str | None:
+    """The `--page-server ADDR:PORT` of a lazy dump's runc command line."""
+    try:
+        return argv[argv.index("--page-server") + 1]
+    except (ValueError, IndexError):
+        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -104,8 +105,16 @@ class Spawned:
         except subprocess.TimeoutExpired:
             return None
 
-    def kill(self) -> None:
-        """SIGKILL, and reap it."""
+    def _group(self, sig: signal.Signals) -> None:
+        """`sig` to its whole process group (it leads one: it was started in its own session),
+        the children it started included (runc's CRIU, say)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def kill(self, group: bool = False) -> None:
+        """SIGKILL (with `group`: to its process group too), and reap it."""
+        if group:
+            self._group(signal.SIGKILL)
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
@@ -117,17 +126,25 @@ class Spawned:
     def returncode(self) -> int | None:
         return self._proc.poll()
 
-    def stop(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGINT) -> int:
+    def stop(
+        self, timeout: float = 10.0, sig: signal.Signals = signal.SIGINT, group: bool = False
+    ) -> int:
         """`sig` (SIGINT: a clean shutdown), then SIGKILL if it does not end within `timeout`;
-        its exit code."""
+        its exit code. With `group`, both go to its process group, and what is left of the
+        group once it has ended is killed."""
         if self._proc.poll() is None:
-            self._proc.send_signal(sig)
+            if group:
+                self._group(sig)
+            else:
+                self._proc.send_signal(sig)
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop on %s; killing it", self.argv[0], sig.name)
                 self._proc.kill()
                 self._proc.wait()
+        if group:
+            self._group(signal.SIGKILL)
         return self._proc.returncode
 
     def stdout(self) -> str:

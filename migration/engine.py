@@ -342,7 +342,10 @@ class Migration:
         """After a post-copy restore: wait until every page has moved (the source then ends)."""
         p = self.plan
         with self.timeline.phase("pages") as ph:
-            ph.detail["seconds"] = p.destination.finish_pages(p.instance)
+            ph.detail["seconds"] = self._patiently(
+                "pages", lambda: p.destination.finish_pages(p.instance)
+            )
+            self.lazy_serving = False  # the destination has every page: the source may end
             try:
                 self._patiently("pages", lambda: p.source.finish_lazy_checkpoint(p.instance))
             except SiteRefused:
@@ -351,7 +354,6 @@ class Migration:
                 # its agent restarted and forgot the page server; the destination has said
                 # every page arrived, which is what this call would have confirmed
                 ph.detail["source_agent_restarted"] = True
-            self.lazy_serving = False
             tx = self._tx()
             if tx is not None and self._tx0 is not None:
                 ph.bytes = max(0, tx - self._tx0)  # the pages, as the source's agent sent them
@@ -449,7 +451,8 @@ class Migration:
         if not self.prepared:
             return  # the target there, if any, is not ours (another migration's, or a service)
         try:
-            self.plan.destination.destroy(self.plan.instance)
+            p = self.plan
+            self._patiently("wipe", lambda: p.destination.destroy(p.instance))
         except SiteUnreachable:
             # nothing to do now: its agent removes abandoned targets when it starts again
             log.warning(
@@ -458,12 +461,15 @@ class Migration:
 
     def _stop_page_server(self) -> None:
         if self.lazy_serving:
-            self.plan.source.abort_lazy_checkpoint(self.plan.instance)
+            # the page server keeps the service frozen: its agent (or the one that starts
+            # after it, adopting it) must end it
+            p = self.plan
+            self._patiently("abort pages", lambda: p.source.abort_lazy_checkpoint(p.instance))
             self.lazy_serving = False
 
     def _switch_back(self) -> None:
         if self.switched:
-            spec = self.plan.source.spec(self.plan.instance)
+            spec = self._patiently("spec", lambda: self.plan.source.spec(self.plan.instance))
             self.net.relocate(self.plan.instance, self.plan.source.name, spec.port)
 
     def _deliver_quietly(self) -> None:
@@ -562,6 +568,13 @@ class Migration:
             else (self.deliver_held, self.release, self.cleanup)
         )
         for step in steps:
+            if step == self.cleanup and self.lazy_serving:
+                # the pages did not all arrive (or nobody could say): the source's page server
+                # may still be what the destination's memory comes from; ending it would end
+                # the service. It stays, and the record says so.
+                log.warning("%s: source kept: its page server may still be serving", self.tag)
+                errors.append("cleanup: skipped: the source may still be serving pages")
+                continue
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - best effort after the point of no return

@@ -70,7 +70,7 @@ class _Process:
     def wait(self, timeout: float | None = None) -> int:
         return 0
 
-    def kill(self) -> None:
+    def kill(self, group: bool = False) -> None:
         return None
 
     def stop(self, timeout: float = 10.0, **_: Any) -> int:

@@ -723,6 +723,35 @@ def test_a_rollback_waits_for_the_source_agent_to_resume_the_service() -> None:
     assert record.metrics["unreachable_retries"] == 3
 
 
+def test_a_destination_agent_away_while_pages_move_is_waited_for() -> None:
+    w = make_world("postcopy", dst={"unreachable_at": "finish_pages", "unreachable_calls": 2})
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE, record.error
+    assert record.metrics["unreachable_retries"] == 2
+    assert INSTANCE not in w.src.instances
+
+
+def test_the_source_is_kept_while_nobody_can_say_every_page_arrived() -> None:
+    # the destination's agent never answers: its memory may still come from the source's
+    # page server, and destroying the source would end the service
+    w = make_world("postcopy", dst={"unreachable_at": "finish_pages", "unreachable_calls": 10**6})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None
+    assert "cleanup: skipped: the source may still be serving pages" in record.error
+    assert w.src.ops("destroy") == []
+    assert w.dst.instances[INSTANCE].status == "running"
+
+
+def test_the_source_goes_once_the_destination_has_every_page() -> None:
+    # the source's own confirmation fails, but the destination has said every page arrived
+    w = make_world("postcopy", src={"fail_at": "finish_lazy_checkpoint"})
+    record = w.migration().run()
+    assert record.outcome is Outcome.FAILED
+    assert record.error is not None and record.error.startswith("pull_pages: ")
+    assert INSTANCE not in w.src.instances
+
+
 def test_release_failure_after_point_of_no_return_still_cleans_up() -> None:
     w = make_world(net={"fail_at": {"release"}})
     record = w.migration().run()

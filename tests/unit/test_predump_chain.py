@@ -22,6 +22,8 @@ from ground.runner import Result
 from tests.unit.migration_fakes import make_spec
 from tests.unit.test_criu_images import inventory
 
+TASK_PID = 4000  # what runc's state says the container's first process is
+
 
 class FakeRuncRunner:
     """Answers runc's commands the way runc + CRIU would for the image directories."""
@@ -56,7 +58,8 @@ class FakeRuncRunner:
         if args[0] == "runc" and "state" in args:
             if not self.created:
                 return Result(tuple(args), 1, "", "container does not exist", 0.0)
-            return Result(tuple(args), 0, '{"status": "running"}', "", 0.0)
+            state = f'{{"status": "running", "pid": {TASK_PID}}}'
+            return Result(tuple(args), 0, state, "", 0.0)
         return Result(tuple(args), 0, "", "", 0.0)
 
     @staticmethod
