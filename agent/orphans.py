@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ground.runner import file_tail
+
 log = logging.getLogger(__name__)
 PROC = Path("/proc")
 POLL_S = 0.02
@@ -174,8 +176,4 @@ class Adopted:
         return code
 
     def tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, lines)

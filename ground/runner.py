@@ -52,6 +52,15 @@ class CommandError(Exception):
         )
 
 
+def file_tail(path: str | os.PathLike[str], lines: int = 20) -> str:
+    """The last `lines` lines of a log file ('' if it cannot be read)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def argv_list(argv: Sequence[str]) -> list[str]:
     """`argv` as a list; TypeError for a command line given as one string (or bytes): mecmig
     never goes through a shell, so a string would be one program name with spaces in it, and
@@ -159,11 +168,7 @@ class Spawned:
 
     def tail(self, lines: int = 20) -> str:
         """The end of its log, for error messages."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, lines)
 
 
 class Runner(Protocol):
