@@ -20,7 +20,7 @@ import logging
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.types import Scope
 
@@ -38,6 +38,7 @@ from agent.api_models import (
 )
 from agent.errors import SiteRequestError
 from agent.service import SiteService
+from agent.service_logs import DEFAULT_TAIL_LINES, MAX_TAIL_LINES
 from ground.token import TOKEN_HEADER, needs_token
 from ground.webapi import (
     ErrorBody,
@@ -173,6 +174,17 @@ def _router(s: SiteService) -> APIRouter:
         """Its spec and status; 404 if this site holds no instance of that name."""
         spec, status = s.describe(name)
         return {"spec": asdict(spec), "status": status}
+
+    @router.get("/instances/{name}/logs", responses=ON_INSTANCE)
+    def logs(
+        name: InstanceName,
+        lines: Annotated[
+            int, Query(ge=1, le=MAX_TAIL_LINES, description="how many of its last lines")
+        ] = DEFAULT_TAIL_LINES,
+    ) -> dict[str, list[str]]:
+        """The last lines it wrote on stdout and stderr (here, where it runs now: its log
+        moves with it); 404 if this site holds no instance of that name."""
+        return {"lines": s.logs(name, lines)}
 
     @router.post("/instances", status_code=201, responses=WITH_SPEC)
     def create(body: SpecBody) -> dict[str, str]:

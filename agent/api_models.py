@@ -25,6 +25,7 @@ from ground.instance_fs import (
 )
 from ground.instance_fs import MAX_PATH_CHARS as MAX_DIR_CHARS
 from ground.instance_fs import workdir as check_workdir
+from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
 from ground.users import MAX_GROUPS, MAX_ID
 from migration.site import InstanceSpec
 
@@ -112,6 +113,7 @@ EnvItem = Annotated[
 Dir = Annotated[str, Field(min_length=2, max_length=MAX_DIR_CHARS, pattern=PATH_PATTERN)]
 L4Port = Annotated[int, Field(ge=MIN_L4_PORT, le=MAX_L4_PORT)]
 Url = Annotated[str, Field(max_length=MAX_URL_CHARS, pattern=URL_PATTERN)]
+MAX_PORTS = 64  # an instance's declared TCP ports
 Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS, pattern=ARG_PATTERN)]
 FileName = Annotated[str, Field(min_length=1, max_length=128, pattern=FILE_NAME_PATTERN)]
 Source = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=SOURCE_PATTERN)]
@@ -181,6 +183,22 @@ class SpecBody(_Body):
     workdir: Annotated[
         str, Field(max_length=MAX_DIR_CHARS, pattern=WORKDIR_PATTERN), AfterValidator(check_workdir)
     ] = DEFAULT_WORKDIR
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default=[],
+        max_length=MAX_PORTS,
+        description="TCP ports that must accept connections before it counts as started",
+    )
+    health: list[Arg] = Field(
+        default=[],
+        max_length=MAX_HEALTH_ARGS,
+        description="a command run inside it that must exit 0 before it counts as started",
+    )
+    start_timeout_s: float = Field(
+        default=DEFAULT_START_TIMEOUT_S,
+        ge=1,
+        le=MAX_START_TIMEOUT_S,
+        description="how long creating it waits for it to be healthy",
+    )
 
     @field_validator("capabilities")
     @classmethod

@@ -17,11 +17,13 @@ Layout under the site's directory, one folder per instance:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from agent.instance_dirs import (
 )
 from agent.netns import DUMP_LOCK_OPTION, ContainerNetwork, Plug
 from agent.runc import CheckpointOptions, Runc
+from agent.service_logs import ServiceLogs, tail
 from ground.instance_fs import state_dirs, workdir
 from migration.site import InstanceSpec
 
@@ -56,6 +59,7 @@ CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION
 # 10 memcached pre-copy hops). Images dumped so are refused by a restore (CRIU wants
 # --tcp-close there), never restored half-right.
 CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\n"
+FAILED_START_LINES = 20  # of its log, in the error of a service that did not start
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 # a pending target untouched this long is abandoned (its migration's engine is gone): a new
 # target may replace it; a younger one belongs to a migration in flight (touch_target)
@@ -84,12 +88,30 @@ class ContainerError(Exception):
 class SiteContainers:
     """The containers of one site (its runc root, its bridge, its directory)."""
 
-    def __init__(self, site: str, root: Path, bridge: str, runc: Runc, net: ContainerNetwork):
+    def __init__(
+        self,
+        site: str,
+        root: Path,
+        bridge: str,
+        runc: Runc,
+        net: ContainerNetwork,
+        logs: ServiceLogs | None = None,
+    ):
         self.site = site
         self.root = root
         self.bridge = bridge
         self.runc = runc
         self.net = net
+        self.logs = logs  # None: the services' stdout and stderr go to /dev/null
+
+    @contextlib.contextmanager
+    def output(self, name: str) -> Iterator[tuple[int, int] | None]:
+        """The stdout and stderr a `runc run`/`runc restore` of `name` hands its process."""
+        if self.logs is None:
+            yield None
+            return
+        with self.logs.output(name, self.dir(name), self.xfer_dir(name)) as fds:
+            yield fds
 
     # ------------------------------------------------------------------ paths
 
@@ -203,7 +225,8 @@ class SiteContainers:
         bundle = self._layout(spec, netns)
         for target, source in spec.files.items():
             shutil.copyfile(source, self.data_dir(spec.name) / target)
-        self.runc.run(spec.name, bundle)
+        with self.output(spec.name) as out:
+            self.runc.run(spec.name, bundle, out)
         log.info(
             "site %s: started %s (%s on %s:%d)",
             self.site,
@@ -216,9 +239,21 @@ class SiteContainers:
     def status(self, name: str) -> str:
         return self.runc.status(name)
 
+    def remove_failed_start(self, name: str, lines: int = FAILED_START_LINES) -> list[str]:
+        """Remove an instance that did not start; the last lines it wrote (read once its
+        process is gone and its log sink has written everything)."""
+        self.runc.delete(name)
+        if self.logs is not None:
+            self.logs.stop(name)
+        said = tail(self.xfer_dir(name), lines)
+        self.destroy(name)
+        return said
+
     def destroy(self, name: str) -> None:
         """Stop and remove everything of the instance at this site; no error if absent."""
         self.runc.delete(name)
+        if self.logs is not None:
+            self.logs.stop(name)
         try:
             spec = self.spec(name)
         except ContainerError:
@@ -350,7 +385,10 @@ class SiteContainers:
         network-unlock step, before the restored tasks run (see `restored`)."""
         self.ready_to_restore(name)
         work = self.dir(name) / "work" / "restore"
-        self.runc.restore(name, self.dir(name) / "bundle", self.images_dir(name), work)
+        with self.output(name) as out:
+            self.runc.restore(
+                name, self.dir(name) / "bundle", self.images_dir(name), work, output=out
+            )
         self.restored(name)
         # restored: the memory is in the process now (if the restore raised, the images are
         # still the only copy of the state, and stay)
@@ -412,7 +450,8 @@ class SiteContainers:
         self.runc.delete(name)
         self.net.unlock(self.plug(spec))
         self.net.set_link(self.plug(spec), True)
-        self.runc.run(name, self.dir(name) / "bundle")
+        with self.output(name) as out:
+            self.runc.run(name, self.dir(name) / "bundle", out)
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
 
     def collect_abandoned_targets(self) -> list[str]:

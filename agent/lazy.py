@@ -135,7 +135,9 @@ def start_lazy_restore(
     c.ready_to_restore(name)
     try:
         _wait_for_socket(work / "lazy-pages.socket", daemon)
-        c.runc.restore(name, c.dir(name) / "bundle", c.images_dir(name), work, lazy_pages=True)
+        with c.output(name) as out:
+            bundle = c.dir(name) / "bundle"
+            c.runc.restore(name, bundle, c.images_dir(name), work, lazy_pages=True, output=out)
     except Exception:
         daemon.kill(group=True)
         raise

@@ -72,11 +72,15 @@ class Runc:
         args: list[str],
         detached: bool = False,
         timeout: float = 120.0,
+        output: tuple[int, int] | None = None,
     ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         since = self.log_mark(container)
+        kw: dict[str, Any] = {"output_fds": output} if output is not None else {}
         try:
-            self.runner.run(self._argv(container, *args), detached_stdio=detached, timeout=timeout)
+            self.runner.run(
+                self._argv(container, *args), detached_stdio=detached, timeout=timeout, **kw
+            )
         except CommandError as exc:
             raise RuncError(op, container, self.last_error(container, since) or str(exc)) from exc
 
@@ -108,11 +112,11 @@ class Runc:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def run(self, container: str, bundle: Path) -> None:
-        """Create and start `container` from `bundle`, detached."""
-        self._run(
-            "run", container, ["run", "--detach", "--bundle", str(bundle), container], detached=True
-        )
+    def run(self, container: str, bundle: Path, output: tuple[int, int] | None = None) -> None:
+        """Create and start `container` from `bundle`, detached; `output`: its stdout and
+        stderr (else /dev/null)."""
+        args = ["run", "--detach", "--bundle", str(bundle), container]
+        self._run("run", container, args, detached=True, output=output)
 
     def state(self, container: str) -> dict[str, Any] | None:
         """runc's state of the container (status, pid, ...), or None if it does not exist."""
@@ -126,6 +130,18 @@ class Runc:
         """'running', 'paused', 'stopped', 'created' or 'absent'."""
         st = self.state(container)
         return "absent" if st is None else str(st.get("status"))
+
+    def exec(self, container: str, argv: list[str], timeout: float = 10.0) -> str:
+        """Run `argv` inside the running `container` (its user, namespaces, environment) and
+        wait for it; its output. RuncError with the command's output if it fails."""
+        full = self._argv(container, "exec", container, *argv)
+        try:
+            result = self.runner.run(full, timeout=timeout)
+        except CommandError as exc:
+            code = "timed out" if exc.returncode is None else f"exit {exc.returncode}"
+            said = exc.stderr.strip()[-500:]
+            raise RuncError("exec", container, f"{code}{': ' + said if said else ''}") from exc
+        return result.stdout
 
     def kill(self, container: str, signal: str = "KILL") -> None:
         self._run("kill", container, ["kill", container, signal])
@@ -187,8 +203,11 @@ class Runc:
         *,
         tcp_established: bool = True,
         lazy_pages: bool = False,
+        output: tuple[int, int] | None = None,
     ) -> None:
-        """Restore `container` from `image`, detached, with `bundle`'s config (its netns)."""
+        """Restore `container` from `image`, detached, with `bundle`'s config (its netns);
+        `output`: the restored process's stdout and stderr, in place of the pipes it had when
+        it was dumped (runc maps them: --inherit-fd)."""
         work.mkdir(parents=True, exist_ok=True)
         args = [
             "restore",
@@ -204,4 +223,4 @@ class Runc:
             args.append("--tcp-established")
         if lazy_pages:
             args.append("--lazy-pages")
-        self._run("restore", container, [*args, container], detached=True)
+        self._run("restore", container, [*args, container], detached=True, output=output)

@@ -22,6 +22,7 @@ from agent.container import SiteContainers
 from agent.netns import ContainerNetwork
 from agent.runc import Runc
 from agent.service import SiteService
+from agent.service_logs import ServiceLogs
 from ground.defaults import MIGRATION_PORT
 from ground.paths import RUN_DIR, criu_binary
 from ground.runner import Runner, SubprocessRunner
@@ -99,7 +100,7 @@ def build_agent(
     check_bridge(runner, site, bridge, root_netns_pid)
     runc = Runc(runner, RUN_DIR / "runc" / f"{sc.name}-{site}", criu_binary(), root / "logs")
     net = ContainerNetwork(runner, root_netns_pid, site)
-    containers = SiteContainers(site, root, bridge, runc, net)
+    containers = SiteContainers(site, root, bridge, runc, net, ServiceLogs(runner))
     containers.collect_abandoned_targets()
     # soft-dirty tracking decides whether iterative pre-dumps are possible on this kernel
     check = runner.run([str(criu_binary()), "check", "--feature", "mem_dirty_track"], check=False)

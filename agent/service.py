@@ -24,6 +24,7 @@ from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.criu_images import ImageError
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
+from agent.health import Check, Unhealthy, wait_healthy
 from agent.lazy import LazyDump, abort_lazy_dump, start_lazy_dump, start_lazy_restore
 from agent.netns import NetnsError
 from agent.orphans import (
@@ -35,6 +36,7 @@ from agent.orphans import (
     processes,
 )
 from agent.runc import CheckpointOptions, RuncError
+from agent.service_logs import DEFAULT_TAIL_LINES, tail
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
 from ground.runner import Spawned, SubprocessRunner
 from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
@@ -252,9 +254,28 @@ class SiteService:
 
     @_step("create")
     def create(self, spec: InstanceSpec) -> None:
+        """Start `spec` and wait until it is healthy (agent.health); if it is not, remove it
+        and say why, with the last lines it wrote."""
         spec = self._checked(spec, copies=True)
         with self.lock:
             self.containers.create(spec)
+        check = Check(spec.name, spec.ports, spec.health, spec.start_timeout_s)
+        try:
+            took = wait_healthy(self.containers.runc, check)
+        except Unhealthy as exc:
+            with self.lock:
+                lines = self.containers.remove_failed_start(spec.name)
+            said = "\n".join(f"  | {line}" for line in lines) or "  (it wrote nothing)"
+            raise StepFailed(
+                f"site {self.name}: {spec.name} did not start: {exc}; removed. Its last "
+                f"lines:\n{said}"
+            ) from exc
+        log.info("site %s: %s healthy after %.2f s", self.name, spec.name, took)
+
+    def logs(self, instance: str, lines: int = DEFAULT_TAIL_LINES) -> list[str]:
+        """The last `lines` lines `instance` wrote on stdout and stderr."""
+        self._known(instance)
+        return tail(self.containers.xfer_dir(instance), lines)
 
     @_step("prepare the target of")
     def prepare_target(self, spec: InstanceSpec) -> None:

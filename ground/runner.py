@@ -184,6 +184,7 @@ class Runner(Protocol):
         netns_pid: int | None = None,
         env: Mapping[str, str] | None = None,
         detached_stdio: bool = False,
+        output_fds: tuple[int, int] | None = None,
     ) -> Result: ...
 
     def spawn(
@@ -210,23 +211,23 @@ class SubprocessRunner:
         netns_pid: int | None = None,
         env: Mapping[str, str] | None = None,
         detached_stdio: bool = False,
+        output_fds: tuple[int, int] | None = None,
     ) -> Result:
         """Run `argv`; raise CommandError on failure when `check` (the default).
 
         `detached_stdio`: stdin/stdout/stderr are /dev/null, for commands that leave a process
         behind holding them (`runc run -d`): with pipes we would wait for that process to end.
+        `output_fds` (with `detached_stdio`): its stdout and stderr are these descriptors
+        instead (what a detached container writes goes there: agent.service_logs).
         """
         full = argv_list(argv)
         if netns_pid is not None:
             full = ["nsenter", "-t", str(netns_pid), "-n", "--", *full]
         start = time.monotonic()
         try:
+            out, err = output_fds or (subprocess.DEVNULL, subprocess.DEVNULL)
             stdio: dict[str, Any] = (
-                {
-                    "stdin": subprocess.DEVNULL,
-                    "stdout": subprocess.DEVNULL,
-                    "stderr": subprocess.DEVNULL,
-                }
+                {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": err}
                 if detached_stdio
                 else {"input": input, "capture_output": True}
             )

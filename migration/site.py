@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ground.capabilities import DEFAULT_CAPABILITIES
 from ground.instance_fs import DEFAULT_WORKDIR
+from ground.instance_health import DEFAULT_START_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class InstanceSpec:
     state: tuple[str, ...] = ()  # writable directories that move with it, like /data
     env: tuple[str, ...] = ()  # NAME=value, over a default PATH (ground.instance_env)
     workdir: str = DEFAULT_WORKDIR
+    # started when its process runs, these TCP ports accept connections and `health` (run
+    # inside it) exits 0, within `start_timeout_s` (ground.instance_health)
+    ports: tuple[int, ...] = ()
+    health: tuple[str, ...] = ()
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -21,6 +21,7 @@ from ground.defaults import AGENT_PORT
 from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteUnreachable
 
 _ERRNO = re.compile(r"^\[Errno -?\d+\] ")
+DEFAULT_TIMEOUT_S = 600.0  # a step may take that long (a dump, a transfer, a start)
 
 
 class AgentClient:
@@ -35,7 +36,7 @@ class AgentClient:
         uds: str | None = None,
         url: str | None = None,
         token: str | None = None,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TIMEOUT_S,
         http: httpx.Client | None = None,
     ) -> None:
         self.name = name
@@ -50,12 +51,20 @@ class AgentClient:
             self._http = httpx.Client(base_url=base, transport=transport, timeout=timeout)
 
     @classmethod
-    def at(cls, name: str, address: str, endpoint: str, *, token: str | None = None) -> AgentClient:
+    def at(
+        cls,
+        name: str,
+        address: str,
+        endpoint: str,
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> AgentClient:
         """The agent at `endpoint`: `unix:/path/to.sock` or `http://HOST:PORT` (checked by
         topology.scenario.SiteSpec.agent_endpoint)."""
         if endpoint.startswith("unix:"):
-            return cls(name, address, uds=endpoint[len("unix:") :], token=token)
-        return cls(name, address, url=endpoint, token=token)
+            return cls(name, address, uds=endpoint[len("unix:") :], token=token, timeout=timeout)
+        return cls(name, address, url=endpoint, token=token, timeout=timeout)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
@@ -107,6 +116,11 @@ class AgentClient:
             return str(self._call("GET", f"/v1/instances/{instance}")["status"])
         except UnknownInstance:
             return "absent"
+
+    def logs(self, instance: str, lines: int = 100) -> list[str]:
+        """The last `lines` lines `instance` wrote (UnknownInstance if it is not here)."""
+        data = self._call("GET", f"/v1/instances/{instance}/logs?lines={int(lines)}")
+        return [str(line) for line in data["lines"]]
 
     def create(self, spec: InstanceSpec) -> None:
         self._call("POST", "/v1/instances", _spec(spec))

@@ -116,6 +116,9 @@ class Orchestrator:
             state=inst.state,
             env=inst.env,
             workdir=inst.workdir,
+            ports=inst.ports,
+            health=inst.health,
+            start_timeout_s=inst.start_timeout,
         )
 
     def site(self, name: str) -> Site:

@@ -32,6 +32,7 @@ from ground.defaults import AGENT_PORT
 from ground.instance_env import env_items
 from ground.instance_fs import DEFAULT_WORKDIR, MAX_STATE_DIRS, state_dirs
 from ground.instance_fs import workdir as check_workdir
+from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
 from ground.units import parse_rate, parse_size
 from ground.users import MAX_GROUPS, group_spec, user_spec
 
@@ -188,6 +189,13 @@ class InstanceSpec(_Model):
     state: tuple[str, ...] = Field(default=(), max_length=MAX_STATE_DIRS)
     env: Annotated[tuple[str, ...], BeforeValidator(_env)] = ()
     workdir: Annotated[str, AfterValidator(check_workdir)] = DEFAULT_WORKDIR
+    # when it counts as started (deploy waits for it): its process runs, every port in
+    # `ports` accepts TCP connections, and `health` (a command run inside it) exits 0
+    health: tuple[str, ...] = Field(default=(), max_length=MAX_HEALTH_ARGS)
+    start_timeout: float = Field(
+        default=DEFAULT_START_TIMEOUT_S, ge=1, le=MAX_START_TIMEOUT_S,
+        description="seconds deploy waits for it to be healthy",
+    )  # fmt: skip
 
     @field_validator("capabilities")
     @classmethod
@@ -207,7 +215,7 @@ class InstanceSpec(_Model):
     def _state(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return state_dirs(value)
 
-    @field_validator("command", mode="before")
+    @field_validator("command", "health", mode="before")
     @classmethod
     def _split_command(cls, value: Any) -> Any:
         if isinstance(value, str):

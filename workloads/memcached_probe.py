@@ -1,4 +1,5 @@
-"""Client-side downtime probe for a memcached instance: one connection, a request every 5 ms.
+"""Client-side downtime probe for a memcached (or Redis: ``--protocol redis``) instance: one
+connection, a request every 5 ms.
 
 A request/response service stalls its client differently from memhog's pipelined PINGs: with
 one request outstanding at a time (``--mode rr``, the default, as most clients are written), a
@@ -48,6 +49,25 @@ DEFAULT_STALL_TIMEOUT_MS = 60_000.0
 DEFAULT_CONNECT_TIMEOUT_MS = 2_000.0
 DEFAULT_DRAIN_MS = 500.0
 MODES = ("rr", "pipelined")
+
+
+@dataclass(frozen=True)
+class CounterProtocol:
+    """How to set a counter to 0 and increment it: memcached's text protocol, or Redis's."""
+
+    init: bytes  # %s: the key
+    init_reply: bytes
+    incr: bytes
+    reply_prefix: bytes  # before the counter's digits in a reply line
+
+
+HTTP = b"HTTP/1.1 "  # reply_prefix of the HTTP "counter" (see MemcachedProbe._http_reply)
+PROTOCOLS = {
+    "memcached": CounterProtocol(b"set %s 0 0 1\r\n0\r\n", b"STORED\r\n", b"incr %s 1\r\n", b""),
+    "redis": CounterProtocol(b"SET %s 0\r\n", b"+OK\r\n", b"INCR %s\r\n", b":"),
+    # a keep-alive GET of /: no state on the server side to count; the replies are counted
+    "http": CounterProtocol(b"", b"", b"GET / HTTP/1.1\r\nHost: mecmig\r\n\r\n", HTTP),
+}
 MAX_OUTSTANDING = 10_000
 _NS_PER_MS = NS_PER_MS
 
@@ -127,6 +147,7 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         stall_timeout_ms: float = DEFAULT_STALL_TIMEOUT_MS,
         connect_timeout_ms: float = DEFAULT_CONNECT_TIMEOUT_MS,
         drain_ms: float = DEFAULT_DRAIN_MS,
+        protocol: str = "memcached",
     ) -> None:
         if interval_ms <= 0:
             raise ValueError("interval_ms must be > 0")
@@ -137,6 +158,9 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         self.port = port
         self.interval_ms = interval_ms
         self.mode = mode
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}")
+        self.protocol = PROTOCOLS[protocol]
         self.key = (key or f"mecmig:probe:{os.getpid()}:{time.monotonic_ns()}").encode()
         if len(self.key) > 250 or any(c <= 32 or c == 127 for c in self.key):
             raise ValueError("a memcached key is at most 250 printable characters, no spaces")
@@ -148,6 +172,7 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         self._inbuf = bytearray()
         self._connections = 0
         self._connect_failures = 0
+        self._http_count = 0
 
     thread_name = "memcached-probe"
 
@@ -203,15 +228,15 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
             return False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._connections == 0:  # the counter starts at 0 (a reconnect continues it)
-                sock.sendall(b"set %s 0 0 1\r\n0\r\n" % self.key)
+            if self._connections == 0 and self.protocol.init:  # the counter starts at 0
+                sock.sendall(self.protocol.init % self.key)
                 reply = b""
                 while not reply.endswith(b"\r\n"):
                     chunk = sock.recv(64)
                     if not chunk:
                         raise OSError("connection closed")
                     reply += chunk
-                if reply != b"STORED\r\n":
+                if reply != self.protocol.init_reply:
                     raise OSError(f"set {self.key.decode()}: {reply!r}")
         except OSError:
             sock.close()
@@ -228,7 +253,8 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         assert self._sock is not None
         req = Request(len(self.requests), time.monotonic_ns())
         try:
-            sent = self._sock.send(b"incr %s 1\r\n" % self.key)
+            incr = self.protocol.incr
+            sent = self._sock.send(incr % self.key if b"%s" in incr else incr)
         except (BlockingIOError, InterruptedError):
             return  # send buffer full (a long freeze, pipelined): skip this one
         except OSError as exc:
@@ -252,19 +278,47 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
             raise Broken
         now = time.monotonic_ns()
         self._inbuf += data
-        while True:
-            end = self._inbuf.find(b"\r\n")
-            if end < 0:
-                break
-            line = bytes(self._inbuf[:end])
-            del self._inbuf[: end + 2]
+        while (value := self._reply()) is not None:
             if not self._pending:
                 continue  # an answer to nothing: ignore
             req = self._pending.popleft()
-            if not line.isdigit():  # ERROR, NOT_FOUND (the key is gone), SERVER_ERROR ...
-                raise Broken
             req.reply_ns = now
-            req.value = int(line)
+            req.value = value
+
+    def _reply(self) -> int | None:
+        """The next complete reply's counter, taken off the input (None: none complete yet)."""
+        if self.protocol.reply_prefix == HTTP:
+            return self._http_reply()
+        end = self._inbuf.find(b"\r\n")
+        if end < 0:
+            return None
+        line = bytes(self._inbuf[:end])
+        del self._inbuf[: end + 2]
+        prefix = self.protocol.reply_prefix
+        digits = line[len(prefix) :] if line.startswith(prefix) else b""
+        if not digits.isdigit():  # ERROR, NOT_FOUND (the key is gone), SERVER_ERROR ...
+            raise Broken
+        return int(digits)
+
+    def _http_reply(self) -> int | None:
+        """An HTTP/1.1 response (any status; its body by Content-Length); its counter is how
+        many responses this connection has had (the server has no counter to show)."""
+        end = self._inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = bytes(self._inbuf[:end]).split(b"\r\n")
+        if not head[0].startswith(b"HTTP/1.1 "):
+            raise Broken
+        length = 0
+        for h in head[1:]:
+            name, _, value = h.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        if len(self._inbuf) < end + 4 + length:
+            return None
+        del self._inbuf[: end + 4 + length]
+        self._http_count += 1
+        return self._http_count
 
     # -- the result --------------------------------------------------------------------------
 
@@ -371,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=float, default=DEFAULT_INTERVAL_MS)
     parser.add_argument("--mode", choices=MODES, default="rr")
     parser.add_argument(
+        "--protocol", choices=sorted(PROTOCOLS), default="memcached",
+        help="the counter's server: memcached (incr), Redis (INCR), or any HTTP/1.1 server (GET /, "
+        "replies counted)",
+    )  # fmt: skip
+    parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds; 0 = until SIGINT/SIGTERM"
     )
     parser.add_argument("--gap-ms", type=float, default=None, help="report silences above this")
@@ -397,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gap_ms=args.gap_ms,
         stall_timeout_ms=args.stall_timeout_ms,
         connect_timeout_ms=args.connect_timeout_ms,
+        protocol=args.protocol,
     ).start()
     done.wait(args.duration if args.duration > 0 else None)
     result = probe.stop()

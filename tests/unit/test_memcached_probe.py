@@ -121,7 +121,13 @@ class FakeMemcached:
                     return
                 self.go.wait()
                 words = line.split()
-                if words[0] == b"set":
+                if words[0] == b"SET":  # Redis (inline commands)
+                    self.values[words[1]] = int(words[2])
+                    conn.sendall(b"+OK\r\n")
+                elif words[0] == b"INCR" and words[1] in self.values:
+                    self.values[words[1]] += 1
+                    conn.sendall(b":%d\r\n" % self.values[words[1]])
+                elif words[0] == b"set":
                     data = reader.readline()
                     self.values[words[1]] = int(data)
                     conn.sendall(b"STORED\r\n")
@@ -157,6 +163,47 @@ def test_one_connection_through_a_stall(server: FakeMemcached, mode: str) -> Non
         assert r.sent == r.replies
     else:
         assert r.sent == r.replies  # every pipelined request was answered after the stall
+
+
+def test_a_redis_counter_is_probed_the_same_way(server: FakeMemcached) -> None:
+    probe = MemcachedProbe("127.0.0.1", server.port, 5.0, protocol="redis").start()
+    time.sleep(0.2)
+    r = probe.stop()
+    assert r.same_connection and r.counter_consistent and r.failures == 0
+    assert r.replies > 10 and r.last_value == r.replies
+    assert list(server.values.values()) == [r.replies]
+    with pytest.raises(ValueError, match="protocol"):
+        MemcachedProbe("h", 1, protocol="gopher")
+
+
+def test_an_http_server_is_probed_with_keep_alive_gets() -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+        wbufsize = 1 << 16  # the response in one write (flushed after each request)
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = b"<h1>404</h1>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        probe = MemcachedProbe("127.0.0.1", httpd.server_address[1], 5.0, protocol="http")
+        probe.start()
+        time.sleep(0.2)
+        r = probe.stop()
+    finally:
+        httpd.shutdown()
+    assert r.same_connection and r.counter_consistent and r.failures == 0
+    assert r.replies > 10 and r.last_value == r.replies
 
 
 def test_cli_prints_json(server: FakeMemcached, capsys: pytest.CaptureFixture[str]) -> None:
