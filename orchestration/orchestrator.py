@@ -22,6 +22,8 @@ from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
 from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
 from orchestration.ids import new_migration_id
+from orchestration.placement import InstanceStatus, LastMigration, Placement, StopReport
+from topology.scenario import InstanceSpec as ScenarioInstance
 from topology.scenario import Scenario
 from topology.world import topology_from_scenario
 from workloads import WORKLOADS, workload_path
@@ -47,7 +49,17 @@ class UnknownAccountName(OrchestratorError):
 
 
 class SitesUnreachable(OrchestratorError):
-    """Agents that do not answer, so where the instance runs cannot be told."""
+    """Agents that do not answer, so where the instance runs cannot be told. `everywhere`: not
+    one site's agent answered (the environment is not ready, rather than one site down)."""
+
+    def __init__(self, message: str, *, everywhere: bool = False) -> None:
+        super().__init__(message)
+        self.everywhere = everywhere
+
+
+class AlreadyDeployed(OrchestratorError):
+    """The instance runs at a site already, or a site holds a copy of it: deploying it again
+    would make two (the message says where, and in what state)."""
 
 
 class Orchestrator:
@@ -142,13 +154,73 @@ class Orchestrator:
             )
         return None
 
+    def instance(self, name: str) -> ScenarioInstance:
+        """The scenario's instance called `name` (UnknownName, listing them, if none)."""
+        try:
+            return self.sc.instance(name)
+        except KeyError as exc:
+            known = ", ".join(i.name for i in self.sc.instances)
+            raise UnknownName(
+                f"{exc.args[0]} in scenario {self.sc.name} (instances: {known})"
+            ) from exc
+
+    def placement(self, instance: str, down: dict[str, str] | None = None) -> Placement:
+        """What every site holds of `instance`. `down`: sites found unreachable so far, not
+        asked again (those found now are added): one timeout per dead agent, not per instance."""
+        self.instance(instance)
+        down = {} if down is None else down
+        at: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for name, site in self.sites.items():
+            if name in down:
+                errors[name] = down[name]
+                continue
+            try:
+                at[name] = site.status(instance)
+            except SiteUnreachable as exc:
+                errors[name] = down[name] = str(exc)
+            except SiteError as exc:  # it answered, but not the question (a wrong token...)
+                errors[name] = str(exc)
+        return Placement(instance, at, errors)
+
+    def status(self, last: Mapping[str, LastMigration] | None = None) -> list[InstanceStatus]:
+        """Every scenario instance: home, where it is, and its entry in `last` (the last
+        migration of it that the caller knows of)."""
+        down: dict[str, str] = {}
+        return [
+            InstanceStatus(i.name, i.site, self.placement(i.name, down), (last or {}).get(i.name))
+            for i in self.sc.instances
+        ]
+
     def deploy(self, instance: str, site: str | None = None) -> str:
-        """Start `instance` at `site` (default: its home site in the scenario)."""
-        site = site or self.sc.instance(instance).site
-        self.site(site).create(self.spec_at(instance, site))
+        """Start `instance` at `site` (default: its home site in the scenario). Refused, before
+        any site acts, if a site holds it already (AlreadyDeployed) or cannot say whether it
+        does (SitesUnreachable): a second copy would answer at the same address."""
+        site = site or self.instance(instance).site
+        target = self.site(site)
+        _refuse_second_copy(self.placement(instance))
+        target.create(self.spec_at(instance, site))
         if self.network is not None:  # the controller may still have it where it last ran
             self.network.relocate(instance, site, self.port_at(instance, site))
         return site
+
+    def stop(self, instance: str) -> StopReport:
+        """Remove `instance` from every site (running, stopped, or what a migration left):
+        the report says where something was, and which sites could not remove it or be asked."""
+        placed = self.placement(instance)
+        removed: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for name, site in self.sites.items():
+            if name in placed.errors:
+                continue
+            try:
+                site.destroy(instance)
+            except SiteError as exc:
+                failed[name] = str(exc)
+                continue
+            if name in placed.present:
+                removed[name] = placed.present[name]
+        return StopReport(instance, removed, failed, dict(placed.errors))
 
     def plan_migration(
         self,
@@ -242,3 +314,24 @@ class Orchestrator:
                 site.destroy(instance)
             except SiteError as exc:
                 log.warning("site %s: %s", name, exc)
+
+
+def _refuse_second_copy(placed: Placement) -> None:
+    """AlreadyDeployed if a site holds `placed.instance`, SitesUnreachable if one cannot say."""
+    name = placed.instance
+    if placed.running:
+        raise AlreadyDeployed(
+            f"{name} already runs at {', '.join(placed.running)}: stop it first, or migrate it"
+        )
+    if placed.present:
+        where = ", ".join(f"{status} at {site}" for site, status in placed.present.items())
+        raise AlreadyDeployed(
+            f"{name} is {where} (left by a failed start or migration, or a migration in "
+            "progress): stop it first, which removes it"
+        )
+    if placed.errors:
+        raise SitesUnreachable(
+            f"{name} is not deployed: whether it runs elsewhere cannot be told; "
+            + "; ".join(placed.errors.values()),
+            everywhere=not placed.at,
+        )
