@@ -20,7 +20,10 @@ from topology.scenario import NAME_PATTERN as SCENARIO_NAME_PATTERN
 StrategyName = Enum("StrategyName", {name: name for name in STRATEGY_NAMES}, type=str)  # type: ignore[misc]
 HoldMode = Enum("HoldMode", {name: name for name in HOLD_MODES}, type=str)  # type: ignore[misc]
 # instances and sites are the scenario's, named by its rule (1-9 lowercase letters and digits)
-Name = Annotated[str, Field(min_length=1, max_length=9, pattern=SCENARIO_NAME_PATTERN)]
+MAX_NAME_LENGTH = 9
+Name = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=SCENARIO_NAME_PATTERN)
+]
 MAX_BUDGET_MS = 3_600_000.0
 # a migration id (`mig-20261130-213455-3fa2c1b80e`), bounded loosely: an unknown one is a 404
 MAX_MIGRATION_ID_LENGTH = 64

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -59,14 +60,34 @@ class MigrationService:
         self.orch = Orchestrator(scenario, sites, network)
         self._lock = threading.Lock()
         self._records: dict[str, MigrationRecord] = {}
-        self._busy: set[str] = set()
+        self._busy: dict[str, str] = {}  # instance -> what is being done to it
+
+    def claim(self, instance: str, doing: str) -> None:
+        """Mark `instance` busy `doing` ("migrated", "deployed", "stopped"); Conflict if it is
+        busy already. `release` ends the claim."""
+        with self._lock:
+            if instance in self._busy:
+                raise Conflict(
+                    f"{instance} is already being {self._busy[instance]}", instance=instance
+                )
+            self._busy[instance] = doing
+
+    def release(self, instance: str) -> None:
+        with self._lock:
+            self._busy.pop(instance, None)
+
+    @contextmanager
+    def claimed(self, instance: str, doing: str) -> Iterator[None]:
+        """`instance` claimed for the duration of the block (see `claim`)."""
+        self.claim(instance, doing)
+        try:
+            yield
+        finally:
+            self.release(instance)
 
     def start(self, req: MigrationRequest) -> MigrationView:
         """Check and start a migration; the view is returned at once and the record fills in."""
-        with self._lock:
-            if req.instance in self._busy:
-                raise Conflict(f"{req.instance} is already being migrated", instance=req.instance)
-            self._busy.add(req.instance)
+        self.claim(req.instance, "migrated")
         try:
             mig = self.orch.plan_migration(
                 req.instance,
@@ -77,9 +98,8 @@ class MigrationService:
                 hold=req.hold.value,
             )
         except BaseException as exc:
-            with self._lock:
-                self._busy.discard(req.instance)
-            raise _api_error(exc) from exc
+            self.release(req.instance)
+            raise api_error(exc) from exc
         with self._lock:
             self._records[mig.record.id] = mig.record
         threading.Thread(
@@ -95,8 +115,7 @@ class MigrationService:
         except Exception:  # noqa: BLE001 - a thread's last line: log it, keep the service
             log.exception("%s: migration failed unexpectedly", mig.record.id)
         finally:
-            with self._lock:
-                self._busy.discard(mig.plan.instance)
+            self.release(mig.plan.instance)
 
     def get(self, mid: str) -> MigrationView:
         with self._lock:
@@ -111,7 +130,7 @@ class MigrationService:
         return [_view(r) for r in records]
 
 
-def _api_error(exc: BaseException) -> Exception:
+def api_error(exc: BaseException) -> Exception:
     if isinstance(exc, UnknownName):
         return NotFound(str(exc))
     if isinstance(exc, SitesUnreachable):
@@ -190,9 +209,10 @@ def migrations_router(service: MigrationService) -> APIRouter:
 
 
 def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRouter:
-    """The controller extension (controller.extensions): `/v1/migrations` over the scenario's
-    site agents (at their `agent:` endpoints, else the local Unix sockets), with the facade as
-    the engine's controller link. The agents' token, if any, is read from the file named by
+    """The controller extension (controller.extensions): `/v1/migrations`, and the instances'
+    status, deploy and stop (orchestration.instances_api), over the scenario's site agents (at
+    their `agent:` endpoints, else the local Unix sockets), with the facade as the engine's
+    controller link. The agents' token, if any, is read from the file named by
     MECMIG_AGENT_TOKEN_FILE (`mecmig controller --agent-token-file`); a bad file stops the
     start-up with its reason. A controller with a token of its own
     (MECMIG_CONTROLLER_TOKEN_FILE) gives the source agents' CRIU no URL to ask for the hold
@@ -200,8 +220,12 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     import os
 
     from ground.token import AGENT_TOKEN_ENV, CONTROLLER_TOKEN_ENV, token_from_env
+    from orchestration.instances_api import InstanceService, instances_router  # it imports us
 
     sites = site_clients(scenario, token=token_from_env(AGENT_TOKEN_ENV))
     hold_url = None if os.environ.get(CONTROLLER_TOKEN_ENV) else rest_url
     service = MigrationService(scenario, FacadeLink(northbound, hold_url), sites)
-    return migrations_router(service)
+    router = APIRouter()
+    router.include_router(migrations_router(service))
+    router.include_router(instances_router(InstanceService(service)))
+    return router
