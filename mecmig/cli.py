@@ -15,6 +15,12 @@ from pathlib import Path
 from rich.console import Console
 
 from ground import defaults
+from mecmig.instances_args import (
+    INSTANCE_COMMANDS,
+    add_controller_options,
+    add_instance_parsers,
+    add_site_options,
+)
 from migration.strategies import HOLD_MODES, STRATEGIES
 from topology.scenario import ScenarioError, load_scenario
 
@@ -240,34 +246,11 @@ def _parser() -> argparse.ArgumentParser:
         default=f"{defaults.MIGRATION_RATE_BPS // 1_000_000}Mbit",
         help="reservation asked for the copy rounds (default %(default)s)",
     )
-    p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
-    p.add_argument(
-        "--controller", default=defaults.CONTROLLER_URL, help="controller REST URL (%(default)s)"
-    )
-    p.add_argument("--no-controller", action="store_true", help="no reservation, no switch")
-    p.add_argument(
-        "--agent",
-        action="append",
-        default=[],
-        metavar="SITE=URL",
-        help="where SITE's agent answers: http://HOST:PORT or unix:/path/to.sock (repeatable; "
-        "default: the scenario's agent: for the site, else the local Unix socket)",
-    )
-    p.add_argument(
-        "--agent-token-file",
-        type=Path,
-        metavar="PATH",
-        help="the agents' shared token (a file of mode 600), sent to every agent",
-    )
-    p.add_argument(
-        "--controller-token-file",
-        type=Path,
-        metavar="PATH",
-        help="the controller's token (a file of mode 600), for a controller started with "
-        "--token-file (default: the file MECMIG_CONTROLLER_TOKEN_FILE names, if set)",
-    )
+    add_site_options(p, DEFAULT_SCENARIO)
+    add_controller_options(p, "no reservation, no switch")
     _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
+    add_instance_parsers(sub, DEFAULT_SCENARIO)
 
     sub.add_parser(
         "cleanup",
@@ -540,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.migrate_cli import migrate_command
 
             return migrate_command(args, console)
+        if args.command in INSTANCE_COMMANDS:
+            from mecmig.instances_cli import instance_command
+
+            return instance_command(args, console)
         if args.command == "cleanup":
             return _cleanup()
         if args.command == "bench":

@@ -18,17 +18,15 @@ from agent.server import (
     parse_listen,
     serve_agent,
 )
-from controller.client import ControllerClient
 from ground.paths import agent_socket, site_root
 from ground.token import TokenFileError, read_token_file
 from ground.units import fmt_bytes, parse_rate
+from mecmig.site_access import AccessError, agent_sites, controller_client
 from migration.engine import MigrationError
-from migration.network import ControllerLink
 from migration.site import SiteError
 from migration.timeline import MigrationRecord, PhaseRecord
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator, OrchestratorError
-from orchestration.sites import EndpointError, parse_agent_flags, site_clients
 from topology.scenario import Scenario, load_scenario
 
 EXIT_USAGE = 2  # as mecmig.cli's: the command line (or what it names) is wrong
@@ -114,19 +112,13 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         elif event == "point_of_no_return":
             console.print(f"  {rec.id} point of no return passed", style="dim")
 
-    network: ControllerLink | None = None
     try:
-        endpoints = parse_agent_flags(args.agent, sc)
-        token = read_token_file(args.agent_token_file) if args.agent_token_file else None
-        if not args.no_controller:
-            given = args.controller_token_file
-            network = RestControllerLink(
-                ControllerClient(args.controller, token=read_token_file(given) if given else None)
-            )
-    except (EndpointError, TokenFileError) as exc:
+        sites = agent_sites(args, sc)
+        client = controller_client(args)
+    except AccessError as exc:
         err_console.print(f"mecmig migrate: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
-    orch = Orchestrator(sc, site_clients(sc, endpoints, token), network)
+    orch = Orchestrator(sc, sites, RestControllerLink(client) if client else None)
     try:
         record = orch.migrate(
             args.instance,

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ground.paths import agent_socket
-from orchestration.agent_client import AgentClient
+from orchestration.agent_client import DEFAULT_TIMEOUT_S, AgentClient
 from topology.scenario import Scenario, SiteSpec
 
 NO_ENDPOINTS: Mapping[str, str] = MappingProxyType({})
@@ -61,13 +61,21 @@ def agent_endpoint(sc: Scenario, site: str, endpoints: Mapping[str, str] = NO_EN
 
 
 def site_clients(
-    sc: Scenario, endpoints: Mapping[str, str] = NO_ENDPOINTS, token: str | None = None
+    sc: Scenario,
+    endpoints: Mapping[str, str] = NO_ENDPOINTS,
+    token: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> dict[str, AgentClient]:
-    """One client per site, at its agent's endpoint, sending `token` if given."""
+    """One client per site, at its agent's endpoint, sending `token` if given; a request that
+    gets no answer within `timeout` seconds finds its agent unreachable."""
     chosen = checked_endpoints(endpoints, sc)
     return {
         s.name: AgentClient.at(
-            s.name, str(s.agent_ip), agent_endpoint(sc, s.name, chosen), token=token
+            s.name,
+            str(s.agent_ip),
+            agent_endpoint(sc, s.name, chosen),
+            token=token,
+            timeout=timeout,
         )
         for s in sc.sites
     }
