@@ -55,6 +55,12 @@ def _finished_round(rel: str) -> bool:
     return rel.startswith(f"{PREDUMPS}/")
 
 
+def _written_before_send(rel: str) -> bool:
+    """CRIU's images (of the final dump and of the rounds) are complete before a send starts,
+    and nothing writes them while it runs; the service's own files may change meanwhile."""
+    return rel.startswith((f"{PREDUMPS}/", "images/"))
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -362,6 +368,7 @@ class SiteService:
             port,
             previous=previous,
             immutable=_finished_round,
+            settled=_written_before_send,
         )
         self.manifests[instance] = manifest
         return _send_info(stats)

@@ -62,6 +62,7 @@ def send_dir(
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 30.0,
     immutable: Callable[[str], bool] | None = None,
+    settled: Callable[[str], bool] | None = None,
 ) -> tuple[TransferStats, Manifest]:
     """Send the tree under `src_dir` to a `Receiver` at host:port; return stats and manifest.
 
@@ -70,6 +71,9 @@ def send_dir(
     aborts the transfer and propagates. Receiver or network failures raise `TransferError`.
     `immutable(rel)` names files whose content never changes once written (CRIU pre-dump
     images): in delta mode such a file with its previous size and mtime is not read again.
+    `settled(rel)` names files nothing writes while they are sent (checkpoint images): they go
+    zero-copy (sendfile) while a worker hashes them; any other file is read once, hashed and
+    sent as read, since the service may be writing it during a live round.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
@@ -107,9 +111,11 @@ def send_dir(
                                 blocks, digest = s.unchanged(h, prev)
                             else:
                                 blocks, digest = s.patch(path, h, prev, buf)
-                        else:
+                        elif settled is not None and settled(rel):  # zero-copy
                             job = pool.submit(wire.hash_file, path, st.st_size, block_size, cancel)
                             blocks, digest = s.whole(path, h, job)
+                        else:  # it may change while it is sent: one pass, sent as hashed
+                            blocks, digest = s.whole_read(path, h, buf)
                         entries[rel] = wire.entry_from_stat(st, blocks=blocks, digest=digest)
                 s.phase, s.file = "commit", ""
                 s.frame({"t": "done"})

@@ -351,6 +351,23 @@ class FrameSender:
         self.frame({"t": "sum", "digest": digest.hex()})
         return blocks, digest
 
+    def whole_read(self, path: Path, h: dict[str, Any], buf: memoryview) -> Digests:
+        """One read pass: hash each block and send it. For a file the service may be writing
+        while a live round sends it (a database's WAL, a log): what is hashed is what was
+        sent, so the receiver's check holds; the final round, frozen, sends it settled."""
+        size, bs, blocks = h["size"], len(buf), []
+        self.frame({"t": "file", **h})
+        with open(path, "rb", buffering=0) as f:
+            for off in range(0, size, bs):
+                view = buf[: min(bs, size - off)]
+                read_exact(f, view)
+                blocks.append(block_digest(view))
+                self.sock.sendall(view)
+                self.sent(len(view))
+        digest = file_digest(size, blocks)
+        self.frame({"t": "sum", "digest": digest.hex()})
+        return tuple(blocks), digest
+
     def unchanged(self, h: dict[str, Any], prev: FileEntry) -> Digests:
         """A file known not to have changed: a patch without blocks, nothing read."""
         self.frame({"t": "patch", **h, "base_size": prev.size})
