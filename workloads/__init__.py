@@ -11,7 +11,10 @@ the migration code copies the file into the instance's /data and runs
 - ``httpstream``: an HTTP/1.1 server on ``--port`` (default 8080) with ``/stream?bytes=N&rate=R``
   (a deterministic body paced to R bytes/s), ``/counter``, ``/stats`` and ``/health``.
 
-Both accept ``--ready-file PATH`` (written as ``"<pid> <port>"`` once listening) and
+- ``pgserver``: Debian's PostgreSQL with its stock configuration, its cluster made on first
+  start in the instance's state directory /var/lib/postgresql (run it as user postgres).
+
+The first two accept ``--ready-file PATH`` (written as ``"<pid> <port>"`` once listening) and
 ``--port 0`` (a free port).
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORKLOADS = ("memhog", "httpstream")
+WORKLOADS = ("memhog", "httpstream", "pgserver")
 
 
 def workload_path(name: str) -> Path:

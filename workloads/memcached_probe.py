@@ -34,6 +34,7 @@ import selectors
 import signal
 import socket
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -61,12 +62,15 @@ class CounterProtocol:
     reply_prefix: bytes  # before the counter's digits in a reply line
 
 
+PG = b"PG"  # reply_prefix of PostgreSQL (see MemcachedProbe._pg_*)
 HTTP = b"HTTP/1.1 "  # reply_prefix of the HTTP "counter" (see MemcachedProbe._http_reply)
 PROTOCOLS = {
     "memcached": CounterProtocol(b"set %s 0 0 1\r\n0\r\n", b"STORED\r\n", b"incr %s 1\r\n", b""),
     "redis": CounterProtocol(b"SET %s 0\r\n", b"+OK\r\n", b"INCR %s\r\n", b":"),
     # a keep-alive GET of /: no state on the server side to count; the replies are counted
     "http": CounterProtocol(b"", b"", b"GET / HTTP/1.1\r\nHost: mecmig\r\n\r\n", HTTP),
+    # PostgreSQL's simple-query protocol, trust authentication: SELECT nextval() of a sequence
+    "postgres": CounterProtocol(b"", b"", b"", PG),
 }
 MAX_OUTSTANDING = 10_000
 _NS_PER_MS = NS_PER_MS
@@ -228,7 +232,9 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
             return False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._connections == 0 and self.protocol.init:  # the counter starts at 0
+            if self.protocol.reply_prefix == PG:
+                self._pg_start(sock)
+            elif self._connections == 0 and self.protocol.init:  # the counter starts at 0
                 sock.sendall(self.protocol.init % self.key)
                 reply = b""
                 while not reply.endswith(b"\r\n"):
@@ -254,6 +260,8 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         req = Request(len(self.requests), time.monotonic_ns())
         try:
             incr = self.protocol.incr
+            if self.protocol.reply_prefix == PG:
+                incr = _pg_query(f"SELECT nextval('{self._pg_sequence}')")
             sent = self._sock.send(incr % self.key if b"%s" in incr else incr)
         except (BlockingIOError, InterruptedError):
             return  # send buffer full (a long freeze, pipelined): skip this one
@@ -289,6 +297,8 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         """The next complete reply's counter, taken off the input (None: none complete yet)."""
         if self.protocol.reply_prefix == HTTP:
             return self._http_reply()
+        if self.protocol.reply_prefix == PG:
+            return self._pg_reply()
         end = self._inbuf.find(b"\r\n")
         if end < 0:
             return None
@@ -299,6 +309,62 @@ class MemcachedProbe(ProbeThread[MemcachedProbeResult]):
         if not digits.isdigit():  # ERROR, NOT_FOUND (the key is gone), SERVER_ERROR ...
             raise Broken
         return int(digits)
+
+    @property
+    def _pg_sequence(self) -> str:
+        return "mecmig_" + "".join(c if c.isalnum() else "_" for c in self.key.decode())
+
+    def _pg_start(self, sock: socket.socket) -> None:
+        """Start-up (user and database postgres, trust) and, on the first connection, the
+        sequence the probe counts with; OSError if the server refuses."""
+        body = b"user\0postgres\0database\0postgres\0\0"
+        sock.sendall(struct.pack("!ii", 8 + len(body), 196608) + body)
+        self._pg_wait(sock)
+        if self._connections == 0:
+            sock.sendall(_pg_query(f"CREATE SEQUENCE {self._pg_sequence}"))
+            self._pg_wait(sock)
+
+    def _pg_wait(self, sock: socket.socket) -> None:
+        """Read messages until ReadyForQuery; OSError on an error or an authentication we do
+        not speak."""
+        buf = b""
+        while True:
+            while len(buf) < 5 or len(buf) < 1 + struct.unpack("!i", buf[1:5])[0]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed")
+                buf += chunk
+            kind, length = buf[:1], struct.unpack("!i", buf[1:5])[0]
+            payload, buf = buf[5 : 1 + length], buf[1 + length :]
+            if kind == b"E":
+                raise OSError(f"postgres: {payload!r}")
+            if kind == b"R" and struct.unpack("!i", payload[:4])[0] != 0:
+                raise OSError("postgres wants a password (trust expected)")
+            if kind == b"Z":
+                return
+
+    def _pg_reply(self) -> int | None:
+        """A query's messages up to ReadyForQuery; its first row's first column."""
+        pos, value = 0, None
+        while True:
+            if len(self._inbuf) < pos + 5:
+                return None
+            kind = bytes(self._inbuf[pos : pos + 1])
+            length = struct.unpack("!i", self._inbuf[pos + 1 : pos + 5])[0]
+            if len(self._inbuf) < pos + 1 + length:
+                return None
+            payload = bytes(self._inbuf[pos + 5 : pos + 1 + length])
+            pos += 1 + length
+            if kind == b"E":
+                raise Broken
+            if kind == b"D" and value is None:  # DataRow: int16 columns, int32 size, bytes
+                size = struct.unpack("!i", payload[2:6])[0]
+                value = int(payload[6 : 6 + size])
+            if kind == b"Z":
+                del self._inbuf[:pos]
+                if value is None:
+                    raise Broken
+                return value
 
     def _http_reply(self) -> int | None:
         """An HTTP/1.1 response (any status; its body by Content-Length); its counter is how
@@ -415,6 +481,12 @@ def _summary(r: MemcachedProbeResult) -> str:
     )
 
 
+def _pg_query(sql: str) -> bytes:
+    """A simple-query message."""
+    body = sql.encode() + b"\0"
+    return b"Q" + struct.pack("!i", 4 + len(body)) + body
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workloads.memcached_probe",
@@ -426,8 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="rr")
     parser.add_argument(
         "--protocol", choices=sorted(PROTOCOLS), default="memcached",
-        help="the counter's server: memcached (incr), Redis (INCR), or any HTTP/1.1 server (GET /, "
-        "replies counted)",
+        help="the counter's server: memcached (incr), Redis (INCR), PostgreSQL (nextval of a "
+        "sequence, trust), or any HTTP/1.1 server (GET /, replies counted)",
     )  # fmt: skip
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds; 0 = until SIGINT/SIGTERM"

@@ -206,6 +206,52 @@ def test_an_http_server_is_probed_with_keep_alive_gets() -> None:
     assert r.replies > 10 and r.last_value == r.replies
 
 
+def test_a_postgres_sequence_is_probed_over_the_simple_query_protocol() -> None:
+    import struct
+
+    def msg(kind: bytes, payload: bytes) -> bytes:
+        return kind + struct.pack("!i", 4 + len(payload)) + payload
+
+    ready = msg(b"Z", b"I")
+    queries: list[bytes] = []
+
+    def serve(sock: socket.socket) -> None:
+        conn, _ = sock.accept()
+        with conn:
+            n = struct.unpack("!i", conn.recv(4))[0]
+            conn.recv(n - 4)  # the start-up message
+            conn.sendall(msg(b"R", struct.pack("!i", 0)) + msg(b"S", b"a\0b\0") + ready)
+            value = 0
+            buf = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 5 and len(buf) >= 1 + struct.unpack("!i", buf[1:5])[0]:
+                    n = struct.unpack("!i", buf[1:5])[0]
+                    sql, buf = buf[5 : 1 + n].rstrip(b"\0"), buf[1 + n :]
+                    queries.append(sql)
+                    if sql.startswith(b"SELECT nextval"):
+                        value += 1
+                        text = str(value).encode()
+                        row = msg(b"D", struct.pack("!hi", 1, len(text)) + text)
+                        conn.sendall(msg(b"T", b"\0\1") + row + msg(b"C", b"SELECT 1\0") + ready)
+                    else:
+                        conn.sendall(msg(b"C", b"CREATE SEQUENCE\0") + ready)
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        threading.Thread(target=serve, args=(sock,), daemon=True).start()
+        probe = MemcachedProbe("127.0.0.1", sock.getsockname()[1], 5.0, protocol="postgres")
+        probe.start()
+        time.sleep(0.2)
+        r = probe.stop()
+    assert r.same_connection and r.counter_consistent and r.failures == 0
+    assert r.replies > 10 and r.last_value == r.replies
+    assert queries[0].startswith(b"CREATE SEQUENCE mecmig_")
+    assert queries[1].startswith(b"SELECT nextval('mecmig_")
+
+
 def test_cli_prints_json(server: FakeMemcached, capsys: pytest.CaptureFixture[str]) -> None:
     code = memcached_probe.main(["127.0.0.1", str(server.port), "--duration", "0.2", "--json"])
     doc = json.loads(capsys.readouterr().out)
