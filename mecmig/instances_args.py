@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ground import defaults
 
-INSTANCE_COMMANDS = ("deploy", "status", "stop")
+INSTANCE_COMMANDS = ("deploy", "status", "logs", "stop")
 
 
 def add_site_options(p: argparse.ArgumentParser, default_scenario: Path) -> None:
@@ -93,6 +93,22 @@ def add_instance_parsers(
     p.add_argument("--json", action="store_true", help="print JSON (as GET /v1/status) instead")
     add_site_options(p, default_scenario)
     add_controller_options(p, "do not ask the controller for the last migrations")
+
+    p = sub.add_parser(
+        "logs",
+        help="the last lines an instance wrote, read where it runs now",
+        description="Print the last lines INSTANCE wrote on its stdout and stderr, read from "
+        "its site's agent at the site where it runs now (its log moves with it when it "
+        "migrates; a site keeps 1 MiB of it plus one older MiB). Servers that log to files of "
+        "their own (nginx's /var/log/nginx) keep them in their state directories. Exit 0, 1 an "
+        "unknown name or it runs nowhere, 2 bad command line, 3 no agent answers.",
+    )
+    p.add_argument("instance", metavar="INSTANCE")
+    p.add_argument(
+        "-n", "--lines", type=int, default=100, choices=range(1, 10_001), metavar="N",
+        help="how many of its last lines (1-10000, default 100)",
+    )  # fmt: skip
+    add_site_options(p, default_scenario)
 
     p = sub.add_parser(
         "stop",

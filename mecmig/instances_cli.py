@@ -1,6 +1,6 @@
-"""`mecmig deploy`, `mecmig status` and `mecmig stop` (their options: mecmig.instances_args): the
-scenario's instances through the sites' agents, reached as `mecmig migrate` reaches them
-(mecmig.site_access).
+"""`mecmig deploy`, `mecmig status`, `mecmig logs` and `mecmig stop` (their options:
+mecmig.instances_args): the scenario's instances through the sites' agents, reached as
+`mecmig migrate` reaches them (mecmig.site_access).
 
 `status` asks each agent with a short timeout (an agent that does not answer is named, and not
 asked again for the next instance); the last migrations come from the controller's
@@ -40,12 +40,14 @@ def instance_command(args: argparse.Namespace, console: Console) -> int:
     timeout = STATUS_TIMEOUT_S if args.command == "status" else DEFAULT_TIMEOUT_S
     try:
         sites = agent_sites(args, sc, timeout)
-        client = controller_client(args) if args.command != "stop" else None
+        client = controller_client(args) if args.command in ("deploy", "status") else None
     except AccessError as exc:
         err_console.print(f"mecmig {args.command}: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     if args.command == "status":
         return _status(console, Orchestrator(sc, sites), client, args.json)
+    if args.command == "logs":
+        return _logs(console, Orchestrator(sc, sites), args.instance, args.lines)
     names: list[str] = args.instances or [i.name for i in sc.instances]
     unknown = [n for n in names if n not in {i.name for i in sc.instances}]
     if unknown:
@@ -154,6 +156,24 @@ def _last_migrations(
     except ControllerClientError as exc:
         return None, f"the controller at {client.base_url} did not say: {exc}"
     return last_migrations(records), f"the controller at {client.base_url}"
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+def _logs(console: Console, orch: Orchestrator, instance: str, lines: int) -> int:
+    try:
+        site, said = orch.logs(instance, lines)
+    except SitesUnreachable as exc:
+        _error(str(exc))
+        return EXIT_ENVIRONMENT if exc.everywhere else EXIT_FAILED
+    except (OrchestratorError, SiteError) as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    err_console.print(f"{instance} at {site}: its last {len(said)} lines", highlight=False)
+    for line in said:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------ stop

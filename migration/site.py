@@ -173,6 +173,10 @@ class Site(Protocol):
 
     def destroy(self, instance: str) -> None: ...
 
+    def logs(self, instance: str, lines: int = 100) -> list[str]:
+        """The last `lines` lines it wrote on stdout and stderr, where it runs."""
+        ...
+
     def cpu_jiffies(self) -> tuple[int, int]: ...
 
     def tx_bytes(self) -> int:

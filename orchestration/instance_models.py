@@ -86,3 +86,14 @@ class StopView(BaseModel):
     @classmethod
     def of(cls, report: StopReport) -> StopView:
         return cls(name=report.instance, removed=dict(report.removed))
+
+
+MAX_LOG_LINES = 10_000  # as the agents' own bound
+
+
+class LogsView(BaseModel):
+    """The last lines an instance wrote on stdout and stderr, and where it runs."""
+
+    instance: str
+    site: str = Field(description="where it runs now, where the lines were read")
+    lines: list[str]

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from controller.api_models import ApiError, NotFound
 from controller.rest import API_PREFIX, ERRORS
 from migration.site import SiteError, SiteRefused, SiteUnreachable
 from orchestration.api_models import MAX_NAME_LENGTH
-from orchestration.instance_models import DeployRequest, InstanceStatusView, StopView
-from orchestration.orchestrator import OrchestratorError, UnknownName
+from orchestration.instance_models import (
+    MAX_LOG_LINES,
+    DeployRequest,
+    InstanceStatusView,
+    LogsView,
+    StopView,
+)
+from orchestration.orchestrator import NotServing, OrchestratorError, UnknownName
 from orchestration.placement import InstanceStatus, LastMigration, StopReport, last_migrations
 from orchestration.service import UNAVAILABLE, MigrationService, Unavailable, api_error
 from topology.scenario import NAME_PATTERN as SCENARIO_NAME_PATTERN
@@ -60,6 +66,17 @@ class InstanceService:
             except (OrchestratorError, SiteError) as exc:
                 raise _site_error(exc) from exc
         return self.one(name)
+
+    def logs(self, name: str, lines: int) -> LogsView:
+        try:
+            site, said = self.orch.logs(name, lines)
+        except UnknownName as exc:
+            raise NotFound(str(exc), instance=name) from exc
+        except NotServing as exc:
+            raise NotFound(str(exc), instance=name) from exc
+        except (OrchestratorError, SiteError) as exc:
+            raise _site_error(exc) from exc
+        return LogsView(instance=name, site=site, lines=said)
 
     def stop(self, name: str) -> StopView:
         with self.migrations.claimed(name, "stopped"):
@@ -167,6 +184,25 @@ def instances_router(service: InstanceService) -> APIRouter:
         there. Refused (409) if it runs, or a site holds a copy of it, already; 503 if a site
         cannot say whether it does; 502 with the agent's message if it did not start."""
         return service.deploy(name, body or DeployRequest())
+
+    @router.get(
+        "/instances/{name}/logs",
+        response_model=LogsView,
+        responses={
+            404: {"model": ERRORS[404]["model"], "description": "no such instance, or it "
+                  "runs nowhere"},
+            **{k: ERRORS[k] for k in (422,)}, 502: GATEWAY, 503: UNAVAILABLE,
+        },
+    )  # fmt: skip
+    def instance_logs(
+        name: InstanceName,
+        lines: Annotated[
+            int, Query(ge=1, le=MAX_LOG_LINES, description="how many of its last lines")
+        ] = 100,
+    ) -> LogsView:
+        """The last lines the instance wrote on stdout and stderr, read at the site where it
+        runs now (its log moves with it)."""
+        return service.logs(name, lines)
 
     @router.delete("/instances/{name}", response_model=StopView, responses=STOPS)
     def stop_instance(name: InstanceName) -> StopView:

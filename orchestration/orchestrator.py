@@ -204,6 +204,15 @@ class Orchestrator:
             self.network.relocate(instance, site, self.port_at(instance, site))
         return site
 
+    def logs(self, instance: str, lines: int = 100) -> tuple[str, list[str]]:
+        """Where `instance` runs and the last `lines` lines it wrote (its log moves with it).
+        NotServing if it runs nowhere."""
+        self.instance(instance)
+        where = self.where(instance)
+        if where is None:
+            raise NotServing(f"{instance} runs at no site")
+        return where, self.site(where).logs(instance, lines)
+
     def stop(self, instance: str) -> StopReport:
         """Remove `instance` from every site (running, stopped, or what a migration left):
         the report says where something was, and which sites could not remove it or be asked."""

@@ -338,6 +338,10 @@ class FakeSite:
         self.resumed.append(how)
         return how
 
+    def logs(self, instance: str, lines: int = 100) -> list[str]:
+        self._get(instance)
+        return [f"{instance} at {self.name}: line {i}" for i in range(lines)][-lines:]
+
     def destroy(self, instance: str) -> None:
         self._op("destroy", instance)
         self.instances.pop(instance, None)

@@ -281,3 +281,15 @@ def test_the_document_gives_every_bound_and_every_answer(world: World) -> None:
     assert (site["maxLength"], site["pattern"]) == (9, "^[a-z][a-z0-9]{0,8}$")
     # the controller's own host list keeps its path
     assert paths["/v1/instances"]["get"]["operationId"] == "instances_v1_instances_get"
+
+
+def test_logs_through_the_rest_api_come_from_where_it_runs(world: World) -> None:
+    assert world.http.post("/v1/instances/web/deploy", json={"site": "mec2"}).status_code == 201
+    r = world.http.get("/v1/instances/web/logs", params={"lines": 2})
+    assert r.status_code == 200, r.text
+    lines = ["web at mec2: line 0", "web at mec2: line 1"]  # FakeSite.logs
+    assert r.json() == {"instance": "web", "site": "mec2", "lines": lines}
+    assert world.http.get("/v1/instances/cache/logs").status_code == 404  # runs nowhere
+    assert world.http.get("/v1/instances/nosuch/logs").status_code == 404
+    for bad in (0, 10_001):
+        assert world.http.get("/v1/instances/web/logs", params={"lines": bad}).status_code == 422

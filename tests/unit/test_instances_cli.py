@@ -322,3 +322,28 @@ def test_each_command_explains_itself(capsys: pytest.CaptureFixture[str], comman
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "Exit 0" in out and "--scenario" in out and "--agent SITE=URL" in out
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+def test_logs_are_read_where_the_instance_runs_now(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "deploy", "web", "--site", "mec2")[0] == EXIT_OK
+    code, out, err = run(capsys, "logs", "web", "-n", "3")
+    assert code == EXIT_OK, err
+    assert out.splitlines() == [f"web at mec2: line {i}" for i in range(3)]  # FakeSite.logs
+    assert "web at mec2: its last 3 lines" in err
+
+
+def test_logs_of_an_instance_that_runs_nowhere_or_is_unknown_fail(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "logs", "web")
+    assert code == EXIT_FAILED and "web runs at no site" in err
+    code, _, err = run(capsys, "logs", "nosuch")
+    assert code == EXIT_FAILED and "nosuch" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["logs", "web", "-n", "0", "--scenario", EDGE])
+    assert exit_.value.code == EXIT_USAGE
