@@ -271,6 +271,11 @@ class RelocationView(_Model):
     switches_touched: list[str]
     flow_mods: int
     switchover_ms: float = Field(description="first flow-mod sent -> last barrier reply")
+    switches_pending: list[str] = Field(
+        default=[],
+        description="switches this move changes that are not connected now: they get it when "
+        "they connect; until then the instance's traffic may not reach it through them",
+    )
 
 
 class HoldRequest(_Request):

@@ -234,6 +234,7 @@ class Northbound:
                 switches_touched=done.switches,
                 flow_mods=done.flow_mods,
                 switchover_ms=round(done.elapsed_ms, 3),
+                switches_pending=done.skipped,
             )
 
         return self._run(job)

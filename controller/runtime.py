@@ -76,6 +76,8 @@ class Execution:
     flow_mods: int
     switches: list[str]
     elapsed_ms: float
+    # had changes, connected once and not now: they get them when they are back
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Runtime:
         self.state = state
         self.store = store
         self.datapaths: dict[int, Any] = {}
+        self.seen: set[int] = set()  # switches that connected at least once (and may be gone)
         self.alive: Callable[[Any], bool] = alive or (lambda _dp: True)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecmig-worker")
         self._lock = threading.Lock()  # guards the dicts below and datapaths' changes
@@ -118,6 +121,7 @@ class Runtime:
         with self._lock:
             old = self.datapaths.get(dp.id)
             self.datapaths[dp.id] = dp
+            self.seen.add(dp.id)
         return old if old is not dp else None
 
     def forget(self, dp: Any) -> bool:
@@ -199,6 +203,7 @@ class Runtime:
         flow_mods = 0
         touched: list[str] = []
         skipped: set[str] = set()
+        gone: set[str] = set()
         mine: set[tuple[int, int]] = set()  # (dpid, xid): an error counts only for its own call
         with self._lock:
             self._errors.clear()
@@ -208,6 +213,8 @@ class Runtime:
                 dp = self.connected(self.state.dpid(sw))
                 if dp is None:
                     skipped.add(sw)
+                    if self.state.dpid(sw) in self.seen:  # it was here: it is missing now
+                        gone.add(sw)
                     continue
                 touched.append(sw)
                 if sent is not None:
@@ -232,7 +239,7 @@ class Runtime:
             )
         with self._lock:
             self._errors.clear()
-        return Execution(flow_mods, sorted(set(touched)), elapsed_ms)
+        return Execution(flow_mods, sorted(set(touched)), elapsed_ms, sorted(gone))
 
     def _raise_refusals(self, mine: set[tuple[int, int]]) -> None:
         with self._lock:

@@ -31,7 +31,7 @@ from ground.defaults import (
     MIGRATION_RATE_BPS,
     PAGE_SERVER_PORT,
 )
-from migration.network import ControllerLink, Grant, NoNetwork
+from migration.network import ControllerLink, Grant, NoNetwork, RelocationIncomplete
 from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteRefused, SiteUnreachable
 from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.strategies import HOLD_MODES, SERVING_STEPS, Rounds, Strategy, strategy
@@ -470,7 +470,10 @@ class Migration:
     def _switch_back(self) -> None:
         if self.switched:
             spec = self._patiently("spec", lambda: self.plan.source.spec(self.plan.instance))
-            self.net.relocate(self.plan.instance, self.plan.source.name, spec.port)
+            try:
+                self.net.relocate(self.plan.instance, self.plan.source.name, spec.port)
+            except RelocationIncomplete as exc:  # back home: as good as it gets, for now
+                log.warning("%s: traffic back, but %s", self.tag, exc)
 
     def _deliver_quietly(self) -> None:
         if self.holding:

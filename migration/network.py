@@ -23,6 +23,21 @@ class Grant:
     rate_bps: int
 
 
+class RelocationIncomplete(Exception):
+    """The controller moved an instance's traffic, but switches on the way that the move
+    changes are not connected: they get it when they connect, and until then the traffic may
+    not reach the instance through them. Before the point of no return, a migration stops
+    there and rolls back; a move back to the source is as good as it can be."""
+
+    def __init__(self, instance: str, switches: list[str], switchover_ms: float) -> None:
+        super().__init__(
+            f"{instance}: switches {', '.join(switches)} are not connected to the controller: "
+            "the traffic cannot be moved to the destination through them now"
+        )
+        self.switches = switches
+        self.switchover_ms = switchover_ms
+
+
 class ControllerLink(Protocol):
     def reserve(
         self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
@@ -35,7 +50,8 @@ class ControllerLink(Protocol):
     def release(self, grant: Grant) -> None: ...
 
     def relocate(self, instance: str, site: str, port: int) -> float:
-        """Move the instance's traffic; return the switch-over time in ms."""
+        """Move the instance's traffic; return the switch-over time in ms. RelocationIncomplete
+        if switches it had to change are not connected (they get the change on connect)."""
         ...
 
     def hold(self, instance: str, timeout_s: float) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from controller.api_models import (
     Conflict,
@@ -28,7 +29,7 @@ from controller.api_models import (
 from controller.client import ConflictError, ControllerClient
 from controller.facade import Northbound
 from controller.limits import MAX_RATE_BPS
-from migration.network import Grant
+from migration.network import Grant, RelocationIncomplete
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class RestControllerLink(_Owners):
         self._released(grant)
 
     def relocate(self, instance: str, site: str, port: int) -> float:
-        return float(self.client.relocate(instance, site, port).switchover_ms)
+        return _moved(instance, self.client.relocate(instance, site, port))
 
     def hold(self, instance: str, timeout_s: float) -> bool:
         return bool(self.client.hold(instance, timeout_s).held)
@@ -200,7 +201,7 @@ class FacadeLink(_Owners):
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         view = self.nb.relocate(RelocationRequest(instance=instance, to=site, port=port))
-        return float(view.switchover_ms)
+        return _moved(instance, view)
 
     def hold(self, instance: str, timeout_s: float) -> bool:
         return bool(self.nb.hold(instance, HoldRequest(timeout_s=timeout_s)).held)
@@ -229,3 +230,12 @@ def _as_int(value: object) -> int:
         return int(str(value)) if value is not None else 0
     except ValueError:
         return 0
+
+
+def _moved(instance: str, view: Any) -> float:
+    """The switch-over time of a relocation; RelocationIncomplete if switches it changes were
+    not connected (an older controller says nothing of them: none)."""
+    pending = list(getattr(view, "switches_pending", None) or [])
+    if pending:
+        raise RelocationIncomplete(instance, pending, float(view.switchover_ms))
+    return float(view.switchover_ms)

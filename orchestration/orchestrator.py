@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
 from ground.users import ROOT, Accounts, Identity, UnknownAccount
 from migration.engine import Migration, Plan
-from migration.network import ControllerLink
+from migration.network import ControllerLink, RelocationIncomplete
 from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
 from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
@@ -201,7 +201,10 @@ class Orchestrator:
         _refuse_second_copy(self.placement(instance))
         target.create(self.spec_at(instance, site))
         if self.network is not None:  # the controller may still have it where it last ran
-            self.network.relocate(instance, site, self.port_at(instance, site))
+            try:
+                self.network.relocate(instance, site, self.port_at(instance, site))
+            except RelocationIncomplete as exc:  # it runs; they learn where when they connect
+                log.warning("deployed %s at %s, but %s", instance, site, exc)
         return site
 
     def logs(self, instance: str, lines: int = 100) -> tuple[str, list[str]]:

@@ -715,7 +715,7 @@ class SwitchedRuntime:
         for name in switch_names(state):
             sw = SimulatedSwitch(state.dpid(name), name, self.events)
             self.switches[name] = sw
-            self.rt.datapaths[sw.id] = sw
+            self.rt.register(sw)
         plan: Plan = [{name: state.switch_config(name) for name in self.switches}]
         self.rt.call(lambda: self.rt.execute(plan))
         assert not any(sw.refused for sw in self.switches.values())

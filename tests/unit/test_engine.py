@@ -752,6 +752,27 @@ def test_the_source_goes_once_the_destination_has_every_page() -> None:
     assert INSTANCE not in w.src.instances
 
 
+def test_a_move_the_switches_cannot_all_take_now_rolls_back_before_the_freeze_ends() -> None:
+    # the destination site's switch lost its controller: the move reaches it only when it is
+    # back, and until then the clients' traffic would not reach the restored service
+    from migration.network import RelocationIncomplete
+
+    w = make_world()
+
+    def relocate(instance: str, site: str, port: int) -> float:
+        w.net._op("relocate", instance, site, port)
+        raise RelocationIncomplete(instance, ["s2"], 3.0)
+
+    w.net.relocate = relocate  # type: ignore[method-assign]
+    with pytest.raises(MigrationError) as err:
+        w.migration().run()
+    record = err.value.record
+    assert record.outcome is Outcome.ROLLED_BACK  # the move back home is as good as it gets
+    assert "switches s2 are not connected" in (record.error or "")
+    assert [c[2] for c in w.net.ops("relocate")] == [DST, SRC]
+    assert w.src.instances[INSTANCE].status == "running"
+
+
 def test_release_failure_after_point_of_no_return_still_cleans_up() -> None:
     w = make_world(net={"fail_at": {"release"}})
     record = w.migration().run()

@@ -122,3 +122,18 @@ def test_a_rate_above_any_link_is_asked_as_the_bound_then_cut_to_the_path() -> N
     client = RefusingClient(residual_bps=GBIT)
     assert RestControllerLink(client).reserve("a", "b", 450 * GBIT, None, "m") == Grant(7, GBIT)  # type: ignore[arg-type]
     assert client.asked == [MAX_RATE_BPS, GBIT]
+
+
+def test_a_relocation_with_switches_not_connected_is_incomplete() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from migration.network import RelocationIncomplete
+    from orchestration.links import _moved
+
+    assert _moved("web", SimpleNamespace(switchover_ms=2.5, switches_pending=[])) == 2.5
+    assert _moved("web", SimpleNamespace(switchover_ms=2.5)) == 2.5  # an older controller
+    with pytest.raises(RelocationIncomplete, match="switches s2 are not connected") as err:
+        _moved("web", SimpleNamespace(switchover_ms=2.5, switches_pending=["s2"]))
+    assert err.value.switches == ["s2"]

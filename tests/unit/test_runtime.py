@@ -70,7 +70,7 @@ class Fabric:
                 super().send_msg(msg, close_socket)
 
         dp = Journaled(self.rt.state.dpid(name), self.events, **kwargs)
-        self.rt.datapaths[dp.id] = dp
+        self.rt.register(dp)
         self.switches[name] = dp
         return dp
 
@@ -311,6 +311,15 @@ def test_a_switch_that_is_not_connected_is_skipped_and_reported(
     assert _sent(s1) == [flow(3), Barrier()]
     assert done.switches == ["s1"] and done.flow_mods == 1
     assert "not connected" in caplog.text and "core, s2" in caplog.text
+    assert done.skipped == []  # none of them was ever connected: nothing went missing
+
+
+def test_a_switch_that_was_connected_and_is_gone_is_reported_as_pending(fabric: Fabric) -> None:
+    fabric.connect("s1")
+    s2 = fabric.connect("s2")
+    fabric.rt.forget(s2)
+    done = fabric.rt.execute([{"s1": [flow(3)], "s2": [flow(1)], "core": [flow(1)]}])
+    assert done.switches == ["s1"] and done.skipped == ["s2"]
 
 
 def test_an_error_for_a_message_it_did_not_send_names_the_switch_and_xid(
