@@ -21,6 +21,7 @@ from typing import Any
 from controller.process import free_port
 from mecmig.bench.fault_names import FAULT_NAMES
 from mecmig.bench.reliability_rig import DESTINATION, INSTANCE, SOURCE, Rig
+from orchestration.agent_client import AgentClient
 from orchestration.orchestrator import Orchestrator
 
 ROUND_PHASES = {"precopy"}  # only strategies with rounds reach them
@@ -28,6 +29,7 @@ ROUNDS_STRATEGIES = {"precopy", "hybrid"}
 FILL_RESERVE = 64 * 1024  # what a full disk still has free
 LINK_CUT_S = 5.0  # a cut link comes back after this long (or when the migration has ended)
 CRIU_WAIT_S = 20.0
+NETWORK_SETTLE_S = 15.0  # TCP's retransmission timer doubles: 0.2, 0.4 ... 6.4 s after a loss
 SUPERVISOR_S = 2.0  # a killed agent is started again this long after
 
 
@@ -54,6 +56,9 @@ class Fault:
     phases: tuple[str, ...]
     inject: Callable[[Shot], None]
     recover: Callable[[Shot], None] = lambda shot: None
+    # after the recovery, before the client stops: time for it to come back (a client whose
+    # packets were lost waits for its next TCP retransmission, which backs off to seconds)
+    settle_s: float = 1.0
 
     def applies(self, phase: str, strategy: str) -> bool:
         return phase in self.phases and (phase not in ROUND_PHASES or strategy in ROUNDS_STRATEGIES)
@@ -187,7 +192,12 @@ def _second_migration(shot: Shot) -> None:
     """Another `mecmig migrate` of the same instance, from another process's orchestrator (no
     lock shared in memory): only the agents can keep the two apart."""
     rig = shot.rig
-    other = Orchestrator(rig.sc, rig.agents.clients, rig.link)
+    # its own connections to the agents, closed when it is done, as another process's are
+    clients = {
+        name: AgentClient.at(name, c.address, rig.agents.endpoints[name], token=rig.agents.token)
+        for name, c in rig.agents.clients.items()
+    }
+    other = Orchestrator(rig.sc, clients, rig.link)
     done = threading.Event()
 
     def run() -> None:
@@ -198,6 +208,8 @@ def _second_migration(shot: Shot) -> None:
             outcome = getattr(getattr(exc, "record", None), "outcome", None)
             shot.notes["second"] = f"{outcome.value if outcome else 'refused'}: {exc}"[:300]
         finally:
+            for client in clients.values():
+                client.close()
             done.set()
 
     shot.background(run)
@@ -245,6 +257,7 @@ FAULTS: dict[str, Fault] = {
             f"the destination's link to the core goes down for {LINK_CUT_S:.0f} s",
             ("prepare", "precopy", "freeze", "transfer", "switch", "restore", "after"),
             _cut_transfer_link,
+            settle_s=NETWORK_SETTLE_S,
         ),
         Fault(
             "fill-disk",
@@ -263,6 +276,7 @@ FAULTS: dict[str, Fault] = {
             "the destination site's switch loses its controller; reconnected afterwards",
             ("prepare", "precopy", "freeze", "transfer", "switch", "restore", "after"),
             _disconnect_switch,
+            settle_s=NETWORK_SETTLE_S,
         ),
         Fault(
             "second-migration",

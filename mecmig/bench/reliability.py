@@ -171,11 +171,13 @@ def run_case(r: Rig, fault: Fault, phase: str, strategy: str) -> dict[str, Any]:
         outcome, error = "refused", str(exc)
     migrate_s = time.monotonic() - t0
     recover(fault, shot)
-    time.sleep(SETTLE_S)
+    time.sleep(fault.settle_s)
     result = probe.stop()
     a = r.assess(probe, result)
     past = record is not None and record.point_of_no_return_ms is not None
-    expected = "destination" if past else "source"
+    # where a migration that stood put it: this one, or (second-migration) the other one
+    moved = past or shot.notes.get("second") == "done"
+    expected = "destination" if moved else "source"
     running = r.inventory(r.fd_pids())
     stale = stale_copies(running, a.running_at)
     r.orch.teardown(INSTANCE)
