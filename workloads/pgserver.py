@@ -4,8 +4,9 @@ Run as the instance's user (postgres), with /var/lib/postgresql a state director
 instance (it moves with it): the first start makes the cluster there with Debian's own `initdb`
 (trust authentication: the emulated network is the test's own), lets the instance's subnet in,
 then becomes `postgres` with /etc/postgresql/15/main/postgresql.conf as Debian ships it, changed
-only where a container needs it: listening on every address, no Unix socket and no external pid
-file (under /var/run, which a container does not have), no SSL (the snakeoil key is the host's).
+only where a container needs it: listening on every address, no Unix socket and the external pid
+file beside the cluster (both under /var/run, which a container does not have), no SSL (the
+snakeoil key is the host's).
 
     /usr/bin/python3 /data/pgserver.py [--version 15] [--allow 10.0.0.0/24]
 """
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         str(bin_dir / "postgres"),
         ["postgres", "-c", f"config_file={conf}", "-c", f"data_directory={data}",
          "-c", f"hba_file={hba}", "-c", "listen_addresses=*", "-c", "unix_socket_directories=",
-         "-c", "external_pid_file=", "-c", "ssl=off"],
+         "-c", f"external_pid_file={data.parent}/main.pid", "-c", "ssl=off"],
     )  # fmt: skip
 
 
