@@ -170,6 +170,21 @@ def fd_count(pid: int, proc: Path = PROC) -> int | None:
         return None
 
 
+def fd_targets(pid: int, proc: Path = PROC) -> dict[str, str]:
+    """What each descriptor of `pid` points at (`"7": "socket:[81234]"`); {} if it is gone."""
+    out: dict[str, str] = {}
+    try:
+        entries = list((proc / str(pid) / "fd").iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            out[entry.name] = os.readlink(entry)
+        except OSError:  # closed while listed
+            continue
+    return out
+
+
 def parse_netns_list(text: str) -> set[str]:
     """mecmig's namespaces in `ip netns list` output (`mecmig-counter-mec1 (id: 9)`)."""
     names = {line.split()[0] for line in text.splitlines() if line.strip()}
