@@ -37,6 +37,7 @@ from agent.api_models import (
     SpecBody,
 )
 from agent.errors import SiteRequestError
+from agent.image_api import image_router
 from agent.service import SiteService
 from agent.service_logs import DEFAULT_TAIL_LINES, MAX_TAIL_LINES
 from ground.token import TOKEN_HEADER, needs_token
@@ -108,6 +109,11 @@ def _sent(info: SendInfo) -> dict[str, Any]:
     return asdict(info)
 
 
+def _image_upload(scope: Scope) -> bool:
+    """An image's bytes: the endpoint bounds them (MAX_IMAGE_BYTES), not the body limit."""
+    return scope.get("method") == "PUT" and str(scope.get("path", "")).startswith("/v1/images/")
+
+
 def _token_required(scope: Scope) -> bool:
     return needs_token(scope.get("server"))
 
@@ -135,6 +141,7 @@ def create_agent_app(service: SiteService, token: str | None = None) -> FastAPI:
 
     guard_api(
         app,
+        streamed=_image_upload,
         body_limit=MAX_BODY_BYTES,
         logger=log,
         token=token,
@@ -152,6 +159,7 @@ async def _refused(_: Request, exc: Exception) -> JSONResponse:
 
 def _router(s: SiteService) -> APIRouter:
     router = APIRouter(prefix="/v1", responses={500: ERRORS[500]})
+    router.include_router(image_router(s))
 
     @router.get("/health")
     def health() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ground.instance_fs import (
 from ground.instance_fs import MAX_PATH_CHARS as MAX_DIR_CHARS
 from ground.instance_fs import workdir as check_workdir
 from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
+from ground.rootfs_image import DIGEST_PATTERN
 from ground.users import MAX_GROUPS, MAX_ID
 from migration.site import InstanceSpec
 
@@ -198,6 +199,12 @@ class SpecBody(_Body):
         ge=1,
         le=MAX_START_TIMEOUT_S,
         description="how long creating it waits for it to be healthy",
+    )
+    image: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        description="the content address of the image it runs from (sha256:...), which this "
+        "site must have (PUT /v1/images/{digest}); none: the host's /usr, /etc... read-only",
     )
 
     @field_validator("capabilities")

@@ -1,8 +1,10 @@
 """OCI runtime bundles for service containers: pure builders of runc's config.json.
 
 A service container sees the host's /usr, /lib, /bin, /sbin and /etc read-only (no image to
-pull, the same files at every site), a tmpfs /tmp and /run for scratch (seed 004 saw restores
-fail when the root filesystem changed under a checkpoint: scratch never touches it), a
+pull, the same files at every site), or, when it runs an image, that image's unpacked root
+(shared read-only by the instances of the site that run it: agent.image_store), a tmpfs /tmp
+and /run for scratch (seed 004 saw restores fail when the root filesystem changed under a
+checkpoint: scratch never touches it), a
 per-instance writable /data that travels with the instance, an optional volume, and its declared
 state directories (`/var/lib/postgresql`), each a writable bind of a directory of the instance's
 that travels like /data (ground.instance_fs says which paths may be one). Its root is an empty
@@ -72,6 +74,8 @@ class BundleSpec:
     capabilities: Sequence[str] = DEFAULT_CAPABILITIES
     # (host directory, path in the container) of each state directory, writable
     state_mounts: Sequence[tuple[str, str]] = ()
+    # an image's unpacked root, shared read-only (None: our empty root and the host's dirs)
+    rootfs: str | None = None
 
 
 def _bind(src: str, dst: str, read_only: bool) -> dict[str, Any]:
@@ -130,7 +134,8 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
     ]
-    mounts += [_bind(d, d, True) for d in HOST_DIRS_READ_ONLY]
+    if spec.rootfs is None:
+        mounts += [_bind(d, d, True) for d in HOST_DIRS_READ_ONLY]
     mounts += [
         {"destination": d, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
         for d in SCRATCH_DIRS
@@ -154,7 +159,7 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
             "capabilities": _capabilities(spec.capabilities),
             "noNewPrivileges": True,
         },
-        "root": {"path": "rootfs", "readonly": True},
+        "root": {"path": spec.rootfs or "rootfs", "readonly": True},
         "hostname": spec.name,
         "mounts": mounts,
         "annotations": {CRIU_CONFIG_ANNOTATION: spec.criu_config_path},
@@ -180,12 +185,15 @@ def config_json(spec: BundleSpec) -> dict[str, Any]:
     }
 
 
-def rootfs_mountpoints(state: Sequence[str] = (), workdir: str = DATA_DIR) -> list[str]:
+def rootfs_mountpoints(
+    state: Sequence[str] = (), workdir: str = DATA_DIR, image: bool = False
+) -> list[str]:
     """Directories the (empty, read-only) rootfs must hold: every mount's mount point (runc
     could not make one in a read-only root at a restore; ours are made beforehand, the same at
     every site), and the working directory when no mount holds it (runc would try to make it).
-    """
-    points = [*HOST_DIRS_READ_ONLY, *SCRATCH_DIRS, DATA_DIR, VOLUME_DIR, *KERNEL_DIRS, *state]
+    An image's root has its own /usr, /etc...: no host directory is mounted on it."""
+    host = () if image else HOST_DIRS_READ_ONLY
+    points = [*host, *SCRATCH_DIRS, DATA_DIR, VOLUME_DIR, *KERNEL_DIRS, *state]
     if workdir != "/" and not any(under(workdir, p) for p in points):
         points.append(workdir)
     return points

@@ -31,6 +31,7 @@ from agent.bundle import BundleSpec, config_json, rootfs_mountpoints
 from agent.criu_images import dump_run_id_of
 from agent.errors import InUse
 from agent.hold_script import hold_script
+from agent.image_store import ImageStore
 from agent.instance_dirs import (
     LayoutError,
     make_mountpoints,
@@ -103,6 +104,7 @@ class SiteContainers:
         self.runc = runc
         self.net = net
         self.logs = logs  # None: the services' stdout and stderr go to /dev/null
+        self.image_store = ImageStore(site, root, getattr(runc, "runner", None))
 
     @contextlib.contextmanager
     def output(self, name: str) -> Iterator[tuple[int, int] | None]:
@@ -188,7 +190,13 @@ class SiteContainers:
         d = self.dir(spec.name)
         bundle = d / "bundle"
         cwd, state_mounts = self._places(spec)
-        make_mountpoints(bundle / "rootfs", rootfs_mountpoints(spec.state, cwd))
+        points = rootfs_mountpoints(spec.state, cwd, image=spec.image is not None)
+        rootfs = None
+        if spec.image is None:
+            make_mountpoints(bundle / "rootfs", points)
+        else:
+            bundle.mkdir(parents=True, exist_ok=True)
+            rootfs = str(self.image_store.make_mountpoints(spec.image, points))
         own = [self.data_dir(spec.name)] + [Path(src) for src, _ in state_mounts]
         if spec.volume:
             own.append(self.xfer_dir(spec.name) / "volume")
@@ -211,6 +219,7 @@ class SiteContainers:
             groups=spec.groups,
             capabilities=spec.capabilities,
             state_mounts=state_mounts,
+            rootfs=rootfs,
         )
         (bundle / "config.json").write_text(json.dumps(config_json(bundle_spec), indent=1))
         (d / "instance.json").write_text(spec.to_json())
@@ -221,8 +230,14 @@ class SiteContainers:
         if self.runc.status(spec.name) != "absent":
             raise ContainerError(f"site {self.site}: instance {spec.name} already exists")
         self._places(spec)  # refused before anything is made
+        if spec.image is not None:
+            self.image_store.rootfs(spec.image)  # Conflict: send the image first
         netns = self.net.create(self.plug(spec))
         bundle = self._layout(spec, netns)
+        if spec.image is not None:  # new state directories start as the image has them
+            for src, dst in self._places(spec)[1]:
+                if self.image_store.seed(spec.image, dst, Path(src)):
+                    log.info("site %s: %s: %s seeded from its image", self.site, spec.name, dst)
         for target, source in spec.files.items():
             shutil.copyfile(source, self.data_dir(spec.name) / target)
         with self.output(spec.name) as out:
@@ -343,6 +358,8 @@ class SiteContainers:
     def prepare_target(self, spec: InstanceSpec) -> None:
         """Destination side, before the dump: a locked netns plugged in but down, the bundle."""
         self._places(spec)  # refused before anything is made or removed
+        if spec.image is not None:
+            self.image_store.rootfs(spec.image)  # Conflict: send the image first
         if self.dir(spec.name).exists():
             self._refuse_if_in_use(spec.name)
             self.destroy(spec.name)

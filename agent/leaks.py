@@ -207,11 +207,15 @@ def tree_bytes(path: Path) -> int:
 
 def instance_dirs(state_dir: Path = STATE_DIR) -> list[Path]:
     """Every instance directory under the sites' directories (sites/SCENARIO/SITE/INSTANCE;
-    the site's `logs`, runc's logs, is none)."""
+    the site's `logs`, runc's logs, is none, nor its image store `.images`)."""
     sites = state_dir / "sites"
     if not sites.is_dir():
         return []
-    return sorted(p for p in sites.glob("*/*/*") if p.is_dir() and p.name != SITE_LOGS)
+    return sorted(
+        p
+        for p in sites.glob("*/*/*")
+        if p.is_dir() and p.name != SITE_LOGS and not p.name.startswith(".")
+    )
 
 
 def image_dirs(state_dir: Path = STATE_DIR) -> list[Path]:

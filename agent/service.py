@@ -9,6 +9,7 @@ this site does not hold, `StepFailed` when runc, CRIU, the plumbing or a transfe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -239,6 +240,15 @@ class SiteService:
             if name.strip() != "lo":
                 tx += int(counters.split()[8])
         return tx
+
+    def image_users(self, digest: str) -> list[str]:
+        """The instances of this site whose spec runs image `digest`."""
+        users = []
+        for name in self.containers.instances():
+            with contextlib.suppress(ContainerError, OSError, ValueError):
+                if self.containers.spec(name).image == digest:
+                    users.append(name)
+        return users
 
     # ------------------------------------------------------------------ instances
 

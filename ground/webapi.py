@@ -146,9 +146,12 @@ class BodyLimit:
     here (chunked ones too) up to the limit and handed on whole.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, streamed: Callable[[Scope], bool] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed  # requests whose endpoint reads and bounds its body itself
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body larger than {self.limit} bytes"
@@ -158,7 +161,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.streamed is not None and self.streamed(scope)):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
@@ -310,14 +313,16 @@ def guard_api(
     refusal: Callable[[str], str] = _refusal,
     who: str = "this API",
     required: Callable[[Scope], bool] = _always,
+    streamed: Callable[[Scope], bool] | None = None,
 ) -> None:
     """Mount on `app` what both of our APIs do alike: 400/422 listing every problem, JSON for
-    Starlette's errors (405 with `Allow`), 413 over `body_limit`, with `token` a TokenGuard
+    Starlette's errors (405 with `Allow`), 413 over `body_limit` (but for `streamed` requests,
+    whose endpoint bounds what it reads), with `token` a TokenGuard
     (and the OpenAPI document saying so), and a 500 body for anything that escaped, logged to
     `logger`. Outermost first: internal errors, token, body limit, the app."""
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(BodyLimit, limit=body_limit, streamed=streamed)
     if token is not None:
         app.add_middleware(TokenGuard, token=token, refusal=refusal, who=who, required=required)
         document = app.openapi

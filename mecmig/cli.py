@@ -251,6 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     _hold_options(p)
     p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
     add_instance_parsers(sub, DEFAULT_SCENARIO)
+    from mecmig.image_pack import add_parser as add_image_parser
+
+    add_image_parser(sub)
 
     sub.add_parser(
         "cleanup",
@@ -527,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.instances_cli import instance_command
 
             return instance_command(args, console)
+        if args.command == "image":
+            from mecmig.image_pack import image_command
+
+            return image_command(args)
         if args.command == "cleanup":
             return _cleanup()
         if args.command == "bench":

@@ -42,6 +42,9 @@ class InstanceSpec:
     ports: tuple[int, ...] = ()
     health: tuple[str, ...] = ()
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    # its root file system: None, the host's /usr, /etc... read-only (ground.instance_fs); or
+    # the content address of an image every site unpacks once and shares (agent.image_store)
+    image: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteUnre
 
 _ERRNO = re.compile(r"^\[Errno -?\d+\] ")
 DEFAULT_TIMEOUT_S = 600.0  # a step may take that long (a dump, a transfer, a start)
+IMAGE_TIMEOUT_S = 3600.0  # an image's upload and unpack (gigabytes over a slow link)
 
 
 class AgentClient:
@@ -66,9 +68,27 @@ class AgentClient:
             return cls(name, address, uds=endpoint[len("unix:") :], token=token, timeout=timeout)
         return cls(name, address, url=endpoint, token=token, timeout=timeout)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        content: Iterator[bytes] | None = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            resp = self._http.request(method, path, json=body, headers=self._headers)
+            resp = self._http.request(
+                method,
+                path,
+                json=body,
+                content=content,
+                params=params,
+                headers=self._headers,
+                **extra,
+            )
         except httpx.TransportError as exc:
             raise SiteUnreachable(
                 f"site {self.name}: agent at {self.endpoint} unreachable: {_reason(exc)}",
@@ -100,6 +120,26 @@ class AgentClient:
         if isinstance(error, Unauthorized):
             return Unauthorized(f"{message} (agent at {self.endpoint})")
         return error
+
+    def image(self, digest: str) -> dict[str, Any] | None:
+        """What the site has of image `digest` ({digest, kind, bytes}), None if nothing."""
+        try:
+            found: dict[str, Any] = self._call("GET", f"/v1/images/{digest}")
+        except UnknownInstance:  # the agent's 404
+            return None
+        return found
+
+    def put_image(self, digest: str, kind: str, chunks: Iterator[bytes]) -> dict[str, Any]:
+        """Send image `digest` (ground.rootfs_image.upload_chunks); the site checks and
+        unpacks it before it answers, so this waits as long as that takes."""
+        sent: dict[str, Any] = self._call(
+            "PUT",
+            f"/v1/images/{digest}",
+            content=chunks,
+            params={"kind": kind},
+            timeout=IMAGE_TIMEOUT_S,
+        )
+        return sent
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/health")

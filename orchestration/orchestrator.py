@@ -22,6 +22,7 @@ from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
 from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
 from orchestration.ids import new_migration_id
+from orchestration.instance_images import HowToRun, ImageSupply, ImageUnusable, Sent
 from orchestration.placement import InstanceStatus, LastMigration, Placement, StopReport
 from topology.scenario import InstanceSpec as ScenarioInstance
 from topology.scenario import Scenario
@@ -57,6 +58,14 @@ class SitesUnreachable(OrchestratorError):
         self.everywhere = everywhere
 
 
+class BadImage(OrchestratorError):
+    """An instance's image cannot be used (missing, not an image, no command to run)."""
+
+
+class ImageNotSent(OrchestratorError):
+    """The destination could not take the instance's image; nothing of the service changed."""
+
+
 class AlreadyDeployed(OrchestratorError):
     """The instance runs at a site already, or a site holds a copy of it: deploying it again
     would make two (the message says where, and in what state)."""
@@ -79,21 +88,43 @@ class Orchestrator:
         self.dirty_tracking = dirty_tracking
         self.model = topology_from_scenario(scenario)
         self._accounts = accounts  # None: this host's /etc, read when an instance names a user
+        self.images = ImageSupply()
 
     def identity(self, instance: str) -> Identity:
         """The uid, gid and supplementary gids `instance` runs as (root unless it says)."""
         inst = self.sc.instance(instance)
-        if inst.user is None and not inst.groups:
+        user = self._how(inst).user
+        if user is None and not inst.groups:
             return ROOT
         try:
+            accounts = self.images.accounts(inst)
+            if accounts is not None:
+                return accounts.resolve(user, inst.groups)
             if self._accounts is None:
                 self._accounts = Accounts.of_host()
-            return self._accounts.resolve(inst.user, inst.groups)
+            return self._accounts.resolve(user, inst.groups)
         except (UnknownAccount, ValueError, OSError) as exc:
+            where = (
+                f"its image's /etc ({inst.image})"
+                if inst.image is not None
+                else "this host's /etc, which every site's instances see as their own"
+            )
             raise UnknownAccountName(
-                f"{instance}: {exc} (names are resolved against this host's /etc, which every "
-                "site's instances see as their own)"
+                f"{instance}: {exc} (names are resolved against {where})"
             ) from exc
+
+    def _how(self, inst: ScenarioInstance) -> HowToRun:
+        try:
+            return self.images.how_to_run(inst)
+        except ImageUnusable as exc:
+            raise BadImage(str(exc)) from None
+
+    def ensure_image(self, instance: str, site: str) -> Sent | None:
+        """Send `instance`'s image to `site` unless it has it (None: it runs no image)."""
+        try:
+            return self.images.ensure(self.sc.instance(instance), self.site(site))
+        except ImageUnusable as exc:
+            raise BadImage(str(exc)) from None
 
     def port_at(self, instance: str, site: str) -> int:
         """The switch port `instance` takes at `site` (see the module docstring)."""
@@ -112,9 +143,11 @@ class Orchestrator:
             f"{w}.py": str(workload_path(w)) for w in WORKLOADS if f"/data/{w}.py" in inst.command
         }
         identity = self.identity(instance)
+        how = self._how(inst)
+        image = self.images.of(inst)
         return InstanceSpec(
             name=instance,
-            args=inst.command,
+            args=how.args,
             ip=str(inst.ip),
             prefix=self.sc.network.subnet.prefixlen,
             mac=self.sc.mac_of(instance),
@@ -126,11 +159,12 @@ class Orchestrator:
             groups=identity.groups,
             capabilities=inst.capabilities,
             state=inst.state,
-            env=inst.env,
-            workdir=inst.workdir,
+            env=how.env,
+            workdir=how.workdir,
             ports=inst.ports,
             health=inst.health,
             start_timeout_s=inst.start_timeout,
+            image=image.digest if image is not None else None,
         )
 
     def site(self, name: str) -> Site:
@@ -199,7 +233,9 @@ class Orchestrator:
         site = site or self.instance(instance).site
         target = self.site(site)
         _refuse_second_copy(self.placement(instance))
-        target.create(self.spec_at(instance, site))
+        spec = self.spec_at(instance, site)
+        self.ensure_image(instance, site)
+        target.create(spec)
         if self.network is not None:  # the controller may still have it where it last ran
             try:
                 self.network.relocate(instance, site, self.port_at(instance, site))
@@ -265,6 +301,12 @@ class Orchestrator:
             raise NotServing(f"{instance} is not running at any site")
         if source == to:
             raise NotServing(f"{instance} already runs at {to}")
+        # before anything of the service changes: the destination gets its image if it has not
+        # got it (a site error here refuses the migration; the image stays there, a cache)
+        try:
+            sent = self.ensure_image(instance, to)
+        except SiteError as exc:
+            raise ImageNotSent(f"{instance}: its image could not be sent to {to}: {exc}") from exc
         plan = Plan(
             instance=instance,
             source=self.site(source),
@@ -278,12 +320,17 @@ class Orchestrator:
             predicted_bytes=self.sc.instance(instance).memory,
             hold=hold,
         )
-        return Migration(
+        mig = Migration(
             plan,
             self.network,
             listener=listener,
             migration_id=migration_id or new_migration_id(),
         )
+        if sent is not None:
+            mig.record.metrics["image"] = sent.digest
+            mig.record.metrics["image_bytes_sent"] = sent.bytes
+            mig.record.metrics["image_send_s"] = round(sent.seconds, 3)
+        return mig
 
     def migrate(
         self,

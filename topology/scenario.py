@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from ground.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
@@ -33,6 +34,7 @@ from ground.instance_env import env_items
 from ground.instance_fs import DEFAULT_WORKDIR, MAX_STATE_DIRS, state_dirs
 from ground.instance_fs import workdir as check_workdir
 from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
+from ground.rootfs_image import MAX_REF_CHARS as MAX_IMAGE_REF
 from ground.units import parse_rate, parse_size
 from ground.users import MAX_GROUPS, group_spec, user_spec
 
@@ -171,7 +173,11 @@ class InstanceSpec(_Model):
 
     name: Name
     site: Name
-    command: tuple[str, ...]
+    # what it runs: required, unless it runs an image (then its Entrypoint + Cmd by default)
+    command: tuple[str, ...] = ()
+    # its root file system: an OCI image layout `DIR` or `DIR:TAG`, or a rootfs tarball, its
+    # path relative to the scenario file (ground.rootfs_image); none: the host's, read-only
+    image: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_REF)
     memory: Size = 64 * 2**20
     ip: ipaddress.IPv4Address
     mac: Mac | None = None
@@ -222,12 +228,14 @@ class InstanceSpec(_Model):
             return tuple(shlex.split(value))
         return value
 
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("command must not be empty")
-        return value
+    @model_validator(mode="after")
+    def _command_or_image(self) -> InstanceSpec:
+        if not self.command and self.image is None:
+            raise ValueError(
+                "command: required (a non-empty command), unless the instance runs an image "
+                "(`image:`), whose Entrypoint and Cmd are the default"
+            )
+        return self
 
 
 class TrafficSpec(_Model):
@@ -370,13 +378,25 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raise ScenarioError naming every bad key."""
+    """Read and validate a scenario file; raise ScenarioError naming every bad key. Its
+    instances' image paths are taken relative to the file's directory."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror}")]) from exc
-    return parse_scenario(text, source=str(path))
+    return images_relative_to(parse_scenario(text, source=str(path)), path.parent.absolute())
+
+
+def images_relative_to(sc: Scenario, base: Path) -> Scenario:
+    """`sc` with each relative `image:` path made absolute from `base`."""
+    instances = tuple(
+        i.model_copy(update={"image": str(base / i.image)})
+        if i.image is not None and not i.image.startswith("/")
+        else i
+        for i in sc.instances
+    )
+    return sc.model_copy(update={"instances": instances})
 
 
 def parse_scenario(text: str | dict[str, Any], source: str = "<scenario>") -> Scenario:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +25,11 @@ import pytest
 
 from ground.paths import site_root
 from migration.site import SiteError
-from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import testbed as make_testbed
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
+from tests.integration import server_hops
 from topology.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,29 +84,9 @@ def hop_all(
 ) -> tuple[dict[str, Any], str]:
     """Every live strategy in turn under one client connection; the probe's result and the
     site the instance ends at."""
-    ip = str(bed.sc.instance(instance).ip)
-    probe = bed.ue.popen(
-        [sys.executable, "-m", "workloads.memcached_probe", ip, str(port), "--duration", "0",
-         "--interval-ms", str(interval_ms), "--protocol", protocol, "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
-    )  # fmt: skip
-    where = bed.sc.instance(instance).site
-    try:
-        time.sleep(1.0)
-        for strategy in STRATEGIES:
-            to = "mec2" if where == "mec1" else "mec1"
-            record = bed.orch.migrate(instance, to, strategy=strategy)
-            assert record.outcome is Outcome.DONE, (strategy, record.error)
-            assert bed.orch.where(instance) == to
-            where = to
-            time.sleep(0.5)
-    finally:
-        probe.send_signal(signal.SIGINT)
-        out, err = probe.communicate(timeout=60)
-    assert probe.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out)
-    result.pop("gaps", None)
-    print(f"\n{instance}: {json.dumps(result)}")
+    result, _, where = server_hops.hop_all(
+        bed.sc, bed.orch, bed.ue, instance, protocol, port, interval_ms
+    )
     return result, where
 
 
