@@ -18,6 +18,11 @@ from ground.runner import CommandError, Runner
 log = logging.getLogger(__name__)
 
 
+# A service holding a file lock (flock or POSIX: a pid file, a "one copy only" lock) cannot be
+# dumped unless CRIU handles locks; with this it dumps them and takes them again at the restore,
+# so the lock moves with the service (tests/integration/test_file_locks_live.py).
+FILE_LOCKS = "--file-locks"
+
 class RuncError(Exception):
     """A runc operation failed: which one, on which container, and what runc/CRIU said."""
 
@@ -166,6 +171,7 @@ class Runc:
             str(image.resolve()),
             "--work-path",
             str(work.resolve()),
+            FILE_LOCKS,
         ]
         if opts.leave_running:
             args.append("--leave-running")
@@ -218,6 +224,7 @@ class Runc:
             str(work.resolve()),
             "--bundle",
             str(bundle),
+            FILE_LOCKS,
         ]
         if tcp_established:
             args.append("--tcp-established")
