@@ -66,29 +66,23 @@ def next_hops(topo: Topology, root: str) -> dict[str, str]:
     return {sw: path[-2] for sw, path in paths.items() if len(path) > 1}
 
 
+def host_flow(mac: str, host_id: int, port: int) -> FlowMod:
+    """The table-1 entry that sends frames for `mac` out of `port` (the host's, or towards it)."""
+    return FlowMod(
+        "add",
+        table=TABLE_FORWARD,
+        priority=PRIO_HOST,
+        match=Match.of(eth_dst=mac),
+        actions=(Output(port),),
+        cookie=cookie(CookieKind.HOST, host_id),
+    )
+
+
 def host_flows(topo: Topology, host: Attachment, host_id: int) -> dict[str, FlowMod]:
     """Per switch name: the table-1 entry that brings frames for `host`'s MAC towards it."""
     if host.mac is None:
         return {}
-    mark = cookie(CookieKind.HOST, host_id)
-    match = Match.of(eth_dst=host.mac)
-    flows = {
-        host.switch: FlowMod(
-            "add",
-            table=TABLE_FORWARD,
-            priority=PRIO_HOST,
-            match=match,
-            actions=(Output(host.port),),
-            cookie=mark,
-        )
-    }
+    flows = {host.switch: host_flow(host.mac, host_id, host.port)}
     for sw, nxt in next_hops(topo, host.switch).items():
-        flows[sw] = FlowMod(
-            "add",
-            table=TABLE_FORWARD,
-            priority=PRIO_HOST,
-            match=match,
-            actions=(Output(topo.port_to(sw, nxt)),),
-            cookie=mark,
-        )
+        flows[sw] = host_flow(host.mac, host_id, topo.port_to(sw, nxt))
     return flows

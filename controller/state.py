@@ -14,14 +14,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import networkx as nx
-
+from controller.delta import DesiredIndex, Model, Touched
 from controller.flowtable import Entry
-from controller.forwarding import base_flows, host_flows
-from controller.hold import hold_flow
 from controller.limits import (
     MAX_BURST_KB,
     MAX_L4_PORT,
@@ -36,20 +33,14 @@ from controller.plan import (
     Desired,
     Plan,
     Stage,
-    SwitchConfig,
-    diff,
     full_config,
     reconcile,
     staged_by_distance,
 )
-from controller.reservations import (
-    ReservationRecord,
-    default_burst_kb,
-    reservation_flows,
-    shared_meters,
-)
+from controller.reservations import ReservationRecord, default_burst_kb
 from controller.steering import Chain, ChainError, chain_flows
-from topology.admission import admit, resize_check
+from controller.trees import Forest
+from topology.admission import LinkLoad, admit, admit_on, fits_on_path, resize_check
 from topology.errors import TopologyError, UnknownNodeError
 from topology.model import Attachment, Topology
 from topology.scenario import Scenario
@@ -80,7 +71,7 @@ class Snapshot:
     reservations: dict[int, ReservationRecord]
     next_reservation: int
     holds: frozenset[str]
-    installed: Desired
+    forest: Forest = field(compare=False)
 
 
 def check_rate(rate_bps: object) -> int:
@@ -138,7 +129,14 @@ def check_switch_port(port: object) -> int:
 
 
 class FabricState:
-    """The declared world plus what happened since: links down, hosts moved, reservations."""
+    """The declared world plus what happened since: links down, hosts moved, reservations.
+
+    Every decision costs what it touches (issue 15): admission reads residuals kept per directed
+    link (`LinkLoad`), forwarding trees are kept and repaired (`Forest`), and an operation
+    computes and diffs only the flows of the switches and hosts it affects
+    (`controller.delta`). Nothing holds the whole fabric's flows: a switch's full config is
+    computed when it connects.
+    """
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -153,42 +151,43 @@ class FabricState:
         self.reservations: dict[int, ReservationRecord] = {}
         self.next_reservation = 1
         self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
-        self._topo = self.declared
-        self._installed: Desired = self.desired()
+        self._topo: Topology | None = self.declared
+        self._forest = Forest.of(self.declared)
+        self._load = LinkLoad(self.declared)
+        self._displaced: set[int] = set()  # reservations whose path is broken or misplaced
+        self._by_link: dict[frozenset[str], set[int]] = {}  # link -> reservations crossing it
+        self._index = DesiredIndex(self.declared, self.chains)
+        self._rebuild()
 
     # ------------------------------------------------------------------ the model
 
     @property
     def topo(self) -> Topology:
-        """The declared topology without the links that are down."""
+        """The declared topology without the links that are down (made when first asked)."""
+        if self._topo is None:
+            pairs = [tuple(sorted(p)) for p in self.down]
+            self._topo = self.declared.without_links(pairs) if pairs else self.declared  # type: ignore[arg-type]
         return self._topo
-
-    def _refresh_topo(self) -> None:
-        pairs = [tuple(sorted(p)) for p in self.down]
-        self._topo = self.declared.without_links(pairs) if pairs else self.declared  # type: ignore[arg-type]
 
     def dpid(self, switch: str) -> int:
         return self.declared.switch(switch).dpid
 
     def switch_name(self, dpid: int) -> str | None:
         """The name of the switch with `dpid`, or None if the scenario does not declare it."""
-        for sw in self.declared.switches:
-            if sw.dpid == dpid:
-                return sw.name
-        return None
+        try:
+            return self.declared.switch_by_dpid(dpid).name
+        except TopologyError:
+            return None
 
     def is_link_port(self, switch: str, port: int) -> bool:
-        return any(
-            link.port_on(switch) == port
-            for link in self.declared.links
-            if switch in (link.a, link.b)
-        )
+        return any(link.port_on(switch) == port for link in self.declared.links_of(switch))
 
     def host_by_mac(self, mac: str) -> Attachment | None:
-        for att in self.hosts.values():
-            if att.mac == mac:
-                return att
-        return None
+        """The host with this MAC (MACs are unique: a learned host has a MAC no host had)."""
+        name = self._index.mac_owner.get(mac)
+        if name is None or self.hosts[name].mac != mac:
+            return None
+        return self.hosts[name]
 
     def host_by_ip(self, ip: str) -> Attachment | None:
         for att in self.hosts.values():
@@ -200,53 +199,63 @@ class FabricState:
         """A host by name; a site name stands for its MEC host (where the agent runs)."""
         if name in self.hosts:
             return self.hosts[name]
-        if any(s.name == name for s in self.declared.sites):
-            return self.hosts[agent_host(name)]
-        raise UnknownName(f"no host or site called {name!r}", name)
+        try:
+            self.declared.site(name)
+        except TopologyError:
+            raise UnknownName(f"no host or site called {name!r}", name) from None
+        return self.hosts[agent_host(name)]
+
+    def _model(self) -> Model:
+        """The model as it is now, to diff against after a change (a few dict copies)."""
+        return Model(
+            dict(self.hosts),
+            dict(self.host_ids),
+            dict(self.reservations),
+            frozenset(self.holds),
+            self._forest,
+        )
+
+    def _live(self) -> Model:
+        """The model as it is now, without copies (read at once, never kept)."""
+        return Model(
+            self.hosts, self.host_ids, self.reservations, frozenset(self.holds), self._forest
+        )
+
+    def _rebuild(self) -> None:
+        """Every index and the sparse desired state from the model (start, restore)."""
+        self._index.rebuild(self._live())
+        for i, chain in enumerate(self.chains, start=1):
+            try:
+                chain_flows(chain, self.hosts, i)
+            except ChainError as exc:
+                log.warning("%s; chain not steered", exc)
+        self._load = LinkLoad(self.declared)
+        for pair in self.down:
+            a, b = sorted(pair)
+            self._load.set_up(a, b, False)
+        self._by_link = {}
+        for rec in self.reservations.values():
+            self._load.add(rec.path, rec.rate_bps)
+            for link in _links_of(rec.path):
+                self._by_link.setdefault(link, set()).add(rec.id)
+        self._displaced = {rid for rid, rec in self.reservations.items() if not self._intact(rec)}
 
     # ------------------------------------------------------------------ desired switch state
 
     def desired(self) -> Desired:
-        """What every switch should hold now."""
-        topo = self.topo
-        config: Desired = {sw.name: SwitchConfig() for sw in self.declared.switches}
-        for cfg in config.values():
-            for flow in base_flows():
-                cfg.add_flow(flow)
-        for name, att in self.hosts.items():
-            for sw, flow in host_flows(topo, att, self.host_ids[name]).items():
-                config[sw].add_flow(flow)
-        for i, chain in enumerate(self.chains, start=1):
-            try:
-                for sw, flow in chain_flows(chain, self.hosts, i):
-                    config[sw].add_flow(flow)
-            except ChainError as exc:
-                log.warning("%s; chain not steered", exc)
-        # one whose destination moved where no path had room: best effort meanwhile
-        routed = [r for r in self.reservations.values() if r.path[-1] == self.hosts[r.dst].switch]
-        for res in shared_meters(routed):
-            dst = self.hosts[res.dst]
-            # Ports from the declared topology (they never change): a reservation that could not
-            # be rerouted around a failed link keeps its path until the link is back.
-            first, meter, flows = reservation_flows(self.declared, res, dst)
-            config[first].add_meter(meter)
-            for sw, flow in flows:
-                config[sw].add_flow(flow)
-        for name in sorted(self.holds):
-            flow = hold_flow(self.hosts[name], self.host_ids[name])
-            for cfg in config.values():
-                cfg.add_flow(flow)
-        return config
+        """What every switch should hold now (all of it: for tests and tools; a connecting
+        switch gets its own, `switch_config`)."""
+        live = self._live()
+        return {sw.name: self._index.config(live, sw.name) for sw in self.declared.switches}
 
-    def _commit(self) -> dict[str, list[Any]]:
-        new = self.desired()
-        stage = diff(self._installed, new)
-        self._installed = new
-        return stage
+    def _commit(self, before: Model, touched: Touched) -> Stage:
+        if not touched:
+            return {}
+        return self._index.stage(before, self._live(), touched)
 
     def switch_config(self, switch: str) -> list[Any]:
         """All messages for `switch` when it (re)connects."""
-        config = self._installed[switch]
+        config = self._index.config(self._live(), switch)
         # A switch that was away may hold meters of reservations released meanwhile: meter ids
         # are reservation ids, never reused, so every earlier id not in force is stale.
         stale = set(range(1, self.next_reservation)) - set(config.meters)
@@ -284,7 +293,7 @@ class FabricState:
         def owned(meter_id: int) -> bool:
             return meter_id < self.next_reservation or meter_id in ours
 
-        return reconcile(self._installed[switch], flows, meters, owned, unreadable)
+        return reconcile(self._index.config(self._live(), switch), flows, meters, owned, unreadable)
 
     # ------------------------------------------------------------------ reservations
 
@@ -314,7 +323,7 @@ class FabricState:
         ip_dst = _check_ipv4("ip_dst", ip_dst or b.ip)
         if owner is not None and len(owner) > MAX_OWNER_LENGTH:
             raise StateError(f"an owner is at most {MAX_OWNER_LENGTH} characters")
-        path = admit(self.topo, a.switch, b.switch, rate_bps, self._models())
+        path = self._admit(a.switch, b.switch, rate_bps)
         rec = ReservationRecord(
             id=self.next_reservation,
             src=a.host,
@@ -329,9 +338,10 @@ class FabricState:
             src_port=src_port,
             owner=owner,
         )
+        before = self._model()
         self.next_reservation += 1
-        self.reservations[rec.id] = rec
-        return rec, [self._commit()]
+        self._put(rec)
+        return rec, [self._commit(before, Touched(reservations={rec.id}))]
 
     def resize(
         self, rid: int, rate_bps: int, burst_kb: int | None = None
@@ -340,22 +350,27 @@ class FabricState:
         rec = self._reservation(rid)
         check_rate(rate_bps)
         check_burst(burst_kb)
-        resize_check(self.topo, rec.as_model(), rate_bps, self._models())
+        if not fits_on_path(self._load, rec.path, rec.rate_bps, rate_bps):
+            resize_check(self.topo, rec.as_model(), rate_bps, self._models())  # names the link
         burst = default_burst_kb(rate_bps) if burst_kb is None else burst_kb
         shrinks = rate_bps < rec.rate_bps
+        before = self._model()
+        touched = Touched(reservations={rid})
         rec = replace(rec, rate_bps=rate_bps, burst_kb=burst)
-        self.reservations[rid] = rec
+        self._put(rec)
         if shrinks:  # room for one left without a path, as after a release
-            self._reroute_reservations()
-        return rec, [self._commit()]
+            self._reroute(set(), touched)
+        return rec, [self._commit(before, touched)]
 
     def release(self, rid: int) -> Plan:
         """Remove a reservation's flows and meter; one left without a path (no room when its
         host moved or a link failed) is admitted again in the room this frees."""
-        self._reservation(rid)
-        del self.reservations[rid]
-        self._reroute_reservations()
-        return [self._commit()]
+        rec = self._reservation(rid)
+        before = self._model()
+        touched = Touched(reservations={rid})
+        self._drop(rec)
+        self._reroute(set(), touched)
+        return [self._commit(before, touched)]
 
     def _reservation(self, rid: int) -> ReservationRecord:
         try:
@@ -363,9 +378,58 @@ class FabricState:
         except KeyError:
             raise KeyError(f"no reservation {rid}") from None
 
+    def _put(self, rec: ReservationRecord) -> None:
+        """Add `rec`, or replace the record of the same id: load and indexes follow."""
+        old = self.reservations.get(rec.id)
+        if old is not None:
+            self._unindex(old)
+        self.reservations[rec.id] = rec
+        self._load.add(rec.path, rec.rate_bps)
+        self._index.reservation_added(rec)
+        for link in _links_of(rec.path):
+            self._by_link.setdefault(link, set()).add(rec.id)
+
+    def _unindex(self, rec: ReservationRecord) -> None:
+        self._load.remove(rec.path, rec.rate_bps)
+        self._index.reservation_removed(rec)
+        for link in _links_of(rec.path):
+            self._by_link.get(link, set()).discard(rec.id)
+
+    def _drop(self, rec: ReservationRecord) -> None:
+        del self.reservations[rec.id]
+        self._unindex(rec)
+        self._displaced.discard(rec.id)
+
     def _models(self, exclude: Iterable[int] = ()) -> list[Any]:
         skip = set(exclude)
         return [r.as_model() for r in self.reservations.values() if r.id not in skip]
+
+    def _admit(
+        self, src: str, dst: str, rate_bps: int, exclude: int | None = None
+    ) -> tuple[str, ...]:
+        """The path `admit` gives, from the residuals kept per link (`exclude`: a reservation
+        whose own rate does not count, being the one rerouted). A refusal is computed again in
+        full, for the error that names the bottleneck."""
+        own = self.reservations.get(exclude) if exclude is not None else None
+        if own is not None:
+            self._load.remove(own.path, own.rate_bps)
+        try:
+            path = admit_on(self._load, src, dst, rate_bps)
+        finally:
+            if own is not None:
+                self._load.add(own.path, own.rate_bps)
+        if path is not None:
+            return path
+        skip = [] if exclude is None else [exclude]
+        return admit(self.topo, src, dst, rate_bps, self._models(skip))
+
+    def _intact(self, rec: ReservationRecord) -> bool:
+        """Its path has every link up and joins its hosts' switches now."""
+        src, dst = self.hosts[rec.src].switch, self.hosts[rec.dst].switch
+        if (rec.path[0], rec.path[-1]) != (src, dst):
+            return False
+        up = self._load.up
+        return all(up(u, v) for u, v in zip(rec.path, rec.path[1:], strict=False))
 
     # ------------------------------------------------------------------ hosts
 
@@ -385,13 +449,24 @@ class FabricState:
         port = port if port is not None else self._free_port(switch, old)
         if self.is_link_port(switch, port):
             raise StateError(f"port {port} of {switch} is a link port, not a host port")
-        for other in self.hosts.values():
-            if other.host != host and (other.switch, other.port) == (switch, port):
-                raise StateError(f"port {port} of {switch} is taken by {other.host}")
+        taken = [
+            name
+            for name in self._index.by_switch.get(switch, {})
+            if name != host and self.hosts[name].port == port
+        ]
+        if taken:
+            first = min(taken, key=self._index.pos.__getitem__)
+            raise StateError(f"port {port} of {switch} is taken by {first}")
         new = replace(old, switch=switch, port=port)
-        self.hosts[host] = new
-        self._reroute_reservations()
-        return old, new, self._commit_move(switch)
+        before = self._model()
+        touched = Touched(hosts={host})
+        self._move(old, new)
+        self._reroute(self._index.res_by_host.get(host, set()), touched)
+        return old, new, self._commit_move(before, touched, switch)
+
+    def _move(self, old: Attachment, new: Attachment) -> None:
+        self.hosts[new.host] = new
+        self._index.host_moved(old, new)
 
     def hold(self, host: str) -> Plan:
         """Send `host`'s traffic to the controller, on every switch (see controller.hold)."""
@@ -399,15 +474,17 @@ class FabricState:
             raise UnknownName(f"no host called {host!r}", host)
         if self.hosts[host].ip is None:
             raise StateError(f"{host} has no IP address: its traffic cannot be held")
+        before = self._model()
         self.holds.add(host)
-        return [self._commit()]
+        return [self._commit(before, Touched(holds=True))]
 
     def unhold(self, host: str) -> Plan:
         """Let `host`'s traffic flow again (nothing to do if it was not held)."""
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
+        before = self._model()
         self.holds.discard(host)
-        return [self._commit()]
+        return [self._commit(before, Touched(holds=True))]
 
     def held_host(self, host_id: int) -> str | None:
         """The held host with this id (packet-ins of hold flows carry it in their cookie)."""
@@ -416,22 +493,22 @@ class FabricState:
                 return name
         return None
 
-    def _commit_move(self, switch: str) -> Plan:
+    def _commit_move(self, before: Model, touched: Touched, switch: str) -> Plan:
         """Commit after a host moved to `switch`: make-before-break stages outwards from it."""
-        stage = self._commit()
-        distance = nx.single_source_shortest_path_length(self.topo.graph, switch)
-        return staged_by_distance(stage, distance)
+        stage = self._commit(before, touched)
+        return staged_by_distance(stage, self._forest.distances(switch))
 
     def _free_port(self, switch: str, host: Attachment) -> int:
         """The port a host takes on `switch` when none is named: the declared one of the same
         host if it was declared there, else the port after every used one (a declared port
         stays its host's even while the host is away, so that it can come back)."""
-        for att in self.declared.attachments:
-            if att.host == host.host and att.switch == switch:
+        declared = self.declared.attachments_on(switch)
+        for att in declared:
+            if att.host == host.host:
                 return att.port
-        used = {a.port for a in self.hosts.values() if a.switch == switch}
-        used |= {a.port for a in self.declared.attachments if a.switch == switch}
-        used |= {ln.port_on(switch) for ln in self.declared.links if switch in (ln.a, ln.b)}
+        used = {self.hosts[name].port for name in self._index.by_switch.get(switch, {})}
+        used |= {a.port for a in declared}
+        used |= {ln.port_on(switch) for ln in self.declared.links_of(switch)}
         return max(used, default=0) + 1
 
     def learn_host(self, mac: str, ip: str | None, switch: str, port: int) -> Plan:
@@ -441,15 +518,20 @@ class FabricState:
             if (known.switch, known.port) == (switch, port) and (ip is None or known.ip == ip):
                 return []
             moved = replace(known, switch=switch, port=port, ip=ip or known.ip)
-            self.hosts[known.host] = moved
+            before = self._model()
+            touched = Touched(hosts={known.host})
+            self._move(known, moved)
             log.info("host %s moved to %s:%d", known.host, switch, port)
-            self._reroute_reservations()
-            return self._commit_move(switch)
+            self._reroute(self._index.res_by_host.get(known.host, set()), touched)
+            return self._commit_move(before, touched, switch)
         name = f"learned-{mac}"
-        self.hosts[name] = Attachment(name, switch, port, ip, mac, kind="agent")
+        before = self._model()
+        att = Attachment(name, switch, port, ip, mac, kind="agent")
+        self.hosts[name] = att
         self.host_ids[name] = max(self.host_ids.values(), default=0) + 1
+        self._index.host_added(att)
         log.info("learned host %s (%s) at %s:%d", mac, ip, switch, port)
-        return [self._commit()]
+        return [self._commit(before, Touched(hosts={name}))]
 
     # ------------------------------------------------------------------ links
 
@@ -457,35 +539,46 @@ class FabricState:
         """A declared link went down: route around it (reservations re-admitted if they can)."""
         if not self.declared.has_link(a, b) or frozenset((a, b)) in self.down:
             return []
+        before = self._model()
         self.down.add(frozenset((a, b)))
-        self._refresh_topo()
-        self._reroute_reservations()
-        return [self._commit()]
+        touched = self._link_changed(a, b, up=False)
+        self._reroute(set(self._by_link.get(frozenset((a, b)), ())), touched)
+        return [self._commit(before, touched)]
 
     def link_up(self, a: str, b: str) -> Plan:
         """A declared link is back."""
         if frozenset((a, b)) not in self.down:
             return []
+        before = self._model()
         self.down.discard(frozenset((a, b)))
-        self._refresh_topo()
-        self._reroute_reservations()  # one whose host moved while no path had room may fit now
-        return [self._commit()]
+        touched = self._link_changed(a, b, up=True)
+        self._reroute(set(), touched)  # one whose host moved while no path had room may fit now
+        return [self._commit(before, touched)]
 
-    def _reroute_reservations(self) -> None:
-        """Re-admit every reservation whose path lost a link or no longer joins its hosts."""
-        for rec in list(self.reservations.values()):
-            src, dst = self.hosts[rec.src].switch, self.hosts[rec.dst].switch
-            intact = all(
-                self.topo.has_link(u, v) for u, v in zip(rec.path, rec.path[1:], strict=False)
-            )
-            if intact and (rec.path[0], rec.path[-1]) == (src, dst):
+    def _link_changed(self, a: str, b: str, *, up: bool) -> Touched:
+        self._topo = None
+        self._load.set_up(a, b, up)
+        self._forest = self._forest.with_links(self.declared, [(a, b)], self.down)
+        return Touched(links=[(a, b)])
+
+    def _reroute(self, suspects: Iterable[int], touched: Touched) -> None:
+        """Re-admit every reservation whose path lost a link or no longer joins its hosts: the
+        `suspects` a change may have broken and those already broken, in their order."""
+        for rid in sorted(set(suspects) | self._displaced):
+            rec = self.reservations[rid]
+            if self._intact(rec):
+                self._displaced.discard(rid)
                 continue
+            src, dst = self.hosts[rec.src].switch, self.hosts[rec.dst].switch
             try:
-                path = admit(self.topo, src, dst, rec.rate_bps, self._models([rec.id]))
+                path = self._admit(src, dst, rec.rate_bps, exclude=rid)
             except TopologyError as exc:  # no path, or no room: it keeps its path (see desired)
                 log.warning("reservation %d cannot be rerouted: %s", rec.id, exc)
+                self._displaced.add(rid)
                 continue
-            self.reservations[rec.id] = replace(rec, path=path)
+            self._displaced.discard(rid)
+            self._put(replace(rec, path=path))
+            touched.reservations.add(rid)
 
     # ------------------------------------------------------------------ transactions
 
@@ -498,7 +591,7 @@ class FabricState:
             reservations=dict(self.reservations),
             next_reservation=self.next_reservation,
             holds=frozenset(self.holds),
-            installed=self._installed,
+            forest=self._forest,
         )
 
     def roll_back(self, snap: Snapshot, switches: Collection[str] | None = None) -> Plan:
@@ -511,29 +604,40 @@ class FabricState:
         what is not there, changes nothing). A host that moved goes back make-before-break:
         stages outwards from its old place.
         """
-        since = self._installed
+        now = self._live()
+        then = Model(snap.hosts, snap.host_ids, snap.reservations, snap.holds, snap.forest)
         moved = [h for h, att in self.hosts.items() if snap.hosts.get(h) != att]
+        touched = Touched(
+            hosts={
+                h
+                for h in set(self.hosts) | set(snap.hosts)
+                if self.hosts.get(h) != snap.hosts.get(h)
+                or self.host_ids.get(h) != snap.host_ids.get(h)
+            },
+            reservations={
+                r
+                for r in set(self.reservations) | set(snap.reservations)
+                if self.reservations.get(r) != snap.reservations.get(r)
+            },
+            holds=self.holds != snap.holds,
+            links=[tuple(sorted(p)) for p in self.down ^ snap.down],  # type: ignore[misc]
+        )
+        full = self._index.stage(now, then, touched) if touched else {}
         self.down = set(snap.down)
-        self._refresh_topo()
+        self._topo = None
         self.hosts = dict(snap.hosts)
         self.host_ids = dict(snap.host_ids)
         self.reservations = dict(snap.reservations)
         self.next_reservation = snap.next_reservation
         self.holds = set(snap.holds)
-        self._installed = snap.installed
-        if since is snap.installed:  # nothing was committed: nothing was sent
-            return []
-        stage: Stage = {
-            sw: msgs
-            for sw, msgs in diff(since, snap.installed).items()
-            if switches is None or sw in switches
-        }
+        self._forest = snap.forest
+        self._rebuild()
+        stage: Stage = {sw: msgs for sw, msgs in full.items() if switches is None or sw in switches}
         if not stage:
             return []
         back_to = [snap.hosts[h].switch for h in moved if h in snap.hosts]
-        if len(back_to) == 1 and back_to[0] in self.topo.graph:
-            distance = nx.single_source_shortest_path_length(self.topo.graph, back_to[0])
-            return staged_by_distance(stage, distance)
+        if len(back_to) == 1:
+            return staged_by_distance(stage, self._forest.distances(back_to[0]))
         return [stage]
 
     # ------------------------------------------------------------------ persistence
@@ -567,6 +671,7 @@ class FabricState:
             self.hosts[att.host] = att
         self.host_ids.update({k: int(v) for k, v in data.get("host_ids", {}).items()})
         self.reservations = {}
+        saved = []
         for r in data.get("reservations", []):
             rec = ReservationRecord(**{**r, "path": tuple(r["path"])})
             try:
@@ -574,9 +679,11 @@ class FabricState:
             except (StateError, TopologyError) as exc:
                 log.warning("saved reservation %s dropped: %s", r.get("id"), exc)
                 continue
-            self.reservations[rec.id] = rec
+            saved.append(rec)
+        # in id order: the order reroutes take them in (as they were made)
+        self.reservations = {rec.id: rec for rec in sorted(saved, key=lambda rec: rec.id)}
         self.next_reservation = int(data.get("next_reservation", 1))
-        self._installed = self.desired()
+        self._rebuild()
 
     def _check_saved(self, rec: ReservationRecord) -> None:
         if rec.src not in self.hosts or rec.dst not in self.hosts:
@@ -588,3 +695,7 @@ class FabricState:
         _check_ipv4("ip_dst", rec.ip_dst)
         for sw in rec.path:
             self.declared.switch(sw)
+
+
+def _links_of(path: tuple[str, ...]) -> set[frozenset[str]]:
+    return {frozenset(hop) for hop in zip(path, path[1:], strict=False)}

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from topology.errors import AdmissionError, NoPathError
+from topology.errors import AdmissionError, NoPathError, UnknownLinkError
 from topology.model import Reservation, Topology
 from topology.paths import UNCONSTRAINED, path_links, shortest_path, widest_path
 
 __all__ = [
     "UNCONSTRAINED",
+    "LinkLoad",
     "admit",
+    "admit_on",
+    "fits_on_path",
     "path_residual",
     "reserved_per_link",
     "residual",
@@ -165,3 +168,107 @@ def resize_check(
         reservation.path,
         detail,
     )
+
+
+class LinkLoad:
+    """Capacity and reserved bit/s per directed link, and which links are up: what admission
+    needs, kept up to date per change (a reservation added, removed or moved, a link event)
+    instead of summed over every reservation and link for each request.
+
+    Reserved totals count every reservation's path, as `reserved_per_link` does; a link that is
+    down has no residual (it is not in the topology admission sees).
+    """
+
+    def __init__(self, declared: Topology) -> None:
+        self.declared = declared
+        self.capacity: dict[DirectedLink, int] = {}
+        for ln in declared.links:
+            self.capacity[(ln.a, ln.b)] = self.capacity[(ln.b, ln.a)] = ln.capacity_bps
+        self.reserved: dict[DirectedLink, int] = {}
+        self.down: set[frozenset[str]] = set()
+        self._nbrs = {sw.name: declared.neighbors(sw.name) for sw in declared.switches}
+
+    def add(self, path: Sequence[str], rate_bps: int) -> None:
+        reserved = self.reserved
+        for hop in path_links(path):
+            reserved[hop] = reserved.get(hop, 0) + rate_bps
+
+    def remove(self, path: Sequence[str], rate_bps: int) -> None:
+        reserved = self.reserved
+        for hop in path_links(path):
+            left = reserved.get(hop, 0) - rate_bps
+            if left:
+                reserved[hop] = left
+            else:
+                reserved.pop(hop, None)
+
+    def set_up(self, a: str, b: str, up: bool) -> None:
+        """The declared link a-b is up (or down) now."""
+        pair = frozenset((a, b))
+        if up:
+            self.down.discard(pair)
+        else:
+            self.down.add(pair)
+        for sw in (a, b):
+            self._nbrs[sw] = tuple(
+                n for n in self.declared.neighbors(sw) if frozenset((sw, n)) not in self.down
+            )
+
+    def up(self, u: str, v: str) -> bool:
+        return self.declared.has_link(u, v) and frozenset((u, v)) not in self.down
+
+    def neighbors(self, switch: str) -> tuple[str, ...]:
+        """The switches joined to `switch` by a link that is up, sorted by name."""
+        return self._nbrs[switch]
+
+    def residual(self, u: str, v: str) -> int:
+        """Capacity minus reserved on the directed link u->v (0 if it is down or absent)."""
+        if not self.up(u, v):
+            return 0
+        return max(0, self.capacity[(u, v)] - self.reserved.get((u, v), 0))
+
+
+def admit_on(load: LinkLoad, src: str, dst: str, rate_bps: int) -> tuple[str, ...] | None:
+    """What `admit` returns for switches `src` and `dst` (no preferred path, fewest hops), from
+    `load`; None where `admit` refuses (call it for the error: it names the bottleneck).
+
+    A breadth-first search back from `dst` over directed links with room, stopped at `src`'s
+    level, then the lexicographically smallest of the shortest paths, walked from `src`: the
+    path `shortest_path` finds, for what the links it reaches cost.
+    """
+    if src == dst:
+        return (src,)
+    nbrs, residual = load.neighbors, load.residual
+    dist = {dst: 0}
+    level = [dst]
+    depth = 0
+    while level and src not in dist:
+        depth += 1
+        found = []
+        for v in level:
+            for u in nbrs(v):
+                if u not in dist and residual(u, v) >= rate_bps:
+                    dist[u] = depth
+                    found.append(u)
+        level = found
+    if src not in dist:
+        return None
+    path = [src]
+    here = src
+    while here != dst:
+        want = dist[here] - 1
+        here = min(n for n in nbrs(here) if dist.get(n) == want and residual(here, n) >= rate_bps)
+        path.append(here)
+    return tuple(path)
+
+
+def fits_on_path(load: LinkLoad, path: Sequence[str], own_bps: int, rate_bps: int) -> bool:
+    """Whether a reservation of `own_bps` on `path` can change to `rate_bps` there (what
+    `resize_check` decides). Raises UnknownLinkError for a hop that is down or absent."""
+    for u, v in path_links(path):
+        if not load.up(u, v):
+            raise UnknownLinkError(u, v)
+        others = load.reserved.get((u, v), 0) - own_bps
+        if max(0, load.capacity[(u, v)] - others) < rate_bps:
+            return False
+    return True

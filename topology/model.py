@@ -143,6 +143,7 @@ class Topology:
         "_site_by_name",
         "_links",
         "_link_by_pair",
+        "_links_by_switch",
         "_adj",
         "_attachments",
         "_att_by_host",
@@ -185,9 +186,13 @@ class Topology:
         )
         self._link_by_pair = {_pair(ln.a, ln.b): ln for ln in self._links}
         adj: dict[str, list[str]] = {name: [] for name in self._by_name}
+        incident: dict[str, list[Link]] = {name: [] for name in self._by_name}
         for ln in self._links:
             adj[ln.a].append(ln.b)
             adj[ln.b].append(ln.a)
+            incident[ln.a].append(ln)
+            incident[ln.b].append(ln)
+        self._links_by_switch = {name: tuple(lns) for name, lns in incident.items()}
         self._adj = {name: tuple(sorted(nbrs)) for name, nbrs in adj.items()}
         self._attachments = tuple(
             Attachment(
@@ -331,6 +336,13 @@ class Topology:
             return self._link_by_pair[_pair(u, v)]
         except KeyError:
             raise UnknownLinkError(u, v) from None
+
+    def links_of(self, switch: str) -> tuple[Link, ...]:
+        """The links with an end at `switch`, in declaration order."""
+        try:
+            return self._links_by_switch[switch]
+        except KeyError:
+            raise UnknownNodeError(switch, "switch") from None
 
     def attachment(self, host: str) -> Attachment:
         """Where host `host` is plugged in."""

@@ -55,7 +55,7 @@ def test_a_hold_survives_a_relocation_and_a_reconnect() -> None:
     fabric.apply_plan(plan)
     trace = fabric.send("ue1", ip_packet(state, "ue1", "video"))
     assert trace.delivered_to == () and trace.packet_ins
-    assert any(f.priority == PRIO_HOLD for f in state._installed["s2"].flows.values())
+    assert any(f.priority == PRIO_HOLD for f in state.desired()["s2"].flows.values())
     fabric.apply_plan(state.unhold("video"))
     assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "video")), "video")
 

@@ -1,0 +1,426 @@
+"""The desired flows and meters a change touches, before and after it, and the messages between.
+
+`FabricState` changes its model and hands this module the model as it was (`Model`: a few dict
+copies and the old `Forest`) and what the change touched (`Touched`). Only the cells (a switch and
+one flow key or meter id) that the change can affect are computed, in both models, and diffed with
+`controller.plan.diff_switch`, category by category in the order a full computation adds them:
+host forwarding, chains, reservations, holds. The result is what `diff` of the full desired
+states before and after would give (tests/unit/test_incremental.py checks it against the full
+computation on random topologies and operation sequences).
+
+Which cells a change can affect:
+- a host that moved, appeared or changed: its MAC on every switch whose next hop towards it can
+  differ (core switches and its old and new switch when it stays in the same part of the
+  network; every switch else), its reservations, the chains it is in, the holds if it is held;
+- a link event: every cell of a switch at its ends that is not core, the MACs of the hosts there
+  everywhere, and for every core tree it changed, the switches whose next hop changed (and the
+  leaves under those that it cut off or joined), for the hosts that tree serves;
+- a reservation added, removed, resized or moved: the flows and meter of its match's group.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from controller.forwarding import base_flows, host_flow
+from controller.hold import hold_flow
+from controller.ofmsg import FlowMod, Match, Message, MeterMod
+from controller.plan import FlowKey, Stage, SwitchConfig, diff_switch
+from controller.reservations import ReservationRecord, reservation_flows, shared_meters
+from controller.steering import Chain, ChainError, chain_flows
+from controller.trees import Forest
+from topology.model import Attachment, Topology
+
+FlowCells = dict[str, dict[FlowKey, FlowMod]]  # switch -> flows of one category
+HostValue = tuple[int, int]  # (output port, host id): what a host's forwarding entry holds
+Part = Callable[[str], SwitchConfig]  # one side's partial config of a switch (made on first use)
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the desired flows are a function of (besides the declared topology and chains)."""
+
+    hosts: Mapping[str, Attachment]
+    host_ids: Mapping[str, int]
+    reservations: Mapping[int, ReservationRecord]
+    holds: frozenset[str]
+    forest: Forest
+
+
+@dataclass
+class Touched:
+    """What one change touched."""
+
+    hosts: set[str] = field(default_factory=set)
+    reservations: set[int] = field(default_factory=set)
+    holds: bool = False
+    links: list[tuple[str, str]] = field(default_factory=list)  # went down or came up
+
+    def __bool__(self) -> bool:
+        return bool(self.hosts or self.reservations or self.holds or self.links)
+
+
+def _key(flow: FlowMod) -> FlowKey:
+    return (flow.table, flow.priority, flow.match)
+
+
+class DesiredIndex:
+    """The indexes that find what a change touches, and the sparse part of the desired state
+    (chain and reservation flows, meters) kept per switch; host forwarding and holds are
+    computed when asked (they are hosts x switches)."""
+
+    def __init__(self, declared: Topology, chains: list[Chain]) -> None:
+        self.declared = declared
+        self.switches = tuple(sw.name for sw in declared.switches)
+        self.chains = chains
+        self.members = {m for c in chains for m in c.members}
+        self.base = base_flows()
+        self.by_switch: dict[str, dict[str, None]] = {}  # switch -> hosts there (ordered)
+        self.mac_owner: dict[str, str] = {}  # MAC -> the last host (in model order) with it
+        self.pos: dict[str, int] = {}  # host -> its place in the model's order
+        self.res_by_host: dict[str, set[int]] = {}
+        self.res_by_match: dict[Match, set[int]] = {}
+        self.chain_cfg: FlowCells = {}
+        self.res_flows: FlowCells = {}
+        self.res_meters: dict[str, dict[int, MeterMod]] = {}
+
+    # ------------------------------------------------------------------ indexes
+
+    def index_hosts(self, hosts: Mapping[str, Attachment]) -> None:
+        self.by_switch, self.mac_owner, self.pos = {}, {}, {}
+        for i, (name, att) in enumerate(hosts.items()):
+            self.pos[name] = i
+            self.by_switch.setdefault(att.switch, {})[name] = None
+            if att.mac is not None:
+                self.mac_owner[att.mac] = name
+
+    def host_added(self, att: Attachment) -> None:
+        self.pos[att.host] = len(self.pos)
+        self.by_switch.setdefault(att.switch, {})[att.host] = None
+        if att.mac is not None:
+            self.mac_owner[att.mac] = att.host
+
+    def host_moved(self, old: Attachment, new: Attachment) -> None:
+        self.by_switch.get(old.switch, {}).pop(old.host, None)
+        self.by_switch.setdefault(new.switch, {})[new.host] = None
+
+    def index_reservations(self, reservations: Iterable[ReservationRecord]) -> None:
+        self.res_by_host, self.res_by_match = {}, {}
+        for rec in reservations:
+            self.reservation_added(rec)
+
+    def reservation_added(self, rec: ReservationRecord) -> None:
+        for host in (rec.src, rec.dst):
+            self.res_by_host.setdefault(host, set()).add(rec.id)
+        self.res_by_match.setdefault(rec.match(), set()).add(rec.id)
+
+    def reservation_removed(self, rec: ReservationRecord) -> None:
+        for host in (rec.src, rec.dst):
+            self.res_by_host.get(host, set()).discard(rec.id)
+        self.res_by_match.get(rec.match(), set()).discard(rec.id)
+
+    def rebuild(self, model: Model) -> None:
+        """Every index and the sparse state, from `model` (start, restore, roll back)."""
+        self.index_hosts(model.hosts)
+        self.index_reservations(model.reservations.values())
+        self.chain_cfg = self.chain_cells(model.hosts)
+        self.res_flows, self.res_meters = {}, {}
+        for m in list(self.res_by_match):
+            group = self._group(model, m, self.res_by_match[m])
+            if group is not None:
+                first, meter, flows = group
+                self.res_meters.setdefault(first, {})[meter.meter_id] = meter
+                for sw, flow in flows:
+                    self.res_flows.setdefault(sw, {})[_key(flow)] = flow
+
+    # ------------------------------------------------------------------ values
+
+    def host_port(self, model: Model, att: Attachment, switch: str) -> int | None:
+        """The port `switch` sends `att`'s frames out of (None: it does not reach it)."""
+        if switch == att.switch:
+            return att.port
+        hop = model.forest.parent(att.switch, switch)
+        return None if hop is None else self.declared.port_to(switch, hop)
+
+    def owner(self, model: Model, mac: str) -> str | None:
+        """The host whose forwarding entry for `mac` is in force in `model` (the last one)."""
+        name = self.mac_owner.get(mac)
+        if name is not None:
+            att = model.hosts.get(name)
+            if att is not None and att.mac == mac:
+                return name
+        found = None
+        for other, att in model.hosts.items():
+            if att.mac == mac:
+                found = other
+        return found
+
+    def host_value(self, model: Model, name: str | None, switch: str) -> HostValue | None:
+        if name is None:
+            return None
+        att = model.hosts[name]
+        port = self.host_port(model, att, switch)
+        return None if port is None else (port, model.host_ids[name])
+
+    def chain_cells(self, hosts: Mapping[str, Attachment]) -> FlowCells:
+        cells: FlowCells = {}
+        for i, chain in enumerate(self.chains, start=1):
+            try:
+                for sw, flow in chain_flows(chain, hosts, i):
+                    cells.setdefault(sw, {})[_key(flow)] = flow
+            except ChainError:
+                continue  # logged where the full state is built (FabricState)
+        return cells
+
+    def hold_cells(self, model: Model) -> dict[FlowKey, FlowMod]:
+        cells: dict[FlowKey, FlowMod] = {}
+        for name in sorted(model.holds):
+            flow = hold_flow(model.hosts[name], model.host_ids[name])
+            cells[_key(flow)] = flow
+        return cells
+
+    def _group(
+        self, model: Model, match: Match, ids: Iterable[int]
+    ) -> tuple[str, MeterMod, list[tuple[str, FlowMod]]] | None:
+        """The meter and flows in force for the reservations of `ids` that select `match`."""
+        res, hosts = model.reservations, model.hosts
+        routed = [
+            res[i]
+            for i in sorted(ids)
+            if i in res and res[i].match() == match and res[i].path[-1] == hosts[res[i].dst].switch
+        ]
+        if not routed:
+            return None
+        (lead,) = shared_meters(routed)
+        return reservation_flows(self.declared, lead, hosts[lead.dst])
+
+    def config(self, model: Model, switch: str) -> SwitchConfig:
+        """Everything `switch` should hold in `model` (the current one: the sparse part is)."""
+        cfg = SwitchConfig()
+        for flow in self.base:
+            cfg.add_flow(flow)
+        for name, att in model.hosts.items():
+            if att.mac is None:
+                continue
+            port = self.host_port(model, att, switch)
+            if port is not None:
+                cfg.add_flow(host_flow(att.mac, model.host_ids[name], port))
+        cfg.flows.update(self.chain_cfg.get(switch, {}))
+        cfg.meters.update(self.res_meters.get(switch, {}))
+        cfg.flows.update(self.res_flows.get(switch, {}))
+        cfg.flows.update(self.hold_cells(model))
+        return cfg
+
+    # ------------------------------------------------------------------ the difference
+
+    def stage(self, old: Model, new: Model, touched: Touched) -> Stage:
+        """The messages from `old` to `new` (this index is `new`'s but for the sparse state,
+        which is `old`'s until this returns), per switch, for what `touched` names."""
+        olds: dict[str, SwitchConfig] = {}
+        news: dict[str, SwitchConfig] = {}
+
+        def old_part(sw: str) -> SwitchConfig:
+            cfg = olds.get(sw)
+            if cfg is None:
+                cfg = olds[sw] = SwitchConfig()
+            return cfg
+
+        def new_part(sw: str) -> SwitchConfig:
+            cfg = news.get(sw)
+            if cfg is None:
+                cfg = news[sw] = SwitchConfig()
+            return cfg
+
+        self._host_part(old, new, touched, old_part, new_part)
+        if touched.hosts & self.members:
+            after = self.chain_cells(new.hosts)
+            for sw in set(self.chain_cfg) | set(after):
+                before, now = self.chain_cfg.get(sw, {}), after.get(sw, {})
+                if before != now:
+                    old_part(sw).flows.update(before)
+                    new_part(sw).flows.update(now)
+            self.chain_cfg = after
+        self._reservation_part(old, new, touched, old_part, new_part)
+        hold_msgs: list[Message] | None = None
+        held = old.holds | new.holds
+        if touched.holds or (held and touched.hosts & held):
+            h_old, h_new = self.hold_cells(old), self.hold_cells(new)
+            if h_old != h_new:
+                hold_msgs = diff_switch(SwitchConfig(flows=h_old), SwitchConfig(flows=h_new))
+                for sw in set(olds) | set(news):
+                    old_part(sw).flows.update(h_old)
+                    new_part(sw).flows.update(h_new)
+        stage: Stage = {}
+        for sw in sorted(set(olds) | set(news) | (set(self.switches) if hold_msgs else set())):
+            if sw not in olds and sw not in news:
+                stage[sw] = list(hold_msgs or ())
+                continue
+            msgs = diff_switch(olds.get(sw), news.get(sw, SwitchConfig()))
+            if msgs:
+                stage[sw] = msgs
+        return stage
+
+    def _host_part(
+        self,
+        old: Model,
+        new: Model,
+        touched: Touched,
+        old_part: Part,
+        new_part: Part,
+    ) -> None:
+        cells, full = self._host_cells(old, new, touched)
+        if not cells and not full:
+            return
+        every: list[str] = []
+        if full:
+            seen: set[str] = set()
+            for model in (new, old):
+                for att in model.hosts.values():
+                    if att.mac is not None and att.mac not in seen:
+                        seen.add(att.mac)
+                        every.append(att.mac)
+        far = len(self.pos) + 1
+        owners: dict[str, tuple[str | None, str | None]] = {}
+
+        def owned(mac: str) -> tuple[str | None, str | None]:
+            pair = owners.get(mac)
+            if pair is None:
+                pair = owners[mac] = (self.owner(old, mac), self.owner(new, mac))
+            return pair
+
+        def order(mac: str) -> int:
+            o_old, o_new = owned(mac)
+            name = o_new or o_old
+            return self.pos.get(name, far) if name is not None else far
+
+        for sw in self.switches:
+            if sw in full:
+                macs: Iterable[str] = every
+            else:
+                some = cells.get(sw)
+                if not some:
+                    continue
+                macs = sorted(some, key=order) if len(some) > 1 else some
+            for mac in macs:
+                o_old, o_new = owned(mac)
+                v_old = self.host_value(old, o_old, sw)
+                v_new = self.host_value(new, o_new, sw)
+                if v_old == v_new:
+                    continue
+                if v_old is not None:
+                    old_part(sw).add_flow(host_flow(mac, v_old[1], v_old[0]))
+                if v_new is not None:
+                    new_part(sw).add_flow(host_flow(mac, v_new[1], v_new[0]))
+
+    def _host_cells(
+        self, old: Model, new: Model, touched: Touched
+    ) -> tuple[dict[str, set[str]], set[str]]:
+        """(switch -> MACs whose entry there may change, switches where every entry may)."""
+        cells: dict[str, set[str]] = {}
+        full: set[str] = set()
+        everywhere: set[str] = set()
+        f_old, f_new = old.forest, new.forest
+        if touched.links:
+            if not f_old.same_cores(f_new, touched.links):
+                return {}, set(self.switches)
+            ends = {sw for pair in touched.links for sw in pair}
+            for end in ends:
+                if not f_new.is_core(end):
+                    full.add(end)
+                    for name in self.by_switch.get(end, {}):
+                        everywhere.add(name)
+            if not f_old.same_core_graph(f_new, touched.links):
+                self._tree_cells(new, f_old, cells)
+        for name in touched.hosts | everywhere:
+            a_old, a_new = old.hosts.get(name), new.hosts.get(name)
+            macs = {a.mac for a in (a_old, a_new) if a is not None and a.mac is not None}
+            for mac in macs:
+                switches = self._move_cells(old, new, mac)
+                for sw in switches:
+                    cells.setdefault(sw, set()).add(mac)
+        return cells, full
+
+    def _move_cells(self, old: Model, new: Model, mac: str) -> Iterable[str]:
+        """The switches where the entry for `mac` may differ between `old` and `new`."""
+        o_old, o_new = self.owner(old, mac), self.owner(new, mac)
+        if o_old is None or o_new is None or old.forest is not new.forest:
+            return self.switches
+        if old.host_ids[o_old] != new.host_ids[o_new]:
+            return self.switches
+        r_old, r_new = old.hosts[o_old].switch, new.hosts[o_new].switch
+        forest = new.forest
+        if not forest.reaches(r_old, r_new):
+            return self.switches
+        # Same part of the network: a leaf's next hop is its one neighbour either way.
+        return {*forest.cores, r_old, r_new}
+
+    def _tree_cells(self, new: Model, f_old: Forest, cells: dict[str, set[str]]) -> None:
+        f_new = new.forest
+        anchors = {f_new.anchor(sw) for sw, names in self.by_switch.items() if names}
+        for anchor in anchors:
+            if anchor is None or not f_new.is_core(anchor):
+                continue
+            t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
+            changed = [s for s in t_old.keys() | t_new.keys() if t_old.get(s) != t_new.get(s)]
+            if not changed:
+                continue
+            served = [anchor, *f_new.leaves_of(anchor)]
+            macs = set()
+            for sw in served:
+                for name in self.by_switch.get(sw, {}):
+                    mac = new.hosts[name].mac
+                    if mac is not None:
+                        macs.add(mac)
+            if not macs:
+                continue
+            for s in changed:
+                cells.setdefault(s, set()).update(macs)
+                if (s in t_old) != (s in t_new):
+                    for leaf in f_new.leaves_of(s):
+                        cells.setdefault(leaf, set()).update(macs)
+
+    def _reservation_part(
+        self,
+        old: Model,
+        new: Model,
+        touched: Touched,
+        old_part: Part,
+        new_part: Part,
+    ) -> None:
+        ids = set(touched.reservations)
+        for name in touched.hosts:
+            ids |= self.res_by_host.get(name, set())
+        if not ids:
+            return
+        matches: set[Match] = set()
+        for i in ids:
+            for model in (old, new):
+                rec = model.reservations.get(i)
+                if rec is not None:
+                    matches.add(rec.match())
+        groups = []
+        for m in matches:
+            members = self.res_by_match.get(m, set()) | touched.reservations
+            g_old, g_new = self._group(old, m, members), self._group(new, m, members)
+            if g_old == g_new:
+                continue
+            lead = min(g[1].meter_id for g in (g_old, g_new) if g is not None)
+            groups.append((lead, g_old, g_new))
+        for _, g_old, g_new in sorted(groups, key=lambda g: g[0]):
+            if g_old is not None:
+                first, meter, flows = g_old
+                old_part(first).add_meter(meter)
+                self.res_meters.get(first, {}).pop(meter.meter_id, None)
+                for sw, flow in flows:
+                    old_part(sw).add_flow(flow)
+                    self.res_flows.get(sw, {}).pop(_key(flow), None)
+            if g_new is not None:
+                first, meter, flows = g_new
+                new_part(first).add_meter(meter)
+                self.res_meters.setdefault(first, {})[meter.meter_id] = meter
+                for sw, flow in flows:
+                    new_part(sw).add_flow(flow)
+                    self.res_flows.setdefault(sw, {})[_key(flow)] = flow
