@@ -31,6 +31,7 @@ from agent.api_models import (
     CheckpointBody,
     LazyBody,
     LinkBody,
+    MigrationNote,
     PreDumpBody,
     RestoreBody,
     SendBody,
@@ -181,7 +182,13 @@ def _router(s: SiteService) -> APIRouter:
     def describe(name: InstanceName) -> dict[str, Any]:
         """Its spec and status; 404 if this site holds no instance of that name."""
         spec, status = s.describe(name)
-        return {"spec": asdict(spec), "status": status}
+        return {"spec": asdict(spec), "status": status, "last_migration": s.last_migration(name)}
+
+    @router.put("/instances/{name}/last-migration", responses=WITH_BODY)
+    def note_migration(name: InstanceName, body: MigrationNote) -> dict[str, str]:
+        """Keep how the instance came here (its last migration), for `mecmig status`."""
+        s.note_migration(name, body.model_dump())
+        return {"status": "noted"}
 
     @router.get("/instances/{name}/logs", responses=ON_INSTANCE)
     def logs(

@@ -281,3 +281,32 @@ class RestoreBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{}, {"lazy_from": "10.0.0.1:7101"}]})
 
     lazy_from: Address | None = Field(default=None, description="the source's page server")
+
+
+MAX_NOTE_CHARS = 2000
+MAX_MS = 1e9  # milliseconds: about 11 days
+
+
+class MigrationNote(_Body):
+    """How an instance came to be where it is: its last migration, as its orchestrator saw it
+    (kept by the site where it ended, read back by `mecmig status` whoever started it)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"id": "mig-20261201-062552-28b8b6aee3", "outcome": "done", "strategy": "cold",
+                 "source": "mec1", "destination": "mec2", "frozen_ms": 480.5}
+            ]
+        },
+    )  # fmt: skip
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    outcome: Literal["done", "rolled_back", "failed", "running"]
+    strategy: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    destination: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    frozen_ms: float | None = Field(default=None, ge=0, le=MAX_MS)
+    total_ms: float | None = Field(default=None, ge=0, le=MAX_MS)
+    error: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)

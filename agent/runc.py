@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # so the lock moves with the service (tests/integration/test_file_locks_live.py).
 FILE_LOCKS = "--file-locks"
 
+
 class RuncError(Exception):
     """A runc operation failed: which one, on which container, and what runc/CRIU said."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import re
 import threading
@@ -43,6 +44,7 @@ from ground.runner import Spawned, SubprocessRunner
 from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
 
 log = logging.getLogger("mecmig.agent")
+LAST_MIGRATION = "last-migration.json"  # in the instance's directory, outside what moves
 # an instance name becomes a directory and a runc container name: nothing that walks elsewhere
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 FAILURES = (ContainerError, RuncError, NetnsError, TransferError, ImageError, OSError)
@@ -240,6 +242,25 @@ class SiteService:
             if name.strip() != "lo":
                 tx += int(counters.split()[8])
         return tx
+
+    @_step("note the migration of")
+    def note_migration(self, instance: str, note: dict[str, Any]) -> None:
+        """Keep `note` (its last migration) beside the instance this site holds."""
+        self._known(instance)
+        path = self.containers.dir(instance) / LAST_MIGRATION
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(note))
+        tmp.replace(path)
+
+    def last_migration(self, instance: str) -> dict[str, Any] | None:
+        """The note of its last migration kept here, if any."""
+        try:
+            found: dict[str, Any] = json.loads(
+                (self.containers.dir(instance) / LAST_MIGRATION).read_text()
+            )
+        except (OSError, ValueError):
+            return None
+        return found
 
     def image_users(self, digest: str) -> list[str]:
         """The instances of this site whose spec runs image `digest`."""

@@ -149,13 +149,14 @@ def _last_migrations(
 ) -> tuple[dict[str, LastMigration] | None, str]:
     """The controller's last migration per instance (None: unknown) and where they come from
     (or why they are unknown)."""
+    sites = "the sites where the instances run (each keeps its last migration)"
     if client is None:
-        return None, "not asked (--no-controller)"
+        return None, f"{sites}; the controller not asked (--no-controller)"
     try:
         records = client.migrations()
     except ControllerClientError as exc:
-        return None, f"the controller at {client.base_url} did not say: {exc}"
-    return last_migrations(records), f"the controller at {client.base_url}"
+        return None, f"{sites}; the controller at {client.base_url} did not say: {exc}"
+    return last_migrations(records), f"{sites} and the controller at {client.base_url}"
 
 
 # ------------------------------------------------------------------------------ logs

@@ -74,10 +74,8 @@ def _status_cell(row: InstanceStatus) -> Text:
 
 def _migration_cells(row: InstanceStatus, known: bool) -> tuple[str | Text, ...]:
     last: LastMigration | None = row.last_migration
-    if not known:
-        return ("?", "", "", "")
-    if last is None:
-        return ("-", "", "", "")
+    if last is None:  # "?": no site kept one, and the controller was not asked
+        return ("-" if known else "?", "", "", "")
     frozen = f"{last.frozen_ms:.0f} ms" if last.frozen_ms is not None else "-"
     outcome = Text(last.outcome, style=OUTCOME_STYLES.get(last.outcome, ""))
     route = f"{last.id} ({last.source} -> {last.destination})"

@@ -121,6 +121,15 @@ class AgentClient:
             return Unauthorized(f"{message} (agent at {self.endpoint})")
         return error
 
+    def note_migration(self, instance: str, note: dict[str, Any]) -> None:
+        """Leave `note` (how the instance came there) with the site that holds it."""
+        self._call("PUT", f"/v1/instances/{instance}/last-migration", note)
+
+    def last_migration(self, instance: str) -> dict[str, Any] | None:
+        """The note of the instance's last migration its site keeps (None: none)."""
+        found = self._call("GET", f"/v1/instances/{instance}").get("last_migration")
+        return found if isinstance(found, dict) else None
+
     def image(self, digest: str) -> dict[str, Any] | None:
         """What the site has of image `digest` ({digest, kind, bytes}), None if nothing."""
         try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
 
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
 from ground.users import ROOT, Accounts, Identity, UnknownAccount
@@ -221,10 +223,50 @@ class Orchestrator:
         """Every scenario instance: home, where it is, and its entry in `last` (the last
         migration of it that the caller knows of)."""
         down: dict[str, str] = {}
-        return [
-            InstanceStatus(i.name, i.site, self.placement(i.name, down), (last or {}).get(i.name))
-            for i in self.sc.instances
-        ]
+        out = []
+        for i in self.sc.instances:
+            placed = self.placement(i.name, down)
+            known = (last or {}).get(i.name)
+            kept = self._kept_note(i.name, placed.site)
+            if kept is not None and (known is None or kept.id > known.id):
+                known = kept  # ids begin with their start time: the later one is the last
+            out.append(InstanceStatus(i.name, i.site, placed, known))
+        return out
+
+    def _kept_note(self, instance: str, site: str | None) -> LastMigration | None:
+        """The last migration the site where `instance` runs keeps of it (any orchestrator's:
+        `mecmig migrate` as well as the controller's REST API), None if none or unasked."""
+        ask = getattr(self.sites.get(site or ""), "last_migration", None)
+        if ask is None:
+            return None
+        try:
+            note = ask(instance)
+            return LastMigration(**note) if isinstance(note, dict) else None
+        except (SiteError, TypeError) as exc:
+            log.debug("site %s: no last migration of %s: %s", site, instance, exc)
+            return None
+
+    def _note(self, record: MigrationRecord) -> None:
+        """Leave the finished migration's summary with the site the instance is at now."""
+        at = record.destination if record.point_of_no_return_ms is not None else record.source
+        note = getattr(self.sites.get(at), "note_migration", None)
+        if note is None:
+            return
+        frozen = record.metrics.get("frozen_ms")
+        summary = LastMigration(
+            id=record.id,
+            outcome=record.outcome.value,
+            strategy=record.strategy,
+            source=record.source,
+            destination=record.destination,
+            frozen_ms=round(float(frozen), 3) if isinstance(frozen, int | float) else None,
+            total_ms=round(record.total_ms, 3) if record.total_ms is not None else None,
+            error=(record.error or "")[:2000] or None,
+        )
+        try:
+            note(record.instance, asdict(summary))
+        except SiteError as exc:  # bookkeeping: the migration stands or fell without it
+            log.warning("%s: its record was not left at %s: %s", record.id, at, exc)
 
     def deploy(self, instance: str, site: str | None = None) -> str:
         """Start `instance` at `site` (default: its home site in the scenario). Refused, before
@@ -320,10 +362,17 @@ class Orchestrator:
             predicted_bytes=self.sc.instance(instance).memory,
             hold=hold,
         )
+
+        def noted(event: str, record: MigrationRecord, phase: Any) -> None:
+            if listener is not None:
+                listener(event, record, phase)
+            if event == "finished":
+                self._note(record)
+
         mig = Migration(
             plan,
             self.network,
-            listener=listener,
+            listener=noted,
             migration_id=migration_id or new_migration_id(),
         )
         if sent is not None:
