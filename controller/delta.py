@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from controller.forwarding import base_flows, host_flow
 from controller.hold import hold_flow
-from controller.ofmsg import FlowMod, Match, Message, MeterMod
-from controller.plan import FlowKey, Stage, SwitchConfig, diff_switch
+from controller.ofmsg import CookieKind, FlowMod, Match, Message, MeterMod, cookie
+from controller.plan import FlowKey, Stage, SwitchConfig, delete_strict, diff_switch
 from controller.reservations import ReservationRecord, reservation_flows, shared_meters
 from controller.steering import Chain, ChainError, chain_flows
 from controller.trees import Forest
@@ -37,6 +37,7 @@ from topology.model import Attachment, Topology
 FlowCells = dict[str, dict[FlowKey, FlowMod]]  # switch -> flows of one category
 HostValue = tuple[int, int]  # (output port, host id): what a host's forwarding entry holds
 Part = Callable[[str], SwitchConfig]  # one side's partial config of a switch (made on first use)
+HostMsgs = tuple[list[FlowMod], list[FlowMod]]  # adds, deletes of host forwarding entries
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ class DesiredIndex:
         self.chains = chains
         self.members = {m for c in chains for m in c.members}
         self.base = base_flows()
+        self.matches: dict[str, Match] = {}  # MAC -> the match of its forwarding entry
+        # messages made once and sent to many switches (immutable): the add of a host's entry
+        # with a port, the delete of a host's entry (the same on every switch)
+        self.adds: dict[tuple[str, int, int], FlowMod] = {}
+        self.deletes: dict[str, FlowMod] = {}
+        self.ports = {  # (switch, neighbour) -> the port of the link between them on switch
+            (sw, ln.other(sw)): ln.port_on(sw) for ln in declared.links for sw in (ln.a, ln.b)
+        }
         self.by_switch: dict[str, dict[str, None]] = {}  # switch -> hosts there (ordered)
         self.mac_owner: dict[str, str] = {}  # MAC -> the last host (in model order) with it
         self.pos: dict[str, int] = {}  # host -> its place in the model's order
@@ -143,7 +152,7 @@ class DesiredIndex:
         if switch == att.switch:
             return att.port
         hop = model.forest.parent(att.switch, switch)
-        return None if hop is None else self.declared.port_to(switch, hop)
+        return None if hop is None else self.ports[(switch, hop)]
 
     def owner(self, model: Model, mac: str) -> str | None:
         """The host whose forwarding entry for `mac` is in force in `model` (the last one)."""
@@ -234,7 +243,7 @@ class DesiredIndex:
                 cfg = news[sw] = SwitchConfig()
             return cfg
 
-        self._host_part(old, new, touched, old_part, new_part)
+        host_msgs = self._host_part(old, new, touched)
         if touched.hosts & self.members:
             after = self.chain_cells(new.hosts)
             for sw in set(self.chain_cfg) | set(after):
@@ -245,6 +254,8 @@ class DesiredIndex:
             self.chain_cfg = after
         self._reservation_part(old, new, touched, old_part, new_part)
         hold_msgs: list[Message] | None = None
+        h_old: dict[FlowKey, FlowMod] = {}
+        h_new: dict[FlowKey, FlowMod] = {}
         held = old.holds | new.holds
         if touched.holds or (held and touched.hosts & held):
             h_old, h_new = self.hold_cells(old), self.hold_cells(new)
@@ -254,26 +265,28 @@ class DesiredIndex:
                     old_part(sw).flows.update(h_old)
                     new_part(sw).flows.update(h_new)
         stage: Stage = {}
-        for sw in sorted(set(olds) | set(news) | (set(self.switches) if hold_msgs else set())):
-            if sw not in olds and sw not in news:
+        changed = set(olds) | set(news) | set(host_msgs)
+        for sw in sorted(changed | (set(self.switches) if hold_msgs else set())):
+            if sw not in changed:
                 stage[sw] = list(hold_msgs or ())
                 continue
-            msgs = diff_switch(olds.get(sw), news.get(sw, SwitchConfig()))
+            if hold_msgs and (sw not in olds and sw not in news):
+                old_part(sw).flows.update(h_old)
+                new_part(sw).flows.update(h_new)
+            head_adds, head_dels = host_msgs.get(sw, ([], []))
+            if sw not in olds and sw not in news:  # host entries only: adds, then deletes
+                stage[sw] = [*head_adds, *head_dels]
+                continue
+            msgs = diff_switch(olds.get(sw), news.get(sw, SwitchConfig()), head_adds, head_dels)
             if msgs:
                 stage[sw] = msgs
         return stage
 
-    def _host_part(
-        self,
-        old: Model,
-        new: Model,
-        touched: Touched,
-        old_part: Part,
-        new_part: Part,
-    ) -> None:
+    def _host_part(self, old: Model, new: Model, touched: Touched) -> dict[str, HostMsgs]:
+        """Per switch, the adds and deletes of host forwarding entries the change makes."""
         cells, full = self._host_cells(old, new, touched)
         if not cells and not full:
-            return
+            return {}
         every: list[str] = []
         if full:
             seen: set[str] = set()
@@ -284,6 +297,9 @@ class DesiredIndex:
                         every.append(att.mac)
         far = len(self.pos) + 1
         owners: dict[str, tuple[str | None, str | None]] = {}
+        adds, dels = self.adds, self.deletes
+        if len(adds) > 4 * len(self.pos) + 1024:  # bounded: a few ports per host
+            adds.clear()
 
         def owned(mac: str) -> tuple[str | None, str | None]:
             pair = owners.get(mac)
@@ -296,6 +312,7 @@ class DesiredIndex:
             name = o_new or o_old
             return self.pos.get(name, far) if name is not None else far
 
+        out: dict[str, HostMsgs] = {}
         for sw in self.switches:
             if sw in full:
                 macs: Iterable[str] = every
@@ -304,16 +321,36 @@ class DesiredIndex:
                 if not some:
                     continue
                 macs = sorted(some, key=order) if len(some) > 1 else some
+            sw_adds: list[FlowMod] = []
+            sw_dels: list[FlowMod] = []
             for mac in macs:
                 o_old, o_new = owned(mac)
                 v_old = self.host_value(old, o_old, sw)
                 v_new = self.host_value(new, o_new, sw)
                 if v_old == v_new:
                     continue
-                if v_old is not None:
-                    old_part(sw).add_flow(host_flow(mac, v_old[1], v_old[0]))
                 if v_new is not None:
-                    new_part(sw).add_flow(host_flow(mac, v_new[1], v_new[0]))
+                    key = (mac, v_new[1], v_new[0])
+                    flow = adds.get(key)
+                    if flow is None:
+                        flow = adds[key] = host_flow(mac, v_new[1], v_new[0], self._match(mac))
+                    sw_adds.append(flow)
+                elif v_old is not None:
+                    gone = dels.get(mac)
+                    if gone is None or gone.cookie != cookie(CookieKind.HOST, v_old[1]):
+                        gone = dels[mac] = delete_strict(
+                            host_flow(mac, v_old[1], v_old[0], self._match(mac))
+                        )
+                    sw_dels.append(gone)
+            if sw_adds or sw_dels:
+                out[sw] = (sw_adds, sw_dels)
+        return out
+
+    def _match(self, mac: str) -> Match:
+        match = self.matches.get(mac)
+        if match is None:
+            match = self.matches[mac] = Match.of(eth_dst=mac)
+        return match
 
     def _host_cells(
         self, old: Model, new: Model, touched: Touched

@@ -66,13 +66,14 @@ def next_hops(topo: Topology, root: str) -> dict[str, str]:
     return {sw: path[-2] for sw, path in paths.items() if len(path) > 1}
 
 
-def host_flow(mac: str, host_id: int, port: int) -> FlowMod:
-    """The table-1 entry that sends frames for `mac` out of `port` (the host's, or towards it)."""
+def host_flow(mac: str, host_id: int, port: int, match: Match | None = None) -> FlowMod:
+    """The table-1 entry that sends frames for `mac` out of `port` (the host's, or towards it);
+    `match`: its match, made already (`Match.of(eth_dst=mac)`)."""
     return FlowMod(
         "add",
         table=TABLE_FORWARD,
         priority=PRIO_HOST,
-        match=Match.of(eth_dst=mac),
+        match=match or Match.of(eth_dst=mac),
         actions=(Output(port),),
         cookie=cookie(CookieKind.HOST, host_id),
     )

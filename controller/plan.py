@@ -7,7 +7,7 @@ applied changes nothing, and a switch that reconnects simply gets its whole conf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.flowtable import Entry, FlowTableError, canonical_value, match_key
@@ -51,11 +51,19 @@ Stage = dict[str, list[Message]]  # switch name -> messages; a plan's stages run
 Plan = list[Stage]
 
 
-def diff_switch(old: SwitchConfig | None, new: SwitchConfig) -> list[Message]:
-    """The messages that turn `old` into `new` on one switch, make-before-break ordered."""
+def diff_switch(
+    old: SwitchConfig | None,
+    new: SwitchConfig,
+    head_adds: Sequence[FlowMod] = (),
+    head_deletes: Sequence[FlowMod] = (),
+) -> list[Message]:
+    """The messages that turn `old` into `new` on one switch, make-before-break ordered.
+
+    `head_adds` and `head_deletes`: flow adds and deletes made already (of flows that come
+    before all of `old`'s and `new`'s in their order), sent first among their kind."""
     old = old or SwitchConfig()
     fresh: list[Message] = []
-    msgs: list[Message] = []
+    msgs: list[Message] = [*head_adds]
     for mid, meter in new.meters.items():
         before = old.meters.get(mid)
         if before is None:
@@ -68,12 +76,13 @@ def diff_switch(old: SwitchConfig | None, new: SwitchConfig) -> list[Message]:
     for key, flow in new.flows.items():
         if old.flows.get(key) != flow:
             msgs.append(flow)
-    msgs += [_delete_strict(flow) for key, flow in old.flows.items() if key not in new.flows]
+    msgs += head_deletes
+    msgs += [delete_strict(flow) for key, flow in old.flows.items() if key not in new.flows]
     msgs += [MeterMod("delete", mid) for mid in old.meters if mid not in new.meters]
     return fresh + ordered(msgs)
 
 
-def _delete_strict(flow: FlowMod | Entry) -> FlowMod:
+def delete_strict(flow: FlowMod | Entry) -> FlowMod:
     """The delete of exactly this flow (its table, priority, match and cookie)."""
     return FlowMod(
         "delete_strict",
@@ -141,7 +150,7 @@ def reconcile(
         key = _flow_key(entry.table, entry.priority, entry.match)
         flow = want.get(key)
         if flow is None:
-            msgs.append(_delete_strict(entry))
+            msgs.append(delete_strict(entry))
         elif read and _same_flow(flow, entry):
             good.add(key)
     msgs += [flow for key, flow in want.items() if key not in good]

@@ -15,7 +15,7 @@ import ipaddress
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 from controller.delta import DesiredIndex, Model, Touched
 from controller.flowtable import Entry
@@ -404,12 +404,28 @@ class FabricState:
         skip = set(exclude)
         return [r.as_model() for r in self.reservations.values() if r.id not in skip]
 
+    @overload
     def _admit(
         self, src: str, dst: str, rate_bps: int, exclude: int | None = None
-    ) -> tuple[str, ...]:
+    ) -> tuple[str, ...]: ...
+
+    @overload
+    def _admit(
+        self, src: str, dst: str, rate_bps: int, exclude: int | None, explain: Literal[False]
+    ) -> tuple[str, ...] | None: ...
+
+    def _admit(
+        self,
+        src: str,
+        dst: str,
+        rate_bps: int,
+        exclude: int | None = None,
+        explain: bool = True,
+    ) -> tuple[str, ...] | None:
         """The path `admit` gives, from the residuals kept per link (`exclude`: a reservation
         whose own rate does not count, being the one rerouted). A refusal is computed again in
-        full, for the error that names the bottleneck."""
+        full, for the AdmissionError that names the bottleneck; None instead without
+        `explain`."""
         own = self.reservations.get(exclude) if exclude is not None else None
         if own is not None:
             self._load.remove(own.path, own.rate_bps)
@@ -418,7 +434,7 @@ class FabricState:
         finally:
             if own is not None:
                 self._load.add(own.path, own.rate_bps)
-        if path is not None:
+        if path is not None or not explain:
             return path
         skip = [] if exclude is None else [exclude]
         return admit(self.topo, src, dst, rate_bps, self._models(skip))
@@ -570,10 +586,16 @@ class FabricState:
                 self._displaced.discard(rid)
                 continue
             src, dst = self.hosts[rec.src].switch, self.hosts[rec.dst].switch
-            try:
-                path = self._admit(src, dst, rec.rate_bps, exclude=rid)
-            except TopologyError as exc:  # no path, or no room: it keeps its path (see desired)
-                log.warning("reservation %d cannot be rerouted: %s", rec.id, exc)
+            path = self._admit(src, dst, rec.rate_bps, exclude=rid, explain=False)
+            if path is None:  # no path, or no room: it keeps its path (see desired)
+                if rid not in self._displaced:
+                    log.warning(
+                        "reservation %d cannot be rerouted: no path from %s to %s with %d bit/s",
+                        rid,
+                        src,
+                        dst,
+                        rec.rate_bps,
+                    )
                 self._displaced.add(rid)
                 continue
             self._displaced.discard(rid)
