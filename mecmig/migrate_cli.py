@@ -147,4 +147,12 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         f"({record.strategy}, {record.mode})",
         highlight=False,
     )
+    if "image_bytes_sent" in m:
+        sent = int(m["image_bytes_sent"])
+        console.print(
+            f"  image {str(m.get('image', ''))[:19]}: "
+            + (f"{fmt_bytes(sent)} sent to {record.destination} (it had not got it)"
+               if sent else f"not sent ({record.destination} had it)"),
+            highlight=False,
+        )  # fmt: skip
     return 0 if record.outcome.value == "done" else 1
