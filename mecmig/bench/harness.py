@@ -219,14 +219,18 @@ class ExperimentRun:
     def resumed(self) -> list[RunSpec]:
         return [s for s in self.specs if s.key in self.records and self.records[s.key].resumed]
 
-    def rows(self) -> list[Row]:
-        """The rows of the completed runs, in the planned order."""
+    def done(self) -> list[tuple[RunSpec, Row]]:
+        """The completed runs and their rows, in the planned order."""
         out = []
         for s in self.specs:
             record = self.records.get(s.key)
             if record is not None and record.complete and record.row is not None:
-                out.append(record.row)
+                out.append((s, record.row))
         return out
+
+    def rows(self) -> list[Row]:
+        """The rows of the completed runs, in the planned order."""
+        return [row for _, row in self.done()]
 
     def unfinished(self) -> list[str]:
         """Keys of the runs that started and did not complete (crashed)."""
@@ -312,13 +316,9 @@ class ExperimentRun:
         `Stats.to_dict()` over the measured rows (groups without a value are left out)."""
         exp = self.experiment
         groups: dict[tuple[Any, ...], list[Row]] = {}
-        for s in self.specs:
-            record = self.records.get(s.key)
-            if record is None or not record.complete or record.row is None:
-                continue
-            if exp.counts(record.row):
-                key = tuple(s[name] for name in exp.groups())
-                groups.setdefault(key, []).append(record.row)
+        for s, row in self.done():
+            if exp.counts(row):
+                groups.setdefault(tuple(s[name] for name in exp.groups()), []).append(row)
         out = []
         for key, rows in groups.items():
             for metric in exp.metrics:
@@ -337,14 +337,13 @@ class ExperimentRun:
     def stats_of(self, metric: str, **params: Any) -> Stats | None:
         """The statistics of `metric` over the measured runs whose parameters include `params`
         (any grouping, e.g. every repetition of one cell)."""
-        values = []
-        for s in self.specs:
-            record = self.records.get(s.key)
-            row = None if record is None or not record.complete else record.row
-            if row is None or not self.experiment.counts(row):
-                continue
-            if all(s[k] == v for k, v in params.items()) and row.get(metric) is not None:
-                values.append(row[metric])
+        values = [
+            row[metric]
+            for s, row in self.done()
+            if self.experiment.counts(row)
+            and all(s[k] == v for k, v in params.items())
+            and row.get(metric) is not None
+        ]
         return describe(values) if values else None
 
     def status(self) -> dict[str, Any]:

@@ -82,13 +82,24 @@ def statistics_table(
     metric: str,
     cell: Callable[[str, Any], str] = lambda name, value: str(value),
     digits: int = 4,
+    headers: dict[str, str] | None = None,
 ) -> str:
-    """Markdown: per statistics group of `run`, the metric's n, mean, sd, 95 % CI and CV."""
+    """Markdown: per statistics group of `run`, the metric's n, mean, sd, 95 % CI and CV (the
+    group's parameters as `cell(name, value)` says, under `headers[name]` or their names)."""
     groups = run.experiment.groups()
     found = [s for s in run.statistics() if s["metric"] == metric]
     unit = found[0]["unit"] if found else ""
     return markdown_table(
-        [*groups, "n", f"mean ({unit})", "sd", "95 % CI", "CV", "median", "min – max"],
+        [
+            *((headers or {}).get(g, g) for g in groups),
+            "n",
+            f"mean ({unit})",
+            "sd",
+            "95 % CI",
+            "CV",
+            "median",
+            "min – max",
+        ],
         [
             [
                 *(cell(g, s[g]) for g in groups),
@@ -133,7 +144,7 @@ def runs_section(session: Session, files: Sequence[str]) -> str:
             '**This run is incomplete** (`"complete": false` in summary.json); '
             "`--resume` runs what is missing.",
         ]
-    lines += ["", "Per run: " + ", ".join(f"`{f}`" for f in files) + " (CSV)."]
+    lines += ["", "Files beside this report: " + ", ".join(f"`{f}`" for f in files) + "."]
     return "\n".join(lines) + "\n"
 
 

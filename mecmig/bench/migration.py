@@ -21,7 +21,21 @@ from typing import Any
 from rich.console import Console
 
 from mecmig.bench import ROOT, environment_problem, progress, shown
-from mecmig.bench.migration_cases import MIB, STRATEGIES, Case, rate_text, size_text
+from mecmig.bench.harness import Experiment, Metric, RunSpec, Session
+from mecmig.bench.migration_cases import (
+    BUDGET_MS,
+    DESTINATION,
+    EDGE,
+    INSTANCE,
+    MIB,
+    PROBE_INTERVAL_MS,
+    SOURCE,
+    STRATEGIES,
+    UE,
+    Case,
+    rate_text,
+    size_text,
+)
 from mecmig.bench.report import command_line, utc_now, write_summary
 from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -72,9 +86,10 @@ def plan_from(args: argparse.Namespace) -> Plan:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, downtime.png, total.png, report.md into args.out."""
     from ground.paths import CriuMissing, criu_binary
-    from mecmig.bench.migration_cases import EDGE, bench_testbed
-    from mecmig.bench.migration_plots import plot, print_results
+    from mecmig.bench.migration_cases import bench_testbed
+    from mecmig.bench.migration_plots import plot, plot_ci, print_results
     from mecmig.bench.migration_report import report_markdown
+    from mecmig.bench.migration_stats import statistics_markdown
     from mecmig.bench.report import write_report
     from topology.scenario import load_scenario
 
@@ -92,33 +107,43 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_ENVIRONMENT
     plan = plan_from(args)
     out: Path = args.out
-    todo = plan.cases()
     started, t0 = utc_now(), time.monotonic()
-    rows: list[dict[str, Any]] = []
-    failures: list[str] = []
-    with progress(console) as bars:
-        task = bars.add_task("starting the testbed", total=len(todo), part="migrations")
-        try:
-            with bench_testbed() as bench:
-                bench.hold = plan.hold
-                for case in todo:
-                    t_case = time.monotonic()
-
-                    def on_phase(name: str, case: Case = case) -> None:
-                        bars.update(task, description=f"{case.label}: {name}")
-
-                    row = bench.run_case(case, on_phase)
-                    row["case_seconds"] = round(time.monotonic() - t_case, 1)
-                    rows.append(row)
-                    if "error" in row:
-                        failures.append(f"{case.label}: {row['error']}")
-                    bars.console.print(case_line(case, row), highlight=False)
-                    bars.advance(task)
-        except Exception as exc:  # noqa: BLE001 - the testbed itself failed: report what we have
-            failures.append(f"testbed: {type(exc).__name__}: {exc}")
-    duration = round(time.monotonic() - t0, 1)
-    summary = summarize(rows, failures, plan)
     command = command_line(command_words(args))
+    session = Session(
+        out,
+        command=command,
+        started_at=started,
+        quick=bool(args.quick),
+        resume=bool(getattr(args, "resume", False)),
+    )
+    runs = session.add(experiment(plan), [spec_of(case) for case in plan.cases()])
+    crashed: list[str] = []
+    with progress(console) as bars:
+        runs.track(bars, part="migrations", description="starting the testbed")
+        if runs.pending():
+            try:
+                with bench_testbed() as bench:
+                    bench.hold = plan.hold
+
+                    def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+                        t_case = time.monotonic()
+                        row = bench.run_case(case_of(spec), on_phase)
+                        row["case_seconds"] = round(time.monotonic() - t_case, 1)
+                        return row
+
+                    runs.execute(
+                        run_one,
+                        label=lambda spec: case_of(spec).label,
+                        line=lambda spec, row: case_line(case_of(spec), row),
+                    )
+            except Exception as exc:  # noqa: BLE001 - the testbed itself failed: report what we have
+                crashed.append(f"testbed: {type(exc).__name__}: {exc}")
+    duration = round(time.monotonic() - t0, 1)
+    rows = runs.rows()
+    failures = [f"{case_of(s).label}: {r['error']}" for s, r in runs.done() if "error" in r]
+    failures += crashed
+    summary = summarize(rows, failures, plan)
+    files = session.write_files()
     write_summary(
         out,
         command=command,
@@ -136,19 +161,63 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "repeat": plan.repeat,
                 "hold": plan.hold,
             },
+            **session.summary_fields(),
+            "files": files,
         },
     )
     plot(rows, out)
-    write_report(out, report_markdown(rows, summary, command, started, duration, plan, args.quick))
+    plots = plot_ci(runs.statistics(), out, plan.repeat)
+    text = report_markdown(rows, summary, command, started, duration, plan, args.quick)
+    write_report(out, text + "\n" + statistics_markdown(session, runs, plan, files + plots))
     print_results(console, rows, summary)
     console.print(
-        f"results in {shown(out)}/ (summary.json, downtime.png, total.png, report.md); "
-        f"{duration} s",
+        f"results in {shown(out)}/ (summary.json, downtime.png, total.png, "
+        f"{', '.join(plots + files)}, report.md, raw/); {duration} s",
         highlight=False,
     )
+    session.print_status(console)
     for failure in failures:
         console.print(f"[red]failed[/red]: {failure}", highlight=False)
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_FAILED if failures or not session.complete else EXIT_OK
+
+
+def experiment(plan: Plan) -> Experiment:
+    """The migration benchmark as a named experiment: its sweep, repetitions and metrics."""
+    return Experiment(
+        name="migration",
+        scenario=shown(EDGE),
+        workload=f"memhog instance '{INSTANCE}' at {SOURCE}, probed from {UE} over one TCP "
+        f"connection (a PING every {PROBE_INTERVAL_MS:g} ms), migrated to {DESTINATION}",
+        sweep={
+            "memory_bytes": plan.sizes,
+            "dirty_rate_bps": tuple(r * 8 for r in plan.dirty_rates),
+            "strategy": plan.strategies,
+        },
+        repetitions=plan.repeat,
+        metrics=(
+            Metric("downtime_ms", "client-observed downtime", "ms"),
+            Metric("frozen_ms", "frozen window", "ms"),
+            Metric("total_ms", "total migration time", "ms"),
+            Metric("bytes_transferred", "bytes on the wire", "B"),
+        ),
+        fixed={"hold": plan.hold, "budget_ms": BUDGET_MS},
+        measured=is_measured,
+    )
+
+
+def spec_of(case: Case) -> RunSpec:
+    return RunSpec.of(
+        case.repeat,
+        memory_bytes=case.memory_bytes,
+        dirty_rate_bps=case.dirty_rate_bps,
+        strategy=case.strategy,
+    )
+
+
+def case_of(spec: RunSpec) -> Case:
+    return Case(
+        spec["strategy"], spec["memory_bytes"], spec["dirty_rate_bps"] // 8, spec.repetition
+    )
 
 
 def case_line(case: Case, row: dict[str, Any]) -> str:
@@ -167,13 +236,16 @@ def case_line(case: Case, row: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ summary
 
 
+def is_measured(row: dict[str, Any]) -> bool:
+    """A migration that completed and was probed."""
+    return (
+        row.get("outcome") == "done" and row.get("downtime_ms") is not None and "error" not in row
+    )
+
+
 def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of migrations that completed and were probed."""
-    return [
-        r
-        for r in rows
-        if r.get("outcome") == "done" and r.get("downtime_ms") is not None and "error" not in r
-    ]
+    return [r for r in rows if is_measured(r)]
 
 
 def median_of(rows: list[dict[str, Any]], strategy: str, size: int, rate: int, key: str) -> Any:

@@ -66,15 +66,7 @@ def _plot_metric(
         if goals:
             ax.axhline(BUDGET_MS, color="tab:gray", lw=0.8, ls="-.", label="budget 1000 ms")
             ax.axhline(POSTCOPY_GOAL_MS, color="tab:red", lw=0.8, ls="--", label="goal 100 ms")
-        ax.set_yscale("log")
-        if sizes:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks([s / MIB for s in sizes], [size_text(s) for s in sizes])
-            ax.set_xticks([], minor=True)
-            ax.set_xlim(sizes[0] / MIB / 1.3, sizes[-1] / MIB * 1.3)
-        ax.set_xlabel("container memory (memhog --size)")
-        ax.set_title(f"dirty rate {rate_name(rate)}")
-        ax.grid(alpha=0.3, which="both")
+        _axes_of(ax, sizes, rate)
     values = [max(r[key], 1.0) for r in done if r.get(key) is not None]
     if goals:
         values += [POSTCOPY_GOAL_MS, BUDGET_MS]
@@ -91,6 +83,19 @@ def _plot_metric(
         fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
     fig.suptitle(title, fontsize=11)
     save_figure(fig, path)
+
+
+def _axes_of(ax: Axes, sizes: list[int], rate: int) -> None:
+    """A panel's axes: log time, memory sizes on a log-2 scale, the dirty rate as its title."""
+    ax.set_yscale("log")
+    if sizes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([s / MIB for s in sizes], [size_text(s) for s in sizes])
+        ax.set_xticks([], minor=True)
+        ax.set_xlim(sizes[0] / MIB / 1.3, sizes[-1] / MIB * 1.3)
+    ax.set_xlabel("container memory (memhog --size)")
+    ax.set_title(f"dirty rate {rate_name(rate)}")
+    ax.grid(alpha=0.3, which="both")
 
 
 def _duration(ms: float) -> str:
@@ -147,3 +152,46 @@ def print_results(console: Console, rows: list[dict[str, Any]], summary: dict[st
             else ("[green]met[/green]" if met else "[red]not met[/red]")
         )
         console.print(f"goal: {goal['goal']}: {mark}", highlight=False)
+
+
+def plot_ci(stats: list[dict[str, Any]], out: Path, repeat: int) -> list[str]:
+    """downtime_ci.png and total_ci.png: the mean and its 95 % confidence interval (error bars)
+    over the repetitions vs memory size, a line per strategy, a panel per dirty rate."""
+    from matplotlib.ticker import FuncFormatter, LogFormatter
+
+    from mecmig.bench.harness_report import plot_statistics
+
+    seconds = FuncFormatter(lambda value, _: f"{value:g}")
+    names = []
+    for key, what in (("downtime_ms", "client-observed downtime"), ("total_ms", "total time")):
+        mine = [s for s in stats if s["metric"] == key]
+        rates = sorted({s["dirty_rate_bps"] for s in mine}) or [0]
+        sizes = sorted({s["memory_bytes"] for s in mine})
+        fig, axes = new_figure(ncols=len(rates), width=5.6, height=4.6)
+        for ax, rate in zip(axes, rates, strict=True):
+            plot_statistics(
+                ax,
+                [s for s in mine if s["dirty_rate_bps"] == rate],
+                metric=key,
+                x="memory_bytes",
+                series="strategy",
+                x_value=lambda size: size / MIB,
+                scale=0.001,
+                colors=COLORS,
+            )
+            _axes_of(ax, sizes, rate)
+            ax.yaxis.set_major_formatter(seconds)
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # fewer on wide spans
+        axes[0].set_ylabel(f"{what} (s, log scale)")
+        handles, labels = axes[-1].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8)
+        fig.suptitle(
+            f"Live migration mec1 → mec2: {what}\nmean of {repeat} run(s), error bars: 95 % "
+            "confidence interval (Student's t)",
+            fontsize=10,
+        )
+        name = f"{key.removesuffix('_ms')}_ci.png"
+        save_figure(fig, out / name)
+        names.append(name)
+    return names

@@ -73,7 +73,7 @@ def test_statistics_table_and_runs_section(tmp_path: Path) -> None:
     text = runs_section(s, ["x.csv", "x-statistics.csv"])
     assert "5 of 6 runs complete" in text and "raw JSON per run in `raw/x/`" in text
     assert "**crashed, partial data**: `rate=2,repetition=3`" in text
-    assert "**This run is incomplete**" in text and "`x.csv`, `x-statistics.csv`" in text
+    assert "**This run is incomplete**" in text and "report: `x.csv`, `x-statistics.csv`." in text
 
 
 def test_plot_statistics_draws_error_bars(tmp_path: Path) -> None:

@@ -1,0 +1,135 @@
+"""`mecmig bench migration` on the harness, with a fake testbed (no network): a crash mid-run
+leaves summary.json incomplete and the crashed case marked; --resume runs only what is missing and
+writes the benchmark's summary with the statistics, CSVs, plots and the seeds beside ours."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from mecmig.bench import migration, migration_cases
+from mecmig.bench.migration_cases import Case, empty_row
+
+PHASES = {"prepare": 50.0, "reserve": 4.0, "freeze_dump": 300.0, "transfer": 400.0,
+          "switch": 3.0, "restore": 280.0, "cleanup": 9.0}  # fmt: skip
+
+
+def fake_row(case: Case) -> dict[str, Any]:
+    """A migration's row as Bench.run_case returns it, numbers by strategy and repetition."""
+    base = {"baseline": 2000.0, "cold": 1500.0, "precopy": 900.0, "postcopy": 600.0,
+            "hybrid": 650.0}[case.strategy] + 10.0 * case.repeat  # fmt: skip
+    phases = dict(PHASES)
+    if case.strategy == "postcopy":
+        phases["pages"] = 1500.0
+    if case.strategy == "precopy":
+        phases["precopy-1"] = 1000.0
+    row = empty_row(case)
+    row.update(
+        downtime_ms=base,
+        frozen_ms=base - 50,
+        total_ms=base * 3,
+        bytes_transferred=case.memory_bytes + 4_000_000,
+        state_intact=True,
+        same_connection=True,
+        mode="full-dump-delta" if case.strategy == "precopy" else "x",
+        outcome="done",
+        rounds=1 if case.strategy == "precopy" else 0,
+        phases=phases,
+        image_bytes=case.memory_bytes,
+        final_transfer_bytes=case.memory_bytes // 10,
+        held=case.strategy != "baseline",
+    )
+    return row
+
+
+class FakeBench:
+    def __init__(self, calls: list[Case], crash_at: int | None) -> None:
+        self.calls = calls
+        self.crash_at = crash_at
+        self.hold = "auto"
+
+    def run_case(self, case: Case, on_phase: Callable[[str], None]) -> dict[str, Any]:
+        on_phase("migrate")
+        self.calls.append(case)
+        if len(self.calls) == self.crash_at:
+            raise RuntimeError("the controller died")
+        return fake_row(case)
+
+
+@pytest.fixture
+def fake_testbed(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], list[Case]]:
+    import ground.paths
+
+    monkeypatch.setattr(migration, "environment_problem", lambda *a, **k: None)
+    monkeypatch.setattr(ground.paths, "criu_binary", lambda: Path("/bin/true"))
+
+    def install(crash_at: int | None) -> list[Case]:
+        calls: list[Case] = []
+
+        @contextmanager
+        def testbed() -> Iterator[FakeBench]:
+            yield FakeBench(calls, crash_at)
+
+        monkeypatch.setattr(migration_cases, "bench_testbed", testbed)
+        return calls
+
+    return install
+
+
+def args(out: Path, resume: bool = False) -> argparse.Namespace:
+    sizes = [64 * 2**20, 512 * 2**20]
+    return argparse.Namespace(quick=False, out=out, strategies=None, sizes=sizes,
+                              dirty_rates=[0], repeat=2, hold="auto", resume=resume)  # fmt: skip
+
+
+def test_crash_then_resume(
+    tmp_path: Path, fake_testbed: Callable[[int | None], list[Case]]
+) -> None:
+    console = Console(file=open("/dev/null", "w"))  # noqa: SIM115
+    calls = fake_testbed(3)
+    assert migration.run(args(tmp_path), console) == 1
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["complete"] is False and len(doc["rows"]) == 2
+    assert doc["summary"]["completed"] is False
+    assert doc["summary"]["failures"] == ["testbed: RuntimeError: the controller died"]
+    status = doc["experiments"]["migration"]["runs"]
+    assert status["planned"] == 20 and status["complete"] == 2 and len(status["not_started"]) == 17
+    [crashed] = status["unfinished"]
+    raws = [json.loads(p.read_text()) for p in (tmp_path / "raw" / "migration").glob("*.json")]
+    [raw] = [r for r in raws if not r["complete"]]
+    assert raw["key"] == crashed and raw["error"] == "crashed: RuntimeError: the controller died"
+    assert "**crashed, partial data**" in (tmp_path / "report.md").read_text()
+
+    calls = fake_testbed(None)
+    assert migration.run(args(tmp_path, resume=True), console) == 0
+    assert len(calls) == 18  # the crashed case and the 17 never started
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["complete"] is True and doc["resumed"] is True and len(doc["rows"]) == 20
+    assert doc["summary"]["completed"] is True and doc["summary"]["cases"] == 20
+    assert doc["experiments"]["migration"]["runs"]["resumed"] == 2
+    assert doc["plan"]["repeat"] == 2 and doc["command"].startswith("mecmig bench migration")
+    stats = doc["statistics"]["migration"]
+    cell = next(
+        s
+        for s in stats
+        if s["metric"] == "downtime_ms" and s["strategy"] == "postcopy"
+        and s["memory_bytes"] == 512 * 2**20
+    )  # fmt: skip
+    assert (cell["n"], cell["mean"], cell["sd"]) == (2, 615.0, pytest.approx(7.0711, abs=1e-4))
+    assert cell["ci95"] == pytest.approx(12.706 * 7.0711 / 2**0.5, rel=1e-4)
+    assert doc["files"] == ["migration.csv", "migration-statistics.csv"]
+    for name in ("downtime.png", "total.png", "downtime_ci.png", "total_ci.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "migration.csv").read_text().splitlines()) == 21
+    report = (tmp_path / "report.md").read_text()
+    assert "## Statistics over the repetitions" in report and "## Beside the seeds" in report
+    assert "| seed 004, Table 9 | downtime, HSS container, stop-and-copy | 15.01 ± 0.43 s" in report
+    assert "| baseline, 64MiB, dirty 0 MB/s |" in report  # HSS's 173 MB: nearer 64 than 512 MiB
+    assert "20 of 20 runs complete (2 read back by --resume)" in report
