@@ -58,6 +58,10 @@ class RunSpec:
     def __getitem__(self, name: str) -> Any:
         return dict(self.params)[name]
 
+    def get(self, name: str) -> Any:
+        """The parameter's value, None when this run has no such parameter."""
+        return dict(self.params).get(name)
+
     @property
     def key(self) -> str:
         """Unique within an experiment, stable across invocations: 'a=1,b=x,repetition=2'."""
@@ -318,7 +322,7 @@ class ExperimentRun:
         groups: dict[tuple[Any, ...], list[Row]] = {}
         for s, row in self.done():
             if exp.counts(row):
-                groups.setdefault(tuple(s[name] for name in exp.groups()), []).append(row)
+                groups.setdefault(tuple(s.get(name) for name in exp.groups()), []).append(row)
         out = []
         for key, rows in groups.items():
             for metric in exp.metrics:
@@ -341,7 +345,7 @@ class ExperimentRun:
             row[metric]
             for s, row in self.done()
             if self.experiment.counts(row)
-            and all(s[k] == v for k, v in params.items())
+            and all(s.get(k) == v for k, v in params.items())
             and row.get(metric) is not None
         ]
         return describe(values) if values else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from ground.runner import CommandError
 from mecmig.bench import ROOT, environment_problem, progress, shown
+from mecmig.bench.harness import Experiment, ExperimentRun, Metric, RunSpec, Session
 from mecmig.bench.report import (
     command_line,
     fmt_rate,
@@ -84,6 +86,7 @@ def cases(plan: Plan) -> list[Case]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, reservation.png and report.md into `args.out`."""
+    from mecmig.bench.reservation_stats import plot_switchover_vs_seed, statistics_markdown
     from topology.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)  # ScenarioError: the CLI reports it, exit 1
@@ -97,14 +100,25 @@ def run(args: argparse.Namespace, console: Console) -> int:
     plan = QUICK if args.quick else FULL
     out: Path = args.out
     started, t0 = utc_now(), time.monotonic()
-    rows: list[dict[str, Any]] = []
+    command = command_line(_command_words(args))
+    session = Session(
+        out,
+        command=command,
+        started_at=started,
+        quick=plan is QUICK,
+        resume=bool(getattr(args, "resume", False)),
+    )
+    meters = session.add(meters_experiment(args.scenario, plan), meter_specs(plan))
+    moves = session.add(relocation_experiment(plan))
     failures: list[str] = []
     with progress(console) as bars:
-        _reservation_part(args.scenario, plan, bars, rows, failures)
-        _relocation_part(plan, bars, rows, failures)
+        _reservation_part(args.scenario, plan, bars, meters, failures)
+        _relocation_part(bars, moves, failures)
     duration = round(time.monotonic() - t0, 1)
+    rows = session.rows()
+    failures = row_failures(meters, moves) + failures
     summary = summarize(rows, failures)
-    command = command_line(_command_words(args))
+    files = session.write_files()
     write_summary(
         out,
         command=command,
@@ -112,17 +126,106 @@ def run(args: argparse.Namespace, console: Console) -> int:
         quick=plan is QUICK,
         rows=rows,
         summary=summary,
-        extra={"duration_s": duration, "scenario": shown(args.scenario)},
+        extra={
+            "duration_s": duration,
+            "scenario": shown(args.scenario),
+            **session.summary_fields(),
+            "files": files,
+        },
     )
     _plot(rows, out / "reservation.png")
-    write_report(out, _markdown(rows, summary, command, started, duration, args, plan))
+    plots = plot_switchover_vs_seed(moves, out)
+    text = _markdown(rows, summary, command, started, duration, args, plan)
+    write_report(out, text + "\n" + statistics_markdown(session, moves, files + plots))
     _print_results(console, rows, summary)
     console.print(
-        f"results in {shown(out)}/ (summary.json, reservation.png, report.md); {duration} s"
+        f"results in {shown(out)}/ (summary.json, reservation.png, {', '.join(plots + files)}, "
+        f"report.md, raw/); {duration} s"
     )
+    session.print_status(console)
     for failure in failures:
         console.print(f"[red]failed[/red]: {failure}", highlight=False)
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_FAILED if failures or not session.complete else EXIT_OK
+
+
+def row_failures(meters: ExperimentRun, moves: ExperimentRun) -> list[str]:
+    """A line per run that completed with an error: what it was, and the error."""
+    lines = [
+        f"{meter_label(spec)}: {row['error']}" for spec, row in meters.done() if "error" in row
+    ]
+    lines += [
+        f"relocation {row['from']} -> {row['to']}: {row['error']}"
+        for _, row in moves.done()
+        if "error" in row
+    ]
+    return lines
+
+
+# ------------------------------------------------------------------------------ the experiments
+
+
+def meters_experiment(scenario: Path, plan: Plan) -> Experiment:
+    """Part 1 as a named experiment: rate x burst x pacing (and one unreserved baseline)."""
+    return Experiment(
+        name="meters",
+        scenario=shown(scenario),
+        workload="iperf3 TCP from the first site's MEC host to the second's, on a port a "
+        "reservation matches (the baseline: a port none matches)",
+        sweep={
+            "reserved_bps": tuple(r * MBIT for r in plan.rates_mbit),
+            "burst_ms": plan.bursts_ms,
+            "paced": (False, True),
+        },
+        metrics=(
+            Metric("ratio", "TCP goodput / reserved rate", "1"),
+            Metric("goodput_bps", "TCP goodput", "bit/s"),
+        ),
+        fixed={"seconds": plan.seconds},
+        group_by=("case", "reserved_bps", "burst_ms", "paced"),
+    )
+
+
+def meter_specs(plan: Plan) -> list[RunSpec]:
+    """The baseline transfer, then every case of `plan` in running order."""
+    specs = [RunSpec.of(case="baseline")]
+    specs += [
+        RunSpec.of(case="reservation", reserved_bps=c.rate_bps, burst_ms=c.burst_ms, paced=c.paced)
+        for c in cases(plan)
+    ]
+    return specs
+
+
+def case_of(spec: RunSpec) -> Case | None:
+    """The reserved transfer of a run (None: the baseline)."""
+    if spec["case"] == "baseline":
+        return None
+    return Case(spec["reserved_bps"], spec["burst_ms"], spec["paced"])
+
+
+def meter_label(spec: RunSpec) -> str:
+    case = case_of(spec)
+    return "baseline" if case is None else case.label
+
+
+def relocation_experiment(plan: Plan) -> Experiment:
+    """Part 2 as a named experiment: `plan.moves` relocations, one statistics group."""
+    return Experiment(
+        name="relocation",
+        scenario=shown(RELOCATION_SCENARIO),
+        workload=f"'{INSTANCE}' re-plugged at the next site and relocated through the REST API, "
+        f"then {UE} pings it",
+        sweep={"move": tuple(range(1, plan.moves + 1))},
+        metrics=(
+            Metric("switchover_ms", "switch-over (first flow-mod -> last barrier reply)", "ms"),
+            Metric("flow_mods", "flow-mods sent", "1"),
+        ),
+        group_by=(),
+        measured=lambda row: "error" not in row and row.get("switchover_ms") is not None,
+    )
+
+
+def move_label(spec: RunSpec) -> str:
+    return f"move {spec['move']}"
 
 
 # ------------------------------------------------------------------------------ part 1: meters
@@ -144,7 +247,7 @@ def _errors() -> tuple[type[Exception], ...]:
 
 
 def _reservation_part(
-    scenario: Path, plan: Plan, bars: Progress, rows: list[dict[str, Any]], failures: list[str]
+    scenario: Path, plan: Plan, bars: Progress, meters: ExperimentRun, failures: list[str]
 ) -> None:
     from mininet_scenarios.testbed import testbed
     from topology.scenario import load_scenario
@@ -152,22 +255,20 @@ def _reservation_part(
 
     sites = load_scenario(scenario).sites
     src, dst = agent_host(sites[0].name), agent_host(sites[1].name)
-    todo = cases(plan)
-    task = bars.add_task("starting", total=len(todo) + 1, part="reservations")
+    ports = {case: BASE_PORT + i for i, case in enumerate(cases(plan))}
+    meters.track(bars, part="reservations")
+    if not meters.pending():
+        return
     try:
         with testbed(scenario) as tb:
-            bars.update(task, description=f"baseline: {src} -> {dst}, no reservation")
-            rows.append(_baseline(tb, src, dst, plan.seconds))
-            if "error" in rows[-1]:
-                failures.append(f"baseline: {rows[-1]['error']}")
-            bars.advance(task)
-            for i, case in enumerate(todo):
-                bars.update(task, description=case.label)
-                row = _reserved_transfer(tb, case, src, dst, BASE_PORT + i, plan.seconds)
-                rows.append(row)
-                if "error" in row:
-                    failures.append(f"{case.label}: {row['error']}")
-                bars.advance(task)
+
+            def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+                case = case_of(spec)
+                if case is None:
+                    return _baseline(tb, src, dst, plan.seconds)
+                return _reserved_transfer(tb, case, src, dst, ports[case], plan.seconds)
+
+            meters.execute(run_one, label=meter_label)
     except _errors() as exc:
         failures.append(f"reservation testbed ({scenario.name}): {exc}")
 
@@ -251,42 +352,50 @@ def _reserved_transfer(
 # ------------------------------------------------------------------------------ part 2: relocation
 
 
-def _relocation_part(
-    plan: Plan, bars: Progress, rows: list[dict[str, Any]], failures: list[str]
-) -> None:
+def _relocation_part(bars: Progress, moves: ExperimentRun, failures: list[str]) -> None:
+    """Move `video` round the sites (home first): move i goes from the i-th site to the next.
+    A resumed run starts with the instance at home: it is first put, unmeasured, where its
+    move starts. A move that fails ends the part (where the host is then is unknown)."""
     from mininet_scenarios.testbed import testbed
 
-    task = bars.add_task("starting", total=plan.moves, part="relocations")
+    moves.track(bars, part="relocations")
+    if not moves.pending():
+        return
     try:
         with testbed(RELOCATION_SCENARIO) as tb:
             model = tb.emu.topo.model
             site_of = {s.switch: s.name for s in model.sites}
-            here = site_of[model.attachment(INSTANCE).switch]
+            home = site_of[model.attachment(INSTANCE).switch]
             names = [s.name for s in model.sites]
-            order = names[names.index(here) :] + names[: names.index(here)]  # home site first
-            for i in range(plan.moves):
-                to = order[(i + 1) % len(order)]
-                bars.update(task, description=f"{INSTANCE}: {here} -> {to}")
-                row = _move(tb, here, to)
-                rows.append(row)
-                bars.advance(task)
-                if "error" in row:  # where the host is now is unknown: stop here
-                    failures.append(f"relocation {here} -> {to}: {row['error']}")
-                    break
-                here = to
+            order = names[names.index(home) :] + names[: names.index(home)]  # home site first
+            where = [home]
+
+            def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+                i = spec["move"]
+                start, to = order[(i - 1) % len(order)], order[i % len(order)]
+                if where[0] != start:
+                    on_phase(f"to {start} first (unmeasured)")
+                    first = _move(tb, where[0], start)
+                    if "error" in first:
+                        return {**_move_row(start, to), "error": f"to {start}: {first['error']}"}
+                    where[0] = start
+                on_phase(f"{INSTANCE}: {start} -> {to}")
+                row = _move(tb, start, to)
+                if "error" not in row:
+                    where[0] = to
+                return row
+
+            moves.execute(run_one, label=move_label, stop=lambda row: "error" in row)
     except _errors() as exc:
         failures.append(f"relocation testbed ({RELOCATION_SCENARIO.name}): {exc}")
 
 
-def _move(tb: Any, here: str, to: str) -> dict[str, Any]:
-    """Re-plug the instance at site `to`, relocate it there, ping it from the UE."""
-    model = tb.emu.topo.model
-    switch = model.site(to).switch
-    row: dict[str, Any] = {
+def _move_row(here: str, to: str) -> dict[str, Any]:
+    return {
         "case": "relocation",
         "from": here,
         "to": to,
-        "switch": switch,
+        "switch": None,
         "port": None,
         "switchover_ms": None,
         "flow_mods": None,
@@ -294,6 +403,13 @@ def _move(tb: Any, here: str, to: str) -> dict[str, Any]:
         "ping_loss_pct": None,
         "ping_ok": False,
     }
+
+
+def _move(tb: Any, here: str, to: str) -> dict[str, Any]:
+    """Re-plug the instance at site `to`, relocate it there, ping it from the UE."""
+    model = tb.emu.topo.model
+    switch = model.site(to).switch
+    row = {**_move_row(here, to), "switch": switch}
     try:
         port = next_host_port(tb.ctl.client, model, INSTANCE, switch)
         row["port"] = port
