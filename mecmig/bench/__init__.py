@@ -3,8 +3,10 @@
 Each benchmark is a module `mecmig.bench.<name>` with `run(args, console) -> int` (the exit code:
 0 the run completed, even if a goal was missed; 1 a case failed to run; 3 environment not ready).
 It writes `summary.json`, a plot and `report.md` into `--out` with the helpers of
-`mecmig.bench.report`; the README quotes only numbers a benchmark wrote there. This module holds
-what running one needs: the preflight check and the progress display.
+`mecmig.bench.report`; the README quotes only numbers a benchmark wrote there. Its runs go through
+`mecmig.bench.harness` (a named experiment: scenario, workload, sweep, repetitions; raw JSON per
+run, resumable, a crash marked; CSVs; mean, sd, 95 % CI and CV; the seeds' figures beside ours).
+This module holds what running one needs: the preflight check and the progress display.
 """
 
 from __future__ import annotations

@@ -252,7 +252,11 @@ class ExperimentRun:
     # ---------------------------------------------------------------- running
 
     def track(self, bars: Progress, part: str, description: str = "starting") -> TaskID:
-        """The progress bar of this experiment (the runs read back count as done)."""
+        """The progress bar of this experiment (the runs read back count as done). With runs
+        left to do, summary.json says from now on that this invocation has not completed (a
+        process killed while its testbed starts leaves no stale summary claiming otherwise)."""
+        if self.pending():
+            self.session.checkpoint()
         self.bars = bars
         self.task = bars.add_task(
             description, total=len(self.specs), completed=len(self.resumed()), part=part

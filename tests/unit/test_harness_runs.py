@@ -164,6 +164,16 @@ def test_resume_ignores_other_settings_and_a_fresh_run_starts_empty(tmp_path: Pa
     assert run4.resumed() == [] and list((tmp_path / "raw" / "fake").glob("*.json")) == []
 
 
+def test_summary_is_marked_incomplete_before_the_first_run(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text('{"complete": true, "rows": ["of before"]}')
+    s, run = session(tmp_path)
+    with progress(Console(file=open("/dev/null", "w"))) as bars:  # noqa: SIM115
+        run.track(bars, part="fake")
+        doc = json.loads((tmp_path / "summary.json").read_text())
+        assert doc["complete"] is False and doc["rows"] == []
+        assert len(doc["experiments"]["fake"]["runs"]["not_started"]) == 12
+
+
 def test_ctrl_c_is_a_crash_too(tmp_path: Path) -> None:
     def interrupted(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
         raise KeyboardInterrupt
