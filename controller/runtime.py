@@ -14,6 +14,7 @@ the caller gets the `SwitchError`, and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -111,7 +112,7 @@ class Runtime:
         self._barriers: dict[tuple[int, int], threading.Event] = {}
         self._replies: dict[tuple[int, int], _Reply] = {}
         self._synced: dict[int, Any] = {}  # dpid -> the connection that got the model
-        self._sent: dict[tuple[int, int], str] = {}
+        self._sent: dict[tuple[int, int], tuple[str, Message]] = {}
         self._errors: dict[tuple[int, int], str] = {}  # (dpid, xid) of a refused message -> why
 
     # ------------------------------------------------------------------ connections
@@ -205,6 +206,7 @@ class Runtime:
         skipped: set[str] = set()
         gone: set[str] = set()
         mine: set[tuple[int, int]] = set()  # (dpid, xid): an error counts only for its own call
+        encoded: Encoded = {}
         with self._lock:
             self._errors.clear()
         for stage in plan:
@@ -221,9 +223,9 @@ class Runtime:
                     sent.add(sw)
                 flow_mods += sum(isinstance(m, FlowMod) for m in msgs)
                 for msg in msgs:
-                    mine.add((dp.id, self.send(dp, msg, sw)))
+                    mine.add((dp.id, self.send(dp, msg, sw, encoded)))
                 if wait:
-                    pending.append((sw, self._barrier(dp, sw)))
+                    pending.append((sw, self._barrier(dp, sw, encoded)))
             for sw, done in pending:
                 if not done.wait(BARRIER_TIMEOUT_S):
                     raise SwitchError(
@@ -249,20 +251,24 @@ class Runtime:
             names = {self.state.switch_name(dpid) or f"dpid {dpid:#x}" for dpid, _ in keys}
             raise SwitchError("; ".join(errors), tuple(sorted(names)))
 
-    def send(self, dp: Any, msg: Message, sw: str) -> int:
-        """Send one message, remembering what it was so a switch error can name it; its xid."""
-        wire = encode(dp, msg)
+    def send(self, dp: Any, msg: Message, sw: str, encoded: Encoded | None = None) -> int:
+        """Send one message, remembering what it was so a switch error can name it; its xid.
+
+        `encoded`: os-ken messages made already in this plan, by message: the same message
+        (a hold's flow, a host entry's delete) goes to many switches, and making an os-ken
+        message costs more than copying one (`send_msg` serialises the copy afresh)."""
+        wire = _encode(dp, msg, encoded)
         dp.set_xid(wire)
         if not isinstance(msg, Barrier):
             with self._lock:
-                self._sent[(dp.id, wire.xid)] = f"{sw}: {getattr(msg, 'describe', msg.__repr__)()}"
+                self._sent[(dp.id, wire.xid)] = (sw, msg)
                 if len(self._sent) > 10000:  # only recent messages can still be refused
                     self._sent.pop(next(iter(self._sent)))
         dp.send_msg(wire)
         return int(wire.xid)
 
-    def _barrier(self, dp: Any, sw: str) -> threading.Event:
-        wire = encode(dp, Barrier())
+    def _barrier(self, dp: Any, sw: str, encoded: Encoded | None = None) -> threading.Event:
+        wire = _encode(dp, BARRIER, encoded)
         dp.set_xid(wire)
         done = threading.Event()
         with self._lock:
@@ -354,7 +360,8 @@ class Runtime:
                 reply.error = detail
                 reply.done.set()
                 return
-            what = self._sent.get((dpid, xid), f"dpid {dpid:#x} xid {xid}")
+            sent = self._sent.get((dpid, xid))
+            what = f"dpid {dpid:#x} xid {xid}" if sent is None else _describe(*sent)
             self._errors[(dpid, xid)] = f"{what} refused: {detail}"
             if len(self._errors) > 10000:  # refusals of messages no call waits for
                 self._errors.pop(next(iter(self._errors)))
@@ -414,3 +421,26 @@ def _log_failure(future: Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         exc = future.exception()
         log.error("controller job failed: %s", exc, exc_info=exc)
+
+
+Encoded = dict[int, tuple[Message, Any]]  # id(message) -> (it, its os-ken message)
+BARRIER = Barrier()
+
+
+def _encode(dp: Any, msg: Message, encoded: Encoded | None) -> Any:
+    """`encode(dp, msg)`, or a copy of the os-ken message made for `msg` already, for `dp`."""
+    if encoded is None:
+        return encode(dp, msg)
+    made = encoded.get(id(msg))
+    if made is None or made[0] is not msg:
+        wire = encode(dp, msg)
+        encoded[id(msg)] = (msg, wire)
+        return wire
+    wire = copy.copy(made[1])
+    wire.datapath = dp
+    wire.xid = None
+    return wire
+
+
+def _describe(sw: str, msg: Message) -> str:
+    return f"{sw}: {getattr(msg, 'describe', msg.__repr__)()}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, overload
 
 from controller.delta import DesiredIndex, Model, Touched
@@ -670,8 +670,8 @@ class FabricState:
             "version": 1,
             "scenario": self.scenario.name,
             "next_reservation": self.next_reservation,
-            "reservations": [asdict(r) for r in self.reservations.values()],
-            "hosts": [asdict(a) for a in self.hosts.values()],
+            "reservations": [_record(r) for r in self.reservations.values()],
+            "hosts": [_attachment(a) for a in self.hosts.values()],
             "host_ids": self.host_ids,
         }
 
@@ -717,6 +717,19 @@ class FabricState:
         _check_ipv4("ip_dst", rec.ip_dst)
         for sw in rec.path:
             self.declared.switch(sw)
+
+
+def _record(rec: ReservationRecord) -> dict[str, Any]:
+    """`asdict(rec)`, without its deep copy (the fields are immutable): saved on every change."""
+    return {f: getattr(rec, f) for f in _RECORD_FIELDS}
+
+
+def _attachment(att: Attachment) -> dict[str, Any]:
+    return {f: getattr(att, f) for f in _ATTACHMENT_FIELDS}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(ReservationRecord))
+_ATTACHMENT_FIELDS = tuple(f.name for f in fields(Attachment))
 
 
 def _links_of(path: tuple[str, ...]) -> set[frozenset[str]]:

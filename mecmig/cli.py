@@ -329,6 +329,55 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _bench_migration_parser(bench)
     _bench_reliability_parser(bench)
+    _bench_scale_parser(bench)
+
+
+def _bench_scale_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench scale`: the controller's decisions at operator scale (issue 15)."""
+    b = bench.add_parser(
+        "scale",
+        help="each controller operation's latency at 10 to 3000 sites; memory; build time",
+        description="On generated fabrics (sites under aggregation switches in a ring) of 10, "
+        "100, 1000 and 3000 sites: the controller state's build time and memory (bytes per site "
+        "and per reservation), then each operation's latency (median, p95, max) and the flows "
+        "it changes, on the pure state and through the REST API over software switches; "
+        "admission alone at 10000 sites; one point on real Open vSwitch bridges (root). Goals: "
+        "at 1000 sites every operation <= 5 ms median on the state, <= 10 ms through REST, "
+        "build <= 1 s; admission at 10000 sites <= 10 ms. Writes summary.json, scale.png and "
+        "report.md into --out. About 5 minutes (--quick: about a minute). Exit 0 the run "
+        "completed (goals met or not), 1 a size could not run.",
+    )
+    b.add_argument("--quick", action="store_true", help="100 and 1000 sites, 20 of each")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "scale",
+        metavar="DIR",
+        help="where the results go (default: results/scale/)",
+    )
+    b.add_argument("--reps", type=int, default=None, metavar="N", help="of each operation")
+    b.add_argument("--no-ovs", action="store_true", help="skip the Open vSwitch point")
+    b.add_argument(
+        "--ovs-sites", type=int, default=100, metavar="N", help="sites of the OVS point (100)"
+    )
+    b = bench.add_parser(
+        "links",
+        help="goodput through each shaped link vs its declared capacity",
+        description="A generated scenario: a core switch and one site per capacity (10, 50, 100, "
+        "200, 500 Mbit/s), each site's link shaped to it (an HTB qdisc on both ends); iperf3 TCP "
+        "goodput through each link, both directions. Goal: within ±10 % of the capacity. Writes "
+        "summary.json, links.png and report.md into --out. About a minute. Needs root. Exit 0 "
+        "the run completed (goal met or not), 1 a transfer failed, 3 not root / no OVS / no "
+        "iperf3 or tc.",
+    )
+    b.add_argument("--quick", action="store_true", help="10, 100 and 500 Mbit/s, 3 s transfers")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "links",
+        metavar="DIR",
+        help="where the results go (default: results/links/)",
+    )
 
 
 def _bench_reliability_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
