@@ -217,7 +217,8 @@ class ExperimentRun:
                 self.records[spec.key] = record
 
     def pending(self) -> list[RunSpec]:
-        """The planned runs not read back from a previous invocation, in order."""
+        """The planned runs still to run, in order: all but those that completed without error
+        (read back by resume, or run by this invocation)."""
         return [s for s in self.specs if not (s.key in self.records and self.records[s.key].ok)]
 
     def resumed(self) -> list[RunSpec]:
