@@ -7,8 +7,9 @@ operation REPS times on the pure `FabricState` and through the REST API (`scale_
 time on different sites, hosts and links: reserve (a site's agent to another's, across the ring;
 the reservations stay, a burst of them), resize (each to twice its rate), release, relocate (an
 instance to another site), hold and unhold (an instance), a site's uplink down and up (through
-the runtime, as a port status is: REST has no link events), admission alone. Times are of the
-call only, in ms.
+the runtime, as a port status is: REST has no link events), a link of the aggregation ring down
+and up (pure state only, a few times: most forwarding trees change), admission alone. Times are
+of the call only, in ms.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ OPERATIONS = (
     "unhold",
     "link_down",
     "link_up",
+    "ring_down",
+    "ring_up",
     "admission",
 )
+RING_REPS = 5  # a link between aggregation switches: most trees change, tens of ms each
 
 
 def flows_in(plan: Plan) -> int:
@@ -76,6 +80,7 @@ class Workload:
         self.held = [apps[i % len(apps)] for i in range(reps)]
         picked = rng.sample(range(sites), min(reps, sites))
         self.uplinks = [(f"s{i + 1}", f"agg{i % aggs + 1}") for i in picked]
+        self.ring = [(f"agg{i + 1}", f"agg{(i + 1) % aggs + 1}") for i in range(aggs)]
 
 
 def pure(state: FabricState, work: Workload) -> dict[str, Sample]:
@@ -109,6 +114,12 @@ def pure(state: FabricState, work: Workload) -> dict[str, Sample]:
             with s.timed():
                 plan = state.link_down(a, b) if op == "link_down" else state.link_up(a, b)
             s.flows.append(flows_in(plan))
+    for a, b in work.ring[:RING_REPS]:
+        for op in ("ring_down", "ring_up"):
+            s = out[op]
+            with s.timed():
+                plan = state.link_down(a, b) if op == "ring_down" else state.link_up(a, b)
+            s.flows.append(flows_in(plan))
     for a, b in work.pairs:
         s = out["admission"]
         src, dst = state.hosts[f"h{a}"].switch, state.hosts[f"h{b}"].switch
@@ -128,7 +139,7 @@ def rest(state: FabricState, work: Workload) -> tuple[dict[str, Sample], int]:
 
     ctl = SoftController(state)
     http = ctl.http
-    out = {op: Sample() for op in OPERATIONS if op != "admission"}
+    out = {op: Sample() for op in OPERATIONS if op not in ("admission", "ring_down", "ring_up")}
 
     def call(op: str, method: str, url: str, body: Any = None) -> Any:
         s = out[op]
