@@ -62,7 +62,7 @@ def ovs_point(sites: int, reps: int = 10) -> dict[str, Any]:
         ctl.start()
         start = time.monotonic()
         _make_bridges(topo, ctl.of_port)
-        ctl.wait_switches(timeout=60 + len(bridges) / 5)
+        ctl.wait_switches(timeout=60 + len(bridges) / 2)
         connect_s = time.monotonic() - start
         rows = _operations(ctl, sites, reps)
     finally:

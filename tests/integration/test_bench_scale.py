@@ -1,0 +1,109 @@
+"""`mecmig bench scale --quick` end to end (issue 15): 100 and 1000 generated sites, admission
+at 10,000, and the Open vSwitch point on real bridges (root; one live emulation at a time).
+
+The outputs' shape, and the issue's goals at 1000 sites: every operation <= 5 ms median on the
+pure state and <= 10 ms through REST, the state built in <= 1 s; admission at 10,000 sites
+<= 10 ms. A hold and its release put one flow on every switch and wait for every switch's
+barrier: through REST they miss the goal (see the README's "Scale"); so does a link of the
+aggregation ring on the pure state (it changes most forwarding trees). Both are marked as
+expected to fail, so that the day they meet it the test says so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mecmig.bench.scale_worker import OPERATIONS
+from mecmig.cli import EXIT_OK, main
+
+ROW_KEYS = {"sites", "operation", "median_ms", "p95_ms", "max_ms", "flows_changed"}
+STATE_OPS = tuple(op for op in OPERATIONS if not op.startswith("ring"))  # ring: below
+REST_OPS = ("reserve", "resize", "release", "relocate")
+EVERY_SWITCH = ("hold", "unhold")  # a flow on every switch, a barrier from every switch
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("scale")
+    assert main(["bench", "scale", "--quick", "--out", str(out)]) == EXIT_OK
+    assert (out / "scale.png").stat().st_size > 0
+    assert "# The controller at operator scale" in (out / "report.md").read_text()
+    doc: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    assert doc["command"] == f"mecmig bench scale --quick --out {out}"
+    return doc
+
+
+def _row(doc: dict[str, Any], sites: int, via: str, op: str) -> dict[str, Any]:
+    [row] = [
+        r for r in doc["rows"] if (r["sites"], r.get("via"), r["operation"]) == (sites, via, op)
+    ]
+    return row
+
+
+def test_rows_and_sizes_have_the_fields_the_issue_names(summary: dict[str, Any]) -> None:
+    for row in summary["rows"]:
+        assert row.keys() >= ROW_KEYS | {"build_ms", "rss_bytes"}
+        assert 0 <= row["median_ms"] <= row["p95_ms"] <= row["max_ms"]
+    assert [s["sites"] for s in summary["sizes"]] == [100, 1000]
+    for size in summary["sizes"]:
+        assert size["build_ms"] > 0 and size["rss_bytes"] > 0
+        assert size["bytes_per_site"] > 0 and size["bytes_per_reservation"] > 0
+        assert size["refused"] == 0  # no software switch refused a message
+    # a host move changes the entries of core switches, not of every switch
+    assert _row(summary, 1000, "state", "relocate")["flows_changed"] < 100
+    assert _row(summary, 1000, "state", "hold")["flows_changed"] == 1032  # every switch
+
+
+@pytest.mark.parametrize("op", STATE_OPS)
+def test_every_operation_at_1000_sites_takes_at_most_5_ms_on_the_state(
+    summary: dict[str, Any], op: str
+) -> None:
+    assert _row(summary, 1000, "state", op)["median_ms"] <= 5.0
+
+
+@pytest.mark.parametrize("op", REST_OPS)
+def test_every_operation_at_1000_sites_takes_at_most_10_ms_through_rest(
+    summary: dict[str, Any], op: str
+) -> None:
+    assert _row(summary, 1000, "rest", op)["median_ms"] <= 10.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a hold's flow goes to all 1032 switches, each confirmed by its barrier: ~50 ms",
+)
+@pytest.mark.parametrize("op", EVERY_SWITCH)
+def test_a_hold_at_1000_sites_takes_at_most_10_ms_through_rest(
+    summary: dict[str, Any], op: str
+) -> None:
+    assert _row(summary, 1000, "rest", op)["median_ms"] <= 10.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a ring link changes most forwarding trees: ~10,000 flows at 1000 sites, ~17 ms",
+)
+@pytest.mark.parametrize("op", ("ring_down", "ring_up"))
+def test_a_ring_link_event_at_1000_sites_takes_at_most_5_ms_on_the_state(
+    summary: dict[str, Any], op: str
+) -> None:
+    assert _row(summary, 1000, "state", op)["median_ms"] <= 5.0
+
+
+def test_the_state_of_1000_sites_is_built_in_at_most_a_second(summary: dict[str, Any]) -> None:
+    [size] = [s for s in summary["sizes"] if s["sites"] == 1000]
+    assert size["build_ms"] <= 1000.0
+
+
+def test_admission_at_10000_sites_takes_at_most_10_ms(summary: dict[str, Any]) -> None:
+    assert _row(summary, 10_000, "state", "admission")["median_ms"] <= 10.0
+
+
+def test_the_open_vswitch_point_ran_every_rest_operation(summary: dict[str, Any]) -> None:
+    ovs = summary["ovs"]
+    assert ovs is not None and "skipped" not in ovs, ovs
+    ops = {r["operation"] for r in summary["rows"] if r.get("via") == "ovs"}
+    assert ops == {*REST_OPS, *EVERY_SWITCH}
