@@ -360,24 +360,6 @@ def _bench_scale_parser(bench: argparse._SubParsersAction[argparse.ArgumentParse
     b.add_argument(
         "--ovs-sites", type=int, default=100, metavar="N", help="sites of the OVS point (100)"
     )
-    b = bench.add_parser(
-        "links",
-        help="goodput through each shaped link vs its declared capacity",
-        description="A generated scenario: a core switch and one site per capacity (10, 50, 100, "
-        "200, 500 Mbit/s), each site's link shaped to it (an HTB qdisc on both ends); iperf3 TCP "
-        "goodput through each link, both directions. Goal: within ±10 % of the capacity. Writes "
-        "summary.json, links.png and report.md into --out. About a minute. Needs root. Exit 0 "
-        "the run completed (goal met or not), 1 a transfer failed, 3 not root / no OVS / no "
-        "iperf3 or tc.",
-    )
-    b.add_argument("--quick", action="store_true", help="10, 100 and 500 Mbit/s, 3 s transfers")
-    b.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS / "links",
-        metavar="DIR",
-        help="where the results go (default: results/links/)",
-    )
 
 
 def _bench_reliability_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
