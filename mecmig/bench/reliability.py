@@ -256,6 +256,7 @@ def run_soak(r: Rig, n: int, bar: Any = None) -> tuple[dict[str, Any], list[dict
     # leaks are counted with the service gone at both ends: while it runs, its own files
     # (the last restore's CRIU log, say) differ with where it last moved, and are no leak
     leaks_before = r.inventory(r.fd_pids())
+    soak_fds_before = {pid: fd_targets(pid) for pid in r.fd_pids()}
     r.deploy()
     probe = r.start_probe()
     time.sleep(LEAD_S)
@@ -299,6 +300,9 @@ def run_soak(r: Rig, n: int, bar: Any = None) -> tuple[dict[str, Any], list[dict
     failed = [h for h in hops if h["outcome"] != "done"]
     growth = {k: round(rss1[k] / rss0[k] - 1, 4) for k in rss0 if k in rss1 and rss0[k]}
     leaks = leak_counts(leaks_before, leaks_after)
+    fd_notes: dict[str, Any] = {}
+    if leaks["fds"]:  # a keep-alive connection closing late, or a leak: settle_fds says which
+        leaks["fds"], fd_notes = settle_fds(r, leaks_before, soak_fds_before)
     rss_growth = max(growth.values(), default=0.0)
     soak: dict[str, Any] = {
         "migrations": n,
@@ -313,6 +317,7 @@ def run_soak(r: Rig, n: int, bar: Any = None) -> tuple[dict[str, Any], list[dict
         "leaks_before": leaks_before.counts(),
         "leaks_after": leaks_after.counts(),
         "leaked": {k: v for k, v in leaks.items() if v},
+        **fd_notes,
         "rss_bytes_before": rss0,
         "rss_bytes_after": rss1,
         "rss_growth": rss_growth,
