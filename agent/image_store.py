@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.errors import BadRequest, Conflict, InUse, StepFailed
-from ground.rootfs_image import DIGEST_PATTERN, MAX_IMAGE_BYTES, UPLOAD_TAG, Kind
+from ground.rootfs_image import DIGEST_PATTERN, MAX_IMAGE_BYTES, UPLOAD_TAG, Kind, sha256_file
 from ground.runner import CommandError, Runner, SubprocessRunner
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class ImageStore:
         manifest = layout / "blobs" / "sha256" / digest.partition(":")[2]
         if not manifest.is_file():
             raise BadRequest(f"the upload holds no manifest {digest}")
-        got = _sha256(manifest)
+        got = sha256_file(manifest)
         if got != digest:
             raise BadRequest(f"manifest {digest} hashes to {got}")
         # umoci makes the rootfs itself (and refuses one that exists)
@@ -219,14 +219,6 @@ class ImageStore:
         if users:
             raise InUse(f"site {self.site}: image {digest} is used by {', '.join(users)}")
         shutil.rmtree(self._dir(digest), ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def write_upload(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
