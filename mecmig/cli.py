@@ -327,6 +327,7 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         scenario="scenario of the meter part; needs two sites (the relocation part always uses "
         "scenarios/three-sites.yaml)",
     )
+    _resume_option(b)
     _bench_migration_parser(bench)
     _bench_reliability_parser(bench)
     _bench_scale_parser(bench)
@@ -464,7 +465,18 @@ def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentP
         help="memhog dirty rates in bytes/s, e.g. 0 10MB/s (default: 0 10MB/s)",
     )
     b.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per case (default 1)")
+    _resume_option(b)
     _hold_options(b)
+
+
+def _resume_option(p: argparse.ArgumentParser) -> None:
+    """--resume for the benchmarks on the experiment harness (raw/ per run under --out)."""
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs that --out's raw/ holds as complete and without error (same "
+        "settings) and run only the others; without it raw/ starts empty",
+    )
 
 
 def _hold_options(p: argparse.ArgumentParser) -> None:

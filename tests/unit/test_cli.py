@@ -78,3 +78,12 @@ def test_a_warning_is_printed_once_after_mininet_is_imported(
     configure_logging("bench", False)
     logger.warning("only once")
     assert capsys.readouterr().err.count("only once") == 1
+
+
+@pytest.mark.parametrize("bench", ["migration", "reservation"])
+def test_harness_benchmarks_take_resume(bench: str) -> None:
+    """--resume reaches the harness (args.resume); without it raw/ starts empty."""
+    from mecmig.cli import _parser
+
+    assert _parser().parse_args(["bench", bench, "--resume"]).resume is True
+    assert _parser().parse_args(["bench", bench]).resume is False
