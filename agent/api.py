@@ -33,6 +33,7 @@ from agent.api_models import (
     LinkBody,
     MigrationNote,
     PreDumpBody,
+    ReceiveBody,
     RestoreBody,
     SendBody,
     SpecBody,
@@ -238,10 +239,10 @@ def _router(s: SiteService) -> APIRouter:
         """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
         return _dump(s.pre_dump(name, body.round))
 
-    @router.post("/instances/{name}/receive", responses=ON_INSTANCE)
-    def receive(name: InstanceName) -> dict[str, int]:
+    @router.post("/instances/{name}/receive", responses=WITH_BODY)
+    def receive(name: InstanceName, body: ReceiveBody | None = None) -> dict[str, int]:
         """Listen for its migration traffic; the port."""
-        return {"port": s.start_receive(name)}
+        return {"port": s.start_receive(name, body.port if body is not None else None)}
 
     @router.post("/instances/{name}/receive/finish", responses=FINISHING)
     def finish_receive(name: InstanceName) -> dict[str, Any]:

@@ -263,6 +263,16 @@ class SendBody(_Body):
     delta: bool = False
 
 
+class ReceiveBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"port": 7102}]})
+
+    port: L4Port | None = Field(
+        default=None,
+        description="listen on this port (several migrations into one site each take their "
+        "own); default: the agent's migration port",
+    )
+
+
 class LinkBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"up": False}]})
 

@@ -118,6 +118,9 @@ class ContainerNetwork:
         ns = self.netns_name(plug)
         self._root("ip", "netns", "add", ns)
         self._root("ip", "-n", ns, "link", "set", "lo", "up")
+        # an instance is a host, not a router: a chain function forwards in its own process
+        # (new namespaces inherit the root namespace's IPv4 forwarding, which may be on)
+        self._root("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
         if locked:
             self.lock(plug)
         self._root(

@@ -118,10 +118,26 @@ class SiteService:
         self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
         self.lazy_daemons: dict[str, Spawned | Adopted] = {}  # destination side of post-copy
         self.spawner = spawner or SubprocessRunner()
-        self.lock = threading.Lock()  # one step at a time per site
+        # one step at a time per instance (a chain's functions dump together); steps that
+        # plumb or unplumb a container also take the site's lock (namespaces, bridge, images)
+        self.lock = threading.Lock()
+        self._instance_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
         self.mem_dirty_track = mem_dirty_track  # `criu check --feature mem_dirty_track`
         # where a spec's files may be copied from (agent.files)
         self.files_from = tuple(files_from) if files_from is not None else allowed_dirs()
+
+    @contextlib.contextmanager
+    def locked(self, instance: str, *, site: bool = False) -> Iterator[None]:
+        """Hold `instance`'s lock (and the site's, after it, with `site`)."""
+        with self._locks_guard:
+            lock = self._instance_locks.setdefault(instance, threading.Lock())
+        with lock:
+            if site:
+                with self.lock:
+                    yield
+            else:
+                yield
 
     def adopt_orphans(self, proc: Path = PROC) -> list[str]:
         """Take over the post-copy processes a previous agent of this site left running (see
@@ -294,13 +310,13 @@ class SiteService:
         """Start `spec` and wait until it is healthy (agent.health); if it is not, remove it
         and say why, with the last lines it wrote."""
         spec = self._checked(spec, copies=True)
-        with self.lock:
+        with self.locked(spec.name, site=True):
             self.containers.create(spec)
         check = Check(spec.name, spec.ports, spec.health, spec.start_timeout_s)
         try:
             took = wait_healthy(self.containers.runc, check)
         except Unhealthy as exc:
-            with self.lock:
+            with self.locked(spec.name, site=True):
                 lines = self.containers.remove_failed_start(spec.name)
             said = "\n".join(f"  | {line}" for line in lines) or "  (it wrote nothing)"
             raise StepFailed(
@@ -317,7 +333,7 @@ class SiteService:
     @_step("prepare the target of")
     def prepare_target(self, spec: InstanceSpec) -> None:
         spec = self._checked(spec, copies=False)
-        with self.lock:
+        with self.locked(spec.name, site=True):
             self.containers.prepare_target(spec)
 
     @_step("checkpoint")
@@ -330,7 +346,7 @@ class SiteService:
         hold_url: str | None = None,
     ) -> DumpInfo:
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             self._running(instance)
             t0 = time.monotonic()
             opts = CheckpointOptions(leave_running=leave_running)
@@ -346,7 +362,7 @@ class SiteService:
         self._known(instance)
         if round_ < 1:
             raise BadRequest(f"site {self.name}: pre-dump round {round_} of {instance}")
-        with self.lock:
+        with self.locked(instance):
             self._running(instance)
             t0 = time.monotonic()
             try:
@@ -361,17 +377,20 @@ class SiteService:
         return DumpInfo(_du(image), seconds, True)
 
     @_step("receive")
-    def start_receive(self, instance: str) -> int:
-        """Listen for `instance`'s migration traffic; return the port."""
+    def start_receive(self, instance: str, port: int | None = None) -> int:
+        """Listen for `instance`'s migration traffic on `port` (default: the site's migration
+        port); return the port."""
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             old = self.receivers.pop(instance, None)
             if old is not None:
                 old.close()
             self.containers.touch_target(instance)  # its migration is alive
             self.containers.xfer_dir(instance).mkdir(parents=True, exist_ok=True)
             rx = Receiver(
-                self.containers.xfer_dir(instance), host=self.address, port=self.migration_port
+                self.containers.xfer_dir(instance),
+                host=self.address,
+                port=self.migration_port if port is None else port,
             )
             port = rx.start()
             self.receivers[instance] = rx
@@ -413,7 +432,7 @@ class SiteService:
     @_step("restore")
     def restore(self, instance: str, lazy_from: str | None = None) -> None:
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             if lazy_from:
                 self.lazy_daemons[instance] = start_lazy_restore(
                     self.containers, instance, lazy_from, self.spawner
@@ -431,7 +450,7 @@ class SiteService:
         hold_url: str | None = None,
     ) -> DumpInfo:
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             self._running(instance)
             dump = start_lazy_dump(
                 self.containers,
@@ -499,27 +518,27 @@ class SiteService:
     def resume(self, instance: str) -> str:
         """Source side of a rollback: the service runs here again; say how."""
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             self.manifests.pop(instance, None)  # what was sent went to a wiped destination
             return self.containers.resume_after_failed_migration(instance)
 
     @_step("stop")
     def stop(self, instance: str) -> None:
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             self.containers.stop(instance)
 
     @_step("start")
     def start(self, instance: str) -> None:
         self._known(instance)
-        with self.lock:
+        with self.locked(instance):
             self.containers.start(instance)
 
     @_step("destroy")
     def destroy(self, instance: str) -> None:
         """Remove everything of `instance` at this site; no error if it holds none."""
         self._valid(instance)
-        with self.lock:
+        with self.locked(instance, site=True):
             rx = self.receivers.pop(instance, None)
             if rx is not None:
                 rx.close()

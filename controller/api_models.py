@@ -278,6 +278,26 @@ class RelocationView(_Model):
     )
 
 
+MAX_MOVES = 16  # functions of one chain moved in one change
+
+
+class RelocationBatchRequest(_Request):
+    """Move several instances in one change (a chain's functions): every move is checked
+    before any is made, and one plan carries them all."""
+
+    moves: list[RelocationRequest] = Field(min_length=1, max_length=MAX_MOVES)
+
+
+class RelocationBatchView(_Model):
+    moves: list[RelocationView]
+    switches_touched: list[str]
+    flow_mods: int
+    switchover_ms: float = Field(description="first flow-mod sent -> last barrier reply")
+    switches_pending: list[str] = Field(
+        default=[], description="switches the change touches that are not connected now"
+    )
+
+
 class HoldRequest(_Request):
     """Hold an instance's traffic at the controller (while it is frozen for a migration)."""
 
@@ -336,6 +356,8 @@ class ControllerAPI(Protocol):
         ...
 
     def relocate(self, req: RelocationRequest) -> RelocationView: ...
+
+    def relocate_batch(self, req: RelocationBatchRequest) -> RelocationBatchView: ...
 
     def hold(self, instance: str, req: HoldRequest) -> HoldView: ...
 

@@ -17,6 +17,7 @@ names (if set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -28,6 +29,7 @@ from controller.api_models import (
     HoldReleaseView,
     HoldView,
     InstanceView,
+    RelocationBatchView,
     RelocationView,
     ReservationView,
     TopologyView,
@@ -199,6 +201,18 @@ class ControllerClient:
         if port is not None:
             body["port"] = port
         return parse_response(self._request("POST", "/relocations", body), RelocationView)
+
+    def relocate_batch(self, moves: Sequence[tuple[str, str, int | None]]) -> RelocationBatchView:
+        """Re-point several instances' traffic in one change: (instance, site or switch, port
+        or None) each; none moves if one cannot."""
+        body = {
+            "moves": [
+                {"instance": i, "to": to, **({"port": port} if port is not None else {})}
+                for i, to, port in moves
+            ]
+        }
+        response = self._request("POST", "/relocations/batch", body)
+        return parse_response(response, RelocationBatchView)
 
     def hold(self, instance: str, timeout_s: float = 60.0) -> HoldView:
         """Hold `instance`'s traffic at the controller until `release_hold` (or `timeout_s`)."""

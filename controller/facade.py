@@ -29,6 +29,8 @@ from controller.api_models import (
     LinkView,
     NotFound,
     Proto,
+    RelocationBatchRequest,
+    RelocationBatchView,
     RelocationRequest,
     RelocationView,
     ReservationRequest,
@@ -211,26 +213,40 @@ class Northbound:
         self._run(job)
 
     def relocate(self, req: RelocationRequest) -> RelocationView:
-        def job() -> RelocationView:
+        return self.relocate_batch(RelocationBatchRequest(moves=[req])).moves[0]
+
+    def relocate_batch(self, req: RelocationBatchRequest) -> RelocationBatchView:
+        def job() -> RelocationBatchView:
             with self.rt.transaction() as tx:
-                old, new, plan = self.rt.state.relocate(req.instance, req.to, req.port)
+                moved, plan = self.rt.state.relocate_many(
+                    [(m.instance, m.to, m.port) for m in req.moves]
+                )
                 done = tx.execute(plan)
             log.info(
-                "relocated %s %s:%d -> %s:%d in %.2f ms (%d flow-mods)",
-                req.instance,
-                old.switch,
-                old.port,
-                new.switch,
-                new.port,
+                "relocated %s in %.2f ms (%d flow-mods)",
+                ", ".join(
+                    f"{new.host} {old.switch}:{old.port} -> {new.switch}:{new.port}"
+                    for old, new in moved
+                ),
                 done.elapsed_ms,
                 done.flow_mods,
             )
-            return RelocationView(
-                instance=req.instance,
-                old_switch=old.switch,
-                old_port=old.port,
-                new_switch=new.switch,
-                new_port=new.port,
+            views = [
+                RelocationView(
+                    instance=new.host,
+                    old_switch=old.switch,
+                    old_port=old.port,
+                    new_switch=new.switch,
+                    new_port=new.port,
+                    switches_touched=done.switches,
+                    flow_mods=done.flow_mods,
+                    switchover_ms=round(done.elapsed_ms, 3),
+                    switches_pending=done.skipped,
+                )
+                for old, new in moved
+            ]
+            return RelocationBatchView(
+                moves=views,
                 switches_touched=done.switches,
                 flow_mods=done.flow_mods,
                 switchover_ms=round(done.elapsed_ms, 3),

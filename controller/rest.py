@@ -33,6 +33,8 @@ from controller.api_models import (
     HoldRequest,
     HoldView,
     InstanceView,
+    RelocationBatchRequest,
+    RelocationBatchView,
     RelocationRequest,
     RelocationView,
     ReservationRequest,
@@ -228,6 +230,17 @@ def _router(api: ControllerAPI) -> APIRouter:
     def relocate(body: RelocationRequest) -> RelocationView:
         """Re-point an instance's traffic to its new attachment point (same IP and MAC)."""
         return api.relocate(body)
+
+    @router.post(
+        "/relocations/batch",
+        response_model=RelocationBatchView,
+        tags=["relocations"],
+        responses=WITH_BODY,
+    )
+    def relocate_batch(body: RelocationBatchRequest) -> RelocationBatchView:
+        """Re-point several instances' traffic in one change (a chain's functions): all moves
+        are checked first (none is made if one cannot be), and one plan carries them all."""
+        return api.relocate_batch(body)
 
     @router.post(
         "/instances/{name}/hold",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, overload
 
@@ -453,6 +453,47 @@ class FabricState:
         self, host: str, switch: str, port: int | None = None
     ) -> tuple[Attachment, Attachment, Plan]:
         """Move `host` (same IP and MAC) to `switch`:`port`; make-before-break stages."""
+        [(old, new)], plan = self.relocate_many([(host, switch, port)])
+        return old, new, plan
+
+    def relocate_many(
+        self, moves: Sequence[tuple[str, str, int | None]]
+    ) -> tuple[list[tuple[Attachment, Attachment]], Plan]:
+        """Move several hosts at once (a chain's functions): one change, one plan, so that no
+        switch ever holds some of them moved and others not once a stage is confirmed. Every
+        move is checked before any is made (unknown names, link ports, a port taken by a host
+        that does not move, two moves to one port: nothing changes). Stages are
+        make-before-break outwards from the switch the first move goes to."""
+        if not moves:
+            raise StateError("no moves")
+        hosts = [host for host, _, _ in moves]
+        if len(set(hosts)) != len(hosts):
+            raise StateError("a host may be moved only once in one change")
+        wanted: list[tuple[Attachment, Attachment]] = []
+        claimed: dict[tuple[str, int], str] = {}
+        for host, switch, port in moves:
+            old, new = self._check_move(host, switch, port, set(hosts))
+            while port is None and (new.switch, new.port) in claimed:  # a free port each
+                old, new = self._check_move(host, switch, new.port + 1, set(hosts))
+            other = claimed.setdefault((new.switch, new.port), host)
+            if other != host:
+                raise StateError(f"port {new.port} of {new.switch} is asked for {other} and {host}")
+            wanted.append((old, new))
+        before = self._model()
+        touched = Touched(hosts=set(hosts))
+        reservations: set[int] = set()
+        for old, new in wanted:
+            self._move(old, new)
+            reservations |= self._index.res_by_host.get(old.host, set())
+        self._reroute(reservations, touched)
+        return wanted, self._commit_move(before, touched, wanted[0][1].switch)
+
+    def _check_move(
+        self, host: str, switch: str, port: int | None, moving: set[str]
+    ) -> tuple[Attachment, Attachment]:
+        """Where `host` is and where it would be at `switch`:`port` (its free port if None);
+        StateError / UnknownName if it cannot go there (hosts in `moving` do not count as
+        taking a port: they leave it in the same change)."""
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
         try:
@@ -468,17 +509,12 @@ class FabricState:
         taken = [
             name
             for name in self._index.by_switch.get(switch, {})
-            if name != host and self.hosts[name].port == port
+            if name not in moving and self.hosts[name].port == port
         ]
         if taken:
             first = min(taken, key=self._index.pos.__getitem__)
             raise StateError(f"port {port} of {switch} is taken by {first}")
-        new = replace(old, switch=switch, port=port)
-        before = self._model()
-        touched = Touched(hosts={host})
-        self._move(old, new)
-        self._reroute(self._index.res_by_host.get(host, set()), touched)
-        return old, new, self._commit_move(before, touched, switch)
+        return old, replace(old, switch=switch, port=port)
 
     def _move(self, old: Attachment, new: Attachment) -> None:
         self.hosts[new.host] = new

@@ -69,6 +69,10 @@ class Plan:
     dirty_tracking: bool = False
     predicted_bytes: int = 0  # the service's memory size: sizes a cold migration's reservation
     hold: str = HOLD_MODE  # hold its traffic at the controller while frozen: HOLD_MODES
+    # the ports its copy and its post-copy pages use (several migrations between two sites at
+    # once each take their own: see orchestration's ports_of)
+    transfer_port: int = MIGRATION_PORT
+    page_server_port: int = PAGE_SERVER_PORT
 
 
 class Migration:
@@ -141,7 +145,7 @@ class Migration:
             )
         with self.timeline.phase("reserve", rate_bps=rate) as ph:
             # post-copy pages flow from the source's port 7101: match the agents' pair instead
-            port = None if self.strategy.lazy else MIGRATION_PORT
+            port = None if self.strategy.lazy else p.transfer_port
             self.grant = self.net.reserve(
                 p.source.name, p.destination.name, rate, port, self.record.id
             )
@@ -310,7 +314,7 @@ class Migration:
             dump = self._at_source(
                 lambda: p.source.lazy_checkpoint(
                     p.instance,
-                    f"{p.source.address}:{PAGE_SERVER_PORT}",
+                    f"{p.source.address}:{p.page_server_port}",
                     on_predumps=self.chained,
                     hold_url=url,
                 )
@@ -376,7 +380,7 @@ class Migration:
 
     def restore(self) -> None:
         p = self.plan
-        lazy_from = f"{p.source.address}:{PAGE_SERVER_PORT}" if self.lazy_serving else None
+        lazy_from = f"{p.source.address}:{p.page_server_port}" if self.lazy_serving else None
         if lazy_from is not None:
             self._tx0 = self._tx()
         with self.timeline.phase("restore", lazy=lazy_from is not None) as ph:
@@ -401,8 +405,8 @@ class Migration:
 
     def _transfer(self, delta: bool) -> SendInfo:
         p = self.plan
-        p.destination.start_receive(p.instance)
-        p.source.send(p.instance, p.destination.address, MIGRATION_PORT, delta=delta)
+        port = p.destination.start_receive(p.instance, p.transfer_port)
+        p.source.send(p.instance, p.destination.address, port, delta=delta)
         return p.destination.finish_receive(p.instance)
 
     # ------------------------------------------------------------------ rollback

@@ -9,6 +9,7 @@ setup) `NoNetwork` does nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,12 @@ class ControllerLink(Protocol):
         if switches it had to change are not connected (they get the change on connect)."""
         ...
 
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
+        """Move several instances' traffic in one change, (instance, site, port) each (a
+        chain's functions: no switch holds some moved and others not); the switch-over time
+        in ms. Nothing moves if one move cannot be made. RelocationIncomplete as `relocate`."""
+        ...
+
     def hold(self, instance: str, timeout_s: float) -> bool:
         """Keep the instance's packets at the controller (False: this network cannot)."""
         ...
@@ -82,6 +89,9 @@ class NoNetwork:
         return None
 
     def relocate(self, instance: str, site: str, port: int) -> float:
+        return 0.0
+
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
         return 0.0
 
     def hold(self, instance: str, timeout_s: float) -> bool:

@@ -191,8 +191,9 @@ class AgentClient:
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
         return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", {"round": round_}))
 
-    def start_receive(self, instance: str) -> int:
-        return int(self._call("POST", f"/v1/instances/{instance}/receive")["port"])
+    def start_receive(self, instance: str, port: int | None = None) -> int:
+        body = {"port": port} if port is not None else None
+        return int(self._call("POST", f"/v1/instances/{instance}/receive", body)["port"])
 
     def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
         data = self._call(

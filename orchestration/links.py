@@ -16,12 +16,13 @@ not have it (it is the controller's secret, not the agents'), so with a token th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.api_models import (
     Conflict,
     HoldRequest,
+    RelocationBatchRequest,
     RelocationRequest,
     ReservationRequest,
     TrafficMatch,
@@ -142,6 +143,10 @@ class RestControllerLink(_Owners):
     def relocate(self, instance: str, site: str, port: int) -> float:
         return _moved(instance, self.client.relocate(instance, site, port))
 
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
+        view = self.client.relocate_batch(list(moves))
+        return _moved(", ".join(m[0] for m in moves), view)
+
     def hold(self, instance: str, timeout_s: float) -> bool:
         return bool(self.client.hold(instance, timeout_s).held)
 
@@ -202,6 +207,12 @@ class FacadeLink(_Owners):
     def relocate(self, instance: str, site: str, port: int) -> float:
         view = self.nb.relocate(RelocationRequest(instance=instance, to=site, port=port))
         return _moved(instance, view)
+
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
+        req = RelocationBatchRequest(
+            moves=[RelocationRequest(instance=i, to=site, port=port) for i, site, port in moves]
+        )
+        return _moved(", ".join(m[0] for m in moves), self.nb.relocate_batch(req))
 
     def hold(self, instance: str, timeout_s: float) -> bool:
         return bool(self.nb.hold(instance, HoldRequest(timeout_s=timeout_s)).held)

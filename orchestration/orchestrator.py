@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
+from ground.defaults import (
+    DEFAULT_STRATEGY,
+    DOWNTIME_BUDGET_MS,
+    HOLD_MODE,
+    MIGRATION_PORT,
+    MIGRATION_RATE_BPS,
+    PAGE_SERVER_PORT,
+)
 from ground.users import ROOT, Accounts, Identity, UnknownAccount
 from migration.engine import Migration, Plan
 from migration.network import ControllerLink, RelocationIncomplete
@@ -134,6 +141,13 @@ class Orchestrator:
         if spec.site == site:
             return self.model.attachment(instance).port
         return GUEST_PORT_BASE + [i.name for i in self.sc.instances].index(instance)
+
+    def migration_ports(self, instance: str) -> tuple[int, int]:
+        """The ports of `instance`'s copy and of its post-copy pages: a pair of its own (the
+        first instance's are the agents' defaults), so that migrations of several instances
+        between the same sites (a chain's functions) run at once."""
+        index = [i.name for i in self.sc.instances].index(instance)
+        return MIGRATION_PORT + 2 * index, PAGE_SERVER_PORT + 2 * index
 
     def spec_at(self, instance: str, site: str) -> InstanceSpec:
         """The runtime spec of `instance` when it runs at `site`."""
@@ -361,6 +375,8 @@ class Orchestrator:
             dirty_tracking=self.dirty_tracking or self._dirty_tracking(source),
             predicted_bytes=self.sc.instance(instance).memory,
             hold=hold,
+            transfer_port=self.migration_ports(instance)[0],
+            page_server_port=self.migration_ports(instance)[1],
         )
 
         def noted(event: str, record: MigrationRecord, phase: Any) -> None:

@@ -11,6 +11,8 @@ the migration code copies the file into the instance's /data and runs
 - ``httpstream``: an HTTP/1.1 server on ``--port`` (default 8080) with ``/stream?bytes=N&rate=R``
   (a deterministic body paced to R bytes/s), ``/counter``, ``/stats`` and ``/health``.
 
+- ``sfcfwd``: a chain function forwarding in user space (a packet socket; CAP_NET_RAW), counting
+  and filtering per flow, with ``--memory`` of seeded memory; ``STATS`` on UDP ``--control-port``.
 - ``pgserver``: Debian's PostgreSQL with its stock configuration, its cluster made on first
   start in the instance's state directory /var/lib/postgresql (run it as user postgres).
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORKLOADS = ("memhog", "httpstream", "pgserver")
+WORKLOADS = ("memhog", "httpstream", "pgserver", "sfcfwd")
 
 
 def workload_path(name: str) -> Path:

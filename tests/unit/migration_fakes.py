@@ -239,11 +239,11 @@ class FakeSite:
         inst.dumped = inst.images = True
         return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=True)
 
-    def start_receive(self, instance: str) -> int:
+    def start_receive(self, instance: str, port: int | None = None) -> int:
         self._op("start_receive", instance)
         self._get(instance)
-        self.incoming[instance] = _Incoming(port=7100)
-        return 7100
+        self.incoming[instance] = _Incoming(port=port or 7100)
+        return port or 7100
 
     def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
         n = len(self.ops("send"))
@@ -387,7 +387,7 @@ class FakeNetwork:
     def _op(self, op: str, *args: Any) -> None:
         self.calls.append((op, *args))
         self.journal.append(("network", op))
-        if op == "relocate" and self.clock is not None:
+        if op in ("relocate", "relocate_many") and self.clock is not None:
             self.clock.advance(RELOCATE_S)
         if op in self.fail_at and self.fail_on in (None, len(self.ops(op))):
             raise RuntimeError(f"controller: injected failure in {op}")
@@ -423,6 +423,10 @@ class FakeNetwork:
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         self._op("relocate", instance, site, port)
+        return RELOCATE_S * 1000.0
+
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
+        self._op("relocate_many", tuple(moves))
         return RELOCATE_S * 1000.0
 
     def hold(self, instance: str, timeout_s: float) -> bool:

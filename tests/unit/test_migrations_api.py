@@ -215,6 +215,7 @@ def test_every_controller_link_satisfies_the_protocol(link: type) -> None:
         "resize",
         "release",
         "relocate",
+        "relocate_many",
         "hold",
         "release_hold",
         "hold_url",

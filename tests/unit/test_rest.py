@@ -293,6 +293,7 @@ def test_openapi_lists_paths_and_shapes(client: TestClient) -> None:
         "/v1/reservations",
         "/v1/reservations/{rid}",
         "/v1/relocations",
+        "/v1/relocations/batch",
         "/v1/instances/{name}/hold",
     }
     reservations = doc["paths"]["/v1/reservations"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from workloads import WORKLOADS, httpstream, memcached_check, memhog, workload_path
+from workloads import WORKLOADS, httpstream, memcached_check, memhog, sfcfwd, workload_path
 from workloads.probe import Probe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def test_workload_paths_are_self_contained_files() -> None:
         workload_path("nope")
 
 
-@pytest.mark.parametrize("name", [w for w in WORKLOADS if w != "pgserver"])  # live-tested
+@pytest.mark.parametrize("name", [w for w in WORKLOADS if w not in ("pgserver", "sfcfwd")])
 def test_workloads_run_from_a_copy_with_system_python(tmp_path: Path, name: str) -> None:
     """As in a container: a copy in a directory of its own, Debian's python3, isolated mode."""
     copy = tmp_path / f"{name}.py"
@@ -147,6 +147,35 @@ def test_workloads_run_from_a_copy_with_system_python(tmp_path: Path, name: str)
         _stop(proc)
     out, err = proc.communicate()
     assert out == b"" and err == b""
+    assert not (tmp_path / "__pycache__").exists()
+
+
+def test_the_chain_function_runs_from_a_copy_and_answers_stats(tmp_path: Path) -> None:
+    """sfcfwd as in a container (a copy, Debian's python3, isolated mode), on lo: its packet
+    socket opens, its memory is filled, and STATS answers with its (empty) flow table."""
+    copy = tmp_path / "sfcfwd.py"
+    shutil.copy(workload_path("sfcfwd"), copy)
+    ready = tmp_path / "ready"
+    argv = ["--interface", "lo", "--control-port", "0", "--memory", "2MiB", "--seed", "3"]
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, "-I", str(copy), *argv, "--ready-file", str(ready)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        port = _wait_ready(proc, ready)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(b"STATS", ("127.0.0.1", port))
+            stats = json.loads(s.recv(65536))
+    finally:
+        _stop(proc)
+    out, err = proc.communicate()
+    assert out == b"" and err == b""
+    assert stats["flows"] == {} and stats["forwarded"] == stats["dropped"] == 0
+    assert stats["fingerprint"] == sfcfwd.expected_fingerprint(3, 2 << 20)
     assert not (tmp_path / "__pycache__").exists()
 
 
