@@ -115,6 +115,10 @@ class Migration:
         self.stopped_source = False  # the restart strategy ended the source's process
         self._tx0: int | None = None
         self.past_point_of_no_return = False
+        # a chain's functions: the destination serves (`serving`), but the point of no return
+        # is the chain's, passed by `commit()` once every function serves
+        self.defer_point_of_no_return = False
+        self.serving = False
         self.holding = False  # the controller keeps the instance's packets (see hold_traffic)
         self.restore_s = RESTORE_ESTIMATE_S
         # CRIU pre-dumps with parent images (soft-dirty tracking at the source)
@@ -339,8 +343,7 @@ class Migration:
             status = p.destination.status(p.instance)
             if status != "running":
                 raise RuntimeError(f"started instance is {status}")
-        self.past_point_of_no_return = True  # ---- POINT OF NO RETURN: the destination serves
-        self.timeline.mark_point_of_no_return()
+        self._served()
 
     def pull_pages(self) -> None:
         """After a post-copy restore: wait until every page has moved (the source then ends)."""
@@ -389,8 +392,21 @@ class Migration:
             if status != "running":
                 raise RuntimeError(f"restored instance is {status}")
             self.restore_s = (ph.detail.get("seconds") or 0) or self.restore_s
-        self.past_point_of_no_return = True  # ---- POINT OF NO RETURN: the destination serves
-        self.timeline.mark_point_of_no_return()
+        self._served()
+
+    def _served(self) -> None:
+        self.serving = True
+        if not self.defer_point_of_no_return:
+            self.commit()
+
+    def commit(self) -> None:
+        """---- POINT OF NO RETURN: the destination serves. For a migration whose restore
+        deferred it (a chain's function), the chain calls this once every function serves."""
+        if not self.serving:
+            raise RuntimeError(f"{self.tag}: commit before the destination serves")
+        if not self.past_point_of_no_return:
+            self.past_point_of_no_return = True
+            self.timeline.mark_point_of_no_return()
 
     def release(self) -> None:
         if self.grant is not None:
@@ -493,17 +509,10 @@ class Migration:
 
     def run(self) -> MigrationRecord:
         """Run the plan's strategy to the end; raise MigrationError (record inside) if it failed."""
-        log.info(
-            "%s: %s migration %s -> %s",
-            self.tag,
-            self.plan.strategy,
-            self.plan.source.name,
-            self.plan.destination.name,
-        )
-        cpu0 = self._cpu()
+        cpu0 = self.begin()
         try:
             for step in self.strategy.steps:
-                self._step(step)
+                self.step(step)
             if not self.past_point_of_no_return:
                 raise RuntimeError(
                     f"strategy {self.strategy.name} ended before the destination served"
@@ -511,15 +520,36 @@ class Migration:
         except BaseException as exc:  # any failure before the point of no return, Ctrl-C too
             if self.past_point_of_no_return:
                 raise
-            try:
-                self.rollback(exc)
-            except MigrationError as rb:
-                self.timeline.finish(Outcome.FAILED, str(rb))
-                raise
-            self.timeline.finish(Outcome.ROLLED_BACK, str(exc) or type(exc).__name__)
+            failure = self.abandon(exc)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt, SystemExit: rolled back, now let it through
-            raise MigrationError(f"{self.tag}: rolled back: {exc}", self.record) from exc
+            raise failure from exc
+        return self.conclude(cpu0)
+
+    def begin(self) -> tuple[int, int] | None:
+        """Log the start; the source's CPU counters now (for `conclude`)."""
+        log.info(
+            "%s: %s migration %s -> %s",
+            self.tag,
+            self.plan.strategy,
+            self.plan.source.name,
+            self.plan.destination.name,
+        )
+        return self._cpu()
+
+    def abandon(self, exc: BaseException) -> MigrationError:
+        """Before the point of no return: roll back and finish the record; the error to raise
+        (a MigrationError from the rollback itself is raised here)."""
+        try:
+            self.rollback(exc)
+        except MigrationError as rb:
+            self.timeline.finish(Outcome.FAILED, str(rb))
+            raise
+        self.timeline.finish(Outcome.ROLLED_BACK, str(exc) or type(exc).__name__)
+        return MigrationError(f"{self.tag}: rolled back: {exc}", self.record)
+
+    def conclude(self, cpu0: tuple[int, int] | None) -> MigrationRecord:
+        """After the point of no return: deliver, pull pages, release, clean up, finish."""
         errors = self._after_point_of_no_return()
         self._metrics(cpu0)
         self.timeline.finish(
@@ -527,9 +557,9 @@ class Migration:
         )
         return self.record
 
-    def _step(self, name: str) -> None:
+    def step(self, name: str) -> None:
         """One step of the strategy (see migration.strategies); the steps that make the
-        destination serve mark the point of no return themselves."""
+        destination serve mark the point of no return themselves (unless deferred)."""
         steps: dict[str, Callable[[], None]] = {
             "prepare": self.prepare,
             "rounds": self._iterate,
@@ -542,30 +572,37 @@ class Migration:
             "start_destination": self.start_destination,
         }
         steps[name]()
-        if name in SERVING_STEPS and not self.past_point_of_no_return:
-            raise RuntimeError(f"{self.tag}: step {name} did not mark the point of no return")
+        if name in SERVING_STEPS and not self.serving:
+            raise RuntimeError(f"{self.tag}: step {name} did not make the destination serve")
 
     def _iterate(self) -> None:
+        while not self.iterate_once():
+            pass
+
+    def iterate_once(self) -> bool:
+        """One pre-copy round and the stop rule; True when the rounds are over (the final
+        iteration's reservation is then sized: `boost`). A chain's round-robin pattern calls
+        it for each function in turn."""
         dump_memory = False if self.strategy.rounds is Rounds.FILES else None
         rate = float(self.grant.rate_bps if self.grant else self.plan.rate_bps)
-        while True:
-            self.precopy_round(dump_memory)
-            decision = should_stop(self.rounds, rate, self.plan.budget_ms, self.restore_s)
-            log.info(
-                "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)%s",
-                self.tag,
-                len(self.rounds),
-                self.rounds[-1].wire_bytes,
-                decision.reason,
-                decision.predicted_downtime_ms,
-                f": {decision.detail}" if decision.detail else "",
-            )
-            if decision.stop:
-                self.record.metrics["stop_reason"] = decision.reason
-                if decision.detail:
-                    self.record.metrics["stop_detail"] = decision.detail
-                break
+        self.precopy_round(dump_memory)
+        decision = should_stop(self.rounds, rate, self.plan.budget_ms, self.restore_s)
+        log.info(
+            "%s: round %d moved %d bytes; %s (predicted downtime %.0f ms)%s",
+            self.tag,
+            len(self.rounds),
+            self.rounds[-1].wire_bytes,
+            decision.reason,
+            decision.predicted_downtime_ms,
+            f": {decision.detail}" if decision.detail else "",
+        )
+        if not decision.stop:
+            return False
+        self.record.metrics["stop_reason"] = decision.reason
+        if decision.detail:
+            self.record.metrics["stop_detail"] = decision.detail
         self.boost()
+        return True
 
     def _after_point_of_no_return(self) -> list[str]:
         errors = []

@@ -102,3 +102,37 @@ class NoNetwork:
 
     def hold_url(self, instance: str) -> str | None:
         return None
+
+
+class WithoutReservations:
+    """A controller's link whose migrations reserve nothing (they share the links best
+    effort), but whose traffic is still moved and held."""
+
+    def __init__(self, inner: ControllerLink) -> None:
+        self.inner = inner
+
+    def reserve(
+        self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str
+    ) -> Grant | None:
+        return None
+
+    def resize(self, grant: Grant, rate_bps: int) -> Grant:
+        return grant
+
+    def release(self, grant: Grant) -> None:
+        return None
+
+    def relocate(self, instance: str, site: str, port: int) -> float:
+        return self.inner.relocate(instance, site, port)
+
+    def relocate_many(self, moves: Sequence[tuple[str, str, int]]) -> float:
+        return self.inner.relocate_many(moves)
+
+    def hold(self, instance: str, timeout_s: float) -> bool:
+        return self.inner.hold(instance, timeout_s)
+
+    def release_hold(self, instance: str) -> int:
+        return self.inner.release_hold(instance)
+
+    def hold_url(self, instance: str) -> str | None:
+        return self.inner.hold_url(instance)

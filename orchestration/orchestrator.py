@@ -26,7 +26,7 @@ from ground.defaults import (
 )
 from ground.users import ROOT, Accounts, Identity, UnknownAccount
 from migration.engine import Migration, Plan
-from migration.network import ControllerLink, RelocationIncomplete
+from migration.network import ControllerLink, RelocationIncomplete, WithoutReservations
 from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
 from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
@@ -337,9 +337,11 @@ class Orchestrator:
         listener: Listener | None = None,
         hold: str = HOLD_MODE,
         migration_id: str | None = None,
+        reserve: bool = True,
     ) -> Migration:
         """A migration of `instance` to site `to`, checked and ready to `run()`: raises
-        OrchestratorError (what is wrong, nothing changed) if it cannot start."""
+        OrchestratorError (what is wrong, nothing changed) if it cannot start. `reserve=False`:
+        its copy reserves no bandwidth (best effort); its traffic is still moved and held."""
         try:
             self.sc.instance(instance)
         except KeyError as exc:
@@ -385,9 +387,12 @@ class Orchestrator:
             if event == "finished":
                 self._note(record)
 
+        network = self.network
+        if network is not None and not reserve:
+            network = WithoutReservations(network)
         mig = Migration(
             plan,
-            self.network,
+            network,
             listener=noted,
             migration_id=migration_id or new_migration_id(),
         )

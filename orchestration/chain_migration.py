@@ -1,0 +1,288 @@
+"""Moving a whole service function chain: seed 000's patterns over the engine's phases.
+
+Each function has its own `Migration` (same strategy for all); this module decides when each of
+its steps runs. The steps before the switch (prepare, pre-copy rounds, the freeze, the copy) run
+as the pattern says:
+
+- `async`: every function walks its steps in a thread of its own, unsupervised;
+- `wait-for-me`: each step runs for every function at once, and the next waits for all (a
+  barrier): the rounds run in parallel, then every function freezes at the same moment;
+- `round-robin`: each step runs for one function after the other; pre-copy rounds alternate
+  between the functions until each one's stop rule ends its rounds. No two functions' phases
+  ever overlap.
+
+Then the chain's steering moves **once**: every function's traffic is re-pointed in one change
+of the controller (`ControllerLink.relocate_many`: one checked plan, confirmed by barriers).
+Every function is frozen then, its traffic held, so no packet meets a half-moved chain. The
+restores follow (in parallel, or in turn for round-robin). The chain's **point of no return** is
+passed when every function serves at the destination (`Migration.commit`): before it, a failure
+in any function rolls back all of them (the steering goes back in one change, every function
+runs at its source with its state, every reservation is released); after it, each function's
+clean-up (held packets delivered, post-copy pages pulled, reservations released, the source's
+copy removed) is best effort, as for one migration.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from migration.engine import Migration, MigrationError
+from migration.network import ControllerLink, RelocationIncomplete
+from migration.timeline import Clock, MigrationRecord, Outcome, PhaseRecord, monotonic
+from orchestration.chain_record import ChainRecord, Pattern
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ChainListener = Callable[[str, ChainRecord, str | None, PhaseRecord | None], None]
+
+
+class ChainMigrationError(Exception):
+    """A chain migration that did not complete; `record` says how far it got."""
+
+    def __init__(self, message: str, record: ChainRecord) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class ChainMigration:
+    """One chain, its functions' migrations, one pattern (see the module docstring)."""
+
+    def __init__(
+        self,
+        chain: str,
+        migrations: Sequence[Migration],
+        pattern: Pattern | str,
+        network: ControllerLink,
+        *,
+        migration_id: str,
+        network_aware: bool = True,
+        clock: Clock = monotonic,
+        listener: ChainListener | None = None,
+    ) -> None:
+        if not migrations:
+            raise ValueError(f"chain {chain}: nothing to migrate")
+        strategies = {m.plan.strategy for m in migrations}
+        if len(strategies) != 1:
+            raise ValueError(f"chain {chain}: one strategy for every function, got {strategies}")
+        self.pattern = Pattern(pattern)
+        self.ms = list(migrations)
+        self.net = network
+        self.clock = clock
+        self.listener = listener
+        first = self.ms[0]
+        self.record = ChainRecord(
+            id=migration_id,
+            chain=chain,
+            functions=[m.plan.instance for m in self.ms],
+            destination=first.plan.destination_site,
+            pattern=self.pattern.value,
+            strategy=first.plan.strategy,
+            network_aware=network_aware,
+            members={m.plan.instance: m.record for m in self.ms},
+        )
+        self.t0 = clock()
+        for m in self.ms:
+            m.timeline.t0 = self.t0  # one time origin for the chain and every function
+            m.defer_point_of_no_return = True
+        self.steps = first.strategy.steps
+        if "switch" not in self.steps:
+            raise ValueError(f"strategy {first.plan.strategy} has no switch step")
+        self._failed = threading.Event()  # async: the other functions stop at their next step
+
+    @property
+    def tag(self) -> str:
+        return f"{self.record.id} chain={self.record.chain}"
+
+    def _now_ms(self) -> float:
+        return (self.clock() - self.t0) * 1000.0
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> ChainRecord:
+        """Move the chain; ChainMigrationError (record inside) if it did not complete."""
+        log.info(
+            "%s: %s chain migration of %s -> %s (%s)",
+            self.tag,
+            self.pattern.value,
+            ", ".join(self.record.functions),
+            self.record.destination,
+            self.record.strategy,
+        )
+        cpu0 = {m.plan.instance: m.begin() for m in self.ms}
+        at = self.steps.index("switch")
+        before, after = self.steps[:at], self.steps[at + 1 :]
+        try:
+            self._before_switch(before)
+            self._switch()
+            self._in_pattern(after)
+            for m in self.ms:
+                m.commit()
+            self.record.point_of_no_return_ms = self._now_ms()
+            self._emit("point_of_no_return", None, None)
+        except BaseException as exc:  # any function, before the chain's point of no return
+            error = self._roll_back(exc)
+            if not isinstance(exc, Exception):
+                raise
+            raise error from exc
+        errors = self._conclude(cpu0)
+        self.record.summarize()
+        self._finish(Outcome.DONE if not errors else Outcome.FAILED, "; ".join(errors) or None)
+        return self.record
+
+    def _before_switch(self, steps: Sequence[str]) -> None:
+        if self.pattern is Pattern.ASYNC:
+
+            def walk(m: Migration) -> None:
+                for step in steps:
+                    if self._failed.is_set():
+                        raise RuntimeError("another function of the chain failed")
+                    try:
+                        m.step(step)
+                    except BaseException:
+                        self._failed.set()
+                        raise
+
+            self._parallel(walk)
+            return
+        for step in steps:
+            if step == "rounds" and self.pattern is Pattern.ROUND_ROBIN:
+                self._rounds_in_turn()
+            else:
+                self._all(lambda m, step=step: m.step(step))  # type: ignore[misc]
+
+    def _in_pattern(self, steps: Sequence[str]) -> None:
+        for step in steps:
+            self._all(lambda m, step=step: m.step(step))  # type: ignore[misc]
+
+    def _all(self, action: Callable[[Migration], None]) -> None:
+        """`action` for every function: at once (a barrier after), or in turn (round-robin)."""
+        if self.pattern is Pattern.ROUND_ROBIN:
+            for m in self.ms:
+                action(m)
+        else:
+            self._parallel(action)
+
+    def _rounds_in_turn(self) -> None:
+        """Round-robin: one pre-copy round per function in turn, until every stop rule says
+        stop (a function whose rounds are over waits for the others)."""
+        active = list(self.ms)
+        while active:
+            for m in list(active):
+                if m.iterate_once():
+                    active.remove(m)
+
+    def _parallel(self, action: Callable[[Migration], T]) -> list[T]:
+        """`action` for every function, each in a thread; when all have ended, the first
+        error (in chain order) is raised."""
+        results: dict[int, T] = {}
+        errors: dict[int, BaseException] = {}
+
+        def one(i: int, m: Migration) -> None:
+            try:
+                results[i] = action(m)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors[i] = exc
+
+        threads = [
+            threading.Thread(target=one, args=(i, m), name=f"chain-{m.plan.instance}")
+            for i, m in enumerate(self.ms)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[min(errors)]
+        return [results[i] for i in range(len(self.ms))]
+
+    def _switch(self) -> None:
+        """The chain's steering moves once: every function's source link down, then all of
+        its traffic re-pointed in one change of the controller."""
+        phase = PhaseRecord("switch", self._now_ms())
+        self.record.phases.append(phase)
+        self._emit("phase_started", None, phase)
+        try:
+            for m in self.ms:
+                m.plan.source.set_link(m.plan.instance, False)
+                m.switched = True
+            moves = [(m.plan.instance, m.plan.destination_site, m.plan.destination_port)
+                     for m in self.ms]  # fmt: skip
+            phase.detail["switchover_ms"] = self.net.relocate_many(moves)
+            phase.detail["functions"] = len(moves)
+        except BaseException as exc:
+            phase.ok, phase.end_ms = False, self._now_ms()
+            phase.detail["error"] = str(exc)
+            self._emit("phase_failed", None, phase)
+            raise
+        phase.ok, phase.end_ms = True, self._now_ms()
+        self.record.metrics["switchover_ms"] = phase.detail["switchover_ms"]
+        self._emit("phase_done", None, phase)
+
+    # ------------------------------------------------------------------ ending
+
+    def _roll_back(self, exc: BaseException) -> ChainMigrationError:
+        """Every function back at its source with its state; the steering back in one change
+        first (then each function's own rollback has no traffic to move)."""
+        log.error("%s: rolling the whole chain back after: %s", self.tag, exc)
+        phase = PhaseRecord("rollback", self._now_ms(), detail={"error": str(exc)})
+        self.record.phases.append(phase)
+        switched = [m for m in self.ms if m.switched]
+        if switched:
+            try:
+                back = [
+                    (m.plan.instance, m.plan.source.name, m.plan.source.spec(m.plan.instance).port)
+                    for m in switched
+                ]
+                self.net.relocate_many(back)
+                for m in switched:
+                    m.switched = False
+                phase.detail["steering"] = "back in one change"
+            except RelocationIncomplete as incomplete:  # back home: as good as it gets now
+                for m in switched:
+                    m.switched = False
+                phase.detail["steering"] = f"back, but {incomplete}"
+            except Exception as err:  # noqa: BLE001 - each function then moves its own back
+                phase.detail["steering"] = f"per function ({err})"
+        failures: list[str] = []
+
+        def undo(m: Migration) -> None:
+            try:
+                m.abandon(exc)
+            except MigrationError as rb:
+                failures.append(f"{m.plan.instance}: {rb}")
+
+        self._parallel(undo)
+        phase.ok, phase.end_ms = not failures, self._now_ms()
+        phase.detail["functions"] = {m.plan.instance: m.record.outcome.value for m in self.ms}
+        self.record.summarize()
+        if failures:
+            self._finish(Outcome.FAILED, "rollback incomplete: " + "; ".join(failures))
+            return ChainMigrationError(f"{self.tag}: rollback incomplete: {failures}", self.record)
+        self._finish(Outcome.ROLLED_BACK, str(exc) or type(exc).__name__)
+        return ChainMigrationError(f"{self.tag}: rolled back: {exc}", self.record)
+
+    def _conclude(self, cpu0: dict[str, tuple[int, int] | None]) -> list[str]:
+        """After the point of no return: each function's clean-up (in turn for round-robin)."""
+
+        def conclude(m: Migration) -> MigrationRecord:
+            return m.conclude(cpu0[m.plan.instance])
+
+        records = (
+            [conclude(m) for m in self.ms]
+            if self.pattern is Pattern.ROUND_ROBIN
+            else self._parallel(conclude)
+        )
+        return [f"{r.instance}: {r.error}" for r in records if r.outcome is not Outcome.DONE]
+
+    def _finish(self, outcome: Outcome, error: str | None) -> None:
+        self.record.outcome = outcome
+        self.record.error = error
+        log.info("%s: %s%s", self.tag, outcome.value, f" ({error})" if error else "")
+        self._emit("finished", None, None)
+
+    def _emit(self, event: str, function: str | None, phase: PhaseRecord | None) -> None:
+        if self.listener is not None:
+            self.listener(event, self.record, function, phase)
