@@ -22,6 +22,7 @@ from mecmig.instances_args import (
     add_site_options,
 )
 from migration.strategies import HOLD_MODES, STRATEGIES
+from orchestration.chain_record import PATTERNS
 from topology.scenario import ScenarioError, load_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
@@ -224,32 +225,36 @@ def _parser() -> argparse.ArgumentParser:
         "runs at the source with its state) or failed.",
     )
     p.add_argument("instance")
-    p.add_argument("--to", required=True, metavar="SITE")
+    _migration_options(p)
+    p = sub.add_parser(
+        "migrate-chain",
+        help="move a whole service function chain to another site (seed 000's patterns)",
+        description="Move every function of CHAIN (a chain of the scenario) to --to SITE, each "
+        "with its state, through the site agents; the chain's steering moves once, in one "
+        "change of the controller, while every function is frozen and its traffic held. "
+        "Patterns (seed 000): async (each function's migration unsupervised, in parallel), "
+        "wait-for-me (every step for all functions at once: one shared freeze), round-robin "
+        "(every step for one function after the other: least CPU at a time, longest). "
+        "--network-aware reserves bandwidth per function's migration, its final iteration "
+        "sized for the downtime budget. A failure of any function before every one serves at "
+        "the destination rolls the whole chain back. Exit 0 when it completed, 1 when it was "
+        "rolled back (every function runs at its source with its state) or failed, 2 bad "
+        "options, 3 no agent answers.",
+    )
+    p.add_argument("chain")
     p.add_argument(
-        "--strategy",
-        choices=list(STRATEGIES),
-        default=defaults.DEFAULT_STRATEGY,
-        help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
-        + f" (default {defaults.DEFAULT_STRATEGY})",
+        "--pattern",
+        choices=PATTERNS,
+        default="wait-for-me",
+        help="how the functions' migrations run together (default %(default)s)",
     )
     p.add_argument(
-        "--downtime-budget-ms",
-        "--budget-ms",
-        dest="budget_ms",
-        type=float,
-        default=defaults.DOWNTIME_BUDGET_MS,
-        help="downtime budget (ms): pre-copy stops iterating when the last copy fits it "
-        f"(default {defaults.DOWNTIME_BUDGET_MS:g})",
+        "--network-aware",
+        action="store_true",
+        help="reserve bandwidth for each function's copy (admission against the links' "
+        "capacity; the final iteration sized from the one before to fit the budget)",
     )
-    p.add_argument(
-        "--rate",
-        default=f"{defaults.MIGRATION_RATE_BPS // 1_000_000}Mbit",
-        help="reservation asked for the copy rounds (default %(default)s)",
-    )
-    add_site_options(p, DEFAULT_SCENARIO)
-    add_controller_options(p, "no reservation, no switch")
-    _hold_options(p)
-    p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
+    _migration_options(p)
     add_instance_parsers(sub, DEFAULT_SCENARIO)
     from mecmig.image_pack import add_parser as add_image_parser
 
@@ -294,6 +299,37 @@ class _AgentTokenFile(argparse.Action):
         setattr(namespace, self.dest, path)
 
 
+def _migration_options(p: argparse.ArgumentParser) -> None:
+    """What `migrate` and `migrate-chain` share: destination, strategy, budget, rate, sites,
+    controller, hold, --json."""
+    p.add_argument("--to", required=True, metavar="SITE")
+    p.add_argument(
+        "--strategy",
+        choices=list(STRATEGIES),
+        default=defaults.DEFAULT_STRATEGY,
+        help="; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
+        + f" (default {defaults.DEFAULT_STRATEGY})",
+    )
+    p.add_argument(
+        "--downtime-budget-ms",
+        "--budget-ms",
+        dest="budget_ms",
+        type=float,
+        default=defaults.DOWNTIME_BUDGET_MS,
+        help="downtime budget (ms): pre-copy stops iterating when the last copy fits it "
+        f"(default {defaults.DOWNTIME_BUDGET_MS:g})",
+    )
+    p.add_argument(
+        "--rate",
+        default=f"{defaults.MIGRATION_RATE_BPS // 1_000_000}Mbit",
+        help="reservation asked for the copy rounds (default %(default)s)",
+    )
+    add_site_options(p, DEFAULT_SCENARIO)
+    add_controller_options(p, "no reservation, no switch")
+    _hold_options(p)
+    p.add_argument("--json", type=Path, help="write the migration record (timeline) here")
+
+
 def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`mecmig bench <name>`: each benchmark is `mecmig.bench.<name>.run(args, console)`."""
     p = sub.add_parser(
@@ -331,6 +367,39 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_migration_parser(bench)
     _bench_reliability_parser(bench)
     _bench_scale_parser(bench)
+    _bench_links_parser(bench)
+
+
+def _bench_links_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench links`: do shaped links have their declared capacity (issue 11, part 1)?"""
+    b = bench.add_parser(
+        "links",
+        help="goodput through each shaped link vs its capacity; a reservation under a flood",
+        description="A generated scenario (written as scenario.yaml into --out): a core switch "
+        "and one site per capacity (10, 50, 100, 200, 500 Mbit/s), each site's link shaped to "
+        "it (HTB on both veth ends: reserved traffic, marked DSCP 46 by the controller, first; "
+        "best effort after). Part 1: iperf3 TCP goodput through each link, both directions, 3 "
+        "runs of 5 s each. Part 2: on the 100 Mbit/s link, a TCP transfer beside a 200 Mbit/s "
+        "UDP flood, with a 40 Mbit/s reservation and without. Goals: goodput within ±10 % of "
+        "the capacity; the reserved transfer within ±10 % of 40 Mbit/s. Writes summary.json, "
+        "links.png, report.md, CSVs and raw/ into --out. About 5 minutes (--quick: about a "
+        "minute). Needs root. Exit 0 the run completed (goals met or not), 1 a transfer failed, "
+        "3 not root / no OVS / no iperf3 or tc.",
+    )
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="10, 100 and 500 Mbit/s, one 3 s run each, one reservation run: about a minute; a "
+        "smoke test (do not quote its numbers)",
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "links",
+        metavar="DIR",
+        help="where the results go (default: results/links/)",
+    )
+    _resume_option(b)
 
 
 def _bench_scale_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -569,6 +638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.migrate_cli import migrate_command
 
             return migrate_command(args, console)
+        if args.command == "migrate-chain":
+            from mecmig.chain_cli import migrate_chain_command
+
+            return migrate_chain_command(args, console)
         if args.command in INSTANCE_COMMANDS:
             from mecmig.instances_cli import instance_command
 

@@ -15,6 +15,7 @@ from controller.api_models import Rate
 from controller.limits import MAX_RATE_BPS
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
 from migration.strategies import HOLD_MODES, STRATEGY_NAMES
+from orchestration.chain_record import PATTERNS
 from topology.scenario import NAME_PATTERN as SCENARIO_NAME_PATTERN
 
 StrategyName = Enum("StrategyName", {name: name for name in STRATEGY_NAMES}, type=str)  # type: ignore[misc]
@@ -85,4 +86,77 @@ class MigrationView(BaseModel):
     total_ms: float | None = None
     bytes_transferred: int = 0
     phases: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+PatternName = Enum("PatternName", {p: p for p in PATTERNS}, type=str)  # type: ignore[misc]
+
+
+class ChainMigrationRequest(BaseModel):
+    """Move every function of `chain` to site `to`, with one of seed 000's patterns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"chain": "pair", "to": "mec2", "pattern": "wait-for-me"},
+                {"chain": "triple", "to": "mec1", "pattern": "round-robin", "strategy": "cold"},
+            ]
+        },
+    )
+
+    chain: Name
+    to: Name = Field(description="destination site")
+    pattern: PatternName = Field(
+        default=PatternName("wait-for-me"),
+        strict=False,
+        description="async: each function unsupervised, in parallel; wait-for-me: every step "
+        "for all at once, one shared freeze; round-robin: every step for one function after "
+        "the other",
+    )
+    strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY), strict=False)
+    budget_ms: float = Field(
+        default=DOWNTIME_BUDGET_MS,
+        gt=0,
+        le=MAX_BUDGET_MS,
+        allow_inf_nan=False,
+        description="downtime budget of each function",
+    )
+    rate: Rate = Field(
+        default=MIGRATION_RATE_BPS,
+        le=MAX_RATE_BPS,
+        description="reservation for each function's copy rounds (bit/s, or '200Mbit')",
+    )
+    hold: HoldMode = Field(default=HoldMode(HOLD_MODE), strict=False)
+    network_aware: bool = Field(
+        default=False,
+        description="reserve bandwidth per function's migration (admission against the "
+        "links' capacity; the final iteration sized to fit the budget); false: the copies "
+        "share the links best effort, as seed 000's patterns without its network awareness",
+    )
+
+
+class ChainMigrationView(BaseModel):
+    """A chain migration's record: the chain's phases (its one switch), each function's
+    migration record on the same clock, and the chain's figures (`metrics`: chain_frozen_ms,
+    function_frozen_ms, freeze_spread_ms, switchover_ms, bytes, total_ms)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    chain: str
+    functions: list[str]
+    destination: str
+    pattern: str
+    strategy: str
+    network_aware: bool
+    outcome: str
+    error: str | None = None
+    point_of_no_return_ms: float | None = None
+    total_ms: float | None = None
+    bytes_transferred: int = 0
+    phases: list[dict[str, Any]]
+    members: dict[str, MigrationView]
     metrics: dict[str, Any]

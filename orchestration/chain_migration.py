@@ -58,7 +58,7 @@ class ChainMigration:
         network: ControllerLink,
         *,
         migration_id: str,
-        network_aware: bool = True,
+        network_aware: bool = False,
         clock: Clock = monotonic,
         listener: ChainListener | None = None,
     ) -> None:

@@ -21,7 +21,7 @@ def plan_chain_migration(
     strategy: str = DEFAULT_STRATEGY,
     budget_ms: float = DOWNTIME_BUDGET_MS,
     rate_bps: int = MIGRATION_RATE_BPS,
-    network_aware: bool = True,
+    network_aware: bool = False,
     hold: str = HOLD_MODE,
     listener: ChainListener | None = None,
     migration_id: str | None = None,

@@ -225,7 +225,10 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     sites = site_clients(scenario, token=token_from_env(AGENT_TOKEN_ENV))
     hold_url = None if os.environ.get(CONTROLLER_TOKEN_ENV) else rest_url
     service = MigrationService(scenario, FacadeLink(northbound, hold_url), sites)
+    from orchestration.chain_api import ChainMigrationService, chain_migrations_router
+
     router = APIRouter()
     router.include_router(migrations_router(service))
+    router.include_router(chain_migrations_router(ChainMigrationService(service)))
     router.include_router(instances_router(InstanceService(service)))
     return router

@@ -81,8 +81,11 @@ def test_every_pattern_moves_the_chain_with_one_switch(
     scenario: Scenario, pattern: str, chain: str
 ) -> None:
     orch, sites, net = world(scenario)
-    record = plan_chain_migration(orch, chain, "mec2", pattern=pattern, strategy="precopy").run()
+    record = plan_chain_migration(
+        orch, chain, "mec2", pattern=pattern, strategy="precopy", network_aware=True
+    ).run()
     assert_moved(record, sites, CHAINS[chain])
+    assert len(net.ops("reserve")) == len(CHAINS[chain])  # one reservation per function
     # the chain's steering moved once, every function in it, and no function moved alone
     (switch,) = net.ops("relocate_many")
     assert [m[0] for m in switch[1]] == CHAINS[chain]
@@ -146,7 +149,9 @@ def test_one_function_failing_rolls_the_whole_chain_back(
     orch, sites, net = world(scenario)
     sites[where].fail_at = {fail_at}
     sites[where].fail_on = 2  # the second function's freeze or restore
-    cm = plan_chain_migration(orch, "triple", "mec2", pattern=pattern, strategy="cold")
+    cm = plan_chain_migration(
+        orch, "triple", "mec2", pattern=pattern, strategy="cold", network_aware=True
+    )
     with pytest.raises(ChainMigrationError, match="rolled back") as info:
         cm.run()
     record = info.value.record
