@@ -174,6 +174,13 @@ def _router(s: SiteService) -> APIRouter:
         busy, total = s.cpu_jiffies()
         return {"busy": busy, "total": total}
 
+    @router.get("/cpu/site")
+    def site_cpu() -> dict[str, float]:
+        """CPU seconds this site spent so far: its agent's process tree (`agent_s`) and its
+        containers' cgroups (`containers_s`), their sum (`site_s`), and the agent's monotonic
+        clock (`monotonic_s`): two readings give the site's load between them."""
+        return s.site_cpu()
+
     @router.get("/netstat")
     def netstat() -> dict[str, int]:
         """Bytes this agent's network namespace has sent (post-copy pages are counted so)."""

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from agent.container import PREDUMPS, ContainerError, SiteContainers
+from agent.cpu import cgroup_cpu_s, tree_cpu_s
 from agent.criu_images import ImageError
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
@@ -249,6 +251,18 @@ class SiteService:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
         idle = fields[3] + fields[4]
         return sum(fields) - idle, sum(fields)
+
+    def site_cpu(self) -> dict[str, float]:
+        """CPU seconds this site spent so far: its agent's process tree and its containers'
+        cgroups (agent.cpu), with the agent's monotonic clock to difference them by."""
+        agent = tree_cpu_s(os.getpid())
+        containers = cgroup_cpu_s(f"/mecmig/{self.name}")
+        return {
+            "monotonic_s": time.monotonic(),
+            "agent_s": agent,
+            "containers_s": containers,
+            "site_s": agent + containers,
+        }
 
     def tx_bytes(self) -> int:
         """Bytes this agent's network namespace has sent (post-copy pages are counted so)."""

@@ -245,6 +245,11 @@ class AgentClient:
     def tx_bytes(self) -> int:
         return int(self._call("GET", "/v1/netstat")["tx_bytes"])
 
+    def site_cpu(self) -> dict[str, float]:
+        """The site's CPU seconds so far (agent tree, containers) and the agent's clock."""
+        data = self._call("GET", "/v1/cpu/site")
+        return {k: float(v) for k, v in data.items()}
+
     def cpu_jiffies(self) -> tuple[int, int]:
         data = self._call("GET", "/v1/cpu")
         return int(data["busy"]), int(data["total"])
