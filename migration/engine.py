@@ -73,6 +73,10 @@ class Plan:
     # once each take their own: see orchestration's ports_of)
     transfer_port: int = MIGRATION_PORT
     page_server_port: int = PAGE_SERVER_PORT
+    # size the reservation to fit the budget (from the memory for cold and post-copy; the last
+    # round's reservation from the round before, seed 000 §III-D); False: `rate_bps` throughout,
+    # a fixed bandwidth cap like seed 000's limited transfers without network awareness
+    fit_budget: bool = True
 
 
 class Migration:
@@ -139,7 +143,7 @@ class Migration:
             p.destination.prepare_target(spec)
             self.prepared = True
         rate = p.rate_bps
-        if self.strategy.reservation_from_memory and p.predicted_bytes:
+        if self.strategy.reservation_from_memory and p.predicted_bytes and p.fit_budget:
             # cold: nothing is copied before the freeze, size the one copy to fit the budget;
             # post-copy: the memory is the bulk, and the service waits on every page it pulls
             rate = int(
@@ -236,7 +240,7 @@ class Migration:
 
     def boost(self) -> None:
         """Size the final iteration's reservation from the last round (seed 000 §III-D)."""
-        if self.grant is None or not self.rounds:
+        if self.grant is None or not self.rounds or not self.plan.fit_budget:
             return
         last = self.rounds[-1]
         rate = final_rate_bps(

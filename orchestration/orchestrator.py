@@ -338,10 +338,13 @@ class Orchestrator:
         hold: str = HOLD_MODE,
         migration_id: str | None = None,
         reserve: bool = True,
+        fit_budget: bool = True,
     ) -> Migration:
         """A migration of `instance` to site `to`, checked and ready to `run()`: raises
         OrchestratorError (what is wrong, nothing changed) if it cannot start. `reserve=False`:
-        its copy reserves no bandwidth (best effort); its traffic is still moved and held."""
+        its copy reserves no bandwidth (best effort); its traffic is still moved and held.
+        `fit_budget=False`: the reservation is `rate_bps` throughout (a bandwidth cap), never
+        sized to fit the budget."""
         try:
             self.sc.instance(instance)
         except KeyError as exc:
@@ -379,6 +382,7 @@ class Orchestrator:
             hold=hold,
             transfer_port=self.migration_ports(instance)[0],
             page_server_port=self.migration_ports(instance)[1],
+            fit_budget=fit_budget,
         )
 
         def noted(event: str, record: MigrationRecord, phase: Any) -> None:

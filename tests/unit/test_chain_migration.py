@@ -198,3 +198,26 @@ def test_a_chain_migration_that_cannot_start_changes_nothing(
         plan_chain_migration(orch, chain, to, pattern=pattern)
     assert {name: dict(site.instances) for name, site in sites.items()} == before
     assert net.calls == []
+
+
+@pytest.mark.parametrize("aware", [False, True])
+def test_a_bandwidth_cap_holds_throughout_unless_network_awareness_sizes_the_last_copy(
+    scenario: Scenario, aware: bool
+) -> None:
+    """Seed 000's limited transfers: without network awareness each function's migration is
+    capped at the bandwidth for every phase (a reservation at that rate, never resized); with
+    it, the rounds run at that rate and the final iteration's reservation is sized for the
+    budget (a boost)."""
+    orch, sites, net = world(scenario)
+    cap = 2_400_000  # 0.3 MB/s
+    record = plan_chain_migration(
+        orch, "pair", "mec2", pattern="wait-for-me", strategy="precopy",
+        network_aware=aware, bandwidth_bps=cap,
+    ).run()  # fmt: skip
+    assert_moved(record, sites, CHAINS["pair"])
+    assert [op[3] for op in net.ops("reserve")] == [cap, cap]
+    if aware:
+        assert len(net.ops("resize")) == 2 and all(op[2] > cap for op in net.ops("resize"))
+    else:
+        assert net.ops("resize") == []
+    assert not net.grants
