@@ -77,6 +77,9 @@ class Plan:
     # round's reservation from the round before, seed 000 §III-D); False: `rate_bps` throughout,
     # a fixed bandwidth cap like seed 000's limited transfers without network awareness
     fit_budget: bool = True
+    # the final (frozen) iteration's bandwidth, seed 000's limit: the reservation is resized to
+    # it before the freeze (with fit_budget: to what fits the budget, at most this)
+    final_rate_bps: int | None = None
 
 
 class Migration:
@@ -146,11 +149,14 @@ class Migration:
         if self.strategy.reservation_from_memory and p.predicted_bytes and p.fit_budget:
             # cold: nothing is copied before the freeze, size the one copy to fit the budget;
             # post-copy: the memory is the bulk, and the service waits on every page it pulls
+            floor = p.rate_bps if p.final_rate_bps is None else 0
             rate = int(
                 final_rate_bps(
-                    p.predicted_bytes, p.budget_ms, DUMP_ESTIMATE_S, self.restore_s, p.rate_bps
+                    p.predicted_bytes, p.budget_ms, DUMP_ESTIMATE_S, self.restore_s, floor
                 )
             )
+        if self.strategy.reservation_from_memory and p.final_rate_bps is not None:
+            rate = min(rate, p.final_rate_bps) if p.fit_budget else p.final_rate_bps
         with self.timeline.phase("reserve", rate_bps=rate) as ph:
             # post-copy pages flow from the source's port 7101: match the agents' pair instead
             port = None if self.strategy.lazy else p.transfer_port
@@ -239,13 +245,21 @@ class Migration:
         return self.predumps and self.predump_rounds > 0
 
     def boost(self) -> None:
-        """Size the final iteration's reservation from the last round (seed 000 §III-D)."""
-        if self.grant is None or not self.rounds or not self.plan.fit_budget:
+        """Size the final iteration's reservation from the last round (seed 000 §III-D), at
+        most the plan's final bandwidth; without fit_budget, the final bandwidth as it is."""
+        p = self.plan
+        if self.grant is None or not self.rounds:
             return
-        last = self.rounds[-1]
-        rate = final_rate_bps(
-            last.wire_bytes, self.plan.budget_ms, last.dump_s, self.restore_s, self.grant.rate_bps
-        )
+        if not p.fit_budget:
+            if p.final_rate_bps is None:
+                return
+            rate = float(p.final_rate_bps)
+        else:
+            last = self.rounds[-1]
+            floor = self.grant.rate_bps if p.final_rate_bps is None else 0
+            rate = final_rate_bps(last.wire_bytes, p.budget_ms, last.dump_s, self.restore_s, floor)
+            if p.final_rate_bps is not None:
+                rate = min(rate, float(p.final_rate_bps))
         with self.timeline.phase("boost", from_bps=self.grant.rate_bps, want_bps=int(rate)) as ph:
             self.grant = self.net.resize(self.grant, int(rate))
             ph.detail["granted_bps"] = self.grant.rate_bps

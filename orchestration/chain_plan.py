@@ -25,16 +25,17 @@ def plan_chain_migration(
     hold: str = HOLD_MODE,
     listener: ChainListener | None = None,
     migration_id: str | None = None,
-    bandwidth_bps: int | None = None,
+    final_bandwidth_bps: int | None = None,
 ) -> ChainMigration:
     """A migration of every function of `chain` to site `to`, ready to `run()`. Raises
     OrchestratorError (nothing changed) if the chain, the site, the pattern or the strategy is
     unknown, or a function does not run or runs at `to` already. `network_aware=False`: the
     functions' copies reserve no bandwidth.
 
-    `bandwidth_bps` caps each function's migration traffic (seed 000's limited transfers): a
-    reservation at that rate for every phase without network awareness; with it, the rounds run
-    at that rate and the final iteration's reservation is sized to fit the budget."""
+    `final_bandwidth_bps`: the bandwidth of each function's final (frozen) iteration, seed 000's
+    limit (Tables I and II): the rounds run under a reservation of `rate_bps`, then each
+    function's reservation becomes that bandwidth for the final copy, or, with network
+    awareness, what that copy needs to fit the budget, at most that bandwidth."""
     try:
         spec = orch.sc.chain(chain)
     except KeyError:
@@ -60,12 +61,13 @@ def plan_chain_migration(
             to,
             strategy=strategy,
             budget_ms=budget_ms,
-            rate_bps=bandwidth_bps if bandwidth_bps is not None else rate_bps,
+            rate_bps=rate_bps,
             listener=member_events,
             hold=hold,
             migration_id=f"{chain_id}.{i}",
-            reserve=network_aware or bandwidth_bps is not None,
+            reserve=network_aware or final_bandwidth_bps is not None,
             fit_budget=network_aware,
+            final_rate_bps=final_bandwidth_bps,
         )
         for i, function in enumerate(spec.functions, start=1)
     ]

@@ -339,12 +339,14 @@ class Orchestrator:
         migration_id: str | None = None,
         reserve: bool = True,
         fit_budget: bool = True,
+        final_rate_bps: int | None = None,
     ) -> Migration:
         """A migration of `instance` to site `to`, checked and ready to `run()`: raises
         OrchestratorError (what is wrong, nothing changed) if it cannot start. `reserve=False`:
         its copy reserves no bandwidth (best effort); its traffic is still moved and held.
         `fit_budget=False`: the reservation is `rate_bps` throughout (a bandwidth cap), never
-        sized to fit the budget."""
+        sized to fit the budget. `final_rate_bps`: the final iteration's bandwidth (see
+        migration.engine.Plan)."""
         try:
             self.sc.instance(instance)
         except KeyError as exc:
@@ -383,6 +385,7 @@ class Orchestrator:
             transfer_port=self.migration_ports(instance)[0],
             page_server_port=self.migration_ports(instance)[1],
             fit_budget=fit_budget,
+            final_rate_bps=final_rate_bps,
         )
 
         def noted(event: str, record: MigrationRecord, phase: Any) -> None:
