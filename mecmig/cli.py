@@ -367,6 +367,50 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_migration_parser(bench)
     _bench_reliability_parser(bench)
     _bench_scale_parser(bench)
+    _bench_patterns_parser(bench)
+
+
+def _bench_patterns_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench patterns`: seed 000's SFC migration patterns (Tables I, II, Fig. 5)."""
+    from mecmig.bench.patterns import DEFAULT_OUT, PATTERN_NAMES, parse_bandwidth
+
+    b = bench.add_parser(
+        "patterns",
+        help="SFC migration patterns (seed 000): chain downtime, total time, CPU per pattern",
+        description="On scenarios/chains.yaml: the 2-function chain 'pair' (fw: a user-space "
+        "forwarder with 32 MiB of seeded memory; video: an HTTP streaming server) moves "
+        "between mec1 and mec2 under each pattern (async, wait-for-me, round-robin), with and "
+        "without network awareness, at final-iteration bandwidths of 0.3 MB/s, 2 MB/s and "
+        "unlimited, 10 times each (pre-copy, budget 1000 ms), while a client at ue1 keeps one "
+        "HTTP connection through the chain and the source site's CPU is sampled at 10 Hz. "
+        "Rows: pattern, network_aware, bandwidth_bps, chain_downtime_ms, function_downtime_ms, "
+        "freeze_spread_ms, total_ms, bytes, cpu_mean, cpu_peak, state_intact, repetition. Goals "
+        "(seed 000's shape): async the highest CPU peak and shortest total, round-robin the "
+        "lowest CPU and longest total, wait-for-me's freezes within 10 ms, chain downtime below "
+        "seed 000's 1.19-1.57 s at 2 MB/s and unlimited. Writes summary.json, patterns.png, "
+        "cpu.png, CSVs and report.md into --out. The full run takes about 30 minutes. Exit 0 "
+        "the run completed (goals met or not), 1 a run failed, 3 not root / no OVS / no runc "
+        "or CRIU.",
+    )
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 repetitions instead of 10 (about 8 minutes); a smoke test",
+    )
+    b.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+        help="where the results go (default: results/patterns/)",
+    )  # fmt: skip
+    b.add_argument("--patterns", nargs="+", choices=PATTERN_NAMES, help="only these")
+    b.add_argument(
+        "--bandwidths",
+        nargs="+",
+        type=parse_bandwidth,
+        metavar="BW",
+        help="final-iteration bandwidths, e.g. 0.3MB/s 2MB/s unlimited (default: those three)",
+    )
+    b.add_argument("--repeat", type=int, metavar="N", help="repetitions (default 10; --quick 3)")
+    _resume_option(b)
     _bench_links_parser(bench)
 
 

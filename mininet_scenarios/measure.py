@@ -96,7 +96,8 @@ def wait_answering(emu: Emulation, host: str, ip: str, port: int, timeout: float
 
 class Probe:
     """`python -m workloads.probe IP PORT --json` inside host `host` until stopped (SIGTERM):
-    one TCP connection, a PING every `interval_ms`; `extra` are more of its options."""
+    one TCP connection, a PING every `interval_ms`; `extra` are more of its options. `module`:
+    another probe with the same command line (workloads.memcached_probe: request/response)."""
 
     def __init__(
         self,
@@ -107,8 +108,9 @@ class Probe:
         *,
         interval_ms: float = 5.0,
         extra: Sequence[str] = (),
+        module: str = "workloads.probe",
     ) -> None:
-        argv = [sys.executable, "-m", "workloads.probe", ip, str(port)]
+        argv = [sys.executable, "-m", module, ip, str(port)]
         argv += ["--interval-ms", f"{interval_ms:g}", "--duration", "0", "--json", *extra]
         self._dir = tempfile.TemporaryDirectory(prefix="mecmig-probe-")
         log_path, out_path = Path(self._dir.name) / "probe.log", Path(self._dir.name) / "out.json"
@@ -149,3 +151,62 @@ def port_tx_packets(switch: str, port: int) -> int:
     if match is None:
         raise EmulationError(f"no port {port} on {switch}")
     return int(match.group(1))
+
+
+class UdpFlood:
+    """An iperf3 UDP stream from `client` to `server` at `rate_bps` for `seconds`, running in
+    the background (traffic that saturates a link while something else is measured); `finish`
+    waits for it and returns the rate the server received."""
+
+    def __init__(
+        self, emu: Emulation, client: str, server: str, port: int, rate_bps: int, seconds: float
+    ) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="mecmig-flood-")
+        tmp = Path(self._dir.name)
+        self.label = f"UDP flood {client} -> {server}:{port}"
+        self.seconds = seconds
+        self.server = emu.spawn_on(
+            server,
+            ["iperf3", "-s", "-p", str(port), "-1", "-J"],
+            str(tmp / "server.log"),
+            stdout_path=str(tmp / "server.json"),
+        )
+        argv = ["iperf3", "-c", emu.ip(server), "-p", str(port), "-u", "-b", str(rate_bps)]
+        argv += ["-t", f"{seconds:g}", "-l", "1400", "-J"]
+        self.client = None
+        for _ in range(20):  # the server needs a moment to listen
+            time.sleep(0.2)
+            spawned = emu.spawn_on(
+                client, argv, str(tmp / "client.log"), stdout_path=str(tmp / "client.json")
+            )
+            time.sleep(0.3)
+            if spawned.alive() or spawned.returncode == 0:
+                self.client = spawned
+                break
+        if self.client is None:
+            self.close()
+            raise EmulationError(f"{self.label} did not start: {spawned.tail(5).strip()}")
+
+    def finish(self) -> float:
+        """Wait for the flood to end; the server's received rate (bit/s)."""
+        assert self.client is not None
+        try:
+            if self.client.wait(self.seconds + 20) is None:
+                raise EmulationError(f"{self.label} did not end")
+            if self.server.wait(10) is None:
+                raise EmulationError(f"{self.label}: its server did not end")
+            out = self.server.stdout()
+            try:
+                return float(json.loads(out)["end"]["sum"]["bits_per_second"])
+            except (ValueError, KeyError, TypeError) as exc:
+                said = _iperf3_error(out) or self.server.tail(5).strip()
+                raise EmulationError(f"{self.label} failed ({exc}): {said}") from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop both ends if they still run, and remove their files."""
+        for proc in (self.client, self.server):
+            if proc is not None:
+                proc.kill()
+        self._dir.cleanup()

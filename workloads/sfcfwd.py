@@ -240,8 +240,26 @@ class Forwarder:
                     self.handle(frame, addr[2])
 
 
+def ask_stats(
+    host: str, port: int = 9999, timeout: float = 2.0, tries: int = 3
+) -> dict[str, object]:
+    """A running sfcfwd's STATS (OSError if it does not answer in `tries` x `timeout`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        for attempt in range(tries):
+            s.sendto(b"STATS", (host, port))
+            try:
+                data: dict[str, object] = json.loads(s.recv(1 << 22))
+                return data
+            except TimeoutError:
+                if attempt == tries - 1:
+                    raise
+    raise OSError(f"{host}:{port} does not answer")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--ask", metavar="HOST", help="print that forwarder's STATS and exit")
     p.add_argument("--interface", default="eth0", help="the link (default eth0)")
     p.add_argument(
         "--deny",
@@ -258,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-flows", type=int, default=10000, help="flows tracked (default 10000)")
     p.add_argument("--ready-file", default=None, help="written as '<pid> <port>' once up")
     args = p.parse_args(argv)
+    if args.ask:
+        try:
+            print(json.dumps(ask_stats(args.ask, args.control_port), sort_keys=True))
+        except OSError as exc:
+            print(f"sfcfwd: {args.ask}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         fwd = Forwarder(
             args.interface,

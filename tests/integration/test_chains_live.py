@@ -36,6 +36,7 @@ from orchestration.chain_record import ChainRecord
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
 from topology.scenario import Scenario, load_scenario
+from workloads import workload_path
 from workloads.sfcfwd import expected_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,18 +72,12 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
 def stats(bed: Bed, function: str) -> dict[str, Any]:
     """The forwarder's STATS, asked from the UE (UDP to its own address)."""
     ip = str(bed.sc.instance(function).ip)
-    code = (
-        "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);"
-        f"s.sendto(b'STATS',('{ip}',9999));sys.stdout.write(s.recv(1<<20).decode())"
-    )
-    for _ in range(5):
-        out = bed.ue.cmd(f'{sys.executable} -c "{code}"')
-        try:
-            data: dict[str, Any] = json.loads(out)
-            return data
-        except json.JSONDecodeError:
-            time.sleep(0.5)
-    raise AssertionError(f"{function} does not answer STATS: {out!r}")
+    out = bed.ue.cmd(f"{sys.executable} {workload_path('sfcfwd')} --ask {ip}")
+    try:
+        data: dict[str, Any] = json.loads(out)
+    except json.JSONDecodeError:
+        raise AssertionError(f"{function} does not answer STATS: {out!r}") from None
+    return data
 
 
 def client_flows(st: dict[str, Any], ue_ip: str, server: str) -> tuple[int, int]:

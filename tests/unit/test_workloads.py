@@ -166,10 +166,12 @@ def test_the_chain_function_runs_from_a_copy_and_answers_stats(tmp_path: Path) -
     )
     try:
         port = _wait_ready(proc, ready)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(5)
-            s.sendto(b"STATS", ("127.0.0.1", port))
-            stats = json.loads(s.recv(65536))
+        stats = sfcfwd.ask_stats("127.0.0.1", port)
+        asked = subprocess.run(
+            [SYSTEM_PYTHON, "-I", str(copy), "--ask", "127.0.0.1", "--control-port", str(port)],
+            capture_output=True, text=True, check=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert json.loads(asked.stdout)["fingerprint"] == stats["fingerprint"]
     finally:
         _stop(proc)
     out, err = proc.communicate()
