@@ -68,6 +68,7 @@ TARGET_LEASE_S = 300.0
 PREDUMPS = "predump"  # under xfer/: one directory of images per pre-dump round
 HOLD_SCRIPT = "criu-hold.sh"  # CRIU action script that holds the traffic (agent.hold_script)
 HOLD_MARKER = "held"  # left by that script when the controller answered
+FROZEN_MARKER = "frozen-at"  # ... and the wall clock when CRIU froze the tree
 
 
 def catches_signal(pid: int, signum: int, proc: Path = Path("/proc")) -> bool:
@@ -290,17 +291,33 @@ class SiteContainers:
         controller there to hold the service's traffic (`held` says whether it did)."""
         d = self.dir(name)
         (d / HOLD_MARKER).unlink(missing_ok=True)
+        (d / FROZEN_MARKER).unlink(missing_ok=True)
         options = CRIU_ROUND_OPTIONS if leave_running else CRIU_DUMP_OPTIONS
         if hold_url is None:
             return options
         script = d / HOLD_SCRIPT
-        script.write_text(hold_script(hold_url, (d / HOLD_MARKER).resolve(), self.net.root_pid))
+        script.write_text(
+            hold_script(
+                hold_url,
+                (d / HOLD_MARKER).resolve(),
+                self.net.root_pid,
+                frozen=(d / FROZEN_MARKER).resolve(),
+            )
+        )
         script.chmod(0o755)
         return options + f"action-script {script.resolve()}\n"
 
     def held(self, name: str) -> bool:
         """Whether the last dump's hold script got the controller to hold the traffic."""
         return (self.dir(name) / HOLD_MARKER).exists()
+
+    def frozen_at(self, name: str) -> float | None:
+        """When CRIU froze the tree in the last dump with a hold script (seconds since the
+        epoch), None if unknown."""
+        try:
+            return float((self.dir(name) / FROZEN_MARKER).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def checkpoint(
         self,

@@ -21,18 +21,23 @@ CURL_TIMEOUT_S = 2
 HOLD_TIMEOUT_S = 120
 
 
-def hold_script(url: str, marker: Path, netns_pid: int | None = None) -> str:
+def hold_script(
+    url: str, marker: Path, netns_pid: int | None = None, frozen: Path | None = None
+) -> str:
     """The script's text: POST `url` at CRIU's network lock; `marker` exists if it answered.
 
     `netns_pid`: run curl in that process's network namespace (an agent inside an emulated
-    host reaches the controller through the root namespace)."""
+    host reaches the controller through the root namespace). `frozen`: first, the wall clock
+    (seconds since the epoch, ns digits) goes there: when CRIU froze the tree (a chain's
+    functions' freezes are compared by it)."""
     enter = f"nsenter -t {int(netns_pid)} -n " if netns_pid is not None else ""
     body = shlex.quote(f'{{"timeout_s": {HOLD_TIMEOUT_S}}}')
     return (
         "#!/bin/sh\n"
         "# mecmig: hold the service's traffic at the controller once CRIU has frozen it\n"
         f'[ "$CRTOOLS_SCRIPT_ACTION" = {HOLD_ACTION} ] || exit 0\n'
-        f"{enter}curl -sf -m {CURL_TIMEOUT_S} -o /dev/null -X POST "
+        + (f"date +%s.%N > {shlex.quote(str(frozen))}\n" if frozen is not None else "")
+        + f"{enter}curl -sf -m {CURL_TIMEOUT_S} -o /dev/null -X POST "
         f"-H 'Content-Type: application/json' -d {body} {shlex.quote(url)} "
         f"&& : > {shlex.quote(str(marker))}\n"
         "exit 0\n"

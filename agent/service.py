@@ -368,7 +368,8 @@ class SiteService:
                 instance, opts, on_predumps=on_predumps, hold_url=hold_url
             )
             seconds = time.monotonic() - t0
-        return DumpInfo(_du(image), seconds, leave_running, self.containers.held(instance))
+        c = self.containers
+        return DumpInfo(_du(image), seconds, leave_running, c.held(instance), c.frozen_at(instance))
 
     @_step("pre-dump")
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
@@ -476,7 +477,13 @@ class SiteService:
             )
             self.lazy_dumps[instance] = dump
         c = self.containers
-        return DumpInfo(_du(c.images_dir(instance)), dump.seconds, False, c.held(instance))
+        return DumpInfo(
+            _du(c.images_dir(instance)),
+            dump.seconds,
+            False,
+            c.held(instance),
+            c.frozen_at(instance),
+        )
 
     @_step("finish the lazy dump of")
     def finish_lazy_checkpoint(self, instance: str) -> None:

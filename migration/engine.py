@@ -327,6 +327,7 @@ class Migration:
             ph.detail.update(
                 image_bytes=dump.image_bytes, dump_s=dump.seconds, on_predumps=self.chained
             )
+            ph.detail["frozen_at"] = dump.frozen_at
 
     def lazy_dump(self) -> None:
         """Freeze, dump all but the memory pages; the source then serves its pages."""
@@ -345,6 +346,7 @@ class Migration:
             ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
             ph.detail["on_predumps"] = self.chained
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+            ph.detail["frozen_at"] = dump.frozen_at
 
     def stop_source(self) -> None:
         """Restart strategy: end the service at the source (its files stay)."""

@@ -70,6 +70,7 @@ class DumpInfo:
     seconds: float
     leave_running: bool
     held: bool = False  # its hold script got the controller to hold the service's traffic
+    frozen_at: float | None = None  # when CRIU froze the tree (epoch seconds), if its script said
 
 
 @dataclass(frozen=True)

@@ -265,8 +265,13 @@ def _reason(exc: httpx.TransportError) -> str:
 
 
 def _dump(data: dict[str, Any]) -> DumpInfo:
+    frozen = data.get("frozen_at")
     return DumpInfo(
-        data["image_bytes"], data["seconds"], data["leave_running"], bool(data.get("held"))
+        data["image_bytes"],
+        data["seconds"],
+        data["leave_running"],
+        bool(data.get("held")),
+        float(frozen) if isinstance(frozen, int | float) else None,
     )
 
 

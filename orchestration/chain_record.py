@@ -35,6 +35,13 @@ def frozen_window(rec: MigrationRecord) -> tuple[float, float] | None:
     return freeze.start_ms, serve.end_ms
 
 
+def criu_frozen_at(rec: MigrationRecord) -> float | None:
+    """When CRIU froze `rec`'s function (epoch seconds, from its action script), if known."""
+    freeze = next((p for p in rec.phases if p.name in FREEZE_PHASES), None)
+    value = freeze.detail.get("frozen_at") if freeze is not None else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 @dataclass
 class ChainRecord:
     """Everything a chain migration did; `to_dict()` is its JSON form. Times are ms from the
@@ -73,6 +80,13 @@ class ChainRecord:
         if frozen:
             starts = [w[0] for w in frozen.values()]
             m["freeze_spread_ms"] = round(max(starts) - min(starts), 3)
+            m["freeze_spread_source"] = "dump requests"
+            criu = [criu_frozen_at(rec) for rec in self.members.values()]
+            if len(criu) > 1 and all(t is not None for t in criu):
+                at = [t for t in criu if t is not None]
+                # when CRIU itself froze each tree (its action script's clock)
+                m["freeze_spread_ms"] = round((max(at) - min(at)) * 1000, 3)
+                m["freeze_spread_source"] = "criu"
             # the chain carries nothing from its first function's freeze to its last restore
             m["chain_frozen_ms"] = round(max(w[1] for w in frozen.values()) - min(starts), 3)
             m["frozen_windows_overlap"] = max(starts) < min(w[1] for w in frozen.values())

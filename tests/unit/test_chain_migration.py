@@ -233,3 +233,26 @@ def test_network_awareness_takes_less_than_the_final_bandwidth_when_less_fits(
     ).run()  # fmt: skip
     assert_moved(record, sites, CHAINS["pair"])
     assert all(op[2] < 10**9 for op in net.ops("resize"))
+
+
+def test_the_freeze_spread_is_criu_s_own_when_every_dump_says_when_it_froze() -> None:
+    from migration.timeline import PhaseRecord
+    from orchestration.chain_record import ChainRecord
+
+    def member(name: str, start: float, frozen_at: float | None) -> MigrationRecord:
+        rec = MigrationRecord(name, name, "mec1", "mec2", "cold")
+        rec.phases = [
+            PhaseRecord("freeze_dump", start, start + 50, True, detail={"frozen_at": frozen_at}),
+            PhaseRecord("restore", 300, 400, True),
+        ]
+        return rec
+
+    rec = ChainRecord("c", "pair", ["a", "b"], "mec2", "wait-for-me", "cold", False)
+    rec.members = {"a": member("a", 10.0, 1000.100), "b": member("b", 11.0, 1000.104)}
+    rec.summarize()
+    assert rec.metrics["freeze_spread_ms"] == pytest.approx(4.0, abs=0.01)
+    assert rec.metrics["freeze_spread_source"] == "criu"
+    rec.members["b"] = member("b", 11.0, None)  # one does not say: the dump requests' spread
+    rec.summarize()
+    assert rec.metrics["freeze_spread_ms"] == pytest.approx(1.0)
+    assert rec.metrics["freeze_spread_source"] == "dump requests"

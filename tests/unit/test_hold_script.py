@@ -86,3 +86,18 @@ def test_an_agent_in_an_emulated_host_reaches_the_controller_through_the_root_na
     text = hold_script("http://127.0.0.1:8080/v1/instances/x/hold", tmp_path / "m", netns_pid=42)
     assert "nsenter -t 42 -n curl" in text
     assert " http://127.0.0.1:8080/v1/instances/x/hold " in text
+
+
+def test_it_notes_when_criu_froze_the_tree_before_it_asks(tmp_path: Path, controller: str) -> None:
+    import time
+
+    script, frozen = tmp_path / "hold.sh", tmp_path / "frozen-at"
+    script.write_text(
+        hold_script(f"{controller}/v1/instances/x/hold", tmp_path / "h", None, frozen)
+    )
+    script.chmod(0o755)
+    assert _run(script, "pre-dump") == 0 and not frozen.exists()
+    before = time.time()
+    assert _run(script, "network-lock") == 0
+    at = float(frozen.read_text())
+    assert before - 0.001 <= at <= time.time()
