@@ -76,6 +76,11 @@ class ChainMigrationService:
         ).start()
         return chain_view(cm.record)
 
+    def keep(self, record: ChainRecord) -> None:
+        """Keep a chain migration's record started elsewhere (the migration queue's)."""
+        with self._lock:
+            self._records[record.id] = record
+
     def _run(self, cm: ChainMigration, functions: list[str]) -> None:
         try:
             cm.run()

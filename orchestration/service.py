@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -31,6 +31,7 @@ from orchestration.api_models import (
     MigrationRequest,
     MigrationView,
 )
+from orchestration.chain_record import ChainRecord
 from orchestration.links import FacadeLink
 from orchestration.orchestrator import (
     NotServing,
@@ -39,8 +40,12 @@ from orchestration.orchestrator import (
     SitesUnreachable,
     UnknownName,
 )
+from orchestration.schedule_models import Policy
 from orchestration.sites import site_clients
 from topology.scenario import Scenario
+
+if TYPE_CHECKING:  # it imports us
+    from orchestration.chain_api import ChainMigrationService
 
 log = logging.getLogger("mecmig.migrations")
 
@@ -106,6 +111,12 @@ class MigrationService:
             target=self._run, args=(mig,), name=f"migrate-{mig.record.id}", daemon=True
         ).start()
         return _view(mig.record)
+
+    def keep(self, record: MigrationRecord) -> None:
+        """Keep a migration's record started elsewhere (the migration queue's), so that
+        GET /v1/migrations/{id} shows it."""
+        with self._lock:
+            self._records[record.id] = record
 
     def _run(self, mig: Migration) -> None:
         try:
@@ -216,7 +227,11 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     MECMIG_AGENT_TOKEN_FILE (`mecmig controller --agent-token-file`); a bad file stops the
     start-up with its reason. A controller with a token of its own
     (MECMIG_CONTROLLER_TOKEN_FILE) gives the source agents' CRIU no URL to ask for the hold
-    (it has no token to send): the engine holds the traffic itself, before the dump."""
+    (it has no token to send): the engine holds the traffic itself, before the dump.
+
+    `/v1/migration-queue` (orchestration.queue_api) schedules many migrations at once under
+    the policy MECMIG_MIGRATION_POLICY names (best-effort, one-per-link or network-aware, the
+    default); an unknown one stops the start-up."""
     import os
 
     from ground.token import AGENT_TOKEN_ENV, CONTROLLER_TOKEN_ENV, token_from_env
@@ -226,9 +241,45 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     hold_url = None if os.environ.get(CONTROLLER_TOKEN_ENV) else rest_url
     service = MigrationService(scenario, FacadeLink(northbound, hold_url), sites)
     from orchestration.chain_api import ChainMigrationService, chain_migrations_router
+    from orchestration.migration_queue import MigrationQueue
+    from orchestration.queue_api import migration_queue_router
 
+    chains = ChainMigrationService(service)
+    queue = MigrationQueue(
+        service.orch, queue_policy(os.environ), claims=service, keep=keep_in(service, chains)
+    )
     router = APIRouter()
     router.include_router(migrations_router(service))
-    router.include_router(chain_migrations_router(ChainMigrationService(service)))
+    router.include_router(chain_migrations_router(chains))
+    router.include_router(migration_queue_router(queue))
     router.include_router(instances_router(InstanceService(service)))
     return router
+
+
+POLICY_ENV = "MECMIG_MIGRATION_POLICY"
+
+
+def queue_policy(env: Mapping[str, str]) -> Policy:
+    """The migration queue's policy from MECMIG_MIGRATION_POLICY (default network-aware);
+    ValueError naming the known ones if it is none of them."""
+    value = env.get(POLICY_ENV, "").strip() or Policy.NETWORK_AWARE.value
+    try:
+        return Policy(value)
+    except ValueError:
+        known = ", ".join(p.value for p in Policy)
+        raise ValueError(f"{POLICY_ENV}={value!r} is no policy (known: {known})") from None
+
+
+def keep_in(
+    service: MigrationService, chains: ChainMigrationService
+) -> Callable[[MigrationRecord | ChainRecord], None]:
+    """Where the queue's records go: a chain's to /v1/chain-migrations, others' to
+    /v1/migrations."""
+
+    def keep(record: MigrationRecord | ChainRecord) -> None:
+        if isinstance(record, ChainRecord):
+            chains.keep(record)
+        else:
+            service.keep(record)
+
+    return keep
