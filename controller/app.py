@@ -302,7 +302,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         if held_host_id(msg.cookie) is not None:  # an instance's traffic, held while frozen
-            self.northbound.held_packet(msg.cookie, bytes(msg.data))
+            self.northbound.held_packet(msg.cookie, bytes(msg.data), msg.datapath.id)
             return
         arp = parse_arp(msg.data)
         if arp is None:

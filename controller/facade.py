@@ -261,9 +261,10 @@ class Northbound:
     def release_hold(self, instance: str) -> HoldReleaseView:
         return self._run(lambda: self.holds.release(instance))
 
-    def held_packet(self, flow_cookie: int, frame: bytes) -> None:
-        """From the event thread: a packet of a hold flow (queued on the worker, in order)."""
-        self.rt.submit(lambda: self.holds.packet_in(flow_cookie, frame))
+    def held_packet(self, flow_cookie: int, frame: bytes, dpid: int | None = None) -> None:
+        """From the event thread: a packet of a hold flow, caught at switch `dpid` (queued on
+        the worker, in order)."""
+        self.rt.submit(lambda: self.holds.packet_in(flow_cookie, frame, dpid))
 
     # ------------------------------------------------------------------ helpers
 

@@ -35,6 +35,7 @@ ETH_TYPE_LLDP = 0x88CC
 IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 
 CONTROLLER_PORT = 0xFFFFFFFD  # OFPP_CONTROLLER
+TABLE_PORT = 0xFFFFFFF9  # OFPP_TABLE: a packet-out through the switch's own tables
 MAX_METER_ID = 0xFFFF0000  # OFPM_MAX
 
 

@@ -1,5 +1,11 @@
 """Holds at run time: the flows (via the model), the held packets, their release and expiry.
 
+A held packet is released where it was caught, through that switch's own tables (a packet-out
+to OFPP_TABLE): it then takes the path it would have taken, so a chain's traffic caught before
+its first function still goes through every function (sent straight to the instance's port it
+would skip them: a firewall bypassed). A packet whose switch is unknown or gone goes out of the
+instance's port, as before.
+
 Runs on the runtime's worker like every other change (callers go through `Runtime.call` or
 `submit`), so the buffers need no lock of their own. A packet-in of a hold flow that arrives
 after its hold was released (it was queued behind the release) is sent on at once. Holding and
@@ -16,7 +22,7 @@ from collections.abc import Callable
 
 from controller.api_models import HoldReleaseView, HoldView
 from controller.hold import HeldPackets, held_host_id
-from controller.ofmsg import PacketOut
+from controller.ofmsg import TABLE_PORT, PacketOut
 from controller.plan import Plan
 from controller.runtime import Runtime, undo
 
@@ -29,6 +35,7 @@ class TrafficHolds:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.held: dict[str, HeldPackets] = {}
+        self.caught_at: dict[str, list[int | None]] = {}  # per held packet, its switch's dpid
         self.since: dict[str, float] = {}
         self.tokens: dict[str, int] = {}
         self._timers: dict[str, threading.Timer] = {}
@@ -39,6 +46,7 @@ class TrafficHolds:
         self._change(lambda: self.rt.state.hold(instance))
         # packet-ins of the new flows queue behind this job on the worker: the buffer is ready
         self.held.setdefault(instance, HeldPackets())
+        self.caught_at.setdefault(instance, [])
         self.since.setdefault(instance, time.monotonic())
         token = self.tokens[instance] = self._next_token
         self._next_token += 1
@@ -61,9 +69,10 @@ class TrafficHolds:
             timer.cancel()
         buf = self.held.pop(instance, None)
         since = self.since.pop(instance, None)
+        where = self.caught_at.pop(instance, [])
         packets = buf.drain() if buf is not None else []
-        for frame in packets:
-            self._deliver(instance, frame)
+        for frame, dpid in zip(packets, where + [None] * (len(packets) - len(where)), strict=True):
+            self._deliver(instance, frame, dpid)
         held_ms = (time.monotonic() - since) * 1000 if since is not None else 0.0
         if buf is not None:
             log.info(
@@ -91,8 +100,9 @@ class TrafficHolds:
             undo(self.rt, before, exc)
             raise
 
-    def packet_in(self, flow_cookie: int, frame: bytes) -> None:
-        """A packet a hold flow sent us: keep it, or deliver it if its hold is over."""
+    def packet_in(self, flow_cookie: int, frame: bytes, dpid: int | None = None) -> None:
+        """A packet a hold flow sent us from switch `dpid`: keep it, or deliver it if its hold
+        is over."""
         host_id = held_host_id(flow_cookie)
         if host_id is None:
             return
@@ -101,11 +111,19 @@ class TrafficHolds:
             return
         buf = self.held.get(names[0])
         if buf is not None:
-            buf.add(frame)
+            if buf.add(frame):
+                self.caught_at.setdefault(names[0], []).append(dpid)
         else:
-            self._deliver(names[0], frame)
+            self._deliver(names[0], frame, dpid)
 
-    def _deliver(self, instance: str, frame: bytes) -> None:
+    def _deliver(self, instance: str, frame: bytes, dpid: int | None = None) -> None:
+        """Through the tables of the switch that caught it (see the module docstring), else
+        out of the instance's port."""
+        caught = self.rt.connected(dpid) if dpid is not None else None
+        name = self.rt.state.switch_name(dpid) if dpid is not None else None
+        if caught is not None and name is not None:
+            self.rt.send(caught, PacketOut(TABLE_PORT, frame), name)
+            return
         att = self.rt.state.hosts.get(instance)
         if att is None:
             return

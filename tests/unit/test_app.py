@@ -38,7 +38,16 @@ from controller.app import MecController, connection_alive, end_connection, guar
 from controller.extensions import ExtensionError
 from controller.facade import BadGateway, Northbound
 from controller.flowtable import SwitchTable
-from controller.ofmsg import PRIO_HOLD, Barrier, CookieKind, FlowMod, MeterMod, PacketOut, cookie
+from controller.ofmsg import (
+    PRIO_HOLD,
+    TABLE_PORT,
+    Barrier,
+    CookieKind,
+    FlowMod,
+    MeterMod,
+    PacketOut,
+    cookie,
+)
 from controller.plan import Plan
 from controller.state import FabricState
 from tests.unit.controller_helpers import (
@@ -474,18 +483,22 @@ def test_a_packet_of_a_hold_flow_goes_to_the_northbounds_held_packets(
 ) -> None:
     s1 = ctl.connect("s1")
     s1.clear()
-    held: list[tuple[int, bytes]] = []
-    monkeypatch.setattr(ctl.app.northbound, "held_packet", lambda c, f: held.append((c, f)))
+    held: list[tuple[int, bytes, int]] = []
+    monkeypatch.setattr(ctl.app.northbound, "held_packet", lambda c, f, d: held.append((c, f, d)))
     ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
     hold_cookie = cookie(CookieKind.HOLD, ctl.state.host_ids["video"])
     frame = ip_frame(ue, video)
     ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(s1, ue.port, frame, hold_cookie)))
     ctl.settle()
-    assert held == [(hold_cookie, frame)]
+    assert held == [(hold_cookie, frame, s1.id)]  # with the switch that caught it
     assert s1.wire == []
 
 
-def test_held_traffic_is_delivered_out_of_the_instances_port_on_release(ctl: Controller) -> None:
+def test_held_traffic_is_released_through_the_tables_of_the_switch_that_caught_it(
+    ctl: Controller,
+) -> None:
+    """Through s1's own tables (OFPP_TABLE), where it entered: it then takes the path it would
+    have taken (a chain's traffic through its functions), not straight to the port."""
     dps = ctl.connect_all()
     for dp in dps.values():
         dp.clear()
@@ -505,7 +518,7 @@ def test_held_traffic_is_delivered_out_of_the_instances_port_on_release(ctl: Con
 
     released = ctl.app.northbound.release_hold("video")
     assert released.released_packets == 3
-    assert _packet_outs(dps["s1"]) == [PacketOut(video.port, f) for f in frames]
+    assert _packet_outs(dps["s1"]) == [PacketOut(TABLE_PORT, f) for f in frames]
 
 
 # ------------------------------------------------------------------------------ links

@@ -149,3 +149,22 @@ def test_rest_refuses_a_bad_batch_and_moves_nothing(
     assert response.status_code == status, response.text
     assert "error" in response.json()
     assert http.get("/v1/instances").json() == before
+
+
+def test_a_held_chain_packet_released_where_it_was_caught_still_meets_the_firewall() -> None:
+    """While video (the chain's server) is held, a packet from the UE to it is caught at the
+    UE's switch, before fw. Released through that switch's tables (what the controller sends:
+    a packet-out to OFPP_TABLE there, test_app), it goes to fw first, as the chain says; sent
+    out of video's port instead, it would have skipped the firewall."""
+    from controller.ofmsg import CONTROLLER_PORT
+
+    state = make_state(THREE_SITES)
+    fabric = Fabric(state)
+    request = ip_packet(state, "ue1", "video", dport=8080)
+    ue_switch = state.hosts["ue1"].switch
+    fabric.apply_plan(state.hold("video"))
+    held = fabric.send("ue1", request)
+    assert held.delivered_to == () and [s for s, _ in held.packet_ins] == [ue_switch]
+    fabric.apply_plan(state.unhold("video"))
+    released = fabric.sim.inject(ue_switch, CONTROLLER_PORT, request)
+    assert_delivered_once(released, "fw")
