@@ -131,18 +131,26 @@ def test_a_three_function_chain_moves_whole_under_every_pattern(bed: Bed) -> Non
               f"{m.get('freeze_spread_ms')} ms, switch {m.get('switchover_ms')} ms, per function "
               f"{m.get('function_frozen_ms')}")  # fmt: skip
     print(f"  client: {json.dumps({k: v for k, v in result.items() if k != 'gaps'})}")
+    print(f"  forwarders: {json.dumps({fn: after[fn]['flows'] for fn in after})[:2000]}")
     # the client's one connection went through the chain, both ways, across every move
     assert result["same_connection"] and result["failures"] == 0, result
     assert result["counter_monotonic"] and result["fingerprint_first"] == result["fingerprint_last"]
     # every forwarder kept its state: same life, same memory, counters that only grew
     seeds = {"fw3": (42, 32 << 20), "ids3": (7, 48 << 20)}
+    grown = {}
     for fn in ("fw3", "ids3"):
         b, a = before[fn], after[fn]
         assert a["started"] == b["started"] and a["fingerprint"] == expected_fingerprint(*seeds[fn])
         assert a["forwarded"] > b["forwarded"]
         (bt, bb), (at, ab) = client_flows(b, ue_ip, server), client_flows(a, ue_ip, server)
         assert at > bt and ab > bb, (fn, b["flows"], a["flows"])
-        assert min(at, ab) >= result["replies"] * 0.95, (fn, at, ab, result["replies"])
+        grown[fn] = (at - bt, ab - bb)
+        # TCP coalesces the pipelined PINGs (Nagle): fewer packets than requests, but many
+        assert min(at, ab) >= result["replies"] / 4, (fn, at, ab, result["replies"])
+    # both functions saw the same packets of the connection, both ways: none skipped one
+    for i in (0, 1):
+        f, d = grown["fw3"][i], grown["ids3"][i]
+        assert abs(f - d) <= max(10, 0.02 * f), grown
     waits = [r for r in records if r.pattern == "wait-for-me"]
     assert all(r.metrics["frozen_windows_overlap"] for r in waits)
 
