@@ -9,6 +9,7 @@ A frame is a 4-byte big-endian length N followed by N bytes of UTF-8 JSON (one o
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -32,6 +33,8 @@ BLOCK_DIGEST_SIZE = 16
 FILE_DIGEST_SIZE = 32
 MAX_HEADER = 64 << 20
 SOCKET_BUFFER = 8 << 20
+SIOCOUTQ = 0x5411  # linux/sockios.h (TIOCOUTQ)
+RESULT_WAIT_S = 30.0
 SEND_CHUNK = 8 << 20  # bytes per sendfile call, between progress reports and receiver checks
 KEEPALIVE_SECONDS = 2.0
 PARTIAL_PREFIX = ".partial-"
@@ -270,6 +273,15 @@ def safe_rel(rel: object) -> str:
     return str(p)
 
 
+def unsent_bytes(sock: socket.socket) -> int:
+    """Bytes this end queued that the peer has not acknowledged yet (SIOCOUTQ); 0 if the
+    kernel cannot say."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0])
+    except OSError:
+        return 0
+
+
 def tune_socket(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -330,6 +342,17 @@ class FrameSender:
             self.progress(self.done, self.total)
 
     def result(self) -> None:
+        """The receiver's result. While what this end queued still drains (its send queue
+        shrinks: a reservation's meter or a slow link paces it) the wait goes on; a receiver
+        that says nothing while nothing drains for the socket's timeout fails it."""
+        wait_s = self.sock.gettimeout() or RESULT_WAIT_S
+        queued, deadline = unsent_bytes(self.sock), time.monotonic() + wait_s
+        while not select.select([self.sock], [], [], min(1.0, wait_s))[0]:
+            now = unsent_bytes(self.sock)
+            if now < queued:
+                queued, deadline = now, time.monotonic() + wait_s
+            elif time.monotonic() >= deadline:
+                raise TransferError(f"no answer from the receiver in {wait_s:g} s")
         try:
             h, _ = recv_frame(self.sock)
         except EOFError:

@@ -447,3 +447,41 @@ def test_a_file_written_while_it_is_sent_arrives_as_it_was_read(tmp_path: Path) 
     assert (dest / "images" / "pages-1.img").read_bytes() == (
         src / "images" / "pages-1.img"
     ).read_bytes()
+
+
+def _slow_reader(sock: socket.socket, total: int, rate_bps: float, answer: bool) -> None:
+    """Read `total` bytes at about `rate_bps`, then (if `answer`) send the result frame."""
+    got = 0
+    while got < total:
+        got += len(sock.recv(min(32768, total - got)))
+        time.sleep(32768 / rate_bps)
+    if answer:
+        sock.sendall(encode_frame({"t": "result", "ok": True}))
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_the_result_waits_while_a_paced_link_drains_and_fails_when_nothing_does(
+    answer: bool,
+) -> None:
+    """A reservation's meter paces the copy: after the last byte is queued, the receiver's
+    answer may come long after the socket's timeout, yet the queue keeps draining; the wait
+    goes on as long as it drains (a receiver that then says nothing fails it)."""
+    import threading
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        a.settimeout(0.4)
+        total = 1 << 20
+        reader = threading.Thread(target=_slow_reader, args=(b, total, 1 << 20, answer))
+        reader.start()
+        s = transfer_wire.FrameSender(a, total, None)
+        a.sendall(b"x" * total)  # queued: the reader takes about 1 s to drain it
+        t0 = time.monotonic()
+        if answer:
+            s.result()
+            assert time.monotonic() - t0 > 0.4  # beyond the socket's timeout
+        else:
+            with pytest.raises(TransferError, match="no answer from the receiver"):
+                s.result()
+        reader.join(5)
