@@ -7,6 +7,10 @@ other switch of the path forwards it on, and the last one delivers it to the des
 All its flows carry cookie(RESERVATION, id), and the meter id is the reservation id, so
 `ovs-ofctl -O OpenFlow13 dump-flows/dump-meters` trace back to it. Reservations that select the
 same packets share the oldest one's meter and flows at their summed rate (`shared_meters`).
+
+The first switch also marks the traffic it metered DSCP 46 (EF, `RESERVED_DSCP`): an emulated
+link's shaper (mininet_scenarios.shaping) sends that first, so a reservation keeps its rate while
+best-effort traffic saturates the link; the mark stays on the packet along its path.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from controller.ofmsg import (
     Match,
     MeterMod,
     Output,
+    SetField,
     cookie,
 )
+from ground.defaults import RESERVED_DSCP
 from topology.model import Attachment, Reservation, Topology
 
 # Meter burst: OVS's userspace meter is a token bucket that a TCP sender at line rate overruns in
@@ -106,7 +112,9 @@ def shared_meters(records: Iterable[ReservationRecord]) -> list[ReservationRecor
 def reservation_flows(
     topo: Topology, res: ReservationRecord, dst: Attachment
 ) -> tuple[str, MeterMod, list[tuple[str, FlowMod]]]:
-    """(first switch, its meter, [(switch, flow)]) that enforce `res` along its path to `dst`."""
+    """(first switch, its meter, [(switch, flow)]) that enforce `res` along its path to `dst`:
+    the first switch meters the traffic and marks it DSCP `RESERVED_DSCP`, every switch sends it
+    on along the path."""
     path = res.path
     meter = MeterMod(
         "add", res.meter_id, rate_kbps=max(1, res.rate_bps // 1000), burst_kb=res.burst_kb
@@ -122,7 +130,9 @@ def reservation_flows(
                     table=TABLE_CLASSIFY,
                     priority=PRIO_RESERVATION,
                     match=res.match(),
-                    actions=(Output(port),),
+                    actions=(SetField("ip_dscp", RESERVED_DSCP), Output(port))
+                    if i == 0
+                    else (Output(port),),
                     meter=res.meter_id if i == 0 else None,
                     cookie=res.cookie,
                 ),

@@ -8,6 +8,8 @@ MIGRATION_RATE_BPS = 200_000_000  # reservation asked for a migration's copy rou
 DEFAULT_STRATEGY = "precopy"
 HOLD_MODE = "auto"  # hold the instance's traffic while it is frozen: auto | always | never
 
+RESERVED_DSCP = 46  # EF: reserved traffic, marked at its first switch, first out of shaped links
+
 MIGRATION_PORT = 7100  # agents receive migration traffic here; reservations match it
 PAGE_SERVER_PORT = 7101  # a post-copy source serves its memory pages here
 AGENT_PORT = 7070  # an agent's HTTP API when it listens on TCP

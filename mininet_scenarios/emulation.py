@@ -30,6 +30,8 @@ from agent.cleanup import Cleanup
 from ground.runner import CommandError, Result, Runner, Spawned, SubprocessRunner
 from mininet_scenarios.record import EmulationRecord, remove_recorded, switch_interface
 from mininet_scenarios.record import cleanup_recorded as _cleanup_recorded
+from mininet_scenarios.shaping import ShapingError, link_shapes
+from mininet_scenarios.shaping import apply as apply_shaping
 from mininet_scenarios.topo import MecTopo
 from topology.errors import TopologyError
 from topology.scenario import Scenario
@@ -260,12 +262,15 @@ def emulate(
     runner: Runner | None = None,
     verbose: bool = False,
     instance_hosts: bool = True,
+    shaping: bool | None = None,
 ) -> Iterator[Emulation]:
     """Start `scenario` in Mininet and always stop it, even when the body fails.
 
     `controller` is the (ip, port) of a remote OpenFlow controller; without one, use
     `fail_mode="standalone"` to make the switches learning switches (loop-free scenarios only).
     `instance_hosts=False` leaves the service instances to the site agents (runc containers).
+    `shaping` (default: the scenario's `network.shaping`) gives every switch-to-switch link its
+    declared capacity in each direction (mininet_scenarios.shaping).
     """
     runner = runner or SubprocessRunner()
     _preflight(scenario, runner)
@@ -290,6 +295,11 @@ def emulate(
         _built(record, net)
         net.start()
         _disable_offloads(net, runner)
+        if scenario.network.shaping if shaping is None else shaping:
+            try:
+                apply_shaping(runner, link_shapes(topo.model.links))
+            except ShapingError as exc:
+                raise EmulationError(str(exc)) from exc
         emu = Emulation(net, scenario, topo, runner, record)
         for chain in scenario.chains if instance_hosts else ():
             for function in chain.functions[:-1]:  # the last one serves; the others forward

@@ -27,11 +27,16 @@ class Testbed:
 
 @contextlib.contextmanager
 def testbed(
-    scenario: Path, state_file: Path | None = None, *, instance_hosts: bool = True
+    scenario: Path,
+    state_file: Path | None = None,
+    *,
+    instance_hosts: bool = True,
+    shaping: bool | None = None,
 ) -> Iterator[Testbed]:
     """Controller + Mininet for `scenario`, every switch connected; always torn down.
 
     `instance_hosts=False`: the instances are left to site agents (see mininet_scenarios.agents).
+    `shaping`: links shaped to their capacity (default: the scenario's `network.shaping`).
     """
     with (
         ControllerProcess(scenario, state_file=state_file) as ctl,
@@ -39,6 +44,7 @@ def testbed(
             load_scenario(scenario),
             controller=("127.0.0.1", ctl.of_port),
             instance_hosts=instance_hosts,
+            shaping=shaping,
         ) as emu,
     ):
         ctl.wait_switches()

@@ -275,6 +275,9 @@ class NetworkSpec(_Model):
     """The flat L2/L3 network every host lives in (instances keep their IP when they move)."""
 
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/16")
+    # the emulation shapes every link to its capacity, each direction (tc HTB on both ends:
+    # mininet_scenarios.shaping); false: links run as fast as the userspace datapath goes
+    shaping: bool = True
 
 
 class Scenario(_Model):
