@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ground.runner import CommandError, SubprocessRunner
+from ground.runner import CommandError, Runner, SubprocessRunner
 from mininet_scenarios.emulation import Emulation, EmulationError
 
 
@@ -139,6 +139,13 @@ class Probe:
         self._dir.cleanup()
 
 
+def interface_counters(runner: Runner, interface: str) -> dict[str, int]:
+    """Open vSwitch's counters of one of its interfaces (rx/tx packets, bytes, dropped, ...):
+    a packet the userspace datapath could not send or did not read shows here, not in tc."""
+    out = runner.run(["ovs-vsctl", "get", "Interface", interface, "statistics"], timeout=10)
+    return {k: int(v) for k, v in re.findall(r"([a-z_]+)=(\d+)", out.stdout)}
+
+
 def ofctl(switch: str, *args: str) -> str:
     """`ovs-ofctl -O OpenFlow13 <args> <switch>` output (for checks, not for steering)."""
     return SubprocessRunner().run(["ovs-ofctl", "-O", "OpenFlow13", *args, switch]).stdout
@@ -151,6 +158,9 @@ def port_tx_packets(switch: str, port: int) -> int:
     if match is None:
         raise EmulationError(f"no port {port} on {switch}")
     return int(match.group(1))
+
+
+DATAGRAM_BYTES = 1400  # a flood's UDP payload per datagram
 
 
 class UdpFlood:
@@ -172,7 +182,7 @@ class UdpFlood:
             stdout_path=str(tmp / "server.json"),
         )
         argv = ["iperf3", "-c", emu.ip(server), "-p", str(port), "-u", "-b", str(rate_bps)]
-        argv += ["-t", f"{seconds:g}", "-l", "1400", "-J"]
+        argv += ["-t", f"{seconds:g}", "-l", str(DATAGRAM_BYTES), "-J"]
         self.client = None
         for _ in range(20):  # the server needs a moment to listen
             time.sleep(0.2)
@@ -197,7 +207,10 @@ class UdpFlood:
                 raise EmulationError(f"{self.label}: its server did not end")
             out = self.server.stdout()
             try:
-                return float(json.loads(out)["end"]["sum"]["bits_per_second"])
+                # a UDP server's JSON says 0 bytes (iperf3 3.12): count the datagrams it got
+                total = json.loads(out)["end"]["sum"]
+                got = int(total["packets"]) - int(total["lost_packets"])
+                return got * DATAGRAM_BYTES * 8 / float(total["seconds"])
             except (ValueError, KeyError, TypeError) as exc:
                 said = _iperf3_error(out) or self.server.tail(5).strip()
                 raise EmulationError(f"{self.label} failed ({exc}): {said}") from exc
