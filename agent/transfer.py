@@ -52,13 +52,19 @@ __all__ = ["FileEntry", "Manifest", "Receiver", "TransferError", "TransferStats"
 DRAIN_SECONDS = 5.0
 
 
+# a page: CRIU's page images change page by page (a Python service's 12 MB of pages, dumped
+# twice a second apart, differed in 0.84 MB of 4 KiB blocks, in all 12 of its 1 MiB blocks);
+# hashing 4 KiB blocks reads a 512 MiB image in 0.67 s here, 1 MiB blocks in 0.60 s
+BLOCK_SIZE = 4096
+
+
 def send_dir(
     src_dir: Path,
     host: str,
     port: int,
     *,
     previous: Manifest | None = None,
-    block_size: int = 1 << 20,
+    block_size: int = BLOCK_SIZE,
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 30.0,
     immutable: Callable[[str], bool] | None = None,

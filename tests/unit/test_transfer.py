@@ -60,6 +60,7 @@ def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
 def run(
     src: Path, dest: Path, previous: Manifest | None = None, **kw: Any
 ) -> tuple[TransferStats, Manifest, TransferStats]:
+    kw.setdefault("block_size", BS)  # these tests count in MiB blocks
     rx = Receiver(dest, host="127.0.0.1")
     port = rx.start()
     try:
@@ -277,7 +278,7 @@ def test_tampered_previous_copy_fails_checksum(synced: tuple[Path, Path, Manifes
     port = rx.start()
     try:
         with pytest.raises(TransferError, match="checksum mismatch") as info:
-            send_dir(src, "127.0.0.1", port, previous=manifest)
+            send_dir(src, "127.0.0.1", port, previous=manifest, block_size=BS)
         assert info.value.phase == "remote"
         with pytest.raises(TransferError, match="checksum mismatch") as rx_info:
             rx.wait(10)
@@ -485,3 +486,33 @@ def test_the_result_waits_while_a_paced_link_drains_and_fails_when_nothing_does(
             with pytest.raises(TransferError, match="no answer from the receiver"):
                 s.result()
         reader.join(5)
+
+
+def test_by_default_only_the_changed_pages_travel(tmp_path: Path) -> None:
+    """The agents' default blocks are pages (4 KiB): a page image whose pages changed here and
+    there sends those pages, not the MiB around each (agent.transfer.BLOCK_SIZE)."""
+    from agent.transfer import BLOCK_SIZE
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    (src / "pages-1.img").write_bytes(os.urandom(8 * MiB))
+    _, manifest = send_dir_default(src, dest)
+    assert manifest.block_size == BLOCK_SIZE == 4096
+    for off in (5, 3 * MiB + 7, 7 * MiB + 4095):  # three pages, in three different MiB
+        patch_bytes(src / "pages-1.img", off, b"x")
+    stats, _ = send_dir_default(src, dest, previous=manifest)
+    assert 3 * 4096 <= stats.bytes_on_wire < 3 * 4096 + 2000
+    assert (dest / "pages-1.img").read_bytes() == (src / "pages-1.img").read_bytes()
+
+
+def send_dir_default(
+    src: Path, dest: Path, previous: Manifest | None = None
+) -> tuple[TransferStats, Manifest]:
+    rx = Receiver(dest, host="127.0.0.1")
+    port = rx.start()
+    try:
+        stats, manifest = send_dir(src, "127.0.0.1", port, previous=previous)
+        rx.wait(10)
+        return stats, manifest
+    finally:
+        rx.close()
