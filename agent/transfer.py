@@ -56,6 +56,7 @@ DRAIN_SECONDS = 5.0
 # twice a second apart, differed in 0.84 MB of 4 KiB blocks, in all 12 of its 1 MiB blocks);
 # hashing 4 KiB blocks reads a 512 MiB image in 0.67 s here, 1 MiB blocks in 0.60 s
 BLOCK_SIZE = 4096
+CHUNK_BYTES = 1 << 20  # what the receiver reads, writes and hands over at once
 
 
 def send_dir(
@@ -245,7 +246,7 @@ class _Session:
         self.partial = self.dest / f"{wire.PARTIAL_PREFIX}{secrets.token_hex(6)}"
         self.headers: dict[str, dict[str, Any]] = {}  # rel -> its header, in the sender's order
         self.received: set[str] = set()  # entries built in self.partial
-        self.on_wire = self.payload = self.total = self.bs = 0
+        self.on_wire = self.payload = self.total = self.bs = self.chunk = 0
         self.phase, self.file = "handshake", ""
         self.writer: wire.BlockWriter | None = None
 
@@ -309,7 +310,9 @@ class _Session:
         self.bs = int(h["block_size"])
         if not 0 < self.bs <= 1 << 30:
             raise TransferError(f"bad block size {self.bs}")
-        self.writer = wire.BlockWriter(self.bs)
+        # the writer's buffers hold many blocks: one hand-off per chunk, not per 4 KiB block
+        self.chunk = max(self.bs, (CHUNK_BYTES // self.bs) * self.bs)
+        self.writer = wire.BlockWriter(self.chunk)
         for stale in self.dest.glob(wire.PARTIAL_PREFIX + "*"):  # left by a crashed receiver
             shutil.rmtree(stale, ignore_errors=True)
         self.partial.mkdir(mode=0o700)
@@ -358,14 +361,15 @@ class _Session:
         assert self.writer is not None
         if src is not None:
             src.seek(start)
-        for off in range(start, end, self.bs):
-            buf, n = self.writer.buffer(), min(self.bs, end - off)
+        for off in range(start, end, self.chunk):
+            buf, n = self.writer.buffer(), min(self.chunk, end - off)
             if src is None:
                 wire.recv_exact_into(self.conn, buf[:n])
                 self.on_wire, self.payload = self.on_wire + n, self.payload + n
             else:
                 wire.read_exact(src, buf[:n])
-            blocks.append(wire.block_digest(buf[:n]))
+            for b in range(0, n, self.bs):
+                blocks.append(wire.block_digest(buf[b : min(b + self.bs, n)]))
             self.writer.write(out, n)
 
     def check(self, h: dict[str, Any], size: int, blocks: list[bytes]) -> None:
