@@ -161,19 +161,30 @@ def port_tx_packets(switch: str, port: int) -> int:
 
 
 DATAGRAM_BYTES = 1400  # a flood's UDP payload per datagram
+FLOOD_TCP_STREAMS = 4
 
 
-class UdpFlood:
-    """An iperf3 UDP stream from `client` to `server` at `rate_bps` for `seconds`, running in
-    the background (traffic that saturates a link while something else is measured); `finish`
-    waits for it and returns the rate the server received."""
+class Flood:
+    """Traffic that saturates a link while something else is measured, in the background:
+    iperf3 from `client` to `server` for `seconds`, either UDP at `udp_bps` or, without it,
+    FLOOD_TCP_STREAMS parallel TCP streams; `finish` waits for it and returns the rate the
+    server received."""
 
     def __init__(
-        self, emu: Emulation, client: str, server: str, port: int, rate_bps: int, seconds: float
+        self,
+        emu: Emulation,
+        client: str,
+        server: str,
+        port: int,
+        seconds: float,
+        *,
+        udp_bps: int | None = None,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="mecmig-flood-")
         tmp = Path(self._dir.name)
-        self.label = f"UDP flood {client} -> {server}:{port}"
+        kind = "UDP" if udp_bps else "TCP"
+        self.udp = udp_bps is not None
+        self.label = f"{kind} flood {client} -> {server}:{port}"
         self.seconds = seconds
         self.server = emu.spawn_on(
             server,
@@ -181,8 +192,11 @@ class UdpFlood:
             str(tmp / "server.log"),
             stdout_path=str(tmp / "server.json"),
         )
-        argv = ["iperf3", "-c", emu.ip(server), "-p", str(port), "-u", "-b", str(rate_bps)]
-        argv += ["-t", f"{seconds:g}", "-l", str(DATAGRAM_BYTES), "-J"]
+        argv = ["iperf3", "-c", emu.ip(server), "-p", str(port), "-t", f"{seconds:g}", "-J"]
+        if udp_bps is not None:
+            argv += ["-u", "-b", str(udp_bps), "-l", str(DATAGRAM_BYTES)]
+        else:
+            argv += ["-P", str(FLOOD_TCP_STREAMS)]
         self.client = None
         for _ in range(20):  # the server needs a moment to listen
             time.sleep(0.2)
@@ -207,8 +221,11 @@ class UdpFlood:
                 raise EmulationError(f"{self.label}: its server did not end")
             out = self.server.stdout()
             try:
+                end = json.loads(out)["end"]
+                if not self.udp:
+                    return float(end["sum_received"]["bits_per_second"])
                 # a UDP server's JSON says 0 bytes (iperf3 3.12): count the datagrams it got
-                total = json.loads(out)["end"]["sum"]
+                total = end["sum"]
                 got = int(total["packets"]) - int(total["lost_packets"])
                 return got * DATAGRAM_BYTES * 8 / float(total["seconds"])
             except (ValueError, KeyError, TypeError) as exc:

@@ -89,27 +89,38 @@ def plot(capacity: ExperimentRun, reservation: ExperimentRun, path: Path) -> Non
 
 
 def _plot_reservation(ax: Axes, reservation: ExperimentRun) -> None:
-    rows = [(s, r) for s, r in reservation.done() if r.get("goodput_bps") is not None]
-    labels, tcp, udp = [], [], []
-    for s, r in rows:
-        labels.append(f"{s['case']}\n#{s.repetition}")
-        tcp.append(r["goodput_bps"] / MBIT)
-        udp.append((r["flood_goodput_bps"] or 0) / MBIT)
-    xs = list(range(len(rows)))
-    ax.bar([x - 0.2 for x in xs], tcp, width=0.4, color="tab:blue", label="TCP transfer")
-    ax.bar([x + 0.2 for x in xs], udp, width=0.4, color="tab:gray", label="UDP flood received")
+    """Per flood and case: the TCP transfer's and the flood's mean goodput, min-max as bars."""
+    names = {"reserved": "reserved", "reserved_paced": "reserved\n+paced", "unreserved": "none"}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s, r in reservation.done():
+        if r.get("goodput_bps") is not None:
+            groups.setdefault((s["flood"], s["case"]), []).append(r)
+    xs = list(range(len(groups)))
+
+    def bars(key: str, offset: float, color: str, label: str) -> None:
+        values = [[(r[key] or 0) / MBIT for r in rows] for rows in groups.values()]
+        means = [sum(v) / len(v) for v in values]
+        err = [
+            [m - min(v) for m, v in zip(means, values, strict=True)],
+            [max(v) - m for m, v in zip(means, values, strict=True)],
+        ]
+        ax.bar([x + offset for x in xs], means, width=0.4, color=color, label=label)
+        ax.errorbar([x + offset for x in xs], means, yerr=err, fmt="none", color="black", capsize=3)
+
+    bars("goodput_bps", -0.2, "tab:blue", "TCP transfer (mean, min–max)")
+    bars("flood_goodput_bps", 0.2, "tab:gray", "flood received")
     ax.axhline(RESERVED_MBIT, color="tab:red", ls="--", label=f"reserved {RESERVED_MBIT} Mbit/s")
     ax.axhline(RESERVATION_CAPACITY_MBIT, color="tab:green", ls=":", label="link capacity")
-    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_xticks(xs, [f"{f.upper()} flood\n{names[c]}" for f, c in groups], fontsize=8)
     ax.set_ylabel("goodput (Mbit/s)")
     ax.set_title(
-        f"{RESERVATION_CAPACITY_MBIT} Mbit/s link, UDP flood of "
-        f"{FLOOD_FACTOR * RESERVATION_CAPACITY_MBIT} Mbit/s",
+        f"{RESERVATION_CAPACITY_MBIT} Mbit/s link beside a flood (TCP x4; UDP "
+        f"{FLOOD_FACTOR * RESERVATION_CAPACITY_MBIT} Mbit/s)",
         fontsize=10,
     )
-    ax.set_ylim(0, RESERVATION_CAPACITY_MBIT * 1.25)
+    ax.set_ylim(0, RESERVATION_CAPACITY_MBIT * 1.3)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
 
 
 def _yes(flag: bool) -> str:
@@ -165,11 +176,19 @@ def markdown(
         "shapes) and back (down: the core's end shapes). Each run also reads the shaped end's "
         "class counters (`tc -s class show`) before and after: the bytes the userspace datapath "
         "sent went through the qdisc.",
-        f"- **Reservation**: up the {RESERVATION_CAPACITY_MBIT} Mbit/s link, a UDP flood of "
-        f"{FLOOD_FACTOR * RESERVATION_CAPACITY_MBIT} Mbit/s (iperf3 -u) from the same host to "
-        f"the UE, and beside it an iperf3 TCP transfer of {plan.seconds:g} s: with a "
+        f"- **Reservation**: up the {RESERVATION_CAPACITY_MBIT} Mbit/s link, a flood from "
+        "another host of the site to the UE (floods: "
+        + ", ".join(
+            "4 parallel iperf3 TCP streams"
+            if f == "tcp"
+            else f"iperf3 UDP at {FLOOD_FACTOR * RESERVATION_CAPACITY_MBIT} Mbit/s"
+            for f in plan.floods
+        )
+        + f"), and beside it an iperf3 TCP transfer of {plan.seconds:g} s: with a "
         f"{RESERVED_MBIT} Mbit/s reservation for it (the controller's meter and DSCP 46 mark at "
-        "the site's switch, default burst), and on a port no reservation matches.",
+        "the site's switch, default burst; the sender unpaced, then paced at 40 Mbit/s with "
+        "iperf3 --fq-rate), and on a port no reservation matches. `meter dropped`: the "
+        "reservation meter band's drops during the run.",
         "\n## Goals\n",
         markdown_table(
             ["goal", "measured", "result"],
@@ -185,10 +204,18 @@ def markdown(
                 ],
                 [
                     res["goal"],
-                    f"reserved {fmt_rate(res['reserved_goodput_bps'])} (flood beside it "
-                    f"{fmt_rate(res['flood_beside_reserved_bps'])}); unreserved "
-                    f"{fmt_rate(res['unreserved_goodput_bps'])} (flood "
-                    f"{fmt_rate(res['flood_beside_unreserved_bps'])})",
+                    "; ".join(
+                        f"{p['flood'].upper()} flood: reserved and paced "
+                        f"{fmt_rate(p['reserved_paced_goodput_bps'])} "
+                        f"{'✓' if p['reserved_paced_met'] else '✗'}, reserved unpaced "
+                        f"{fmt_rate(p['reserved_goodput_bps'])} "
+                        f"{'✓' if p['reserved_met'] else '✗'}, not reserved "
+                        f"{fmt_rate(p['unreserved_goodput_bps'])} (the flood beside them "
+                        f"{fmt_rate(p['flood_beside_reserved_paced_bps'])}, "
+                        f"{fmt_rate(p['flood_beside_reserved_bps'])}, "
+                        f"{fmt_rate(p['flood_beside_unreserved_bps'])})"
+                        for p in res["per_flood"]
+                    ),
                     _yes(res["met"]),
                 ],
             ],
@@ -206,14 +233,19 @@ def markdown(
         ),
         "\n## Reservation under a flood\n",
         markdown_table(
-            ["case", "#", "TCP goodput", "/ 40 Mbit/s", "UDP flood received", "shaped end"],
+            [
+                *("flood", "case", "#", "TCP goodput", "/ 40 Mbit/s", "flood received"),
+                *("meter dropped", "shaped end"),
+            ],
             [
                 [
+                    r["flood"],
                     r["case"],
                     s.repetition,
                     fmt_rate(r["goodput_bps"]),
                     "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
                     fmt_rate(r["flood_goodput_bps"]),
+                    r.get("meter_dropped"),
                     _shaper_cell(r),
                 ]
                 for s, r in reservation.done()
@@ -228,7 +260,7 @@ def markdown(
             cell=lambda name, v: fmt_rate(v) if name == "capacity_bps" else str(v),
             headers={"capacity_bps": "capacity"},
         ),
-        "\nThe TCP transfer under the flood, goodput / 40 Mbit/s:\n",
+        "\nThe TCP transfer beside the flood, goodput / 40 Mbit/s:\n",
         statistics_table(reservation, "ratio"),
         "\n" + runs_section(session, ["summary.json", "links.png", *files, "scenario.yaml"]),
     ]
@@ -251,12 +283,14 @@ def print_results(console: Console, summary: dict[str, Any]) -> None:
             fmt_rate(p["mean_goodput_bps"]),
         )
     console.print(table)
-    res = summary["reservation"]
-    console.print(
-        f"under a UDP flood: reserved TCP {fmt_rate(res['reserved_goodput_bps'])}, unreserved "
-        f"TCP {fmt_rate(res['unreserved_goodput_bps'])}",
-        highlight=False,
-    )
+    for p in summary["reservation"]["per_flood"]:
+        console.print(
+            f"beside a {p['flood'].upper()} flood: reserved and paced TCP "
+            f"{fmt_rate(p['reserved_paced_goodput_bps'])}, reserved unpaced "
+            f"{fmt_rate(p['reserved_goodput_bps'])}, not reserved "
+            f"{fmt_rate(p['unreserved_goodput_bps'])}",
+            highlight=False,
+        )
     for name in ("capacity", "reservation"):
         goal = summary[name]
         mark = "[green]met[/green]" if goal["met"] else "[red]not met[/red]"
