@@ -388,14 +388,14 @@ def _bench_patterns_parser(bench: argparse._SubParsersAction[argparse.ArgumentPa
         "(seed 000's shape): async the highest CPU peak and shortest total, round-robin the "
         "lowest CPU and longest total, wait-for-me's freezes within 10 ms, chain downtime below "
         "seed 000's 1.19-1.57 s at 2 MB/s and unlimited. Writes summary.json, patterns.png, "
-        "cpu.png, CSVs and report.md into --out. The full run takes about 30 minutes. Exit 0 "
+        "cpu.png, CSVs and report.md into --out. The full run takes about 15 minutes. Exit 0 "
         "the run completed (goals met or not), 1 a run failed, 3 not root / no OVS / no runc "
         "or CRIU.",
     )
     b.add_argument(
         "--quick",
         action="store_true",
-        help="3 repetitions instead of 10 (about 8 minutes); a smoke test",
+        help="3 repetitions instead of 10 (about 5 minutes); a smoke test",
     )
     b.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, metavar="DIR",

@@ -1,8 +1,9 @@
-"""The README's two server tours, run exactly as written (their commands are read from the
-README's code blocks): Debian's servers deployed, moved, read back and stopped
-(scenarios/servers.yaml), and the same from images made by `mecmig image pack`
+"""The README's server and chain tours, run exactly as written (their commands are read from
+the README's code blocks): Debian's servers deployed, moved, read back and stopped
+(scenarios/servers.yaml); the same from images made by `mecmig image pack`
 (scenarios/images.yaml), where the first migration to mec2 sends the image and the move back
-sends none. Each command must exit 0; nothing outlives the tour."""
+sends none; a 3-function chain moved there and back with two patterns (scenarios/chains.yaml).
+Each command must exit 0; nothing outlives the tour."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.integration.test_tour import _free, _wait
 BLOCKS = {
     "servers": "Real servers as Debian ships them",
     "images": "The same servers from images",
+    "chains": "A whole service function chain",
 }
 
 
@@ -41,7 +43,7 @@ def block_commands(start: str) -> list[str]:
 
 
 @pytest.mark.parametrize("tour", list(BLOCKS))
-def test_a_server_tour_works_as_written(tmp_path: Path, tour: str) -> None:
+def test_a_tour_works_as_written(tmp_path: Path, tour: str) -> None:
     require(
         _free(defaults.REST_PORT) and _free(defaults.OPENFLOW_PORT),
         f"the tour uses the default ports {defaults.REST_PORT} and {defaults.OPENFLOW_PORT}",
@@ -89,6 +91,8 @@ def test_a_server_tour_works_as_written(tmp_path: Path, tour: str) -> None:
         time.sleep(0.5)
     said = "\n".join(outputs)
     assert said.count(": done, total") == 2, said
+    if tour == "chains":
+        assert "(wait-for-me, precopy)" in said and "(round-robin, cold, network-aware)" in said
     if tour == "images":
         assert "sent to mec2 (it had not got it)" in said, said
         assert "not sent (mec1 had it)" in said, said
