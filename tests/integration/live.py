@@ -14,7 +14,10 @@ __all__ = ["ROOT", "goodput_bps", "live", "ofctl", "port_tx_packets"]
 
 
 @contextlib.contextmanager
-def live(scenario: str, state_file: Path | None = None) -> Iterator[Testbed]:
-    """The testbed for `scenarios/<scenario>`."""
-    with testbed(ROOT / "scenarios" / scenario, state_file) as tb:
+def live(
+    scenario: str, state_file: Path | None = None, *, shaping: bool | None = None
+) -> Iterator[Testbed]:
+    """The testbed for `scenarios/<scenario>` (`shaping`: links shaped to their capacity;
+    default: the scenario's `network.shaping`)."""
+    with testbed(ROOT / "scenarios" / scenario, state_file, shaping=shaping) as tb:
         yield tb

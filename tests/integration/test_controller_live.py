@@ -55,7 +55,10 @@ def test_chain_traffic_visits_the_firewall_both_ways() -> None:
 
 
 def test_reservation_holds_tcp_to_the_reserved_rate_and_refuses_oversubscription() -> None:
-    with live("default.yaml") as lv:
+    # the meter alone, links unshaped: on the shaped 100 Mbit/s link an unpaced sender gets
+    # 0.84-0.85 of a 20 Mbit/s reservation (its bursts queue behind the shaper, the meter drops
+    # them; paced 0.98-0.99); mecmig bench links measures reservations on shaped links
+    with live("default.yaml", shaping=False) as lv:
         client = lv.ctl.client
         res = client.reserve("mec1", "mec2", "20Mbit", match={"proto": "tcp", "dst_port": 5202})
         assert res.path == ["s1", "core", "s2"]
