@@ -30,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def environment_problem(
-    scenarios: Sequence[Scenario], tools: Sequence[str] = ("ovs-vsctl", "iperf3")
+    scenarios: Sequence[Scenario],
+    tools: Sequence[str] = ("ovs-vsctl", "iperf3"),
+    *,
+    criu: bool = False,
 ) -> str | None:
     """Why a benchmark of `scenarios` cannot run here: not root, a tool or Mininet missing, OVS not
-    running, or bridges of theirs left by a crashed run. None when it can."""
+    running, bridges of theirs left by a crashed run, or (`criu`) the project's CRIU not built.
+    None when it can."""
     if os.geteuid() != 0:
         return "the benchmark needs root (network namespaces, Open vSwitch)"
     for tool in tools:
@@ -53,6 +57,13 @@ def environment_problem(
     ours |= {s.name for sc in scenarios for s in sc.switches}
     if bridges & ours:
         return f"bridge(s) {', '.join(sorted(bridges & ours))} exist; `mecmig cleanup` removes ours"
+    if criu:
+        from ground.paths import CriuMissing, criu_binary
+
+        try:
+            criu_binary()
+        except CriuMissing as exc:
+            return str(exc)
     return None
 
 

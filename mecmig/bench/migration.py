@@ -85,7 +85,6 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, downtime.png, total.png, report.md into args.out."""
-    from ground.paths import CriuMissing, criu_binary
     from mecmig.bench.migration_cases import bench_testbed
     from mecmig.bench.migration_plots import plot, plot_ci, print_results
     from mecmig.bench.migration_report import report_markdown
@@ -96,12 +95,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.repeat < 1:
         console.print("[red]--repeat must be at least 1[/red]")
         return EXIT_USAGE
-    problem = environment_problem([load_scenario(EDGE)], tools=("ovs-vsctl", "runc"))
-    if problem is None:
-        try:
-            criu_binary()
-        except CriuMissing as exc:
-            problem = str(exc)
+    problem = environment_problem([load_scenario(EDGE)], tools=("ovs-vsctl", "runc"), criu=True)
     if problem:
         console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
         return EXIT_ENVIRONMENT

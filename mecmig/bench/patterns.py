@@ -261,19 +261,13 @@ def chain_testbed() -> Iterator[ChainBed]:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, the plots and report.md into `args.out`."""
-    from ground.paths import CriuMissing, criu_binary
     from mecmig.bench.patterns_report import plot_cpu, plot_patterns, report_markdown, summarize
     from topology.scenario import load_scenario
 
     if args.repeat is not None and args.repeat < 1:
         console.print("[red]--repeat must be at least 1[/red]")
         return EXIT_USAGE
-    problem = environment_problem([load_scenario(SCENARIO)], tools=("ovs-vsctl", "runc"))
-    if problem is None:
-        try:
-            criu_binary()
-        except CriuMissing as exc:
-            problem = str(exc)
+    problem = environment_problem([load_scenario(SCENARIO)], tools=("ovs-vsctl", "runc"), criu=True)
     if problem:
         console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
         return EXIT_ENVIRONMENT
