@@ -368,6 +368,15 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_reliability_parser(bench)
     _bench_scale_parser(bench)
     _bench_patterns_parser(bench)
+    _bench_concurrency_parser(bench)
+
+
+def _bench_concurrency_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench concurrency`: many migrations at once over one link (issue 11, part 4)."""
+    from mecmig.bench.concurrency import add_parser
+
+    add_parser(bench)
+    _resume_option(bench.choices["concurrency"])
 
 
 def _bench_patterns_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
