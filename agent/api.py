@@ -258,8 +258,9 @@ def _router(s: SiteService) -> APIRouter:
 
     @router.post("/instances/{name}/send", responses=WITH_BODY)
     def send(name: InstanceName, body: SendBody) -> dict[str, Any]:
-        """Send its images and files to the agent at `peer`:`port` (`delta`: what changed)."""
-        return _sent(s.send(name, body.peer, body.port, delta=body.delta))
+        """Send its images and files to the agent at `peer`:`port` (`delta`: what changed;
+        `pace_bps`: paced at that rate, its reservation's)."""
+        return _sent(s.send(name, body.peer, body.port, delta=body.delta, pace_bps=body.pace_bps))
 
     @router.post("/instances/{name}/link", responses=WITH_BODY)
     def link(name: InstanceName, body: LinkBody) -> dict[str, bool]:

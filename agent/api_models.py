@@ -28,7 +28,7 @@ from ground.instance_fs import workdir as check_workdir
 from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
 from ground.rootfs_image import DIGEST_PATTERN
 from ground.users import MAX_GROUPS, MAX_ID
-from migration.site import InstanceSpec
+from migration.site import MAX_PACE_BPS, MIN_PACE_BPS, InstanceSpec
 
 # An instance name becomes a directory under the site's root, a runc container id and part of
 # a network namespace's name: a plain name (INSTANCE_NAME: no '/', never '.' or '..').
@@ -256,11 +256,26 @@ class PreDumpBody(_Body):
 
 
 class SendBody(_Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"peer": "10.0.0.2", "port": 7100}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"peer": "10.0.0.2", "port": 7100},
+                {"peer": "10.0.0.2", "port": 7100, "delta": True, "pace_bps": 40_000_000},
+            ]
+        }
+    )
 
     peer: IPv4 = Field(description="the receiving agent's address")
     port: L4Port
     delta: bool = False
+    pace_bps: int | None = Field(
+        default=None,
+        ge=MIN_PACE_BPS,
+        le=MAX_PACE_BPS,
+        description="bit/s: the kernel paces the copy at this rate (SO_MAX_PACING_RATE), its "
+        "reservation's, so that the reservation's meter drops none of its bursts; "
+        "default: unpaced",
+    )
 
 
 class ReceiveBody(_Body):

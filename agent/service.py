@@ -424,7 +424,9 @@ class SiteService:
         return _send_info(stats)
 
     @_step("send")
-    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
+    def send(
+        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+    ) -> SendInfo:
         self._known(instance)
         previous = self.manifests.get(instance) if delta else None
         stats, manifest = send_dir(
@@ -434,6 +436,7 @@ class SiteService:
             previous=previous,
             immutable=_finished_round,
             settled=_written_before_send,
+            pace_bps=pace_bps,
         )
         self.manifests[instance] = manifest
         return _send_info(stats)

@@ -70,6 +70,7 @@ def send_dir(
     timeout: float = 30.0,
     immutable: Callable[[str], bool] | None = None,
     settled: Callable[[str], bool] | None = None,
+    pace_bps: int | None = None,
 ) -> tuple[TransferStats, Manifest]:
     """Send the tree under `src_dir` to a `Receiver` at host:port; return stats and manifest.
 
@@ -81,9 +82,13 @@ def send_dir(
     `settled(rel)` names files nothing writes while they are sent (checkpoint images): they go
     zero-copy (sendfile) while a worker hashes them; any other file is read once, hashed and
     sent as read, since the service may be writing it during a live round.
+    `pace_bps` (bit/s): the kernel paces the connection at that rate (a reservation's, so that
+    its meter does not drop the copy's bursts: `transfer_wire.pace_socket`); None: unpaced.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
+    if pace_bps is not None and pace_bps <= 0:
+        raise ValueError(f"pace_bps must be positive, got {pace_bps}")
     if previous is not None and previous.block_size != block_size:
         raise ValueError(f"block_size {block_size} != previous manifest's {previous.block_size}")
     src, peer, started = Path(src_dir), f"{host}:{port}", time.monotonic()
@@ -99,6 +104,8 @@ def send_dir(
         ):
             try:
                 wire.tune_socket(sock)
+                if pace_bps is not None:
+                    wire.pace_socket(sock, pace_bps)
                 s = wire.FrameSender(sock, total, progress)
                 hello = {"v": wire.PROTOCOL_VERSION, "mode": mode, "block_size": block_size}
                 s.frame({"t": "hello", **hello, "total": total})

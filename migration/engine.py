@@ -32,7 +32,16 @@ from ground.defaults import (
     PAGE_SERVER_PORT,
 )
 from migration.network import ControllerLink, Grant, NoNetwork, RelocationIncomplete
-from migration.site import DumpInfo, SendInfo, Site, SiteError, SiteRefused, SiteUnreachable
+from migration.site import (
+    MAX_PACE_BPS,
+    MIN_PACE_BPS,
+    DumpInfo,
+    SendInfo,
+    Site,
+    SiteError,
+    SiteRefused,
+    SiteUnreachable,
+)
 from migration.stoprule import Round, final_rate_bps, should_stop
 from migration.strategies import HOLD_MODES, SERVING_STEPS, Rounds, Strategy, strategy
 from migration.timeline import Clock, Listener, MigrationRecord, Outcome, Timeline, monotonic
@@ -440,10 +449,18 @@ class Migration:
             self._patiently("cleanup", lambda: p.source.destroy(p.instance))
 
     def _transfer(self, delta: bool) -> SendInfo:
+        """One copy, paced at the reservation's rate (as it is when the copy starts: a resize
+        during it applies from the next). The post-copy page server is not paced."""
         p = self.plan
         port = p.destination.start_receive(p.instance, p.transfer_port)
-        p.source.send(p.instance, p.destination.address, port, delta=delta)
+        p.source.send(p.instance, p.destination.address, port, delta=delta, pace_bps=self._pace())
         return p.destination.finish_receive(p.instance)
+
+    def _pace(self) -> int | None:
+        """The grant's rate, within what a site paces at; None (unpaced) without a grant or
+        for one of no rate. A meter polices: an unpaced copy got about 0.7 of its rate."""
+        rate = self.grant.rate_bps if self.grant is not None else 0
+        return min(max(rate, MIN_PACE_BPS), MAX_PACE_BPS) if rate > 0 else None
 
     # ------------------------------------------------------------------ rollback
 

@@ -14,6 +14,10 @@ from ground.capabilities import DEFAULT_CAPABILITIES
 from ground.instance_fs import DEFAULT_WORKDIR
 from ground.instance_health import DEFAULT_START_TIMEOUT_S
 
+# the pacing rates a copy takes (`Site.send`'s pace_bps, bit/s): a reservation's, 1 kbit/s to
+# 100 Gbit/s (the controller's largest)
+MIN_PACE_BPS, MAX_PACE_BPS = 1_000, 100 * 10**9
+
 
 @dataclass(frozen=True)
 class InstanceSpec:
@@ -138,7 +142,14 @@ class Site(Protocol):
         the port."""
         ...
 
-    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo: ...
+    def send(
+        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+    ) -> SendInfo:
+        """Send its images and files to the site receiving them at `peer`:`port` (`delta`:
+        only what changed since the last send there). `pace_bps` (MIN_PACE_BPS to
+        MAX_PACE_BPS): the sending kernel paces the copy at that rate, a reservation's, so
+        that its meter drops no burst; None: unpaced."""
+        ...
 
     def finish_receive(self, instance: str) -> SendInfo: ...
 

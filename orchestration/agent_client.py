@@ -195,11 +195,13 @@ class AgentClient:
         body = {"port": port} if port is not None else None
         return int(self._call("POST", f"/v1/instances/{instance}/receive", body)["port"])
 
-    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
-        data = self._call(
-            "POST", f"/v1/instances/{instance}/send", {"peer": peer, "port": port, "delta": delta}
-        )
-        return SendInfo(**data)
+    def send(
+        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+    ) -> SendInfo:
+        body: dict[str, Any] = {"peer": peer, "port": port, "delta": delta}
+        if pace_bps is not None:
+            body["pace_bps"] = pace_bps
+        return SendInfo(**self._call("POST", f"/v1/instances/{instance}/send", body))
 
     def finish_receive(self, instance: str) -> SendInfo:
         return SendInfo(**self._call("POST", f"/v1/instances/{instance}/receive/finish"))

@@ -14,8 +14,8 @@ exceeds the job's share of the grant, whatever the engine's own sizing asks.
 Every call runs under the queue's one lock, the scheduler's, so reservations change in the
 order the scheduler decided them. The engine sets `Migration.grant` from what `resize`
 returns; a rerate landing between that return and the engine's assignment leaves the engine's
-copy of the rate stale until its next resize (it only informs its stop rule), never the
-reservation.
+copy of the rate stale until its next resize (it informs its stop rule and paces its next
+copy), never the reservation. A copy under way keeps the pace it started with.
 """
 
 from __future__ import annotations

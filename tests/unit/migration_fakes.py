@@ -142,6 +142,7 @@ class FakeSite:
         self._jiffies = 0
         self.hold_network: FakeNetwork | None = None  # what a hold script would call
         self.hold_urls: list[str | None] = []  # per dump, the hold URL it was given
+        self.paces: list[int | None] = []  # per send, the rate it was paced at (None: unpaced)
 
     # ------------------------------------------------------------------ helpers
 
@@ -245,9 +246,12 @@ class FakeSite:
         self.incoming[instance] = _Incoming(port=port or 7100)
         return port or 7100
 
-    def send(self, instance: str, peer: str, port: int, *, delta: bool) -> SendInfo:
+    def send(
+        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+    ) -> SendInfo:
         n = len(self.ops("send"))
         self._op("send", instance, peer, port, delta)
+        self.paces.append(pace_bps)
         inst = self._get(instance)
         if not inst.images and inst.status not in ("running", "stopped"):  # /data alone
             raise SiteError(f"site {self.name}: {instance} has no images to send")

@@ -239,6 +239,10 @@ STEP = "/v1/instances/{name}"
         ("send", {"peer": "agent2", "port": 7100}, "peer"),
         ("send", {"peer": "10.0.0.2", "port": 0}, "port"),
         ("send", {"peer": "10.0.0.2", "port": 65536}, "port"),
+        ("send", {"peer": "10.0.0.2", "port": 7100, "pace_bps": 999}, "pace_bps"),
+        ("send", {"peer": "10.0.0.2", "port": 7100, "pace_bps": 10**11 + 1}, "pace_bps"),
+        ("send", {"peer": "10.0.0.2", "port": 7100, "pace_bps": "40Mbit"}, "pace_bps"),
+        ("send", {"peer": "10.0.0.2", "port": 7100, "pace_bps": 4e7}, "pace_bps"),
         ("link", {"up": "down"}, "up"),
         ("lazy-dump", {"page_server": "10.0.0.1:0"}, "page_server"),
         ("lazy-dump", {"page_server": "10.0.0.1:99999"}, "page_server"),
@@ -309,6 +313,8 @@ def test_the_document_gives_every_bound(site: Site) -> None:
     assert spec["files"]["additionalProperties"]["pattern"] == "^/[^\\x00]*$"
     assert schemas["PreDumpBody"]["properties"]["round"]["maximum"] == 1000
     assert schemas["SendBody"]["properties"]["port"]["maximum"] == 65535
+    pace = schemas["SendBody"]["properties"]["pace_bps"]["anyOf"][0]
+    assert (pace["minimum"], pace["maximum"]) == (1000, 10**11)
     assert schemas["LazyBody"]["properties"]["page_server"]["pattern"]
     hold = schemas["CheckpointBody"]["properties"]["hold_url"]["anyOf"][0]
     assert hold["pattern"].startswith("^https?://") and hold["maxLength"] == 2048

@@ -22,7 +22,7 @@ from migration.engine import (
     Plan,
 )
 from migration.network import Grant
-from migration.site import SiteUnreachable
+from migration.site import MAX_PACE_BPS, MIN_PACE_BPS, SiteUnreachable
 from migration.stoprule import MAX_ROUNDS, MIN_DELTA_BYTES, final_rate_bps
 from migration.timeline import MigrationRecord, Outcome, PhaseRecord
 from tests.unit.migration_fakes import (
@@ -470,6 +470,39 @@ def test_boost_granted_less_than_wanted() -> None:
     assert boost.detail["want_bps"] > 90_000_000
     assert boost.detail["granted_bps"] == 90_000_000
     assert w.net.ops("release") == [("release", Grant(1, 90_000_000))]
+
+
+# ---------------------------------------------------------------------------------- pacing
+
+
+def test_copies_are_paced_at_the_reservations_rate_boosted_for_the_last() -> None:
+    w = make_world("precopy", src={"send_bytes": [60 * MB, 80 * MB]})
+    record = w.migration().run()
+    boosted = ph(record, "boost").detail["granted_bps"]
+    assert boosted > RATE
+    # every pre-copy round at the reservation's rate, the final copy at the boosted one
+    assert w.src.paces == [RATE] * int(record.metrics["rounds"]) + [boosted]
+
+
+def test_copies_are_unpaced_without_a_reservation() -> None:
+    w = make_world()
+    Migration(w.plan, None, w.clock, migration_id="mig-test-2").run()
+    refused = make_world("precopy", src={"send_bytes": [60 * MB, 8 * MB]}, net={"refuse": True})
+    rounds = int(refused.migration().run().metrics["rounds"])
+    assert w.src.paces == [None] and refused.src.paces == [None] * (rounds + 1)
+
+
+@pytest.mark.parametrize(
+    ("granted", "pace"),
+    [(20_000_000, 20_000_000), (500, MIN_PACE_BPS), (0, None), (MAX_PACE_BPS + 1, MAX_PACE_BPS)],
+    ids=["granted-less", "below-a-site's-least", "no-rate", "beyond-a-site's-most"],
+)
+def test_a_copy_is_paced_at_the_grant_within_what_a_site_takes(
+    granted: int, pace: int | None
+) -> None:
+    w = make_world(net={"max_bps": granted}, rate_bps=MAX_PACE_BPS + 1)
+    w.migration().run()
+    assert w.src.paces == [pace]
 
 
 # ---------------------------------------------------------------------------------- rollback
