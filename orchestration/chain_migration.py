@@ -161,6 +161,7 @@ class ChainMigration:
         """`action` for every function: at once (a barrier after), or in turn (round-robin)."""
         if self.pattern is Pattern.ROUND_ROBIN:
             for m in self.ms:
+                _focus(m)
                 action(m)
         else:
             self._parallel(action)
@@ -171,6 +172,7 @@ class ChainMigration:
         active = list(self.ms)
         while active:
             for m in list(active):
+                _focus(m)
                 if m.iterate_once():
                     active.remove(m)
 
@@ -286,3 +288,12 @@ class ChainMigration:
     def _emit(self, event: str, function: str | None, phase: PhaseRecord | None) -> None:
         if self.listener is not None:
             self.listener(event, self.record, function, phase)
+
+
+def _focus(m: Migration) -> None:
+    """Round-robin: `m` copies alone now. A migration run by the queue under a network-aware
+    grant shares it with its chain (orchestration.queue_link.ScheduledLink): the grant goes to
+    `m` for its turn. Other links have no `focus`."""
+    focus = getattr(m.net, "focus", None)
+    if callable(focus):
+        focus()

@@ -8,6 +8,10 @@ exceeds the job's share of the grant, whatever the engine's own sizing asks.
   (the final iteration sized from the last round, seed 000 §III-D) the queue first asks the
   scheduler (`Scheduler.request_boost`), which raises the job's floor only as far as its
   links allow, taking spare from less urgent jobs (whose reservations shrink first).
+- `focus` (a round-robin chain, whose functions copy one at a time: `ChainMigration` calls it
+  before each function's turn) gives that member the grant but a trickle per other member
+  (`IDLE_SHARE_BPS`, or less on a tiny grant): the others' reservations shrink first, then its
+  own grows, so the job's sum never exceeds its grant and a turn copies at the whole grant.
 - `regrant` applies a rerated grant (the scheduler's `rerated`): every live reservation of the
   job is resized to its new share, and its migration's `grant` follows.
 
@@ -26,6 +30,8 @@ from collections.abc import Callable, Mapping
 from migration.engine import Migration
 from migration.network import ControllerLink, Grant, WithoutReservations
 from orchestration.queue_jobs import shares
+
+IDLE_SHARE_BPS = 1_000_000  # what a member keeps while another member of its job has the focus
 
 # the queue's answer to "member wants rate_bps": it may rerate this job (see Allocation.boosting)
 Booster = Callable[["Allocation", str, int], None]
@@ -69,6 +75,23 @@ class Allocation:
                 if grant.rate_bps != new[member] and new[member] > 0:
                     self._set(member, self.inner.resize(grant, new[member]))
 
+    def focus(self, member: str) -> None:
+        """`member` copies now and the others not (module docstring); no-op for one member."""
+        with self.lock:
+            others = [m for m in self.alloc if m != member]
+            if not others:
+                return
+            idle = max(1, min(IDLE_SHARE_BPS, self.total // (4 * len(others))))
+            new = {m: idle for m in others}
+            new[member] = self.total - idle * len(others)
+            if new == self.alloc:
+                return
+            self.alloc = new
+            for m in sorted(self.grants, key=lambda m: m == member):  # shrink, then grow
+                grant = self.grants[m]
+                if grant.rate_bps != new[m] and new[m] > 0:
+                    self._set(m, self.inner.resize(grant, new[m]))
+
     def _set(self, member: str, grant: Grant) -> None:
         self.grants[member] = grant
         mig = self.migrations.get(member)
@@ -88,6 +111,10 @@ class ScheduledLink(WithoutReservations):
         super().__init__(inner)
         self.allocation = allocation
         self.member = member
+
+    def focus(self) -> None:
+        """This member copies alone now (a round-robin chain's turn): `Allocation.focus`."""
+        self.allocation.focus(self.member)
 
     def reserve(
         self, src: str, dst: str, rate_bps: int, dst_port: int | None, owner: str

@@ -173,6 +173,25 @@ def test_a_chain_job_splits_its_grant_among_its_functions(world: QueueWorld) -> 
     assert world.where("q0") == ["mec2"] and world.nb.reservations() == []
 
 
+def test_a_round_robin_chain_copies_each_turn_at_the_whole_grant(world: QueueWorld) -> None:
+    """Its functions copy one at a time: each turn gets the job's grant (the other function
+    keeps a trickle), where a split in proportion would leave half the link idle; the
+    reservations on the link never sum above it."""
+    world.queue.submit(
+        [
+            QueueJob(
+                "chain", "duo", "mec2", strategy="precopy", budget_ms=4000, pattern="round-robin"
+            )
+        ]
+    )
+    world.run_next()
+    assert world.where("cfw") == world.where("csrv") == ["mec2"]
+    paces = [p for site in world.sites.values() for p in site.paces]
+    assert len(paces) >= 4 and all(p is not None for p in paces)  # >= 2 copies per function
+    assert min(p for p in paces if p is not None) >= CAPACITY_BPS * 0.95, paces
+    assert max(max(load.values(), default=0) for load in world.link_loads) <= CAPACITY_BPS
+
+
 def test_a_rolled_back_migration_frees_its_link_for_the_next(world: QueueWorld) -> None:
     world.sites["mec2"].fail_at = {"restore"}
     world.queue.submit(ten()[:2])
