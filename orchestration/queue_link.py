@@ -79,7 +79,7 @@ class Allocation:
         """`member` copies now and the others not (module docstring); no-op for one member."""
         with self.lock:
             others = [m for m in self.alloc if m != member]
-            if not others:
+            if not others or self.total < 4 * len(others):  # nothing to focus (a tiny grant)
                 return
             idle = max(1, min(IDLE_SHARE_BPS, self.total // (4 * len(others))))
             new = {m: idle for m in others}
@@ -87,7 +87,8 @@ class Allocation:
             if new == self.alloc:
                 return
             self.alloc = new
-            for m in sorted(self.grants, key=lambda m: m == member):  # shrink, then grow
+            # every shrink before any growth: the job's sum never passes its grant
+            for m in sorted(self.grants, key=lambda m: new[m] - self.grants[m].rate_bps):
                 grant = self.grants[m]
                 if grant.rate_bps != new[m] and new[m] > 0:
                     self._set(m, self.inner.resize(grant, new[m]))

@@ -6,7 +6,10 @@ first (a ``GET`` on TCP ``--memhog-port``, 7000), then the forwarders (``STATS``
 a memhog behind a forwarder has sent its reply through it before the forwarder counts.
 
 Output: one JSON object, keyed by address: a memhog's ``{"counter", "fingerprint",
-"uptime_ms"}``, a forwarder's STATS object, or ``{"error": "..."}`` for one that did not answer.
+"uptime_ms", "asked_at"}`` (``asked_at``: the wall clock when it was asked, so that two
+snapshots tell whether its uptime, wall-clock time since its start, kept pace: a restarted
+process's falls behind), a forwarder's STATS object, or ``{"error": "..."}`` for one that did
+not answer.
 Exit 0 when every instance answered, 1 otherwise. Stdlib only.
 """
 
@@ -16,6 +19,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from workloads.sfcfwd import ask_stats
@@ -25,6 +29,7 @@ TIMEOUT_S = 3.0
 
 def ask_memhog(host: str, port: int = 7000, timeout: float = TIMEOUT_S) -> dict[str, object]:
     """A memhog's ``GET``: its counter, fingerprint and uptime (OSError if it does not answer)."""
+    asked_at = time.time()
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(b"GET\n")
         data = b""
@@ -35,7 +40,12 @@ def ask_memhog(host: str, port: int = 7000, timeout: float = TIMEOUT_S) -> dict[
             data += chunk
         s.sendall(b"QUIT\n")
     counter, fingerprint, uptime = data.decode().split()
-    return {"counter": int(counter), "fingerprint": fingerprint, "uptime_ms": int(uptime)}
+    return {
+        "counter": int(counter),
+        "fingerprint": fingerprint,
+        "uptime_ms": int(uptime),
+        "asked_at": asked_at,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

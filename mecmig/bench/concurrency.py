@@ -57,6 +57,7 @@ POLICIES = ("best-effort", "one-per-link", "network-aware")
 SINGLES_UE = "ue1"  # single instances are asked from here; a chain's from its own UE
 POLL_S = 0.1
 RUN_TIMEOUT_S = 900.0
+UPTIME_SLACK_MS = 250.0  # a memhog's uptime vs the wall clock between two snapshots
 
 
 @dataclass(frozen=True)
@@ -169,15 +170,19 @@ def workload_of(command: str | Sequence[str]) -> Workload:
 
 
 def member_intact(w: Workload, before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """The same process with its memory: a memhog's counter and uptime went on and its
+    """The same process with its memory: a memhog's counter went on, its uptime grew by the
+    time between the two snapshots (a process started anew in between has less) and its
     fingerprint is its seed's; a forwarder kept its start time and fingerprint and forwarded."""
     if "error" in before or "error" in after:
         return False
     if after.get("fingerprint") != w.fingerprint():
         return False
     if w.program == "memhog":
+        # its uptime is wall-clock time since its start: a restarted process's falls behind
+        lived = after["uptime_ms"] - before["uptime_ms"]
+        elapsed = (after["asked_at"] - before["asked_at"]) * 1000.0
         return bool(
-            after["uptime_ms"] > before["uptime_ms"] and after["counter"] > before["counter"]
+            abs(lived - elapsed) <= UPTIME_SLACK_MS and after["counter"] > before["counter"]
         )
     return bool(after["started"] == before["started"] and after["forwarded"] > before["forwarded"])
 

@@ -27,7 +27,12 @@ def per_point(batches: list[dict[str, Any]], policy: str, n: int) -> dict[str, A
     """Every repetition of (policy, n) pooled: migrations, completion, budgets, deadlines."""
     mine = [b for b in batches if b["policy"] == policy and b["n"] == n]
     migs = [m for b in mine for m in b["migrations"]]
-    done = [m["completion_ms"] for m in migs if m["completion_ms"] is not None]
+    # a failed migration often ends fast: completion times of those that ended done only
+    done = [
+        m["completion_ms"]
+        for m in migs
+        if m["completion_ms"] is not None and m["outcome"] == "done"
+    ]
     downs = [m["downtime_ms"] for m in migs if m["downtime_ms"] is not None]
     return {
         "batches": len(mine),
@@ -38,7 +43,7 @@ def per_point(batches: list[dict[str, Any]], policy: str, n: int) -> dict[str, A
         "max_downtime_ms": max(downs) if downs else None,
         "budget_misses": sum(not m["budget_met"] for m in migs),
         "deadline_misses": sum(not m["deadline_met"] for m in migs),
-        "deadline_misses_per_batch": _mean([b["deadline_misses"] for b in mine]),
+        "deadline_misses_per_batch": _mean([float(b["deadline_misses"]) for b in mine]) or 0.0,
         "state_lost": sum(not m["state_intact"] for m in migs),
         "failed": sum(m["outcome"] != "done" for m in migs),
         "link_overcommitted": any(b["link_overcommitted"] for b in mine),
@@ -47,21 +52,24 @@ def per_point(batches: list[dict[str, Any]], policy: str, n: int) -> dict[str, A
 
 def summarize(batches: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     """Per policy and n, and the goals: network-aware meets every budget at every n; at n = 10
-    its mean completion is at most half of best-effort's and its deadline misses at most a
-    third of one-per-link's (missing data: the goal is not judged, None)."""
+    its mean completion (of the migrations that ended done) is at most half of best-effort's
+    and its deadline misses per batch at most a third of one-per-link's. Missing data: the
+    goal is not judged (None)."""
     per = {p: {str(n): per_point(batches, p, n) for n in plan.ns} for p in plan.policies}
     aware = per.get("network-aware", {})
+    aware_judged = bool(aware) and all(v["migrations"] for v in aware.values())
+    every = [v for p in per.values() for v in p.values()]
     goals: dict[str, Any] = {
         "network_aware_budgets_met_every_n": (
-            all(v["budget_misses"] == 0 and v["migrations"] for v in aware.values())
-            if aware
+            all(v["budget_misses"] == 0 for v in aware.values()) if aware_judged else None
+        ),
+        "state_intact": (
+            all(v["state_lost"] == 0 for v in every if v["migrations"])
+            if any(v["migrations"] for v in every)
             else None
         ),
-        "state_intact": all(
-            v["state_lost"] == 0 for p in per.values() for v in p.values() if v["migrations"]
-        ),
         "no_link_overcommitted_network_aware": (
-            not any(v["link_overcommitted"] for v in aware.values()) if aware else None
+            not any(v["link_overcommitted"] for v in aware.values()) if aware_judged else None
         ),
     }
     at = str(GOAL_N)
@@ -70,15 +78,11 @@ def summarize(batches: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
         ratio = na["mean_completion_ms"] / be["mean_completion_ms"]
         goals["completion_ratio_vs_best_effort_at_10"] = round(ratio, 3)
         goals["completion_half_of_best_effort_at_10"] = ratio <= 0.5
-    if na and opl and na["migrations"] and opl["migrations"]:
-        goals["deadline_misses_at_10"] = {
-            "network-aware": na["deadline_misses"],
-            "one-per-link": opl["deadline_misses"],
-        }
+    if na and opl and na["batches"] and opl["batches"]:
+        mine, theirs = na["deadline_misses_per_batch"], opl["deadline_misses_per_batch"]
+        goals["deadline_misses_per_batch_at_10"] = {"network-aware": mine, "one-per-link": theirs}
         goals["deadline_misses_third_of_one_per_link_at_10"] = (
-            na["deadline_misses"] * 3 <= opl["deadline_misses"]
-            if opl["deadline_misses"]
-            else na["deadline_misses"] == 0
+            mine * 3 <= theirs if theirs else mine == 0
         )
     return {"per_policy": per, "goals": goals}
 
@@ -169,7 +173,7 @@ def report_markdown(
         f"{g.get('completion_ratio_vs_best_effort_at_10', '-')})",
         f"- at n = {GOAL_N}, network-aware's deadline misses ≤ ⅓ of one-per-link's: "
         f"{yes(g.get('deadline_misses_third_of_one_per_link_at_10'))} "
-        f"({g.get('deadline_misses_at_10', '-')})",
+        f"(per batch: {g.get('deadline_misses_per_batch_at_10', '-')})",
         f"- no link over-committed by network-aware's reservations: "
         f"{yes(g['no_link_overcommitted_network_aware'])}",
         f"- state intact in every migration: {yes(g['state_intact'])}",

@@ -3,8 +3,8 @@ datapath), Mininet, tc and iperf3.
 
 What the issue asks of shaped links: a shaped link delivers its capacity (iperf3 TCP goodput
 within ±10 %, 10, 100 and 500 Mbit/s, both directions), and a reservation holds its rate
-(40 Mbit/s within ±10 %, its sender pacing itself at the reserved rate; mecmig's migration
-copies do not pace yet, and unpaced TCP gets about 0.7 of it: see the README) while four
+(40 Mbit/s within ±10 %, its sender pacing itself at the reserved rate, as mecmig's migration
+copies do; unpaced TCP gets about 0.7 of it: see the README) while four
 parallel TCP streams from another host saturate the 100 Mbit/s link. The shaped
 end's class counters show that the datapath's bytes went through the qdisc, the reserved ones
 through the reserved class.

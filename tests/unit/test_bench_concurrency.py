@@ -54,13 +54,18 @@ def test_workload_of_reads_program_seed_and_memory() -> None:
 def test_a_memhog_is_intact_when_the_same_process_kept_its_memory() -> None:
     w = Workload("memhog", 42, 4 << 20)
     good = memhog_fingerprint(42, 4 << 20)
-    before = {"counter": 100, "fingerprint": good, "uptime_ms": 1000}
-    assert member_intact(w, before, {"counter": 400, "fingerprint": good, "uptime_ms": 5000})
-    # restarted (uptime went back), memory lost, not answering
-    assert not member_intact(w, before, {"counter": 5, "fingerprint": good, "uptime_ms": 50})
-    assert not member_intact(
-        w, before, {"counter": 400, "fingerprint": "0" * 64, "uptime_ms": 5000}
-    )
+    before = {"counter": 100, "fingerprint": good, "uptime_ms": 1000, "asked_at": 50.0}
+
+    def after(counter: int, uptime_ms: int, fingerprint: str = good) -> dict[str, Any]:
+        return {"counter": counter, "fingerprint": fingerprint, "uptime_ms": uptime_ms,
+                "asked_at": 70.0}  # fmt: skip
+
+    assert member_intact(w, before, after(400, 21_050))  # 20 s later, 20.05 s older
+    # restarted in between: checked at once (uptime went back) or long after (it grew, but
+    # by less than the 20 s that passed); memory lost; not answering
+    assert not member_intact(w, before, after(5, 50))
+    assert not member_intact(w, before, after(1900, 19_000))
+    assert not member_intact(w, before, after(400, 21_050, "0" * 64))
     assert not member_intact(w, before, {"error": "ConnectionRefusedError"})
 
 
@@ -109,7 +114,7 @@ def test_goals_judge_network_aware_against_both_baselines_at_ten() -> None:
     assert g["network_aware_budgets_met_every_n"] is True
     assert g["completion_ratio_vs_best_effort_at_10"] == pytest.approx(14 / 30, abs=1e-3)
     assert g["completion_half_of_best_effort_at_10"] is True
-    assert g["deadline_misses_at_10"] == {"network-aware": 1, "one-per-link": 3}
+    assert g["deadline_misses_per_batch_at_10"] == {"network-aware": 1.0, "one-per-link": 3.0}
     assert g["deadline_misses_third_of_one_per_link_at_10"] is True
     # two misses are more than a third of three; a missed budget fails the first goal
     batches[2] = _batch("network-aware", 10, [
@@ -122,3 +127,25 @@ def test_goals_judge_network_aware_against_both_baselines_at_ten() -> None:
 
 def test_quick_plan_runs_every_policy() -> None:
     assert set(QUICK.policies) == {"best-effort", "one-per-link", "network-aware"}
+
+
+def test_goals_without_data_are_not_judged() -> None:
+    plan = Plan((2, 10), ("best-effort", "one-per-link", "network-aware"), 1)
+    g = summarize([_batch("best-effort", 2, [_mig("a", 1000.0)])], plan)["goals"]
+    assert g["network_aware_budgets_met_every_n"] is None
+    assert g["no_link_overcommitted_network_aware"] is None
+    assert "completion_half_of_best_effort_at_10" not in g
+    assert g["state_intact"] is True
+    assert summarize([], plan)["goals"]["state_intact"] is None
+
+
+def test_a_failed_migration_does_not_shorten_the_mean_completion() -> None:
+    plan = Plan((10,), ("best-effort", "network-aware"), 1)
+    failed = {**_mig("b", 10.0), "outcome": "rolled_back", "budget_met": False}
+    batches = [
+        _batch("best-effort", 10, [_mig("a", 30_000.0)]),
+        _batch("network-aware", 10, [_mig("a", 20_000.0), failed]),
+    ]
+    g = summarize(batches, plan)["goals"]
+    assert g["completion_ratio_vs_best_effort_at_10"] == pytest.approx(2 / 3, abs=1e-3)
+    assert g["network_aware_budgets_met_every_n"] is False
