@@ -80,3 +80,29 @@ def _flow_mod(dp: Any, ofp: Any, parser: Any, msg: FlowMod) -> Any:
         match=parser.OFPMatch(**dict(msg.match.fields)),
         instructions=instructions,
     )
+
+
+# OpenFlow 1.3 bundles (the ONF extension OVS implements): flow mods committed together, in
+# order, atomically: a packet meets the table as it was before the bundle or after it
+BUNDLE_FLAGS = ("ONF_BF_ATOMIC", "ONF_BF_ORDERED")
+
+
+def bundle_control(dp: Any, bundle_id: int, kind: str) -> Any:
+    """A bundle's open (`kind` "OPEN") or commit ("COMMIT") request."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.ONFBundleCtrlMsg(
+        dp, bundle_id, getattr(ofp, f"ONF_BCT_{kind}_REQUEST"), _bundle_flags(ofp), []
+    )
+
+
+def bundle_add(dp: Any, bundle_id: int, inner: Any) -> Any:
+    """`inner` (an os-ken message without an xid) added to bundle `bundle_id`."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.ONFBundleAddMsg(dp, bundle_id, _bundle_flags(ofp), inner, [])
+
+
+def _bundle_flags(ofp: Any) -> int:
+    flags = 0
+    for name in BUNDLE_FLAGS:
+        flags |= getattr(ofp, name)
+    return flags

@@ -13,16 +13,18 @@ needs: a switch stub that os-ken serialises to, a parser back, and what switches
 
 from __future__ import annotations
 
+import copy
 import queue
 import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from os_ken.lib.packet import arp, ether_types, ethernet, packet
 from os_ken.ofproto import ofproto_parser, ofproto_protocol, ofproto_v1_3, ofproto_v1_3_parser
+from os_ken.ofproto.ofproto_common import ONF_EXPERIMENTER_ID
 
 from controller.fabricsim import FabricSim, FabricSnapshot, Trace
 from controller.flowtable import Entry, FlowTableError, SwitchTable, TableSnapshot
@@ -287,7 +289,7 @@ class SwitchStub(ofproto_protocol.ProtocolDesc):  # type: ignore[misc]
     def _answer(self, buf: bytes) -> None:
         assert self.events is not None
         parsed = parse_wire(self, buf)
-        if self._answer_read(parsed):
+        if self._answer_read(parsed) or isinstance(parsed, BUNDLE_CONTROL):
             return
         msg = decode(parsed)
         if self.refuse is not None and self.refuse(msg):
@@ -303,9 +305,22 @@ class SwitchStub(ofproto_protocol.ProtocolDesc):  # type: ignore[misc]
             wire = list(self.wire)
         return [parse_wire(self, buf) for buf in wire]
 
-    def messages(self) -> list[Message]:
-        """Everything sent so far but reads, as ofmsg messages."""
-        return [decode(m) for m in self.parsed() if not isinstance(m, READS)]
+    def messages(self, since: int = 0) -> list[Message]:
+        """Everything sent so far (from the `since`-th message on the wire) but reads, as ofmsg
+        messages (bundled ones in their place, the bundles' open and commit left out)."""
+        parsed = self.parsed()[since:]
+        return [decode(m) for m in parsed if not isinstance(m, (*READS, BUNDLE_CONTROL))]
+
+    def bundles(self) -> list[list[Message]]:
+        """The messages of each bundle committed so far, in order."""
+        out: list[list[Message]] = []
+        open_: dict[int, list[Message]] = {}
+        for m in self.parsed():
+            if isinstance(m, BundleAdd):
+                open_.setdefault(m.bundle_id, []).append(decode(m))
+            elif isinstance(m, BUNDLE_CONTROL) and m.type == OFP.ONF_BCT_COMMIT_REQUEST:
+                out.append(open_.pop(m.bundle_id, []))
+        return out
 
     def reads(self) -> list[str]:
         """The reads (multipart requests) sent so far, by os-ken class name."""
@@ -409,6 +424,7 @@ def _parse_multipart_request(dp: Any, buf: bytes, msg_len: int) -> Any:
 
 
 READS = (OFP_PARSER.OFPFlowStatsRequest, OFP_PARSER.OFPMeterConfigStatsRequest)
+BUNDLE_CONTROL = OFP_PARSER.ONFBundleCtrlMsg
 _OWN_PARSERS = {
     OFP.OFPT_METER_MOD: _parse_meter_mod,
     OFP.OFPT_PACKET_OUT: _parse_packet_out,
@@ -417,10 +433,35 @@ _OWN_PARSERS = {
 }
 
 
+@dataclass(frozen=True)
+class BundleAdd:
+    """A message added to a bundle (the ONF extension's bundle add), read back: its bundle,
+    flags and the message it carries (parsed), whose xid must be the add's."""
+
+    xid: int
+    bundle_id: int
+    flags: int
+    inner: Any
+
+
+def _parse_bundle_add(dp: Any, buf: bytes, xid: int) -> BundleAdd:
+    bundle_id, flags = struct.unpack_from(OFP.ONF_BUNDLE_ADD_MSG_PACK_STR, buf, 16)
+    start = 16 + OFP.ONF_BUNDLE_ADD_MSG_SIZE
+    inner_len = ofproto_parser.header(buf[start:])[2]
+    inner = parse_wire(dp, buf[start : start + inner_len])
+    assert inner.xid == xid, (inner.xid, xid)
+    return BundleAdd(xid, bundle_id, flags, inner)
+
+
 def parse_wire(dp: Any, buf: bytes) -> Any:
-    """One OpenFlow 1.3 message read back from its bytes (os-ken's parser where it has one)."""
+    """One OpenFlow 1.3 message read back from its bytes (os-ken's parser where it has one;
+    a bundle add as a `BundleAdd`)."""
     version, msg_type, msg_len, xid = ofproto_parser.header(buf)
     assert version == OFP.OFP_VERSION and msg_len == len(buf), (version, msg_len, len(buf))
+    if msg_type == OFP.OFPT_EXPERIMENTER:
+        experimenter, exp_type = struct.unpack_from("!II", buf, OFP.OFP_HEADER_SIZE)
+        if (experimenter, exp_type) == (ONF_EXPERIMENTER_ID, OFP.ONF_ET_BUNDLE_ADD_MESSAGE):
+            return _parse_bundle_add(dp, buf, xid)
     own = _OWN_PARSERS.get(msg_type)
     if own is None:
         msg = ofproto_parser.msg(dp, version, msg_type, msg_len, xid, buf)
@@ -458,6 +499,9 @@ def decode(msg: Any) -> Message:
     Also checks what ofmsg leaves implicit on the wire (no buffer, no timeouts or flags, any
     out_group, instructions in the order OVS insists on, a drop band in kbit/s).
     """
+    if isinstance(msg, BundleAdd):
+        assert msg.flags == OFP.ONF_BF_ATOMIC | OFP.ONF_BF_ORDERED, msg
+        return decode(msg.inner)
     if isinstance(msg, OFP_PARSER.OFPFlowMod):
         return _decode_flow_mod(msg)
     if isinstance(msg, OFP_PARSER.OFPMeterMod):
@@ -662,6 +706,8 @@ class SimulatedSwitch(SwitchStub):
         self.name = name
         self.table = SwitchTable(name)
         self.refused: list[Message] = []
+        self._bundles: dict[int, list[Message]] = {}  # open bundles' messages
+        self._failed: set[int] = set()  # open bundles a message of which was refused
 
     def contents(self) -> tuple[list[Entry], dict[int, tuple[int, int]]]:
         return list(self.table.flows()), self.table.meters
@@ -671,7 +717,21 @@ class SimulatedSwitch(SwitchStub):
         parsed = parse_wire(self, buf)
         if self._answer_read(parsed):
             return
+        if isinstance(parsed, BUNDLE_CONTROL):
+            self._bundle_control(parsed)
+            return
         msg = decode(parsed)
+        if isinstance(parsed, BundleAdd):  # kept until the commit, refused at once
+            if self.refuse is not None and self.refuse(msg):
+                with self._lock:
+                    self.refused.append(msg)
+                self._failed.add(parsed.bundle_id)
+                self.events.post(
+                    error_msg(self, parsed.xid, OFP.OFPET_BAD_REQUEST, OFP.OFPBRC_EPERM)
+                )
+            else:
+                self._bundles.setdefault(parsed.bundle_id, []).append(msg)
+            return
         if isinstance(msg, Barrier):
             if self.answer_barriers:
                 self.events.post(barrier_reply(self, parsed.xid))
@@ -686,6 +746,27 @@ class SimulatedSwitch(SwitchStub):
             with self._lock:
                 self.refused.append(msg)
         self.events.post(error_msg(self, parsed.xid, *code))
+
+    def _bundle_control(self, parsed: Any) -> None:
+        """Open a bundle, or commit it as OVS does: all its messages or, if one was refused
+        or the table refuses one, none (an error for the commit)."""
+        assert self.events is not None
+        if parsed.type == OFP.ONF_BCT_OPEN_REQUEST:
+            self._bundles[parsed.bundle_id] = []
+            return
+        assert parsed.type == OFP.ONF_BCT_COMMIT_REQUEST, parsed
+        msgs = self._bundles.pop(parsed.bundle_id, [])
+        if parsed.bundle_id not in self._failed:
+            before = copy.deepcopy(self.table)
+            try:
+                self.table.apply(msgs)
+                return
+            except FlowTableError:
+                self.table = before
+                with self._lock:
+                    self.refused.extend(msgs)
+        self._failed.discard(parsed.bundle_id)
+        self.events.post(error_msg(self, parsed.xid, OFP.OFPET_BAD_REQUEST, OFP.OFPBRC_EPERM))
 
 
 def refuse_first(pred: Callable[[Message], bool]) -> Callable[[Message], bool]:

@@ -343,3 +343,33 @@ def test_send_names_each_message_for_its_error(
     assert f"switch refused s1: {msg.describe()}: type=12 code=1" in caplog.text
     # errors belong to the call that sent the message: a later call starts clean
     assert fabric.rt.execute([{"s1": [Barrier()]}]).switches == ["s1"]
+
+
+def test_a_switchs_flow_mods_of_a_stage_go_in_one_atomic_ordered_bundle(fabric: Fabric) -> None:
+    """Two or more flow mods for one switch in a stage: one bundle (atomic, ordered: a packet
+    meets the table before or after them, never half-changed), committed before the barrier;
+    the meter they use is added before the bundle opens, a meter delete goes after its commit;
+    a lone flow mod goes as it is."""
+    s1, core = fabric.connect("s1"), fabric.connect("core")
+    meter = MeterMod("add", 7, rate_kbps=1000, burst_kb=300)
+    removal = FlowMod("delete_strict", table=TABLE_FORWARD, priority=100, match=flow(9).match)
+    gone = MeterMod("delete", 5)
+    fabric.rt.execute([{"s1": [meter, flow(3), flow(4, "02:00:0a:00:00:0b"), removal, gone],
+                        "core": [flow(1)]}])  # fmt: skip
+    assert _sent(s1) == [meter, flow(3), flow(4, "02:00:0a:00:00:0b"), removal, gone, Barrier()]
+    assert s1.bundles() == [[canonical(flow(3)), canonical(flow(4, "02:00:0a:00:00:0b")),
+                             canonical(removal)]]  # fmt: skip
+    kinds = [type(m).__name__ for m in s1.parsed()]
+    assert kinds == ["OFPMeterMod", "ONFBundleCtrlMsg", "BundleAdd", "BundleAdd", "BundleAdd",
+                     "ONFBundleCtrlMsg", "OFPMeterMod", "OFPBarrierRequest"]  # fmt: skip
+    opened, committed = (m for m in s1.parsed() if isinstance(m, OFP_PARSER.ONFBundleCtrlMsg))
+    assert opened.bundle_id == committed.bundle_id
+    assert core.bundles() == [] and _sent(core) == [flow(1), Barrier()]
+
+
+def test_a_message_refused_in_a_bundle_fails_the_call_naming_it(fabric: Fabric) -> None:
+    fabric.connect("s1", refuse=lambda m: isinstance(m, FlowMod) and m.actions == flow(4).actions)
+    with pytest.raises(SwitchError) as failure:
+        fabric.rt.execute([{"s1": [flow(3), flow(4)]}])
+    text = str(failure.value)
+    assert "actions:output:4 refused" in text and "output:3" not in text, text

@@ -62,7 +62,7 @@ class World:
         self.fabric.switches[switch].refuse = pred
 
     def sent_since(self, switch: str, mark: int) -> list[Message]:
-        return self.fabric.switches[switch].messages()[mark:]
+        return self.fabric.switches[switch].messages(since=mark)
 
     def marks(self) -> dict[str, int]:
         return {name: len(sw.wire) for name, sw in self.fabric.switches.items()}
