@@ -17,6 +17,7 @@ Time is a `FakeClock` every fake advances by a set amount per operation, so timi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -453,3 +454,12 @@ class FakeNetwork:
         if not (self.holds and self.hold_urls):
             return None
         return f"http://controller/v1/instances/{instance}/hold"
+
+
+def join_migration_threads(timeout: float = 10.0) -> None:
+    """Wait for the migrations a test started and did not wait for (threads `migrate-*`,
+    `chain-*`): they must end before the runtime they use, and log while pytest still
+    listens (after it closed its stream a late log line is a "Logging error")."""
+    for t in threading.enumerate():
+        if t.name.startswith(("migrate-", "chain-")):
+            t.join(timeout)

@@ -15,7 +15,7 @@ from controller.store import StateStore
 from orchestration.links import FacadeLink
 from orchestration.migration_queue import MigrationQueue
 from orchestration.service import MigrationService
-from tests.unit.migration_fakes import MB, FakeClock, FakeSite, connect
+from tests.unit.migration_fakes import MB, FakeClock, FakeSite, connect, join_migration_threads
 from topology.scenario import Scenario, parse_scenario
 
 CAPACITY_BPS = 100_000_000
@@ -148,4 +148,5 @@ class QueueWorld:
         ]
 
     def shutdown(self) -> None:
+        join_migration_threads()
         self.runtime.shutdown()

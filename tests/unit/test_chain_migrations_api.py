@@ -22,7 +22,7 @@ from controller.store import StateStore
 from orchestration.chain_api import ChainMigrationService, chain_migrations_router
 from orchestration.links import FacadeLink
 from orchestration.service import MigrationService, migrations_router
-from tests.unit.migration_fakes import FakeClock, FakeSite, connect
+from tests.unit.migration_fakes import FakeClock, FakeSite, connect, join_migration_threads
 from topology.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +85,7 @@ class World:
 def world() -> Iterator[World]:
     w = World()
     yield w
+    join_migration_threads()
     w.runtime.shutdown()
 
 

@@ -16,14 +16,23 @@ from controller.rest import create_app
 from orchestration.api_models import MAX_BUDGET_MS
 from orchestration.chain_api import chain_migrations_router
 from tests.unit.fake_api import FakeAPI
+from tests.unit.migration_fakes import join_migration_threads
 from tests.unit.schema_cases import CHECKS, bounded
 from tests.unit.test_chain_migrations_api import World
+
+
+@pytest.fixture(autouse=True)
+def _migrations_end_with_their_test() -> Iterator[None]:
+    """The migrations a case started end before its test does (they log into its capture)."""
+    yield
+    join_migration_threads()
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     w = World()
     yield w
+    join_migration_threads()
     w.runtime.shutdown()
 
 

@@ -26,7 +26,13 @@ from migration.network import ControllerLink, NoNetwork
 from migration.site import SiteUnreachable
 from orchestration.links import FacadeLink, RestControllerLink
 from orchestration.service import MigrationService, migrations_router
-from tests.unit.migration_fakes import FakeClock, FakeNetwork, FakeSite, connect
+from tests.unit.migration_fakes import (
+    FakeClock,
+    FakeNetwork,
+    FakeSite,
+    connect,
+    join_migration_threads,
+)
 from topology.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +95,7 @@ class World:
 def world() -> Iterator[World]:
     w = World(rest_url=None)
     yield w
+    join_migration_threads()
     w.runtime.shutdown()
 
 
@@ -120,6 +127,7 @@ def test_with_its_rest_url_the_source_agent_asks_for_the_hold_at_the_freeze() ->
         assert RestControllerLink(ControllerClient(REST_URL)).hold_url("counter") == url
         assert w.sites["mec1"].hold_urls[-1] == url
     finally:
+        join_migration_threads()
         w.runtime.shutdown()
 
 
