@@ -25,6 +25,7 @@ from controller.api_models import (
     RelocationBatchRequest,
     RelocationRequest,
     ReservationRequest,
+    ReservationView,
     TrafficMatch,
 )
 from controller.client import ConflictError, ControllerClient
@@ -140,6 +141,10 @@ class RestControllerLink(_Owners):
         self.client.release(grant.id, owner=self._owner(grant))
         self._released(grant)
 
+    def reservations(self) -> list[ReservationView]:
+        """Every reservation in force (the migration queue reads what others hold)."""
+        return self.client.reservations()
+
     def relocate(self, instance: str, site: str, port: int) -> float:
         return _moved(instance, self.client.relocate(instance, site, port))
 
@@ -203,6 +208,10 @@ class FacadeLink(_Owners):
     def release(self, grant: Grant) -> None:
         self.nb.release(grant.id, owner=self._owner(grant))
         self._released(grant)
+
+    def reservations(self) -> list[ReservationView]:
+        """Every reservation in force (the migration queue reads what others hold)."""
+        return self.nb.reservations()
 
     def relocate(self, instance: str, site: str, port: int) -> float:
         view = self.nb.relocate(RelocationRequest(instance=instance, to=site, port=port))

@@ -33,9 +33,13 @@ One re-entrant lock guards the scheduler, the entries and every reservation chan
 (which asks the sites) and the migrations themselves run outside it. The clock and the thread
 starter are injected so that tests run deterministically (start_thread may just collect).
 
+What others hold on the links (a `/v1/migrations` call's reservation, an operator's) is not
+granted (orchestration.queue_outside): the queue reads the controller's reservations (`outside`,
+by default the orchestrator's network when it lists them) at each submission and end, and every
+`outside_poll_s` while a job runs or waits.
+
 Not done: the scheduler's byte estimates are not corrected from the migrations' progress
-(`Scheduler.progress`): a running job's expected finish is the model's; reservations made
-outside the queue (a `/v1/migrations` call) are not in its capacities.
+(`Scheduler.progress`): a running job's expected finish is the model's.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal, Protocol
 
+from controller.client import ControllerClientError
 from ground.defaults import MIGRATION_RATE_BPS
 from migration.engine import Migration, MigrationError
 from migration.timeline import MigrationRecord
@@ -58,6 +63,7 @@ from orchestration.ids import new_migration_id
 from orchestration.orchestrator import Orchestrator, OrchestratorError
 from orchestration.queue_jobs import QueueJob, Resolved, check_names, resolve
 from orchestration.queue_link import Allocation
+from orchestration.queue_outside import OUTSIDE_POLL_S, ListsReservations, outside_usage
 from orchestration.schedule_models import Decisions, DirectedLink, Grant, Policy, Status
 from orchestration.scheduler import Scheduler, capacities_of
 
@@ -187,8 +193,16 @@ class MigrationQueue:
         start_thread: ThreadStarter = start_daemon_thread,
         claims: Claims | None = None,
         keep: Callable[[MigrationRecord | ChainRecord], None] | None = None,
+        outside: ListsReservations | None = None,
+        outside_poll_s: float | None = OUTSIDE_POLL_S,
     ) -> None:
         self.orch = orchestrator
+        if outside is None and isinstance(orchestrator.network, ListsReservations):
+            outside = orchestrator.network
+        self._outside = outside
+        self._outside_poll_s = outside_poll_s
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
         self.capacities = capacities_of(orchestrator.model)
         self.claims: Claims = claims if claims is not None else LocalClaims()
         self._clock = clock
@@ -214,7 +228,9 @@ class MigrationQueue:
                     f"the policy is {self.scheduler.policy.value} while jobs run or wait "
                     f"({len(busy)}): it can change once the queue is idle"
                 )
+            outside = self.scheduler.outside
             self.scheduler = Scheduler(self.capacities, policy, self._clock)
+            self.scheduler.set_outside(outside)  # idle: nothing starts or rerates
 
     # submission
 
@@ -237,12 +253,15 @@ class MigrationQueue:
                 for name in r.members:
                     self.claims.claim(name, "migrated")
                     claimed.append(name)
+            self.refresh_outside()
             with self._lock:
-                return self._submit_locked(resolved, ids, wanted)
+                submitted = self._submit_locked(resolved, ids, wanted)
         except BaseException:
             for name in claimed:
                 self.claims.release(name)
             raise
+        self._watch_outside()
+        return submitted
 
     def _submit_locked(
         self, resolved: list[Resolved], ids: list[str], policy: Policy | None
@@ -401,6 +420,7 @@ class MigrationQueue:
         return MIGRATION_RATE_BPS
 
     def _ended(self, entry: Entry, ok: bool) -> None:
+        self.refresh_outside()
         with self._lock:
             entry.ended_s = float(self._clock())
             outcome = getattr(entry.record, "outcome", None)
@@ -415,6 +435,57 @@ class MigrationQueue:
                 self.claims.release(name)
             end = self.scheduler.finished if ok else self.scheduler.failed
             self._act(end(entry.id))
+
+    # what others hold on the links
+
+    def refresh_outside(self) -> None:
+        """Read the controller's reservations; grant each link its capacity less what is not
+        the queue's (orchestration.queue_outside). Unreadable: keep what was known."""
+        if self._outside is None:
+            return
+        try:
+            views = self._outside.reservations()
+        except (ControllerClientError, OSError) as exc:
+            log.warning("the controller's reservations could not be read: %s", exc)
+            return
+        with self._lock:
+            self._act(self.scheduler.set_outside(outside_usage(views, self._entries.keys())))
+
+    def _watch_outside(self) -> None:
+        """Poll the outside every `outside_poll_s` while a job runs or waits (one thread)."""
+        if self._outside is None or self._outside_poll_s is None:
+            return
+        with self._lock:
+            if self._watcher is not None or self._closed.is_set():
+                return
+            self._watcher = threading.Thread(
+                target=self._watch_loop, name="queue-outside", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        poll = self._outside_poll_s
+        assert poll is not None
+        while not self._closed.wait(poll):
+            with self._lock:
+                if not any(e.state in ("queued", "running") for e in self._entries.values()):
+                    self._watcher = None
+                    return
+            try:
+                self.refresh_outside()
+            except Exception:  # noqa: BLE001 - a thread's last line: log it, stop watching
+                log.exception("watching the controller's reservations failed")
+                break
+        with self._lock:
+            self._watcher = None
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop polling the outside, and wait for the poll to end (jobs that run go on)."""
+        self._closed.set()
+        with self._lock:
+            watcher = self._watcher
+        if watcher is not None:
+            watcher.join(timeout_s)
 
     # reading
 

@@ -17,6 +17,9 @@ rate, whose reservation changes, who was queued); the caller acts on them (reser
 - ``request_boost(id, rate_bps)``: a running migration's final iteration needs more (seed 000
   sizes it from the previous iteration): its guaranteed floor rises to ``rate_bps`` or to
   what its links leave, whichever is smaller; never over-committing.
+- ``set_outside(usage)``: bandwidth others hold per link (reservations made outside the
+  scheduler); links grant their capacity less it from now on (running grants shrink to fit,
+  never below a floor; waiting requests wait for it).
 - ``progress(id, remaining_bytes)``: corrects the predicted bytes left (better estimates).
 - ``status()``: running migrations (rate, floor, bytes left, expected finish) and the queue
   (position, expected start and finish, the links it waits for), for the REST API.
@@ -125,7 +128,11 @@ class Scheduler:
     def __init__(
         self, capacities: Mapping[DirectedLink, int], policy: Policy | str, clock: Clock
     ) -> None:
-        self.capacities = check_capacities(capacities)
+        # the links' capacities, and what others (reservations made outside this scheduler)
+        # hold on them: the scheduler grants from `capacities`, the base less the outside
+        self.base = check_capacities(capacities)
+        self.outside: dict[DirectedLink, int] = {}
+        self.capacities = dict(self.base)
         self.policy = Policy(policy)
         self._clock = clock
         self._running: dict[str, Job] = {}  # in start order
@@ -154,7 +161,7 @@ class Scheduler:
         reqs = list(requests)
         taken = {jid: "running" for jid in self._running}
         taken.update({job.id: "queued" for job in self._queue})
-        check_new(self.policy, self.capacities, reqs, taken)
+        check_new(self.policy, self.base, reqs, taken)
         now = self._now()
         self._advance(now)
         for request in reqs:
@@ -199,6 +206,22 @@ class Scheduler:
             others = floors_used(j for j in self._running.values() if j is not job)
             room = min(self.capacities[link] - others.get(link, 0) for link in job.links)
             job.floor = max(job.floor, min(rate_bps, room))
+        return self._settle(now)
+
+    def set_outside(self, usage: Mapping[DirectedLink, int]) -> Decisions:
+        """What others hold on the links (reservations made outside this scheduler: a
+        migration started on its own, an operator's): from now on each link grants its
+        capacity less that. A request waits while its floor does not fit beside it (it is
+        refused only if it exceeds the link's whole capacity); running grants shrink to fit,
+        never below their floors, and grow back when the outside releases. Links this
+        scheduler does not know are ignored. Returns what starts or is rerated now."""
+        now = self._now()
+        self._advance(now)
+        held = {link: int(rate) for link, rate in usage.items() if link in self.base and rate > 0}
+        if held == self.outside:
+            return Decisions(now, (), ())
+        self.outside = held
+        self.capacities = {link: max(0, cap - held.get(link, 0)) for link, cap in self.base.items()}
         return self._settle(now)
 
     def progress(self, id: str, remaining_bytes: float) -> None:

@@ -103,6 +103,7 @@ class QueueWorld:
             clock=lambda: self.now,
             start_thread=lambda fn, name: self.pending.append((name, fn)),
             claims=self.service,
+            outside_poll_s=None,  # the outside is read at submissions and ends only
         )
         self.link_loads: list[dict[tuple[str, str], int]] = []
         for site in self.sites.values():
