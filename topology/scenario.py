@@ -37,6 +37,8 @@ from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX
 from ground.rootfs_image import MAX_REF_CHARS as MAX_IMAGE_REF
 from ground.units import parse_rate, parse_size
 from ground.users import MAX_GROUPS, group_spec, user_spec
+from topology.mobility_spec import MapSpec, TracePath, Waypoints, map_problems, motion_problems
+from topology.mobility_trace import TraceError, read_trace
 
 # Linux interface names have at most 15 characters; Mininet names a node's interfaces
 # "<node>-eth<N>".
@@ -269,6 +271,11 @@ class UESpec(_Model):
     ip: ipaddress.IPv4Address
     mac: Mac | None = None
     trajectory: tuple[Waypoint, ...] = ()
+    # or it moves on the map (topology.mobility_spec): along waypoints, or through a trace file
+    # (CSV t_s,ue,x,y, relative to the scenario file); at most one of the three
+    path: Waypoints = ()
+    loop: bool = False  # the path starts again from its first waypoint
+    trace: TracePath | None = None
 
 
 class NetworkSpec(_Model):
@@ -292,6 +299,7 @@ class Scenario(_Model):
     instances: tuple[InstanceSpec, ...] = ()
     chains: tuple[ChainSpec, ...] = ()
     ues: tuple[UESpec, ...] = ()
+    map: MapSpec | None = None  # zones, cells (points of access) and their MEC sites
 
     def site(self, name: str) -> SiteSpec:
         """The site called `name` (KeyError if none)."""
@@ -388,7 +396,26 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror}")]) from exc
-    return images_relative_to(parse_scenario(text, source=str(path)), path.parent.absolute())
+    sc = parse_scenario(text, source=str(path))
+    return traces_relative_to(images_relative_to(sc, path.parent.absolute()), path)
+
+
+def traces_relative_to(sc: Scenario, path: Path) -> Scenario:
+    """`sc` (read from `path`) with each UE's relative `trace:` made absolute from the file's
+    directory, and every trace file read and checked (ScenarioError naming `ues[i].trace`)."""
+    ues, problems = [], []
+    for i, ue in enumerate(sc.ues):
+        if ue.trace is not None:
+            trace = path.parent.absolute() / ue.trace
+            try:
+                read_trace(trace, ue.name)
+            except TraceError as exc:
+                problems += [(f"ues[{i}].trace", f"{ue.trace}: {p}") for p in exc.problems]
+            ue = ue.model_copy(update={"trace": str(trace)})
+        ues.append(ue)
+    if problems:
+        raise ScenarioError(str(path), problems)
+    return sc.model_copy(update={"ues": tuple(ues)})
 
 
 def images_relative_to(sc: Scenario, base: Path) -> Scenario:
@@ -509,6 +536,10 @@ def _cross_check(sc: Scenario) -> Iterator[tuple[str, str]]:
             if wp.at_s < last:
                 yield f"ues[{i}].trajectory[{j}].at_s", "waypoints must be in time order"
             last = wp.at_s
+    for i, ue in enumerate(sc.ues):
+        yield from motion_problems(i, ue, sc.map is not None)
+    if sc.map is not None:
+        yield from map_problems(sc.map, site_names, switch_names)
     for i, chain in enumerate(sc.chains):
         if chain.ue not in ue_names:
             yield f"chains[{i}].ue", f"no UE called {chain.ue!r}"
