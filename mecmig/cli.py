@@ -259,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     from mecmig.image_pack import add_parser as add_image_parser
 
     add_image_parser(sub)
+    from mecmig.mobility_cli import add_parser as add_mobility_parser
+
+    add_mobility_parser(sub)
 
     sub.add_parser(
         "cleanup",
@@ -703,6 +706,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mecmig.image_pack import image_command
 
             return image_command(args)
+        if args.command == "mobility":
+            from mecmig.mobility_cli import mobility_command
+
+            return mobility_command(args, console)
         if args.command == "cleanup":
             return _cleanup()
         if args.command == "bench":
