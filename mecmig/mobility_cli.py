@@ -20,7 +20,7 @@ from topology.mobility_spec import MAX_TIME_S
 from topology.mobility_trace import TraceError
 from topology.scenario import ScenarioError, load_scenario
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_STRATEGIES = 16
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -83,9 +83,9 @@ def mobility_command(args: argparse.Namespace, console: Console) -> int:
     try:
         sc = load_scenario(args.scenario)
     except ScenarioError as exc:
-        return _usage(str(exc))
+        return _usage(str(exc), EXIT_FAILED)
     if sc.map is None:
-        return _usage(f"{args.scenario}: the scenario has no map: (zones and cells)")
+        return _usage(f"{args.scenario}: the scenario has no map: (zones and cells)", EXIT_FAILED)
     moving = moving_ues(sc)
     unknown = [n for n in args.ue if n not in moving]
     if unknown:
@@ -93,7 +93,7 @@ def mobility_command(args: argparse.Namespace, console: Console) -> int:
     try:
         ues = [ue_mobility(sc, n, args.until) for n in (args.ue or moving)]
     except (MotionLimitError, TraceError) as exc:
-        return _usage(str(exc))
+        return _usage(str(exc), EXIT_FAILED)
     if args.json:
         print(json.dumps(_report(sc.name, ues, strategies), indent=1), flush=True)
         return EXIT_OK
@@ -101,9 +101,10 @@ def mobility_command(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _usage(message: str) -> int:
+def _usage(message: str, code: int = EXIT_USAGE) -> int:
+    """`message` on stderr; exit 2 (a bad command line) or `code` (1: a bad scenario)."""
     err_console.print(f"mecmig mobility: {message}", highlight=False, markup=False)
-    return EXIT_USAGE
+    return code
 
 
 # ------------------------------------------------------------------------------------ the report

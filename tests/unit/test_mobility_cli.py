@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mecmig.cli import EXIT_OK, EXIT_USAGE, main
+from mecmig.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 
 ROOT = Path(__file__).resolve().parents[2]
 CITY = str(ROOT / "scenarios" / "city.yaml")
@@ -94,20 +94,22 @@ def test_a_bad_command_line_exits_2(extra: list[str], capsys: pytest.CaptureFixt
     assert "error:" in capsys.readouterr().err
 
 
-def test_a_bad_scenario_exits_2_with_its_problems(
+def test_a_bad_scenario_exits_1_with_its_problems(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(CITY).read_text().replace("range_m: 110}", "range_m: -1}"))
-    assert main(["mobility", str(bad)]) == EXIT_USAGE
+    assert main(["mobility", str(bad)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "map.cells[0].range_m: Input should be greater than 0" in err
     assert "map.cells[2].range_m" not in err and "problem(s)" in err
 
 
-def test_other_mistakes_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_mistakes_exit_2_and_a_scenario_without_a_map_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     three = str(ROOT / "scenarios" / "three-sites.yaml")
-    assert main(["mobility", three]) == EXIT_USAGE
+    assert main(["mobility", three]) == EXIT_FAILED
     assert "has no map:" in capsys.readouterr().err
     assert main(["mobility", CITY, "--ue", "ghost"]) == EXIT_USAGE
     assert "'ghost' is not a UE moving on the map" in capsys.readouterr().err
