@@ -33,6 +33,9 @@ from controller.arp import OP_REQUEST, arp_reply, parse_arp
 from controller.extensions import load_extension
 from controller.facade import Northbound
 from controller.hold import held_host_id
+from controller.location_api import location_routers
+from controller.location_service import LocationService
+from controller.location_webhook import WebhookSender
 from controller.ofmsg import PacketOut
 from controller.rest import create_app
 from controller.rest_server import RestServer
@@ -113,9 +116,14 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         self._watcher: threading.Thread | None = None
         self.northbound = Northbound(self.runtime)
         rest_url = f"http://{self.settings.rest_host}:{self.settings.rest_port}"
+        # the location service (ETSI MEC013 under /location/v2): its own lock and sender threads
+        self.location = LocationService(scenario, WebhookSender())
         routers = [
-            load_extension(spec)(self.northbound, scenario, rest_url)
-            for spec in self.settings.extensions
+            *location_routers(self.location),
+            *(
+                load_extension(spec)(self.northbound, scenario, rest_url)
+                for spec in self.settings.extensions
+            ),
         ]
         self.rest = RestServer(
             create_app(self.northbound, routers, token=self.settings.token()),
@@ -139,6 +147,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         if self._watcher is not None:
             self._watcher.join(2 * WATCH_PERIOD_S)
         self.rest.stop()
+        self.location.close()
         self.runtime.shutdown()
         super().stop()
 

@@ -13,6 +13,11 @@ Some rules cannot be written in JSON Schema and are answered with a documented 4
 `dst` naming the same host (a site stands for its agent's host), a rate as text above the
 bound ('999Gbit' matches the pattern), ports with proto 'any', a port that is a link's.
 
+The location service (`/location/v2`, MEC013's shape, and `/v1/ues/{name}/access-point`,
+`/v1/mobility/playback`) is mounted as the controller mounts it, over scenarios/city.yaml's map,
+its notifications kept in the process (a fuzzed notifyURL is never called); its operations get
+at most 40 generated examples each.
+
 Bounded: derandomized (the same cases every run), at most 150 generated examples per operation,
 no shrinking, no example database; about 10 s here for the 8 operations, 90 s at most each.
 """
@@ -28,10 +33,20 @@ from fastapi.testclient import TestClient
 
 from controller.facade import Northbound
 from controller.limits import MAX_BODY_BYTES, MAX_RATE_BPS
+from controller.location_api import location_routers
+from controller.location_service import LocationService
 from controller.rest import create_app
 from tests.unit.controller_helpers import THREE_SITES, SwitchedRuntime, make_state
 from tests.unit.fake_api import FakeAPI
+from tests.unit.location_world import CITY, Kept
 from tests.unit.schema_cases import CHECKS, bounded
+from topology.scenario import load_scenario
+
+LOCATION = r"^/location/v2/|^/v1/(ues/|mobility/)"
+
+
+def location() -> LocationService:
+    return LocationService(load_scenario(CITY), Kept())
 
 
 class World:
@@ -41,7 +56,8 @@ class World:
     def __init__(self) -> None:
         self.fabric = SwitchedRuntime(make_state(THREE_SITES))
         self.nb = Northbound(self.fabric.rt)
-        self.app = create_app(self.nb)
+        self.location = location()
+        self.app = create_app(self.nb, location_routers(self.location))
         http = TestClient(self.app)
         response = http.post(
             "/v1/reservations", json={"src": "mec1", "dst": "mec3", "rate": "1Mbit"}
@@ -51,6 +67,7 @@ class World:
     def close(self) -> None:
         for timer in list(self.nb.holds._timers.values()):
             timer.cancel()
+        self.location.close()
         self.fabric.close()
 
 
@@ -63,14 +80,21 @@ def world() -> Iterator[World]:
 
 # The document is built from the routes alone (any facade gives the same one: checked below), so
 # it is read at import without a world; the cases are sent to the world's app.
-DOCUMENT_APP = create_app(FakeAPI())
+DOCUMENT_APP = create_app(FakeAPI(), location_routers(location()))
 schema = schemathesis.openapi.from_asgi("/v1/openapi.json", DOCUMENT_APP)
 
 
-@schema.parametrize()
+@schema.exclude(path_regex=LOCATION).parametrize()
 @pytest.mark.timeout(90)
 @bounded(150)
 def test_every_answer_is_one_the_document_describes(case: Any, world: World) -> None:
+    case.call_and_validate(checks=CHECKS, app=world.app)
+
+
+@schema.include(path_regex=LOCATION).parametrize()
+@pytest.mark.timeout(90)
+@bounded(40)
+def test_every_location_answer_is_one_the_document_describes(case: Any, world: World) -> None:
     case.call_and_validate(checks=CHECKS, app=world.app)
 
 
