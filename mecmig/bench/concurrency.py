@@ -44,10 +44,10 @@ from typing import Any
 
 from rich.console import Console
 
-from mecmig.bench import ROOT, environment_problem, progress, shown
-from mecmig.bench.harness import Experiment, Metric, RunSpec, Session
-from mecmig.bench.report import command_line, utc_now, write_report, write_summary
-from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mecmig.bench import ROOT, shown
+from mecmig.bench.harness import Experiment, Metric, RunSpec
+from mecmig.bench.harness_testbed import environment_ready, finish, run_on_testbed
+from mecmig.cli import EXIT_ENVIRONMENT, EXIT_USAGE
 from orchestration.queue_jobs import JobKind
 
 SCENARIO = ROOT / "scenarios" / "concurrency.yaml"
@@ -392,7 +392,6 @@ def migration_rows(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, the plot and report.md into `args.out`."""
     from mecmig.bench.concurrency_report import plot_concurrency, report_markdown, summarize
-    from topology.scenario import load_scenario
 
     if args.repeat is not None and args.repeat < 1:
         console.print("[red]--repeat must be at least 1[/red]")
@@ -400,50 +399,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.n and any(not 1 <= n <= len(JOBS) for n in args.n):
         console.print(f"[red]--n takes 1 to {len(JOBS)}[/red]")
         return EXIT_USAGE
-    problem = environment_problem([load_scenario(SCENARIO)], tools=("ovs-vsctl", "runc"), criu=True)
-    if problem:
-        console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
+    if not environment_ready(console, SCENARIO):
         return EXIT_ENVIRONMENT
     plan = plan_from(args)
     out: Path = args.out
-    started, t0 = utc_now(), time.monotonic()
-    command = command_line(command_words(args))
-    session = Session(
-        out, command=command, started_at=started, quick=bool(args.quick),
-        resume=bool(getattr(args, "resume", False)),
+    done = run_on_testbed(
+        args, console, experiment(plan), command_words(args), concurrency_testbed, run_one,
+        part="batches", label=label, line=line,
     )  # fmt: skip
-    runs = session.add(experiment(plan))
-    crashed: list[str] = []
-    with progress(console) as bars:
-        runs.track(bars, part="batches", description="starting the testbed")
-        if runs.pending():
-            try:
-                with concurrency_testbed() as bed:
-
-                    def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
-                        row = bed.run(spec, on_phase)
-                        row["repetition"] = spec.repetition
-                        return row
-
-                    runs.execute(run_one, label=label, line=line)
-            except Exception as exc:  # noqa: BLE001 - the testbed itself failed: report what we have
-                crashed.append(f"testbed: {type(exc).__name__}: {exc}")
-    duration = round(time.monotonic() - t0, 1)
+    session, runs, duration = done.session, done.runs, done.duration_s
     batches = runs.rows()
-    rows = migration_rows(batches)
-    failures = [
-        f"{label(s)}: {m['migration']}: {m['error']}"
-        for s, r in runs.done()
-        for m in r.get("migrations", [])
-        if "error" in m
-    ] + crashed
     summary = summarize(batches, plan)
-    files = session.write_files()
-    write_summary(
-        out, command=command, started_at=started, quick=bool(args.quick), rows=rows,
-        summary=summary,
+    return finish(
+        done, console, rows=migration_rows(batches), summary=summary,
         extra={
-            "duration_s": duration,
             "scenario": shown(SCENARIO),
             "plan": {
                 "n": list(plan.ns), "policies": list(plan.policies), "repeat": plan.repeat,
@@ -451,22 +420,25 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "jobs": [j.__dict__ for j in JOBS],
             },
             "batches": [{k: v for k, v in r.items() if k != "migrations"} for r in batches],
-            **session.summary_fields(),
-            "files": files,
         },
+        plots=lambda: [plot_concurrency(batches, plan, out)],
+        report=lambda files: report_markdown(batches, summary, session.command,
+                                             session.started_at, duration, plan, session, runs,
+                                             files),
+        failures=[
+            f"{label(s)}: {m['migration']}: {m['error']}"
+            for s, r in runs.done()
+            for m in r.get("migrations", [])
+            if "error" in m
+        ],
     )  # fmt: skip
-    plots = [plot_concurrency(batches, plan, out)]
-    write_report(out, report_markdown(batches, summary, command, started, duration, plan,
-                                      session, runs, files + plots))  # fmt: skip
-    console.print(
-        f"results in {shown(out)}/ (summary.json, {', '.join(plots + files)}, report.md, "
-        f"raw/); {duration} s",
-        highlight=False,
-    )
-    session.print_status(console)
-    for failure in failures:
-        console.print(f"[red]failed[/red]: {failure}", highlight=False)
-    return EXIT_FAILED if failures or not session.complete else EXIT_OK
+
+
+def run_one(bed: ConcurrencyBed, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+    """One run's row: the bed's, with its repetition."""
+    row = bed.run(spec, on_phase)
+    row["repetition"] = spec.repetition
+    return row
 
 
 def label(spec: RunSpec) -> str:

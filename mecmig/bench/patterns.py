@@ -34,10 +34,10 @@ from typing import Any
 
 from rich.console import Console
 
-from mecmig.bench import ROOT, environment_problem, progress, shown
-from mecmig.bench.harness import Experiment, Metric, RunSpec, Session
-from mecmig.bench.report import command_line, utc_now, write_report, write_summary
-from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mecmig.bench import ROOT, shown
+from mecmig.bench.harness import Experiment, Metric, RunSpec
+from mecmig.bench.harness_testbed import environment_ready, finish, run_on_testbed
+from mecmig.cli import EXIT_ENVIRONMENT, EXIT_USAGE
 
 SCENARIO = ROOT / "scenarios" / "chains.yaml"
 DEFAULT_OUT = ROOT / "results" / "patterns"
@@ -262,50 +262,24 @@ def chain_testbed() -> Iterator[ChainBed]:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, the plots and report.md into `args.out`."""
     from mecmig.bench.patterns_report import plot_cpu, plot_patterns, report_markdown, summarize
-    from topology.scenario import load_scenario
 
     if args.repeat is not None and args.repeat < 1:
         console.print("[red]--repeat must be at least 1[/red]")
         return EXIT_USAGE
-    problem = environment_problem([load_scenario(SCENARIO)], tools=("ovs-vsctl", "runc"), criu=True)
-    if problem:
-        console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
+    if not environment_ready(console, SCENARIO):
         return EXIT_ENVIRONMENT
     plan = plan_from(args)
     out: Path = args.out
-    started, t0 = utc_now(), time.monotonic()
-    command = command_line(command_words(args))
-    session = Session(
-        out, command=command, started_at=started, quick=bool(args.quick),
-        resume=bool(getattr(args, "resume", False)),
+    done = run_on_testbed(
+        args, console, experiment(plan), command_words(args), chain_testbed, run_one,
+        part="chain migrations", label=label, line=line,
     )  # fmt: skip
-    runs = session.add(experiment(plan))
-    crashed: list[str] = []
-    with progress(console) as bars:
-        runs.track(bars, part="chain migrations", description="starting the testbed")
-        if runs.pending():
-            try:
-                with chain_testbed() as bed:
-
-                    def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
-                        row = bed.run(spec, on_phase)
-                        row["bandwidth_bps"] = spec["bandwidth_bps"]
-                        row["repetition"] = spec.repetition
-                        return row
-
-                    runs.execute(run_one, label=label, line=line)
-            except Exception as exc:  # noqa: BLE001 - the testbed itself failed: report what we have
-                crashed.append(f"testbed: {type(exc).__name__}: {exc}")
-    duration = round(time.monotonic() - t0, 1)
+    session, runs, duration = done.session, done.runs, done.duration_s
     rows = runs.rows()
-    failures = [f"{label(s)}: {r['error']}" for s, r in runs.done() if "error" in r] + crashed
     summary = summarize(rows, plan)
-    files = session.write_files()
-    write_summary(
-        out, command=command, started_at=started, quick=bool(args.quick), rows=rows,
-        summary=summary,
+    return finish(
+        done, console, rows=rows, summary=summary,
         extra={
-            "duration_s": duration,
             "scenario": shown(SCENARIO),
             "plan": {
                 "patterns": list(plan.patterns),
@@ -317,22 +291,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "memory": {"fw": "32 MiB seeded (sfcfwd --memory 32MiB)", "video": "httpstream"},
             },
             "cpu_series": cpu_series(rows),
-            **session.summary_fields(),
-            "files": files,
         },
+        plots=lambda: [plot_patterns(rows, plan, out), plot_cpu(rows, out)],
+        report=lambda files: report_markdown(rows, summary, session.command, session.started_at,
+                                             duration, plan, session, runs, files),
+        failures=[f"{label(s)}: {r['error']}" for s, r in runs.done() if "error" in r],
     )  # fmt: skip
-    plots = [plot_patterns(rows, plan, out), plot_cpu(rows, out)]
-    write_report(out, report_markdown(rows, summary, command, started, duration, plan, session,
-                                      runs, files + plots))  # fmt: skip
-    console.print(
-        f"results in {shown(out)}/ (summary.json, {', '.join(plots + files)}, report.md, "
-        f"raw/); {duration} s",
-        highlight=False,
-    )
-    session.print_status(console)
-    for failure in failures:
-        console.print(f"[red]failed[/red]: {failure}", highlight=False)
-    return EXIT_FAILED if failures or not session.complete else EXIT_OK
+
+
+def run_one(bed: ChainBed, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+    """One run's row: the bed's, with its bandwidth and repetition."""
+    row = bed.run(spec, on_phase)
+    row["bandwidth_bps"] = spec["bandwidth_bps"]
+    row["repetition"] = spec.repetition
+    return row
 
 
 def cpu_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
