@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.measure import goodput_bps, ofctl, port_tx_packets
 from mininet_scenarios.testbed import Testbed, testbed
+from orchestration.links import RestControllerLink
+from orchestration.orchestrator import Orchestrator
+from topology.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-__all__ = ["ROOT", "goodput_bps", "live", "ofctl", "port_tx_packets"]
+__all__ = [
+    "ROOT", "Orchestrated", "goodput_bps", "live", "ofctl", "orchestrated", "port_tx_packets",
+]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -21,3 +28,27 @@ def live(
     default: the scenario's `network.shaping`)."""
     with testbed(ROOT / "scenarios" / scenario, state_file, shaping=shaping) as tb:
         yield tb
+
+
+@dataclass
+class Orchestrated:
+    """A testbed with an agent per site and an orchestrator over them (the controller's REST)."""
+
+    tb: Testbed
+    sc: Scenario
+    orch: Orchestrator
+
+
+@contextlib.contextmanager
+def orchestrated(scenario: str, log_dir: Path) -> Iterator[Orchestrated]:
+    """`scenarios/<scenario>`'s testbed without instance hosts (the agents run the instances),
+    its site agents (their logs in `log_dir`) and an orchestrator over them; nothing deployed."""
+    path = ROOT / "scenarios" / scenario
+    sc = load_scenario(path)
+    with (
+        testbed(path, instance_hosts=False) as tb,
+        SiteAgents(tb.emu, path, log_dir=log_dir) as agents,
+    ):
+        yield Orchestrated(
+            tb, sc, Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
+        )

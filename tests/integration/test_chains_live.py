@@ -27,20 +27,17 @@ from typing import Any
 
 import pytest
 
+from agent.netns import Plug
 from migration.timeline import Outcome
-from mininet_scenarios.agents import SiteAgents
-from mininet_scenarios.testbed import testbed as make_testbed
 from orchestration.chain_migration import ChainMigrationError
 from orchestration.chain_plan import plan_chain_migration
 from orchestration.chain_record import ChainRecord
-from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
-from topology.scenario import Scenario, load_scenario
+from tests.integration.live import ROOT, orchestrated
+from topology.scenario import Scenario
 from workloads import workload_path
 from workloads.sfcfwd import expected_fingerprint
 
-ROOT = Path(__file__).resolve().parents[2]
-CHAINS = ROOT / "scenarios" / "chains.yaml"
 TRIPLE = ("fw3", "ids3", "counter3")
 MOVES = (  # pattern, strategy
     ("wait-for-me", "precopy"),
@@ -59,14 +56,8 @@ class Bed:
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
-    logs = tmp_path_factory.mktemp("agents")
-    sc = load_scenario(CHAINS)
-    with (
-        make_testbed(CHAINS, instance_hosts=False) as tb,
-        SiteAgents(tb.emu, CHAINS, log_dir=logs) as agents,
-    ):
-        orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
-        yield Bed(sc, orch, tb.emu.host("ue2"))
+    with orchestrated("chains.yaml", tmp_path_factory.mktemp("agents")) as o:
+        yield Bed(o.sc, o.orch, o.tb.emu.host("ue2"))
 
 
 def stats(bed: Bed, function: str) -> dict[str, Any]:
@@ -277,6 +268,8 @@ def test_no_packet_skips_a_function_while_the_chain_moves(bed: Bed, tmp_path: Pa
 
 
 def _veth(bed: Bed, instance: str, site: str) -> str:
-    """The bridge side of `instance`'s veth at `site` (agent.netns.Plug.host_if)."""
-    bridge = bed.sc.site(site).switch_name
-    return f"v{bridge[:6]}p{bed.orch.port_at(instance, site)}"[:15]
+    """The bridge side of `instance`'s veth at `site`: the `Plug` its agent makes there (from
+    the spec the orchestrator sends it, on its site's bridge), read, not restated."""
+    spec = bed.orch.spec_at(instance, site)
+    bridge = bed.sc.site(site).switch_name  # the agent's bridge (agent.server.build_agent)
+    return Plug(spec.name, spec.ip, spec.prefix, spec.mac, bridge, spec.port).host_if

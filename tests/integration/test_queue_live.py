@@ -9,20 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from mininet_scenarios.agents import SiteAgents
-from mininet_scenarios.testbed import testbed as make_testbed
-from orchestration.links import RestControllerLink
 from orchestration.migration_queue import MigrationQueue
 from orchestration.orchestrator import Orchestrator
 from orchestration.queue_jobs import QueueJob
-from topology.scenario import load_scenario
+from tests.integration.live import orchestrated
 
-ROOT = Path(__file__).resolve().parents[2]
-CHAINS = ROOT / "scenarios" / "chains.yaml"
 MOVED = ("fw", "video", "fw3", "ids3")
 
 
@@ -34,19 +28,13 @@ class Bed:
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
-    logs = tmp_path_factory.mktemp("agents")
-    sc = load_scenario(CHAINS)
-    with (
-        make_testbed(CHAINS, instance_hosts=False) as tb,
-        SiteAgents(tb.emu, CHAINS, log_dir=logs) as agents,
-    ):
-        orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
+    with orchestrated("chains.yaml", tmp_path_factory.mktemp("agents")) as o:
         for name in MOVED:
-            orch.teardown(name)
-            orch.deploy(name)
-        yield Bed(orch, tb.ctl.client)
+            o.orch.teardown(name)
+            o.orch.deploy(name)
+        yield Bed(o.orch, o.tb.ctl.client)
         for name in MOVED:
-            orch.teardown(name)
+            o.orch.teardown(name)
 
 
 def test_network_aware_queues_what_does_not_fit_and_never_overcommits_a_link(bed: Bed) -> None:
