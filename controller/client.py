@@ -17,6 +17,7 @@ names (if set).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -38,8 +39,10 @@ from controller.api_models import (
 from ground.token import CONTROLLER_TOKEN_ENV, TOKEN_HEADER, token_from_env
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})  # asked twice, the same as once
 
 
 class ControllerClientError(Exception):
@@ -114,9 +117,18 @@ class ControllerClient:
     ) -> requests.Response:
         url = f"{self.base_url}{API_PREFIX}{path}"
         try:
-            response = self._session.request(
-                method, url, json=json, params=params, timeout=self.timeout
-            )
+            try:
+                response = self._session.request(
+                    method, url, json=json, params=params, timeout=self.timeout
+                )
+            except requests.ConnectionError as exc:
+                if method not in IDEMPOTENT or isinstance(exc, requests.Timeout):
+                    raise
+                # a kept-alive connection the server closed as it was reused: once more, anew
+                log.debug("%s %s: %s; trying once more", method, url, exc)
+                response = self._session.request(
+                    method, url, json=json, params=params, timeout=self.timeout
+                )
         except requests.Timeout as exc:
             raise ControllerUnreachable(
                 f"controller at {url} did not answer within {self.timeout} s"

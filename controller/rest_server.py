@@ -20,6 +20,9 @@ class RestServerError(Exception):
 # ------------------------------------------------------------------------------ the server
 
 
+KEEP_ALIVE_S = 75
+
+
 class RestServer:
     """Serves an ASGI app with uvicorn in a daemon thread (loopback by default).
 
@@ -33,6 +36,9 @@ class RestServer:
         self._config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="off"
         )
+        # Idle keep-alive connections stay open longer than a migration's pauses between its
+        # calls (uvicorn's default of 5 s raced with clients reusing them: a reset request)
+        self._config.timeout_keep_alive = KEEP_ALIVE_S
         # Bounds stop(): open requests get this long before their connections are dropped.
         self._config.timeout_graceful_shutdown = 5
         self._server = uvicorn.Server(self._config)

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from controller.api_models import TrafficMatch
 from controller.client import (
@@ -172,3 +173,42 @@ def test_stop_closes_the_port_and_start_again() -> None:
 
     with rest:  # a stopped server starts again (on the same port if still free)
         assert ControllerClient(rest.url).health().status == "ok"
+
+
+def _reset_first(client: ControllerClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The client's first request meets a connection the server reset; later ones go through."""
+    calls: list[str] = []
+    real = client._session.request
+
+    def flaky(method: str, url: str, **kw: object) -> requests.Response:
+        calls.append(method)
+        if len(calls) == 1:
+            raise requests.ConnectionError("('Connection aborted.', ConnectionResetError(104))")
+        return real(method, url, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client._session, "request", flaky)
+    return calls
+
+
+def test_a_get_or_delete_meeting_a_reset_connection_is_sent_once_more(
+    client: ControllerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _reset_first(client, monkeypatch)
+    assert client.health().switches_connected == 2
+    assert calls == ["GET", "GET"]
+    rid = client.reserve("ue1", "app1", "10Mbit").id
+    calls = _reset_first(client, monkeypatch)
+    client.release(rid)
+    assert calls == ["DELETE", "DELETE"]
+    with pytest.raises(NotFoundError):
+        client.reservation(rid)
+
+
+def test_a_post_meeting_a_reset_connection_is_not_sent_twice(
+    client: ControllerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _reset_first(client, monkeypatch)
+    with pytest.raises(ControllerUnreachable, match="Connection aborted"):
+        client.reserve("ue1", "app1", "10Mbit")
+    assert calls == ["POST"]
+    assert client.reservations() == []
