@@ -67,3 +67,53 @@ def test_network_aware_queues_what_does_not_fit_and_never_overcommits_a_link(bed
     assert max(worst.values()) > 0.5, worst  # the reservations were really there
     print(f"\n  started at once: {len(started)}, queued: {len(queued)}; "
           f"highest share of a link reserved: {max(worst.values()):.2f}")  # fmt: skip
+
+
+def test_what_an_operator_reserved_is_not_granted_and_jobs_start_when_it_is_released(
+    bed: Bed,
+) -> None:
+    """An operator's reservation fills the link (990 of 1000 Mbit/s, UDP, not the migrations'
+    traffic): the queue starts nothing, the jobs wait naming the link; once it is released,
+    the queue's poll sees it and they run, at the whole link, and end done."""
+    src = bed.orch.where("fw")
+    assert src is not None and bed.orch.where("video") == src
+    dst = "mec1" if src == "mec2" else "mec2"
+    client = bed.client
+    operator = client.reserve(  # type: ignore[attr-defined]
+        src, dst, "990Mbit", match={"proto": "udp", "dst_port": 9}, owner="operator"
+    )
+    queue = MigrationQueue(bed.orch, "network-aware")
+    try:
+        jobs = [QueueJob("instance", name, dst, strategy="cold") for name in ("fw", "video")]
+        submitted = queue.submit(jobs)
+        assert [s.state for s in submitted] == ["queued", "queued"], submitted
+        time.sleep(1.5)  # three polls: still nothing fits beside the operator's
+        state = queue.state()
+        assert not state.running and len(state.queue) == 2, state
+        assert all(j.waiting_for for j in state.queue), state.queue
+        released = time.monotonic()
+        client.release(operator.id, owner="operator")  # type: ignore[attr-defined]
+        started_after = None
+        grants: list[int] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for view in client.reservations():  # type: ignore[attr-defined]
+                assert view.owner != "operator"
+                grants.append(view.rate_bps)
+            state = queue.state()
+            if state.running and started_after is None:
+                started_after = time.monotonic() - released
+            if not state.running and not state.queue:
+                break
+            time.sleep(0.05)
+        state = queue.state()
+        assert [j.state for j in state.ended] == ["done", "done"], state.ended
+        assert started_after is not None and started_after < 1.5, started_after
+        assert grants and max(grants) > 500_000_000, grants  # the whole link, once free
+        assert bed.orch.where("fw") == dst and bed.orch.where("video") == dst
+    finally:
+        queue.close()
+        for view in client.reservations():  # type: ignore[attr-defined]
+            if view.owner == "operator":
+                client.release(view.id, owner="operator")  # type: ignore[attr-defined]
+    print(f"\n  started {started_after:.2f} s after the operator released the link")
