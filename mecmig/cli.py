@@ -730,9 +730,18 @@ def _check_config(path: Path) -> int:
         err_console.print(str(exc), highlight=False)
         return EXIT_FAILED
     console.print(
-        f"{path}: ok - scenario {sc.name!r}: {len(sc.sites)} sites, "
-        f"{len(sc.sites) + len(sc.switches)} switches, {len(sc.links)} links, "
-        f"{len(sc.instances)} instances, {len(sc.chains)} chains, {len(sc.ues)} UEs",
+        f"{path}: ok - scenario {sc.name!r}: "
+        + ", ".join(
+            _count(n, what)
+            for n, what in (
+                (len(sc.sites), "site"),
+                (len(sc.sites) + len(sc.switches), "switch"),
+                (len(sc.links), "link"),
+                (len(sc.instances), "instance"),
+                (len(sc.chains), "chain"),
+                (len(sc.ues), "UE"),
+            )
+        ),
         highlight=False,
     )
     return EXIT_OK
@@ -786,3 +795,10 @@ def _cleanup() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _count(n: int, what: str) -> str:
+    """`1 chain`, `2 chains`, `3 switches`."""
+    if n == 1:
+        return f"1 {what}"
+    return f"{n} {what}es" if what.endswith(("s", "sh", "ch", "x")) else f"{n} {what}s"

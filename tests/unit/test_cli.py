@@ -16,6 +16,12 @@ def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert "ok - scenario 'default'" in capsys.readouterr().out
 
 
+def test_check_config_counts_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "scenarios" / "edge.yaml")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "2 sites, 3 switches, 2 links, 3 instances, 0 chains, 1 UE\n" in out
+
+
 def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "scenarios" / "default.yaml").read_text().replace("cpus: 2", "cpus: x"))
