@@ -30,12 +30,15 @@ from controller.api_models import (
     HoldReleaseView,
     HoldView,
     InstanceView,
+    PromotionView,
     RelocationBatchView,
     RelocationView,
     ReservationView,
+    StandbyView,
     TopologyView,
     TrafficMatch,
 )
+from controller.location_models import UELocationView
 from ground.token import CONTROLLER_TOKEN_ENV, TOKEN_HEADER, token_from_env
 
 T = TypeVar("T")
@@ -231,10 +234,40 @@ class ControllerClient:
         body = {"timeout_s": timeout_s}
         return parse_response(self._request("POST", f"/instances/{instance}/hold", body), HoldView)
 
+    def announce_access_point(self, ue: str, access_point: str | None) -> UELocationView:
+        """The UE's point of access changed (None: out of every range): the location service
+        updates it and notifies its subscribers (what the emulation calls at a handover)."""
+        body = {"accessPointId": access_point}
+        resp = self._request("POST", f"/ues/{ue}/access-point", body)
+        return parse_response(resp, UELocationView)
+
     def release_hold(self, instance: str) -> HoldReleaseView:
         """Release the hold: held packets go to where `instance` is attached now."""
         resp = self._request("DELETE", f"/instances/{instance}/hold")
         return parse_response(resp, HoldReleaseView)
+
+    def standbys(self, instance: str) -> list[StandbyView]:
+        """`instance`'s standbys (its warm replicas' ports)."""
+        return self._get(f"/instances/{instance}/standbys", list[StandbyView])
+
+    def add_standby(self, instance: str, to: str, port: int | None = None) -> StandbyView:
+        """A port at site or switch `to` becomes a standby of `instance` (before its replica
+        starts there); `ConflictError` if the port is taken."""
+        body: dict[str, Any] = {"to": to}
+        if port is not None:
+            body["port"] = port
+        resp = self._request("POST", f"/instances/{instance}/standbys", body)
+        return parse_response(resp, StandbyView)
+
+    def remove_standby(self, instance: str, at: str) -> None:
+        """Forget `instance`'s standby at site or switch `at`; `NotFoundError` if none."""
+        self._request("DELETE", f"/instances/{instance}/standbys/{at}")
+
+    def promote(self, instance: str, to: str, keep_old: bool = True) -> PromotionView:
+        """Move `instance`'s traffic to its standby at `to`; `ConflictError` if it has none."""
+        body = {"to": to, "keep_old": keep_old}
+        resp = self._request("POST", f"/instances/{instance}/promote", body)
+        return parse_response(resp, PromotionView)
 
 
 def _owner(owner: str | None) -> dict[str, str] | None:

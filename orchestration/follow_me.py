@@ -14,7 +14,9 @@ time T_pre and downtime T_down), at each tick or handover:
   zone of that site).
 - **Cancel** when the prediction no longer leads there (the UE turned away, or another site is
   next; a UE handed over to a third site: cancel, then start towards it), or `timeout_s` after
-  the start.
+  the start. Once the predicted arrival time has come, the prediction looks past the target
+  (the UE is there, its handover not yet announced): for `grace_s` after it the speculation
+  waits for the handover instead of reading that as a turn.
 - **Nothing** for stateless services: warm replicas serve them (issue 12, part 4, separate
   work); they are marked once per target.
 
@@ -42,6 +44,7 @@ from topology.mobility_events import Handover, SiteChange
 
 Kind = Literal["instance", "chain"]
 MARGIN_S = 1.0
+GRACE_S = 2.0  # wall seconds a speculation waits for a handover predicted for now
 TIMEOUT_S = 60.0
 RETRY_S = 5.0
 PREPARE_ESTIMATE_S = 0.5  # the destination's namespace and the reservation
@@ -147,6 +150,7 @@ class _Track:
     site: str
     target: str | None = None
     started_s: float = 0.0
+    expected_s: float | None = None  # the predicted arrival at the target (scenario time)
     committing: bool = False
     retry_at: float = float("-inf")
     marked: str | None = None  # stateless: the target it was last marked for
@@ -163,6 +167,7 @@ class FollowMe:
     serving_site: str | None  # the site serving the UE now
     clock: Callable[[], float] | None = None
     margin_s: float = MARGIN_S
+    grace_s: float = GRACE_S
     timeout_s: float = TIMEOUT_S
     retry_s: float = RETRY_S
     scale: float = 1.0
@@ -170,8 +175,11 @@ class FollowMe:
     tracks: dict[str, _Track] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.margin_s < 0 or self.timeout_s <= 0 or self.retry_s < 0 or self.scale <= 0:
-            raise ValueError("follow-me: margin, timeout, retry and scale must be positive")
+        if (
+            self.margin_s < 0 or self.grace_s < 0 or self.timeout_s <= 0 or self.retry_s < 0
+            or self.scale <= 0
+        ):  # fmt: skip
+            raise ValueError("follow-me: margin, grace, timeout, retry and scale must be positive")
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"follow-me: a service is listed twice: {names}")
@@ -259,6 +267,9 @@ class FollowMe:
             return f"the UE is at {ue_site} now"
         if (t - tr.started_s) / self.scale >= self.timeout_s:
             return f"timeout: no handover to {tr.target} within {self.timeout_s:g} s"
+        due = tr.expected_s
+        if due is not None and due <= t <= due + self.grace_s * self.scale:
+            return None  # arrived as predicted: its handover is on its way
         if p is None:
             return "prediction: no change of site ahead"
         if p.site != tr.target:
@@ -270,6 +281,7 @@ class FollowMe:
     ) -> Start:
         svc = tr.svc
         tr.target, tr.started_s = target, t
+        tr.expected_s = p.at_s if p is not None else None
         arrival = p.at_s if p is not None else t
         lead = p.lead_s / self.scale if p is not None else 0.0
         return Start(

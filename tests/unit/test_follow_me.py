@@ -258,3 +258,23 @@ def test_the_default_dwell_is_the_predictors_and_leaving_every_range_is_no_site(
     (start,) = p.tick(21.0)
     assert isinstance(start, Start)
     assert (start.viability.dwell_s, start.viability.viable) == (None, None)
+
+
+def test_a_handover_announced_late_commits_instead_of_cancelling() -> None:
+    """At the predicted arrival the dead reckoning already looks past the target (the UE is in
+    b's range, the handover not yet announced): within the grace it is waited for; after it, a
+    prediction that leads elsewhere cancels as usual."""
+    mob = mobility(THROUGH)
+    p = policy(mob, predict=straight_ahead(mob), grace_s=2.0)
+    assert [type(a).__name__ for a in p.tick(21.0)] == ["Start"]
+    assert p.tick(24.5) == []
+    late = [h for h in mob.handovers if h.to_cell == "b"]
+    for t in (25.0, 25.5, 26.9):  # the handover is late by up to 2 s: no cancel meanwhile
+        assert p.tick(t) == [], t
+    [commit] = p.on_handover(late[0], 27.0)
+    assert commit == Commit("svc", "instance", "mec2", 27.0, pytest.approx(6.0))
+    # with no grace, the same late handover finds the speculation already cancelled
+    q = policy(mob, predict=straight_ahead(mob), grace_s=0.0)
+    q.tick(21.0)
+    [cancel] = q.tick(25.5)
+    assert isinstance(cancel, Cancel) and cancel.reason.startswith("prediction"), cancel
