@@ -15,10 +15,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import requests
-
-from controller.location_events import Notification
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,20 @@ MAX_QUEUED = 1024
 
 # POST `body` as JSON to `url` within `timeout` seconds: the status (raises on no answer)
 Poster = Callable[[requests.Session, str, dict[str, object], float], int]
+
+
+class Notification(Protocol):
+    """What is sent: `controller.location_events.Notification`, or another service's (the
+    application-mobility service's, orchestration.ams) with the same fields."""
+
+    @property
+    def subscription_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def notify_url(self) -> str: ...
+    @property
+    def body(self) -> dict[str, object]: ...
 
 
 def _post(session: requests.Session, url: str, body: dict[str, object], timeout: float) -> int:
@@ -44,7 +57,8 @@ class _Worker:
         self.sid = sid
         self.sender = sender
         self.queue: queue.Queue[Notification | None] = queue.Queue(MAX_QUEUED)
-        self.thread = threading.Thread(target=self._run, name=f"location-notify-{sid}", daemon=True)
+        name = f"{sender.service}-notify-{sid}"
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -60,7 +74,8 @@ class _Worker:
 
 
 class WebhookSender:
-    """Sends notifications (`controller.location_events.Notification`) as JSON POSTs."""
+    """Sends notifications (`controller.location_events.Notification`) as JSON POSTs;
+    `service` names them in its threads and its log ("location" unless told)."""
 
     def __init__(
         self,
@@ -68,8 +83,10 @@ class WebhookSender:
         attempts: int = ATTEMPTS,
         retry_s: float = RETRY_S,
         post: Poster = _post,
+        service: str = "location",
     ) -> None:
         self.timeout_s, self.attempts, self.retry_s, self.post = timeout_s, attempts, retry_s, post
+        self.service = service
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -136,7 +153,8 @@ class WebhookSender:
         with self._lock:
             self.dropped += 1
         log.warning(
-            "location notification for %s subscription %s to %s dropped: %s",
+            "%s notification for %s subscription %s to %s dropped: %s",
+            self.service,
             note.kind,
             note.subscription_id,
             note.notify_url,

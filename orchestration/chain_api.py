@@ -82,6 +82,7 @@ class ChainMigrationService:
             self._records[record.id] = record
 
     def _run(self, cm: ChainMigration, functions: list[str]) -> None:
+        self.migrations.started(cm.record)  # its listeners are told; the releases end it
         try:
             cm.run()
         except ChainMigrationError as exc:

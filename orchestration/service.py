@@ -48,6 +48,8 @@ if TYPE_CHECKING:  # it imports us
     from orchestration.chain_api import ChainMigrationService
 
 log = logging.getLogger("mecmig.migrations")
+# told ("started", record) as a migration starts and ("ended", record) once it ended
+MigrationListener = Callable[[str, MigrationRecord | ChainRecord], object]
 
 
 class Unavailable(Conflict):
@@ -66,6 +68,9 @@ class MigrationService:
         self._lock = threading.Lock()
         self._records: dict[str, MigrationRecord] = {}
         self._busy: dict[str, str] = {}  # instance -> what is being done to it
+        self._listeners: list[MigrationListener] = []
+        # instance -> the migration moving it: started, not ended yet
+        self._moving: dict[str, MigrationRecord | ChainRecord] = {}
 
     def claim(self, instance: str, doing: str) -> None:
         """Mark `instance` busy `doing` ("migrated", "deployed", "stopped"); Conflict if it is
@@ -78,8 +83,38 @@ class MigrationService:
             self._busy[instance] = doing
 
     def release(self, instance: str) -> None:
+        """End `instance`'s claim; if a migration moving it was `started`, it has ended: the
+        listeners are told (once per record, at the first of its instances released)."""
         with self._lock:
             self._busy.pop(instance, None)
+            record = self._moving.pop(instance, None)
+            for name in _moved(record):
+                if self._moving.get(name) is record:
+                    del self._moving[name]
+        if record is not None:
+            self._tell("ended", record)
+
+    def listen(self, listener: MigrationListener) -> None:
+        """Tell `listener` when a migration starts and when it ends: one of /v1/migrations, of
+        /v1/chain-migrations (the chain's record) and of the migration queue (`keep_in`)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def started(self, record: MigrationRecord | ChainRecord) -> None:
+        """A migration of claimed instances starts now (it ends when the first is released)."""
+        with self._lock:
+            for name in _moved(record):
+                self._moving[name] = record
+        self._tell("started", record)
+
+    def _tell(self, event: str, record: MigrationRecord | ChainRecord) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event, record)
+            except Exception:  # noqa: BLE001 - a listener never stops a migration
+                log.exception("%s: a listener of the migration's %s failed", record.id, event)
 
     @contextmanager
     def claimed(self, instance: str, doing: str) -> Iterator[None]:
@@ -119,6 +154,7 @@ class MigrationService:
             self._records[record.id] = record
 
     def _run(self, mig: Migration) -> None:
+        self.started(mig.record)
         try:
             mig.run()
         except MigrationError as exc:
@@ -139,6 +175,12 @@ class MigrationService:
         with self._lock:
             records = list(self._records.values())
         return [_view(r) for r in records]
+
+
+def _moved(record: MigrationRecord | ChainRecord | None) -> list[str]:
+    if record is None:
+        return []
+    return [record.instance] if isinstance(record, MigrationRecord) else list(record.functions)
 
 
 def api_error(exc: BaseException) -> Exception:
@@ -231,10 +273,16 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
 
     `/v1/migration-queue` (orchestration.queue_api) schedules many migrations at once under
     the policy MECMIG_MIGRATION_POLICY names (best-effort, one-per-link or network-aware, the
-    default); an unknown one stops the start-up."""
+    default); an unknown one stops the start-up.
+
+    `/amsi/v1` (orchestration.ams_api) is the application-mobility service in MEC021's shape:
+    it listens to every migration started here and notifies its subscribers."""
     import os
 
+    from controller.location_webhook import WebhookSender
     from ground.token import AGENT_TOKEN_ENV, CONTROLLER_TOKEN_ENV, token_from_env
+    from orchestration.ams_api import ams_router
+    from orchestration.ams_service import AmsService
     from orchestration.instances_api import InstanceService, instances_router  # it imports us
 
     sites = site_clients(scenario, token=token_from_env(AGENT_TOKEN_ENV))
@@ -253,6 +301,9 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     router.include_router(chain_migrations_router(chains))
     router.include_router(migration_queue_router(queue))
     router.include_router(instances_router(InstanceService(service)))
+    mobility = AmsService(scenario, WebhookSender(service="ams"))
+    service.listen(mobility.on_record)
+    router.include_router(ams_router(mobility))
     return router
 
 
@@ -274,12 +325,13 @@ def keep_in(
     service: MigrationService, chains: ChainMigrationService
 ) -> Callable[[MigrationRecord | ChainRecord], None]:
     """Where the queue's records go: a chain's to /v1/chain-migrations, others' to
-    /v1/migrations."""
+    /v1/migrations; and the service's listeners are told it started."""
 
     def keep(record: MigrationRecord | ChainRecord) -> None:
         if isinstance(record, ChainRecord):
             chains.keep(record)
         else:
             service.keep(record)
+        service.started(record)  # it runs now; its claims are released when it ends
 
     return keep

@@ -16,7 +16,10 @@ bound ('999Gbit' matches the pattern), ports with proto 'any', a port that is a 
 The location service (`/location/v2`, MEC013's shape, and `/v1/ues/{name}/access-point`,
 `/v1/mobility/playback`) is mounted as the controller mounts it, over scenarios/city.yaml's map,
 its notifications kept in the process (a fuzzed notifyURL is never called); its operations get
-at most 40 generated examples each.
+at most 40 generated examples each. So does the application-mobility service (`/amsi/v1`,
+MEC021's shape, orchestration.ams_api, which `mecmig controller` mounts with `/v1/migrations`),
+over city.yaml's instances, chain and UEs, its notifications kept too (no migration runs here,
+and none would reach a fuzzed callbackReference).
 
 Bounded: derandomized (the same cases every run), at most 150 generated examples per operation,
 no shrinking, no example database; about 10 s here for the 8 operations, 90 s at most each.
@@ -36,6 +39,8 @@ from controller.limits import MAX_BODY_BYTES, MAX_RATE_BPS
 from controller.location_api import location_routers
 from controller.location_service import LocationService
 from controller.rest import create_app
+from orchestration.ams_api import ams_router
+from orchestration.ams_service import AmsService
 from tests.unit.controller_helpers import THREE_SITES, SwitchedRuntime, make_state
 from tests.unit.fake_api import FakeAPI
 from tests.unit.location_world import CITY, Kept
@@ -43,10 +48,15 @@ from tests.unit.schema_cases import CHECKS, bounded
 from topology.scenario import load_scenario
 
 LOCATION = r"^/location/v2/|^/v1/(ues/|mobility/)"
+AMS = r"^/amsi/v1/"
 
 
 def location() -> LocationService:
     return LocationService(load_scenario(CITY), Kept())
+
+
+def mobility() -> AmsService:
+    return AmsService(load_scenario(CITY), Kept())
 
 
 class World:
@@ -57,7 +67,10 @@ class World:
         self.fabric = SwitchedRuntime(make_state(THREE_SITES))
         self.nb = Northbound(self.fabric.rt)
         self.location = location()
-        self.app = create_app(self.nb, location_routers(self.location))
+        self.mobility = mobility()
+        self.app = create_app(
+            self.nb, [*location_routers(self.location), ams_router(self.mobility)]
+        )
         http = TestClient(self.app)
         response = http.post(
             "/v1/reservations", json={"src": "mec1", "dst": "mec3", "rate": "1Mbit"}
@@ -80,11 +93,11 @@ def world() -> Iterator[World]:
 
 # The document is built from the routes alone (any facade gives the same one: checked below), so
 # it is read at import without a world; the cases are sent to the world's app.
-DOCUMENT_APP = create_app(FakeAPI(), location_routers(location()))
+DOCUMENT_APP = create_app(FakeAPI(), [*location_routers(location()), ams_router(mobility())])
 schema = schemathesis.openapi.from_asgi("/v1/openapi.json", DOCUMENT_APP)
 
 
-@schema.exclude(path_regex=LOCATION).parametrize()
+@schema.exclude(path_regex=f"{LOCATION}|{AMS}").parametrize()
 @pytest.mark.timeout(90)
 @bounded(150)
 def test_every_answer_is_one_the_document_describes(case: Any, world: World) -> None:
@@ -95,6 +108,15 @@ def test_every_answer_is_one_the_document_describes(case: Any, world: World) -> 
 @pytest.mark.timeout(90)
 @bounded(40)
 def test_every_location_answer_is_one_the_document_describes(case: Any, world: World) -> None:
+    case.call_and_validate(checks=CHECKS, app=world.app)
+
+
+@schema.include(path_regex=AMS).parametrize()
+@pytest.mark.timeout(90)
+@bounded(40)
+def test_every_application_mobility_answer_is_one_the_document_describes(
+    case: Any, world: World
+) -> None:
     case.call_and_validate(checks=CHECKS, app=world.app)
 
 
