@@ -48,6 +48,7 @@ _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # an IPv4 address or a host name
 AGENT_ENDPOINT_MAX = 200
+MAX_FOLLOWED = 16  # services that follow one UE
 
 
 def _check_mac(value: str) -> str:
@@ -276,6 +277,8 @@ class UESpec(_Model):
     path: Waypoints = ()
     loop: bool = False  # the path starts again from its first waypoint
     trace: TracePath | None = None
+    # the services that follow it when it moves (issue 12): instances and chains, by name
+    follow: tuple[Name, ...] = Field(default=(), max_length=MAX_FOLLOWED)
 
 
 class NetworkSpec(_Model):
@@ -536,8 +539,17 @@ def _cross_check(sc: Scenario) -> Iterator[tuple[str, str]]:
             if wp.at_s < last:
                 yield f"ues[{i}].trajectory[{j}].at_s", "waypoints must be in time order"
             last = wp.at_s
+    chain_names = {c.name for c in sc.chains}
+    followed: dict[str, str] = {}
     for i, ue in enumerate(sc.ues):
         yield from motion_problems(i, ue, sc.map is not None)
+        for j, name in enumerate(ue.follow):
+            if name not in instance_names and name not in chain_names:
+                yield f"ues[{i}].follow[{j}]", f"no instance or chain called {name!r}"
+            elif name in followed:
+                yield f"ues[{i}].follow[{j}]", f"{name} follows {followed[name]} already"
+            else:
+                followed[name] = ue.name
     if sc.map is not None:
         yield from map_problems(sc.map, site_names, switch_names)
     for i, chain in enumerate(sc.chains):

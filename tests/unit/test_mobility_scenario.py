@@ -215,6 +215,25 @@ def test_a_trace_is_read_relative_to_the_scenario_and_checked(tmp_path: Path) ->
 
 def test_a_scenario_without_a_map_is_unchanged_by_it() -> None:
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
-        if path != CITY:
+        if "map" not in yaml.safe_load(path.read_text()):
             sc = load_scenario(path)
-            assert sc.map is None and moving_ues(sc) == ()
+            assert sc.map is None and moving_ues(sc) == (), path
+
+
+def test_a_ue_names_the_services_that_follow_it_once_each() -> None:
+    data = _city()
+    data["ues"] = data["ues"][:2]  # the car and the walker (the bus's trace is a relative path)
+    data["ues"][0]["follow"] = ["stream", "ghost"]
+    data["ues"][1]["follow"] = ["stream", "video"]
+    assert _problems(data) == {
+        "ues[0].follow[1]": "no instance or chain called 'ghost'",
+        "ues[1].follow[0]": "stream follows car already",
+    }
+    data["ues"][0]["follow"] = ["stream"]
+    data["ues"][1]["follow"] = ["video"]
+    sc = parse_scenario(data, source="t.yaml")
+    assert sc.ue("car").follow == ("stream",) and sc.ue("walker").follow == ("video",)
+    data["ues"][0]["follow"] = [f"i{n}" for n in range(17)]
+    assert _problems(data) == {
+        "ues[0].follow": "Tuple should have at most 16 items after validation, not 17"
+    }
