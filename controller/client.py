@@ -234,10 +234,21 @@ class ControllerClient:
         body = {"timeout_s": timeout_s}
         return parse_response(self._request("POST", f"/instances/{instance}/hold", body), HoldView)
 
-    def announce_access_point(self, ue: str, access_point: str | None) -> UELocationView:
+    def announce_access_point(
+        self,
+        ue: str,
+        access_point: str | None,
+        t_s: float | None = None,
+        time_scale: float | None = None,
+    ) -> UELocationView:
         """The UE's point of access changed (None: out of every range): the location service
-        updates it and notifies its subscribers (what the emulation calls at a handover)."""
-        body = {"accessPointId": access_point}
+        updates it and notifies its subscribers (what the emulation calls at a handover).
+        `t_s`, `time_scale`: the mobility's time of the change, and how fast it is played."""
+        body: dict[str, object] = {"accessPointId": access_point}
+        if t_s is not None:
+            body["t_s"] = t_s
+        if time_scale is not None:
+            body["time_scale"] = time_scale
         resp = self._request("POST", f"/ues/{ue}/access-point", body)
         return parse_response(resp, UELocationView)
 

@@ -357,7 +357,7 @@ def mobility_router(service: LocationService) -> APIRouter:
         """A UE's point of access changed (what the emulation calls when it moves the UE's
         link; null: out of every range): the location service's subscribers are notified."""
         with _errors():
-            move, count = service.announce(name, body.accessPointId)
+            move, count = service.announce(name, body.accessPointId, body.t_s, body.time_scale)
         return UELocationView(
             ue=move.ue,
             address=move.address,

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from controller.location import MAX_CALLBACK_DATA, MAX_CORRELATOR, MAX_URL_LENGTH
 from controller.location_service import MAX_TIME_SCALE, MIN_TIME_SCALE
-from topology.mobility_spec import MAP_NAME_PATTERN
+from topology.mobility_spec import MAP_NAME_PATTERN, MAX_TIME_S
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
 ADDRESS_PATTERN = rf"^acr:{_OCTET}(\.{_OCTET}){{3}}$"
@@ -208,9 +208,13 @@ class InlineZonalPresenceNotification(_Model):
 
 
 class AccessPointAnnouncement(_Request):
-    """A UE's new point of access (null: out of every range), e.g. from the emulation."""
+    """A UE's new point of access (null: out of every range), e.g. from the emulation; with
+    `t_s`, the mobility's time of the change (and `time_scale`), which sets the controller's
+    mobility clock (what follow-me predicts with)."""
 
     accessPointId: MapId | None
+    t_s: float | None = Field(default=None, ge=0, le=MAX_TIME_S)
+    time_scale: float | None = Field(default=None, ge=MIN_TIME_SCALE, le=MAX_TIME_SCALE)
 
 
 class UELocationView(_Model):

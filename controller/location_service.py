@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 from controller.location import LocationState, UnknownLocation
 from controller.location_events import Kind, Move, Notification, Subscription, UserEvent
 from topology.mobility_events import Handover, UEMobility, merged, moving_ues, ue_mobility
+from topology.mobility_map import RadioMap
 from topology.mobility_playback import Playback, play
 from topology.scenario import Scenario
 
@@ -32,6 +33,9 @@ class Notifier(Protocol):
     def send(self, notes: Sequence[Notification]) -> None: ...
     def forget(self, subscription_id: str) -> None: ...
     def close(self) -> None: ...
+
+
+Listener = Callable[[Handover], object]
 
 
 class PlaybackConflict(Exception):
@@ -120,6 +124,50 @@ class LocationService:
         self._lock = threading.Lock()
         self._playback: PlaybackRunner | None = None
         self._paths: list[UEMobility] | None = None
+        self._radio = RadioMap.from_spec(scenario.map) if scenario.map is not None else None
+        # the mobility's clock: (monotonic reading, scenario seconds then, scale) at the last
+        # announcement that gave its time, or at the playback's start
+        self._time_base: tuple[float, float, float] | None = None
+        self._listeners: list[Listener] = []
+
+    # ------------------------------------------------------------------ time and listeners
+
+    def scenario_time(self) -> float | None:
+        """The mobility's time now (scenario seconds): from a playback's start, or from the
+        last announcement that carried its time; None before either."""
+        with self._lock:
+            base = self._time_base
+        if base is None:
+            return None
+        wall, t_s, scale = base
+        return t_s + (self.monotonic() - wall) * scale
+
+    def add_listener(self, listener: Listener) -> None:
+        """`listener(handover)` after every change of a UE's access point (announced or played
+        back), outside the service's lock, in the announcing thread (say follow-me)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _tell(self, handover: Handover) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(handover)
+            except Exception:  # noqa: BLE001 - a listener's failure is its own, not the move's
+                log.exception("a listener failed on %s's handover", handover.ue)
+
+    def _as_handover(
+        self, move: Move, t_s: float, position: tuple[float, float] | None
+    ) -> Handover:
+        def site(ap: str | None) -> str | None:
+            return None if ap is None or self._radio is None else self._radio.cell(ap).site
+
+        x, y = position if position is not None else (0.0, 0.0)
+        return Handover(
+            t_s, move.ue, move.old_ap, move.new_ap, move.old_zone, move.new_zone,
+            site(move.old_ap), site(move.new_ap), x, y,
+        )  # fmt: skip
 
     def read(self, query: Callable[[LocationState], T]) -> T:
         """`query(state)` under the lock."""
@@ -128,12 +176,23 @@ class LocationService:
 
     # ------------------------------------------------------------------ moves
 
-    def announce(self, ue: str, ap: str | None) -> tuple[Move, int]:
-        """The UE is on access point `ap` now: the move, and how many notifications it made."""
+    def announce(
+        self, ue: str, ap: str | None, t_s: float | None = None, time_scale: float | None = None
+    ) -> tuple[Move, int]:
+        """The UE is on access point `ap` now: the move, and how many notifications it made.
+        `t_s` (with `time_scale`, default the last one or 1): the mobility's time of the move,
+        which sets the mobility's clock (`scenario_time`)."""
         with self._lock:
             move, notes = self.state.announce(ue, ap)
             self.notifier.send(notes)
+            if t_s is not None:
+                scale = time_scale or (self._time_base[2] if self._time_base else 1.0)
+                self._time_base = (self.monotonic(), t_s, scale)
+            position = self.state.users[ue].position
         log.info("UE %s on access point %s (was %s)", ue, move.new_ap, move.old_ap)
+        if move.new_ap != move.old_ap:
+            now = self.scenario_time()
+            self._tell(self._as_handover(move, now if now is not None else 0.0, position))
         return move, len(notes)
 
     def apply(self, handover: Handover) -> Move:
@@ -141,6 +200,8 @@ class LocationService:
             move, notes = self.state.apply(handover)
             self.notifier.send(notes)
         log.debug("handover %s: %s -> %s", handover.ue, move.old_ap, move.new_ap)
+        if move.new_ap != move.old_ap:
+            self._tell(handover)
         return move
 
     # ------------------------------------------------------------------ subscriptions
@@ -191,6 +252,7 @@ class LocationService:
                 self.notifier.send(notes)
             runner = PlaybackRunner(merged(self._paths), self.apply, scale, self.monotonic)
             self._playback = runner
+            self._time_base = (runner.playback.start_wall, 0.0, scale)
         runner.thread.start()
         log.info("mobility playback: %d handover(s) at x%g", len(runner.playback.events), scale)
         return runner.status()

@@ -54,12 +54,13 @@ class Moved:
 class UEMover:
     """Moves the scenario's UEs in `emu` as their cells change (module docstring)."""
 
-    def __init__(self, emu: Emulation, client: ControllerClient) -> None:
+    def __init__(self, emu: Emulation, client: ControllerClient, time_scale: float = 1.0) -> None:
         sc = emu.scenario
         if sc.map is None:
             raise MotionError(f"scenario {sc.name} has no map: its UEs have no cells")
         self.emu = emu
         self.client = client
+        self.time_scale = time_scale  # told with each change: the controller's mobility clock
         self.radio = RadioMap.from_spec(sc.map)
         self.at: dict[str, str] = {ue.name: sc.switch_of(ue.attach) for ue in sc.ues}
         self.log: list[Moved] = []
@@ -83,7 +84,7 @@ class UEMover:
                         "%s: %s -> %s, re-plugged at %s:%d in %.0f ms",
                         h.ue, h.from_cell, h.to_cell, switch, port, replug_ms,
                     )  # fmt: skip
-            self.client.announce_access_point(h.ue, h.to_cell)
+            self.client.announce_access_point(h.ue, h.to_cell, h.t_s, self.time_scale)
             moved = Moved(h, switch, port, replug_ms, switchover_ms)
             self.log.append(moved)
             return moved
@@ -100,6 +101,7 @@ def drive(
 ) -> int:
     """Play `events` (in time order) at `scale` scenario seconds per second: each is applied to
     the emulation, then handed to `also` (say a follow-me driver). Returns how many."""
+    mover.time_scale = scale
 
     def handle(h: Handover) -> None:
         mover.apply(h)

@@ -34,8 +34,8 @@ class Recorder:
     def move_host(self, name: str, switch: str, port: int) -> None:
         self.calls.append(("move_host", name, switch, port))
 
-    def announce_access_point(self, ue: str, cell: str | None) -> None:
-        self.calls.append(("announce", ue, cell))
+    def announce_access_point(self, ue: str, cell: str | None, t_s: float, scale: float) -> None:
+        self.calls.append(("announce", ue, cell, t_s, scale))
 
 
 def test_a_new_site_relocates_then_replugs_and_every_change_is_announced() -> None:
@@ -46,8 +46,10 @@ def test_a_new_site_relocates_then_replugs_and_every_change_is_announced() -> No
         mover.apply(h)
     s2, s3 = sc.switch_of("mec2"), sc.switch_of("mec3")
     assert rec.calls == [
-        ("relocate", "car", s2), ("move_host", "car", s2, 7), ("announce", "car", "cell2"),
-        ("relocate", "car", s3), ("move_host", "car", s3, 7), ("announce", "car", "cell3"),
+        ("relocate", "car", s2), ("move_host", "car", s2, 7),
+        ("announce", "car", "cell2", 7.5, 1.0),
+        ("relocate", "car", s3), ("move_host", "car", s3, 7),
+        ("announce", "car", "cell3", 22.5, 1.0),
     ]  # fmt: skip
     assert [(m.switch, m.port) for m in mover.log] == [(s2, 7), (s3, 7)]
 
@@ -59,5 +61,5 @@ def test_a_cell_on_the_same_switch_is_only_announced() -> None:
     [first, _] = ue_mobility(sc, "car").handovers
     mover.at["car"] = sc.switch_of("mec2")  # as if already there
     moved = mover.apply(first)
-    assert rec.calls == [("announce", "car", "cell2")]
+    assert rec.calls == [("announce", "car", "cell2", 7.5, 1.0)]
     assert moved.switch is None and moved.replug_ms is None
