@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from migration.engine import Migration, MigrationError
 from migration.network import ControllerLink, RelocationIncomplete
+from migration.strategies import Rounds
 from migration.timeline import Clock, MigrationRecord, Outcome, PhaseRecord, monotonic
 from orchestration.chain_record import ChainRecord, Pattern
 
@@ -91,6 +92,18 @@ class ChainMigration:
         if "switch" not in self.steps:
             raise ValueError(f"strategy {first.plan.strategy} has no switch step")
         self._failed = threading.Event()  # async: the other functions stop at their next step
+        at = self.steps.index("switch")
+        self._before, self._after = self.steps[:at], self.steps[at + 1 :]
+        # the steps `prepare()` runs: up to the rounds, or up to and with the prepare step
+        self._split = (
+            self._before.index("rounds")
+            if "rounds" in self._before
+            else self._before.index("prepare") + 1
+            if "prepare" in self._before
+            else 0
+        )
+        self._cpu0: dict[str, tuple[int, int] | None] = {}
+        self._active: list[Migration] = []  # functions whose rounds are not over (iterate_once)
 
     @property
     def tag(self) -> str:
@@ -99,10 +112,33 @@ class ChainMigration:
     def _now_ms(self) -> float:
         return (self.clock() - self.t0) * 1000.0
 
+    def now_ms(self) -> float:
+        """Milliseconds since the chain's time origin (its record's and every function's)."""
+        return self._now_ms()
+
     # ------------------------------------------------------------------ running
 
     def run(self) -> ChainRecord:
         """Move the chain; ChainMigrationError (record inside) if it did not complete."""
+        self.begin()
+        try:
+            self._before_switch(self._before)
+            self._from_switch()
+        except BaseException as exc:  # any function, before the chain's point of no return
+            error = self._roll_back(exc)
+            if not isinstance(exc, Exception):
+                raise
+            raise error from exc
+        return self._end()
+
+    # ------------------------------------------------------------------ step by step
+    # `run()` in pieces, for a caller that decides when each comes (a speculation: see
+    # orchestration.chain_speculation): begin(), prepare(), iterate_once() until it says the
+    # rounds are over (then warm_round() as often as wanted), finish(); before finish() has
+    # passed the point of no return, any failure is the caller's to hand to abandon(exc).
+
+    def begin(self) -> None:
+        """Log the start; every function's source CPU counters now (for the conclusion)."""
         log.info(
             "%s: %s chain migration of %s -> %s (%s)",
             self.tag,
@@ -111,26 +147,115 @@ class ChainMigration:
             self.record.destination,
             self.record.strategy,
         )
-        cpu0 = {m.plan.instance: m.begin() for m in self.ms}
-        at = self.steps.index("switch")
-        before, after = self.steps[:at], self.steps[at + 1 :]
-        try:
-            self._before_switch(before)
-            self._switch()
-            self._in_pattern(after)
-            for m in self.ms:
-                m.commit()
-            self.record.point_of_no_return_ms = self._now_ms()
-            self._emit("point_of_no_return", None, None)
-        except BaseException as exc:  # any function, before the chain's point of no return
-            error = self._roll_back(exc)
-            if not isinstance(exc, Exception):
-                raise
-            raise error from exc
-        errors = self._conclude(cpu0)
+        self._cpu0 = {m.plan.instance: m.begin() for m in self.ms}
+
+    @property
+    def has_rounds(self) -> bool:
+        """Whether the strategy has pre-copy rounds (`iterate_once`, `warm_round`)."""
+        return "rounds" in self._before
+
+    @property
+    def past_point_of_no_return(self) -> bool:
+        return self.record.point_of_no_return_ms is not None
+
+    def prepare(self) -> None:
+        """The steps before the rounds (or, without rounds, up to the prepare step), per the
+        pattern: every function's destination namespace and reservation."""
+        self._before_switch(self._before[: self._split])
+        self._active = list(self.ms)
+
+    def iterate_once(self) -> bool:
+        """One pre-copy round for every function whose stop rule has not ended its rounds:
+        at once (async, wait-for-me: a barrier after), in turn (round-robin); True once every
+        function's rounds are over (and at once without rounds)."""
+        if not self.has_rounds:
+            return True
+        active = list(self._active)
+        if self.pattern is Pattern.ROUND_ROBIN:
+            for m in active:
+                _focus(m)
+                if m.iterate_once():
+                    self._active.remove(m)
+        else:
+            over = self._parallel_over(active, lambda m: m.iterate_once())
+            self._active = [m for m, done in zip(active, over, strict=True) if not done]
+        return not self._active
+
+    def warm_round(self) -> None:
+        """Keep the delta warm: one more round for every function (their rounds are over),
+        at once or in turn as the pattern says."""
+        if not self.has_rounds:
+            return
+
+        def warm(m: Migration) -> None:
+            m.precopy_round(False if m.strategy.rounds is Rounds.FILES else None)
+
+        self._all(warm)
+
+    def finish(
+        self, warmed: bool = False, serving: Callable[[], None] | None = None
+    ) -> ChainRecord:
+        """The rest: the final reservations sized from the last (warm) round if `warmed`, the
+        remaining steps before the switch per the pattern (the final freezes), the chain's
+        switch, the restores, the point of no return; then `serving()`, and the clean-up,
+        which finishes the record. Raises before the point of no return without rolling
+        back: hand the error to `abandon`."""
+        rest = self._before[self._split :]
+        if self.has_rounds:
+            if self._active:
+                raise RuntimeError(f"{self.tag}: finish before every function's rounds ended")
+            rest = rest[1:]  # the rounds were run by iterate_once
+            if warmed:
+                self._all(lambda m: m.boost())
+        self._before_switch(rest)
+        self._from_switch()
+        if serving is not None:
+            serving()
+        return self._end()
+
+    def abandon(self, exc: BaseException) -> ChainMigrationError:
+        """Before the point of no return: the whole chain rolled back, the record finished;
+        the error to raise (its record says `rolled_back`, or `failed` if the rollback itself
+        was incomplete)."""
+        return self._roll_back(exc)
+
+    def _from_switch(self) -> None:
+        """The chain's switch, the steps after it, and its point of no return."""
+        self._switch()
+        self._in_pattern(self._after)
+        for m in self.ms:
+            m.commit()
+        self.record.point_of_no_return_ms = self._now_ms()
+        self._emit("point_of_no_return", None, None)
+
+    def _end(self) -> ChainRecord:
+        errors = self._conclude(self._cpu0)
         self.record.summarize()
         self._finish(Outcome.DONE if not errors else Outcome.FAILED, "; ".join(errors) or None)
         return self.record
+
+    def _parallel_over(self, ms: Sequence[Migration], action: Callable[[Migration], T]) -> list[T]:
+        """`action` for the functions `ms` only, each in a thread (see `_parallel`)."""
+        results: dict[int, T] = {}
+        errors: dict[int, BaseException] = {}
+
+        def one(i: int, m: Migration) -> None:
+            try:
+                results[i] = action(m)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors[i] = exc
+
+        threads = [
+            threading.Thread(target=one, args=(i, m), name=f"chain-{m.plan.instance}")
+            for i, m in enumerate(ms)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[min(errors)]
+        return [results[i] for i in range(len(ms))]
 
     def _before_switch(self, steps: Sequence[str]) -> None:
         if self.pattern is Pattern.ASYNC:
@@ -179,26 +304,7 @@ class ChainMigration:
     def _parallel(self, action: Callable[[Migration], T]) -> list[T]:
         """`action` for every function, each in a thread; when all have ended, the first
         error (in chain order) is raised."""
-        results: dict[int, T] = {}
-        errors: dict[int, BaseException] = {}
-
-        def one(i: int, m: Migration) -> None:
-            try:
-                results[i] = action(m)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                errors[i] = exc
-
-        threads = [
-            threading.Thread(target=one, args=(i, m), name=f"chain-{m.plan.instance}")
-            for i, m in enumerate(self.ms)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[min(errors)]
-        return [results[i] for i in range(len(self.ms))]
+        return self._parallel_over(self.ms, action)
 
     def _switch(self) -> None:
         """The chain's steering moves once: every function's source link down, then all of

@@ -2,6 +2,7 @@
 speculative migrations (`orchestration.speculation`).
 
     follower = Follower(policy, orchestrator_launcher(orch, strategy="precopy"))
+    # a chain's Start moves it whole: orchestrator_launcher(orch, pattern="round-robin")
     follower.on_handover(handover)   # from the location service, a playback, the emulation
     follower.tick(t)                 # every so often (say every 100 ms), scenario time
 
@@ -21,9 +22,12 @@ from dataclasses import dataclass, field
 
 from ground.defaults import DOWNTIME_BUDGET_MS, MIGRATION_RATE_BPS
 from migration.engine import Migration
+from orchestration.chain_plan import plan_chain_migration
+from orchestration.chain_record import Pattern
+from orchestration.chain_speculation import ChainMove
 from orchestration.follow_me import Action, Cancel, Commit, FollowMe, Nothing, Start
 from orchestration.orchestrator import Orchestrator, OrchestratorError
-from orchestration.speculation import SpecState, Speculation
+from orchestration.speculation import Movable, SpecState, Speculation
 from topology.mobility_events import Handover
 
 log = logging.getLogger(__name__)
@@ -122,17 +126,30 @@ def orchestrator_launcher(
     orch: Orchestrator,
     *,
     strategy: str = "precopy",
+    pattern: str = Pattern.WAIT_FOR_ME.value,
     budget_ms: float = DOWNTIME_BUDGET_MS,
     rate_bps: int = MIGRATION_RATE_BPS,
-    speculate: Callable[[Migration], Speculation] = Speculation,
+    speculate: Callable[[Movable | Migration], Speculation] = Speculation,
 ) -> Launch:
-    """Starts plan an instance's migration with `orch` (OrchestratorError if it cannot go) and
-    wrap it with `speculate` (say `functools.partial(Speculation, warm_interval_s=0.5)`).
-    Chains are not carried out yet (Unsupported)."""
+    """Starts plan the move with `orch` (OrchestratorError if it cannot go) and wrap it with
+    `speculate` (say `functools.partial(Speculation, warm_interval_s=0.5)`): an instance's
+    migration, or a chain's (`kind` "chain": every function, moved under `pattern` with one
+    switch, `orchestration.chain_speculation.ChainMove`)."""
 
     def launch(a: Start) -> Speculation:
+        if a.kind == "chain":
+            try:
+                orch.sc.chain(a.service)
+            except KeyError:  # it never will be: the service is no longer followed
+                raise Unsupported(f"chain {a.service}: no such chain in the scenario") from None
+            cm = plan_chain_migration(
+                orch, a.service, a.target, pattern=pattern, strategy=strategy,
+                budget_ms=budget_ms, rate_bps=rate_bps,
+            )  # fmt: skip
+            cm.record.metrics["speculative"] = a.speculative
+            return speculate(ChainMove(cm))
         if a.kind != "instance":
-            raise Unsupported(f"{a.kind} {a.service}: speculative chain migration is not done yet")
+            raise Unsupported(f"{a.kind} {a.service}: not a kind of move the launcher knows")
         mig = orch.plan_migration(
             a.service, a.target, strategy=strategy, budget_ms=budget_ms, rate_bps=rate_bps
         )

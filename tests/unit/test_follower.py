@@ -76,7 +76,8 @@ def test_drive_through_the_service_follows() -> None:
     done = w.drive(24.5, wait_at={21.0: SpecState.READY})
     assert [(type(d.action), d.action.service, d.result) for d in done] == [
         (Start, "svc", "started"),
-        (Start, "duo", "unsupported: chain duo: speculative chain migration is not done yet"),
+        # a chain is planned as one (orchestration.chain_plan); this scenario has none
+        (Start, "duo", "unsupported: chain duo: no such chain in the scenario"),
     ]
     spec = w.follower.speculations["svc"]
     assert spec.state is SpecState.READY
