@@ -30,7 +30,7 @@ from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 
 from controller.arp import OP_REQUEST, arp_reply, parse_arp
-from controller.extensions import load_extension
+from controller.extensions import load_extension, mount_extension
 from controller.facade import Northbound
 from controller.hold import held_host_id
 from controller.location_api import location_routers
@@ -121,7 +121,9 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         routers = [
             *location_routers(self.location),
             *(
-                load_extension(spec)(self.northbound, scenario, rest_url)
+                mount_extension(
+                    load_extension(spec), self.northbound, scenario, rest_url, self.location
+                )
                 for spec in self.settings.extensions
             ),
         ]

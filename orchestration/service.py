@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path
 
 from controller.api_models import Conflict, Invalid, NotFound
 from controller.facade import Northbound
+from controller.location_service import LocationService
 from controller.rest import API_PREFIX, ERRORS
 from migration.engine import Migration, MigrationError
 from migration.network import ControllerLink
@@ -261,7 +262,13 @@ def migrations_router(service: MigrationService) -> APIRouter:
     return router
 
 
-def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRouter:
+def mount(
+    northbound: Northbound,
+    scenario: Scenario,
+    rest_url: str,
+    *,
+    location: LocationService | None = None,
+) -> APIRouter:
     """The controller extension (controller.extensions): `/v1/migrations`, and the instances'
     status, deploy and stop (orchestration.instances_api), over the scenario's site agents (at
     their `agent:` endpoints, else the local Unix sockets), with the facade as the engine's
@@ -276,7 +283,10 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     default); an unknown one stops the start-up.
 
     `/amsi/v1` (orchestration.ams_api) is the application-mobility service in MEC021's shape:
-    it listens to every migration started here and notifies its subscribers."""
+    it listens to every migration started here and notifies its subscribers.
+
+    `/v1/follow-me` (orchestration.follow_api) moves a UE's services ahead of its handovers,
+    which it hears from the controller's `location` service (without one: not mounted)."""
     import os
 
     from controller.location_webhook import WebhookSender
@@ -304,6 +314,19 @@ def mount(northbound: Northbound, scenario: Scenario, rest_url: str) -> APIRoute
     mobility = AmsService(scenario, WebhookSender(service="ams"))
     service.listen(mobility.on_record)
     router.include_router(ams_router(mobility))
+    if location is not None:
+        from orchestration.follow_api import follow_router
+        from orchestration.follow_service import FollowService
+
+        follow = FollowService(
+            service.orch,
+            scenario,
+            location.scenario_time,
+            claims=service,
+            keep=keep_in(service, chains),
+        )
+        location.add_listener(follow.handover)
+        router.include_router(follow_router(follow))
     return router
 
 

@@ -120,7 +120,11 @@ def test_migrate_refuses_bad_agent_flags_and_token_files(
 def test_the_controllers_flag_hands_the_token_file_to_v1_migrations(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    # the flag sets the variable itself: have monkeypatch restore its absence at the end (a
+    # `delenv` of a variable that is not set records nothing, and a later one would put the
+    # flag's value back for the tests after this one)
+    monkeypatch.setenv(TOKEN_ENV, "")
+    monkeypatch.delenv(TOKEN_ENV)
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
@@ -144,6 +148,6 @@ def test_the_controllers_flag_hands_the_token_file_to_v1_migrations(
     token.chmod(0o644)
     with pytest.raises(TokenFileError, match="chmod 600"):
         orchestration.service.mount(object(), sc, "http://127.0.0.1:8080")  # type: ignore[arg-type]
-    monkeypatch.delenv(TOKEN_ENV)
+    del os.environ[TOKEN_ENV]
     orchestration.service.mount(object(), sc, "http://127.0.0.1:8080")  # type: ignore[arg-type]
     assert seen["token"] is None
