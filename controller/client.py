@@ -45,6 +45,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+LOCATION_PREFIX = "/location/v2"  # the location service, in ETSI MEC013's shape
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})  # asked twice, the same as once
 
 
@@ -116,9 +117,14 @@ class ControllerClient:
     # -------------------------------------------------------------------------- plumbing
 
     def _request(
-        self, method: str, path: str, json: object = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        json: object = None,
+        params: dict[str, str] | None = None,
+        prefix: str = API_PREFIX,
     ) -> requests.Response:
-        url = f"{self.base_url}{API_PREFIX}{path}"
+        url = f"{self.base_url}{prefix}{path}"
         try:
             try:
                 response = self._session.request(
@@ -251,6 +257,30 @@ class ControllerClient:
             body["time_scale"] = time_scale
         resp = self._request("POST", f"/ues/{ue}/access-point", body)
         return parse_response(resp, UELocationView)
+
+    def track_user(self, address: str, notify_url: str, events: Sequence[str] = ()) -> str:
+        """Subscribe `notify_url` to a user's location events (MEC013 userTracking; `address`
+        like `acr:10.0.0.100`; `events`: ENTERING_EVENT, LEAVING_EVENT, TRANSFERRING_EVENT,
+        default all); the subscription's URL (for `untrack`)."""
+        sub: dict[str, object] = {
+            "callbackReference": {"notifyURL": notify_url},
+            "address": address,
+        }
+        if events:
+            sub["userEventCriteria"] = list(events)
+        body = {"userTrackingSubscription": sub}
+        resp = self._request("POST", "/subscriptions/userTracking", body, prefix=LOCATION_PREFIX)
+        data = _body(resp)
+        inner = data.get("userTrackingSubscription", {}) if isinstance(data, dict) else {}
+        url = inner.get("resourceURL") if isinstance(inner, dict) else None
+        if not isinstance(url, str):
+            raise ClientError(resp.status_code, "no resourceURL in the subscription's answer", data)
+        return url
+
+    def untrack(self, resource_url: str) -> None:
+        """End a subscription `track_user` made (its URL)."""
+        path = resource_url.split(LOCATION_PREFIX, 1)[-1]
+        self._request("DELETE", path, prefix=LOCATION_PREFIX)
 
     def release_hold(self, instance: str) -> HoldReleaseView:
         """Release the hold: held packets go to where `instance` is attached now."""

@@ -5,6 +5,7 @@ stays up until Ctrl-C, so that `mecmig migrate` (from another shell) has somethi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ from controller.client import ControllerClient, ControllerClientError
 from migration.site import SiteError
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator, OrchestratorError
+from topology.mobility_events import moving_ues
 from topology.scenario import load_scenario
 
 EXIT_OK, EXIT_FAILED, EXIT_ENVIRONMENT = 0, 1, 3
@@ -28,6 +30,7 @@ def emulate_command(args: argparse.Namespace, console: Console) -> int:
     """Run the emulation until SIGINT/SIGTERM (or `--duration`); see the module docstring."""
     from mininet_scenarios.agents import SiteAgents
     from mininet_scenarios.emulation import EmulationError, emulate
+    from mininet_scenarios.ue_motion import FollowLocation, UEMover
 
     path: Path = args.scenario
     sc = load_scenario(path)
@@ -64,7 +67,21 @@ def emulate_command(args: argparse.Namespace, console: Console) -> int:
                         orch.deploy(inst.name)
                 _summary(console, sc.name, agents.endpoints, orch, [i.name for i in instances])
                 _hint(console, path, agents.endpoints, args.token_file)
-                stop.wait()
+                moving = moving_ues(sc)
+                following = (
+                    FollowLocation(UEMover(emu, client), moving)
+                    if moving
+                    else contextlib.nullcontext()
+                )
+                with following:
+                    if moving:
+                        console.print(
+                            f"UEs {', '.join(moving)} are re-plugged as the controller's location "
+                            "service moves them: e.g. POST /v1/mobility/playback "
+                            '{"time_scale": 2}, and POST /v1/follow-me {"ue": ...}',
+                            highlight=False,
+                        )
+                    stop.wait()
                 console.print("stopping: instances, agents, then the emulated network")
             finally:
                 agents.stop()

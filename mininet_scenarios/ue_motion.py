@@ -4,6 +4,7 @@ controller is told.
 
     mover = UEMover(emu, controller_client)
     mover.apply(handover)        # or: drive(mover, events, scale=4.0, also=follower.on_handover)
+    with FollowLocation(mover, ["car"]): ...   # or the controller moves them (its playback)
 
 - The cell's `attach` (a site or a switch; default the cell's site) names the switch the UE
   hangs off. When it is another switch than the UE's now, the controller moves the UE's traffic
@@ -20,19 +21,24 @@ flight while its link is swapped are lost (and retransmitted).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from controller.client import ControllerClient
+from controller.client import ControllerClient, ControllerClientError
+from ground.runner import CommandError
 from mininet_scenarios.emulation import Emulation
 from topology.mobility_events import Handover
 from topology.mobility_map import RadioMap
 from topology.mobility_playback import Playback, play
 
 log = logging.getLogger(__name__)
+MAX_NOTE_BYTES = 64 * 1024  # a notification is a few hundred bytes
 
 
 class MotionError(Exception):
@@ -71,15 +77,9 @@ class UEMover:
         with self._lock:
             switch = port = replug_ms = switchover_ms = None
             if h.to_cell is not None:
-                target = self.emu.scenario.switch_of(self.radio.cell(h.to_cell).attach)
-                if target != self.at[h.ue]:
-                    t0 = time.monotonic()
-                    view = self.client.relocate(h.ue, target)
-                    self.emu.move_host(h.ue, view.new_switch, view.new_port)
-                    replug_ms = (time.monotonic() - t0) * 1000.0
-                    switchover_ms = view.switchover_ms
-                    switch, port = view.new_switch, view.new_port
-                    self.at[h.ue] = target
+                done = self._replug(h.ue, h.to_cell)
+                if done is not None:
+                    switch, port, replug_ms, switchover_ms = done
                     log.info(
                         "%s: %s -> %s, re-plugged at %s:%d in %.0f ms",
                         h.ue, h.from_cell, h.to_cell, switch, port, replug_ms,
@@ -88,6 +88,22 @@ class UEMover:
             moved = Moved(h, switch, port, replug_ms, switchover_ms)
             self.log.append(moved)
             return moved
+
+    def replug(self, ue: str, cell: str) -> tuple[str, int, float, float] | None:
+        """Only the emulation's part: re-plug `ue` for `cell` if it hangs off another switch
+        (the controller told us of the move: nothing is announced back)."""
+        with self._lock:
+            return self._replug(ue, cell)
+
+    def _replug(self, ue: str, cell: str) -> tuple[str, int, float, float] | None:
+        target = self.emu.scenario.switch_of(self.radio.cell(cell).attach)
+        if target == self.at[ue]:
+            return None
+        t0 = time.monotonic()
+        view = self.client.relocate(ue, target)
+        self.emu.move_host(ue, view.new_switch, view.new_port)
+        self.at[ue] = target
+        return view.new_switch, view.new_port, (time.monotonic() - t0) * 1000.0, view.switchover_ms
 
 
 def drive(
@@ -109,3 +125,87 @@ def drive(
             also(h)
 
     return play(Playback(events, clock(), scale), clock, sleep, handle)
+
+
+class FollowLocation:
+    """Re-plug the emulation's UEs as the controller's location service moves them: while the
+    controller plays the scenario's paths (`POST /v1/mobility/playback`) or anybody announces
+    a handover, `mecmig emulate` follows its MEC013 user-tracking notifications (ENTERING and
+    TRANSFERRING name the new access point), received on 127.0.0.1 at a port of its own.
+
+        with FollowLocation(mover, ["car"]):   # subscribed; unsubscribed on exit
+            ...
+    """
+
+    def __init__(self, mover: UEMover, ues: Sequence[str], host: str = "127.0.0.1") -> None:
+        sc = mover.emu.scenario
+        self.mover = mover
+        self.by_address = {f"acr:{sc.ue(u).ip}": u for u in ues}
+        self.subscriptions: list[str] = []
+        self.replugged: list[tuple[str, str]] = []  # (ue, cell)
+        self.server = ThreadingHTTPServer((host, 0), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/notify"
+
+    def __enter__(self) -> FollowLocation:
+        self._thread.start()
+        try:
+            for address in self.by_address:
+                events = ("ENTERING_EVENT", "TRANSFERRING_EVENT")
+                self.subscriptions.append(self.mover.client.track_user(address, self.url, events))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for url in self.subscriptions:
+            try:
+                self.mover.client.untrack(url)
+            except ControllerClientError as err:
+                log.warning("subscription %s not removed: %s", url, err)
+        self.subscriptions.clear()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def notified(self, body: object) -> None:
+        """One notification: re-plug its user for its access point (others are ignored)."""
+        note = body.get("zonalPresenceNotification") if isinstance(body, dict) else None
+        if not isinstance(note, dict):
+            return
+        ue = self.by_address.get(str(note.get("address")))
+        cell = note.get("currentAccessPointId")
+        if ue is None or not isinstance(cell, str):
+            return
+        if note.get("userEventType") not in ("ENTERING_EVENT", "TRANSFERRING_EVENT"):
+            return
+        try:
+            done = self.mover.replug(ue, cell)
+        except (ControllerClientError, CommandError, KeyError) as exc:
+            log.error("%s could not be re-plugged for %s: %s", ue, cell, exc)
+            return
+        self.replugged.append((ue, cell))
+        if done is not None:
+            log.info("%s on %s: re-plugged at %s:%d in %.0f ms", ue, cell, *done[:3])
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                length = min(int(self.headers.get("Content-Length") or 0), MAX_NOTE_BYTES)
+                raw = self.rfile.read(length)
+                with contextlib.suppress(ValueError):  # not JSON: nothing to do
+                    outer.notified(json.loads(raw))
+                self.send_response(204)  # after the re-plug: the sender's order is the moves'
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # quiet: no access log in the user's terminal
+
+        return Handler

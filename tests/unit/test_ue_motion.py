@@ -4,11 +4,13 @@ re-plugs the UE there; a cell on the same switch re-plugs nothing; every change 
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mininet_scenarios.ue_motion import UEMover
+from mininet_scenarios.ue_motion import FollowLocation, UEMover
 from topology.mobility_events import ue_mobility
 from topology.scenario import load_scenario
 
@@ -63,3 +65,50 @@ def test_a_cell_on_the_same_switch_is_only_announced() -> None:
     moved = mover.apply(first)
     assert rec.calls == [("announce", "car", "cell2", 7.5, 1.0)]
     assert moved.switch is None and moved.replug_ms is None
+
+
+class FakeMover:
+    """What FollowLocation uses of a UEMover: the emulation's scenario, the client, replug."""
+
+    def __init__(self) -> None:
+        self.emu = Recorder(load_scenario(DRIVE))
+        self.client = self
+        self.calls: list[tuple[Any, ...]] = []
+
+    def track_user(self, address: str, url: str, events: Any) -> str:
+        self.calls.append(("track", address, tuple(events)))
+        return f"http://127.0.0.1:8080/location/v2/subscriptions/userTracking/{len(self.calls)}"
+
+    def untrack(self, url: str) -> None:
+        self.calls.append(("untrack", url.rsplit("/", 1)[-1]))
+
+    def replug(self, ue: str, cell: str) -> None:
+        self.calls.append(("replug", ue, cell))
+
+
+def _post(url: str, body: object) -> int:
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return int(resp.status)
+
+
+def test_the_emulation_replugs_ues_as_the_controllers_notifications_say() -> None:
+    mover = FakeMover()
+    with FollowLocation(mover, ["car", "turner"]) as follow:  # type: ignore[arg-type]
+        note = {"address": "acr:10.0.0.100", "userEventType": "ENTERING_EVENT",
+                "currentAccessPointId": "cell2", "zoneId": "zone02"}  # fmt: skip
+        assert _post(follow.url, {"zonalPresenceNotification": note}) == 204
+        leaving = {**note, "userEventType": "LEAVING_EVENT", "currentAccessPointId": "cell1"}
+        _post(follow.url, {"zonalPresenceNotification": leaving})  # left: nothing to re-plug
+        _post(follow.url, {"zonalPresenceNotification": {**note, "address": "acr:10.9.9.9"}})
+        _post(follow.url, {"something": "else"})
+    assert mover.calls == [
+        ("track", "acr:10.0.0.100", ("ENTERING_EVENT", "TRANSFERRING_EVENT")),
+        ("track", "acr:10.0.0.101", ("ENTERING_EVENT", "TRANSFERRING_EVENT")),
+        ("replug", "car", "cell2"),
+        ("untrack", "1"),
+        ("untrack", "2"),
+    ]
+    assert follow.replugged == [("car", "cell2")]
