@@ -2,12 +2,14 @@
 the README's code blocks): Debian's servers deployed, moved, read back and stopped
 (scenarios/servers.yaml); the same from images made by `mecmig image pack`
 (scenarios/images.yaml), where the first migration to mec2 sends the image and the move back
-sends none; a 3-function chain moved there and back with two patterns (scenarios/chains.yaml).
+sends none; a 3-function chain moved there and back with two patterns (scenarios/chains.yaml);
+a car's key-value store following it past three sites (scenarios/drive.yaml).
 Each command must exit 0; nothing outlives the tour."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ BLOCKS = {
     "servers": "Real servers as Debian ships them",
     "images": "The same servers from images",
     "chains": "A whole service function chain",
+    "follow": "### Follow-me: services that follow their users",
 }
 
 
@@ -90,7 +93,11 @@ def test_a_tour_works_as_written(tmp_path: Path, tour: str) -> None:
                 proc.stop(timeout=60)
         time.sleep(0.5)
     said = "\n".join(outputs)
-    assert said.count(": done, total") == 2, said
+    if tour == "follow":  # the car's store followed it to mec3, by two speculative moves
+        assert '"moves_done":2' in said and '"moves_cancelled":0' in said, said
+        assert any(re.search(r"\bkv\b.*\bmec3\b.*\brunning\b", ln) for ln in said.splitlines())
+    else:
+        assert said.count(": done, total") == 2, said
     if tour == "chains":
         assert "(wait-for-me, precopy)" in said and "(round-robin, cold, network-aware)" in said
     if tour == "images":
