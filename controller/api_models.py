@@ -298,6 +298,45 @@ class RelocationBatchView(_Model):
     )
 
 
+# ------------------------------------------------------------------------------ standbys
+
+
+class StandbyRequest(_Request):
+    """Make a port at `to` a standby of the instance: the port of a warm replica (same IP and
+    MAC) that nothing is steered to and whose frames are dropped there."""
+
+    to: Name = Field(description="site or switch name")
+    port: SwitchPort | None = Field(
+        default=None,
+        description="port on the switch (default: the instance's declared port there, else a "
+        "free one)",
+    )
+
+
+class StandbyView(_Model):
+    instance: str
+    switch: str
+    port: int
+    site: str | None = None
+
+
+class PromotionRequest(_Request):
+    """Move the instance's traffic to its standby at `to` (a flow switch: nothing starts)."""
+
+    to: Name = Field(description="site or switch of one of the instance's standbys")
+    keep_old: bool = Field(
+        default=True,
+        description="the old place becomes a standby (else it is forgotten: remove its "
+        "replica first, or its frames will be learned)",
+    )
+
+
+class PromotionView(RelocationView):
+    old_place: Literal["standby", "forgotten"] = Field(
+        description="what the old place is now: a standby of the instance, or nothing"
+    )
+
+
 class HoldRequest(_Request):
     """Hold an instance's traffic at the controller (while it is frozen for a migration)."""
 
@@ -360,5 +399,13 @@ class ControllerAPI(Protocol):
     def relocate_batch(self, req: RelocationBatchRequest) -> RelocationBatchView: ...
 
     def hold(self, instance: str, req: HoldRequest) -> HoldView: ...
+
+    def standbys(self, instance: str) -> list[StandbyView]: ...
+
+    def add_standby(self, instance: str, req: StandbyRequest) -> StandbyView: ...
+
+    def remove_standby(self, instance: str, at: str) -> None: ...
+
+    def promote(self, instance: str, req: PromotionRequest) -> PromotionView: ...
 
     def release_hold(self, instance: str) -> HoldReleaseView: ...

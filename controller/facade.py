@@ -28,6 +28,8 @@ from controller.api_models import (
     LinkDirectionView,
     LinkView,
     NotFound,
+    PromotionRequest,
+    PromotionView,
     Proto,
     RelocationBatchRequest,
     RelocationBatchView,
@@ -36,16 +38,19 @@ from controller.api_models import (
     ReservationRequest,
     ReservationView,
     SiteView,
+    StandbyRequest,
+    StandbyView,
     SwitchView,
     TopologyView,
     TrafficMatch,
 )
 from controller.reservations import ReservationRecord
-from controller.runtime import Runtime, SwitchError
-from controller.state import StateError, UnknownName
+from controller.runtime import Execution, Runtime, SwitchError
+from controller.state import Occupied, StateError, UnknownName
 from controller.traffic_hold import TrafficHolds
 from topology.admission import reserved_per_link
 from topology.errors import AdmissionError, TopologyError
+from topology.model import Attachment
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -231,20 +236,7 @@ class Northbound:
                 done.elapsed_ms,
                 done.flow_mods,
             )
-            views = [
-                RelocationView(
-                    instance=new.host,
-                    old_switch=old.switch,
-                    old_port=old.port,
-                    new_switch=new.switch,
-                    new_port=new.port,
-                    switches_touched=done.switches,
-                    flow_mods=done.flow_mods,
-                    switchover_ms=round(done.elapsed_ms, 3),
-                    switches_pending=done.skipped,
-                )
-                for old, new in moved
-            ]
+            views = [_moved_view(old, new, done) for old, new in moved]
             return RelocationBatchView(
                 moves=views,
                 switches_touched=done.switches,
@@ -254,6 +246,61 @@ class Northbound:
             )
 
         return self._run(job)
+
+    def standbys(self, instance: str) -> list[StandbyView]:
+        """The instance's standbys (warm replicas' ports), by switch."""
+        return self._run(
+            lambda: [self._standby_view(a) for a in self.rt.state.standbys_of(instance)]
+        )
+
+    def add_standby(self, instance: str, req: StandbyRequest) -> StandbyView:
+        """A port at `req.to` becomes a standby of the instance (409 if it is taken)."""
+
+        def job() -> StandbyView:
+            with self.rt.transaction() as tx:
+                att, plan = self.rt.state.add_standby(instance, req.to, req.port)
+                tx.execute(plan)
+            return self._standby_view(att)
+
+        return self._run(job)
+
+    def remove_standby(self, instance: str, at: str) -> None:
+        """The instance's standby at `at` (site or switch) is forgotten (404 if none)."""
+
+        def job() -> None:
+            with self.rt.transaction() as tx:
+                tx.execute(self.rt.state.remove_standby(instance, at)[1])
+
+        self._run(job)
+
+    def promote(self, instance: str, req: PromotionRequest) -> PromotionView:
+        """The instance's traffic moves to its standby at `req.to` in one make-before-break
+        change (409 if it has none there)."""
+
+        def job() -> PromotionView:
+            with self.rt.transaction() as tx:
+                old, new, plan = self.rt.state.promote(instance, req.to, keep_old=req.keep_old)
+                done = tx.execute(plan)
+            log.info(
+                "promoted %s %s:%d -> %s:%d in %.2f ms (%d flow-mods)",
+                instance,
+                old.switch,
+                old.port,
+                new.switch,
+                new.port,
+                done.elapsed_ms,
+                done.flow_mods,
+            )
+            return PromotionView(
+                **_moved_view(old, new, done).model_dump(),
+                old_place="standby" if req.keep_old else "forgotten",
+            )
+
+        return self._run(job)
+
+    def _standby_view(self, att: Attachment) -> StandbyView:
+        site = next((s.name for s in self.rt.state.declared.sites if s.switch == att.switch), None)
+        return StandbyView(instance=att.host, switch=att.switch, port=att.port, site=site)
 
     def hold(self, instance: str, req: HoldRequest) -> HoldView:
         return self._run(lambda: self.holds.hold(instance, req.timeout_s))
@@ -294,6 +341,8 @@ class Northbound:
             raise NotFound(str(exc.args[0]) if exc.args else "not found") from exc
         except UnknownName as exc:
             raise NotFound(str(exc), name=exc.name) from exc
+        except Occupied as exc:
+            raise Conflict(str(exc)) from exc
         except (StateError, TopologyError, ValueError) as exc:
             raise Invalid(str(exc)) from exc
         except SwitchError as exc:
@@ -311,6 +360,20 @@ class Northbound:
                 undone=exc.undone,
                 unconfirmed=list(exc.unconfirmed),
             ) from exc
+
+
+def _moved_view(old: Attachment, new: Attachment, done: Execution) -> RelocationView:
+    return RelocationView(
+        instance=new.host,
+        old_switch=old.switch,
+        old_port=old.port,
+        new_switch=new.switch,
+        new_port=new.port,
+        switches_touched=done.switches,
+        flow_mods=done.flow_mods,
+        switchover_ms=round(done.elapsed_ms, 3),
+        switches_pending=done.skipped,
+    )
 
 
 def _view(rec: ReservationRecord) -> ReservationView:

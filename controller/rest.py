@@ -33,6 +33,8 @@ from controller.api_models import (
     HoldRequest,
     HoldView,
     InstanceView,
+    PromotionRequest,
+    PromotionView,
     RelocationBatchRequest,
     RelocationBatchView,
     RelocationRequest,
@@ -40,6 +42,8 @@ from controller.api_models import (
     ReservationRequest,
     ReservationView,
     ResizeRequest,
+    StandbyRequest,
+    StandbyView,
     TopologyView,
 )
 from controller.limits import (
@@ -114,6 +118,15 @@ Owner = Annotated[
 InstanceName = Annotated[
     str,
     Path(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN, description="instance"),
+]
+PlaceName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=NAME_PATTERN,
+        description="site or switch of the standby",
+    ),
 ]
 
 
@@ -262,6 +275,55 @@ def _router(api: ControllerAPI) -> APIRouter:
     def release_hold(name: InstanceName) -> HoldReleaseView:
         """Release the hold: the held packets go out of the instance's port, where it is now."""
         return api.release_hold(name)
+
+    @router.get(
+        "/instances/{name}/standbys",
+        response_model=list[StandbyView],
+        tags=["standbys"],
+        responses=READ_ONE,
+    )
+    def standbys(name: InstanceName) -> list[StandbyView]:
+        """The instance's standbys: ports of its warm replicas (same IP and MAC), which nothing
+        is steered to and whose frames are dropped there (never learned)."""
+        return api.standbys(name)
+
+    @router.post(
+        "/instances/{name}/standbys",
+        response_model=StandbyView,
+        status_code=201,
+        tags=["standbys"],
+        responses=ADMITTED,
+    )
+    def add_standby(name: InstanceName, body: StandbyRequest) -> StandbyView:
+        """Make a port at a site or switch a standby of the instance, before its replica starts
+        there (the same standby again changes nothing; 409 if the port is another host's or
+        standby's, or the instance is at that switch or has a standby there at another port)."""
+        return api.add_standby(name, body)
+
+    @router.delete(
+        "/instances/{name}/standbys/{place}",
+        status_code=204,
+        response_class=Response,
+        tags=["standbys"],
+        responses=CHANGE,
+    )
+    def remove_standby(name: InstanceName, place: PlaceName) -> Response:
+        """Forget the instance's standby at a site or switch (after its replica is removed:
+        frames from that port are learned again)."""
+        api.remove_standby(name, place)
+        return Response(status_code=204)
+
+    @router.post(
+        "/instances/{name}/promote",
+        response_model=PromotionView,
+        tags=["standbys"],
+        responses=ADMITTED,
+    )
+    def promote(name: InstanceName, body: PromotionRequest) -> PromotionView:
+        """Move the instance's traffic to its standby at `to` in one make-before-break change
+        (a flow switch: nothing starts); the old place becomes a standby unless `keep_old` is
+        false. 409 if the instance has no standby there."""
+        return api.promote(name, body)
 
     return router
 

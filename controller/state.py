@@ -33,11 +33,20 @@ from controller.plan import (
     Desired,
     Plan,
     Stage,
+    SwitchConfig,
+    delete_strict,
     full_config,
     reconcile,
     staged_by_distance,
 )
 from controller.reservations import ReservationRecord, default_burst_kb
+from controller.standby import (
+    flow_changes,
+    ports_of,
+    standby_flow,
+    standby_flows,
+    with_standby_flows,
+)
 from controller.steering import Chain, ChainError, chain_flows
 from controller.trees import Forest
 from topology.admission import LinkLoad, admit, admit_on, fits_on_path, resize_check
@@ -51,6 +60,11 @@ log = logging.getLogger(__name__)
 
 class StateError(ValueError):
     """A request the model cannot carry out (unknown host, bad port, ...), with a message."""
+
+
+class Occupied(StateError):
+    """A request that conflicts with what is there (a port taken, a standby that is not one):
+    the REST API answers 409."""
 
 
 class UnknownName(StateError):
@@ -72,6 +86,7 @@ class Snapshot:
     next_reservation: int
     holds: frozenset[str]
     forest: Forest = field(compare=False)
+    standbys: dict[str, dict[str, Attachment]] = field(default_factory=dict)
 
 
 def check_rate(rate_bps: object) -> int:
@@ -151,6 +166,8 @@ class FabricState:
         self.reservations: dict[int, ReservationRecord] = {}
         self.next_reservation = 1
         self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
+        # host -> switch -> a standby attachment of it there (a warm replica's port)
+        self.standbys: dict[str, dict[str, Attachment]] = {}
         self._topo: Topology | None = self.declared
         self._forest = Forest.of(self.declared)
         self._load = LinkLoad(self.declared)
@@ -245,8 +262,14 @@ class FabricState:
     def desired(self) -> Desired:
         """What every switch should hold now (all of it: for tests and tools; a connecting
         switch gets its own, `switch_config`)."""
-        live = self._live()
-        return {sw.name: self._index.config(live, sw.name) for sw in self.declared.switches}
+        return {sw.name: self._config(sw.name) for sw in self.declared.switches}
+
+    def _config(self, switch: str) -> SwitchConfig:
+        """What `switch` should hold: the index's config and the drops of standbys there."""
+        config = self._index.config(self._live(), switch)
+        for flow in standby_flows(self.standbys, self.host_ids).get(switch, []):
+            config.add_flow(flow)
+        return config
 
     def _commit(self, before: Model, touched: Touched) -> Stage:
         if not touched:
@@ -255,7 +278,7 @@ class FabricState:
 
     def switch_config(self, switch: str) -> list[Any]:
         """All messages for `switch` when it (re)connects."""
-        config = self._index.config(self._live(), switch)
+        config = self._config(switch)
         # A switch that was away may hold meters of reservations released meanwhile: meter ids
         # are reservation ids, never reused, so every earlier id not in force is stale.
         stale = set(range(1, self.next_reservation)) - set(config.meters)
@@ -293,7 +316,7 @@ class FabricState:
         def owned(meter_id: int) -> bool:
             return meter_id < self.next_reservation or meter_id in ours
 
-        return reconcile(self._index.config(self._live(), switch), flows, meters, owned, unreadable)
+        return reconcile(self._config(switch), flows, meters, owned, unreadable)
 
     # ------------------------------------------------------------------ reservations
 
@@ -514,6 +537,13 @@ class FabricState:
         if taken:
             first = min(taken, key=self._index.pos.__getitem__)
             raise StateError(f"port {port} of {switch} is taken by {first}")
+        for sb_port, owner in ports_of(self.standbys, switch):
+            if sb_port == port or owner == host:  # 422 as a taken port is (409: standbys)
+                raise StateError(
+                    f"port {port} of {switch} is a standby of {owner}"
+                    if owner != host
+                    else f"{host} has a standby at {switch}: promote it, or remove it first"
+                )
         return old, replace(old, switch=switch, port=port)
 
     def _move(self, old: Attachment, new: Attachment) -> None:
@@ -561,10 +591,15 @@ class FabricState:
         used = {self.hosts[name].port for name in self._index.by_switch.get(switch, {})}
         used |= {a.port for a in declared}
         used |= {ln.port_on(switch) for ln in self.declared.links_of(switch)}
+        used |= {port for port, _ in ports_of(self.standbys, switch)}
         return max(used, default=0) + 1
 
     def learn_host(self, mac: str, ip: str | None, switch: str, port: int) -> Plan:
-        """A frame from `mac` came in at `switch`:`port` (an edge port): record where it is."""
+        """A frame from `mac` came in at `switch`:`port` (an edge port): record where it is.
+        Nothing is learned from a standby's port (a warm replica answers with its instance's
+        MAC: see controller.standby)."""
+        if self.standby_at(switch, port) is not None:
+            return []
         known = self.host_by_mac(mac)
         if known is not None:
             if (known.switch, known.port) == (switch, port) and (ip is None or known.ip == ip):
@@ -584,6 +619,120 @@ class FabricState:
         self._index.host_added(att)
         log.info("learned host %s (%s) at %s:%d", mac, ip, switch, port)
         return [self._commit(before, Touched(hosts={name}))]
+
+    # ------------------------------------------------------------------ standbys
+
+    def standby_at(self, switch: str, port: int) -> str | None:
+        """The host whose standby is at `switch`:`port`, or None."""
+        for sb_port, host in ports_of(self.standbys, switch):
+            if sb_port == port:
+                return host
+        return None
+
+    def standbys_of(self, host: str) -> list[Attachment]:
+        """`host`'s standbys, by switch name (UnknownName if there is no such host)."""
+        if host not in self.hosts:
+            raise UnknownName(f"no host called {host!r}", host)
+        places = self.standbys.get(host, {})
+        return [places[sw] for sw in sorted(places)]
+
+    def add_standby(self, host: str, to: str, port: int | None = None) -> tuple[Attachment, Plan]:
+        """Make `to` (a site or switch), port `port` (default: the host's declared port there,
+        else a free one), a standby of `host`: frames from it are dropped there and never
+        learned (see controller.standby). The same standby again changes nothing. Occupied if
+        the port is another host's or another standby's, if `host` is at that switch itself
+        or has a standby there at another port; StateError for a link port; nothing changed."""
+        if host not in self.hosts:
+            raise UnknownName(f"no host called {host!r}", host)
+        switch = self._switch(to)
+        mine = self.standbys.get(host, {}).get(switch)
+        if port is None:
+            port = mine.port if mine is not None else self._free_port(switch, self.hosts[host])
+        self._check_standby(host, switch, port)
+        if mine is not None:
+            return mine, []
+        att = replace(self.hosts[host], switch=switch, port=port)
+        self.standbys.setdefault(host, {})[switch] = att
+        log.info("standby of %s at %s:%d", host, switch, port)
+        return att, [{switch: [standby_flow(att, self.host_ids[host])]}]
+
+    def remove_standby(self, host: str, at: str) -> tuple[Attachment, Plan]:
+        """Forget `host`'s standby at `at` (a site or switch): its port's drop goes, so remove
+        the replica there first (its frames would be learned). UnknownName if there is none."""
+        if host not in self.hosts:
+            raise UnknownName(f"no host called {host!r}", host)
+        switch = self._switch(at)
+        places = self.standbys.get(host, {})
+        att = places.get(switch)
+        if att is None:
+            raise UnknownName(f"{host} has no standby at {at}", at)
+        del places[switch]
+        if not places:
+            del self.standbys[host]
+        log.info("standby of %s at %s:%d removed", host, switch, att.port)
+        return att, [{switch: [delete_strict(standby_flow(att, self.host_ids[host]))]}]
+
+    def promote(
+        self, host: str, to: str, *, keep_old: bool = True
+    ) -> tuple[Attachment, Attachment, Plan]:
+        """Move `host`'s traffic to its standby at `to` (a site or switch) in one
+        make-before-break change, as a relocation does: the standby's drop goes first with the
+        new place's forwarding; the old place becomes a standby (its drop last, once nothing is
+        steered there), or is forgotten without `keep_old`. Occupied if `host` has no standby
+        there; nothing changed."""
+        if host not in self.hosts:
+            raise UnknownName(f"no host called {host!r}", host)
+        switch = self._switch(to)
+        sb = self.standbys.get(host, {}).get(switch)
+        if sb is None:
+            have = ", ".join(sorted(self.standbys.get(host, {}))) or "none"
+            raise Occupied(f"{host} has no standby at {to} to promote (standbys at: {have})")
+        old = self.hosts[host]
+        new = replace(old, switch=sb.switch, port=sb.port)
+        standbys_before = {h: dict(places) for h, places in self.standbys.items()}
+        before = self._model()
+        places = self.standbys[host]
+        del places[switch]
+        if keep_old:
+            places[old.switch] = old
+        if not places:
+            del self.standbys[host]
+        touched = Touched(hosts={host})
+        self._move(old, new)
+        self._reroute(self._index.res_by_host.get(host, set()), touched)
+        plan = self._commit_move(before, touched, new.switch)
+        first, last = flow_changes(standbys_before, self.standbys, self.host_ids, self.host_ids)
+        log.info("promoted %s: %s:%d -> %s:%d", host, old.switch, old.port, new.switch, new.port)
+        return old, new, with_standby_flows(plan, first, last)
+
+    def _switch(self, name: str) -> str:
+        try:
+            return self.declared.resolve(name)
+        except UnknownNodeError as exc:
+            raise UnknownName(f"no site or switch called {name!r}", name) from exc
+
+    def _check_standby(self, host: str, switch: str, port: int) -> None:
+        """Whether `host` can have a standby at `switch`:`port` (see `add_standby`)."""
+        if host not in self.hosts:
+            raise UnknownName(f"no host called {host!r}", host)
+        self.declared.switch(switch)
+        check_switch_port(port)
+        primary = self.hosts[host]
+        if primary.mac is None:
+            raise StateError(f"{host} has no MAC address: a standby answers with its MAC")
+        if primary.switch == switch:
+            raise Occupied(f"{host} is at {switch} itself: a standby is at another switch")
+        if self.is_link_port(switch, port):
+            raise StateError(f"port {port} of {switch} is a link port, not a host port")
+        for name in self._index.by_switch.get(switch, {}):
+            if self.hosts[name].port == port:
+                raise Occupied(f"port {port} of {switch} is taken by {name}")
+        other = self.standby_at(switch, port)
+        if other is not None and other != host:
+            raise Occupied(f"port {port} of {switch} is a standby of {other}")
+        mine = self.standbys.get(host, {}).get(switch)
+        if mine is not None and mine.port != port:
+            raise Occupied(f"{host} has a standby at {switch} already, at port {mine.port}")
 
     # ------------------------------------------------------------------ links
 
@@ -650,6 +799,7 @@ class FabricState:
             next_reservation=self.next_reservation,
             holds=frozenset(self.holds),
             forest=self._forest,
+            standbys={h: dict(places) for h, places in self.standbys.items()},
         )
 
     def roll_back(self, snap: Snapshot, switches: Collection[str] | None = None) -> Plan:
@@ -681,6 +831,9 @@ class FabricState:
             links=[tuple(sorted(p)) for p in self.down ^ snap.down],  # type: ignore[misc]
         )
         full = self._index.stage(now, then, touched) if touched else {}
+        # standby drops: those the operation made go first, those it removed come back last
+        sb_first, sb_last = flow_changes(self.standbys, snap.standbys, self.host_ids, snap.host_ids)
+        self.standbys = {h: dict(places) for h, places in snap.standbys.items()}
         self.down = set(snap.down)
         self._topo = None
         self.hosts = dict(snap.hosts)
@@ -691,12 +844,18 @@ class FabricState:
         self._forest = snap.forest
         self._rebuild()
         stage: Stage = {sw: msgs for sw, msgs in full.items() if switches is None or sw in switches}
+        sb_first, sb_last = (
+            {sw: m for sw, m in part.items() if switches is None or sw in switches}
+            for part in (sb_first, sb_last)
+        )
         if not stage:
-            return []
+            return with_standby_flows([], sb_first, sb_last)
         back_to = [snap.hosts[h].switch for h in moved if h in snap.hosts]
         if len(back_to) == 1:
-            return staged_by_distance(stage, self._forest.distances(back_to[0]))
-        return [stage]
+            plan = staged_by_distance(stage, self._forest.distances(back_to[0]))
+        else:
+            plan = [stage]
+        return with_standby_flows(plan, sb_first, sb_last)
 
     # ------------------------------------------------------------------ persistence
 
@@ -709,6 +868,9 @@ class FabricState:
             "reservations": [_record(r) for r in self.reservations.values()],
             "hosts": [_attachment(a) for a in self.hosts.values()],
             "host_ids": self.host_ids,
+            "standbys": [
+                _attachment(a) for places in self.standbys.values() for a in places.values()
+            ],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -741,6 +903,15 @@ class FabricState:
         # in id order: the order reroutes take them in (as they were made)
         self.reservations = {rec.id: rec for rec in sorted(saved, key=lambda rec: rec.id)}
         self.next_reservation = int(data.get("next_reservation", 1))
+        self.standbys = {}
+        for sb in data.get("standbys", []):
+            att = Attachment(**sb)
+            try:
+                self._check_standby(att.host, att.switch, att.port)
+            except (StateError, TopologyError) as exc:
+                log.warning("saved standby of %s ignored: %s", att.host, exc)
+                continue
+            self.standbys.setdefault(att.host, {})[att.switch] = att
         self._rebuild()
 
     def _check_saved(self, rec: ReservationRecord) -> None:

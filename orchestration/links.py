@@ -17,23 +17,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.api_models import (
+    ApiError,
     Conflict,
     HoldRequest,
+    PromotionRequest,
     RelocationBatchRequest,
     RelocationRequest,
     ReservationRequest,
     ReservationView,
+    StandbyRequest,
     TrafficMatch,
 )
-from controller.client import ConflictError, ControllerClient
+from controller.client import ClientError, ConflictError, ControllerClient
 from controller.facade import Northbound
 from controller.limits import MAX_RATE_BPS
 from migration.network import Grant, RelocationIncomplete
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StandbyRefused(Exception):
+    """The controller refused a standby operation (unknown instance or site: `status` 404; a
+    port taken, no standby to promote: 409), with its message; nothing changed there."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Refused(Exception):
@@ -163,6 +176,17 @@ class RestControllerLink(_Owners):
             return None
         return f"{self.client.base_url}/v1/instances/{instance}/hold"
 
+    # standbys: warm replicas' ports (orchestration.replicas)
+
+    def add_standby(self, instance: str, site: str, port: int) -> None:
+        _standby(lambda: self.client.add_standby(instance, site, port))
+
+    def remove_standby(self, instance: str, site: str) -> None:
+        _standby(lambda: self.client.remove_standby(instance, site))
+
+    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
+        return _moved(instance, _standby(lambda: self.client.promote(instance, site, keep_old)))
+
 
 class FacadeLink(_Owners):
     """The same, answered in-process by the controller's northbound facade. `rest_url` is the
@@ -233,6 +257,32 @@ class FacadeLink(_Owners):
         if self.rest_url is None:
             return None
         return f"{self.rest_url}/v1/instances/{instance}/hold"
+
+    # standbys: warm replicas' ports (orchestration.replicas)
+
+    def add_standby(self, instance: str, site: str, port: int) -> None:
+        _standby(lambda: self.nb.add_standby(instance, StandbyRequest(to=site, port=port)))
+
+    def remove_standby(self, instance: str, site: str) -> None:
+        _standby(lambda: self.nb.remove_standby(instance, site))
+
+    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
+        req = PromotionRequest(to=site, keep_old=keep_old)
+        return _moved(instance, _standby(lambda: self.nb.promote(instance, req)))
+
+
+def _standby(call: Callable[[], T]) -> T:
+    """`call()`; a refusal (4xx, from the facade or over HTTP) as StandbyRefused."""
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.status >= 500:
+            raise
+        raise StandbyRefused(exc.message, exc.status) from exc
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        raise StandbyRefused(exc.message, exc.status) from exc
 
 
 def _client_residual(exc: ConflictError) -> int:

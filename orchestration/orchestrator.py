@@ -33,6 +33,7 @@ from migration.timeline import Listener, MigrationRecord
 from orchestration.ids import new_migration_id
 from orchestration.instance_images import HowToRun, ImageSupply, ImageUnusable, Sent
 from orchestration.placement import InstanceStatus, LastMigration, Placement, StopReport
+from orchestration.standby_link import StandbyLink
 from topology.scenario import InstanceSpec as ScenarioInstance
 from topology.scenario import Scenario
 from topology.world import topology_from_scenario
@@ -78,6 +79,11 @@ class ImageNotSent(OrchestratorError):
 class AlreadyDeployed(OrchestratorError):
     """The instance runs at a site already, or a site holds a copy of it: deploying it again
     would make two (the message says where, and in what state)."""
+
+
+class NotStateless(OrchestratorError):
+    """A replica asked of an instance that is not `stateless: true`: two copies of a stateful
+    one would diverge."""
 
 
 class Orchestrator:
@@ -298,6 +304,44 @@ class Orchestrator:
             except RelocationIncomplete as exc:  # it runs; they learn where when they connect
                 log.warning("deployed %s at %s, but %s", instance, site, exc)
         return site
+
+    def deploy_replica(self, instance: str, site: str, standbys: StandbyLink | None = None) -> int:
+        """Start a warm replica of stateless `instance` at `site` (issue 12 part 4): the
+        primary's spec there (same IP and MAC), its port first made a standby at the controller
+        (`standbys`, default the network link if it has them) so that nothing it sends is
+        learned, then created. The one deliberate second copy: NotStateless for an instance
+        that is not `stateless: true`, NotServing if it runs nowhere, AlreadyDeployed if `site`
+        holds it, SitesUnreachable if `site` cannot say. Returns the replica's port; a create
+        that fails removes the standby again."""
+        inst = self.instance(instance)
+        if not inst.stateless:
+            raise NotStateless(f"{instance} is not stateless: it gets no replica (migrate it)")
+        target = self.site(site)
+        placed = self.placement(instance)
+        if site in placed.errors:
+            raise SitesUnreachable(
+                f"{instance}: {site} cannot say what it holds: {placed.errors[site]}"
+            )
+        if site in placed.present:
+            raise AlreadyDeployed(f"{instance} is {placed.present[site]} at {site} already")
+        if not placed.running:
+            raise NotServing(f"{instance} runs nowhere: deploy it before its replicas")
+        spec = self.spec_at(instance, site)
+        self.ensure_image(instance, site)
+        if standbys is None and isinstance(self.network, StandbyLink):
+            standbys = self.network
+        if standbys is not None:
+            standbys.add_standby(instance, site, spec.port)
+        try:
+            target.create(spec)
+        except BaseException:
+            if standbys is not None:
+                try:
+                    standbys.remove_standby(instance, site)
+                except Exception as exc:  # the create's error is the one to report
+                    log.warning("%s: standby at %s left: %s", instance, site, exc)
+            raise
+        return spec.port
 
     def logs(self, instance: str, lines: int = 100) -> tuple[str, list[str]]:
         """Where `instance` runs and the last `lines` lines it wrote (its log moves with it).

@@ -159,6 +159,17 @@ def test_the_document_gives_every_bound_and_every_error_shape(world: World) -> N
         ("/v1/instances/{name}/hold", "delete"),
     ]:
         assert {"404", "422", "502"} <= set(paths[path][method]["responses"]), (path, method)
+    standby = schemas["StandbyRequest"]["properties"]["port"]["anyOf"][0]
+    assert (standby["minimum"], standby["maximum"]) == (1, 0xFFFFFF00)
+    assert schemas["PromotionRequest"]["properties"]["to"]["maxLength"] == 64
+    for path, method in [
+        ("/v1/instances/{name}/standbys", "post"),
+        ("/v1/instances/{name}/promote", "post"),
+    ]:
+        assert {"400", "404", "409", "413", "422", "502"} <= set(paths[path][method]["responses"])
+    assert {"404", "422", "502"} <= set(
+        paths["/v1/instances/{name}/standbys/{place}"]["delete"]["responses"]
+    )
     rid = paths["/v1/reservations/{rid}"]["get"]["parameters"][0]["schema"]
     assert rid["minimum"] == 1 and rid["maximum"] == 0xFFFF0000
 
@@ -169,6 +180,9 @@ def test_a_method_a_path_does_not_have_gets_405_listing_every_method_it_has(worl
         ("/v1/reservations", "GET, POST"),
         ("/v1/reservations/1", "DELETE, GET, PATCH"),
         ("/v1/instances/video/hold", "DELETE, POST"),
+        ("/v1/instances/video/standbys", "GET, POST"),
+        ("/v1/instances/video/standbys/mec3", "DELETE"),
+        ("/v1/instances/video/promote", "POST"),
         ("/v1/health", "GET"),
     ]:
         for method in ("OPTIONS", "PUT"):

@@ -295,6 +295,9 @@ def test_openapi_lists_paths_and_shapes(client: TestClient) -> None:
         "/v1/relocations",
         "/v1/relocations/batch",
         "/v1/instances/{name}/hold",
+        "/v1/instances/{name}/standbys",
+        "/v1/instances/{name}/standbys/{place}",
+        "/v1/instances/{name}/promote",
     }
     reservations = doc["paths"]["/v1/reservations"]
     assert set(reservations) == {"get", "post"}

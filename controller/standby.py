@@ -1,0 +1,99 @@
+"""Standby attachments: the ports of an instance's warm replicas (seed 002, issue 12 part 4).
+
+A replica of a stateless instance runs at another site with the instance's IP and MAC, plugged
+into a port the controller knows as the instance's standby there. Nothing is steered to it, and
+every frame it sends is dropped at that port by one table-0 flow (`standby_flow`, above every
+other table-0 flow): its ARP requests and gratuitous ARPs never reach the controller (whose
+learning would otherwise move the instance's traffic to the replica) and its packets reach no
+one. `FabricState.learn_host` ignores a standby port too, for what arrives before that flow is
+in place. A promotion moves the instance's traffic to a standby in one make-before-break change
+(`with_standby_flows`): the standby's drop goes first, with the new place's forwarding; the old
+place's drop (when it becomes a standby) goes last, after its forwarding is gone.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from controller.ofmsg import PRIO_STANDBY, TABLE_CLASSIFY, CookieKind, FlowMod, Match, cookie
+from controller.plan import Plan, Stage, delete_strict
+from topology.model import Attachment
+
+Standbys = Mapping[str, Mapping[str, Attachment]]  # host -> switch -> its standby there
+
+
+def standby_flow(att: Attachment, host_id: int) -> FlowMod:
+    """The flow that drops every frame arriving at standby `att`'s port (a host flow's cookie:
+    a connecting switch's full config clears and re-adds it with the rest)."""
+    return FlowMod(
+        "add",
+        table=TABLE_CLASSIFY,
+        priority=PRIO_STANDBY,
+        match=Match.of(in_port=att.port),
+        cookie=cookie(CookieKind.HOST, host_id),
+    )
+
+
+def standby_flows(standbys: Standbys, host_ids: Mapping[str, int]) -> dict[str, list[FlowMod]]:
+    """Per switch, the drop flows of every standby there."""
+    out: dict[str, list[FlowMod]] = {}
+    for host, places in standbys.items():
+        for att in places.values():
+            out.setdefault(att.switch, []).append(standby_flow(att, host_ids[host]))
+    return out
+
+
+def flow_changes(
+    before: Standbys,
+    after: Standbys,
+    ids_before: Mapping[str, int],
+    ids_after: Mapping[str, int],
+) -> tuple[Stage, Stage]:
+    """(deletes, adds) of drop flows, per switch, from `before` to `after`."""
+
+    def keyed(standbys: Standbys, ids: Mapping[str, int]) -> dict[tuple[str, object], FlowMod]:
+        return {
+            (sw, (f.table, f.priority, f.match)): f
+            for sw, flows in standby_flows(standbys, ids).items()
+            for f in flows
+        }
+
+    old, new = keyed(before, ids_before), keyed(after, ids_after)
+    deletes: Stage = {}
+    adds: Stage = {}
+    for (sw, key), flow in old.items():
+        if new.get((sw, key)) != flow:
+            deletes.setdefault(sw, []).append(delete_strict(flow))
+    for (sw, key), flow in new.items():
+        if old.get((sw, key)) != flow:
+            adds.setdefault(sw, []).append(flow)
+    return deletes, adds
+
+
+def with_standby_flows(plan: Plan, first: Stage, last: Stage) -> Plan:
+    """`plan` with `first`'s messages before everything of the first stage (a switch there
+    gets them ahead of its own) and `last`'s after everything of the last stage."""
+    out = [dict(stage) for stage in plan]
+    if first:
+        if not out:
+            out.append({})
+        head = out[0]
+        for sw, msgs in first.items():
+            head[sw] = [*msgs, *head.get(sw, [])]
+    if last:
+        if not out:
+            out.append({})
+        tail = out[-1]
+        for sw, msgs in last.items():
+            tail[sw] = [*tail.get(sw, []), *msgs]
+    return [stage for stage in out if stage]
+
+
+def ports_of(standbys: Standbys, switch: str) -> Iterable[tuple[int, str]]:
+    """(port, host) of every standby at `switch`."""
+    for host, places in standbys.items():
+        att = places.get(switch)
+        if att is not None:
+            yield att.port, host

@@ -1,0 +1,24 @@
+"""What warm replicas ask of the controller (issue 12 part 4): their ports as standbys of their
+instance, and the promotion of one to primary. `orchestration.links`' `FacadeLink` and
+`RestControllerLink` answer it (a refusal as `orchestration.links.StandbyRefused`)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class StandbyLink(Protocol):
+    def add_standby(self, instance: str, site: str, port: int) -> None:
+        """Make `site`'s `port` a standby of `instance`: nothing steered there, its frames
+        dropped there and never learned. Before the replica there starts."""
+        ...
+
+    def remove_standby(self, instance: str, site: str) -> None:
+        """Forget the standby at `site`: after the replica there is removed."""
+        ...
+
+    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
+        """Move `instance`'s traffic to its standby at `site` (the old place becomes a standby
+        unless `keep_old` is false); the switch-over time in ms."""
+        ...
