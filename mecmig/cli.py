@@ -372,6 +372,15 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_scale_parser(bench)
     _bench_patterns_parser(bench)
     _bench_concurrency_parser(bench)
+    _bench_mobility_parser(bench)
+
+
+def _bench_mobility_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench mobility`: services that follow a car, speculative or not (issue 12)."""
+    from mecmig.bench.mobility import add_parser
+
+    add_parser(bench)
+    _resume_option(bench.choices["mobility"])
 
 
 def _bench_concurrency_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
