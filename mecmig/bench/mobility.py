@@ -53,6 +53,7 @@ from mecmig.bench.mobility_rows import (
     Arrival,
     Client,
     Move,
+    gaps_s,
     handover_rows,
     move_of,
     replies_of,
@@ -388,7 +389,11 @@ class MobilityBed:
         )  # fmt: skip
         for row in rows:
             row["scale"] = scale
-        return run_row(policy, strategy, speculative, rows, result, moves, driver, self)
+        out = run_row(policy, strategy, speculative, rows, result, moves, driver, self)
+        # what rows are made of, kept in raw/ (the client's silences, not its every reply)
+        out["arrivals"] = [asdict(a) for a in arrivals]
+        out["client_gaps_s"] = gaps_s(client.replies, client.interval_ms)
+        return out
 
 
 def run_row(

@@ -7,7 +7,9 @@ hosts are network namespaces, not time namespaces).
 - `interruption_ms`: the largest gap between two consecutive replies the client got, minus the
   probe's interval (as `workloads.probe` counts its `downtime_ms`), over the pairs of replies
   that overlap the handover's window: from the earlier of the handover and its move's start to
-  the later of the handover and its move's end, `WINDOW_PAD_S` either side.
+  the later of the handover and its move's end, `WINDOW_PAD_S` either side. A gap that began
+  before the previous handover's move served at its destination is that move's (at x8 a
+  reactive move can still run when the next handover comes: its gap is counted once).
 - `t_pre_ms`: the move's start (a speculation's Start, or the handover for a reactive move) to
   the moment it was ready for its final phase (a speculation's `ready_ms`, or `committing_ms`
   when the commit came while the rounds still ran; a reactive move's freeze).
@@ -53,17 +55,32 @@ def replies_of(samples: Sequence[Mapping[str, Any]]) -> list[Reply]:
 
 
 def largest_gap_ms(
-    replies: Sequence[Reply], lo_s: float, hi_s: float, interval_ms: float
+    replies: Sequence[Reply],
+    lo_s: float,
+    hi_s: float,
+    interval_ms: float,
+    after_s: float = float("-inf"),
 ) -> float | None:
-    """The longest silence between consecutive replies that overlaps [lo_s, hi_s], minus the
-    interval (never below 0); None when no pair of replies overlaps the window."""
+    """The longest silence between consecutive replies that overlaps [lo_s, hi_s] and began
+    at or after `after_s` (one that began earlier belongs to what came before), minus the
+    interval (never below 0); None when no pair of replies qualifies."""
     best: float | None = None
     for a, b in zip(replies, replies[1:], strict=False):
-        if b.t_s <= lo_s or a.t_s >= hi_s:
+        if b.t_s <= lo_s or a.t_s >= hi_s or a.t_s < after_s:
             continue
         gap = max(0.0, (b.t_s - a.t_s) * 1000.0 - interval_ms)
         best = gap if best is None else max(best, gap)
     return best
+
+
+def gaps_s(replies: Sequence[Reply], interval_ms: float) -> list[tuple[float, float]]:
+    """The silences longer than 3 intervals (as `workloads.probe` lists them), in monotonic
+    seconds: what the raw data keeps of the client, so that rows can be recomputed."""
+    return [
+        (round(a.t_s, 4), round(b.t_s, 4))
+        for a, b in zip(replies, replies[1:], strict=False)
+        if (b.t_s - a.t_s) * 1000.0 > 3 * interval_ms
+    ]
 
 
 def counters_monotonic(replies: Sequence[Reply], lo_s: float, hi_s: float) -> bool:
@@ -193,18 +210,21 @@ def handover_rows(
     client_ok = bool(
         client.same_connection and client.counter_monotonic and client.fingerprint_stable
     )
+    after = float("-inf")  # the previous move's destination served: its gaps began before
     for a, m in zip(arrivals, match_moves(arrivals, moves), strict=True):
         lo = min(a.wall_s, m.asked_s) if m else a.wall_s
         hi = max(a.wall_s, m.end_s) if m else a.wall_s
         lo, hi = lo - WINDOW_PAD_S, hi + WINDOW_PAD_S
-        gap = largest_gap_ms(client.replies, lo, hi, client.interval_ms)
+        gap = largest_gap_ms(client.replies, lo, hi, client.interval_ms, after)
+        if m is not None and m.serving_s is not None:
+            after = m.serving_s
         t_pre = _ms(m.asked_s, m.ready_s) if m else None
         t_down = None if m is None or m.frozen_ms is None else round(m.frozen_ms, 1)
         dwell = None if a.dwell_s is None else round(a.dwell_s / scale * 1000.0, 1)
         viable = (
             None if dwell is None or t_pre is None or t_down is None else t_pre + t_down <= dwell
         )
-        after = _ms(a.wall_s, m.serving_s) if m else None
+        serving_after = _ms(a.wall_s, m.serving_s) if m else None
         moved = m is not None and m.outcome == "done" and m.destination == a.to_site
         rows.append(
             {
@@ -225,10 +245,10 @@ def handover_rows(
                 "viable": viable,
                 "t_pre_ms": t_pre,
                 "t_down_ms": t_down,
-                "serving_after_ms": after,
+                "serving_after_ms": serving_after,
                 "served_within_dwell": None
-                if dwell is None or after is None
-                else max(after, 0.0) <= dwell,
+                if dwell is None or serving_after is None
+                else max(serving_after, 0.0) <= dwell,
                 "ready_before_handover": None
                 if m is None or m.ready_s is None
                 else m.ready_s <= a.wall_s,

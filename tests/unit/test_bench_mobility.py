@@ -27,6 +27,7 @@ from mecmig.bench.mobility_rows import (
     Move,
     Reply,
     counters_monotonic,
+    gaps_s,
     handover_rows,
     largest_gap_ms,
     match_moves,
@@ -197,6 +198,24 @@ def test_a_row_per_handover_with_its_gap_times_dwell_and_seed_003_viability() ->
     assert second["interruption_ms"] == pytest.approx(695.0, abs=1)
     assert second["dwell_ms"] is None and second["viable"] is None  # open: the drive ends there
     assert second["ready_before_handover"] is False
+
+
+def test_a_gap_that_began_before_the_previous_move_served_is_counted_once() -> None:
+    # x8, reactive: the move to mec2 freezes at 10.6-11.2 s, after the handover to mec3 (10.5 s)
+    times = [*_steady(8.0, 10.6), *_steady(11.2, 12.5), *_steady(12.9, 14.0)]
+    moves = [
+        _move("mec2", asked_s=8.5, ready_s=10.5, freeze_s=10.6, serving_s=11.1, end_s=11.3),
+        _move("mec3", asked_s=10.5, ready_s=12.4, freeze_s=12.5, serving_s=12.85, end_s=13.0),
+    ]  # fmt: skip
+    arrivals = [Arrival(7.5, 8.4, "mec1", "mec2", 15.0), Arrival(22.5, 10.5, "mec2", "mec3", None)]
+    first, second = handover_rows(
+        ue="car", service="kv", policy="precopy-reactive", strategy="precopy",
+        speculative=False, scale=8.0, arrivals=arrivals, moves=moves,
+        client=_client(_replies(times)), repetition=1,
+    )  # fmt: skip
+    assert first["interruption_ms"] == pytest.approx(595.0, abs=1)
+    assert second["interruption_ms"] == pytest.approx(395.0, abs=1)  # its own, not the first's
+    assert gaps_s(_replies(times), 5.0) == [(10.6, 11.2), (12.5, 12.9)]
 
 
 def test_viability_is_t_pre_plus_t_down_against_the_dwell_at_the_drives_scale() -> None:
