@@ -320,6 +320,9 @@ class StandbyView(_Model):
     site: str | None = None
 
 
+MAX_DRAIN_MS = 10_000.0
+
+
 class PromotionRequest(_Request):
     """Move the instance's traffic to its standby at `to` (a flow switch: nothing starts)."""
 
@@ -328,6 +331,14 @@ class PromotionRequest(_Request):
         default=True,
         description="the old place becomes a standby (else it is forgotten: remove its "
         "replica first, or its frames will be learned)",
+    )
+    drain_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_DRAIN_MS,
+        allow_inf_nan=False,
+        description="with keep_old: the old place's frames are dropped only this long after "
+        "the switch, so that replies to requests it took before it still get through",
     )
 
 

@@ -304,9 +304,12 @@ class ControllerClient:
         """Forget `instance`'s standby at site or switch `at`; `NotFoundError` if none."""
         self._request("DELETE", f"/instances/{instance}/standbys/{at}")
 
-    def promote(self, instance: str, to: str, keep_old: bool = True) -> PromotionView:
-        """Move `instance`'s traffic to its standby at `to`; `ConflictError` if it has none."""
-        body = {"to": to, "keep_old": keep_old}
+    def promote(
+        self, instance: str, to: str, keep_old: bool = True, drain_ms: float = 0.0
+    ) -> PromotionView:
+        """Move `instance`'s traffic to its standby at `to`; `ConflictError` if it has none.
+        `drain_ms`: the old place's frames dropped only that long after the switch."""
+        body = {"to": to, "keep_old": keep_old, "drain_ms": drain_ms}
         resp = self._request("POST", f"/instances/{instance}/promote", body)
         return parse_response(resp, PromotionView)
 

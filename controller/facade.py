@@ -11,6 +11,7 @@ impossible requests -> 422, a switch that refuses or does not confirm -> 502 (th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
 
@@ -277,10 +278,18 @@ class Northbound:
         """The instance's traffic moves to its standby at `req.to` in one make-before-break
         change (409 if it has none there)."""
 
+        drain = req.keep_old and req.drain_ms > 0
+
         def job() -> PromotionView:
             with self.rt.transaction() as tx:
-                old, new, plan = self.rt.state.promote(instance, req.to, keep_old=req.keep_old)
+                old, new, plan = self.rt.state.promote(
+                    instance, req.to, keep_old=req.keep_old, drain=drain
+                )
                 done = tx.execute(plan)
+            if drain:
+                timer = threading.Timer(req.drain_ms / 1000.0, self._seal, (instance, old))
+                timer.daemon = True
+                timer.start()
             log.info(
                 "promoted %s %s:%d -> %s:%d in %.2f ms (%d flow-mods)",
                 instance,
@@ -297,6 +306,18 @@ class Northbound:
             )
 
         return self._run(job)
+
+    def _seal(self, instance: str, at: Attachment) -> None:
+        """A drained promotion's old place gets its drop now (if it is still that standby)."""
+
+        def job() -> None:
+            with self.rt.transaction() as tx:
+                tx.execute(self.rt.state.seal_standby(instance, at))
+
+        try:
+            self._run(job)
+        except Exception:  # noqa: BLE001 - a timer's last line: the next resync adds it
+            log.exception("the drop of %s's old place %s:%d", instance, at.switch, at.port)
 
     def _standby_view(self, att: Attachment) -> StandbyView:
         site = next((s.name for s in self.rt.state.declared.sites if s.switch == att.switch), None)

@@ -673,13 +673,15 @@ class FabricState:
         return att, [{switch: [delete_strict(standby_flow(att, self.host_ids[host]))]}]
 
     def promote(
-        self, host: str, to: str, *, keep_old: bool = True
+        self, host: str, to: str, *, keep_old: bool = True, drain: bool = False
     ) -> tuple[Attachment, Attachment, Plan]:
         """Move `host`'s traffic to its standby at `to` (a site or switch) in one
         make-before-break change, as a relocation does: the standby's drop goes first with the
         new place's forwarding; the old place becomes a standby (its drop last, once nothing is
-        steered there), or is forgotten without `keep_old`. Occupied if `host` has no standby
-        there; nothing changed."""
+        steered there), or is forgotten without `keep_old`. `drain`: the old place's drop is
+        left out of the plan, so that what the old replica still sends for requests it took
+        before the switch gets through; `seal_standby` adds it later (it is a standby at once:
+        never learned). Occupied if `host` has no standby there; nothing changed."""
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
         switch = self._switch(to)
@@ -702,8 +704,17 @@ class FabricState:
         self._reroute(self._index.res_by_host.get(host, set()), touched)
         plan = self._commit_move(before, touched, new.switch)
         first, last = flow_changes(standbys_before, self.standbys, self.host_ids, self.host_ids)
+        if drain:
+            last = {}
         log.info("promoted %s: %s:%d -> %s:%d", host, old.switch, old.port, new.switch, new.port)
         return old, new, with_standby_flows(plan, first, last)
+
+    def seal_standby(self, host: str, at: Attachment) -> Plan:
+        """The drop of `host`'s standby `at` (a place a drained promotion left open), if it is
+        still that standby; else nothing (it moved on meanwhile)."""
+        if self.standbys.get(host, {}).get(at.switch) != at:
+            return []
+        return [{at.switch: [standby_flow(at, self.host_ids[host])]}]
 
     def _switch(self, name: str) -> str:
         try:

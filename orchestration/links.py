@@ -184,8 +184,12 @@ class RestControllerLink(_Owners):
     def remove_standby(self, instance: str, site: str) -> None:
         _standby(lambda: self.client.remove_standby(instance, site))
 
-    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
-        return _moved(instance, _standby(lambda: self.client.promote(instance, site, keep_old)))
+    def promote(
+        self, instance: str, site: str, keep_old: bool = True, drain_ms: float = 0.0
+    ) -> float:
+        return _moved(
+            instance, _standby(lambda: self.client.promote(instance, site, keep_old, drain_ms))
+        )
 
 
 class FacadeLink(_Owners):
@@ -266,8 +270,10 @@ class FacadeLink(_Owners):
     def remove_standby(self, instance: str, site: str) -> None:
         _standby(lambda: self.nb.remove_standby(instance, site))
 
-    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
-        req = PromotionRequest(to=site, keep_old=keep_old)
+    def promote(
+        self, instance: str, site: str, keep_old: bool = True, drain_ms: float = 0.0
+    ) -> float:
+        req = PromotionRequest(to=site, keep_old=keep_old, drain_ms=drain_ms)
         return _moved(instance, _standby(lambda: self.nb.promote(instance, req)))
 
 

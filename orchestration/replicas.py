@@ -50,6 +50,7 @@ from orchestration.standby_link import StandbyLink
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 0.5
+DRAIN_MS = 250.0  # after a handover the old primary's replies still get through this long
 MISSES = 3
 Probe = Callable[[str], bool]  # site -> whether the replica there is alive
 VolumeCopy = Callable[[str, str], int]  # (from site, to site) -> bytes on the wire
@@ -114,6 +115,7 @@ class Replicas:
         sync_period_s: float | None = None,
         copy: VolumeCopy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        drain_ms: float = DRAIN_MS,
     ) -> None:
         inst = orch.instance(instance)
         if not inst.stateless:
@@ -129,6 +131,7 @@ class Replicas:
             link = orch.network
         self.link = link
         self.old_primary = old_primary
+        self.drain_ms = drain_ms
         self.set = ReplicaSet(instance, running[0], max_replicas)
         self.interval_s, self.misses = probe_interval_s, misses
         self.probe = probe or agent_probe(orch, instance)
@@ -274,7 +277,9 @@ class Replicas:
     def _promote(self, site: str) -> float:
         if self.link is None:
             return 0.0
-        return self.link.promote(self.instance, site, True)  # the old place: a standby
+        # the old place: a standby, its frames let through for `drain_ms` (the replies to the
+        # requests it took before the switch)
+        return self.link.promote(self.instance, site, True, self.drain_ms)
 
     def _remove(self, site: str) -> None:
         self.orch.site(site).destroy(self.instance)

@@ -18,7 +18,10 @@ class StandbyLink(Protocol):
         """Forget the standby at `site`: after the replica there is removed."""
         ...
 
-    def promote(self, instance: str, site: str, keep_old: bool = True) -> float:
+    def promote(
+        self, instance: str, site: str, keep_old: bool = True, drain_ms: float = 0.0
+    ) -> float:
         """Move `instance`'s traffic to its standby at `site` (the old place becomes a standby
-        unless `keep_old` is false); the switch-over time in ms."""
+        unless `keep_old` is false, its frames dropped `drain_ms` after the switch); the
+        switch-over time in ms."""
         ...

@@ -250,3 +250,29 @@ def test_a_reconnecting_switch_gets_the_drop_and_resync_restores_it() -> None:
         m for m in msgs if isinstance(m, FlowMod) and m.priority == PRIO_STANDBY
     ]
     assert state.resync("s3", fabric.flows("s3"), fabric.meters("s3")) == []
+
+
+def test_a_drained_promotion_lets_the_old_place_through_until_it_is_sealed() -> None:
+    """`drain`: the old place is a standby at once (never learned) but its drop comes later
+    (`seal_standby`), so replies to what it took before the switch still get through; a seal
+    for a place that moved on meanwhile does nothing."""
+    state, fabric, port = with_standby()
+    old, new, plan = state.promote("video", "mec3", drain=True)
+    assert all(
+        not (isinstance(m, FlowMod) and m.command == "add" and m.priority == PRIO_STANDBY)
+        for stage in plan
+        for m in stage.get("s1", [])
+    )
+    fabric.apply_plan(plan)
+    assert drops(fabric, "s1") == set() and state.standbys["video"] == {"s1": old}
+    assert state.learn_host(old.mac or "", old.ip, "s1", old.port) == []
+    reply = fabric.sim.inject("s1", old.port, ip_packet(state, "video", "ue1", proto="icmp"))
+    assert_delivered_once(reply, "ue1")  # the old primary's late reply reaches its client
+    fabric.apply_plan(state.seal_standby("video", old))
+    assert drops(fabric, "s1") == {old.port}
+    assert_in_line(fabric)
+    # promoted back before its seal came: the seal of the old place does nothing
+    _, _, back = state.promote("video", "mec1", drain=True)
+    fabric.apply_plan(back)
+    assert state.seal_standby("video", old) == []
+    assert state.seal_standby("video", state.standbys["video"]["s3"]) != []

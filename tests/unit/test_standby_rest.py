@@ -95,3 +95,30 @@ def test_the_client_and_its_errors(world: tuple[TestClient, SwitchedRuntime, Nor
         assert view.old_place == "forgotten" and client.standbys("video") == []
         with pytest.raises(NotFoundError):
             client.remove_standby("video", "mec2")
+
+
+def test_a_drained_promotion_drops_the_old_place_after_drain_ms(
+    world: tuple[TestClient, SwitchedRuntime, Northbound],
+) -> None:
+    import time
+
+    from controller.ofmsg import PRIO_STANDBY
+
+    http, switched, _ = world
+    assert http.post("/v1/instances/video/standbys", json={"to": "mec3"}).status_code == 201
+    r = http.post("/v1/instances/video/promote", json={"to": "mec3", "drain_ms": 200})
+    assert r.status_code == 200, r.text
+    old_port = r.json()["old_port"]
+
+    def dropped() -> bool:
+        return any(
+            e.priority == PRIO_STANDBY and e.match.get("in_port") == old_port
+            for e in switched.sim().table("s1").flows()
+        )
+
+    assert not dropped()  # the old primary's replies still get through
+    time.sleep(0.5)
+    assert dropped()
+    for bad in (-1, 10_001, "soon"):
+        r = http.post("/v1/instances/video/promote", json={"to": "mec1", "drain_ms": bad})
+        assert r.status_code == 422, (bad, r.text)
