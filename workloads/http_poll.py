@@ -1,6 +1,7 @@
 """Client of a stateless HTTP service, what a user of a replicated service sees: a GET on a NEW
 TCP connection every ``interval_ms`` (no keep-alive: each request may land on another replica),
-until SIGTERM or ``--duration``. A request not answered within ``--timeout-ms`` (1000) failed. It never imports the project (it runs in a UE's namespace).
+until SIGTERM or ``--duration``. A request not answered within ``--timeout-ms`` (1000) failed.
+It never imports the project (it runs in a UE's namespace).
 
 Printed at the end (``--json``): ``requests``, ``ok``, ``failures``, ``max_gap_ms`` (the longest
 time between two successful replies, minus the interval: the interruption a user sees; a silence
