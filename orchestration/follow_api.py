@@ -1,8 +1,8 @@
 """`/v1/follow-me`: a moving UE's services follow it (orchestration.follow_service), by
 speculative migration ahead of each handover (issue 12).
 
-- `POST /v1/follow-me {"ue", "services"?, "strategy"?, "predictor"?, "budget_ms"?}` → 201 and
-  the state: services (default: the UE's `follow:`) start pre-copy towards the site the UE is
+- `POST /v1/follow-me {"ue", "services"?, "strategy"?, "predictor"?, "budget_ms"?, "pattern"?}`
+  → 201 and the state: services (default: the UE's `follow:`) start pre-copy towards the site the UE is
   predicted to reach (its known path, or dead reckoning), commit at the handover, cancel if it
   turns away. 404: unknown UE, instance or chain; 409: the UE is followed already, does not
   move on the map, nothing follows it, a service runs nowhere or follows another UE; 422:
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.api_models import Conflict
 from controller.rest import API_PREFIX, ERRORS
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS
-from orchestration.api_models import MAX_BUDGET_MS, Name, StrategyName
+from orchestration.api_models import MAX_BUDGET_MS, Name, PatternName, StrategyName
 from orchestration.follow_service import MAX_HISTORY, FollowConflict, FollowService, FollowState
 from orchestration.service import UNAVAILABLE, api_error
 from topology.scenario import MAX_FOLLOWED, NAME_PATTERN
@@ -48,6 +48,9 @@ class FollowRequest(BaseModel):
     services: list[Name] = Field(default=[], max_length=MAX_FOLLOWED)
     strategy: StrategyName = Field(default=StrategyName(DEFAULT_STRATEGY), strict=False)
     predictor: Literal["known-path", "straight-ahead"] = "known-path"
+    pattern: PatternName = Field(
+        default=PatternName("wait-for-me"), strict=False, description="how a chain moves"
+    )
     budget_ms: float = Field(
         default=DOWNTIME_BUDGET_MS, gt=0, le=MAX_BUDGET_MS, allow_inf_nan=False
     )
@@ -113,6 +116,7 @@ def follow_router(service: FollowService) -> APIRouter:
                 strategy=req.strategy.value,
                 predictor=req.predictor,
                 budget_ms=req.budget_ms,
+                pattern=req.pattern.value,
             )
         )
 

@@ -143,6 +143,7 @@ class FollowService:
         strategy: str = "precopy",
         predictor: str = "known-path",
         budget_ms: float = DOWNTIME_BUDGET_MS,
+        pattern: str = "wait-for-me",
     ) -> FollowState:
         """Follow `ue` with `services` (default: its `follow:`). UnknownName for a UE, instance
         or chain the scenario does not have; FollowConflict (see the class); ValueError for a
@@ -170,7 +171,11 @@ class FollowService:
         speculate = partial(Speculation, warm_interval_s=self.warm_interval_s)
         launch = self._claiming(
             orchestrator_launcher(
-                self.orch, strategy=strategy, budget_ms=budget_ms, speculate=speculate
+                self.orch,
+                strategy=strategy,
+                pattern=pattern,
+                budget_ms=budget_ms,
+                speculate=speculate,
             )
         )
         with self._lock:
