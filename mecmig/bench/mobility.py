@@ -31,10 +31,7 @@ its statistics, mobility.png and report.md.
 from __future__ import annotations
 
 import argparse
-import json
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -314,12 +311,14 @@ class MobilityBed:
         self.cell = self.home_cell
 
     def start_probe(self) -> Any:
+        """`workloads.probe` on the car (`mininet_scenarios.measure.Probe`), every request
+        kept (`--samples`: their reply times on the monotonic clock)."""
+        from mininet_scenarios.measure import Probe
+
         server = str(self.sc.instance(SERVICE).ip)
-        return self.tb.emu.host(UE).popen(
-            [sys.executable, "-m", "workloads.probe", server, str(SERVICE_PORT),
-             "--duration", "0", "--interval-ms", f"{INTERVAL_MS:g}",
-             "--stall-timeout-ms", "60000", "--json", "--samples"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+        return Probe(
+            self.tb.emu, UE, server, SERVICE_PORT, interval_ms=INTERVAL_MS,
+            extra=("--stall-timeout-ms", "60000", "--samples"),
         )  # fmt: skip
 
     def run(self, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
@@ -368,12 +367,9 @@ class MobilityBed:
             finally:
                 driver.close()
             time.sleep(1.0)
+            result = probe.stop()
         finally:
-            probe.terminate()
-            out, err = probe.communicate(timeout=60)
-        if probe.returncode != 0:
-            raise RuntimeError(f"the probe failed: {err.decode()[-400:]}")
-        result: dict[str, Any] = json.loads(out)
+            probe.close()
         client = Client(
             replies_of(result.get("samples", [])),
             float(result["interval_ms"]),
