@@ -2,11 +2,11 @@
 speculative migration ahead of each handover (issue 12).
 
 - `POST /v1/follow-me {"ue", "services"?, "strategy"?, "predictor"?, "budget_ms"?, "pattern"?}`
-  → 201 and the state: services (default: the UE's `follow:`) start pre-copy towards the site the UE is
-  predicted to reach (its known path, or dead reckoning), commit at the handover, cancel if it
-  turns away. 404: unknown UE, instance or chain; 409: the UE is followed already, does not
-  move on the map, nothing follows it, a service runs nowhere or follows another UE; 422:
-  invalid. Nothing changes on a refusal.
+  → 201 and the state: services (default: the UE's `follow:`) start pre-copy towards the site
+  the UE is predicted to reach (its known path, or dead reckoning), commit at the handover,
+  cancel if it turns away. 404: unknown UE, instance or chain; 409: the UE is followed already,
+  does not move on the map, nothing follows it, a service runs nowhere or follows another UE;
+  422: invalid. Nothing changes on a refusal.
 - `GET /v1/follow-me`, `GET /v1/follow-me/{ue}`: each followed UE: where its services run, the
   speculation moving each, the last actions (start, commit, cancel) with their results.
 - `DELETE /v1/follow-me/{ue}`: stop following; what speculates is cancelled.
