@@ -16,6 +16,9 @@ import pytest
 from mecmig.bench.mobility import MARGIN_MS
 from mecmig.cli import EXIT_OK, main
 
+# a hang (a process that never ends, a switch that never answers) fails here, not in CI's limit
+pytestmark = pytest.mark.timeout(600)
+
 ROW_KEYS = {
     "ue", "service", "policy", "speculative", "interruption_ms", "state_intact", "bytes",
     "dwell_ms", "viable", "t_pre_ms", "t_down_ms", "repetition",

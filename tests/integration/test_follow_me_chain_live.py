@@ -40,6 +40,9 @@ from topology.mobility_events import ue_mobility
 from workloads import workload_path
 from workloads.sfcfwd import expected_fingerprint
 
+# a hang (a process that never ends, a switch that never answers) fails here, not in CI's limit
+pytestmark = pytest.mark.timeout(600)
+
 SCALE = 2.0  # scenario seconds per second: the car's 30 s drive takes 15 s
 MiB = 2**20
 CHAIN = "road"

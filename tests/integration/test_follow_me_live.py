@@ -33,6 +33,9 @@ from orchestration.speculation import SpecState, Speculation
 from tests.integration.live import ROOT, Orchestrated, orchestrated
 from topology.mobility_events import ue_mobility
 
+# a hang (a process that never ends, a switch that never answers) fails here, not in CI's limit
+pytestmark = pytest.mark.timeout(600)
+
 SCALE = 2.0  # scenario seconds per second: the car's 30 s drive takes 15 s
 MiB = 2**20
 SERVICE = "kv"

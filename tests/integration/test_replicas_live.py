@@ -29,6 +29,9 @@ from ground.runner import SubprocessRunner
 from orchestration.replicas import Replicas
 from tests.integration.live import ROOT, Orchestrated, orchestrated
 
+# a hang (a process that never ends, a switch that never answers) fails here, not in CI's limit
+pytestmark = pytest.mark.timeout(600)
+
 SERVICE = "web"
 PROBE_S, MISSES = 0.1, 3
 
