@@ -62,6 +62,9 @@ class FollowedServiceView(BaseModel):
     site: str = Field(description="where it runs")
     target: str | None = Field(description="where a speculation is taking it")
     speculation: str | None = Field(description="warming, ready, committing, ... (none: idle)")
+    replicas: dict[str, str] | None = Field(
+        default=None, description="a stateless service's warm replicas: site -> role"
+    )
 
 
 class FollowActionView(BaseModel):

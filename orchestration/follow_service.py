@@ -37,9 +37,11 @@ from orchestration.follow_me import (
     Start,
     estimate_times,
 )
+from orchestration.follow_replicas import ReplicaFollower
 from orchestration.follower import Done, Follower, Launch, orchestrator_launcher
 from orchestration.orchestrator import Orchestrator, OrchestratorError, UnknownName
 from orchestration.prediction import known_dwell, known_path, straight_ahead
+from orchestration.replicas import Replicas
 from orchestration.speculation import SpecState, Speculation
 from topology.mobility_events import Handover, moving_ues, ue_mobility
 from topology.scenario import Scenario
@@ -63,6 +65,7 @@ class ServiceState:
     site: str  # where it runs, as the policy knows it
     target: str | None  # where a speculation is taking it
     speculation: str | None  # its state (warming, ready, committing, ...), None: none
+    replicas: dict[str, str] | None = None  # stateless: site -> primary, backup, secondary
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class _Following:
     follower: Follower
     predictor: str
     strategy: str
+    replicas: ReplicaFollower | None = None  # its stateless services' warm replicas
     released: set[int] = field(default_factory=set)  # the ended speculations' claims let go
 
 
@@ -187,7 +191,10 @@ class FollowService:
             for name in names:
                 if name in taken:
                     raise FollowConflict(f"{name} follows {taken[name]} already")
-            self._ues[ue] = _Following(Follower(policy, launch), predictor, strategy)
+            follower = Follower(policy, launch)
+            stateless = {f.name: self.replicas_of(f.name) for f in followed if f.stateless}
+            replicas = ReplicaFollower(follower.settled, stateless) if stateless else None
+            self._ues[ue] = _Following(follower, predictor, strategy, replicas)
             self._ensure_ticker()
         log.info("follow-me %s: %s (%s, %s)", ue, ", ".join(names), strategy, predictor)
         return self.state(ue)
@@ -199,6 +206,8 @@ class FollowService:
         if following is None:
             raise UnknownName(f"{ue} is not followed")
         following.follower.close(reason="follow-me stopped")
+        if following.replicas is not None:
+            following.replicas.close()
         self._release_ended(following)
         state = self._state(ue, following)
         with self._lock:
@@ -219,8 +228,12 @@ class FollowService:
         """A UE changed its access point (the location service's listener)."""
         with self._lock:
             following = self._ues.get(h.ue)
-        if following is not None:
-            following.follower.on_handover(h)
+        if following is None:
+            return
+        done = following.follower.on_handover(h)
+        if following.replicas is not None:
+            following.replicas.on_handover(h)  # the replica there: the primary
+            following.replicas.on_actions(done)
 
     def _ensure_ticker(self) -> None:
         if self._ticker is None or not self._ticker.is_alive():
@@ -238,8 +251,10 @@ class FollowService:
                 followings = list(self._ues.values())
             for following in followings:
                 try:
-                    if t is not None:
-                        following.follower.tick(t)
+                    done = following.follower.tick(t) if t is not None else []
+                    if following.replicas is not None:
+                        following.replicas.on_actions(done)
+                        following.replicas.tick()
                     self._release_ended(following)
                 except Exception:  # noqa: BLE001 - one UE's failure stops not the others'
                     log.exception("follow-me %s: a tick failed", following.follower.policy.ue)
@@ -269,6 +284,9 @@ class FollowService:
                 policy.where(s.name),
                 policy.target(s.name),
                 specs[s.name].state.value if s.name in specs else None,
+                following.replicas.roles(s.name)
+                if following.replicas is not None and s.name in following.replicas.served
+                else None,
             )
             for s in policy.services
         )
@@ -326,6 +344,10 @@ class FollowService:
                 following.released.add(id(spec))
                 for member in self._members(name):
                     self.claims.release(member)
+
+    def replicas_of(self, name: str) -> Replicas:
+        """A stateless service's warm replicas (its primary where it runs now)."""
+        return Replicas(self.orch, name)
 
     def _followed(self, name: str, strategy: str, budget_ms: float) -> Followed:
         chain = next((c for c in self.sc.chains if c.name == name), None)

@@ -69,6 +69,12 @@ class Follower:
             self._reap(self.last_t)
             return self._carry_out(self.policy.on_handover(h, self.last_t), self.last_t)
 
+    def settled(self, service: str, site: str, t: float | None = None) -> None:
+        """A service now runs at `site` by other means than a speculation (a replica made the
+        primary): the policy is told, under the driver's lock."""
+        with self._lock:
+            self.policy.settled(service, site, t)
+
     def close(self, reason: str = "follow-me stopped", timeout: float | None = 60.0) -> None:
         with self._lock:
             specs = list(self.speculations.values())

@@ -5,7 +5,7 @@ It never imports the project (it runs in a UE's namespace).
 
 Printed at the end (``--json``): ``requests``, ``ok``, ``failures``, ``max_gap_ms`` (the longest
 time between two successful replies, minus the interval: the interruption a user sees; a silence
-to the end counts), ``gaps`` (``[start_ms, end_ms]`` of every gap over 3 intervals, since the
+to the end counts), ``gaps`` (``[start_ms, end_ms]`` of every gap over 2 intervals, since the
 start), ``bodies_changed`` (when the reply's first line of body went backwards, a sign that
 another process answered: ``[t_ms, before, after]``), ``first`` and ``last`` bodies.
 
@@ -84,7 +84,7 @@ def poll(
         else:
             res.ok += 1
             gap = now - last_ok
-            if gap > 3 * interval:
+            if gap > 2 * interval:
                 res.gaps.append([round((last_ok - t0) * 1000, 1), round((now - t0) * 1000, 1)])
             res.max_gap_ms = max(res.max_gap_ms, (gap - interval) * 1000)
             last_ok = now

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from controller.client import ControllerClientError
 from ground.paths import RUN_DIR
 from ground.runner import SubprocessRunner
+from mininet_scenarios.ue_motion import FollowLocation, UEMover
 from orchestration.replicas import Replicas
 from tests.integration.live import ROOT, Orchestrated, orchestrated
 
@@ -94,19 +96,30 @@ def test_a_replica_switch_and_a_failover_cost_the_client_what_the_switch_costs(
     placement = bed.orch.placement(SERVICE).at
     assert placement == {"mec1": "running", "mec2": "running", "mec3": "running"}
 
-    poll = Poll(bed)  # the primary answers; then a handover to mec2
-    switch_at = time.monotonic()
-    switch_ms = reps.handover("mec2")
+    # three handovers, 1.5 s apart, under one client: mec2, mec3, then mec1 again
+    poll = Poll(bed)
+    moves: list[tuple[str, float, float]] = []  # (site, at ms in the client's time, switch ms)
+    for site in ("mec2", "mec3", "mec1"):
+        at = (time.monotonic() - poll.started) * 1000
+        moves.append((site, at, reps.handover(site)))
+        time.sleep(1.5)
     handed = poll.result()
-    handed["switch_at_ms"] = round((switch_at - poll.started) * 1000, 1)
-    assert handed["ok"] > 300 and handed["failures"] <= 1, handed
-    brief = {k: handed[k] for k in ("gaps", "bodies_changed", "switch_at_ms", "failures")}
-    assert handed["max_gap_ms"] <= 10.0, brief
-    assert len(handed["bodies_changed"]) == 1, handed  # one switch: mec2's own counter from then
-    assert reps.set.primary == "mec2"
-
+    brief = {k: handed[k] for k in ("gaps", "bodies_changed", "failures")} | {"moves": moves}
+    assert handed["ok"] > 800 and handed["failures"] == 0, brief
+    assert len(handed["bodies_changed"]) == 3, brief  # each switch: another process answers
+    # each handover's cost to the client: the gaps over 10 ms (2 intervals) near it, if any
+    costs = [
+        max(
+            (end - start - 5.0 for start, end in handed["gaps"] if abs(start - at) < 500), default=0
+        )
+        for _, at, _ in moves
+    ]
+    assert sorted(costs)[1] <= 10.0, brief  # seed 002's 10 ms, in at least 2 of 3
+    assert max(costs) <= 1100.0, brief  # at worst one SYN sent again (TCP: after 1 s)
+    assert reps.set.primary == "mec1"
+    switch_ms = max(m[2] for m in moves)
     poll = Poll(bed)  # now the primary dies: the backup takes over
-    runc_root = RUN_DIR / "runc" / f"{bed.sc.name}-mec2"
+    runc_root = RUN_DIR / "runc" / f"{bed.sc.name}-mec1"
     killed = time.monotonic()
     SubprocessRunner().run(["runc", "--root", str(runc_root), "kill", SERVICE, "KILL"])
     failover = None
@@ -119,11 +132,78 @@ def test_a_replica_switch_and_a_failover_cost_the_client_what_the_switch_costs(
     assert failover is not None, reps.events
     bound_s = PROBE_S * MISSES + PROBE_S  # the detector's bound, plus one probe's own time
     assert detected_s <= bound_s + 0.2, detected_s
-    assert reps.set.primary == failover.site != "mec2"
+    assert reps.set.primary == failover.site != "mec1"
     assert failed["max_gap_ms"] <= (bound_s + 0.2) * 1000, failed
     print(
-        f"\n  handover: switch-over {switch_ms:.1f} ms, the client's longest gap "
-        f"{handed['max_gap_ms']:.1f} ms ({handed['ok']} replies); failover to "
+        f"\n  handovers: switch-over up to {switch_ms:.1f} ms, the client's gaps over 10 ms "
+        f"at each {costs} ({handed['ok']} replies); failover to "
         f"{failover.site} after {detected_s * 1000:.0f} ms, the client's longest gap "
         f"{failed['max_gap_ms']:.0f} ms"
+    )
+
+
+def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
+    bed: Orchestrated,
+) -> None:
+    """`POST /v1/follow-me {"ue": "car"}` (its `follow: [web]`) and the controller's playback at
+    x2: a replica is placed ahead of the car at each next site, and at each handover the one
+    there becomes the primary by a flow switch, with no migration; the emulation re-plugs the
+    car as the location service moves it (FollowLocation). The car's client, a GET on a new
+    connection every 5 ms, sees a long gap only at its own handovers: the emulation swaps the
+    car's link then, which can lose a SYN (TCP sends it again after 1 s); placing a replica
+    ahead costs it nothing noticeable, and the switch itself what the test above measures."""
+    bed.orch.teardown(SERVICE)
+    bed.orch.deploy(SERVICE, "mec1")
+    _wait_serving(bed)
+    client = bed.tb.ctl.client
+    base = client.base_url
+    follow = FollowLocation(UEMover(bed.tb.emu, client), ["car"])
+    with follow:
+        server = str(bed.sc.instance(SERVICE).ip)
+        proc = bed.tb.emu.host("car").popen(
+            [sys.executable, "-m", "workloads.http_poll", server, "8080", "--interval-ms", "5",
+             "--json", "--timeout-ms", "3000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            r = requests.post(f"{base}/v1/follow-me", json={"ue": "car"}, timeout=10)
+            assert r.status_code == 201, r.text
+            time.sleep(1.0)
+            played = time.monotonic() - started
+            r = requests.post(f"{base}/v1/mobility/playback", json={"time_scale": 2}, timeout=10)
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 40
+            view: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                view = requests.get(f"{base}/v1/follow-me/car", timeout=10).json()
+                if view["services"][0]["replicas"].get("mec3") == "primary":
+                    break
+                time.sleep(0.2)
+            time.sleep(1.0)
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+            requests.delete(f"{base}/v1/follow-me/car", timeout=30)
+    assert proc.returncode == 0, err.decode()
+    poll: dict[str, Any] = json.loads(out)
+    web = view["services"][0]
+    assert web["replicas"]["mec3"] == "primary", view
+    marks = [a for a in view["history"] if a["action"] == "nothing"]
+    assert [a["target"] for a in marks] == ["mec2", "mec3"], view["history"]
+    assert not [a for a in view["history"] if a["action"] in ("start", "commit")]
+    migrations = requests.get(f"{base}/v1/migrations", timeout=10).json()
+    assert not [m for m in migrations if m["instance"] == SERVICE], migrations
+    assert [cell for _, cell in follow.replugged] == ["cell2", "cell3"]
+    assert poll["ok"] > 1000 and len(poll["bodies_changed"]) == 2, poll["bodies_changed"]
+    # the car's handovers (7.5 and 22.5 s into the drive, at x2), in the client's time
+    handovers_ms = [(played + t / 2) * 1000 for t in (7.5, 22.5)]
+    brief = {k: poll[k] for k in ("gaps", "failures", "max_gap_ms")} | {"at": handovers_ms}
+    for start, end in poll["gaps"]:
+        if end - start > 50:  # a long gap: only where the car's link was swapped
+            assert any(abs(start - h) <= 400 for h in handovers_ms), brief
+    assert poll["max_gap_ms"] <= 1100.0, brief  # at most one SYN sent again per re-plug
+    print(
+        f"\n  the car's client: {poll['ok']} replies, longest gap {poll['max_gap_ms']:.0f} ms, "
+        f"gaps over 10 ms: {poll['gaps']}"
     )
