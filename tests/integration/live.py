@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +12,18 @@ from pathlib import Path
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.measure import goodput_bps, ofctl, port_tx_packets
 from mininet_scenarios.testbed import Testbed, testbed
+from mininet_scenarios.ue_motion import UEMover, drive
+from orchestration.follower import Follower
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
+from orchestration.speculation import SpecState
+from topology.mobility_events import UEMobility
 from topology.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = [
-    "ROOT", "Orchestrated", "goodput_bps", "live", "ofctl", "orchestrated", "port_tx_packets",
+    "ROOT", "Orchestrated", "drive_followed", "goodput_bps", "live", "ofctl", "orchestrated",
+    "port_tx_packets",
 ]  # fmt: skip
 
 
@@ -52,3 +59,34 @@ def orchestrated(scenario: str, log_dir: Path) -> Iterator[Orchestrated]:
         yield Orchestrated(
             tb, sc, Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
         )
+
+
+def drive_followed(
+    tb: Testbed, follower: Follower, mob: UEMobility, scale: float
+) -> tuple[UEMover, float]:
+    """Drive `mob`'s UE through its path at `scale` in `tb` (its link re-plugged at each
+    handover), `follower` ticked every 0.1 s at the mobility's time and told each handover;
+    wait for the path's end and for a commit under way, then close the follower. The mover and
+    the wall time the drive started."""
+    mover = UEMover(tb.emu, tb.ctl.client)
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def ticks() -> None:
+        while not stop.wait(0.1):
+            follower.tick((time.monotonic() - start) * scale)
+
+    ticker = threading.Thread(target=ticks, name=f"ticks-{mob.ue}", daemon=True)
+    ticker.start()
+    try:
+        drive(mover, mob.handovers, scale=scale, also=follower.on_handover)
+        end = start + mob.until / scale
+        while time.monotonic() < end:
+            time.sleep(0.1)
+        for spec in list(follower.speculations.values()):  # a commit under way ends
+            spec.wait_for(SpecState.DONE, SpecState.CANCELLED, SpecState.FAILED, timeout=60)
+    finally:
+        stop.set()
+        ticker.join()
+        follower.close()
+    return mover, start

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -27,14 +26,14 @@ from typing import Any
 import pytest
 
 from migration.timeline import Outcome
-from mininet_scenarios.ue_motion import UEMover, drive
+from mininet_scenarios.ue_motion import UEMover
 from orchestration.chain_record import ChainRecord
 from orchestration.chain_speculation import ChainMove
 from orchestration.follow_me import Cancel, Commit, Followed, FollowMe, Start, estimate_times
 from orchestration.follower import Follower, orchestrator_launcher
 from orchestration.prediction import known_dwell, straight_ahead
 from orchestration.speculation import SpecState, Speculation
-from tests.integration.live import ROOT, Orchestrated, orchestrated
+from tests.integration.live import ROOT, Orchestrated, drive_followed, orchestrated
 from tests.integration.test_chains_live import client_flows
 from topology.mobility_events import ue_mobility
 from workloads import workload_path
@@ -88,27 +87,7 @@ def follow(bed: Orchestrated) -> tuple[Follower, UEMover, float]:
     speculate = partial(Speculation, warm_interval_s=0.5)
     launch = orchestrator_launcher(bed.orch, pattern="wait-for-me", speculate=speculate)
     follower = Follower(policy, launch)
-    mover = UEMover(bed.tb.emu, bed.tb.ctl.client)
-    start = time.monotonic()
-    stop = threading.Event()
-
-    def ticks() -> None:
-        while not stop.wait(0.1):
-            follower.tick((time.monotonic() - start) * SCALE)
-
-    ticker = threading.Thread(target=ticks, name=f"ticks-{UE}", daemon=True)
-    ticker.start()
-    try:
-        drive(mover, mob.handovers, scale=SCALE, also=follower.on_handover)
-        end = start + mob.until / SCALE
-        while time.monotonic() < end:
-            time.sleep(0.1)
-        for spec in list(follower.speculations.values()):  # a commit under way ends
-            spec.wait_for(SpecState.DONE, SpecState.CANCELLED, SpecState.FAILED, timeout=60)
-    finally:
-        stop.set()
-        ticker.join()
-        follower.close()
+    mover, start = drive_followed(bed.tb, follower, mob, SCALE)
     return follower, mover, start
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -25,12 +24,12 @@ from typing import Any
 import pytest
 
 from migration.timeline import MigrationRecord, Outcome
-from mininet_scenarios.ue_motion import UEMover, drive
+from mininet_scenarios.ue_motion import UEMover
 from orchestration.follow_me import Cancel, Commit, Followed, FollowMe, Start, estimate_times
 from orchestration.follower import Follower, orchestrator_launcher
 from orchestration.prediction import known_dwell, straight_ahead
 from orchestration.speculation import SpecState, Speculation
-from tests.integration.live import ROOT, Orchestrated, orchestrated
+from tests.integration.live import ROOT, Orchestrated, drive_followed, orchestrated
 from topology.mobility_events import ue_mobility
 
 # a hang (a process that never ends, a switch that never answers) fails here, not in CI's limit
@@ -86,27 +85,7 @@ def follow(bed: Orchestrated, ue: str) -> tuple[Follower, UEMover, float]:
     )
     speculate = partial(Speculation, warm_interval_s=0.5)
     follower = Follower(policy, orchestrator_launcher(bed.orch, speculate=speculate))
-    mover = UEMover(bed.tb.emu, bed.tb.ctl.client)
-    start = time.monotonic()
-    stop = threading.Event()
-
-    def ticks() -> None:
-        while not stop.wait(0.1):
-            follower.tick((time.monotonic() - start) * SCALE)
-
-    ticker = threading.Thread(target=ticks, name=f"ticks-{ue}", daemon=True)
-    ticker.start()
-    try:
-        drive(mover, mob.handovers, scale=SCALE, also=follower.on_handover)
-        end = start + mob.until / SCALE
-        while time.monotonic() < end:
-            time.sleep(0.1)
-        for spec in list(follower.speculations.values()):  # a commit under way ends
-            spec.wait_for(SpecState.DONE, SpecState.CANCELLED, SpecState.FAILED, timeout=60)
-    finally:
-        stop.set()
-        ticker.join()
-        follower.close()
+    mover, start = drive_followed(bed.tb, follower, mob, SCALE)
     return follower, mover, start
 
 
