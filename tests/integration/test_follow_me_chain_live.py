@@ -8,6 +8,8 @@ key-value store) whole, by speculative pre-copy under the wait-for-me pattern
 - Before each handover the chain pre-copies towards the next site (both functions' rounds at
   once); at the handover it commits: both functions freeze together, the chain's steering moves
   once, both restore. It ends at mec3.
+- When the car turns back before it reaches zone02, the chain's speculation is cancelled: no
+  function froze, nothing is left at mec2, and the chain serves on at mec1 with its state.
 - Both functions keep their state: the forwarder its process, its seeded memory and its flow
   table's counters for the car's connection (STATS over UDP), the store its counter and memory
   (workloads.probe), and the car's one TCP connection through the chain survives both moves.
@@ -36,6 +38,7 @@ from orchestration.speculation import SpecState, Speculation
 from tests.integration.live import ROOT, Orchestrated, drive_followed, orchestrated
 from tests.integration.test_chains_live import client_flows
 from topology.mobility_events import ue_mobility
+from topology.scenario import Scenario, load_scenario
 from workloads import workload_path
 from workloads.sfcfwd import expected_fingerprint
 
@@ -68,10 +71,18 @@ def stats(bed: Orchestrated) -> dict[str, Any]:
     return data
 
 
-def follow(bed: Orchestrated) -> tuple[Follower, UEMover, float]:
-    """Drive the car through its path at SCALE with follow-me on its chain; the follower, the
-    mover and the wall time the drive started."""
-    mob = ue_mobility(bed.sc, UE)
+def turning_car(sc: Scenario) -> Scenario:
+    """The scenario with the car on drive.yaml's turner's path: it heads for zone02 at 72 km/h
+    and turns back at x = 140 m, 10 m before cell2's range begins."""
+    turner = load_scenario(ROOT / "scenarios" / "drive.yaml").ue("turner")
+    ues = tuple(u.model_copy(update={"path": turner.path}) if u.name == UE else u for u in sc.ues)
+    return sc.model_copy(update={"ues": ues})
+
+
+def follow(bed: Orchestrated, sc: Scenario | None = None) -> tuple[Follower, UEMover, float]:
+    """Drive the car through its path (in `sc`, default the bed's scenario) at SCALE with
+    follow-me on its chain; the follower, the mover and the wall time the drive started."""
+    mob = ue_mobility(sc or bed.sc, UE)
     t_pre, t_down = estimate_times(64 * MiB, 1_000_000_000, "precopy")  # both functions
     # measured here: the two functions' rounds at once took 2.2-2.3 s (CRIU on 2 cores), more
     # than the estimate (1.5 s): with it the first commit came while the rounds still ran
@@ -91,19 +102,18 @@ def follow(bed: Orchestrated) -> tuple[Follower, UEMover, float]:
     return follower, mover, start
 
 
-def chain_of(spec: Speculation) -> ChainMove:
-    assert isinstance(spec.move, ChainMove)
-    return spec.move
+Drive = tuple[Follower, UEMover, float, dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
-def test_the_chain_follows_a_car_past_three_sites_with_its_state_and_connection(
-    bed: Orchestrated,
-) -> None:
+def drive(bed: Orchestrated, sc: Scenario | None = None) -> Drive:
+    """The chain deployed afresh at mec1, the car's client (`workloads.probe`: one TCP
+    connection through the chain to kv, a PING every 5 ms) started, then `follow`: the
+    follower, the mover, the drive's start, the client's result, and the forwarder's STATS
+    before and after the drive."""
     for fn in FUNCTIONS:
         bed.orch.teardown(fn)
         bed.orch.deploy(fn, "mec1")
-    server = str(bed.sc.instance("kv").ip)
-    ue_ip = str(bed.sc.ue(UE).ip)
+    server, ue_ip = str(bed.sc.instance("kv").ip), str(bed.sc.ue(UE).ip)
     probe = bed.tb.emu.host(UE).popen(
         [sys.executable, "-m", "workloads.probe", server, "7000", "--duration", "0",
          "--interval-ms", "5", "--stall-timeout-ms", "60000", "--json"],
@@ -114,14 +124,26 @@ def test_the_chain_follows_a_car_past_three_sites_with_its_state_and_connection(
         before = stats(bed)
         there, back = client_flows(before, ue_ip, server)
         assert there > 50 and back > 50, before["flows"]  # the car's traffic passes fwd
-        follower, mover, start = follow(bed)
+        follower, mover, start = follow(bed, sc)
         time.sleep(1.0)
         after = stats(bed)
     finally:
         probe.terminate()
         out, err = probe.communicate(timeout=60)
     assert probe.returncode == 0, err.decode()
-    client: dict[str, Any] = json.loads(out)
+    return follower, mover, start, json.loads(out), before, after
+
+
+def chain_of(spec: Speculation) -> ChainMove:
+    assert isinstance(spec.move, ChainMove)
+    return spec.move
+
+
+def test_the_chain_follows_a_car_past_three_sites_with_its_state_and_connection(
+    bed: Orchestrated,
+) -> None:
+    follower, mover, start, client, before, after = drive(bed)
+    server, ue_ip = str(bed.sc.instance("kv").ip), str(bed.sc.ue(UE).ip)
 
     # the chain moved whole, twice, speculatively, and ends at mec3
     assert all(bed.orch.where(fn) == "mec3" for fn in FUNCTIONS)
@@ -182,4 +204,40 @@ def test_the_chain_follows_a_car_past_three_sites_with_its_state_and_connection(
         + "; re-plugs "
         + ", ".join(f"{m.replug_ms:.0f} ms" for m in mover.log if m.replug_ms is not None)
         + f"; fwd counted {at - bt} / {ab - bb} packets of the connection during the drive"
+    )
+
+
+def test_a_chain_speculation_is_cancelled_when_the_car_turns_back(bed: Orchestrated) -> None:
+    """The car heads for zone02 and turns back before it enters (drive.yaml's turner's path):
+    straight-ahead prediction starts the chain's pre-copy towards mec2, and the turn cancels
+    it. Neither function went through a final freeze; nothing of either is left at mec2; both
+    serve on at mec1 with their state (the forwarder's process and memory, the store's counter
+    and memory over the car's one connection through the chain)."""
+    follower, mover, _, client, before, after = drive(bed, turning_car(bed.sc))
+
+    kinds = [(type(d.action).__name__, d.result) for d in follower.history]
+    starts = [d.action for d in follower.history if isinstance(d.action, Start)]
+    assert [(s.target, s.speculative) for s in starts] == [("mec2", True)], kinds
+    assert ("Cancel", "requested") in kinds, kinds
+    assert not any(isinstance(d.action, Commit) for d in follower.history), kinds
+    [(name, spec)] = follower.ended
+    assert name == CHAIN and spec.state is SpecState.CANCELLED
+    record = chain_of(spec).record
+    assert record.outcome is Outcome.ROLLED_BACK, record.error
+    assert record.metrics["speculation"]["outcome"] == "cancelled", record.metrics
+    for fn in FUNCTIONS:
+        names = [p.name for p in record.members[fn].phases]
+        assert "freeze_dump" not in names, (fn, names)
+        assert any(n.startswith("precopy") for n in names), (fn, names)
+        assert bed.orch.placement(fn).at == {"mec1": "running", "mec2": "absent", "mec3": "absent"}
+    assert not mover.log  # the car never left cell1: nothing was re-plugged
+    assert client["same_connection"] and client["failures"] == 0, client
+    assert client["counter_monotonic"] and client["fingerprint_stable"], client
+    assert after["started"] == before["started"]
+    assert after["fingerprint"] == expected_fingerprint(42, 16 * MiB)
+    assert after["forwarded"] > before["forwarded"]
+    print(
+        f"\n  chain speculation cancelled after "
+        f"{', '.join(f'{fn} {len(record.members[fn].phases)} phases' for fn in FUNCTIONS)}; "
+        f"the client's longest gap {client['downtime_ms']:.0f} ms"
     )
