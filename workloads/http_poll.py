@@ -7,7 +7,10 @@ Printed at the end (``--json``): ``requests``, ``ok``, ``failures``, ``max_gap_m
 time between two successful replies, minus the interval: the interruption a user sees; a silence
 to the end counts), ``gaps`` (``[start_ms, end_ms]`` of every gap over 2 intervals, since the
 start), ``bodies_changed`` (when the reply's first line of body went backwards, a sign that
-another process answered: ``[t_ms, before, after]``), ``first`` and ``last`` bodies.
+another process answered: ``[t_ms, before, after]``), ``first`` and ``last`` bodies; with
+``--samples`` also ``samples``: ``[reply_s, body]`` of every successful request, ``reply_s`` on
+CLOCK_MONOTONIC (shared with the host: a Mininet host is a network namespace only), ``body``
+its first line as an integer when it is one.
 
 CLI: ``python -m workloads.http_poll HOST PORT --path /counter --interval-ms 5 --duration 0``.
 """
@@ -37,6 +40,7 @@ class PollResult:
     bodies_changed: list[list[object]] = field(default_factory=list)
     first: str | None = None
     last: str | None = None
+    samples: list[list[float | int | None]] | None = None
 
 
 def get(host: str, port: int, path: str, timeout_s: float = TIMEOUT_S) -> str | None:
@@ -68,8 +72,9 @@ def poll(
     stop: threading.Event,
     duration_s: float,
     timeout_s: float = TIMEOUT_S,
+    samples: bool = False,
 ) -> PollResult:
-    res = PollResult()
+    res = PollResult(samples=[] if samples else None)
     t0 = time.monotonic()
     last_ok = t0
     interval = interval_ms / 1000.0
@@ -88,6 +93,8 @@ def poll(
                 res.gaps.append([round((last_ok - t0) * 1000, 1), round((now - t0) * 1000, 1)])
             res.max_gap_ms = max(res.max_gap_ms, (gap - interval) * 1000)
             last_ok = now
+            if res.samples is not None:
+                res.samples.append([round(now, 5), _number(body)])
             if res.first is None:
                 res.first = body
             if previous is not None and _went_back(previous, body):
@@ -98,6 +105,13 @@ def poll(
     end = time.monotonic()
     res.max_gap_ms = round(max(res.max_gap_ms, (end - last_ok - interval) * 1000), 1)
     return res
+
+
+def _number(body: str) -> int | None:
+    try:
+        return int(body)
+    except ValueError:
+        return None
 
 
 def _went_back(before: str, after: str) -> bool:
@@ -116,12 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=0.0, help="seconds; 0: until SIGTERM")
     p.add_argument("--timeout-ms", type=float, default=TIMEOUT_S * 1000)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--samples", action="store_true", help="with --json: every reply's time")
     args = p.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     timeout_s = args.timeout_ms / 1000.0
-    res = poll(args.host, args.port, args.path, args.interval_ms, stop, args.duration, timeout_s)
+    res = poll(
+        args.host, args.port, args.path, args.interval_ms, stop, args.duration, timeout_s,
+        samples=args.samples,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(asdict(res)))
     else:

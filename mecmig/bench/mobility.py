@@ -21,7 +21,11 @@ and kv follows the car under one policy:
 Before each run kv is deployed afresh at mec1 and the car put back in cell1. A row per
 handover (`mecmig.bench.mobility_rows`): ue, service, policy, speculative, interruption_ms,
 state_intact, bytes, dwell_ms, viable, t_pre_ms, t_down_ms, serving_after_ms, repetition.
-Replicas (stateless services) are not measured here yet: see the report's TODO.
+- `replica` (seed 002): the stateless `web` of scenarios/replicas.yaml (the same road, car and
+  cells) is served by warm replicas: a replica placed ahead at each site follow-me marks, made
+  the primary by a flow switch at the handover, never migrated
+  (`mecmig.bench.mobility_replica`); the car's client is `workloads.http_poll` (a GET on a new
+  connection every 5 ms), and that policy's runs get that scenario's testbed.
 
 Outputs (on the experiment harness): summary.json (`rows`: one per handover; `summary`: per
 policy the dwell-time statistics and the interruption), raw/ (a file per run), mobility.csv and
@@ -35,7 +39,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -46,6 +50,14 @@ from rich.console import Console
 from mecmig.bench import ROOT, shown
 from mecmig.bench.harness import Experiment, Metric, RunSpec
 from mecmig.bench.harness_testbed import environment_ready, finish, run_on_testbed
+from mecmig.bench.mobility_replica import (
+    REPLICA,
+    STATELESS_PORT,
+    STATELESS_SERVICE,
+    ReplicaDriver,
+    poll_replies,
+    stateless_rows,
+)
 from mecmig.bench.mobility_rows import (
     Arrival,
     Client,
@@ -58,12 +70,13 @@ from mecmig.bench.mobility_rows import (
 from mecmig.cli import EXIT_ENVIRONMENT, EXIT_USAGE
 
 SCENARIO = ROOT / "scenarios" / "drive.yaml"
+REPLICA_SCENARIO = ROOT / "scenarios" / "replicas.yaml"
 DEFAULT_OUT = ROOT / "results" / "mobility"
 UE, SERVICE, HOME = "car", "kv", "mec1"
 SERVICE_PORT = 7000
 STRATEGIES = ("precopy", "postcopy", "hybrid", "cold")
 REACTIVE = "-reactive"
-POLICIES = tuple(p for s in STRATEGIES for p in (s, f"{s}{REACTIVE}"))
+POLICIES = (*(p for s in STRATEGIES for p in (s, f"{s}{REACTIVE}")), REPLICA)
 # scenario seconds per wall second: at x2 the car's 30 s drive takes 15 s and its stay at mec2
 # is 7.5 s; at x8 that stay is 1.875 s, seed 003's shortest dwell per zone (1.854 s, Table V)
 SCALES = (2.0, 8.0)
@@ -81,7 +94,8 @@ def policy_name(strategy: str, speculative: bool) -> str:
 
 
 def strategy_of(policy: str) -> tuple[str, bool]:
-    """'precopy-reactive' -> ('precopy', False); 'hybrid' -> ('hybrid', True)."""
+    """'precopy-reactive' -> ('precopy', False); 'hybrid' -> ('hybrid', True); 'replica' ->
+    ('replica', True)."""
     if policy.endswith(REACTIVE):
         return policy[: -len(REACTIVE)], False
     return policy, True
@@ -95,7 +109,7 @@ class Plan:
 
 
 FULL = Plan(POLICIES, 3, SCALES)
-QUICK = Plan(("precopy", f"precopy{REACTIVE}"), 1, (2.0,))
+QUICK = Plan(("precopy", f"precopy{REACTIVE}", REPLICA), 1, (2.0,))
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -113,7 +127,9 @@ def experiment(plan: Plan) -> Experiment:
         scenario=shown(SCENARIO),
         workload="the car drives past mec1, mec2, mec3 at a time scale (two handovers); "
         "kv (memhog, 16 MiB seeded, 1 MB/s dirtied) follows it; the car's client pings kv "
-        f"every {INTERVAL_MS:g} ms over one TCP connection",
+        f"every {INTERVAL_MS:g} ms over one TCP connection; replica: web (stateless HTTP, "
+        "scenarios/replicas.yaml) served by warm replicas, the car's client a GET on a new "
+        f"connection every {INTERVAL_MS:g} ms",
         sweep={"scale": plan.scales, "policy": plan.policies},
         repetitions=plan.repeat,
         metrics=(
@@ -269,7 +285,7 @@ class MobilityBed:
     """The emulation of drive.yaml (controller, Mininet, an agent per site), the orchestrator,
     the car's mobility and the one mover that re-plugs it (it knows where the car hangs)."""
 
-    def __init__(self, tb: Any, clients: dict[str, Any]) -> None:
+    def __init__(self, tb: Any, clients: dict[str, Any], scenario: Path = SCENARIO) -> None:
         from mininet_scenarios.ue_motion import UEMover
         from orchestration.links import RestControllerLink
         from orchestration.orchestrator import Orchestrator
@@ -277,7 +293,9 @@ class MobilityBed:
         from topology.scenario import load_scenario
 
         self.tb = tb
-        self.sc = load_scenario(SCENARIO)
+        self.scenario = scenario
+        self.service = STATELESS_SERVICE if scenario == REPLICA_SCENARIO else SERVICE
+        self.sc = load_scenario(scenario)
         self.orch = Orchestrator(self.sc, clients, RestControllerLink(tb.ctl.client))
         self.mob = ue_mobility(self.sc, UE)
         self.mover = UEMover(tb.emu, tb.ctl.client)
@@ -323,9 +341,10 @@ class MobilityBed:
 
     def run(self, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
         from orchestration.prediction import known_dwell
-        from topology.mobility_playback import Playback, play
 
         policy, scale = str(spec["policy"]), float(spec["scale"])
+        if policy == REPLICA:
+            return self.run_replica(spec, on_phase)
         strategy, speculative = strategy_of(policy)
         on_phase("deploying kv at mec1")
         self.orch.teardown(SERVICE)
@@ -344,25 +363,8 @@ class MobilityBed:
                 else Reactive(self.orch, strategy, HOME)
             )
             self.mover.time_scale = scale
-
-            def handle(h: Any) -> None:
-                wall = time.monotonic()
-                moved = self.mover.apply(h)
-                if h.to_cell is not None:
-                    self.cell = h.to_cell
-                if h.to_site is not None and h.to_site != h.from_site:
-                    arrivals.append(
-                        Arrival(h.t_s, wall, h.from_site, h.to_site, dwell(h.t_s, h.to_site),
-                                moved.replug_ms)
-                    )  # fmt: skip
-                driver.on_handover(h)
-
             try:
-                play(Playback(self.mob.handovers, start, scale), time.monotonic, time.sleep,
-                     handle)  # fmt: skip
-                end = start + self.mob.until / scale
-                while time.monotonic() < end:
-                    time.sleep(0.05)
+                self._play(start, scale, arrivals, dwell, driver.on_handover)
                 on_phase("waiting for the last move")
             finally:
                 driver.close()
@@ -391,6 +393,87 @@ class MobilityBed:
         out["client_gaps_s"] = gaps_s(client.replies, client.interval_ms)
         return out
 
+    def run_replica(self, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+        """The `replica` policy (`mecmig.bench.mobility_replica`): web at mec1, follow-me by
+        replicas while the car drives, its client a GET on a new connection every 5 ms."""
+        from mininet_scenarios.measure import Probe
+        from orchestration.prediction import known_dwell
+
+        scale = float(spec["scale"])
+        on_phase("deploying web at mec1")
+        self.orch.teardown(STATELESS_SERVICE)
+        self.go_home()
+        self.orch.deploy(STATELESS_SERVICE, HOME)
+        server = str(self.sc.instance(STATELESS_SERVICE).ip)
+        probe = Probe(
+            self.tb.emu, UE, server, STATELESS_PORT, interval_ms=INTERVAL_MS,
+            extra=("--timeout-ms", "3000", "--samples"), module="workloads.http_poll",
+        )  # fmt: skip
+        arrivals: list[Arrival] = []
+        try:
+            time.sleep(1.0)
+            on_phase(f"driving at x{scale:g}")
+            dwell = known_dwell(self.mob)
+            start = time.monotonic()
+            driver = ReplicaDriver(self.orch, self.mob, HOME, scale, start, TICK_S)
+            self.mover.time_scale = scale
+            try:
+                self._play(start, scale, arrivals, dwell, driver.on_handover)
+            finally:
+                driver.close()
+            time.sleep(1.0)
+            poll = probe.stop()
+        finally:
+            probe.close()
+        client = Client(poll_replies(poll["samples"]), INTERVAL_MS, True, True, True)
+        moves = driver.moves
+        rows = stateless_rows(
+            handover_rows(
+                ue=UE, service=STATELESS_SERVICE, policy=REPLICA, strategy=REPLICA,
+                speculative=True, scale=scale, arrivals=arrivals, moves=moves, client=client,
+                repetition=spec.repetition,
+            )
+        )  # fmt: skip
+        for row in rows:
+            row["scale"] = scale
+        summary = {"downtime_ms": poll["max_gap_ms"], "same_connection": None,
+                   "counter_monotonic": None, "fingerprint_stable": None}  # fmt: skip
+        out_row = run_row(REPLICA, REPLICA, True, rows, summary, moves, driver, self)
+        out_row["follow_me"] = driver.history()
+        out_row["client_failures"] = poll["failures"]
+        out_row["arrivals"] = [asdict(a) for a in arrivals]
+        out_row["client_gaps_s"] = gaps_s(client.replies, client.interval_ms)
+        return out_row
+
+    def _play(
+        self,
+        start: float,
+        scale: float,
+        arrivals: list[Arrival],
+        dwell: Callable[[float, str], float | None],
+        then: Callable[[Any], None],
+    ) -> None:
+        """The car's drive from `start` at `scale`: each handover re-plugs it (`arrivals`
+        records those to another site), then `then(handover)`; returns at the path's end."""
+        from topology.mobility_playback import Playback, play
+
+        def handle(h: Any) -> None:
+            wall = time.monotonic()
+            moved = self.mover.apply(h)
+            if h.to_cell is not None:
+                self.cell = h.to_cell
+            if h.to_site is not None and h.to_site != h.from_site:
+                arrivals.append(
+                    Arrival(h.t_s, wall, h.from_site, h.to_site, dwell(h.t_s, h.to_site),
+                            moved.replug_ms)
+                )  # fmt: skip
+            then(h)
+
+        play(Playback(self.mob.handovers, start, scale), time.monotonic, time.sleep, handle)
+        end = start + self.mob.until / scale
+        while time.monotonic() < end:
+            time.sleep(0.05)
+
 
 def run_row(
     policy: str,
@@ -399,7 +482,7 @@ def run_row(
     rows: list[dict[str, Any]],
     probe: dict[str, Any],
     moves: list[Move],
-    driver: Speculative | Reactive,
+    driver: Speculative | Reactive | ReplicaDriver,
     bed: MobilityBed,
 ) -> dict[str, Any]:
     """One run: its handovers' rows and what the harness's statistics summarize."""
@@ -421,8 +504,8 @@ def run_row(
         "same_connection": probe["same_connection"],
         "counter_monotonic": probe["counter_monotonic"],
         "fingerprint_stable": probe.get("fingerprint_stable"),
-        "ends_at": bed.orch.where(SERVICE),
-        "state_lost": sum(not r["state_intact"] for r in rows),
+        "ends_at": bed.orch.where(bed.service),
+        "state_lost": sum(r["state_intact"] is False for r in rows),
         "moves": [asdict(m) for m in moves],
         "handovers": rows,
     }
@@ -436,17 +519,48 @@ def run_row(
     return out
 
 
-@contextmanager
-def mobility_testbed() -> Iterator[MobilityBed]:
-    from mininet_scenarios.agents import SiteAgents
-    from mininet_scenarios.testbed import testbed
+class Beds:
+    """The testbed each policy needs: drive.yaml's for the strategies, replicas.yaml's for
+    `replica` (the same road, car and cells). One runs at a time: asking for the other stops
+    the one running (its service torn down) and starts it."""
 
-    with testbed(SCENARIO, instance_hosts=False) as tb, SiteAgents(tb.emu, SCENARIO) as agents:
-        bed = MobilityBed(tb, agents.clients)
-        try:
-            yield bed
-        finally:
-            bed.orch.teardown(SERVICE)
+    def __init__(self) -> None:
+        self._stack: ExitStack | None = None
+        self._bed: MobilityBed | None = None
+
+    def for_policy(self, policy: str) -> MobilityBed:
+        scenario = REPLICA_SCENARIO if policy == REPLICA else SCENARIO
+        if self._bed is not None and self._bed.scenario == scenario:
+            return self._bed
+        self.close()
+        self._bed = self._open(scenario)
+        return self._bed
+
+    def _open(self, scenario: Path) -> MobilityBed:
+        from mininet_scenarios.agents import SiteAgents
+        from mininet_scenarios.testbed import testbed
+
+        with ExitStack() as stack:
+            tb = stack.enter_context(testbed(scenario, instance_hosts=False))
+            agents = stack.enter_context(SiteAgents(tb.emu, scenario))
+            bed = MobilityBed(tb, agents.clients, scenario)
+            stack.callback(bed.orch.teardown, bed.service)
+            self._stack = stack.pop_all()
+        return bed
+
+    def close(self) -> None:
+        stack, self._stack, self._bed = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+
+@contextmanager
+def mobility_testbed() -> Iterator[Beds]:
+    beds = Beds()
+    try:
+        yield beds
+    finally:
+        beds.close()
 
 
 # ------------------------------------------------------------------------------ the run
@@ -487,8 +601,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "scales": list(plan.scales),
                 "ue": UE, "service": SERVICE, "interval_ms": INTERVAL_MS,
                 "margin_ms": MARGIN_MS, "predictor": "known-path",
-                "replica": "not measured yet (warm replicas of stateless services: issue 12 "
-                "part 4, separate work)",
+                "replica": {"scenario": shown(REPLICA_SCENARIO), "service": STATELESS_SERVICE,
+                            "client": "workloads.http_poll (a GET on a new connection)"},
             },
         },
         plots=lambda: [plot_mobility(rows, plan, args.out)],
@@ -500,7 +614,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )  # fmt: skip
 
 
-def run_one(bed: MobilityBed, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+def run_one(beds: Beds, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
+    bed = beds.for_policy(str(spec["policy"]))
     row = bed.run(spec, on_phase)
     row["repetition"] = spec.repetition
     return row
@@ -554,14 +669,16 @@ def add_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "times each. Rows (one per handover): ue, service, policy, speculative, "
         "interruption_ms, state_intact, bytes, dwell_ms, viable (seed 003: T_pre + T_down <= "
         "T_dwell), t_pre_ms, t_down_ms, repetition; per policy the dwell-time statistics. "
-        "Replicas are not measured yet. Writes summary.json, mobility.png, CSVs and report.md "
+        "Policy replica: the stateless web of scenarios/replicas.yaml (the same road and car) "
+        "served by warm replicas placed ahead, a flow switch at each handover; its client a "
+        "GET on a new connection every 5 ms. Writes summary.json, mobility.png, CSVs and report.md "
         "into --out. Exit 0 the run completed (goals met or not), 1 a run failed, 3 not root "
         "/ no OVS / no runc or CRIU.",
     )
     b.add_argument(
         "--quick",
         action="store_true",
-        help="precopy and precopy-reactive, once each: about 2 minutes; a smoke test",
+        help="precopy, precopy-reactive and replica at x2, once each: about 3 minutes",
     )
     b.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, metavar="DIR",

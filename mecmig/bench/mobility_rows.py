@@ -294,9 +294,29 @@ def policy_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "t_pre_mean_ms": _mean(pre),
         "t_down_mean_ms": _mean(down),
         "serving_after_mean_ms": _mean(after),
-        "state_intact": sum(bool(r["state_intact"]) for r in rows),
+        "state_intact": sum(r["state_intact"] is True for r in rows),
+        "stateless": bool(rows) and all(r["state_intact"] is None for r in rows),
         "bytes_mean": _mean([float(r["bytes"]) for r in rows if r["bytes"] is not None]),
     }
+
+
+REPLICA_GOAL_MS = 10.0  # seed 002: a replica switch costs the client at most this
+
+
+def state_kept(rows: Sequence[Mapping[str, Any]]) -> bool | None:
+    """Every stateful handover kept its state (a stateless service's rows, `state_intact`
+    None, have none to keep); None: no stateful handover."""
+    stateful = [r for r in rows if r["state_intact"] is not None]
+    return all(bool(r["state_intact"]) for r in stateful) if stateful else None
+
+
+def replica_within(rows: Sequence[Mapping[str, Any]]) -> bool | None:
+    """Every replica handover cost the client at most REPLICA_GOAL_MS; None: no replica row
+    (or one without a measured gap)."""
+    gaps = [r["interruption_ms"] for r in rows if r["policy"] == "replica"]
+    if not gaps or any(g is None for g in gaps):
+        return None
+    return all(float(g) <= REPLICA_GOAL_MS for g in gaps)
 
 
 def summarize(
@@ -321,7 +341,8 @@ def summarize(
         "per_policy": per,
         "speculative_vs_reactive": comparisons,
         "goals": {
-            "state_intact": all(bool(r["state_intact"]) for r in rows) if rows else None,
+            "state_intact": state_kept(rows),
+            "replica_switch_within_ms": replica_within(rows),
             "speculative_not_worse_than_reactive": (
                 all(c["not_worse"] for c in comparisons.values())
                 if comparisons and all(c["not_worse"] is not None for c in comparisons.values())
@@ -347,7 +368,8 @@ def summarize_scales(
     return {
         "per_scale": per,
         "goals": {
-            "state_intact": all(bool(r["state_intact"]) for r in rows) if rows else None,
+            "state_intact": state_kept(rows),
+            "replica_switch_within_ms": replica_within(rows),
             "speculative_not_worse_than_reactive": (
                 all(verdicts) if verdicts and all(v is not None for v in verdicts) else None
             ),

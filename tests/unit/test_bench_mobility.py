@@ -21,6 +21,7 @@ from mecmig.bench.mobility import (
     policy_name,
     strategy_of,
 )
+from mecmig.bench.mobility_replica import Switched, poll_replies, replica_moves, stateless_rows
 from mecmig.bench.mobility_rows import (
     Arrival,
     Client,
@@ -33,7 +34,9 @@ from mecmig.bench.mobility_rows import (
     match_moves,
     move_of,
     policy_stats,
+    replica_within,
     replies_of,
+    state_kept,
     summarize,
     summarize_scales,
 )
@@ -301,13 +304,13 @@ def test_the_goals_compare_each_speculative_strategy_with_its_reactive_twin() ->
 # ------------------------------------------------------------------------------ the plan
 
 
-def test_policies_are_each_strategy_speculative_and_reactive() -> None:
-    assert len(POLICIES) == 8
+def test_policies_are_each_strategy_speculative_and_reactive_and_replica() -> None:
+    assert len(POLICIES) == 9 and POLICIES[-1] == "replica"
     for p in POLICIES:
         assert policy_name(*strategy_of(p)) == p
     assert strategy_of("hybrid-reactive") == ("hybrid", False)
     assert strategy_of("cold") == ("cold", True)
-    assert QUICK.policies == ("precopy", "precopy-reactive") and QUICK.repeat == 1
+    assert QUICK.policies == ("precopy", "precopy-reactive", "replica") and QUICK.repeat == 1
     assert QUICK.scales == (2.0,) and FULL.repeat == 3 and FULL.scales == (2.0, 8.0)
 
 
@@ -330,3 +333,38 @@ def test_the_car_hands_over_twice_and_only_its_stay_at_mec2_is_known() -> None:
     assert sites == [(7.5, "mec1", "mec2"), (22.5, "mec2", "mec3")]
     dwell = known_dwell(mob)
     assert dwell(7.5, "mec2") == pytest.approx(15.0) and dwell(22.5, "mec3") is None
+
+
+# ------------------------------------------------------------------------------ replicas
+
+
+def test_a_replica_handover_is_a_move_marked_ahead_placed_and_switched() -> None:
+    marks = {"mec2": 10.0}
+    placed = {"mec2": 10.6, "mec3": 30.2}
+    switches = [
+        Switched("mec2", 15.0, 15.004, 3.1),
+        Switched("mec3", 30.0, 30.5, 2.5),  # no mark came: placed late, at the handover
+        Switched("mec1", 40.0, 40.001, None, error="no switch made"),
+    ]
+    two, three, one = replica_moves(marks, placed, switches)
+    assert (two.asked_s, two.ready_s, two.freeze_s, two.serving_s) == (10.0, 10.6, 15.0, 15.004)
+    assert two.speculative and two.frozen_ms == 3.1 and two.bytes == 0 and two.outcome == "done"
+    assert not three.speculative and three.asked_s == 30.0 and three.ready_s == 30.2
+    assert one.outcome == "failed" and one.serving_s is None and one.error == "no switch made"
+
+
+def test_replica_rows_have_no_state_to_keep_and_the_goal_is_ten_ms() -> None:
+    replies = poll_replies([[1.0, 5], [0.995, 4], [1.02, None]])
+    assert [r.t_s for r in replies] == [0.995, 1.0, 1.02] and replies[1].counter == 5
+    rows = stateless_rows([_row("replica", 6.0), _row("replica", 9.9)])
+    assert all(r["state_intact"] is None and r["stateless"] for r in rows)
+    assert policy_stats(rows)["stateless"] is True and policy_stats(rows)["state_intact"] == 0
+    mixed = [*rows, _row("precopy", 500.0)]
+    assert state_kept(mixed) is True and state_kept(rows) is None
+    assert state_kept([*mixed, _row("cold", 1.0, state_intact=False)]) is False
+    assert replica_within(mixed) is True
+    assert replica_within([*mixed, _row("replica", 10.1)]) is False
+    assert replica_within([_row("precopy", 1.0)]) is None
+    assert replica_within([_row("replica", None)]) is None  # type: ignore[arg-type]
+    s = summarize(mixed, ["precopy", "replica"], 50.0)
+    assert s["goals"]["state_intact"] is True and s["goals"]["replica_switch_within_ms"] is True
