@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
 
-from mecmig.bench import environment_problem, progress, shown
+from mecmig.bench import ROOT, environment_problem, progress, shown
 from mecmig.bench.harness import Experiment, ExperimentRun, Row, RunSpec, Session
 from mecmig.bench.report import command_line, utc_now, write_report, write_summary
-from mecmig.cli import EXIT_FAILED, EXIT_OK
+from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 Bed = TypeVar("Bed")
 
@@ -49,6 +49,49 @@ def environment_ready(console: Console, scenario: Path) -> bool:
         console.print(f"[red]environment not ready[/red]: {problem}", highlight=False)
         return False
     return True
+
+
+def preflight(args: argparse.Namespace, console: Console, scenario: Path) -> int | None:
+    """The exit code when the benchmark cannot run (EXIT_USAGE: --repeat below 1;
+    EXIT_ENVIRONMENT: see `environment_ready`), None when it can."""
+    if getattr(args, "repeat", None) is not None and args.repeat < 1:
+        console.print("[red]--repeat must be at least 1[/red]")
+        return EXIT_USAGE
+    if not environment_ready(console, scenario):
+        return EXIT_ENVIRONMENT
+    return None
+
+
+@contextmanager
+def agents_testbed(scenario: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Controller + Mininet for `scenario` (its instances left to the agents) and an agent per
+    site: (the testbed, the agents' clients by site); all torn down after."""
+    from mininet_scenarios.agents import SiteAgents
+    from mininet_scenarios.testbed import testbed
+
+    with testbed(scenario, instance_hosts=False) as tb, SiteAgents(tb.emu, scenario) as agents:
+        yield tb, agents.clients
+
+
+def harness_options(b: argparse.ArgumentParser, name: str, *, quick: str, repeat: str) -> None:
+    """--quick, --out (results/<name>/) and --repeat N of a benchmark on the harness."""
+    b.add_argument("--quick", action="store_true", help=quick)
+    b.add_argument(
+        "--out", type=Path, default=ROOT / "results" / name, metavar="DIR",
+        help=f"where the results go (default: results/{name}/)",
+    )  # fmt: skip
+    b.add_argument("--repeat", type=int, metavar="N", help=repeat)
+
+
+def bench_words(name: str, args: argparse.Namespace, *options: str) -> list[str]:
+    """The command line that runs benchmark `name` again: --quick, `options`, --repeat and
+    --out as `args` (of `harness_options`) hold them."""
+    words = ["mecmig", "bench", name, *(["--quick"] if args.quick else []), *options]
+    if args.repeat:
+        words += ["--repeat", str(args.repeat)]
+    if args.out != ROOT / "results" / name:
+        words += ["--out", shown(args.out)]
+    return words
 
 
 def run_on_testbed(

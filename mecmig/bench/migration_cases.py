@@ -103,6 +103,7 @@ class Bench:
         self.ip = str(sc.instance(INSTANCE).ip)
         self.port = 7000
         self.hold = "auto"  # whether the engine holds the service's traffic while frozen
+        self.last_record: MigrationRecord | None = None  # the last case's, phases and all
 
     def orchestrator(self, case: Case) -> Orchestrator:
         from orchestration.orchestrator import Orchestrator
@@ -152,6 +153,7 @@ class Bench:
                 orch.teardown(INSTANCE)
             except Exception as exc:  # noqa: BLE001
                 row.setdefault("error", f"teardown: {exc}")
+        self.last_record = record
         if record is not None:
             row.update(record_fields(record.to_dict()))
         return row
