@@ -137,14 +137,79 @@ class Emulation:
         """Re-plug host `name` (same IP and MAC) into `switch`:`port`: new link first, then the
         old one removed (`keep_old`: only taken down inside the host, so its switch port stays
         and its counters show whether anything is still sent there). The emulated equivalent of
-        an instance restored at another site."""
+        an instance restored at another site. Packets in flight while the links swap are lost:
+        a host that must not lose any moves by `plug_second` and `swap_to`."""
         runner = runner or self.runner
         host = self.host(name)
         old_intf = host.defaultIntf()
         ip, mac = self.ip(name), old_intf.MAC()
         prefix = self.scenario.network.subnet.prefixlen
-        new_sw = self.net.get(switch)
-        link = self.net.addLink(host, new_sw, port2=port)
+        new_intf = self._plug(host, switch, port, runner)
+        if keep_old:
+            old_intf.ifconfig("down")
+            old_intf.setIP("0.0.0.0/32")
+        else:
+            self._remove_link(old_intf)
+        new_intf.setMAC(mac)
+        new_intf.setIP(f"{ip}/{prefix}")
+        _ethtool_off(runner, host, new_intf.name)
+
+    def plug_second(
+        self, name: str, switch: str, port: int, *, runner: Runner | None = None
+    ) -> str:
+        """The first half of a lossless move: host `name` gets a second link, into
+        `switch`:`port`, with its IP and MAC, up, while its first link still carries all its
+        traffic (the host's routes stay there; make that port one the controller drops frames
+        from and sends nothing to: a standby). Its resolved neighbours are copied to the new
+        interface, so that its first packets there need no ARP. Returns the new interface's
+        name (for `swap_to`, or `unplug` if the move is given up)."""
+        runner = runner or self.runner
+        host = self.host(name)
+        old = host.defaultIntf()
+        ip, mac = self.ip(name), old.MAC()
+        prefix = self.scenario.network.subnet.prefixlen
+        new = self._plug(host, switch, port, runner, mac=mac)
+        _ethtool_off(runner, host, new.name)
+        neighbours = runner.run(["ip", "neigh", "show", "dev", old.name], netns_pid=host.pid)
+        batch = [
+            f"address add {ip}/{prefix} dev {new.name} noprefixroute",  # one address, two links
+            f"link set {new.name} up",
+            *neighbour_copies(neighbours.stdout, new.name),
+        ]
+        _ip_batch(runner, host, batch)
+        new.ip, new.prefixLen = ip, prefix  # Mininet's own record (host.IP())
+        return str(new.name)
+
+    def swap_to(self, name: str, intf: str, *, runner: Runner | None = None) -> None:
+        """The second half, once the controller sends the host's traffic to the new link: its
+        routes move to `intf` (`ip route replace`, one step each: a packet leaves by one link or
+        the other, never by neither), then its old link is removed (host and switch ends)."""
+        runner = runner or self.runner
+        host = self.host(name)
+        olds = [i for i in host.intfList() if i.name not in ("lo", intf)]
+        if len(olds) != 1 or intf not in host.nameToIntf:
+            raise EmulationError(f"{name} has not one link besides {intf}: nothing to swap")
+        [old] = olds
+        routes = runner.run(["ip", "-4", "route", "show", "dev", old.name], netns_pid=host.pid)
+        _ip_batch(runner, host, route_moves(routes.stdout, intf))
+        self._remove_link(old)
+
+    def unplug(self, name: str, intf: str) -> None:
+        """Remove host `name`'s link at `intf` (a second link `plug_second` made that is not
+        used after all)."""
+        host = self.host(name)
+        if intf not in host.nameToIntf:
+            raise EmulationError(f"{name} has no interface {intf}")
+        self._remove_link(host.nameToIntf[intf])
+
+    def _plug(
+        self, host: Any, switch: str, port: int, runner: Runner, mac: str | None = None
+    ) -> Any:
+        """A new link from `host` into `switch`:`port`, the switch's end added to its bridge
+        and up; the host's end (returned) as Mininet made it (`mac`: made with that MAC, the
+        switch's end with a random local one: no down-and-up to set it later)."""
+        macs = {} if mac is None else {"addr1": mac, "addr2": _local_mac()}
+        link = self.net.addLink(host, self.net.get(switch), port2=port, **macs)
         intf = link.intf2.name
         runner.run(
             [
@@ -160,18 +225,14 @@ class Emulation:
             ]
         )
         link.intf2.ifconfig("up")
-        if keep_old:
-            old_intf.ifconfig("down")
-            old_intf.setIP("0.0.0.0/32")
-        else:
-            old_link = old_intf.link
-            old_sw_intf = old_link.intf2 if old_link.intf1 is old_intf else old_link.intf1
-            old_sw_intf.node.detach(old_sw_intf)
-            self.net.delLink(old_link)
-        new_intf = link.intf1
-        new_intf.setMAC(mac)
-        new_intf.setIP(f"{ip}/{prefix}")
-        _ethtool_off(runner, host, new_intf.name)
+        return link.intf1
+
+    def _remove_link(self, intf: Any) -> None:
+        """Remove the link of host interface `intf`: its switch end leaves the bridge."""
+        link = intf.link
+        sw_intf = link.intf2 if link.intf1 is intf else link.intf1
+        sw_intf.node.detach(sw_intf)
+        self.net.delLink(link)
 
     def enable_forwarding(self, name: str) -> None:
         """Make host `name` forward IP like a router (an SFC function): forwarding on, redirects
@@ -190,6 +251,56 @@ def _ethtool_off(runner: Runner, host: Any, intf: str) -> None:
         runner.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"], netns_pid=host.pid)
     except CommandError as exc:
         raise EmulationError(f"cannot turn offloads off on {host.name}:{intf}: {exc}") from exc
+
+
+# what `ip route show` prints of a route's state, not accepted by `ip route replace`
+_ROUTE_FLAGS = frozenset(
+    {"dead", "linkdown", "pervasive", "offload", "trap", "notify", "unresolved", "rt_offload",
+     "rt_trap", "rt_offload_failed"}
+)  # fmt: skip
+
+
+def neighbour_copies(shown: str, intf: str) -> list[str]:
+    """`ip -batch` lines giving `intf` the neighbours `ip neigh show dev <old>` printed whose
+    MAC is known (REACHABLE, STALE, DELAY, PROBE, PERMANENT; not FAILED or INCOMPLETE)."""
+    out = []
+    for line in shown.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[1] == "lladdr":
+            out.append(f"neigh replace {words[0]} lladdr {words[2]} dev {intf} nud reachable")
+    return out
+
+
+def route_moves(shown: str, intf: str) -> list[str]:
+    """`ip -batch` lines moving each route `ip route show dev <old>` printed to `intf`: a
+    `route replace` of the same destination, type, metric and table, one step per route (its
+    state flags dropped; multipath routes, printed on several lines, are not moved)."""
+    lines = [line for line in shown.splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        multipath = i + 1 < len(lines) and lines[i + 1][0].isspace()
+        if line[0].isspace() or multipath:
+            continue
+        words = [w for w in line.split() if w not in _ROUTE_FLAGS]
+        out.append(f"route replace {' '.join(words)} dev {intf}")
+    return out
+
+
+def _local_mac() -> str:
+    """A random unicast, locally administered MAC address."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def _ip_batch(runner: Runner, host: Any, lines: Sequence[str]) -> None:
+    """Run `ip` commands in `host` in one process (`ip -batch`: stops at the first failure)."""
+    if not lines:
+        return
+    try:
+        runner.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", netns_pid=host.pid)
+    except CommandError as exc:
+        raise EmulationError(f"ip in {host.name} failed: {exc}") from exc
 
 
 def _preflight(scenario: Scenario, runner: Runner) -> None:

@@ -7,16 +7,21 @@ controller is told.
     with FollowLocation(mover, ["car"]): ...   # or the controller moves them (its playback)
 
 - The cell's `attach` (a site or a switch; default the cell's site) names the switch the UE
-  hangs off. When it is another switch than the UE's now, the controller moves the UE's traffic
-  there first (`relocate`: it picks the port, make-before-break), then the emulation re-plugs
-  the UE into that port with the same IP and MAC (`Emulation.move_host`). Within one switch
-  nothing is re-plugged: the radio changed, not the wire.
+  hangs off. When it is another switch than the UE's now, the UE moves make-before-break
+  and loses no packet: the controller makes a port there the UE's standby (it picks the port;
+  frames from it are dropped and never learned), the emulation plugs a second link into it
+  with the UE's IP and MAC (`Emulation.plug_second`), the controller moves the UE's traffic
+  there (`promote`: its old port becomes a standby, so that nothing the UE still sends from it
+  moves the UE back, and keeps forwarding its frames for `DRAIN_MS`), the UE's routes move to
+  the new link (`Emulation.swap_to`: `ip route replace`) and its old link is removed, then
+  the old standby forgotten. Within one switch nothing is re-plugged: the radio changed, not
+  the wire.
 - Every change is announced to the controller's location service
   (`POST /v1/ues/{ue}/access-point`; None: out of every range), which notifies its MEC013
   subscribers.
 
-The UE keeps its address, so a TCP connection it holds survives the move: only the packets in
-flight while its link is swapped are lost (and retransmitted).
+The UE keeps its address, so a TCP connection it holds survives the move; while both links are
+up, a packet for it arrives by one or the other, and one it sends leaves by one or the other.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from topology.mobility_playback import Playback, play
 
 log = logging.getLogger(__name__)
 MAX_NOTE_BYTES = 64 * 1024  # a notification is a few hundred bytes
+# a moved UE's frames still leave by its old link until its routes move (`swap_to`, ms later):
+# the old port forwards them that long at most, then drops them (it is a standby meanwhile)
+DRAIN_MS = 1000.0
 
 
 class MotionError(Exception):
@@ -97,13 +105,32 @@ class UEMover:
 
     def _replug(self, ue: str, cell: str) -> tuple[str, int, float, float] | None:
         target = self.emu.scenario.switch_of(self.radio.cell(cell).attach)
-        if target == self.at[ue]:
+        source = self.at[ue]
+        if target == source:
             return None
         t0 = time.monotonic()
-        view = self.client.relocate(ue, target)
-        self.emu.move_host(ue, view.new_switch, view.new_port)
+        standby = self.client.add_standby(ue, target)  # the controller picks the port
+        try:
+            intf = self.emu.plug_second(ue, standby.switch, standby.port)
+        except BaseException:
+            self._forget_standby(ue, target)
+            raise
+        try:
+            view = self.client.promote(ue, target, keep_old=True, drain_ms=DRAIN_MS)
+        except BaseException:
+            self.emu.unplug(ue, intf)
+            self._forget_standby(ue, target)
+            raise
         self.at[ue] = target
+        self.emu.swap_to(ue, intf)
+        self._forget_standby(ue, source)  # its link is gone: the old port is nobody's
         return view.new_switch, view.new_port, (time.monotonic() - t0) * 1000.0, view.switchover_ms
+
+    def _forget_standby(self, ue: str, switch: str) -> None:
+        try:
+            self.client.remove_standby(ue, switch)
+        except ControllerClientError as err:
+            log.warning("%s's standby at %s not removed: %s", ue, switch, err)
 
 
 def drive(

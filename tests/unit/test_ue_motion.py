@@ -1,6 +1,8 @@
 """The UE mover's order (no emulation: a recording emulation and controller): a cell that hangs
-off another switch moves the UE's traffic at the controller first (it picks the port), then
-re-plugs the UE there; a cell on the same switch re-plugs nothing; every change is announced."""
+off another switch makes a port there the UE's standby (the controller picks it), plugs a second
+link into it, moves the UE's traffic there (promote), swaps the UE's routes and removes its old
+link, then forgets the old port; a cell on the same switch re-plugs nothing; every change is
+announced."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mininet_scenarios.ue_motion import FollowLocation, UEMover
 from topology.mobility_events import ue_mobility
@@ -25,35 +29,72 @@ class View:
 
 
 @dataclass
+class Standby:
+    switch: str
+    port: int
+
+
+@dataclass
 class Recorder:
     scenario: Any = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def relocate(self, host: str, to: str) -> View:
-        self.calls.append(("relocate", host, to))
+    fail_promote: bool = False
+
+    def add_standby(self, host: str, to: str) -> Standby:
+        self.calls.append(("standby", host, to))
+        return Standby(to, 7)
+
+    def promote(self, host: str, to: str, keep_old: bool, drain_ms: float) -> View:
+        self.calls.append(("promote", host, to, keep_old))
+        if self.fail_promote:
+            raise RuntimeError("no")
         return View(to, 7)
 
-    def move_host(self, name: str, switch: str, port: int) -> None:
-        self.calls.append(("move_host", name, switch, port))
+    def remove_standby(self, host: str, at: str) -> None:
+        self.calls.append(("forget", host, at))
+
+    def plug_second(self, name: str, switch: str, port: int) -> str:
+        self.calls.append(("plug", name, switch, port))
+        return f"{name}-eth9"
+
+    def swap_to(self, name: str, intf: str) -> None:
+        self.calls.append(("swap", name, intf))
+
+    def unplug(self, name: str, intf: str) -> None:
+        self.calls.append(("unplug", name, intf))
 
     def announce_access_point(self, ue: str, cell: str | None, t_s: float, scale: float) -> None:
         self.calls.append(("announce", ue, cell, t_s, scale))
 
 
-def test_a_new_site_relocates_then_replugs_and_every_change_is_announced() -> None:
+def test_a_new_site_plugs_promotes_then_swaps_and_every_change_is_announced() -> None:
     sc = load_scenario(DRIVE)
     rec = Recorder(sc)
     mover = UEMover(rec, rec)  # type: ignore[arg-type]
     for h in ue_mobility(sc, "car").handovers:
         mover.apply(h)
-    s2, s3 = sc.switch_of("mec2"), sc.switch_of("mec3")
+    s1, s2, s3 = (sc.switch_of(s) for s in ("mec1", "mec2", "mec3"))
     assert rec.calls == [
-        ("relocate", "car", s2), ("move_host", "car", s2, 7),
+        ("standby", "car", s2), ("plug", "car", s2, 7), ("promote", "car", s2, True),
+        ("swap", "car", "car-eth9"), ("forget", "car", s1),
         ("announce", "car", "cell2", 7.5, 1.0),
-        ("relocate", "car", s3), ("move_host", "car", s3, 7),
+        ("standby", "car", s3), ("plug", "car", s3, 7), ("promote", "car", s3, True),
+        ("swap", "car", "car-eth9"), ("forget", "car", s2),
         ("announce", "car", "cell3", 22.5, 1.0),
     ]  # fmt: skip
     assert [(m.switch, m.port) for m in mover.log] == [(s2, 7), (s3, 7)]
+
+
+def test_a_refused_promotion_removes_the_second_link_and_its_standby() -> None:
+    sc = load_scenario(DRIVE)
+    rec = Recorder(sc, fail_promote=True)
+    mover = UEMover(rec, rec)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        mover.replug("car", "cell2")
+    s1, s2 = sc.switch_of("mec1"), sc.switch_of("mec2")
+    assert rec.calls[-2:] == [("unplug", "car", "car-eth9"), ("forget", "car", s2)]
+    assert mover.at["car"] == s1  # not moved
 
 
 def test_a_cell_on_the_same_switch_is_only_announced() -> None:
