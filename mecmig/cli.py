@@ -226,6 +226,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("instance")
     _migration_options(p)
+    p.add_argument(
+        "--command",
+        dest="start_command",  # `command` is the subcommand's
+        metavar="CMD",
+        help="strategy filesystem only (seed 003's SFP: the configuration stays behind): the "
+        "command the destination starts, split as a shell would (default: the image's; "
+        "refused, nothing moved, if it names none)",
+    )
     p = sub.add_parser(
         "migrate-chain",
         help="move a whole service function chain to another site (seed 000's patterns)",
@@ -373,6 +381,10 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_patterns_parser(bench)
     _bench_concurrency_parser(bench)
     _bench_mobility_parser(bench)
+    from mecmig.bench.levels import add_parser as add_levels_parser
+
+    add_levels_parser(bench)  # seed 003's state levels: Table IV
+    _resume_option(bench.choices["levels"])
 
 
 def _bench_mobility_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import socket
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from migration.engine import MigrationError
 from migration.site import SiteError
 from migration.timeline import MigrationRecord, PhaseRecord
 from orchestration.links import RestControllerLink
-from orchestration.orchestrator import Orchestrator, OrchestratorError
+from orchestration.orchestrator import CommandRefused, Orchestrator, OrchestratorError
 from topology.scenario import Scenario, load_scenario
 
 EXIT_USAGE = 2  # as mecmig.cli's: the command line (or what it names) is wrong
@@ -113,6 +114,11 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {rec.id} point of no return passed", style="dim")
 
     try:
+        command = None if args.start_command is None else shlex.split(args.start_command)
+    except ValueError as exc:  # an unclosed quote
+        err_console.print(f"mecmig migrate: --command: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    try:
         sites = agent_sites(args, sc)
         client = controller_client(args)
     except AccessError as exc:
@@ -128,7 +134,11 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
             rate_bps=parse_rate(args.rate),
             listener=show,
             hold=args.hold,
+            command=command,
         )
+    except CommandRefused as exc:  # nothing moved: the command line is what is wrong
+        err_console.print(f"mecmig migrate: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
     except MigrationError as exc:
         record = exc.record
         console.print(f"[red]{exc}[/red]", highlight=False)

@@ -36,6 +36,7 @@ from migration.site import (
     MAX_PACE_BPS,
     MIN_PACE_BPS,
     DumpInfo,
+    FreshStart,
     SendInfo,
     Site,
     SiteError,
@@ -89,6 +90,9 @@ class Plan:
     # the final (frozen) iteration's bandwidth, seed 000's limit: the reservation is resized to
     # it before the freeze (with fit_budget: to what fits the budget, at most this)
     final_rate_bps: int | None = None
+    # what the destination starts when the strategy does not keep the configuration
+    # (`filesystem`, seed 003's SFP): the image's command or a manual one (migration.site)
+    fresh: FreshStart | None = None
 
 
 class Migration:
@@ -110,6 +114,16 @@ class Migration:
             raise ValueError(f"unknown hold mode {plan.hold!r} (known: {', '.join(HOLD_MODES)})")
         if not migration_id:
             raise ValueError("a migration needs an id (the caller gives it)")
+        if not self.strategy.keeps_config and (plan.fresh is None or not plan.fresh.args):
+            raise ValueError(
+                f"strategy {plan.strategy} starts {plan.instance} without its configuration: "
+                "it needs a command (its image's, or one given with the request)"
+            )
+        if self.strategy.keeps_config and plan.fresh is not None:
+            raise ValueError(
+                f"strategy {plan.strategy} keeps {plan.instance}'s configuration: a command "
+                "to start it with is only for a strategy that does not (filesystem)"
+            )
         self.plan = plan
         self.net = network or NoNetwork()
         self.record = MigrationRecord(
@@ -150,8 +164,14 @@ class Migration:
     def prepare(self) -> None:
         """Destination: a locked namespace plugged in but down; reservation for our traffic."""
         p = self.plan
-        with self.timeline.phase("prepare"):
+        with self.timeline.phase("prepare") as ph:
             spec = replace(p.source.spec(p.instance), port=p.destination_port)
+            if p.fresh is not None:  # its configuration stays behind (seed 003's SFP)
+                spec = p.fresh.apply(spec)
+                ph.detail.update(config_kept=False, manual_command=p.fresh.manual)
+                self.record.metrics["fresh_start"] = {
+                    "args": list(p.fresh.args), "manual": p.fresh.manual,
+                }  # fmt: skip
             p.destination.prepare_target(spec)
             self.prepared = True
         rate = p.rate_bps

@@ -7,7 +7,8 @@ The engine only sees this protocol; `orchestration.agent_client.AgentClient` spe
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from ground.capabilities import DEFAULT_CAPABILITIES
@@ -64,6 +65,71 @@ class InstanceSpec:
         tuples = {f.name for f in fields(cls) if str(f.type).startswith("tuple")}
         values: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in data.items()}
         return cls(**values)
+
+
+# A fresh start: how a strategy that does not keep the configuration starts the instance at
+# the destination.
+#
+# Seed 003's SFP (`filesystem`) copies an instance's files but not its configuration, as
+# `docker export`/`import` loses an image's Cmd, Env, WorkingDir and User: the destination starts
+# afresh with only what its image gives, or with a command its user supplies when asking for the
+# migration (the paper's "manual CMD"). `FreshStart` is that start: the command, environment,
+# working directory and identity that replace the instance's own in the destination's spec. What
+# is not the image's configuration stays: the files (/data, /volume, state directories), the
+# network identity (IP, MAC), the capabilities and memory limit (the run's options, not the
+# image's).
+#
+# `check_command` bounds a manual command where a request is taken (the REST model, the CLI), so
+# that one the destination's agent would refuse never starts a migration.
+MAX_COMMAND_WORDS = 64
+MAX_WORD_CHARS = 1024
+WORD_PATTERN = rf"^[^\x00]{{1,{MAX_WORD_CHARS}}}$"
+
+
+class CommandInvalid(ValueError):
+    """A manual command that cannot be run as given (the message says why)."""
+
+
+def check_command(words: Sequence[str]) -> tuple[str, ...]:
+    """`words` as a command: 1 to MAX_COMMAND_WORDS words of 1 to MAX_WORD_CHARS characters,
+    no NUL (execve takes none), the program's name without blanks; CommandInvalid if not."""
+    if isinstance(words, str):
+        raise CommandInvalid("a command is a list of words (argv), not one string")
+    if not 0 < len(words) <= MAX_COMMAND_WORDS:
+        raise CommandInvalid(f"a command has 1 to {MAX_COMMAND_WORDS} words")
+    for i, word in enumerate(words):
+        if not isinstance(word, str) or not 0 < len(word) <= MAX_WORD_CHARS or "\0" in word:
+            raise CommandInvalid(
+                f"word {i} of the command: 1 to {MAX_WORD_CHARS} characters, no NUL"
+            )
+    if any(c.isspace() for c in words[0]):
+        raise CommandInvalid(f"the program {words[0][:80]!r} has blanks in its name")
+    return tuple(words)
+
+
+@dataclass(frozen=True)
+class FreshStart:
+    """What the destination runs when the configuration does not move (see above)."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str = DEFAULT_WORKDIR
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    manual: bool = False  # the command was supplied with the request, not the image's
+
+    def apply(self, spec: InstanceSpec) -> InstanceSpec:
+        """`spec` with this start in place of its configuration."""
+        return replace(
+            spec,
+            args=self.args,
+            env=self.env,
+            workdir=self.workdir,
+            uid=self.uid,
+            gid=self.gid,
+            groups=self.groups,
+        )
 
 
 @dataclass(frozen=True)

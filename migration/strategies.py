@@ -13,11 +13,20 @@ Steps, in the words of the phase records:
 - `transfer`, `switch`: the copy, then the traffic to the destination's port;
 - `restore` / `start_destination`: the service runs at the destination. **The point of no
   return** is passed when one of these succeeds.
+
+Seed 003's three state levels (§2, Table I) are strategies here (`LEVELS`), each with its two
+phases, a bulk copy while the service serves and the delta at the freeze:
+- SFP, files only: `filesystem`. The destination starts afresh from the files without the
+  instance's configuration (command, environment, working directory, user): only what its image
+  gives, or a command supplied with the request (the paper's manual CMD; migration.fresh_start);
+- FCCP, files and configuration (and the volume): `restart`;
+- FullSP, the full state (memory, registers, sockets) by CRIU: `precopy` (also `cold`,
+  `postcopy`, `hybrid`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -45,6 +54,9 @@ class Strategy:
     reservation_from_memory: bool  # size the reservation from the service's memory
     summary: str
     keeps_memory: bool = True  # the service's memory state arrives (restart: its files only)
+    # the instance's configuration (command, env, workdir, user) runs at the destination;
+    # False: a FreshStart (the image's, or a manual command) replaces it
+    keeps_config: bool = True
 
     @property
     def may_predump(self) -> bool:
@@ -56,6 +68,21 @@ class Strategy:
 
 _DUMP_STEPS = ("prepare", "freeze_dump", "transfer", "switch", "restore")
 _LAZY_STEPS = ("prepare", "lazy_dump", "transfer", "switch", "restore")
+
+# seed 003's FCCP: files and configuration
+_RESTART = Strategy(
+    name="restart",
+    steps=("prepare", "rounds", "stop_source", "transfer", "switch", "start_destination"),
+    mode="filesystem-state",
+    predump_mode="filesystem-state",
+    lazy=False,
+    rounds=Rounds.FILES,
+    hold_at_freeze=False,
+    hold_before_freeze=True,
+    reservation_from_memory=False,
+    summary="files and configuration (seed 003's FCCP): stop, copy, start afresh",
+    keeps_memory=False,
+)
 
 # "auto" holds from CRIU's freeze on where the source agent can (agent.hold_script): that costs
 # the service no serving time. Where the engine must hold before the dump instead (~90 ms before
@@ -113,21 +140,21 @@ STRATEGIES: dict[str, Strategy] = {
             reservation_from_memory=True,
             summary="pre-copy rounds, then post-copy for the rest of the memory",
         ),
-        Strategy(
-            name="restart",
-            steps=("prepare", "rounds", "stop_source", "transfer", "switch", "start_destination"),
-            mode="filesystem-state",
-            predump_mode="filesystem-state",
-            lazy=False,
-            rounds=Rounds.FILES,
-            hold_at_freeze=False,
-            hold_before_freeze=True,
-            reservation_from_memory=False,
-            summary="files only (seed 003's filesystem state): stop, copy, start afresh",
-            keeps_memory=False,
+        _RESTART,
+        # the same two phases, without the configuration
+        replace(
+            _RESTART,
+            name="filesystem",
+            mode="filesystem-only",
+            predump_mode="filesystem-only",
+            summary="files only, not the configuration (seed 003's SFP): stop, copy, start "
+            "the image's command or the one given (--command)",
+            keeps_config=False,
         ),
     )
 }
+# seed 003's state levels and the strategy that is each (the benchmark's `level` column)
+LEVELS: dict[str, str] = {"sfp": "filesystem", "fccp": "restart", "fullsp": "precopy"}
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 HOLD_MODES = ("auto", "always", "never")
 # the steps after which the destination serves: the point of no return

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.api_models import Rate
 from controller.limits import MAX_RATE_BPS
 from ground.defaults import DEFAULT_STRATEGY, DOWNTIME_BUDGET_MS, HOLD_MODE, MIGRATION_RATE_BPS
+from migration.site import MAX_COMMAND_WORDS, MAX_WORD_CHARS, WORD_PATTERN
 from migration.strategies import HOLD_MODES, STRATEGY_NAMES
 from orchestration.chain_record import PATTERNS
 from topology.scenario import NAME_PATTERN as SCENARIO_NAME_PATTERN
@@ -29,6 +30,8 @@ MAX_BUDGET_MS = 3_600_000.0
 # a migration id (`mig-20261130-213455-3fa2c1b80e`), bounded loosely: an unknown one is a 404
 MAX_MIGRATION_ID_LENGTH = 64
 MIGRATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# one word of a manual start command (strategy filesystem): no NUL, execve takes none
+CommandWord = Annotated[str, Field(min_length=1, max_length=MAX_WORD_CHARS, pattern=WORD_PATTERN)]
 
 
 class MigrationRequest(BaseModel):
@@ -43,6 +46,12 @@ class MigrationRequest(BaseModel):
             "examples": [
                 {"instance": "counter", "to": "mec2", "strategy": "cold"},
                 {"instance": "counter", "to": "mec1", "budget_ms": 500, "rate": "100Mbit"},
+                {
+                    "instance": "hello",
+                    "to": "mec2",
+                    "strategy": "filesystem",
+                    "command": ["/usr/bin/python3", "/data/httpstream.py", "--port", "8080"],
+                },
             ]
         },
     )
@@ -66,6 +75,15 @@ class MigrationRequest(BaseModel):
         default=HoldMode(HOLD_MODE),
         strict=False,
         description="hold the instance's traffic at the controller while it is frozen",
+    )
+    command: list[CommandWord] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_COMMAND_WORDS,
+        description="strategy filesystem only (seed 003's SFP, the configuration stays behind): "
+        "the command (argv) the destination starts, the paper's manual CMD; without it, the "
+        "image's command, and a migration of an instance whose image names none is refused "
+        "(422). Any other strategy keeps the instance's own command: 422 if given",
     )
 
 

@@ -12,7 +12,7 @@ must agree), so that its spec carries numbers, the same at every site.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -24,10 +24,20 @@ from ground.defaults import (
     MIGRATION_RATE_BPS,
     PAGE_SERVER_PORT,
 )
+from ground.instance_fs import DEFAULT_WORKDIR
+from ground.rootfs_image import ImageConfig
 from ground.users import ROOT, Accounts, Identity, UnknownAccount
 from migration.engine import Migration, Plan
 from migration.network import ControllerLink, RelocationIncomplete, WithoutReservations
-from migration.site import InstanceSpec, Site, SiteError, SiteUnreachable
+from migration.site import (
+    CommandInvalid,
+    FreshStart,
+    InstanceSpec,
+    Site,
+    SiteError,
+    SiteUnreachable,
+    check_command,
+)
 from migration.strategies import strategy as strategy_named
 from migration.timeline import Listener, MigrationRecord
 from orchestration.ids import new_migration_id
@@ -70,6 +80,12 @@ class SitesUnreachable(OrchestratorError):
 
 class BadImage(OrchestratorError):
     """An instance's image cannot be used (missing, not an image, no command to run)."""
+
+
+class CommandRefused(OrchestratorError):
+    """A migration's start command that cannot be taken: a strategy that keeps the
+    configuration given one, one that does not given none where the image has none, or a
+    malformed one. Refused before anything of the service changed (a 4xx, not a rollback)."""
 
 
 class ImageNotSent(OrchestratorError):
@@ -188,6 +204,37 @@ class Orchestrator:
             start_timeout_s=inst.start_timeout,
             image=image.digest if image is not None else None,
         )
+
+    def fresh_start(self, instance: str, command: Sequence[str] | None = None) -> FreshStart:
+        """How `instance` starts at a destination that does not get its configuration
+        (strategy `filesystem`, seed 003's SFP): `command` if given, else its image's command,
+        with only its image's environment, working directory and user (root without one).
+        CommandRefused when neither gives a command (a scenario's `command:` is configuration:
+        it stays behind) or `command` is malformed."""
+        inst = self.instance(instance)
+        words = _checked_command(command)
+        try:
+            image = self.images.of(inst)
+            config = image.config if image is not None else ImageConfig()
+            args = words or config.command
+            if not args:
+                what = f"its image {inst.image} names none" if image else "it runs no image"
+                raise CommandRefused(
+                    f"{instance}: strategy filesystem starts it afresh without its "
+                    f"configuration, and {what}: give the command to start it with"
+                )
+            identity = ROOT
+            if config.user is not None:
+                accounts = self.images.accounts(inst) or Accounts.parse("", "")
+                identity = accounts.resolve(config.user)
+        except (ImageUnusable, UnknownAccount, ValueError) as exc:
+            if isinstance(exc, CommandRefused):
+                raise
+            raise BadImage(f"{instance}: {exc}") from None
+        return FreshStart(
+            args=args, env=config.env, workdir=config.workdir or DEFAULT_WORKDIR,
+            uid=identity.uid, gid=identity.gid, groups=identity.groups, manual=bool(words),
+        )  # fmt: skip
 
     def site(self, name: str) -> Site:
         if name not in self.sites:
@@ -384,13 +431,16 @@ class Orchestrator:
         reserve: bool = True,
         fit_budget: bool = True,
         final_rate_bps: int | None = None,
+        command: Sequence[str] | None = None,
     ) -> Migration:
         """A migration of `instance` to site `to`, checked and ready to `run()`: raises
         OrchestratorError (what is wrong, nothing changed) if it cannot start. `reserve=False`:
         its copy reserves no bandwidth (best effort); its traffic is still moved and held.
         `fit_budget=False`: the reservation is `rate_bps` throughout (a bandwidth cap), never
         sized to fit the budget. `final_rate_bps`: the final iteration's bandwidth (see
-        migration.engine.Plan)."""
+        migration.engine.Plan). `command`: what the destination starts, for a strategy that
+        does not keep the configuration (`filesystem`); CommandRefused for any other, or for
+        `filesystem` without one where the image gives none."""
         try:
             self.sc.instance(instance)
         except KeyError as exc:
@@ -400,9 +450,17 @@ class Orchestrator:
         except KeyError as exc:
             raise UnknownName(f"no site called {to!r}") from exc
         try:
-            strategy_named(strategy)
+            chosen = strategy_named(strategy)
         except ValueError as exc:
             raise UnknownName(str(exc)) from exc
+        fresh = None
+        if not chosen.keeps_config:
+            fresh = self.fresh_start(instance, command)
+        elif command is not None:
+            raise CommandRefused(
+                f"strategy {strategy} keeps {instance}'s configuration, its command included: "
+                "a command to start it with is only for strategy filesystem"
+            )
         source = self.where(instance)
         if source is None:
             raise NotServing(f"{instance} is not running at any site")
@@ -430,6 +488,7 @@ class Orchestrator:
             page_server_port=self.migration_ports(instance)[1],
             fit_budget=fit_budget,
             final_rate_bps=final_rate_bps,
+            fresh=fresh,
         )
 
         def noted(event: str, record: MigrationRecord, phase: Any) -> None:
@@ -464,6 +523,7 @@ class Orchestrator:
         listener: Listener | None = None,
         hold: str = HOLD_MODE,
         migration_id: str | None = None,
+        command: Sequence[str] | None = None,
     ) -> MigrationRecord:
         """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
         return self.plan_migration(
@@ -475,6 +535,7 @@ class Orchestrator:
             listener=listener,
             hold=hold,
             migration_id=migration_id,
+            command=command,
         ).run()
 
     def _dirty_tracking(self, site: str) -> bool:
@@ -494,6 +555,16 @@ class Orchestrator:
                 site.destroy(instance)
             except SiteError as exc:
                 log.warning("site %s: %s", name, exc)
+
+
+def _checked_command(command: Sequence[str] | None) -> tuple[str, ...]:
+    """A manual command, checked (migration.site); () for none."""
+    if command is None:
+        return ()
+    try:
+        return check_command(command)
+    except CommandInvalid as exc:
+        raise CommandRefused(f"command: {exc}") from None
 
 
 def _refuse_second_copy(placed: Placement) -> None:

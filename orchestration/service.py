@@ -35,6 +35,7 @@ from orchestration.api_models import (
 from orchestration.chain_record import ChainRecord
 from orchestration.links import FacadeLink
 from orchestration.orchestrator import (
+    CommandRefused,
     NotServing,
     Orchestrator,
     OrchestratorError,
@@ -137,6 +138,7 @@ class MigrationService:
                 budget_ms=req.budget_ms,
                 rate_bps=req.rate,
                 hold=req.hold.value,
+                command=req.command,
             )
         except BaseException as exc:
             self.release(req.instance)
@@ -189,6 +191,8 @@ def api_error(exc: BaseException) -> Exception:
         return NotFound(str(exc))
     if isinstance(exc, SitesUnreachable):
         return Unavailable(str(exc))
+    if isinstance(exc, CommandRefused):  # the request's command (or its lack): nothing moved
+        return Invalid(str(exc))
     if isinstance(exc, NotServing | OrchestratorError | SiteError):
         return Conflict(str(exc))
     if isinstance(exc, ValueError):
@@ -244,7 +248,9 @@ def migrations_router(service: MigrationService) -> APIRouter:
     def start_migration(req: MigrationRequest) -> MigrationView:
         """Start a live migration; poll GET /v1/migrations/{id} for its phases and outcome.
         404: unknown instance or site; 409: already migrating, not running, already there;
-        503: a site agent does not answer."""
+        422: a bad request, or a `command` the strategy cannot take (filesystem needs one
+        where the image names none; the others keep their own); 503: a site agent does not
+        answer."""
         return service.start(req)
 
     @router.get("/migrations", response_model=list[MigrationView])

@@ -13,6 +13,8 @@ the migration code copies the file into the instance's /data and runs
 
 - ``sfcfwd``: a chain function forwarding in user space (a packet socket; CAP_NET_RAW), counting
   and filtering per flow, with ``--memory`` of seeded memory; ``STATS`` on UDP ``--control-port``.
+- ``usercount``: a per-user counter on a volume (seed 003's user-state app): ``/hit/<user>``,
+  ``/count/<user>``; its state file named by its environment (``USERCOUNT_FILE``).
 - ``pgserver``: Debian's PostgreSQL with its stock configuration, its cluster made on first
   start in the instance's state directory /var/lib/postgresql (run it as user postgres).
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORKLOADS = ("memhog", "httpstream", "pgserver", "sfcfwd")
+WORKLOADS = ("memhog", "httpstream", "pgserver", "sfcfwd", "usercount")
 
 
 def workload_path(name: str) -> Path:

@@ -69,7 +69,7 @@ def test_orchestrator_and_engine_defaults_are_the_ones() -> None:
 
 
 def test_the_registry_describes_every_strategy() -> None:
-    assert STRATEGY_NAMES == ("cold", "precopy", "postcopy", "hybrid", "restart")
+    assert STRATEGY_NAMES == ("cold", "precopy", "postcopy", "hybrid", "restart", "filesystem")
     for s in STRATEGIES.values():
         assert s.steps[0] == "prepare" and s.steps[-1] in ("restore", "start_destination")
         assert ("lazy_dump" in s.steps) == s.lazy

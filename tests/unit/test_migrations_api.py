@@ -201,7 +201,7 @@ def test_an_unreachable_agent_is_named_with_503(world: World) -> None:
 def test_the_openapi_document_lists_the_registry_strategies(world: World) -> None:
     spec = world.http.get("/v1/openapi.json").json()
     names = spec["components"]["schemas"]["StrategyName"]["enum"]
-    assert names == ["cold", "precopy", "postcopy", "hybrid", "restart"]
+    assert names == ["cold", "precopy", "postcopy", "hybrid", "restart", "filesystem"]
 
 
 # ------------------------------------------------------------------ every link is a ControllerLink

@@ -63,7 +63,14 @@ def test_the_document_gives_every_bound_and_every_answer(world: World) -> None:
     assert (budget["exclusiveMinimum"], budget["maximum"]) == (0, MAX_BUDGET_MS)
     assert fields["rate"]["anyOf"][0]["maximum"] == 100 * 10**9
     schemas = doc["components"]["schemas"]
-    assert schemas["StrategyName"]["enum"] == ["cold", "precopy", "postcopy", "hybrid", "restart"]
+    assert schemas["StrategyName"]["enum"] == [
+        "cold",
+        "precopy",
+        "postcopy",
+        "hybrid",
+        "restart",
+        "filesystem",
+    ]
     assert schemas["HoldMode"]["enum"] == ["auto", "always", "never"]
     start = doc["paths"]["/v1/migrations"]["post"]["responses"]
     assert {"202", "400", "404", "409", "413", "422", "500", "503"} <= set(start)
