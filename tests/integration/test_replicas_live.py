@@ -150,10 +150,11 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     """`POST /v1/follow-me {"ue": "car"}` (its `follow: [web]`) and the controller's playback at
     x2: a replica is placed ahead of the car at each next site, and at each handover the one
     there becomes the primary by a flow switch, with no migration; the emulation re-plugs the
-    car as the location service moves it (FollowLocation). The car's client, a GET on a new
-    connection every 5 ms, sees a long gap only at its own handovers: the emulation swaps the
-    car's link then, which can lose a SYN (TCP sends it again after 1 s); placing a replica
-    ahead costs it nothing noticeable, and the switch itself what the test above measures."""
+    car as the location service moves it (FollowLocation), make-before-break: no packet is
+    lost. The car's client, a GET on a new connection every 5 ms, sees no gap over 50 ms: what
+    is left is the userspace datapath's stall when a port is added to OVS (the car's new link,
+    a replica placed ahead: 12-18 ms seen here), the switch itself what the test above
+    measures. Before the make-before-break swap each handover lost a SYN (gaps 0.21-1.03 s)."""
     bed.orch.teardown(SERVICE)
     bed.orch.deploy(SERVICE, "mec1")
     _wait_serving(bed)
@@ -201,10 +202,8 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     # the car's handovers (7.5 and 22.5 s into the drive, at x2), in the client's time
     handovers_ms = [(played + t / 2) * 1000 for t in (7.5, 22.5)]
     brief = {k: poll[k] for k in ("gaps", "failures", "max_gap_ms")} | {"at": handovers_ms}
-    for start, end in poll["gaps"]:
-        if end - start > 50:  # a long gap: only where the car's link was swapped
-            assert any(abs(start - h) <= 400 for h in handovers_ms), brief
-    assert poll["max_gap_ms"] <= 1100.0, brief  # at most one SYN sent again per re-plug
+    assert poll["failures"] == 0, brief
+    assert poll["max_gap_ms"] <= 50.0, brief  # no SYN lost (1 s), only a port addition's stall
     print(
         f"\n  the car's client: {poll['ok']} replies, longest gap {poll['max_gap_ms']:.0f} ms, "
         f"gaps over 10 ms: {poll['gaps']}"
