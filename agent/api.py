@@ -37,6 +37,7 @@ from agent.api_models import (
     RestoreBody,
     SendBody,
     SpecBody,
+    VolumeSendBody,
 )
 from agent.errors import SiteRequestError
 from agent.image_api import image_router
@@ -261,6 +262,24 @@ def _router(s: SiteService) -> APIRouter:
         """Send its images and files to the agent at `peer`:`port` (`delta`: what changed;
         `pace_bps`: paced at that rate, its reservation's)."""
         return _sent(s.send(name, body.peer, body.port, delta=body.delta, pace_bps=body.pace_bps))
+
+    @router.post("/instances/{name}/volume/receive", responses=WITH_BODY)
+    def volume_receive(name: InstanceName, body: ReceiveBody | None = None) -> dict[str, int]:
+        """Listen for the primary's copy of this running replica's volume (seed 002's sync);
+        the port. 409: it is not running here, or has no volume."""
+        port = body.port if body is not None else None
+        return {"port": s.start_volume_receive(name, port)}
+
+    @router.post("/instances/{name}/volume/receive/finish", responses=FINISHING)
+    def volume_receive_finish(name: InstanceName) -> dict[str, Any]:
+        """Wait until the volume being received has arrived (409 if none is)."""
+        return _sent(s.finish_volume_receive(name))
+
+    @router.post("/instances/{name}/volume/send", responses=WITH_BODY)
+    def volume_send(name: InstanceName, body: VolumeSendBody) -> dict[str, Any]:
+        """Send this running primary's volume to a replica's agent at `peer`:`port` (what
+        changed since the last sync there; `full`: all of it)."""
+        return _sent(s.send_volume(name, body.peer, body.port, full=body.full))
 
     @router.post("/instances/{name}/link", responses=WITH_BODY)
     def link(name: InstanceName, body: LinkBody) -> dict[str, bool]:

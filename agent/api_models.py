@@ -288,6 +288,25 @@ class ReceiveBody(_Body):
     )
 
 
+class VolumeSendBody(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"peer": "10.0.0.2", "port": 7100},
+                {"peer": "10.0.0.2", "port": 7100, "full": True},
+            ]
+        }
+    )
+
+    peer: IPv4 = Field(description="the agent receiving the volume (a replica's site)")
+    port: L4Port
+    full: bool = Field(
+        default=False,
+        description="send all of it (a replica made anew there); default: what changed since "
+        "the last sync to that peer",
+    )
+
+
 class LinkBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"up": False}]})
 

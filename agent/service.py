@@ -42,6 +42,7 @@ from agent.orphans import (
 from agent.runc import CheckpointOptions, RuncError
 from agent.service_logs import DEFAULT_TAIL_LINES, tail
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
+from agent.volume_sync import VolumeSync
 from ground.runner import Spawned, SubprocessRunner
 from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
 
@@ -117,6 +118,7 @@ class SiteService:
         self.migration_port = migration_port
         self.receivers: dict[str, Receiver] = {}
         self.manifests: dict[str, Manifest] = {}
+        self.volume_sync = VolumeSync(listen_ip)  # a running instance's volume to its replicas
         self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
         self.lazy_daemons: dict[str, Spawned | Adopted] = {}  # destination side of post-copy
         self.spawner = spawner or SubprocessRunner()
@@ -441,6 +443,34 @@ class SiteService:
         self.manifests[instance] = manifest
         return _send_info(stats)
 
+    # ------------------------------------------------------------------ volume sync
+
+    def _volume(self, instance: str) -> Path:
+        self._known(instance)
+        self._running(instance)
+        return self.containers.xfer_dir(instance) / "volume"
+
+    @_step("receive the volume of")
+    def start_volume_receive(self, instance: str, port: int | None = None) -> int:
+        """Take the primary's copy of running `instance`'s volume into its own (agent.
+        volume_sync); the port it listens on (None: the site's migration port)."""
+        volume = self._volume(instance)
+        return self.volume_sync.start(
+            instance, volume, self.migration_port if port is None else port
+        )
+
+    @_step("finish receiving the volume of")
+    def finish_volume_receive(self, instance: str) -> SendInfo:
+        self._valid(instance)
+        return _send_info(self.volume_sync.finish(instance))
+
+    @_step("send the volume of")
+    def send_volume(self, instance: str, peer: str, port: int, *, full: bool = False) -> SendInfo:
+        """Send running `instance`'s volume to a replica's agent at `peer`:`port` (what
+        changed since the last sync there; all of it with `full` or the first time)."""
+        volume = self._volume(instance)
+        return _send_info(self.volume_sync.send(instance, volume, peer, port, full=full))
+
     @_step("set the link of")
     def set_link(self, instance: str, up: bool) -> None:
         self._known(instance)
@@ -567,6 +597,7 @@ class SiteService:
             if rx is not None:
                 rx.close()
             self.manifests.pop(instance, None)
+            self.volume_sync.forget(instance)
             daemon = self.lazy_daemons.pop(instance, None)
             dump = self.lazy_dumps.pop(instance, None)
             for proc in (daemon, dump.process if dump is not None else None):

@@ -206,6 +206,17 @@ class AgentClient:
     def finish_receive(self, instance: str) -> SendInfo:
         return SendInfo(**self._call("POST", f"/v1/instances/{instance}/receive/finish"))
 
+    def start_volume_receive(self, instance: str, port: int | None = None) -> int:
+        body = {"port": port} if port is not None else None
+        return int(self._call("POST", f"/v1/instances/{instance}/volume/receive", body)["port"])
+
+    def finish_volume_receive(self, instance: str) -> SendInfo:
+        return SendInfo(**self._call("POST", f"/v1/instances/{instance}/volume/receive/finish"))
+
+    def send_volume(self, instance: str, peer: str, port: int, *, full: bool = False) -> SendInfo:
+        body = {"peer": peer, "port": port, "full": full}
+        return SendInfo(**self._call("POST", f"/v1/instances/{instance}/volume/send", body))
+
     def set_link(self, instance: str, up: bool) -> None:
         self._call("POST", f"/v1/instances/{instance}/link", {"up": up})
 

@@ -346,8 +346,9 @@ class FollowService:
                     self.claims.release(member)
 
     def replicas_of(self, name: str) -> Replicas:
-        """A stateless service's warm replicas (its primary where it runs now)."""
-        return Replicas(self.orch, name)
+        """A stateless service's warm replicas (its primary where it runs now; its volume,
+        if it has one, synced to them every `sync_period_s` of its scenario entry)."""
+        return Replicas(self.orch, name, sync_period_s=self.sc.instance(name).sync_period_s)
 
     def _followed(self, name: str, strategy: str, budget_ms: float) -> Followed:
         chain = next((c for c in self.sc.chains if c.name == name), None)

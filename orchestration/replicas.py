@@ -17,10 +17,10 @@ controller:
   nothing it may still send is learned, where the agent does not: `leftovers`, retried by
   `tick`);
 - storage-dependent replicas (`volume: true`) get the primary's volume every sync_period_s
-  (`SyncSchedule`) through `copy`, by default the migration copy path between the agents
-  (start_receive, a delta send, finish_receive). The real agent keeps what it receives in the
-  instance's transfer directory, which only a restore applies: applying a received volume to a
-  running replica is not there yet, so the default copy measures bytes and staleness only.
+  (`SyncSchedule`) through `copy`, by default the agents' volume sync (`agent.volume_sync`:
+  the replica's agent receives into the running replica's own /volume, each file renamed into
+  place; the primary's sends what changed since its last sync there, all of it to a replica
+  made anew).
 
 Not thread-safe: one caller (a follow-me driver, or a loop around `tick`).
 """
@@ -31,8 +31,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
-from migration.site import SiteError
+from migration.site import SendInfo, SiteError
 from orchestration.orchestrator import NotServing, NotStateless, Orchestrator, OrchestratorError
 from orchestration.replica_roles import (
     DEFAULT_MAX_REPLICAS,
@@ -53,7 +54,24 @@ PROBE_INTERVAL_S = 0.5
 DRAIN_MS = 250.0  # after a handover the old primary's replies still get through this long
 MISSES = 3
 Probe = Callable[[str], bool]  # site -> whether the replica there is alive
-VolumeCopy = Callable[[str, str], int]  # (from site, to site) -> bytes on the wire
+# (from site, to site, in full: a replica never synced) -> bytes on the wire
+VolumeCopy = Callable[[str, str, bool], int]
+
+
+@runtime_checkable
+class VolumeSites(Protocol):
+    """What a site's agent does for a volume sync (agent.volume_sync; AgentClient,
+    SiteService)."""
+
+    address: str
+
+    def start_volume_receive(self, instance: str, port: int | None = None) -> int: ...
+
+    def finish_volume_receive(self, instance: str) -> SendInfo: ...
+
+    def send_volume(
+        self, instance: str, peer: str, port: int, *, full: bool = False
+    ) -> SendInfo: ...
 
 
 @dataclass(frozen=True)
@@ -86,14 +104,18 @@ def agent_probe(orch: Orchestrator, instance: str) -> Probe:
 
 
 def agent_copy(orch: Orchestrator, instance: str) -> VolumeCopy:
-    """The migration copy path from one site's agent to another's (see the module)."""
+    """The agents' volume sync from one site to another (see the module), on the instance's
+    migration port (what the controller counts as its migration traffic)."""
     port = orch.migration_ports(instance)[0]
 
-    def copy(src: str, dst: str) -> int:
+    def copy(src: str, dst: str, full: bool) -> int:
         source, target = orch.site(src), orch.site(dst)
-        at = target.start_receive(instance, port)
-        source.send(instance, target.address, at, delta=True)
-        return target.finish_receive(instance).bytes_on_wire
+        if not isinstance(source, VolumeSites) or not isinstance(target, VolumeSites):
+            raise ReplicaError(f"the agents at {src} and {dst} do not sync volumes")
+        at = target.start_volume_receive(instance, port)
+        # a failed send leaves the receiver listening: the next sync's start replaces it
+        source.send_volume(instance, target.address, at, full=full)
+        return target.finish_volume_receive(instance).bytes_on_wire
 
     return copy
 
@@ -140,6 +162,7 @@ class Replicas:
         self.sync = SyncSchedule(sync_period_s) if inst.volume and sync_period_s else None
         self.copy = copy or agent_copy(orch, instance)
         self.leftovers: dict[str, str] = {}  # failed replicas not removed yet: why
+        self.synced_once: set[str] = set()  # replicas synced since they were made
         self.events: list[Event] = []
 
     @property
@@ -210,6 +233,10 @@ class Replicas:
             detail["staleness_s"] = self.sync.staleness(site, self.clock())
             self.sync.forget(site)
             self.sync.since[previous] = self.clock()  # it held the data until now
+            # the new primary's data is no longer what the old primary last sent anywhere:
+            # each replica's next sync goes in full (a delta needs the receiver to hold what
+            # its sender last sent it)
+            self.synced_once.clear()
         self._event("handover", site, **detail)
         if self.old_primary == "retired":
             self._cleanup(previous)
@@ -262,11 +289,13 @@ class Replicas:
         done = []
         others = [s for s in self.set.sites if s != self.set.primary]
         for site in self.sync.due(now, others):
+            full = site not in self.synced_once
             try:
-                nbytes = self.copy(self.set.primary, site)
-            except (SiteError, OrchestratorError) as exc:
+                nbytes = self.copy(self.set.primary, site, full)
+            except (SiteError, OrchestratorError, ReplicaError) as exc:
                 log.warning("%s: volume sync to %s failed: %s", self.instance, site, exc)
                 continue
+            self.synced_once.add(site)
             rec = self.sync.synced(site, now, self.clock(), nbytes)
             self._event("synced", site, bytes=nbytes, staleness_before_s=rec.staleness_before_s)
             done.append(rec)
@@ -300,6 +329,7 @@ class Replicas:
 
     def _forget(self, site: str) -> None:
         self.detectors.pop(site, None)
+        self.synced_once.discard(site)
         if self.sync is not None:
             self.sync.forget(site)
 

@@ -49,6 +49,7 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # an IPv4 address or a host name
 AGENT_ENDPOINT_MAX = 200
 MAX_FOLLOWED = 16  # services that follow one UE
+MIN_SYNC_PERIOD_S, MAX_SYNC_PERIOD_S = 0.1, 3600.0  # a replica's volume sync period
 
 
 def _check_mac(value: str) -> str:
@@ -187,6 +188,9 @@ class InstanceSpec(_Model):
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
     volume: bool = False  # a data volume at /volume that moves with the instance
     stateless: bool = False
+    # a stateless service with a volume: its warm replicas get the primary's volume this often
+    # (seed 002's storage-dependent services; orchestration.replicas); none: never synced
+    sync_period_s: float | None = Field(default=None, ge=MIN_SYNC_PERIOD_S, le=MAX_SYNC_PERIOD_S)
     # how it runs (see ground.users, ground.capabilities, ground.instance_fs): its user (None:
     # root), extra groups, capabilities (default: Podman's), writable state directories that
     # travel with it, environment (over a default PATH), working directory
@@ -230,6 +234,15 @@ class InstanceSpec(_Model):
         if isinstance(value, str):
             return tuple(shlex.split(value))
         return value
+
+    @model_validator(mode="after")
+    def _sync_needs_replicas_and_a_volume(self) -> InstanceSpec:
+        if self.sync_period_s is not None and not (self.stateless and self.volume):
+            raise ValueError(
+                "sync_period_s: only a stateless service with a volume (stateless: true, "
+                "volume: true) has replicas whose volume is synced"
+            )
+        return self
 
     @model_validator(mode="after")
     def _command_or_image(self) -> InstanceSpec:

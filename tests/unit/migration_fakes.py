@@ -269,6 +269,34 @@ class FakeSite:
         target.incoming[instance].sent = info
         return info
 
+    # ------------------------------------------------------------------ volume sync (replicas)
+
+    def start_volume_receive(self, instance: str, port: int | None = None) -> int:
+        self._op("start_volume_receive", instance)
+        if self._get(instance).status != "running":
+            raise SiteError(f"site {self.name}: {instance} does not run here")
+        self.incoming[instance] = _Incoming(port=port or 7100)
+        return port or 7100
+
+    def send_volume(self, instance: str, peer: str, port: int, *, full: bool = False) -> SendInfo:
+        self._op("send_volume", instance, peer, port, full)
+        if self._get(instance).status != "running":
+            raise SiteError(f"site {self.name}: {instance} does not run here")
+        target = self.peers.get(peer)
+        if target is None or instance not in target.incoming:
+            raise SiteError(f"site {self.name}: nobody receives {instance} at {peer}:{port}")
+        info = SendInfo(bytes_on_wire=4096 if full else 512, bytes_total=4096, seconds=0.0,
+                        mode="full" if full else "delta")  # fmt: skip
+        target.incoming[instance].sent = info
+        return info
+
+    def finish_volume_receive(self, instance: str) -> SendInfo:
+        self._op("finish_volume_receive", instance)
+        rx = self.incoming.pop(instance, None)
+        if rx is None or rx.sent is None:
+            raise SiteError(f"site {self.name}: no volume of {instance} is being received")
+        return rx.sent
+
     def finish_receive(self, instance: str) -> SendInfo:
         self._op("finish_receive", instance)
         rx = self.incoming.pop(instance, None)

@@ -270,30 +270,47 @@ def test_a_failed_primary_whose_agent_is_gone_keeps_its_standby_until_removed() 
 
 
 def test_volume_sync_runs_every_period_from_the_primary(world: ReplicaWorld) -> None:
-    copies: list[tuple[str, str]] = []
+    copies: list[tuple[str, str, bool]] = []
 
-    def copy(src: str, dst: str) -> int:
-        copies.append((src, dst))
+    def copy(src: str, dst: str, full: bool) -> int:
+        copies.append((src, dst, full))
         return 4096
 
     reps = Replicas(world.orch, "web", clock=world.clock, sync_period_s=5.0, copy=copy)
     reps.place(["mec2"])
     t0 = world.clock.now
     reps.tick(t0)
-    assert copies == [("mec1", "mec2")]
+    assert copies == [("mec1", "mec2", True)]  # a new replica: all of the volume
     reps.tick(t0 + 4.9)
     assert len(copies) == 1
     reps.tick(t0 + 5.0)
-    assert copies[-1] == ("mec1", "mec2") and len(copies) == 2
+    assert copies[-1] == ("mec1", "mec2", False) and len(copies) == 2  # then what changed
     assert reps.sync is not None and reps.sync.staleness("mec2", t0 + 7.0) == 2.0
+    reps.retire("mec2")
+    reps.place(["mec2"])  # made anew: in full again
+    reps.tick(t0 + 8.0)
+    assert copies[-1] == ("mec1", "mec2", True)
+    reps.tick(t0 + 13.0)
+    assert copies[-1] == ("mec1", "mec2", False)
+    reps.handover("mec2")  # the data flows the other way now: in full first
+    reps.tick(t0 + 20.0)
+    assert copies[-1] == ("mec2", "mec1", True)
+    reps.tick(t0 + 25.0)
+    assert copies[-1] == ("mec2", "mec1", False)
 
 
-def test_the_default_copy_is_the_agents_migration_copy(world: ReplicaWorld) -> None:
+def test_the_default_copy_is_the_agents_volume_sync(world: ReplicaWorld) -> None:
     reps = Replicas(world.orch, "web", clock=world.clock, sync_period_s=5.0)
     reps.place(["mec3"])
     (event,) = [e for e in reps.tick(world.clock.now) if e.kind == "synced"]
-    assert event.site == "mec3" and int(str(event.detail["bytes"])) > 0
-    assert world.sites["mec1"].ops("send") and world.sites["mec3"].ops("finish_receive")
+    assert event.site == "mec3" and event.detail["bytes"] == 4096
+    (sent,) = world.sites["mec1"].ops("send_volume")
+    assert sent[1] == "web" and sent[2] == world.sites["mec3"].address and sent[4] is True
+    assert world.sites["mec3"].ops("start_volume_receive")
+    assert world.sites["mec3"].ops("finish_volume_receive")
+    assert not world.sites["mec1"].ops("send")  # not the migration's copy of /data and images
+    (event,) = [e for e in reps.tick(world.clock.now + 5.0) if e.kind == "synced"]
+    assert event.detail["bytes"] == 512 and world.sites["mec1"].ops("send_volume")[-1][4] is False
 
 
 # ------------------------------------------------------------------------------ refusals

@@ -100,3 +100,15 @@ def test_a_bad_value_is_named_with_its_path(
     key = f"instances[1].{where}"
     assert key in problems, problems
     assert message in problems[key]
+
+
+def test_a_sync_period_belongs_to_a_stateless_service_with_a_volume() -> None:
+    web = parse_scenario(_with(stateless=True, volume=True, sync_period_s=2)).instance("web")
+    assert web.sync_period_s == 2.0
+    assert parse_scenario(_with()).instance("web").sync_period_s is None
+    for fields in ({"stateless": True, "volume": False}, {"volume": True}, {"volume": False}):
+        problems = _problems(sync_period_s=1, **fields)
+        assert "only a stateless service with a volume" in problems["instances[1]"], problems
+    for bad in (0, 0.05, 3601, "soon"):
+        problems = _problems(stateless=True, volume=True, sync_period_s=bad)
+        assert "instances[1].sync_period_s" in problems, problems
