@@ -381,10 +381,19 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_patterns_parser(bench)
     _bench_concurrency_parser(bench)
     _bench_mobility_parser(bench)
+    _bench_sync_parser(bench)
     from mecmig.bench.levels import add_parser as add_levels_parser
 
     add_levels_parser(bench)  # seed 003's state levels: Table IV
     _resume_option(bench.choices["levels"])
+
+
+def _bench_sync_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench sync`: a replica's volume sync period, staleness against traffic."""
+    from mecmig.bench.sync import add_parser
+
+    add_parser(bench)
+    _resume_option(bench.choices["sync"])
 
 
 def _bench_mobility_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -814,12 +823,12 @@ def _cleanup() -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _count(n: int, what: str) -> str:
     """`1 chain`, `2 chains`, `3 switches`."""
     if n == 1:
         return f"1 {what}"
     return f"{n} {what}es" if what.endswith(("s", "sh", "ch", "x")) else f"{n} {what}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,8 @@ the migration code copies the file into the instance's /data and runs
   and filtering per flow, with ``--memory`` of seeded memory; ``STATS`` on UDP ``--control-port``.
 - ``usercount``: a per-user counter on a volume (seed 003's user-state app): ``/hit/<user>``,
   ``/count/<user>``; its state file named by its environment (``USERCOUNT_FILE``).
+- ``volcount``: a counter (and a log) on the volume, read and written at every request
+  (``/hit``, ``/count``): a storage-dependent stateless service whose replicas are synced.
 - ``pgserver``: Debian's PostgreSQL with its stock configuration, its cluster made on first
   start in the instance's state directory /var/lib/postgresql (run it as user postgres).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORKLOADS = ("memhog", "httpstream", "pgserver", "sfcfwd", "usercount")
+WORKLOADS = ("memhog", "httpstream", "pgserver", "sfcfwd", "usercount", "volcount")
 
 
 def workload_path(name: str) -> Path:
