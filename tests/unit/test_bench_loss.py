@@ -92,15 +92,29 @@ def test_shape_holds_when_only_the_copy_grows() -> None:
     cold = summary["shape"]["cold"]
     assert cold["holds"] is True and cold["copy_growth_ms"] == 800.0
     assert cold["downtime_growth_ms"] == 800.0 and cold["noncopy_spread_ms"] == 0.0
-    assert cold["copy_share_of_growth"] == 1.0
+    assert cold["copy_share_of_growth"] == 1.0 and cold["copy_grows"] is None  # one run each
     assert summary["shape"]["restart"]["holds"] is True and summary["shape_holds"] is True
-    # FCCP's copy over seed 003's 40 ms bound; FullSP's copy that does not grow
+    # FCCP's copy over seed 003's 40 ms bound
     bad = rows_for({("restart", 0.0): 12, ("restart", 5.0): 55,
                     ("cold", 0.0): 3400, ("cold", 5.0): 3390})  # fmt: skip
     cells = summarize(bad, plan)
-    assert cells["shape"]["restart"]["holds"] is False
-    assert cells["shape"]["cold"]["holds"] is False and cells["shape_holds"] is False
+    assert cells["shape"]["restart"]["holds"] is False and cells["shape_holds"] is False
+    assert cells["shape"]["cold"]["holds"] is True  # nothing but the copy changed (nothing)
     assert shape(cells["per_strategy_loss"], "precopy")["holds"] is None  # not measured
+
+
+def test_the_rest_of_the_downtime_must_not_move_and_the_copys_growth_is_tested() -> None:
+    plan = Plan(("cold",), (0.0, 5.0), 2)
+    rows = rows_for({("cold", 0.0): 3400, ("cold", 5.0): 4200})
+    rows += rows_for({("cold", 0.0): 3420, ("cold", 5.0): 4180})
+    rows[1]["noncopy_ms"] += 60  # the rest moved by 60 ms: over its tolerance
+    rows[3]["noncopy_ms"] += 60
+    cold = summarize(rows, plan)["shape"]["cold"]
+    assert (
+        cold["noncopy_spread_ms"] == 60.0 and cold["noncopy_tolerance_ms"] == 51.1
+    )  # 15 % of 340.5
+    assert cold["holds"] is False and cold["loss_only_in_copy"] is False
+    assert cold["copy_growth_se_ms"] == 14.1 and cold["copy_grows"] is True
 
 
 def test_drop_rate_is_checked_only_with_enough_packets() -> None:
