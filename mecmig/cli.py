@@ -380,12 +380,21 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _bench_scale_parser(bench)
     _bench_patterns_parser(bench)
     _bench_concurrency_parser(bench)
+    _bench_loss_parser(bench)
     _bench_mobility_parser(bench)
     _bench_sync_parser(bench)
     from mecmig.bench.levels import add_parser as add_levels_parser
 
     add_levels_parser(bench)  # seed 003's state levels: Table IV
     _resume_option(bench.choices["levels"])
+
+
+def _bench_loss_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mecmig bench loss`: seed 003's Table III, packet loss on the migration path."""
+    from mecmig.bench.loss import add_parser
+
+    add_parser(bench)
+    _resume_option(bench.choices["loss"])
 
 
 def _bench_sync_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
