@@ -35,18 +35,10 @@ from controller.client import ClientError, ConflictError, ControllerClient
 from controller.facade import Northbound
 from controller.limits import MAX_RATE_BPS
 from migration.network import Grant, RelocationIncomplete
+from orchestration.standby_link import StandbyRefused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class StandbyRefused(Exception):
-    """The controller refused a standby operation (unknown instance or site: `status` 404; a
-    port taken, no standby to promote: 409), with its message; nothing changed there."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Refused(Exception):
@@ -184,6 +176,10 @@ class RestControllerLink(_Owners):
     def remove_standby(self, instance: str, site: str) -> None:
         _standby(lambda: self.client.remove_standby(instance, site))
 
+    def standby_sites(self, instance: str) -> list[str]:
+        views = _standby(lambda: self.client.standbys(instance))
+        return [v.site or v.switch for v in views]
+
     def promote(
         self, instance: str, site: str, keep_old: bool = True, drain_ms: float = 0.0
     ) -> float:
@@ -269,6 +265,9 @@ class FacadeLink(_Owners):
 
     def remove_standby(self, instance: str, site: str) -> None:
         _standby(lambda: self.nb.remove_standby(instance, site))
+
+    def standby_sites(self, instance: str) -> list[str]:
+        return [v.site or v.switch for v in _standby(lambda: self.nb.standbys(instance))]
 
     def promote(
         self, instance: str, site: str, keep_old: bool = True, drain_ms: float = 0.0

@@ -43,7 +43,7 @@ from migration.timeline import Listener, MigrationRecord
 from orchestration.ids import new_migration_id
 from orchestration.instance_images import HowToRun, ImageSupply, ImageUnusable, Sent
 from orchestration.placement import InstanceStatus, LastMigration, Placement, StopReport
-from orchestration.standby_link import StandbyLink
+from orchestration.standby_link import StandbyLink, StandbyRefused
 from topology.scenario import InstanceSpec as ScenarioInstance
 from topology.scenario import Scenario
 from topology.world import topology_from_scenario
@@ -243,14 +243,24 @@ class Orchestrator:
 
     def where(self, instance: str) -> str | None:
         """The site where `instance` runs now, or None. If it runs at no site that answered
-        and some did not, SitesUnreachable names them and why (an agent down, a wrong endpoint)."""
+        and some did not, SitesUnreachable names them and why (an agent down, a wrong endpoint).
+        A stateless service with warm replicas runs at several sites: where is its primary (the
+        one that is not a standby at the controller)."""
         unreachable: list[str] = []
+        running: list[str] = []
         for name, site in self.sites.items():
             try:
                 if site.status(instance) == "running":
-                    return name
+                    running.append(name)
+                    if not self.instance(instance).stateless:
+                        return name
             except SiteUnreachable as exc:
                 unreachable.append(str(exc))
+        if len(running) > 1:
+            standbys = set(self._standby_sites(instance))
+            return next((s for s in running if s not in standbys), running[0])
+        if running:
+            return running[0]
         if unreachable:
             raise SitesUnreachable(
                 f"{instance} runs at no site that answered; unreachable: " + "; ".join(unreachable)
@@ -415,7 +425,27 @@ class Orchestrator:
                 continue
             if name in placed.present:
                 removed[name] = placed.present[name]
+        self._forget_standbys(instance)
         return StopReport(instance, removed, failed, dict(placed.errors))
+
+    def _standby_sites(self, instance: str) -> list[str]:
+        """Where the controller holds standbys of `instance` (none without a StandbyLink)."""
+        if not isinstance(self.network, StandbyLink):
+            return []
+        try:
+            return self.network.standby_sites(instance)
+        except StandbyRefused:
+            return []
+
+    def _forget_standbys(self, instance: str) -> None:
+        """The controller forgets `instance`'s standbys (its replicas are gone with it)."""
+        if not isinstance(self.network, StandbyLink):
+            return
+        for site in self._standby_sites(instance):
+            try:
+                self.network.remove_standby(instance, site)
+            except StandbyRefused as exc:  # gone meanwhile
+                log.info("%s: standby at %s: %s", instance, site, exc)
 
     def plan_migration(
         self,
@@ -549,12 +579,14 @@ class Orchestrator:
             return False
 
     def teardown(self, instance: str) -> None:
-        """Remove `instance` from every site (best effort per site)."""
+        """Remove `instance` from every site, and its standbys from the controller (best effort
+        per site)."""
         for name, site in self.sites.items():
             try:
                 site.destroy(instance)
             except SiteError as exc:
                 log.warning("site %s: %s", name, exc)
+        self._forget_standbys(instance)
 
 
 def _checked_command(command: Sequence[str] | None) -> tuple[str, ...]:

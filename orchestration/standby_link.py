@@ -1,10 +1,19 @@
 """What warm replicas ask of the controller (issue 12 part 4): their ports as standbys of their
 instance, and the promotion of one to primary. `orchestration.links`' `FacadeLink` and
-`RestControllerLink` answer it (a refusal as `orchestration.links.StandbyRefused`)."""
+`RestControllerLink` answer it (a refusal as `StandbyRefused`)."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
+
+
+class StandbyRefused(Exception):
+    """The controller refused a standby operation (unknown instance or site: `status` 404; a
+    port taken, no standby to promote: 409), with its message; nothing changed there."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @runtime_checkable
@@ -16,6 +25,10 @@ class StandbyLink(Protocol):
 
     def remove_standby(self, instance: str, site: str) -> None:
         """Forget the standby at `site`: after the replica there is removed."""
+        ...
+
+    def standby_sites(self, instance: str) -> list[str]:
+        """Where `instance` has standbys (its warm replicas that are not the primary)."""
         ...
 
     def promote(

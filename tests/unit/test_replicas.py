@@ -209,6 +209,22 @@ def test_a_handover_is_a_flow_switch_only(world: ReplicaWorld) -> None:
     assert event.detail["from"] == "mec1" and "staleness_s" not in event.detail  # no sync
 
 
+def test_where_is_the_primary_and_stop_leaves_no_standby_behind(world: ReplicaWorld) -> None:
+    reps = Replicas(world.orch, "web", clock=world.clock)
+    reps.place(["mec2", "mec3"])
+    assert world.orch.where("web") == "mec1"  # it runs at three sites: the primary is mec1
+    reps.handover("mec3")
+    assert world.orch.where("web") == "mec3"
+    report = world.orch.stop("web")
+    assert sorted(report.removed) == ["mec1", "mec2", "mec3"]
+    assert world.running("web") == [] and world.nb.standbys("web") == []
+    assert world.orch.where("web") is None
+    world.orch.deploy("web", "mec1")  # deployed afresh: nothing of the replicas in its way
+    Replicas(world.orch, "web", clock=world.clock).place(["mec2"])
+    world.orch.teardown("web")
+    assert world.running("web") == [] and world.nb.standbys("web") == []
+
+
 def test_follow_retires_behind_and_places_ahead(world: ReplicaWorld) -> None:
     reps = Replicas(world.orch, "web", clock=world.clock, old_primary="retired")
     reps.place(["mec2"])
