@@ -118,18 +118,29 @@ def send_dir(
                     elif stat.S_ISLNK(st.st_mode):
                         s.frame({"t": "link", **h, "target": (target := os.readlink(path))})
                         entries[rel] = wire.entry_from_stat(st, target=target)
+                    elif (
+                        prev is not None and prev.kind == "file" and _kept(rel, st, prev, immutable)
+                    ):
+                        blocks, digest = s.unchanged({**h, "size": st.st_size}, prev)
+                        entries[rel] = wire.entry_from_stat(st, blocks=blocks, digest=digest)
                     else:
                         h["size"] = st.st_size
-                        if prev is not None and prev.kind == "file":
-                            if _kept(rel, st, prev, immutable):
-                                blocks, digest = s.unchanged(h, prev)
-                            else:
-                                blocks, digest = s.patch(path, h, prev, buf)
-                        elif settled is not None and settled(rel):  # zero-copy
-                            job = pool.submit(wire.hash_file, path, st.st_size, block_size, cancel)
-                            blocks, digest = s.whole(path, h, job)
-                        else:  # it may change while it is sent: one pass, sent as hashed
-                            blocks, digest = s.whole_read(path, h, buf)
+                        try:
+                            f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+                        except FileNotFoundError:
+                            # renamed or removed since the scan: a round while the service runs
+                            # (its temp file of an atomic write); the frozen round sees it settled
+                            continue
+                        with f:
+                            if prev is not None and prev.kind == "file":
+                                blocks, digest = s.patch(f, h, prev, buf)
+                            elif settled is not None and settled(rel):  # zero-copy
+                                job = pool.submit(
+                                    wire.hash_file, path, st.st_size, block_size, cancel
+                                )
+                                blocks, digest = s.whole(f, h, job)
+                            else:  # it may change while it is sent: one pass, sent as hashed
+                                blocks, digest = s.whole_read(f, h, buf)
                         entries[rel] = wire.entry_from_stat(st, blocks=blocks, digest=digest)
                 s.phase, s.file = "commit", ""
                 s.frame({"t": "done"})

@@ -253,7 +253,10 @@ def scan_tree(root: Path, skip_partial: bool = False) -> list[tuple[str, os.stat
         for e in items:
             if skip_partial and not prefix and e.name.startswith(PARTIAL_PREFIX):
                 continue
-            st = e.stat(follow_symlinks=False)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:  # gone since the listing (a service's renamed temp file)
+                continue
             rel = prefix + e.name
             if stat.S_ISDIR(st.st_mode):
                 out.append((rel, st))
@@ -375,32 +378,30 @@ class FrameSender:
             why = f"receiver failed: {h.get('error', h)}"
             raise TransferError(why, file=h.get("file") or self.file, phase="remote")
 
-    def whole(self, path: Path, h: dict[str, Any], hashing: Future[Digests]) -> Digests:
+    def whole(self, f: io.FileIO, h: dict[str, Any], hashing: Future[Digests]) -> Digests:
         """Zero-copy send while a worker thread hashes the same bytes from the page cache."""
         self.frame({"t": "file", **h})
-        with open(path, "rb", buffering=0) as f:
-            for off in range(0, h["size"], SEND_CHUNK):
-                want = min(SEND_CHUNK, h["size"] - off)
-                if self.sock.sendfile(f, off, want) != want:
-                    raise TransferError("file shrank while being sent")
-                self.sent(want)
+        for off in range(0, h["size"], SEND_CHUNK):
+            want = min(SEND_CHUNK, h["size"] - off)
+            if self.sock.sendfile(f, off, want) != want:
+                raise TransferError("file shrank while being sent")
+            self.sent(want)
         blocks, digest = hashing.result()
         self.frame({"t": "sum", "digest": digest.hex()})
         return blocks, digest
 
-    def whole_read(self, path: Path, h: dict[str, Any], buf: memoryview) -> Digests:
+    def whole_read(self, f: io.FileIO, h: dict[str, Any], buf: memoryview) -> Digests:
         """One read pass: hash each block and send it. For a file the service may be writing
         while a live round sends it (a database's WAL, a log): what is hashed is what was
         sent, so the receiver's check holds; the final round, frozen, sends it settled."""
         size, bs, blocks = h["size"], len(buf), []
         self.frame({"t": "file", **h})
-        with open(path, "rb", buffering=0) as f:
-            for off in range(0, size, bs):
-                view = buf[: min(bs, size - off)]
-                read_exact(f, view)
-                blocks.append(block_digest(view))
-                self.sock.sendall(view)
-                self.sent(len(view))
+        for off in range(0, size, bs):
+            view = buf[: min(bs, size - off)]
+            read_exact(f, view)
+            blocks.append(block_digest(view))
+            self.sock.sendall(view)
+            self.sent(len(view))
         digest = file_digest(size, blocks)
         self.frame({"t": "sum", "digest": digest.hex()})
         return tuple(blocks), digest
@@ -412,22 +413,21 @@ class FrameSender:
         self.frame({"t": "end", "digest": prev.digest.hex()})
         return prev.blocks, prev.digest
 
-    def patch(self, path: Path, h: dict[str, Any], prev: FileEntry, buf: memoryview) -> Digests:
+    def patch(self, f: io.FileIO, h: dict[str, Any], prev: FileEntry, buf: memoryview) -> Digests:
         """One read pass: hash each block, send those whose digest differs from `prev`."""
         size, bs, blocks = h["size"], len(buf), []
         self.frame({"t": "patch", **h, "base_size": prev.size})
-        with open(path, "rb", buffering=0) as f:
-            for i, off in enumerate(range(0, size, bs)):
-                view = buf[: min(bs, size - off)]
-                read_exact(f, view)
-                blocks.append(block_digest(view))
-                changed = i >= len(prev.blocks) or prev.blocks[i] != blocks[-1]
-                if changed:
-                    self.frame({"t": "blk", "i": i, "n": len(view)})
-                    self.sock.sendall(view)
-                elif time.monotonic() - self.last_send > KEEPALIVE_SECONDS:
-                    self.frame({"t": "nop"})
-                self.sent(len(view), payload=changed)
+        for i, off in enumerate(range(0, size, bs)):
+            view = buf[: min(bs, size - off)]
+            read_exact(f, view)
+            blocks.append(block_digest(view))
+            changed = i >= len(prev.blocks) or prev.blocks[i] != blocks[-1]
+            if changed:
+                self.frame({"t": "blk", "i": i, "n": len(view)})
+                self.sock.sendall(view)
+            elif time.monotonic() - self.last_send > KEEPALIVE_SECONDS:
+                self.frame({"t": "nop"})
+            self.sent(len(view), payload=changed)
         digest = file_digest(size, blocks)
         self.frame({"t": "end", "digest": digest.hex()})
         return tuple(blocks), digest

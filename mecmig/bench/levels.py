@@ -226,8 +226,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         plots=lambda: [plot_levels(rows, summary, out)],
         report=lambda files: report_markdown(rows, summary, session, runs, done.duration_s,
                                              files),
-        failures=[f"{label(s)}: {r['error']}" for s, r in runs.done()
-                  if "error" in r and r.get("outcome") != "rolled_back"],
+        failures=[f"{label(s)}: {r['error']}" for s, r in runs.done() if "error" in r],
     )  # fmt: skip
 
 

@@ -126,7 +126,10 @@ def row_of(
 
 def cell_of(rows: Sequence[dict[str, Any]]) -> str:
     """One cell of the measured matrix: "yes" when every run was viable ("manual" if it took a
-    manual command), "no" when none was, "mixed" otherwise, "-" without runs."""
+    manual command), "no" when none was, "mixed" otherwise, "-" without runs. A run whose
+    migration failed (rolled back: the app stayed at the source) says nothing of the level:
+    it is left out, and named in the summary's `failed_runs`."""
+    rows = [r for r in rows if "error" not in r]
     if not rows:
         return "-"
     viable = [bool(r["viable"]) for r in rows]
@@ -179,6 +182,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "matches_table_iv": not diff and complete,
         "differences": diff,
         "sfp_refused_without_command": bool(refused) and all(r is True for r in refused),
+        "failed_runs": [
+            f"{r['app']} {r['level']} #{r.get('repetition')}: {r['error']}"
+            for r in rows
+            if "error" in r
+        ],  # fmt: skip
         "cells": cells,
     }
 

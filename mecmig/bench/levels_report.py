@@ -104,6 +104,7 @@ def report_markdown(
         f"{'yes, every app' if summary['sfp_refused_without_command'] else '**no**'}.",
         "",
         *(f"- {d}" for d in summary["differences"]),
+        *(f"- failed, left out of the matrix: {f}" for f in summary["failed_runs"]),
         "",
         "## Per cell (medians)",
         "",

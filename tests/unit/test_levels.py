@@ -314,3 +314,5 @@ def test_a_cell_of_mixed_runs_is_neither() -> None:
     assert cell_of([{"viable": True}, {"viable": False}]) == "mixed"
     assert cell_of([{"viable": False}]) == "no"
     assert cell_of([{"viable": True, "manual_command": False}]) == "yes"
+    rolled_back = {"viable": False, "error": "rolled back: send: No such file"}
+    assert cell_of([{"viable": True}, rolled_back]) == "yes"  # it says nothing of the level
