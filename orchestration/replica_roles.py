@@ -214,6 +214,7 @@ class SyncRecord:
     ended: float
     bytes: int
     staleness_before_s: float  # how old the replica's copy was when this sync started
+    full: bool = False  # all of the volume (a new replica, or the first after a handover)
 
 
 @dataclass
@@ -241,9 +242,11 @@ class SyncSchedule:
         ages = [(now - self.since.get(site, -math.inf), site) for site in replicas]
         return [site for age, site in sorted(ages, key=lambda a: -a[0]) if age >= self.period_s]
 
-    def synced(self, site: str, started: float, ended: float, nbytes: int) -> SyncRecord:
+    def synced(
+        self, site: str, started: float, ended: float, nbytes: int, full: bool = False
+    ) -> SyncRecord:
         """The sync to `site` that started at `started` (its data is as of then) ended."""
-        rec = SyncRecord(site, started, ended, nbytes, self.staleness(site, started))
+        rec = SyncRecord(site, started, ended, nbytes, self.staleness(site, started), full)
         self.since[site] = started
         self.history.append(rec)
         return rec

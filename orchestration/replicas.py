@@ -296,7 +296,7 @@ class Replicas:
                 log.warning("%s: volume sync to %s failed: %s", self.instance, site, exc)
                 continue
             self.synced_once.add(site)
-            rec = self.sync.synced(site, now, self.clock(), nbytes)
+            rec = self.sync.synced(site, now, self.clock(), nbytes, full)
             self._event("synced", site, bytes=nbytes, staleness_before_s=rec.staleness_before_s)
             done.append(rec)
         return done

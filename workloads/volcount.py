@@ -86,7 +86,8 @@ def handler(count: VolumeCount) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="volcount", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="0: a free port")
+    p.add_argument("--ready-file", help='written as "<pid> <port>" once it listens')
     p.add_argument("--file", default="/volume/count", help="where the count is kept")
     p.add_argument("--log-bytes", type=int, default=0, help="a record this long per hit")
     args = p.parse_args(argv)
@@ -95,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = VolumeCount(args.file, args.log_bytes)
     server = ThreadingHTTPServer(("0.0.0.0", args.port), handler(count))
     server.daemon_threads = True
+    if args.ready_file:
+        tmp = f"{args.ready_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {server.server_address[1]}\n")
+        os.replace(tmp, args.ready_file)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0

@@ -166,7 +166,7 @@ class SyncBed:
                         reps.retire(site)
             self.orch.teardown(SERVICE)
         history = reps.sync.history if reps.sync is not None else []
-        syncs = [Synced(r.site, r.started, r.ended, r.bytes) for r in history]
+        syncs = [Synced(r.site, r.started, r.ended, r.bytes, r.full) for r in history]
         hits = hits_of(poll["samples"])
         rows = run_rows(hits, switches, syncs, period, spec.repetition)
         moved = traffic(syncs, span)

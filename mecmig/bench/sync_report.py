@@ -34,18 +34,26 @@ def plot_sync(summary: dict[str, Any], rows: Sequence[dict[str, Any]], out: Path
     left.set_title("staleness per handover")
     left.grid(alpha=0.3)
     left.legend(fontsize=7)
-    xs = [per[f"{p:g}"]["sync_bytes_per_s"] for p in periods]
     ys = [per[f"{p:g}"]["staleness_mean_ms"] for p in periods]
-    known = [
-        (x, y, p)
-        for x, y, p in zip(xs, ys, periods, strict=True)
-        if x is not None and y is not None
-    ]
-    right.plot([x / 1e3 for x, _, _ in known], [y for _, y, _ in known], "o-", color="C1")
-    for x, y, p in known:
-        right.annotate(
-            f"{p:g} s", (x / 1e3, y), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
+    for key, label, color in (
+        ("sync_bytes_per_s", "all syncs", "C1"),
+        ("delta_bytes_per_s", "deltas only", "C2"),
+    ):
+        xs = [per[f"{p:g}"][key] for p in periods]
+        known = [
+            (x, y, p)
+            for x, y, p in zip(xs, ys, periods, strict=True)
+            if x is not None and y is not None
+        ]
+        right.plot(
+            [x / 1e3 for x, _, _ in known], [y for _, y, _ in known], "o-", color=color,
+            label=label,
+        )  # fmt: skip
+        for x, y, p in known:
+            right.annotate(
+                f"{p:g} s", (x / 1e3, y), fontsize=7, xytext=(4, 4), textcoords="offset points"
+            )
+    right.legend(fontsize=7)
     right.set_xlabel("inter-site traffic of the syncs (kB/s)")
     right.set_ylabel("mean staleness at a handover (ms)")
     right.set_title("staleness against traffic")
@@ -81,6 +89,8 @@ def report_markdown(
             f"{p} s", v["handovers"], _n(v["staleness_mean_ms"]), _n(v["staleness_max_ms"]),
             _n(v["scheduled_staleness_mean_ms"]), _n(v["lost_hits_mean"], 1),
             _n(v["sync_bytes_per_s"] / 1e3 if v["sync_bytes_per_s"] is not None else None, 1),
+            _n(v["delta_bytes_per_s"] / 1e3 if v["delta_bytes_per_s"] is not None else None, 1),
+            v["full_syncs"],
             _n(v["write_bytes_per_s"] / 1e3 if v["write_bytes_per_s"] is not None else None, 1),
             _n(v["sync_ms_mean"], 1),
         ]
@@ -111,7 +121,11 @@ def report_markdown(
         "(the count goes back to what the last sync carried: the switch minus the reply time "
         "of the last hit that sync held); `scheduled_staleness_ms`: the same from the "
         "schedule (the switch minus the start of the last sync); `lost_hits`: the hits made "
-        "after that sync, lost by the handover (a sync carries the primary's data one way).",
+        "after that sync, lost by the handover (a sync carries the primary's data one way). "
+        "A full sync sends all of the volume: a new replica's first, and the first to each "
+        "replica after a handover (the data flows the other way then, and a delta needs the "
+        "receiver to hold what its sender last sent it); the deltas alone are what keeping a "
+        "replica current costs between handovers.",
         "",
         "## Goal",
         "",
@@ -129,6 +143,8 @@ def report_markdown(
                 "scheduled (ms)",
                 "hits lost",
                 "sync traffic (kB/s)",
+                "of it deltas (kB/s)",
+                "full syncs",
                 "written (kB/s)",
                 "sync time (ms)",
             ],

@@ -9,9 +9,11 @@ made since. So, per handover:
 
 - `lost_hits`: the last count before the switch minus the count the new primary started from
   (its first answer minus one); 0 when its copy was current;
-- `staleness_ms`: how old the new primary's data was at the switch: the switch's start minus
-  the reply time of the last hit its copy held (the one counted `first answer - 1`); 0 when
-  nothing was lost;
+- `staleness_ms`: how far back the updates the handover lost go: the switch's start minus the
+  reply time of the first hit the new primary's copy missed (counted `first answer`, among
+  the replies since the previous switch); 0 when nothing was lost. The copy is at least that
+  old (it was taken before that hit was written); the reply of the last hit it held can be
+  much older when the client itself was silent before the switch, so that one is not used;
 - `scheduled_staleness_ms`: the same as the replicas' schedule saw it (the switch minus the
   start of the last sync there: `SyncSchedule.staleness`);
 - `within_period`: staleness ≤ the period plus the last sync's own duration plus
@@ -19,7 +21,10 @@ made since. So, per handover:
   busy probing the replicas): what a period promises.
 
 Per run: `sync_bytes_per_s` (the syncs' bytes on the wire over the run's span), `syncs`,
-`sync_ms_mean`, `write_bytes_per_s` (what the service wrote to its volume).
+`full_syncs` (all of the volume: the replica's first, and the first after each handover, whose
+data flows the other way then), `delta_bytes_per_s` (the other syncs alone: what keeping a
+replica current costs between handovers), `sync_ms_mean`, `write_bytes_per_s` (what the
+service wrote to its volume).
 """
 
 from __future__ import annotations
@@ -56,12 +61,14 @@ class Switch:
 
 @dataclass(frozen=True)
 class Synced:
-    """One sync: to where, when it started and ended (monotonic s), its bytes on the wire."""
+    """One sync: to where, when it started and ended (monotonic s), its bytes on the wire, and
+    whether it sent all of the volume (a new replica, or the first sync after a handover)."""
 
     site: str
     started_s: float
     ended_s: float
     bytes: int
+    full: bool = False
 
 
 def hits_of(samples: Sequence[Sequence[Any]]) -> list[Hit]:
@@ -71,11 +78,16 @@ def hits_of(samples: Sequence[Sequence[Any]]) -> list[Hit]:
 
 
 def handover_row(
-    hits: Sequence[Hit], sw: Switch, period_s: float, last_sync_s: float
+    hits: Sequence[Hit],
+    sw: Switch,
+    period_s: float,
+    last_sync_s: float,
+    since_s: float = float("-inf"),
 ) -> dict[str, Any]:
     """One handover's row (see the module docstring); `last_sync_s`: how long the last sync to
-    its site took."""
-    before = [h for h in hits if h.t_s <= sw.began_s]
+    its site took; `since_s`: the end of the previous switch (the replies before it came from
+    another primary, whose counts may repeat these)."""
+    before = [h for h in hits if since_s < h.t_s <= sw.began_s]
     after = [h for h in hits if sw.ended_s < h.t_s <= sw.ended_s + AFTER_S]
     row: dict[str, Any] = {
         "to_site": sw.to_site,
@@ -104,10 +116,10 @@ def handover_row(
         return row
     held = first.count - 1  # what its copy held
     lost = last - held
-    kept = next((h for h in reversed(before) if h.count == held), None)
-    if kept is None:
-        row["why"] = f"the new primary held {held}, a count no reply before the switch said"
-    staleness = (sw.began_s - kept.t_s) * 1000.0 if kept is not None else None
+    missed = next((h for h in before if h.count > held), None)  # the first hit it lacks
+    if missed is None:
+        row["why"] = f"the new primary held {held}: no reply since the previous switch said more"
+    staleness = (sw.began_s - missed.t_s) * 1000.0 if missed is not None else None
     row.update(
         lost_hits=lost,
         staleness_ms=None if staleness is None else round(staleness, 1),
@@ -127,10 +139,12 @@ def run_rows(
 ) -> list[dict[str, Any]]:
     """A row per handover of one run, with the period and the repetition."""
     rows = []
+    since = float("-inf")
     for i, sw in enumerate(switches):
         last = [s for s in syncs if s.site == sw.to_site and s.ended_s <= sw.began_s]
         took = (last[-1].ended_s - last[-1].started_s) if last else 0.0
-        row = handover_row(hits, sw, period_s, took)
+        row = handover_row(hits, sw, period_s, took, since)
+        since = sw.ended_s
         rows.append({"period_s": period_s, "repetition": repetition, "handover": i + 1, **row})
     return rows
 
@@ -138,11 +152,18 @@ def run_rows(
 def traffic(syncs: Sequence[Synced], span_s: float) -> dict[str, Any]:
     """The syncs' inter-site traffic over a run of `span_s` seconds."""
     total = sum(s.bytes for s in syncs)
+    deltas = [s for s in syncs if not s.full]
     took = [(s.ended_s - s.started_s) * 1000.0 for s in syncs]
     return {
         "syncs": len(syncs),
+        "full_syncs": len(syncs) - len(deltas),
         "sync_bytes": total,
         "sync_bytes_per_s": round(total / span_s, 1) if span_s > 0 else None,
+        # the deltas alone: what keeping a replica current costs between handovers
+        "delta_bytes_per_s": round(sum(s.bytes for s in deltas) / span_s, 1)
+        if span_s > 0
+        else None,
+        "delta_bytes_mean": round(statistics.fmean(s.bytes for s in deltas), 1) if deltas else None,
         "sync_ms_mean": round(statistics.fmean(took), 1) if took else None,
         "sync_ms_max": round(max(took), 1) if took else None,
     }
@@ -164,6 +185,9 @@ def summarize(
         ]
         its = [r for r in runs if r["period_s"] == period]
         rates = [float(r["sync_bytes_per_s"]) for r in its if r.get("sync_bytes_per_s") is not None]
+        deltas = [
+            float(r["delta_bytes_per_s"]) for r in its if r.get("delta_bytes_per_s") is not None
+        ]
         writes = [
             float(r["write_bytes_per_s"]) for r in its if r.get("write_bytes_per_s") is not None
         ]
@@ -176,6 +200,8 @@ def summarize(
                                                      if r["lost_hits"] is not None), 1)
             if any(r["lost_hits"] is not None for r in mine) else None,
             "sync_bytes_per_s": round(statistics.fmean(rates), 1) if rates else None,
+            "delta_bytes_per_s": round(statistics.fmean(deltas), 1) if deltas else None,
+            "full_syncs": sum(int(r.get("full_syncs", 0)) for r in its),
             "write_bytes_per_s": round(statistics.fmean(writes), 1) if writes else None,
             "sync_ms_mean": _mean([r.get("sync_ms_mean") for r in its]),
         }  # fmt: skip

@@ -24,21 +24,41 @@ def _hits(start: float, counts: range, step: float = 0.005) -> list[Hit]:
 
 def test_the_count_going_back_tells_how_old_the_new_primarys_data_was() -> None:
     # hits 1..100 at the old primary, one every 5 ms from t = 10 s; the new primary's copy
-    # held 80 (the hit answered at 10.395 s); switch at 10.5 s; then it counts 81, 82, ...
+    # held 80, so it missed hit 81 (answered at 10.4 s) and on; switch at 10.5 s; then it
+    # counts 81, 82, ...
     before = _hits(10.0, range(1, 101))
     after = _hits(10.51, range(81, 91))
     sw = Switch("mec2", 10.5, 10.503, 3.0, 0.12)
     row = handover_row([*before, *after], sw, period_s=0.5, last_sync_s=0.02)
     assert row["lost_hits"] == 20
-    assert row["staleness_ms"] == 105.0  # 10.5 - 10.395
+    assert row["staleness_ms"] == 100.0  # 10.5 - 10.4
     assert row["scheduled_staleness_ms"] == 120.0 and row["switchover_ms"] == 3.0
     assert row["within_period"] is True
     late = handover_row([*before, *after], sw, period_s=0.05, last_sync_s=0.0)
-    assert late["within_period"] is True  # 105 ms <= 50 ms + 150 ms of slack
-    late = handover_row([*before, *after], sw, period_s=0.01, last_sync_s=0.0)
-    assert late["within_period"] is True
+    assert late["within_period"] is True  # 100 ms <= 50 ms + 150 ms of slack
     stale = handover_row([*_hits(9.0, range(1, 301)), *after], sw, 0.01, 0.0)
-    assert stale["lost_hits"] == 220 and stale["within_period"] is False  # 1.1 s old
+    assert stale["lost_hits"] == 220 and stale["within_period"] is False  # 1.1 s
+    assert stale["staleness_ms"] == 1100.0  # 10.5 - (9.0 + 80 * 0.005)
+
+
+def test_a_client_silent_before_the_switch_does_not_make_the_copy_look_old() -> None:
+    # replies up to count 50 at t = 8.0 s, the client silent for 2 s, then 51, 52 just before
+    # the switch; the copy held 50: it missed only what came after the silence
+    hits = [*_hits(7.755, range(2, 51)), Hit(10.49, 51), Hit(10.495, 52)]
+    after = _hits(10.51, range(51, 55))
+    row = handover_row([*hits, *after], Switch("mec1", 10.5, 10.502, 2.0, 0.19), 0.25, 0.04)
+    assert row["lost_hits"] == 2 and row["staleness_ms"] == 10.0 and row["within_period"]
+
+
+def test_replies_before_the_previous_switch_are_another_primarys() -> None:
+    # the old primary counted to 600; the next went back to 480 and counted to 550; it held 540
+    old = _hits(0.0, range(401, 601))
+    era = _hits(2.0, range(481, 551))
+    after = _hits(2.4, range(541, 545))
+    sw = Switch("mec1", 2.36, 2.362, 2.0, 0.1)
+    row = handover_row([*old, *era, *after], sw, 1.0, 0.03, since_s=1.5)
+    assert row["lost_hits"] == 10
+    assert row["staleness_ms"] == 60.0  # hit 541 of this era at 2.3 s; not the one at 0.7 s
 
 
 def test_a_current_copy_loses_nothing_and_the_old_primarys_late_replies_are_skipped() -> None:
@@ -68,7 +88,7 @@ def test_rows_traffic_and_summary() -> None:
              "sync_ms_mean": 25.0}]  # fmt: skip
     s = summarize(rows, runs)
     per = s["per_period"]["0.5"]
-    assert per["handovers"] == 1 and per["staleness_mean_ms"] == 105.0
+    assert per["handovers"] == 1 and per["staleness_mean_ms"] == 100.0
     assert per["lost_hits_mean"] == 20.0 and per["sync_bytes_per_s"] == 6144.0
     assert s["goals"]["staleness_within_period"] is True and s["goals"]["handovers_measured"] == 1
     assert summarize([], [])["goals"]["staleness_within_period"] is None
