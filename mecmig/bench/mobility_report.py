@@ -59,6 +59,16 @@ def plot_mobility(rows: Sequence[dict[str, Any]], plan: Plan, out: Path) -> str:
     return "mobility.png"
 
 
+def _shortest(at: dict[str, Any], verdict: str) -> str:
+    if at["scale"] is None:
+        return verdict
+    fractions = ", ".join(
+        f"{p} {_pct(v)} ({_pct(at['served_within_dwell'].get(p))} served within the stay)"
+        for p, v in at["viable"].items()
+    )
+    return f"{verdict}; at x{at['scale']:g} (dwell {_n(at['dwell_ms'])} ms): {fractions}"
+
+
 def _n(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -125,7 +135,8 @@ def report_markdown(
         f"`{command}`, started {started}, {duration} s. scenarios/drive.yaml: the car drives "
         "past mec1, mec2 and mec3 (handovers at 7.5 s and 22.5 s of scenario time) at time "
         f"scales {', '.join(f'x{x:g}' for x in plan.scales)} (x2: its stay at mec2 lasts 7.5 s "
-        "of wall time; x8: 1.875 s, seed 003's shortest dwell per zone), re-plugged in "
+        "of wall time; x8: 1.875 s, seed 003's shortest dwell per zone; x15: 1.0 s, about its "
+        "shortest per point of access), re-plugged in "
         "Mininet at each new site; kv (memhog: "
         "16 MiB seeded, 1 "
         "MB/s dirtied, 64 MiB container) follows it from mec1. The car's client "
@@ -167,7 +178,11 @@ def report_markdown(
             for x, at in summary["per_scale"].items()
             if at["per_policy"].get("replica", {}).get("handovers")
         ),
-        "- Table III (packet loss): not part of this benchmark",
+        "- with speculation, handovers viable on a path with ~1 s dwell times, where none of "
+        "seed 003's strategies fits (Table V: 1.037 s per point of access): "
+        + _shortest(summary["shortest_dwell"], yes(g.get("viable_at_shortest_dwell"))),
+        "- Table III (packet loss) and Table IV (state levels): `mecmig bench loss`, "
+        "`mecmig bench levels`",
         "",
         "## Per policy (all repetitions pooled; times in ms)",
         "",

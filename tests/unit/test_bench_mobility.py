@@ -311,7 +311,7 @@ def test_policies_are_each_strategy_speculative_and_reactive_and_replica() -> No
     assert strategy_of("hybrid-reactive") == ("hybrid", False)
     assert strategy_of("cold") == ("cold", True)
     assert QUICK.policies == ("precopy", "precopy-reactive", "replica") and QUICK.repeat == 1
-    assert QUICK.scales == (2.0,) and FULL.repeat == 3 and FULL.scales == (2.0, 8.0)
+    assert QUICK.scales == (2.0,) and FULL.repeat == 3 and FULL.scales == (2.0, 8.0, 15.0)
 
 
 def test_the_plan_and_command_line_follow_the_options() -> None:
@@ -368,3 +368,32 @@ def test_replica_rows_have_no_state_to_keep_and_the_goal_is_ten_ms() -> None:
     assert replica_within([_row("replica", None)]) is None  # type: ignore[arg-type]
     s = summarize(mixed, ["precopy", "replica"], 50.0)
     assert s["goals"]["state_intact"] is True and s["goals"]["replica_switch_within_ms"] is True
+
+
+def test_the_shortest_dwell_judges_speculation_against_seed_003() -> None:
+    rows = [
+        {**_row("precopy", 400.0, dwell_ms=7500.0, viable=True), "scale": 2.0},
+        {**_row("precopy", 400.0, dwell_ms=1000.0, viable=False), "scale": 15.0},
+        {**_row("postcopy", 400.0, dwell_ms=1000.0, viable=True), "scale": 15.0},
+        {**_row("postcopy-reactive", 400.0, dwell_ms=1000.0, viable=True), "scale": 15.0},
+        {**_row("replica", 9.0, dwell_ms=1000.0, viable=True), "scale": 15.0},
+        {**_row("replica", 9.0, dwell_ms=None, viable=None), "scale": 15.0},
+    ]
+    policies = ["precopy", "postcopy", "postcopy-reactive", "replica"]
+    at = summarize_scales(rows, policies, [2.0, 15.0], 150.0)
+    low = at["shortest_dwell"]
+    assert low["scale"] == 15.0 and low["dwell_ms"] == 1000.0
+    assert low["viable"] == {"precopy": 0.0, "postcopy": 1.0, "replica": 1.0}  # no reactive
+    assert at["goals"]["viable_at_shortest_dwell"] is True
+    none = [{**r, "viable": False} for r in rows]
+    assert (
+        summarize_scales(none, policies, [2.0, 15.0], 150.0)["goals"]["viable_at_shortest_dwell"]
+        is False
+    )
+    open_only = [{**r, "dwell_ms": None, "viable": None} for r in rows]
+    assert (
+        summarize_scales(open_only, policies, [2.0, 15.0], 150.0)["shortest_dwell"][
+            "beats_seed_003"
+        ]
+        is None
+    )
