@@ -58,6 +58,8 @@ class Emulation:
     topo: MecTopo
     runner: Runner = field(default_factory=SubprocessRunner)
     record: EmulationRecord | None = None  # what `mecmig cleanup` removes if this process dies
+    # host -> the interface its routes use, once `route_to` moved them off its first link
+    _routed: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def host(self, name: str) -> Any:
         """The Mininet host called `name` (instance, UE or MEC host 'h<site>')."""
@@ -138,13 +140,14 @@ class Emulation:
         old one removed (`keep_old`: only taken down inside the host, so its switch port stays
         and its counters show whether anything is still sent there). The emulated equivalent of
         an instance restored at another site. Packets in flight while the links swap are lost:
-        a host that must not lose any moves by `plug_second` and `swap_to`."""
+        a host that must not lose any moves by `plug_second` and `route_to`."""
         runner = runner or self.runner
         host = self.host(name)
         old_intf = host.defaultIntf()
         ip, mac = self.ip(name), old_intf.MAC()
         prefix = self.scenario.network.subnet.prefixlen
         new_intf = self._plug(host, switch, port, runner)
+        self._routed.pop(name, None)
         if keep_old:
             old_intf.ifconfig("down")
             old_intf.setIP("0.0.0.0/32")
@@ -157,22 +160,22 @@ class Emulation:
     def plug_second(
         self, name: str, switch: str, port: int, *, runner: Runner | None = None
     ) -> str:
-        """The first half of a lossless move: host `name` gets a second link, into
-        `switch`:`port`, with its IP and MAC, up, while its first link still carries all its
-        traffic (the host's routes stay there; make that port one the controller drops frames
-        from and sends nothing to: a standby). Its resolved neighbours are copied to the new
-        interface, so that its first packets there need no ARP. Returns the new interface's
-        name (for `swap_to`, or `unplug` if the move is given up)."""
+        """A lossless move's first step, or a standby link plugged ahead of moves: host `name`
+        gets one more link, into `switch`:`port`, with its IP and MAC, up, while the link its
+        routes use (`routed`) still carries all its traffic (make that port one the controller
+        drops frames from and sends nothing to: a standby). The neighbours resolved on the
+        routed link are copied to the new interface, so that its first packets there need no
+        ARP. Returns the new interface's name (for `route_to`, or `unplug`)."""
         runner = runner or self.runner
         host = self.host(name)
-        old = host.defaultIntf()
-        ip, mac = self.ip(name), old.MAC()
+        routed = host.nameToIntf[self.routed(name)]
+        ip, mac = self.ip(name), routed.MAC()
         prefix = self.scenario.network.subnet.prefixlen
         new = self._plug(host, switch, port, runner, mac=mac)
         _ethtool_off(runner, host, new.name)
-        neighbours = runner.run(["ip", "neigh", "show", "dev", old.name], netns_pid=host.pid)
+        neighbours = runner.run(["ip", "neigh", "show", "dev", routed.name], netns_pid=host.pid)
         batch = [
-            f"address add {ip}/{prefix} dev {new.name} noprefixroute",  # one address, two links
+            f"address add {ip}/{prefix} dev {new.name} noprefixroute",  # one address, n links
             f"link set {new.name} up",
             *neighbour_copies(neighbours.stdout, new.name),
         ]
@@ -180,26 +183,39 @@ class Emulation:
         new.ip, new.prefixLen = ip, prefix  # Mininet's own record (host.IP())
         return str(new.name)
 
-    def swap_to(self, name: str, intf: str, *, runner: Runner | None = None) -> None:
-        """The second half, once the controller sends the host's traffic to the new link: its
-        routes move to `intf` (`ip route replace`, one step each: a packet leaves by one link or
-        the other, never by neither), then its old link is removed (host and switch ends)."""
+    def routed(self, name: str) -> str:
+        """The interface host `name`'s routes use: its first link's until `route_to` moved
+        them."""
+        routed = self._routed.get(name)
+        return routed if routed is not None else str(self.host(name).defaultIntf().name)
+
+    def route_to(self, name: str, intf: str, *, runner: Runner | None = None) -> str:
+        """A lossless move's second step, once the controller sends the host's traffic to
+        `intf`'s port: the neighbours resolved on the routed link are copied to `intf`, then
+        its routes move there (`ip route replace`, one step each: a packet leaves by one link
+        or the other, never by neither), in one `ip -batch`. Every link stays plugged (the one
+        left is a standby at the controller). Returns the interface the routes left."""
         runner = runner or self.runner
         host = self.host(name)
-        olds = [i for i in host.intfList() if i.name not in ("lo", intf)]
-        if len(olds) != 1 or intf not in host.nameToIntf:
-            raise EmulationError(f"{name} has not one link besides {intf}: nothing to swap")
-        [old] = olds
-        routes = runner.run(["ip", "-4", "route", "show", "dev", old.name], netns_pid=host.pid)
-        _ip_batch(runner, host, route_moves(routes.stdout, intf))
-        self._remove_link(old)
+        old = self.routed(name)
+        if intf not in host.nameToIntf:
+            raise EmulationError(f"{name} has no interface {intf}")
+        if intf == old:
+            return old
+        neighbours = runner.run(["ip", "neigh", "show", "dev", old], netns_pid=host.pid)
+        routes = runner.run(["ip", "-4", "route", "show", "dev", old], netns_pid=host.pid)
+        batch = [*neighbour_copies(neighbours.stdout, intf), *route_moves(routes.stdout, intf)]
+        _ip_batch(runner, host, batch)
+        self._routed[name] = intf
+        return old
 
     def unplug(self, name: str, intf: str) -> None:
-        """Remove host `name`'s link at `intf` (a second link `plug_second` made that is not
-        used after all)."""
+        """Remove host `name`'s link at `intf` (one `plug_second` made, not the routed one)."""
         host = self.host(name)
         if intf not in host.nameToIntf:
             raise EmulationError(f"{name} has no interface {intf}")
+        if intf == self.routed(name):
+            raise EmulationError(f"{name}'s routes use {intf}: move them first (route_to)")
         self._remove_link(host.nameToIntf[intf])
 
     def _plug(
