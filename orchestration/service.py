@@ -329,7 +329,7 @@ def mount(
             scenario,
             location.scenario_time,
             claims=service,
-            keep=keep_in(service, chains),
+            keep=store_in(service, chains),  # follow-me tells the claims it started itself
         )
         location.add_listener(follow.handover)
         router.include_router(follow_router(follow))
@@ -350,17 +350,29 @@ def queue_policy(env: Mapping[str, str]) -> Policy:
         raise ValueError(f"{POLICY_ENV}={value!r} is no policy (known: {known})") from None
 
 
-def keep_in(
+def store_in(
     service: MigrationService, chains: ChainMigrationService
 ) -> Callable[[MigrationRecord | ChainRecord], None]:
-    """Where the queue's records go: a chain's to /v1/chain-migrations, others' to
-    /v1/migrations; and the service's listeners are told it started."""
+    """Where a record goes: a chain's to /v1/chain-migrations, others' to /v1/migrations."""
 
-    def keep(record: MigrationRecord | ChainRecord) -> None:
+    def store(record: MigrationRecord | ChainRecord) -> None:
         if isinstance(record, ChainRecord):
             chains.keep(record)
         else:
             service.keep(record)
+
+    return store
+
+
+def keep_in(
+    service: MigrationService, chains: ChainMigrationService
+) -> Callable[[MigrationRecord | ChainRecord], None]:
+    """Where the queue's records go (`store_in`), and the service's listeners are told it
+    started."""
+    store = store_in(service, chains)
+
+    def keep(record: MigrationRecord | ChainRecord) -> None:
+        store(record)
         service.started(record)  # it runs now; its claims are released when it ends
 
     return keep
