@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.mobility_world import Cells, radio
@@ -14,7 +14,8 @@ from topology.mobility_events import UEMobility, merged
 from topology.mobility_map import RadioMap
 from topology.mobility_paths import Motion, path_motion
 from topology.mobility_playback import Playback, play
-from topology.mobility_spec import PathPoint
+from topology.mobility_spec import PathPoint, motion_problems
+from topology.scenario import UESpec
 
 
 def east(speed: float = 10.0, to: float = 1000.0) -> Motion:
@@ -169,9 +170,19 @@ def test_exact_crossings_agree_with_sampling_the_rule_every_2_ms() -> None:
 
 
 coords = st.floats(-500, 500, allow_nan=False)
+# a loop the property once drew (hypothesis seed 37): its round takes 40 us, so 600 s of it are
+# 30 million segments and the walk gave up (MotionLimitError); scenario validation refuses it
+TINY_LOOP = [(1e-05, 0.0), (0.0, 0.0)]
+
+
+def _loop_refused(path: list[PathPoint]) -> bool:
+    """Whether scenario validation refuses this path as a loop (a round under MIN_LOOP_S)."""
+    ue = UESpec(name="u", attach="s1", ip="10.0.0.9", path=tuple(path), loop=True)
+    return any(key.endswith(".loop") for key, _ in motion_problems(0, ue, has_map=True))
 
 
 @settings(max_examples=60, deadline=None)
+@example(points=TINY_LOOP, speed=0.5, cells=[(0.0, 0.0, 20.0)], loop=True)
 @given(
     points=st.lists(st.tuples(coords, coords), min_size=2, max_size=6),
     speed=st.floats(0.5, 40),
@@ -185,7 +196,7 @@ def test_handovers_chain_in_time_order_and_the_serving_cell_holds_the_ue(
     loop: bool,
 ) -> None:
     path = [PathPoint(x=x, y=y, speed_mps=speed) for x, y in points]
-    if loop and all(p == points[0] for p in points):
+    if loop and _loop_refused(path):  # no scenario has it: the path once, then at rest
         loop = False
     r = radio([(f"c{i}", f"z{i % 3 + 1}", x, y, rng) for i, (x, y, rng) in enumerate(cells)])
     ue = UEMobility("u", path_motion(path, loop), r, 600)

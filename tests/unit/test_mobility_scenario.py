@@ -185,6 +185,24 @@ def test_how_a_ue_moves_is_checked() -> None:
     }
 
 
+def test_a_loop_of_a_few_microseconds_is_refused_and_one_of_a_second_walks_600_s() -> None:
+    # the loop test_mobility_events' property once drew: 10 um there and back at 0.5 m/s, a
+    # round of 40 us; 600 s of it are 30 million segments (MotionLimitError). No scenario has it
+    data = _city()
+    data["ues"][0]["path"] = [{"x": 1e-05, "y": 0, "speed_mps": 0.5}, {"x": 0, "y": 0}]
+    assert data["ues"][0]["loop"] is True
+    assert _problems(data) == {
+        "ues[0].loop": "a loop must take at least 1 s (legs and pauses)",
+    }
+    # the shortest loop allowed, with as many waypoints as the property draws: 3600 segments
+    data["ues"][0]["path"] = [{"x": 0, "y": 0, "speed_mps": 10}] + [
+        {"x": x, "y": 0} for x in (1, 2, 3, 4, 5)
+    ]
+    sc = parse_scenario(data, source="t.yaml")
+    assert ue_mobility(sc, "car").motion.duration == pytest.approx(1.0)
+    assert ue_mobility(sc, "car", until=600).until == 600
+
+
 def _write(tmp_path: Path, data: dict[str, Any], trace: str | None = None) -> Path:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(data))
