@@ -27,6 +27,8 @@ import requests
 from controller.client import ControllerClientError
 from ground.paths import RUN_DIR
 from ground.runner import SubprocessRunner
+from mecmig.bench.mobility_replica import poll_replies
+from mecmig.bench.mobility_rows import largest_gap_ms
 from mininet_scenarios.ue_motion import FollowLocation, UEMover
 from orchestration.replicas import Replicas
 from tests.integration.live import ROOT, Orchestrated, orchestrated
@@ -150,22 +152,26 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     """`POST /v1/follow-me {"ue": "car"}` (its `follow: [web]`) and the controller's playback at
     x2: a replica is placed ahead of the car at each next site, and at each handover the one
     there becomes the primary by a flow switch, with no migration; the emulation re-plugs the
-    car as the location service moves it (FollowLocation), make-before-break: no packet is
-    lost. The car's client, a GET on a new connection every 5 ms, sees no gap over 50 ms: what
-    is left is the userspace datapath's stall when a port is added to OVS (the car's new link,
-    a replica placed ahead: 12-18 ms seen here), the switch itself what the test above
-    measures. Before the make-before-break swap each handover lost a SYN (gaps 0.21-1.03 s)."""
+    car as the location service moves it (FollowLocation), make-before-break, its links
+    plugged ahead (standbys): no packet is lost, and the car's client, a GET on a new
+    connection every 5 ms, sees no gap over 10 ms beyond its interval around either move
+    (seed 002's goal). Over the whole drive it sees none over 50 ms: what is left is the
+    userspace datapath's stall when a replica placed ahead gets its port on OVS (12-18 ms seen
+    here, ~0.5-0.9 s before the handover). Before the make-before-break swap each handover
+    lost a SYN (gaps 0.21-1.03 s); with the car's link plugged at the move, its add-port stall
+    was in the move (gaps 12-19 ms)."""
     bed.orch.teardown(SERVICE)
     bed.orch.deploy(SERVICE, "mec1")
     _wait_serving(bed)
     client = bed.tb.ctl.client
     base = client.base_url
-    follow = FollowLocation(UEMover(bed.tb.emu, client), ["car"])
+    mover = TimedMover(bed.tb.emu, client)
+    follow = FollowLocation(mover, ["car"])
     with follow:
         server = str(bed.sc.instance(SERVICE).ip)
         proc = bed.tb.emu.host("car").popen(
             [sys.executable, "-m", "workloads.http_poll", server, "8080", "--interval-ms", "5",
-             "--json", "--timeout-ms", "3000"],
+             "--json", "--timeout-ms", "3000", "--samples"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
         )  # fmt: skip
         started = time.monotonic()
@@ -201,10 +207,33 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     assert poll["ok"] > 1000 and len(poll["bodies_changed"]) == 2, poll["bodies_changed"]
     # the car's handovers (7.5 and 22.5 s into the drive, at x2), in the client's time
     handovers_ms = [(played + t / 2) * 1000 for t in (7.5, 22.5)]
-    brief = {k: poll[k] for k in ("gaps", "failures", "max_gap_ms")} | {"at": handovers_ms}
-    assert poll["failures"] == 0, brief
-    assert poll["max_gap_ms"] <= 50.0, brief  # no SYN lost (1 s), only a port addition's stall
+    replies = poll_replies(poll["samples"])
+    at_moves = [  # the client's longest gap beyond its interval around each of the car's moves
+        largest_gap_ms(replies, began - 0.3, ended + 0.5, 5.0) for began, ended in mover.times
+    ]
+    at_moves = [None if g is None else round(g, 1) for g in at_moves]
+    brief = {k: poll[k] for k in ("gaps", "failures", "max_gap_ms")} | {
+        "at": handovers_ms, "at_moves": at_moves
+    }  # fmt: skip
     print(
         f"\n  the car's client: {poll['ok']} replies, longest gap {poll['max_gap_ms']:.0f} ms, "
-        f"gaps over 10 ms: {poll['gaps']}"
+        f"around the moves {at_moves} ms, gaps over 10 ms: {poll['gaps']}"
     )
+    assert poll["failures"] == 0, brief
+    assert len(at_moves) == 2 and all(g is not None and g <= 10.0 for g in at_moves), brief
+    assert poll["max_gap_ms"] <= 50.0, brief  # no SYN lost (1 s), a replica port's addition
+
+
+class TimedMover(UEMover):
+    """A UEMover that keeps when each of its re-plugs began and ended (monotonic s)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.times: list[tuple[float, float]] = []
+
+    def replug(self, ue: str, cell: str) -> tuple[str, int, float, float] | None:
+        began = time.monotonic()
+        done = super().replug(ue, cell)
+        if done is not None:
+            self.times.append((began, time.monotonic()))
+        return done

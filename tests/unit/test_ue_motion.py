@@ -90,6 +90,7 @@ class Recorder:
 
 def test_the_cells_of_a_path_and_the_switches_they_hang_off() -> None:
     sc = load_scenario(DRIVE)
+    assert sc.map is not None
     radio = RadioMap.from_spec(sc.map)
     assert path_cells(sc, "car") == ["cell2", "cell3"]
     assert path_cells(sc, "turner") == []  # it turns back in cell1's range
