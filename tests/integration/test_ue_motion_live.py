@@ -8,7 +8,10 @@ The mover plugs the car's links at mec2 and mec3 when it is made, each a standby
 controller, before the client starts: a move is the controller's promote and the car's route
 swap only, and costs the client no gap over 10 ms beyond its interval. Plugged at the move,
 adding the port to OVS (`ovs-vsctl add-port`) held the userspace datapath 12-20 ms (4 ms on a
-bare bridge): moves' gaps 0-20.1 ms over the 5 ms interval (15 moves, before 2026-12).
+bare bridge): moves' gaps 0-20.1 ms over the 5 ms interval (15 moves, 890fdb0). That stall
+shows when the two cores are busy: an A/B on a quiet machine (5 runs each way, `ahead=False`
+plugs at the move) saw a gap over the interval at none of the 10 moves that plugged late, but
+such a move took 51-67 ms instead of 18-22 ms.
 Links left stay plugged (standbys), so the returns to mec2 and mec1 plug nothing either; the
 controller keeps the car at its one active port; closing the mover leaves one link.
 """
