@@ -449,7 +449,8 @@ class MobilityBed:
                 ue=UE, service=STATELESS_SERVICE, policy=REPLICA, strategy=REPLICA,
                 speculative=True, scale=scale, arrivals=arrivals, moves=moves, client=client,
                 repetition=spec.repetition,
-            )
+            ),
+            arrivals, moves, client.replies, client.interval_ms,
         )  # fmt: skip
         for row in rows:
             row["scale"] = scale

@@ -8,7 +8,8 @@ A handover's "move", for the rows of `mecmig.bench.mobility_rows`: asked when fo
 its site (the handover, if no mark came), ready when the replica there was placed, frozen for
 the switch-over only (`t_down_ms`: the controller's promote, in which nothing starts) and
 serving when the switch was made. Nothing is copied (`bytes` 0), and a stateless service has
-no state to keep (`state_intact` None).
+no state to keep (`state_intact` None). The client's gaps are taken apart (`stateless_rows`):
+the switch's (`interruption_ms`) and the placement's ahead of it (`placement_gap_ms`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mecmig.bench.mobility_rows import Move, Reply
+from mecmig.bench.mobility_rows import (
+    WINDOW_PAD_S,
+    Arrival,
+    Move,
+    Reply,
+    largest_gap_ms,
+    match_moves,
+)
 
 REPLICA = "replica"
 STATELESS_SERVICE = "web"
@@ -77,11 +85,39 @@ def poll_replies(samples: Sequence[Sequence[Any]]) -> list[Reply]:
     return sorted(out, key=lambda r: r.t_s)
 
 
-def stateless_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The replica policy's rows: no state to keep (`state_intact` None), `stateless` True."""
+def stateless_rows(
+    rows: list[dict[str, Any]],
+    arrivals: Sequence[Arrival],
+    moves: Sequence[Move],
+    replies: Sequence[Reply],
+    interval_ms: float,
+) -> list[dict[str, Any]]:
+    """The replica policy's rows: no state to keep (`state_intact` None), `stateless` True,
+    and two gaps apart (the rows' `interruption_ms` would span from follow-me's mark to the
+    switch, over a second):
+
+    - `interruption_ms`: the switch's, the client's largest gap from the handover to the
+      switch's end (WINDOW_PAD_S either side): what seed 002's goal (10 ms) is about;
+    - `placement_gap_ms`: the placement's, its largest gap from the mark to the replica placed
+      (the same pad): starting a replica adds its port to the switch, which in this emulation
+      (one userspace OVS for every site's switch, 2 cores) can stall all of them briefly."""
     for r in rows:
         r["state_intact"] = None
         r["stateless"] = True
+    if not arrivals:
+        return rows
+    for r, a, m in zip(rows, arrivals, match_moves(arrivals, moves), strict=True):
+        if m is None:
+            continue
+        lo, hi = min(a.wall_s, m.freeze_s or a.wall_s), max(a.wall_s, m.end_s)
+        gap = largest_gap_ms(replies, lo - WINDOW_PAD_S, hi + WINDOW_PAD_S, interval_ms)
+        r["interruption_ms"] = None if gap is None else round(gap, 1)
+        placement = None
+        if m.speculative and m.ready_s is not None:
+            placement = largest_gap_ms(
+                replies, m.asked_s - WINDOW_PAD_S, m.ready_s + WINDOW_PAD_S, interval_ms
+            )
+        r["placement_gap_ms"] = None if placement is None else round(placement, 1)
     return rows
 
 

@@ -65,7 +65,9 @@ def test_a_replica_handover_is_a_flow_switch_the_client_barely_sees(
     """Seed 002's goal: a replica switch costs the client at most 10 ms. Each replica was
     placed ahead of the car (ready before its handover), nothing was copied, and the car's
     client, a GET on a new connection every 5 ms, saw no gap over 10 ms at either handover
-    (the emulation's swap of the car's link included)."""
+    (the emulation's move of the car's link included). Placing a replica ahead, about a
+    second before, adds its port to the one userspace OVS of every site: that gap is
+    reported apart (placement_gap_ms) and bounded by 50 ms."""
     doc, out = summary
     rows = [r for r in doc["rows"] if r["policy"] == "replica"]
     for row in rows:
@@ -76,7 +78,9 @@ def test_a_replica_handover_is_a_flow_switch_the_client_barely_sees(
         assert row["ready_before_handover"] is True, row
         assert 0 < row["t_down_ms"] <= 10.0, row  # the controller's switch-over
     gaps = [r["interruption_ms"] for r in rows]
-    print(f"\n  replica handovers: the client's largest gaps {gaps} ms")
+    placing = [r["placement_gap_ms"] for r in rows]
+    print(f"\n  replica handovers: the client's largest gaps {gaps} ms; placing ahead {placing}")
+    assert all(g is not None and g <= 50.0 for g in placing), rows
     assert all(g is not None and g <= 10.0 for g in gaps), rows
     assert doc["summary"]["goals"]["replica_switch_within_ms"] is True
     assert "a replica switch costs the client ≤ 10 ms" in (out / "report.md").read_text()

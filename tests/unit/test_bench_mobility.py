@@ -356,7 +356,7 @@ def test_a_replica_handover_is_a_move_marked_ahead_placed_and_switched() -> None
 def test_replica_rows_have_no_state_to_keep_and_the_goal_is_ten_ms() -> None:
     replies = poll_replies([[1.0, 5], [0.995, 4], [1.02, None]])
     assert [r.t_s for r in replies] == [0.995, 1.0, 1.02] and replies[1].counter == 5
-    rows = stateless_rows([_row("replica", 6.0), _row("replica", 9.9)])
+    rows = stateless_rows([_row("replica", 6.0), _row("replica", 9.9)], [], [], [], 5.0)
     assert all(r["state_intact"] is None and r["stateless"] for r in rows)
     assert policy_stats(rows)["stateless"] is True and policy_stats(rows)["state_intact"] == 0
     mixed = [*rows, _row("precopy", 500.0)]
@@ -397,3 +397,21 @@ def test_the_shortest_dwell_judges_speculation_against_seed_003() -> None:
         ]
         is None
     )
+
+
+def test_a_replica_handovers_gap_is_the_switchs_and_the_placements_is_apart() -> None:
+    # replies every 5 ms from 0 to 20 s, but for a 15 ms silence at 9.2 s (the replica placed
+    # ahead: marked at 9.0 s, placed at 9.3 s) and a 3 ms one at 10.001 s (the switch)
+    times = [i * 0.005 for i in range(4001)]
+    times = [t for t in times if not 9.2 < t < 9.22 and not 10.0 < t < 10.008]
+    replies = [Reply(t, None, i) for i, t in enumerate(times)]
+    arrival = Arrival(15.0, 10.0, "mec1", "mec2", None)
+    (move,) = replica_moves({"mec2": 9.0}, {"mec2": 9.3}, [Switched("mec2", 10.0, 10.003, 2.5)])
+    client = Client(replies, 5.0, True, True, True)
+    base = handover_rows(ue="car", service="web", policy="replica", strategy="replica",
+                         speculative=True, scale=2.0, arrivals=[arrival], moves=[move],
+                         client=client, repetition=1)  # fmt: skip
+    assert base[0]["interruption_ms"] == 20.0  # from the mark: the placement's silence too
+    (row,) = stateless_rows(base, [arrival], [move], replies, 5.0)
+    assert row["interruption_ms"] == 5.0  # the switch's: 10.0 -> 10.01 minus the interval
+    assert row["placement_gap_ms"] == 20.0  # 9.2 -> 9.225 minus the interval
