@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ground.defaults import DOWNTIME_BUDGET_MS, MIGRATION_RATE_BPS
@@ -136,11 +136,13 @@ def orchestrator_launcher(
     budget_ms: float = DOWNTIME_BUDGET_MS,
     rate_bps: int = MIGRATION_RATE_BPS,
     speculate: Callable[[Movable | Migration], Speculation] = Speculation,
+    command: Sequence[str] | None = None,
 ) -> Launch:
     """Starts plan the move with `orch` (OrchestratorError if it cannot go) and wrap it with
     `speculate` (say `functools.partial(Speculation, warm_interval_s=0.5)`): an instance's
     migration, or a chain's (`kind` "chain": every function, moved under `pattern` with one
-    switch, `orchestration.chain_speculation.ChainMove`)."""
+    switch, `orchestration.chain_speculation.ChainMove`). `command`: what an instance's
+    destination starts under the `filesystem` strategy (its configuration stays behind)."""
 
     def launch(a: Start) -> Speculation:
         if a.kind == "chain":
@@ -157,8 +159,9 @@ def orchestrator_launcher(
         if a.kind != "instance":
             raise Unsupported(f"{a.kind} {a.service}: not a kind of move the launcher knows")
         mig = orch.plan_migration(
-            a.service, a.target, strategy=strategy, budget_ms=budget_ms, rate_bps=rate_bps
-        )
+            a.service, a.target, strategy=strategy, budget_ms=budget_ms, rate_bps=rate_bps,
+            command=command,
+        )  # fmt: skip
         mig.record.metrics["speculative"] = a.speculative
         return speculate(mig)
 

@@ -303,10 +303,22 @@ def policy_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 REPLICA_GOAL_MS = 10.0  # seed 002: a replica switch costs the client at most this
 
 
+def keeps_state(policy: str) -> bool:
+    """Whether the policy's strategy carries the service's memory state (the CRIU ones: seed
+    003's full state); restart and filesystem start it afresh from its files, and a replica
+    (a stateless service) has none."""
+    from migration.strategies import STRATEGIES
+
+    s = STRATEGIES.get(policy.removesuffix("-reactive"))
+    return s is not None and s.keeps_memory
+
+
 def state_kept(rows: Sequence[Mapping[str, Any]]) -> bool | None:
-    """Every stateful handover kept its state (a stateless service's rows, `state_intact`
-    None, have none to keep); None: no stateful handover."""
-    stateful = [r for r in rows if r["state_intact"] is not None]
+    """Every stateful handover by a strategy that carries the state kept it (a stateless
+    service's rows, `state_intact` None, have none to keep; the state levels that start
+    the service afresh lose its memory by design, as Table IV says, and are reported, not
+    judged); None: no such handover."""
+    stateful = [r for r in rows if r["state_intact"] is not None and keeps_state(r["policy"])]
     return all(bool(r["state_intact"]) for r in stateful) if stateful else None
 
 

@@ -305,7 +305,7 @@ def test_the_goals_compare_each_speculative_strategy_with_its_reactive_twin() ->
 
 
 def test_policies_are_each_strategy_speculative_and_reactive_and_replica() -> None:
-    assert len(POLICIES) == 9 and POLICIES[-1] == "replica"
+    assert len(POLICIES) == 13 and POLICIES[-1] == "replica"
     for p in POLICIES:
         assert policy_name(*strategy_of(p)) == p
     assert strategy_of("hybrid-reactive") == ("hybrid", False)
@@ -362,6 +362,11 @@ def test_replica_rows_have_no_state_to_keep_and_the_goal_is_ten_ms() -> None:
     mixed = [*rows, _row("precopy", 500.0)]
     assert state_kept(mixed) is True and state_kept(rows) is None
     assert state_kept([*mixed, _row("cold", 1.0, state_intact=False)]) is False
+    assert state_kept([*mixed, _row("cold-reactive", 1.0, state_intact=False)]) is False
+    # the levels that start kv afresh lose its memory by design: reported, not judged
+    levels = [_row("restart", 1.0, state_intact=False), _row("filesystem-reactive", 1.0,
+                                                            state_intact=False)]  # fmt: skip
+    assert state_kept([*mixed, *levels]) is True and state_kept(levels) is None
     assert replica_within(mixed) is True
     assert replica_within([*mixed, _row("replica", 10.1)]) is False
     assert replica_within([_row("precopy", 1.0)]) is None
