@@ -729,8 +729,10 @@ class Migration:
 
     def _metrics(self, cpu0: tuple[int, int] | None) -> None:
         rec = self.record
-        freeze = rec.phase("freeze_dump")
-        restore = rec.phase("restore")
+        # the frozen window: the final dump (or the stop, for the strategies that start the
+        # service afresh) to the restore (or that start)
+        freeze = rec.phase("freeze_dump") or rec.phase("freeze_stop")
+        restore = rec.phase("restore") or rec.phase("start")
         if freeze and restore and restore.end_ms is not None:
             rec.metrics["frozen_ms"] = restore.end_ms - freeze.start_ms
         cpu1 = self._cpu()

@@ -123,8 +123,11 @@ def move_of(
         return None if ms is None else t0_s + ms / 1000.0
 
     phases = record.get("phases", [])
-    freeze = next((p for p in reversed(phases) if p["name"] == "freeze_dump"), None)
-    restore = next((p for p in reversed(phases) if p["name"] == "restore"), None)
+    # the freeze: the final dump, or the stop of a service started afresh (restart,
+    # filesystem); serving: the restore, or that start
+    freeze = next((p for p in reversed(phases) if p["name"] in ("freeze_dump", "freeze_stop")),
+                  None)  # fmt: skip
+    restore = next((p for p in reversed(phases) if p["name"] in ("restore", "start")), None)
     metrics = record.get("metrics", {})
     spec = metrics.get("speculation") or {}
     ready_ms = spec.get("ready_ms", spec.get("committing_ms")) if speculative else None

@@ -125,6 +125,16 @@ def test_a_speculative_move_is_ready_when_its_rounds_ended_not_when_it_froze() -
     assert m.ready_s == pytest.approx(101.2)
 
 
+def test_a_move_that_starts_the_service_afresh_freezes_at_its_stop() -> None:
+    record = _record()
+    names = {"freeze_dump": "freeze_stop", "restore": "start"}  # restart, filesystem
+    record["phases"] = [{**ph, "name": names.get(ph["name"], ph["name"])} for ph in
+                        record["phases"]]  # fmt: skip
+    m = move_of(record, 100.0, 100.0, speculative=False)
+    assert m.freeze_s == pytest.approx(103.0) and m.serving_s == pytest.approx(103.42)
+    assert m.ready_s == pytest.approx(103.0)
+
+
 def test_a_reactive_move_is_ready_at_its_freeze_and_a_cancelled_one_is_marked() -> None:
     m = move_of(_record(), 100.0, 100.0, speculative=False)
     assert m.ready_s == pytest.approx(103.0)

@@ -868,6 +868,10 @@ def test_restart_strategy_moves_files_then_starts_afresh_at_the_destination() ->
     assert names.index("switch") < names.index("start")
     assert not w.src.ops("checkpoint") and w.dst.ops("start")
     assert w.dst.status("svc") == "running"
+    # its frozen window: the stop to the start at the destination
+    stop, start = record.phase("freeze_stop"), record.phase("start")
+    assert stop is not None and start is not None and start.end_ms is not None
+    assert record.metrics["frozen_ms"] == pytest.approx(start.end_ms - stop.start_ms)
 
 
 def test_restart_strategy_rollback_starts_the_source_again() -> None:
