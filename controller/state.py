@@ -56,6 +56,7 @@ from topology.scenario import Scenario
 from topology.world import agent_host, topology_from_scenario
 
 log = logging.getLogger(__name__)
+LEARNED_PREFIX = "learned-"  # a host the controller found at an edge port
 
 
 class StateError(ValueError):
@@ -611,7 +612,7 @@ class FabricState:
             log.info("host %s moved to %s:%d", known.host, switch, port)
             self._reroute(self._index.res_by_host.get(known.host, set()), touched)
             return self._commit_move(before, touched, switch)
-        name = f"learned-{mac}"
+        name = f"{LEARNED_PREFIX}{mac}"
         before = self._model()
         att = Attachment(name, switch, port, ip, mac, kind="agent")
         self.hosts[name] = att
@@ -892,7 +893,14 @@ class FabricState:
             )
         for h in data.get("hosts", []):
             att = Attachment(**h)
-            # a state file may hold what earlier versions let in unchecked
+            # a state file may hold what earlier versions let in unchecked, and hosts of an
+            # earlier version of the scenario (same name): their ports would stay taken
+            if att.host not in self.hosts and not att.host.startswith(LEARNED_PREFIX):
+                log.warning(
+                    "saved place of %s ignored: scenario %s has no such host (now)",
+                    att.host, self.scenario.name,
+                )  # fmt: skip
+                continue
             try:
                 check_switch_port(att.port)
                 self.declared.switch(att.switch)

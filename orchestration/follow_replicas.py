@@ -26,6 +26,7 @@ from functools import partial
 
 from orchestration.follow_me import Nothing
 from orchestration.follower import Done
+from orchestration.replica_roles import NoReplicaLeft
 from orchestration.replicas import Replicas
 from topology.mobility_events import Handover
 
@@ -62,8 +63,8 @@ class ReplicaFollower:
         """The follower's carried-out actions: a mark places a replica ahead (in a thread)."""
         for d in done:
             a = d.action
-            if isinstance(a, Nothing) and a.service in self.served:
-                served = self.served[a.service]
+            served = self.served.get(a.service) if isinstance(a, Nothing) else None
+            if isinstance(a, Nothing) and served is not None:
                 self.start_thread(
                     partial(self._ahead, served, a.target), f"replica-{a.service}-{a.target}"
                 )
@@ -73,7 +74,7 @@ class ReplicaFollower:
         site = h.to_site
         if site is None:
             return
-        for name, served in self.served.items():
+        for name, served in list(self.served.items()):
             with served.lock:
                 reps = served.replicas
                 if site == reps.primary:
@@ -90,11 +91,16 @@ class ReplicaFollower:
             self.settle(name, site, h.t_s)
 
     def tick(self) -> None:
-        """Probe the replicas that are due; a failed primary is replaced by its backup."""
-        for name, served in self.served.items():
+        """Probe the replicas that are due; a failed primary is replaced by its backup. A
+        service whose last replica is gone (stopped by its user, say) is no longer served."""
+        for name, served in list(self.served.items()):
             with served.lock:
                 try:
                     events = served.replicas.tick()
+                except NoReplicaLeft as exc:
+                    log.warning("follow-me: %s no longer served by replicas: %s", name, exc)
+                    del self.served[name]
+                    continue
                 except Exception as exc:  # noqa: BLE001 - one service's trouble, logged
                     log.error("follow-me: %s's replicas: %s", name, exc)
                     continue
@@ -109,7 +115,7 @@ class ReplicaFollower:
 
     def close(self) -> None:
         """Retire every replica but the primary."""
-        for name, served in self.served.items():
+        for name, served in list(self.served.items()):
             with served.lock:
                 reps = served.replicas
                 for site in list(reps.set.sites):

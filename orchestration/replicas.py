@@ -20,7 +20,8 @@ controller:
   (`SyncSchedule`) through `copy`, by default the agents' volume sync (`agent.volume_sync`:
   the replica's agent receives into the running replica's own /volume, each file renamed into
   place; the primary's sends what changed since its last sync there, all of it to a replica
-  made anew).
+  made anew); a handover to a replica that never got it (placed too late for a period to
+  pass) syncs it first, so that it never serves an empty volume.
 
 Not thread-safe: one caller (a follow-me driver, or a loop around `tick`).
 """
@@ -163,6 +164,7 @@ class Replicas:
         self.copy = copy or agent_copy(orch, instance)
         self.leftovers: dict[str, str] = {}  # failed replicas not removed yet: why
         self.synced_once: set[str] = set()  # replicas synced since they were made
+        self.unsynced: set[str] = set()  # replicas that never got the primary's volume
         self.events: list[Event] = []
 
     @property
@@ -194,6 +196,7 @@ class Replicas:
             self.detectors[site] = FailureDetector(self.interval_s, self.misses, last_probe=now)
             if self.sync is not None:
                 self.sync.made(site, now)
+                self.unsynced.add(site)
             self._event("placed", site, role=role.value, port=port)
             report.created.append(site)
         self.set.check()
@@ -226,6 +229,10 @@ class Replicas:
             raise ReplicaError(f"{self.instance} has no replica at {site}")
         if site == self.set.primary:
             raise ReplicaError(f"{site} holds {self.instance}'s primary already")
+        # placed too late for a period to pass, it would serve an empty volume: synced first
+        unsynced = self.sync is not None and site in self.unsynced
+        if unsynced and self._sync(site, self.clock()) is None:
+            raise ReplicaError(f"{self.instance}'s replica at {site} has none of its data")
         switch_ms = self._promote(site)
         previous = self.set.handover(site, self.old_primary)
         detail: dict[str, object] = {"switchover_ms": switch_ms, "from": previous}
@@ -286,20 +293,24 @@ class Replicas:
 
     def _sync_due(self, now: float) -> list[SyncRecord]:
         assert self.sync is not None
-        done = []
         others = [s for s in self.set.sites if s != self.set.primary]
-        for site in self.sync.due(now, others):
-            full = site not in self.synced_once
-            try:
-                nbytes = self.copy(self.set.primary, site, full)
-            except (SiteError, OrchestratorError, ReplicaError) as exc:
-                log.warning("%s: volume sync to %s failed: %s", self.instance, site, exc)
-                continue
-            self.synced_once.add(site)
-            rec = self.sync.synced(site, now, self.clock(), nbytes, full)
-            self._event("synced", site, bytes=nbytes, staleness_before_s=rec.staleness_before_s)
-            done.append(rec)
-        return done
+        done = [self._sync(site, now) for site in self.sync.due(now, others)]
+        return [rec for rec in done if rec is not None]
+
+    def _sync(self, site: str, now: float) -> SyncRecord | None:
+        """The primary's volume to the replica at `site` now (None: it failed, logged)."""
+        assert self.sync is not None
+        full = site not in self.synced_once
+        try:
+            nbytes = self.copy(self.set.primary, site, full)
+        except (SiteError, OrchestratorError, ReplicaError) as exc:
+            log.warning("%s: volume sync to %s failed: %s", self.instance, site, exc)
+            return None
+        self.synced_once.add(site)
+        self.unsynced.discard(site)
+        rec = self.sync.synced(site, now, self.clock(), nbytes, full)
+        self._event("synced", site, bytes=nbytes, staleness_before_s=rec.staleness_before_s)
+        return rec
 
     # ------------------------------------------------------------------ helpers
 
@@ -330,6 +341,7 @@ class Replicas:
     def _forget(self, site: str) -> None:
         self.detectors.pop(site, None)
         self.synced_once.discard(site)
+        self.unsynced.discard(site)
         if self.sync is not None:
             self.sync.forget(site)
 

@@ -75,3 +75,16 @@ def test_a_handover_no_mark_reached_places_the_replica_late(world: ReplicaWorld)
     assert len(rf.served["web"].switches) == 1
     rf.on_handover(Handover(7.0, "ue1", "b", None, "zb", None, "mec3", None, 0.0, 0.0))
     assert rf.roles("web") == {"mec3": "primary", "mec1": "backup"}  # out of range: stays
+
+
+def test_a_service_stopped_by_its_user_is_no_longer_served(world: ReplicaWorld) -> None:
+    """`mecmig stop` of a followed stateless service: its probes fail and no replica is left;
+    follow-me stops serving it (one warning), instead of an error at every tick."""
+    rf, _ = follower(world)
+    world.orch.stop("web")
+    for _ in range(6):  # probes every 0.5 s, 3 misses
+        world.clock.advance(0.6)
+        rf.tick()
+    assert "web" not in rf.served
+    rf.on_actions([mark("mec2")])  # a late mark: nothing to place
+    rf.tick()

@@ -391,3 +391,25 @@ def test_rates_and_sizes_are_finite_everywhere() -> None:
         parse_rate("101Gbit", max_bps=MAX_RATE_BPS)
     assert parse_rate("100Gbit", max_bps=MAX_RATE_BPS) == MAX_RATE_BPS
     assert parse_rate("40Mbit") == 40_000_000
+
+
+def test_a_saved_host_the_scenario_no_longer_has_leaves_its_port_free(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state file of an earlier version of the scenario (the same name) held `gate` at
+    s2:100: restored, it kept that port taken, and the next replica placed there was refused
+    (seen trying follow-me as a new user). Hosts the scenario does not have are dropped;
+    learned ones stay."""
+    state = make_state(THREE_SITES)
+    saved = state.to_dict()
+    video = next(h for h in saved["hosts"] if h["host"] == "video")
+    gone = {**video, "host": "gate", "switch": "s2", "port": 100, "mac": "02:00:0a:00:00:63"}
+    learned = {**video, "host": "learned-02:00:0a:00:00:64", "switch": "s2", "port": 101,
+               "mac": "02:00:0a:00:00:64"}  # fmt: skip
+    saved["hosts"] += [gone, learned]
+    fresh = make_state(THREE_SITES)
+    with caplog.at_level(logging.WARNING, logger="controller.state"):
+        fresh.restore(saved)
+    assert "gate" not in fresh.hosts and "learned-02:00:0a:00:00:64" in fresh.hosts
+    assert "saved place of gate ignored: scenario" in caplog.text
+    assert all((a.switch, a.port) != ("s2", 100) for a in fresh.hosts.values())

@@ -355,3 +355,31 @@ def test_a_replica_that_does_not_start_leaves_no_standby() -> None:
         assert reps.roles() == {"mec1": Role.PRIMARY, "mec3": Role.BACKUP}
     finally:
         world.close()
+
+
+def test_a_handover_to_a_replica_never_synced_syncs_it_first(world: ReplicaWorld) -> None:
+    """Placed at the handover itself (no mark came in time), a storage-dependent replica has
+    none of the primary's volume: the handover syncs it first (seen trying follow-me as a new
+    user: the counter went from 711 to 1). If that sync fails, no handover."""
+    copies: list[tuple[str, str, bool]] = []
+    fail = {"now": False}
+
+    def copy(src: str, dst: str, full: bool) -> int:
+        if fail["now"]:
+            raise ReplicaError("the agent did not answer")
+        copies.append((src, dst, full))
+        return 4096
+
+    reps = Replicas(world.orch, "web", clock=world.clock, sync_period_s=5.0, copy=copy)
+    reps.place(["mec2", "mec3"])
+    reps.handover("mec2")  # no tick since the placement: synced in the handover
+    assert copies == [("mec1", "mec2", True)] and reps.primary == "mec2"
+    fail["now"] = True
+    with pytest.raises(ReplicaError, match="none of its data"):
+        reps.handover("mec3")
+    assert reps.primary == "mec2"  # nothing switched
+    fail["now"] = False
+    reps.tick(world.clock.now)  # mec3 (and mec1, the old primary) get the data
+    assert ("mec2", "mec3", True) in copies
+    reps.handover("mec3")
+    assert reps.primary == "mec3"
