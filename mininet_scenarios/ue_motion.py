@@ -94,6 +94,11 @@ class UEMover:
         self.time_scale = time_scale  # told with each change: the controller's mobility clock
         self.radio = RadioMap.from_spec(sc.map)
         self.at: dict[str, str] = {ue.name: sc.switch_of(ue.attach) for ue in sc.ues}
+        # where the controller has them now: an earlier mover may have moved them
+        try:
+            self.at.update({v.name: v.switch for v in client.instances() if v.kind == "ue"})
+        except ControllerClientError as err:
+            log.warning("the UEs' places not asked (the scenario's are assumed): %s", err)
         self.log: list[Moved] = []
         # ue -> switch -> its link's interface there: those this mover plugged, and the one
         # each move left (standbys at the controller, but for the one at `at[ue]`)

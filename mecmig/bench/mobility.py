@@ -579,6 +579,7 @@ class Beds:
             agents = stack.enter_context(SiteAgents(tb.emu, scenario))
             bed = MobilityBed(tb, agents.clients, scenario)
             stack.callback(bed.orch.teardown, bed.service)
+            stack.callback(bed.mover.close)  # the car's links plugged ahead, its standbys
             self._stack = stack.pop_all()
         return bed
 

@@ -66,8 +66,9 @@ def drive_followed(
 ) -> tuple[UEMover, float]:
     """Drive `mob`'s UE through its path at `scale` in `tb` (its link re-plugged at each
     handover), `follower` ticked every 0.1 s at the mobility's time and told each handover;
-    wait for the path's end and for a commit under way, then close the follower. The mover and
-    the wall time the drive started."""
+    wait for the path's end and for a commit under way, then close the follower and the mover
+    (the UEs' links but the ones in use removed, with their standbys: the next test's mover
+    plugs its own). The mover (its `log` kept) and the wall time the drive started."""
     mover = UEMover(tb.emu, tb.ctl.client)
     start = time.monotonic()
     stop = threading.Event()
@@ -89,4 +90,5 @@ def drive_followed(
         stop.set()
         ticker.join()
         follower.close()
+        mover.close()
     return mover, start
