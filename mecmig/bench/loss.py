@@ -64,7 +64,7 @@ class Plan:
 
 
 FULL = Plan(tuple(LEVELS), LOSSES_PCT, 5)  # seed 003: 5 runs each
-QUICK = Plan(("restart", "cold"), (0.0, 5.0), 1)
+QUICK = Plan(("restart", "cold"), (0.0, 5.0), 3)  # 3: a median per level
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -308,8 +308,8 @@ def add_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     harness_options(
         b, "loss",
-        quick="restart and cold at 0 and 5 %% loss, once each: under a minute; a smoke test",
-        repeat="repetitions (default 5; --quick 1)",
+        quick="restart and cold at 0 and 5 %% loss, 3 runs each: about a minute; a smoke test",
+        repeat="repetitions (default 5; --quick 3)",
     )  # fmt: skip
     b.add_argument("--strategies", nargs="+", choices=tuple(LEVELS), help="only these")
     b.add_argument(
