@@ -26,16 +26,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from mecmig.bench import ROOT, shown
 from mecmig.bench.harness import Experiment, Metric, RunSpec
-from mecmig.bench.harness_testbed import environment_ready, finish, run_on_testbed
+from mecmig.bench.harness_testbed import (
+    agents_testbed,
+    bench_words,
+    finish,
+    harness_options,
+    preflight,
+    run_on_testbed,
+)
 from mecmig.bench.sync_rows import Switch, Synced, hits_of, run_rows, summarize, traffic
-from mecmig.cli import EXIT_ENVIRONMENT, EXIT_USAGE
+from mecmig.cli import EXIT_USAGE
 
 SCENARIO = ROOT / "scenarios" / "sync.yaml"
 DEFAULT_OUT = ROOT / "results" / "sync"
@@ -189,11 +195,8 @@ class SyncBed:
 
 @contextmanager
 def sync_testbed() -> Iterator[SyncBed]:
-    from mininet_scenarios.agents import SiteAgents
-    from mininet_scenarios.testbed import testbed
-
-    with testbed(SCENARIO, instance_hosts=False) as tb, SiteAgents(tb.emu, SCENARIO) as agents:
-        bed = SyncBed(tb, agents.clients)
+    with agents_testbed(SCENARIO) as (tb, clients):
+        bed = SyncBed(tb, clients)
         try:
             yield bed
         finally:
@@ -204,17 +207,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, the plot and report.md into `args.out`."""
     from mecmig.bench.sync_report import plot_sync, report_markdown
 
-    if args.repeat is not None and args.repeat < 1:
-        console.print("[red]--repeat must be at least 1[/red]")
-        return EXIT_USAGE
     if args.handovers is not None and not 1 <= args.handovers <= 50:
         console.print("[red]--handovers takes 1 to 50[/red]")
         return EXIT_USAGE
     if args.periods and any(not 0.1 <= p <= 60 for p in args.periods):
         console.print("[red]--periods take 0.1 to 60 seconds[/red]")
         return EXIT_USAGE
-    if not environment_ready(console, SCENARIO):
-        return EXIT_ENVIRONMENT
+    refused = preflight(args, console, SCENARIO)
+    if refused is not None:
+        return refused
     plan = plan_from(args)
 
     def run_one(bed: SyncBed, spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
@@ -257,18 +258,12 @@ def line(spec: RunSpec, row: dict[str, Any]) -> str:
 
 
 def command_words(args: argparse.Namespace) -> list[str]:
-    words = ["mecmig", "bench", "sync"]
-    if args.quick:
-        words.append("--quick")
+    options = []
     if args.periods:
-        words += ["--periods", *(f"{p:g}" for p in dict.fromkeys(args.periods))]
+        options += ["--periods", *(f"{p:g}" for p in dict.fromkeys(args.periods))]
     if args.handovers:
-        words += ["--handovers", str(args.handovers)]
-    if args.repeat:
-        words += ["--repeat", str(args.repeat)]
-    if args.out != DEFAULT_OUT:
-        words += ["--out", shown(args.out)]
-    return words
+        options += ["--handovers", str(args.handovers)]
+    return bench_words("sync", args, *options)
 
 
 def add_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -286,14 +281,9 @@ def add_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "per second. Writes summary.json, sync.png, CSVs and report.md into --out. Exit 0 "
         "the run completed, 1 a run failed, 3 not root / no OVS / no runc.",
     )
-    b.add_argument(
-        "--quick", action="store_true",
-        help="periods 0.5 and 2 s, 3 handovers each: about a minute",
-    )  # fmt: skip
-    b.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-        help="where the results go (default: results/sync/)",
+    harness_options(
+        b, "sync", quick="periods 0.5 and 2 s, 3 handovers each: about a minute",
+        repeat="repetitions (default 1)",
     )  # fmt: skip
     b.add_argument("--periods", nargs="+", type=float, metavar="S", help="sync periods (s)")
     b.add_argument("--handovers", type=int, metavar="N", help="handovers per run (default 6)")
-    b.add_argument("--repeat", type=int, metavar="N", help="repetitions (default 1)")
