@@ -29,12 +29,14 @@ from agent.api_models import (
     MAX_BODY_BYTES,
     MAX_INSTANCE_NAME,
     CheckpointBody,
+    CriuDumpStatsOut,
     LazyBody,
     LinkBody,
     MigrationNote,
     PreDumpBody,
     ReceiveBody,
     RestoreBody,
+    RestoreOut,
     SendBody,
     SpecBody,
     VolumeSendBody,
@@ -52,7 +54,7 @@ from ground.webapi import (
     guard_api,
     request_errors,
 )
-from migration.site import DumpInfo, SendInfo, SiteError
+from migration.site import CriuDumpStats, DumpInfo, RestoreInfo, SendInfo, SiteError
 
 log = logging.getLogger("mecmig.agent")
 
@@ -105,7 +107,18 @@ InstanceName = Annotated[
 
 
 def _dump(info: DumpInfo) -> dict[str, Any]:
-    return asdict(info)
+    data = asdict(info)
+    data["criu"] = _criu_dump(info.criu)
+    return data
+
+
+def _criu_dump(stats: CriuDumpStats | None) -> dict[str, Any] | None:
+    """CRIU's dump stats within their bounds (the model says them)."""
+    return None if stats is None else CriuDumpStatsOut(**asdict(stats)).model_dump()
+
+
+def _restored(status: str, info: RestoreInfo) -> dict[str, Any]:
+    return RestoreOut(status=status, **asdict(info)).model_dump()
 
 
 def _sent(info: SendInfo) -> dict[str, Any]:
@@ -290,8 +303,8 @@ def _router(s: SiteService) -> APIRouter:
     @router.post("/instances/{name}/restore", responses=WITH_BODY)
     def restore(name: InstanceName, body: RestoreBody | None = None) -> dict[str, Any]:
         """Restore it here (`lazy_from`: post-copy, its pages from that page server)."""
-        s.restore(name, body.lazy_from if body is not None else None)
-        return {"status": s.status(name)}
+        info = s.restore(name, body.lazy_from if body is not None else None)
+        return _restored(s.status(name), info)
 
     @router.post("/instances/{name}/lazy-dump", responses=WITH_BODY)
     def lazy_dump(name: InstanceName, body: LazyBody) -> dict[str, Any]:
@@ -305,8 +318,7 @@ def _router(s: SiteService) -> APIRouter:
     @router.post("/instances/{name}/lazy-dump/finish", responses=FINISHING)
     def finish_lazy_dump(name: InstanceName) -> dict[str, Any]:
         """Source: wait until the destination has pulled every page (the page server ends)."""
-        s.finish_lazy_checkpoint(name)
-        return {"exit": 0}
+        return {"exit": 0, "criu": _criu_dump(s.finish_lazy_checkpoint(name))}
 
     @router.post("/instances/{name}/lazy-dump/abort", responses=ON_INSTANCE)
     def abort_lazy_dump(name: InstanceName) -> dict[str, str]:

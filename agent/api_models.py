@@ -28,7 +28,7 @@ from ground.instance_fs import workdir as check_workdir
 from ground.instance_health import DEFAULT_START_TIMEOUT_S, MAX_HEALTH_ARGS, MAX_START_TIMEOUT_S
 from ground.rootfs_image import DIGEST_PATTERN
 from ground.users import MAX_GROUPS, MAX_ID
-from migration.site import MAX_PACE_BPS, MIN_PACE_BPS, InstanceSpec
+from migration.site import MAX_CRIU_PAGES, MAX_CRIU_US, MAX_PACE_BPS, MIN_PACE_BPS, InstanceSpec
 
 # An instance name becomes a directory under the site's root, a runc container id and part of
 # a network namespace's name: a plain name (INSTANCE_NAME: no '/', never '.' or '..').
@@ -325,6 +325,44 @@ class RestoreBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{}, {"lazy_from": "10.0.0.1:7101"}]})
 
     lazy_from: Address | None = Field(default=None, description="the source's page server")
+
+
+class CriuDumpStatsOut(BaseModel):
+    """CRIU's account of a dump (its stats-dump image), as a dump's answer carries it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    freezing_us: int = Field(ge=0, le=MAX_CRIU_US, description="until the tree was frozen")
+    frozen_us: int = Field(ge=0, le=MAX_CRIU_US, description="frozen, to the dump's end")
+    memdump_us: int = Field(ge=0, le=MAX_CRIU_US, description="collecting the pages")
+    memwrite_us: int = Field(ge=0, le=MAX_CRIU_US, description="writing them (in memdump)")
+    pages_scanned: int = Field(default=0, ge=0, le=MAX_CRIU_PAGES)
+    pages_written: int = Field(default=0, ge=0, le=MAX_CRIU_PAGES)
+    pages_lazy: int = Field(default=0, ge=0, le=MAX_CRIU_PAGES)
+
+
+class CriuRestoreStatsOut(BaseModel):
+    """CRIU's account of a restore (its stats-restore image)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    forking_us: int = Field(ge=0, le=MAX_CRIU_US)
+    restore_us: int = Field(ge=0, le=MAX_CRIU_US, description="to the tasks about to run")
+    pages_restored: int | None = Field(default=None, ge=0, le=MAX_CRIU_PAGES)
+
+
+MAX_STEP_S = 86_400.0  # a step's seconds, as an answer reports them: at most a day
+
+
+class RestoreOut(BaseModel):
+    """What a restore took: the agent's step, the runc process in it, CRIU in that."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    status: str = Field(max_length=32)
+    seconds: float = Field(ge=0, le=MAX_STEP_S)
+    runc_s: float | None = Field(default=None, ge=0, le=MAX_STEP_S)
+    criu: CriuRestoreStatsOut | None = None
 
 
 MAX_NOTE_CHARS = 2000

@@ -1,9 +1,16 @@
-"""What we read from CRIU's images without CRIU: the dump's run id in `inventory.img`.
+"""What we read from CRIU's images without CRIU: the dump's run id in `inventory.img`, and
+CRIU's own times in its `stats-dump` and `stats-restore` images.
 
 CRIU names its nftables network lock after the run id of the dump (`inet CRIU-<id>`), and its
 restore removes exactly that table. The inventory image is a 4-byte magic, then one entry: a
 4-byte little-endian length and a protobuf `inventory_entry`, whose field 13 is
-`dump_criu_run_id` (string). Pure: bytes in, value out.
+`dump_criu_run_id` (string).
+
+The stats images are "service" images, which CRIU writes into its work directory (it runs there:
+runc's --work-path): two magics (IMG_SERVICE_MAGIC, then STATS_MAGIC), then one length-prefixed
+`stats_entry { optional dump_stats_entry dump = 1; optional restore_stats_entry restore = 2 }`.
+The field numbers below are CRIU 4.2.1's images/stats.proto; its criu/stats.c fills them (times
+in microseconds). Pure: bytes in, values out.
 """
 
 from __future__ import annotations
@@ -11,8 +18,19 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from migration.site import MAX_CRIU_PAGES, MAX_CRIU_US, CriuDumpStats, CriuRestoreStats
+
 INVENTORY_MAGIC = 0x58313116
 RUN_ID_FIELD = 13
+SERVICE_MAGIC = 0x55105940  # IMG_SERVICE_MAGIC: the head of stats and irmap-cache images
+STATS_MAGIC = 0x57093306
+STATS_DUMP, STATS_RESTORE = "stats-dump", "stats-restore"  # in CRIU's work directory
+STATS_ENTRY_DUMP, STATS_ENTRY_RESTORE = 1, 2
+# dump_stats_entry
+FREEZING_TIME, FROZEN_TIME, MEMDUMP_TIME, MEMWRITE_TIME = 1, 2, 3, 4
+PAGES_SCANNED, PAGES_WRITTEN, PAGES_LAZY = 5, 7, 9
+# restore_stats_entry
+FORKING_TIME, RESTORE_TIME, PAGES_RESTORED = 3, 4, 5
 
 
 class ImageError(Exception):
@@ -81,3 +99,78 @@ def dump_run_id_of(images: Path) -> str | None:
         return dump_run_id((images / "inventory.img").read_bytes())
     except OSError as exc:
         raise ImageError(f"cannot read {images}/inventory.img: {exc}") from exc
+
+
+def _stats_entry(image: bytes, which: int) -> dict[int, bytes | int]:
+    """The fields of a stats image's `dump` (1) or `restore` (2) entry."""
+    if len(image) < 12:
+        raise ImageError("stats image too short")
+    head, magic, size = struct.unpack_from("<III", image)
+    if head != SERVICE_MAGIC or magic != STATS_MAGIC:
+        raise ImageError(f"not a stats image (magics {head:#x} {magic:#x})")
+    entry = image[12 : 12 + size]
+    if len(entry) != size:
+        raise ImageError("truncated stats entry")
+    sub = _fields(entry).get(which)
+    if not isinstance(sub, bytes):
+        raise ImageError(f"stats image without its {'dump' if which == 1 else 'restore'} entry")
+    return _fields(sub)
+
+
+def _int(
+    fields: dict[int, bytes | int], number: int, bound: int, default: int | None = None
+) -> int:
+    value = fields.get(number, default)
+    if value is None:
+        raise ImageError(f"stats entry without field {number}")
+    if not isinstance(value, int) or value > bound:
+        raise ImageError(f"stats field {number} is {value!r}")
+    return value
+
+
+def dump_stats(image: bytes) -> CriuDumpStats:
+    """CRIU's times and page counts of a dump, from its `stats-dump` image."""
+    f = _stats_entry(image, STATS_ENTRY_DUMP)
+    return CriuDumpStats(
+        freezing_us=_int(f, FREEZING_TIME, MAX_CRIU_US),
+        frozen_us=_int(f, FROZEN_TIME, MAX_CRIU_US),
+        memdump_us=_int(f, MEMDUMP_TIME, MAX_CRIU_US),
+        memwrite_us=_int(f, MEMWRITE_TIME, MAX_CRIU_US),
+        pages_scanned=_int(f, PAGES_SCANNED, MAX_CRIU_PAGES, 0),
+        pages_written=_int(f, PAGES_WRITTEN, MAX_CRIU_PAGES, 0),
+        pages_lazy=_int(f, PAGES_LAZY, MAX_CRIU_PAGES, 0),
+    )
+
+
+def restore_stats(image: bytes) -> CriuRestoreStats:
+    """CRIU's times of a restore, from its `stats-restore` image."""
+    f = _stats_entry(image, STATS_ENTRY_RESTORE)
+    restored = f.get(PAGES_RESTORED)
+    return CriuRestoreStats(
+        forking_us=_int(f, FORKING_TIME, MAX_CRIU_US),
+        restore_us=_int(f, RESTORE_TIME, MAX_CRIU_US),
+        pages_restored=None if restored is None else _int(f, PAGES_RESTORED, MAX_CRIU_PAGES),
+    )
+
+
+def _read(work: Path, name: str) -> bytes | None:
+    try:
+        return (work / name).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ImageError(f"cannot read {work}/{name}: {exc}") from exc
+
+
+def dump_stats_in(work: Path) -> CriuDumpStats | None:
+    """`dump_stats` of the `stats-dump` CRIU left in its work directory `work`; None if there
+    is none (the dump failed, or has not ended: a lazy dump writes it when its pages are
+    served)."""
+    data = _read(work, STATS_DUMP)
+    return None if data is None else dump_stats(data)
+
+
+def restore_stats_in(work: Path) -> CriuRestoreStats | None:
+    """`restore_stats` of the `stats-restore` in CRIU's work directory `work`; None if none."""
+    data = _read(work, STATS_RESTORE)
+    return None if data is None else restore_stats(data)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.criu_images import STATS_DUMP, STATS_RESTORE
 from ground.runner import CommandError, Runner
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,13 @@ class Runc:
         self.root = root
         self.criu = criu
         self.log_dir = log_dir
+        # the wall time of the last checkpoint and restore of each container (s): what the
+        # runc process took, CRIU's own time inside it (the frozen window's profile)
+        self._took: dict[tuple[str, str], float] = {}
+
+    def took(self, op: str, container: str) -> float | None:
+        """How long the last `op` ("checkpoint", "restore") of `container` ran, if it did."""
+        return self._took.get((op, container))
 
     def _argv(self, container: str, *args: str) -> list[str]:
         log_file = self.log_dir / f"runc-{container}.log"
@@ -166,6 +175,7 @@ class Runc:
         """The runc command line of a checkpoint (absolute paths: runc needs them)."""
         image.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
+        (work / STATS_DUMP).unlink(missing_ok=True)  # an earlier dump's times are not this one's
         args = [
             "checkpoint",
             "--image-path",
@@ -195,11 +205,14 @@ class Runc:
         """Checkpoint into `image` and wait for it to finish."""
         argv = self.checkpoint_argv(container, image, work, opts)
         since = self.log_mark(container)
+        self._took.pop(("checkpoint", container), None)
+        t0 = time.monotonic()
         try:
             self.runner.run(argv, timeout=600)
         except CommandError as exc:
             detail = self.last_error(container, since) or str(exc)
             raise RuncError("checkpoint", container, detail) from exc
+        self._took[("checkpoint", container)] = time.monotonic() - t0
 
     def restore(
         self,
@@ -216,6 +229,7 @@ class Runc:
         `output`: the restored process's stdout and stderr, in place of the pipes it had when
         it was dumped (runc maps them: --inherit-fd)."""
         work.mkdir(parents=True, exist_ok=True)
+        (work / STATS_RESTORE).unlink(missing_ok=True)
         args = [
             "restore",
             "--detach",
@@ -231,4 +245,7 @@ class Runc:
             args.append("--tcp-established")
         if lazy_pages:
             args.append("--lazy-pages")
+        self._took.pop(("restore", container), None)
+        t0 = time.monotonic()
         self._run("restore", container, [*args, container], detached=True, output=output)
+        self._took[("restore", container)] = time.monotonic() - t0

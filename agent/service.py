@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.cpu import cgroup_cpu_s, tree_cpu_s
-from agent.criu_images import ImageError
+from agent.criu_images import ImageError, dump_stats_in, restore_stats_in
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
 from agent.health import Check, Unhealthy, wait_healthy
@@ -44,7 +44,15 @@ from agent.service_logs import DEFAULT_TAIL_LINES, tail
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
 from agent.volume_sync import VolumeSync
 from ground.runner import Spawned, SubprocessRunner
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError
+from migration.site import (
+    CriuDumpStats,
+    CriuRestoreStats,
+    DumpInfo,
+    InstanceSpec,
+    RestoreInfo,
+    SendInfo,
+    SiteError,
+)
 
 log = logging.getLogger("mecmig.agent")
 LAST_MIGRATION = "last-migration.json"  # in the instance's directory, outside what moves
@@ -69,6 +77,24 @@ def _written_before_send(rel: str) -> bool:
 
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _criu_dump(work: Path) -> CriuDumpStats | None:
+    """CRIU's account of the dump that ran in `work`; None (logged) if it left none readable:
+    a profile's detail never fails a step."""
+    try:
+        return dump_stats_in(work)
+    except ImageError as exc:
+        log.warning("no CRIU dump stats in %s: %s", work, exc)
+        return None
+
+
+def _criu_restore(work: Path) -> CriuRestoreStats | None:
+    try:
+        return restore_stats_in(work)
+    except ImageError as exc:
+        log.warning("no CRIU restore stats in %s: %s", work, exc)
+        return None
 
 
 def _send_info(stats: TransferStats) -> SendInfo:
@@ -371,7 +397,15 @@ class SiteService:
             )
             seconds = time.monotonic() - t0
         c = self.containers
-        return DumpInfo(_du(image), seconds, leave_running, c.held(instance), c.frozen_at(instance))
+        return DumpInfo(
+            _du(image),
+            seconds,
+            leave_running,
+            c.held(instance),
+            c.frozen_at(instance),
+            runc_s=c.runc.took("checkpoint", instance),
+            criu=_criu_dump(self._work(instance, "dump")),
+        )
 
     @_step("pre-dump")
     def pre_dump(self, instance: str, round_: int) -> DumpInfo:
@@ -391,7 +425,9 @@ class SiteService:
                     f"kernel {has} dirty memory tracking (criu check --feature mem_dirty_track)"
                 ) from exc
             seconds = time.monotonic() - t0
-        return DumpInfo(_du(image), seconds, True)
+        runc_s = self.containers.runc.took("checkpoint", instance)
+        criu = _criu_dump(self._work(instance, "predump"))
+        return DumpInfo(_du(image), seconds, True, runc_s=runc_s, criu=criu)
 
     @_step("receive")
     def start_receive(self, instance: str, port: int | None = None) -> int:
@@ -478,15 +514,28 @@ class SiteService:
         c.net.set_link(c.plug(c.spec(instance)), up)
 
     @_step("restore")
-    def restore(self, instance: str, lazy_from: str | None = None) -> None:
+    def restore(self, instance: str, lazy_from: str | None = None) -> RestoreInfo:
+        """Restore (`lazy_from`: post-copy); what it took: this step, runc's, CRIU's."""
         self._known(instance)
         with self.locked(instance):
+            t0 = time.monotonic()
             if lazy_from:
                 self.lazy_daemons[instance] = start_lazy_restore(
                     self.containers, instance, lazy_from, self.spawner
                 )
             else:
                 self.containers.restore(instance)
+            seconds = time.monotonic() - t0
+        return RestoreInfo(
+            seconds,
+            runc_s=self.containers.runc.took("restore", instance),
+            criu=_criu_restore(self._work(instance, "restore")),
+        )
+
+    def _work(self, instance: str, step: str) -> Path:
+        """CRIU's work directory of `step` (dump, predump, lazy, restore: agent.container and
+        agent.lazy name them so), where it leaves its stats images."""
+        return self.containers.dir(instance) / "work" / step
 
     @_step("lazy dump")
     def lazy_checkpoint(
@@ -500,6 +549,7 @@ class SiteService:
         self._known(instance)
         with self.locked(instance):
             self._running(instance)
+            t0 = time.monotonic()
             dump = start_lazy_dump(
                 self.containers,
                 instance,
@@ -509,18 +559,22 @@ class SiteService:
                 hold_url=hold_url,
             )
             self.lazy_dumps[instance] = dump
+            seconds = time.monotonic() - t0
         c = self.containers
+        # CRIU writes a lazy dump's stats when its pages have been served: finish_lazy_checkpoint
         return DumpInfo(
             _du(c.images_dir(instance)),
-            dump.seconds,
+            seconds,
             False,
             c.held(instance),
             c.frozen_at(instance),
+            runc_s=dump.seconds,
         )
 
     @_step("finish the lazy dump of")
-    def finish_lazy_checkpoint(self, instance: str) -> None:
-        """Source: wait until the destination has pulled every page (the page server ends)."""
+    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
+        """Source: wait until the destination has pulled every page (the page server ends);
+        CRIU's account of the lazy dump, which it writes only then (None if it wrote none)."""
         self._valid(instance)
         dump = self.lazy_dumps.pop(instance, None)
         if dump is None:
@@ -535,6 +589,7 @@ class SiteService:
                 f"site {self.name}: page server of {instance} exited {code}: "
                 f"{detail or dump.process.tail()}"
             )
+        return _criu_dump(self._work(instance, "lazy"))
 
     @_step("abort the lazy dump of")
     def abort_lazy_checkpoint(self, instance: str) -> None:

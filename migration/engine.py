@@ -32,6 +32,13 @@ from ground.defaults import (
     PAGE_SERVER_PORT,
 )
 from migration.network import ControllerLink, Grant, NoNetwork, RelocationIncomplete
+from migration.profile import (
+    criu_dump_detail,
+    dump_detail,
+    frozen_profile,
+    pages_mbps,
+    restore_detail,
+)
 from migration.site import (
     MAX_PACE_BPS,
     MIN_PACE_BPS,
@@ -345,7 +352,9 @@ class Migration:
     def final_dump(self) -> None:
         """Freeze: the last dump stops the service at the source."""
         with self.timeline.phase("freeze_dump") as ph:
+            t0 = self.clock()
             url = self.hold_at_freeze()
+            ph.detail["hold_ms"] = (self.clock() - t0) * 1000.0
             dump = self._at_source(
                 lambda: self.plan.source.checkpoint(
                     self.plan.instance, leave_running=False, on_predumps=self.chained, hold_url=url
@@ -357,12 +366,15 @@ class Migration:
                 image_bytes=dump.image_bytes, dump_s=dump.seconds, on_predumps=self.chained
             )
             ph.detail["frozen_at"] = dump.frozen_at
+            ph.detail.update(dump_detail(dump))
 
     def lazy_dump(self) -> None:
         """Freeze, dump all but the memory pages; the source then serves its pages."""
         p = self.plan
         with self.timeline.phase("freeze_dump", lazy=True) as ph:
+            t0 = self.clock()
             url = self.hold_at_freeze()
+            ph.detail["hold_ms"] = (self.clock() - t0) * 1000.0
             dump = self._at_source(
                 lambda: p.source.lazy_checkpoint(
                     p.instance,
@@ -376,11 +388,14 @@ class Migration:
             ph.detail["on_predumps"] = self.chained
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
             ph.detail["frozen_at"] = dump.frozen_at
+            ph.detail.update(dump_detail(dump))  # CRIU's times come when its pages are served
 
     def stop_source(self) -> None:
         """Restart strategy: end the service at the source (its files stay)."""
         with self.timeline.phase("freeze_stop") as ph:
+            t0 = self.clock()
             ph.detail["held"] = self.hold_traffic()
+            ph.detail["hold_ms"] = (self.clock() - t0) * 1000.0
             self._at_source(lambda: self.plan.source.stop(self.plan.instance))
             self.stopped_source = True
 
@@ -403,7 +418,13 @@ class Migration:
             )
             self.lazy_serving = False  # the destination has every page: the source may end
             try:
-                self._patiently("pages", lambda: p.source.finish_lazy_checkpoint(p.instance))
+                stats = self._patiently(
+                    "pages", lambda: p.source.finish_lazy_checkpoint(p.instance)
+                )
+                freeze = self.record.phase("freeze_dump")
+                if stats is not None and freeze is not None:
+                    # CRIU writes a lazy dump's account only now: it belongs to the freeze
+                    freeze.detail["criu_dump"] = criu_dump_detail(stats)
             except SiteRefused:
                 if not self.record.metrics.get("unreachable_retries"):
                     raise
@@ -429,9 +450,11 @@ class Migration:
         with self.timeline.phase("switch") as ph:
             p.source.set_link(p.instance, False)
             self.switched = True
+            t0 = self.clock()
             ph.detail["switchover_ms"] = self.net.relocate(
                 p.instance, p.destination_site, p.destination_port
             )
+            ph.detail["steer_ms"] = (self.clock() - t0) * 1000.0  # the controller's steer
 
     def restore(self) -> None:
         p = self.plan
@@ -439,7 +462,8 @@ class Migration:
         if lazy_from is not None:
             self._tx0 = self._tx()
         with self.timeline.phase("restore", lazy=lazy_from is not None) as ph:
-            p.destination.restore(p.instance, lazy_from=lazy_from)
+            info = p.destination.restore(p.instance, lazy_from=lazy_from)
+            ph.detail.update(restore_detail(info))
             status = self.plan.destination.status(self.plan.instance)
             if status != "running":
                 raise RuntimeError(f"restored instance is {status}")
@@ -735,6 +759,9 @@ class Migration:
         restore = rec.phase("restore") or rec.phase("start")
         if freeze and restore and restore.end_ms is not None:
             rec.metrics["frozen_ms"] = restore.end_ms - freeze.start_ms
+            # where it went (migration.profile): CRIU's, runc's, the agents', the network's
+            rec.metrics["frozen_profile_ms"] = frozen_profile(rec)
+        rec.metrics["pages_mbps"] = pages_mbps(rec)
         cpu1 = self._cpu()
         if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
             rec.metrics["source_cpu_util"] = (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1])

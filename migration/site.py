@@ -132,15 +132,85 @@ class FreshStart:
         )
 
 
+# CRIU's own counters are uint32 microseconds and uint64 pages (its images/stats.proto)
+MAX_CRIU_US = 2**32 - 1
+MAX_CRIU_PAGES = 2**63 - 1
+
+
+def _counter(data: dict[str, Any], key: str, bound: int) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+        raise ValueError(f"CRIU stats: {key} is {value!r}, not an integer in 0..{bound}")
+    return value
+
+
+@dataclass(frozen=True)
+class CriuDumpStats:
+    """CRIU's own account of a dump (its `stats-dump` image): times in microseconds. CRIU
+    nests them: `frozen_us` (the tree frozen, to the dump's end) holds `memdump_us` (the
+    pages collected), which holds `memwrite_us` (written out). In a lazy (post-copy) dump
+    `frozen_us` runs until every page has been served."""
+
+    freezing_us: int
+    frozen_us: int
+    memdump_us: int
+    memwrite_us: int
+    pages_scanned: int = 0
+    pages_written: int = 0
+    pages_lazy: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CriuDumpStats:
+        """From its JSON form; ValueError for a counter that is not one CRIU writes."""
+        us = ("freezing_us", "frozen_us", "memdump_us", "memwrite_us")
+        pages = ("pages_scanned", "pages_written", "pages_lazy")
+        values = {k: _counter(data, k, MAX_CRIU_US) for k in us}
+        values |= {k: _counter(data, k, MAX_CRIU_PAGES) for k in pages}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CriuRestoreStats:
+    """CRIU's own account of a restore (its `stats-restore` image): `restore_us` (from its
+    start to the tasks' credentials restored, just before they run) holds `forking_us`."""
+
+    forking_us: int
+    restore_us: int
+    pages_restored: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CriuRestoreStats:
+        """From its JSON form; ValueError for a counter that is not one CRIU writes."""
+        return cls(
+            forking_us=_counter(data, "forking_us", MAX_CRIU_US),
+            restore_us=_counter(data, "restore_us", MAX_CRIU_US),
+            pages_restored=None
+            if data.get("pages_restored") is None
+            else _counter(data, "pages_restored", MAX_CRIU_PAGES),
+        )
+
+
 @dataclass(frozen=True)
 class DumpInfo:
     """What a checkpoint produced."""
 
     image_bytes: int
-    seconds: float
+    seconds: float  # the site's step: the agent's own work, runc and CRIU
     leave_running: bool
     held: bool = False  # its hold script got the controller to hold the service's traffic
     frozen_at: float | None = None  # when CRIU froze the tree (epoch seconds), if its script said
+    # the runc process's wall time (a lazy dump's: until its page server was ready), if known
+    runc_s: float | None = None
+    criu: CriuDumpStats | None = None  # CRIU's own times (a lazy dump's come at its end)
+
+
+@dataclass(frozen=True)
+class RestoreInfo:
+    """What a restore took: the site's step, the runc process within it, CRIU within that."""
+
+    seconds: float
+    runc_s: float | None = None
+    criu: CriuRestoreStats | None = None
 
 
 @dataclass(frozen=True)
@@ -221,8 +291,9 @@ class Site(Protocol):
 
     def set_link(self, instance: str, up: bool) -> None: ...
 
-    def restore(self, instance: str, lazy_from: str | None = None) -> None:
-        """Restore; `lazy_from` ("ADDR:PORT" of the source's page server) makes it post-copy."""
+    def restore(self, instance: str, lazy_from: str | None = None) -> RestoreInfo | None:
+        """Restore; `lazy_from` ("ADDR:PORT" of the source's page server) makes it post-copy.
+        What it took, where the site says (None: it does not)."""
         ...
 
     def lazy_checkpoint(
@@ -237,7 +308,10 @@ class Site(Protocol):
         (`on_predumps`: pages unchanged since the last pre-dump round come from its images)."""
         ...
 
-    def finish_lazy_checkpoint(self, instance: str) -> None: ...
+    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
+        """Source: wait until every page has been pulled (the page server ends); CRIU's
+        account of that lazy dump, which it writes only then (None: unknown)."""
+        ...
 
     def abort_lazy_checkpoint(self, instance: str) -> None: ...
 

@@ -19,7 +19,16 @@ import httpx
 from agent.errors import StepFailed, Unauthorized, UnknownInstance, error_for_status
 from agent.token import TOKEN_HEADER
 from ground.defaults import AGENT_PORT
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteUnreachable
+from migration.site import (
+    CriuDumpStats,
+    CriuRestoreStats,
+    DumpInfo,
+    InstanceSpec,
+    RestoreInfo,
+    SendInfo,
+    SiteError,
+    SiteUnreachable,
+)
 
 _ERRNO = re.compile(r"^\[Errno -?\d+\] ")
 DEFAULT_TIMEOUT_S = 600.0  # a step may take that long (a dump, a transfer, a start)
@@ -220,8 +229,17 @@ class AgentClient:
     def set_link(self, instance: str, up: bool) -> None:
         self._call("POST", f"/v1/instances/{instance}/link", {"up": up})
 
-    def restore(self, instance: str, lazy_from: str | None = None) -> None:
-        self._call("POST", f"/v1/instances/{instance}/restore", {"lazy_from": lazy_from})
+    def restore(self, instance: str, lazy_from: str | None = None) -> RestoreInfo | None:
+        data = self._call("POST", f"/v1/instances/{instance}/restore", {"lazy_from": lazy_from})
+        seconds = data.get("seconds")
+        if not isinstance(seconds, int | float):
+            return None  # an agent from before restores reported what they took
+        criu = data.get("criu")
+        return RestoreInfo(
+            float(seconds),
+            _seconds(data.get("runc_s")),
+            CriuRestoreStats.from_dict(criu) if isinstance(criu, dict) else None,
+        )
 
     def lazy_checkpoint(
         self,
@@ -234,8 +252,9 @@ class AgentClient:
         body = {"page_server": page_server, "on_predumps": on_predumps, "hold_url": hold_url}
         return _dump(self._call("POST", f"/v1/instances/{instance}/lazy-dump", body))
 
-    def finish_lazy_checkpoint(self, instance: str) -> None:
-        self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish")
+    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
+        criu = self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish").get("criu")
+        return CriuDumpStats.from_dict(criu) if isinstance(criu, dict) else None
 
     def abort_lazy_checkpoint(self, instance: str) -> None:
         self._call("POST", f"/v1/instances/{instance}/lazy-dump/abort")
@@ -277,14 +296,21 @@ def _reason(exc: httpx.TransportError) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _dump(data: dict[str, Any]) -> DumpInfo:
     frozen = data.get("frozen_at")
+    criu = data.get("criu")
     return DumpInfo(
         data["image_bytes"],
         data["seconds"],
         data["leave_running"],
         bool(data.get("held")),
         float(frozen) if isinstance(frozen, int | float) else None,
+        runc_s=_seconds(data.get("runc_s")),
+        criu=CriuDumpStats.from_dict(criu) if isinstance(criu, dict) else None,
     )
 
 

@@ -1,13 +1,26 @@
-"""Reading the dump's run id from CRIU's inventory image, and the nftables lock scripts."""
+"""Reading the dump's run id from CRIU's inventory image, its stats images, and the nftables
+lock scripts."""
 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
-from agent.criu_images import INVENTORY_MAGIC, ImageError, dump_run_id
+from agent.criu_images import (
+    INVENTORY_MAGIC,
+    SERVICE_MAGIC,
+    STATS_MAGIC,
+    ImageError,
+    dump_run_id,
+    dump_stats,
+    dump_stats_in,
+    restore_stats,
+    restore_stats_in,
+)
 from agent.netns import LOCK_TABLE, lock_script, lock_tables_in
+from migration.site import CriuRestoreStats
 
 
 def _varint(n: int) -> bytes:
@@ -73,3 +86,70 @@ def test_lock_tables_are_ours_and_criu_s_only() -> None:
     listing = f"table inet filter\ntable inet {LOCK_TABLE}\ntable inet CRIU-1-2\ntable ip nat\n"
     assert lock_tables_in(listing) == [LOCK_TABLE, "CRIU-1-2"]
     assert lock_tables_in("") == []
+
+
+# ---------------------------------------------------------------------- stats images
+
+# a stats-dump CRIU 4.2.1 wrote here (runc checkpoint of a small process): its bytes as they are
+REAL_STATS_DUMP = bytes.fromhex(
+    "4059105506330957230000000a21084c10e96c18cf3b20fb3528cd18300038c7174000480050085808600068007000"
+)
+
+
+def _msg(fields: dict[int, int | bytes]) -> bytes:
+    out = b""
+    for number, value in fields.items():
+        if isinstance(value, bytes):
+            out += _varint(number << 3 | 2) + _varint(len(value)) + value
+        else:
+            out += _varint(number << 3) + _varint(value)
+    return out
+
+
+def stats_image(which: int, fields: dict[int, int | bytes]) -> bytes:
+    entry = _msg({which: _msg(fields)})
+    return struct.pack("<III", SERVICE_MAGIC, STATS_MAGIC, len(entry)) + entry
+
+
+def test_a_real_stats_dump_is_read() -> None:
+    stats = dump_stats(REAL_STATS_DUMP)
+    assert (stats.freezing_us, stats.frozen_us) == (76, 13929)
+    assert (stats.memdump_us, stats.memwrite_us) == (7631, 6907)
+    assert (stats.pages_scanned, stats.pages_written, stats.pages_lazy) == (3149, 3015, 0)
+
+
+def test_restore_stats_are_read() -> None:
+    image = stats_image(2, {1: 0, 2: 0, 3: 1500, 4: 48000, 5: 16384})
+    assert restore_stats(image) == CriuRestoreStats(1500, 48000, 16384)
+    without = stats_image(2, {1: 0, 2: 0, 3: 1500, 4: 48000})
+    assert restore_stats(without).pages_restored is None
+
+
+def test_large_counters_and_unknown_fields() -> None:
+    image = stats_image(1, {1: 2**32 - 1, 2: 5, 3: 4, 4: 3, 9: 2**40, 15: 7})
+    stats = dump_stats(image)
+    assert stats.freezing_us == 2**32 - 1 and stats.pages_lazy == 2**40
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x40\x59", "too short"),
+        (struct.pack("<III", INVENTORY_MAGIC, STATS_MAGIC, 0), "not a stats image"),
+        (REAL_STATS_DUMP[:-3], "truncated"),
+        (stats_image(2, {3: 1, 4: 2}), "without its dump entry"),
+        (stats_image(1, {1: 1, 3: 1, 4: 1}), "without field 2"),
+        (stats_image(1, {1: 2**32, 2: 1, 3: 1, 4: 1}), "field 1"),
+    ],
+)
+def test_bad_stats_images_are_errors(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        dump_stats(data)
+
+
+def test_stats_in_a_work_directory(tmp_path: Path) -> None:
+    assert dump_stats_in(tmp_path) is None and restore_stats_in(tmp_path) is None
+    (tmp_path / "stats-dump").write_bytes(REAL_STATS_DUMP)
+    (tmp_path / "stats-restore").write_bytes(stats_image(2, {1: 0, 2: 0, 3: 9, 4: 99}))
+    assert dump_stats_in(tmp_path) == dump_stats(REAL_STATS_DUMP)
+    assert restore_stats_in(tmp_path) == CriuRestoreStats(9, 99)
