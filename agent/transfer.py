@@ -10,10 +10,19 @@ top-level names are ignored). Regular files, directories and symlinks travel wit
 mtime and (when root) owner; other file types are skipped. The source must not change during a
 send: a file that does fails the transfer (digest mismatch or short read), never corrupts it.
 In delta mode the receiver trusts its copy of unchanged files (it checks only their size).
+With `compress="zstd"` everything after the hello travels zstd-compressed, a chunk at a time on
+a worker thread while earlier chunks are sent; digests, verification and commit are the same,
+over the uncompressed bytes (`agent.compression` measures whether it pays on a given link).
 
 Wire format (frames: 4-byte big-endian length + JSON object with a "t" key; see transfer_wire),
 sender -> receiver, in order:
-  hello {v, mode: "full"|"delta", block_size, total}
+  hello {v, mode: "full"|"delta", block_size, total[, compress: "none"|"zstd"]}
+        v is 1 without compression (what a receiver of version 1 reads), 2 with `compress`
+  with compress "zstd", the bytes the sender writes after the hello (every frame below and
+        every payload) are cut into pieces of at most 1 MiB, each sent as a 4-byte big-endian
+        length L + L bytes of one zstd frame (content size and checksum set); a piece ends
+        early at keepalives and before `done`'s answer is awaited. The receiver's replies
+        stay uncompressed. Nothing else changes.
   then per entry, parents before children (common keys: path, mode, mtime_ns, uid, gid):
     dir   {...}
     link  {..., target}
@@ -71,6 +80,8 @@ def send_dir(
     immutable: Callable[[str], bool] | None = None,
     settled: Callable[[str], bool] | None = None,
     pace_bps: int | None = None,
+    compress: wire.Compress = "none",
+    compress_level: int = wire.ZSTD_LEVEL,
 ) -> tuple[TransferStats, Manifest]:
     """Send the tree under `src_dir` to a `Receiver` at host:port; return stats and manifest.
 
@@ -84,11 +95,16 @@ def send_dir(
     sent as read, since the service may be writing it during a live round.
     `pace_bps` (bit/s): the kernel paces the connection at that rate (a reservation's, so that
     its meter does not drop the copy's bursts: `transfer_wire.pace_socket`); None: unpaced.
+    `compress="zstd"`: the stream goes zstd-compressed at `compress_level` (every file is then
+    read, hashed and compressed in one pass; none goes zero-copy). It pays where the link is
+    slower than the compressor: `migration.compression.choose` decides from a sample.
     """
     if block_size <= 0:
         raise ValueError("block_size must be positive")
     if pace_bps is not None and pace_bps <= 0:
         raise ValueError(f"pace_bps must be positive, got {pace_bps}")
+    if compress not in wire.COMPRESS_MODES:
+        raise ValueError(f"compress must be one of {wire.COMPRESS_MODES}, got {compress!r}")
     if previous is not None and previous.block_size != block_size:
         raise ValueError(f"block_size {block_size} != previous manifest's {previous.block_size}")
     src, peer, started = Path(src_dir), f"{host}:{port}", time.monotonic()
@@ -97,6 +113,7 @@ def send_dir(
     total = sum(st.st_size for _, st in tree if stat.S_ISREG(st.st_mode))
     entries: dict[str, FileEntry] = {}
     s, buf, cancel = None, memoryview(bytearray(block_size)), threading.Event()
+    chunk = memoryview(bytearray(chunk_size(block_size) if compress != "none" else 0))
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as sock,
@@ -107,8 +124,12 @@ def send_dir(
                 if pace_bps is not None:
                     wire.pace_socket(sock, pace_bps)
                 s = wire.FrameSender(sock, total, progress)
-                hello = {"v": wire.PROTOCOL_VERSION, "mode": mode, "block_size": block_size}
-                s.frame({"t": "hello", **hello, "total": total})
+                hello: dict[str, Any] = {"v": wire.PROTOCOL_VERSION, "mode": mode}
+                if compress != "none":
+                    hello |= {"v": wire.PROTOCOL_VERSION_COMPRESS, "compress": compress}
+                s.frame({"t": "hello", **hello, "block_size": block_size, "total": total})
+                if compress == "zstd":
+                    s.zout = wire.ZstdOut(sock, compress_level)
                 for rel, st in tree:
                     s.file, path, h = rel, src / rel, {"path": rel, **wire.stat_meta(st)}
                     prev = previous.files.get(rel) if previous is not None else None
@@ -134,6 +155,8 @@ def send_dir(
                         with f:
                             if prev is not None and prev.kind == "file":
                                 blocks, digest = s.patch(f, h, prev, buf)
+                            elif s.zout is not None:  # read once: hash, compress, send
+                                blocks, digest = s.whole_read(f, h, chunk, block_size)
                             elif settled is not None and settled(rel):  # zero-copy
                                 job = pool.submit(
                                     wire.hash_file, path, st.st_size, block_size, cancel
@@ -144,9 +167,12 @@ def send_dir(
                         entries[rel] = wire.entry_from_stat(st, blocks=blocks, digest=digest)
                 s.phase, s.file = "commit", ""
                 s.frame({"t": "done"})
+                s.flush()
                 s.result()
             finally:
                 cancel.set()  # stop the hashing worker before the pool joins it
+                if s is not None and s.zout is not None:
+                    s.zout.close()
     except (OSError, TransferError) as e:
         phase, file = (s.phase, s.file) if s else ("connect", "")
         if isinstance(e, OSError):
@@ -154,8 +180,13 @@ def send_dir(
         raise TransferError(e.message, peer=peer, file=e.file or file, phase=e.phase) from e
     assert s is not None
     files, seconds = sum(e.kind != "dir" for e in entries.values()), time.monotonic() - started
-    stats = TransferStats(files, s.on_wire, total, total - s.payload, seconds, mode)
+    stats = TransferStats(files, s.on_wire, total, total - s.payload, seconds, mode, compress)
     return stats, Manifest(block_size, entries)
+
+
+def chunk_size(block_size: int) -> int:
+    """Bytes read, hashed and handed on at once: whole blocks, about `CHUNK_BYTES`."""
+    return max(block_size, (CHUNK_BYTES // block_size) * block_size)
 
 
 def _kept(
@@ -264,9 +295,16 @@ class _Session:
         self.partial = self.dest / f"{wire.PARTIAL_PREFIX}{secrets.token_hex(6)}"
         self.headers: dict[str, dict[str, Any]] = {}  # rel -> its header, in the sender's order
         self.received: set[str] = set()  # entries built in self.partial
-        self.on_wire = self.payload = self.total = self.bs = self.chunk = 0
+        self.clear = self.payload = self.total = self.bs = self.chunk = 0
         self.phase, self.file = "handshake", ""
         self.writer: wire.BlockWriter | None = None
+        self.src: wire.Source = conn  # what frames and payloads are read from
+        self.zin: wire.ZstdIn | None = None
+        self.compress: wire.Compress = "none"
+
+    @property
+    def on_wire(self) -> int:
+        return self.clear + (self.zin.received if self.zin is not None else 0)
 
     def run(self) -> TransferStats:
         started = time.monotonic()
@@ -284,9 +322,8 @@ class _Session:
                 self.writer.close()
             shutil.rmtree(self.partial, ignore_errors=True)
         files, seconds = sum(h["t"] != "dir" for h in self.headers.values()), time.monotonic()
-        return TransferStats(
-            files, self.on_wire, self.total, self.total - self.payload, seconds - started, mode
-        )
+        skipped, seconds = self.total - self.payload, seconds - started
+        return TransferStats(files, self.on_wire, self.total, skipped, seconds, mode, self.compress)
 
     def error(self, e: Exception) -> TransferError:
         ctx = {"peer": self.rx.peer, "file": self.file, "phase": self.phase}
@@ -314,22 +351,30 @@ class _Session:
                 pass
 
     def frame(self, *expect: str) -> dict[str, Any]:
-        h, n = wire.recv_frame(self.conn)
-        self.on_wire += n
+        h, n = wire.recv_frame(self.src)
+        if self.zin is None:
+            self.clear += n
         if expect and h["t"] not in expect:
             raise TransferError(f"expected {'/'.join(expect)}, got {h['t']!r}")
         return h
 
     def receive(self) -> Literal["full", "delta"]:
         h = self.frame("hello")
-        if h.get("v") != wire.PROTOCOL_VERSION or h.get("mode") not in ("full", "delta"):
+        v, compress = h.get("v"), h.get("compress", "none")
+        known = (v == wire.PROTOCOL_VERSION and compress == "none") or (
+            v == wire.PROTOCOL_VERSION_COMPRESS and compress in wire.COMPRESS_MODES
+        )
+        if not known or h.get("mode") not in ("full", "delta"):
             raise TransferError(f"unsupported hello {h!r}")
         mode: Literal["full", "delta"] = h["mode"]
+        self.compress = compress
+        if compress == "zstd":
+            self.src = self.zin = wire.ZstdIn(self.conn)
         self.bs = int(h["block_size"])
         if not 0 < self.bs <= 1 << 30:
             raise TransferError(f"bad block size {self.bs}")
         # the writer's buffers hold many blocks: one hand-off per chunk, not per 4 KiB block
-        self.chunk = max(self.bs, (CHUNK_BYTES // self.bs) * self.bs)
+        self.chunk = chunk_size(self.bs)
         self.writer = wire.BlockWriter(self.chunk)
         for stale in self.dest.glob(wire.PARTIAL_PREFIX + "*"):  # left by a crashed receiver
             shutil.rmtree(stale, ignore_errors=True)
@@ -382,8 +427,10 @@ class _Session:
         for off in range(start, end, self.chunk):
             buf, n = self.writer.buffer(), min(self.chunk, end - off)
             if src is None:
-                wire.recv_exact_into(self.conn, buf[:n])
-                self.on_wire, self.payload = self.on_wire + n, self.payload + n
+                wire.recv_exact_into(self.src, buf[:n])
+                self.payload += n
+                if self.zin is None:
+                    self.clear += n
             else:
                 wire.read_exact(src, buf[:n])
             for b in range(0, n, self.bs):

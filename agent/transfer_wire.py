@@ -3,7 +3,10 @@ the sending end of a connection (`FrameSender`). The protocol is described in
 `agent.transfer`.
 
 A frame is a 4-byte big-endian length N followed by N bytes of UTF-8 JSON (one object with a
-"t" key); some frames are followed by raw payload bytes whose length the header gives.
+"t" key); some frames are followed by raw payload bytes whose length the header gives. With
+compression (hello's `compress: "zstd"`) everything the sender writes after its hello is one
+zstd stream (`ZstdOut`, read back by `ZstdIn`): the same frames and payloads, compressed,
+cut into zstd frames of at most `COMPRESS_CHUNK` bytes, each behind its 4-byte length.
 """
 
 from __future__ import annotations
@@ -26,9 +29,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import zstandard
+
+# 1: no compression; 2: the hello may carry `compress`. A sender says 1 when it does not
+# compress, so that a receiver that knows only 1 still takes it; a compressed stream says 2,
+# which such a receiver refuses at the hello instead of misreading it.
 PROTOCOL_VERSION = 1
+PROTOCOL_VERSION_COMPRESS = 2
+Compress = Literal["none", "zstd"]
+COMPRESS_MODES: tuple[Compress, ...] = ("none", "zstd")
+# level 3 (zstd's default): on a sample of libraries and Python sources here it keeps 0.33 of
+# the bytes at 280 MB/s on one core, level 1 0.40 at 500 MB/s; a link slow enough to gain from
+# compression (100 Mbit/s = 12.5 MB/s) is far below either, so the better ratio wins
+ZSTD_LEVEL = 3
+COMPRESS_CHUNK = 1 << 20  # raw bytes handed to the compressor at once
+COMPRESS_DEPTH = 3  # compressed chunks the worker may hold ahead of the socket
+MAX_ZSTD_FRAME = 8 << 20  # the most a receiver takes from one frame (a sender makes 1 MiB)
 BLOCK_DIGEST_SIZE = 16
 FILE_DIGEST_SIZE = 32
 MAX_HEADER = 64 << 20
@@ -64,6 +82,7 @@ class TransferStats:
     bytes_skipped: int
     seconds: float
     mode: Literal["full", "delta"]
+    compress: Literal["none", "zstd"] = "none"  # bytes_on_wire is then what zstd made of them
 
 
 @dataclass(frozen=True)
@@ -305,12 +324,107 @@ def pace_socket(sock: socket.socket, pace_bps: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, rate)
 
 
+class Source(Protocol):
+    """What frames are read from: a socket, or `ZstdIn` over one."""
+
+    def recv_into(self, buffer: memoryview, nbytes: int, /) -> int: ...
+
+
+class ZstdOut:
+    """zstd on the sending stream. `write` gathers bytes and hands each `COMPRESS_CHUNK` to a
+    worker thread that compresses it (zstd drops the GIL) while this thread sends the chunks
+    compressed before it: compression overlaps sending, at most `COMPRESS_DEPTH` chunks ahead.
+    Each chunk goes as one zstd frame (content size and checksum in it) behind a 4-byte
+    big-endian length, so that the receiver can decode it whole, within a bounded buffer;
+    `flush` sends what is gathered as a frame of its own and returns once all is sent. `sent`
+    counts the bytes on the wire, `raw` what was written."""
+
+    def __init__(self, sock: socket.socket, level: int = ZSTD_LEVEL) -> None:
+        self.sock, self.sent, self.raw = sock, 0, 0
+        self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="transfer-zstd")
+        self._pending = bytearray()
+        self._jobs: deque[Future[bytes]] = deque()
+
+    def _job(self, data: bytearray) -> bytes:
+        out = self._cctx.compress(data)
+        return _LEN.pack(len(out)) + out
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._pending += data
+        self.raw += len(data)
+        while len(self._pending) >= COMPRESS_CHUNK:
+            self._submit(COMPRESS_CHUNK)
+            self._drain(COMPRESS_DEPTH)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._submit(len(self._pending))
+        self._drain(0)
+
+    def close(self) -> None:
+        """Stop the worker (after the chunk it is on); what was not sent is dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, n: int) -> None:
+        data, self._pending = self._pending[:n], self._pending[n:]
+        self._jobs.append(self._pool.submit(self._job, data))
+
+    def _drain(self, keep: int) -> None:
+        while self._jobs and (len(self._jobs) > keep or self._jobs[0].done()):
+            out = self._jobs.popleft().result()
+            self.sock.sendall(out)
+            self.sent += len(out)
+
+
+class ZstdIn:
+    """The receiving end of `ZstdOut`: a `Source` of the decompressed stream. It reads one
+    frame at a time, only when the bytes before it are used up, and refuses a frame that says
+    it holds more than `MAX_ZSTD_FRAME` bytes (a run of zero pages cannot blow up memory).
+    `received` counts the bytes read from the socket. A corrupt frame raises `TransferError`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.received = sock, 0
+        self._dctx = zstandard.ZstdDecompressor()
+        self._out, self._pos = memoryview(b""), 0
+
+    def recv_into(self, buffer: memoryview, nbytes: int, /) -> int:
+        if self._pos == len(self._out) and not self._next():
+            return 0
+        n = min(nbytes, len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _next(self) -> bool:
+        """Read and decode the next frame; False at the end of the stream."""
+        head = bytearray(_LEN.size)
+        try:
+            recv_exact_into(self.sock, memoryview(head))
+        except EOFError:
+            return False
+        (n,) = _LEN.unpack(head)
+        if n > MAX_ZSTD_FRAME + (MAX_ZSTD_FRAME >> 7) + 1024:  # zstd's bound on its output
+            raise TransferError(f"compressed frame of {n} bytes is too large", phase="receive")
+        frame = bytearray(n)
+        recv_exact_into(self.sock, memoryview(frame))
+        self.received += _LEN.size + n
+        try:
+            size = zstandard.frame_content_size(frame)
+            if not 0 <= size <= MAX_ZSTD_FRAME:
+                raise TransferError(f"compressed frame says {size} bytes", phase="receive")
+            self._out, self._pos = memoryview(self._dctx.decompress(frame)), 0
+        except zstandard.ZstdError as e:
+            raise TransferError(f"corrupt compressed stream: {e}", phase="receive") from e
+        return True
+
+
 def encode_frame(header: Mapping[str, Any]) -> bytes:
     data = json.dumps(header, separators=(",", ":")).encode()
     return _LEN.pack(len(data)) + data
 
 
-def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
+def recv_exact_into(sock: Source, view: memoryview) -> None:
     """Fill `view` from `sock`; EOFError if the peer closes first."""
     got, want = 0, len(view)
     while got < want:
@@ -320,7 +434,7 @@ def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
         got += n
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], int]:
+def recv_frame(sock: Source) -> tuple[dict[str, Any], int]:
     """One header and its size on the wire (length prefix included)."""
     head = bytearray(_LEN.size)
     recv_exact_into(sock, memoryview(head))
@@ -336,22 +450,41 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], int]:
 
 
 class FrameSender:
-    """The sending end of one connection: frames, file payloads, byte and progress counts."""
+    """The sending end of one connection: frames, file payloads, byte and progress counts.
+
+    Once `zout` is set (after the hello) what it writes goes through zstd; `on_wire` then
+    counts the compressed bytes, `payload` and `done` still count the files' bytes."""
 
     def __init__(self, sock: socket.socket, total: int, progress: Progress | None) -> None:
         self.sock, self.total, self.progress = sock, total, progress
-        self.on_wire = self.payload = self.done = 0
+        self.clear = self.payload = self.done = 0  # clear: bytes sent uncompressed
+        self.zout: ZstdOut | None = None
         self.last_send = time.monotonic()
         self.phase, self.file = "send", ""
 
+    @property
+    def on_wire(self) -> int:
+        return self.clear + (self.zout.sent if self.zout is not None else 0)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.zout is None:
+            self.sock.sendall(data)
+            self.clear += len(data)
+        else:
+            self.zout.write(data)
+
+    def flush(self) -> None:
+        """Put on the wire what compression still holds (before waiting on the receiver)."""
+        if self.zout is not None:
+            self.zout.flush()
+
     def frame(self, header: dict[str, Any]) -> None:
-        data = encode_frame(header)
-        self.sock.sendall(data)
-        self.on_wire, self.last_send = self.on_wire + len(data), time.monotonic()
+        self.write(encode_frame(header))
+        self.last_send = time.monotonic()
 
     def sent(self, n: int, payload: bool = True) -> None:
         if payload:
-            self.on_wire, self.payload = self.on_wire + n, self.payload + n
+            self.payload += n
             if select.select([self.sock], [], [], 0)[0]:  # the receiver speaks to fail or ack
                 self.result()
         self.done += n
@@ -379,28 +512,35 @@ class FrameSender:
             raise TransferError(why, file=h.get("file") or self.file, phase="remote")
 
     def whole(self, f: io.FileIO, h: dict[str, Any], hashing: Future[Digests]) -> Digests:
-        """Zero-copy send while a worker thread hashes the same bytes from the page cache."""
+        """Zero-copy send while a worker thread hashes the same bytes from the page cache
+        (uncompressed only: zstd must read the bytes anyway)."""
+        assert self.zout is None, "sendfile bypasses compression"
         self.frame({"t": "file", **h})
         for off in range(0, h["size"], SEND_CHUNK):
             want = min(SEND_CHUNK, h["size"] - off)
             if self.sock.sendfile(f, off, want) != want:
                 raise TransferError("file shrank while being sent")
+            self.clear += want
             self.sent(want)
         blocks, digest = hashing.result()
         self.frame({"t": "sum", "digest": digest.hex()})
         return blocks, digest
 
-    def whole_read(self, f: io.FileIO, h: dict[str, Any], buf: memoryview) -> Digests:
+    def whole_read(
+        self, f: io.FileIO, h: dict[str, Any], buf: memoryview, bs: int | None = None
+    ) -> Digests:
         """One read pass: hash each block and send it. For a file the service may be writing
         while a live round sends it (a database's WAL, a log): what is hashed is what was
-        sent, so the receiver's check holds; the final round, frozen, sends it settled."""
-        size, bs, blocks = h["size"], len(buf), []
+        sent, so the receiver's check holds; the final round, frozen, sends it settled.
+        Reads `len(buf)` bytes at once, a multiple of the block size `bs` (default: one)."""
+        size, step, bs = h["size"], len(buf), bs or len(buf)
+        blocks: list[bytes] = []
         self.frame({"t": "file", **h})
-        for off in range(0, size, bs):
-            view = buf[: min(bs, size - off)]
+        for off in range(0, size, step):
+            view = buf[: min(step, size - off)]
             read_exact(f, view)
-            blocks.append(block_digest(view))
-            self.sock.sendall(view)
+            blocks.extend(block_digest(view[b : b + bs]) for b in range(0, len(view), bs))
+            self.write(view)
             self.sent(len(view))
         digest = file_digest(size, blocks)
         self.frame({"t": "sum", "digest": digest.hex()})
@@ -424,9 +564,10 @@ class FrameSender:
             changed = i >= len(prev.blocks) or prev.blocks[i] != blocks[-1]
             if changed:
                 self.frame({"t": "blk", "i": i, "n": len(view)})
-                self.sock.sendall(view)
+                self.write(view)
             elif time.monotonic() - self.last_send > KEEPALIVE_SECONDS:
                 self.frame({"t": "nop"})
+                self.flush()  # a keepalive compression holds back keeps nothing alive
             self.sent(len(view), payload=changed)
         digest = file_digest(size, blocks)
         self.frame({"t": "end", "digest": digest.hex()})
