@@ -318,7 +318,8 @@ def _router(s: SiteService) -> APIRouter:
     @router.post("/instances/{name}/lazy-dump/finish", responses=FINISHING)
     def finish_lazy_dump(name: InstanceName) -> dict[str, Any]:
         """Source: wait until the destination has pulled every page (the page server ends)."""
-        return {"exit": 0, "criu": _criu_dump(s.finish_lazy_checkpoint(name))}
+        s.finish_lazy_checkpoint(name)
+        return {"exit": 0}
 
     @router.post("/instances/{name}/lazy-dump/abort", responses=ON_INSTANCE)
     def abort_lazy_dump(name: InstanceName) -> dict[str, str]:

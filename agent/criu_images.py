@@ -15,6 +15,7 @@ in microseconds). Pure: bytes in, values out.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -174,3 +175,46 @@ def restore_stats_in(work: Path) -> CriuRestoreStats | None:
     """`restore_stats` of the `stats-restore` in CRIU's work directory `work`; None if none."""
     data = _read(work, STATS_RESTORE)
     return None if data is None else restore_stats(data)
+
+
+# A lazy dump's stats image says nothing of its freeze: CRIU's page server starts its counters
+# afresh (cr_page_server calls init_stats), so what it writes at the end is zeros. Its log says
+# it instead: runc has CRIU log at level 4, each line stamped "(SS.uuuuuu)" from CRIU's start.
+DUMP_LOG = "dump.log"
+_STAMP = re.compile(r"^\((\d+)\.(\d{6})\) (.*)$")
+FREEZE_START = "freezing cgroup "  # seize.c: the cgroup freezer, as runc has CRIU use it
+FROZEN = ("freezing processes: ", "Seized task ")  # the first of these: the tree is frozen
+READY = "Starting lazy pages server"  # cr-dump.c: the dump is done, its pages are served
+
+
+def lazy_dump_stats(log: str) -> CriuDumpStats | None:
+    """A lazy dump's freezing time and its frozen time up to the page server's start, from
+    CRIU's log; None where the log does not say (another log level, an older CRIU)."""
+    start = frozen = ready = None
+    for line in log.splitlines():
+        m = _STAMP.match(line)
+        if m is None:
+            continue
+        t = int(m.group(1)) * 1_000_000 + int(m.group(2))
+        text = m.group(3)
+        if start is None and text.startswith(FREEZE_START):
+            start = t
+        elif start is not None and frozen is None and text.startswith(FROZEN):
+            frozen = t
+        elif frozen is not None and text.startswith(READY):
+            ready = t
+            break
+    if start is None or frozen is None or ready is None:
+        return None
+    return CriuDumpStats(
+        freezing_us=min(frozen - start, MAX_CRIU_US),
+        frozen_us=min(ready - frozen, MAX_CRIU_US),
+        memdump_us=0,
+        memwrite_us=0,
+    )
+
+
+def lazy_dump_stats_in(work: Path) -> CriuDumpStats | None:
+    """`lazy_dump_stats` of the log in CRIU's work directory `work`."""
+    data = _read(work, DUMP_LOG)
+    return None if data is None else lazy_dump_stats(data.decode(errors="replace"))

@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.cpu import cgroup_cpu_s, tree_cpu_s
-from agent.criu_images import ImageError, dump_stats_in, restore_stats_in
+from agent.criu_images import ImageError, dump_stats_in, lazy_dump_stats_in, restore_stats_in
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
 from agent.health import Check, Unhealthy, wait_healthy
@@ -79,11 +79,12 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _criu_dump(work: Path) -> CriuDumpStats | None:
-    """CRIU's account of the dump that ran in `work`; None (logged) if it left none readable:
-    a profile's detail never fails a step."""
+def _criu_dump(work: Path, *, lazy: bool = False) -> CriuDumpStats | None:
+    """CRIU's account of the dump that ran in `work` (a lazy one's from its log: see
+    agent.criu_images); None (logged) if it left none readable: a profile's detail never
+    fails a step."""
     try:
-        return dump_stats_in(work)
+        return lazy_dump_stats_in(work) if lazy else dump_stats_in(work)
     except ImageError as exc:
         log.warning("no CRIU dump stats in %s: %s", work, exc)
         return None
@@ -561,7 +562,6 @@ class SiteService:
             self.lazy_dumps[instance] = dump
             seconds = time.monotonic() - t0
         c = self.containers
-        # CRIU writes a lazy dump's stats when its pages have been served: finish_lazy_checkpoint
         return DumpInfo(
             _du(c.images_dir(instance)),
             seconds,
@@ -569,12 +569,12 @@ class SiteService:
             c.held(instance),
             c.frozen_at(instance),
             runc_s=dump.seconds,
+            criu=_criu_dump(self._work(instance, "lazy"), lazy=True),
         )
 
     @_step("finish the lazy dump of")
-    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
-        """Source: wait until the destination has pulled every page (the page server ends);
-        CRIU's account of the lazy dump, which it writes only then (None if it wrote none)."""
+    def finish_lazy_checkpoint(self, instance: str) -> None:
+        """Source: wait until the destination has pulled every page (the page server ends)."""
         self._valid(instance)
         dump = self.lazy_dumps.pop(instance, None)
         if dump is None:
@@ -589,7 +589,6 @@ class SiteService:
                 f"site {self.name}: page server of {instance} exited {code}: "
                 f"{detail or dump.process.tail()}"
             )
-        return _criu_dump(self._work(instance, "lazy"))
 
     @_step("abort the lazy dump of")
     def abort_lazy_checkpoint(self, instance: str) -> None:

@@ -157,6 +157,13 @@ def migrate_command(args: argparse.Namespace, console: Console) -> int:
         f"({record.strategy}, {record.mode})",
         highlight=False,
     )
+    if m.get("frozen_profile_ms"):
+        from migration.profile import largest_parts
+
+        pages = f"; pages at {m['pages_mbps']:g} MB/s" if m.get("pages_mbps") else ""
+        console.print(
+            f"  frozen window: {largest_parts(m['frozen_profile_ms'])}{pages}", highlight=False
+        )
     if "image_bytes_sent" in m:
         sent = int(m["image_bytes_sent"])
         console.print(

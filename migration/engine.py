@@ -32,13 +32,7 @@ from ground.defaults import (
     PAGE_SERVER_PORT,
 )
 from migration.network import ControllerLink, Grant, NoNetwork, RelocationIncomplete
-from migration.profile import (
-    criu_dump_detail,
-    dump_detail,
-    frozen_profile,
-    pages_mbps,
-    restore_detail,
-)
+from migration.profile import dump_detail, frozen_profile, pages_mbps, restore_detail
 from migration.site import (
     MAX_PACE_BPS,
     MIN_PACE_BPS,
@@ -388,7 +382,7 @@ class Migration:
             ph.detail["on_predumps"] = self.chained
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
             ph.detail["frozen_at"] = dump.frozen_at
-            ph.detail.update(dump_detail(dump))  # CRIU's times come when its pages are served
+            ph.detail.update(dump_detail(dump))
 
     def stop_source(self) -> None:
         """Restart strategy: end the service at the source (its files stay)."""
@@ -418,13 +412,7 @@ class Migration:
             )
             self.lazy_serving = False  # the destination has every page: the source may end
             try:
-                stats = self._patiently(
-                    "pages", lambda: p.source.finish_lazy_checkpoint(p.instance)
-                )
-                freeze = self.record.phase("freeze_dump")
-                if stats is not None and freeze is not None:
-                    # CRIU writes a lazy dump's account only now: it belongs to the freeze
-                    freeze.detail["criu_dump"] = criu_dump_detail(stats)
+                self._patiently("pages", lambda: p.source.finish_lazy_checkpoint(p.instance))
             except SiteRefused:
                 if not self.record.metrics.get("unreachable_retries"):
                     raise

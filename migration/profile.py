@@ -10,12 +10,13 @@ split, outside in, along what each layer reported about the one inside it:
           CRIU    (its stats-dump / stats-restore images: freezing, frozen, memdump, ...)
 
 so that each layer's own part is its time minus the next one's. CRIU nests its dump times:
-`frozen` holds `memdump`, which holds `memwrite`. A lazy (post-copy) dump's `frozen` runs until
-its pages have been served, so there only `freezing` and `memdump` (collecting the pages' map)
-are CRIU's; the rest of its dump up to the page server's start is counted with runc's part
-(`criu_runc_dump_other`). Gaps between phases are `between`; what no part explains is
-`unaccounted`, so that the parts add up to the window exactly (a part measured as negative, a
-clock's jitter, counts as 0 and shows there).
+`frozen` holds `memdump`, which holds `memwrite`. A lazy (post-copy) dump's stats image is
+zeros (its page server starts CRIU's counters afresh), so the agent reads its freezing and its
+frozen time up to the page server's start from CRIU's log (agent.criu_images): there the frozen
+part is `criu_dump_other` whole. CRIU's start-up before it freezes is in runc's part.
+Gaps between phases are `between`; what no part explains is `unaccounted`, so that the parts
+add up to the window exactly (a part measured as negative, a clock's jitter, counts as 0 and
+shows there).
 
 Pure: a record in, numbers out. `pages_mbps` is the rate the memory moved at: post-copy's
 background page pull, or the copies' for the others.
@@ -70,8 +71,8 @@ def _criu_dump_parts(stats: Any, lazy: bool) -> list[tuple[str, float]]:
         return []
     ms = {k: float(v) / 1000.0 for k, v in stats.items() if isinstance(v, int | float)}
     freezing, memdump = ms.get("freezing_us", 0.0), ms.get("memdump_us", 0.0)
-    if lazy:  # its frozen time runs on while the pages are served
-        return [("criu_freezing", freezing), ("criu_memdump", memdump)]
+    if lazy:  # from CRIU's log: frozen is until its page server started
+        return [("criu_freezing", freezing), ("criu_dump_other", ms.get("frozen_us", 0.0))]
     memwrite = ms.get("memwrite_us", 0.0)
     return [
         ("criu_freezing", freezing),
@@ -97,8 +98,7 @@ def _freeze_parts(ph: PhaseRecord, duration: float) -> list[tuple[str, float]]:
     parts.append(("dump_agent", outer - runc * 1000.0))
     outer = runc * 1000.0
     criu = _criu_dump_parts(d.get("criu_dump"), lazy)
-    runc_name = "criu_runc_dump_other" if lazy else "runc_dump_overhead"
-    parts.append((runc_name, outer - sum(ms for _, ms in criu)))
+    parts.append(("runc_dump_overhead", outer - sum(ms for _, ms in criu)))
     return parts + criu
 
 
@@ -166,10 +166,16 @@ def frozen_profile(rec: MigrationRecord, digits: int = 1) -> dict[str, float] | 
         for name, ms in _parts_of(ph, ph.end_ms - ph.start_ms):
             parts[name] = parts.get(name, 0.0) + max(0.0, ms)
     between += max(0.0, end - covered_to)
-    parts = {k: round(v, digits) for k, v in parts.items() if v}
+    parts = {k: r for k, v in parts.items() if (r := round(v, digits))}
     parts["between"] = round(between, digits)
     parts["unaccounted"] = round(frozen - sum(parts.values()), digits)
     return parts
+
+
+def largest_parts(profile: dict[str, float], top: int = 5) -> str:
+    """'transfer 512 ms, criu_memwrite 90 ms, ...': the `top` largest parts, for people."""
+    biggest = sorted(profile.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"{name} {ms:,.0f} ms" for name, ms in biggest if ms > 0)
 
 
 def pages_mbps(rec: MigrationRecord) -> float | None:

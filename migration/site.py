@@ -149,7 +149,7 @@ class CriuDumpStats:
     """CRIU's own account of a dump (its `stats-dump` image): times in microseconds. CRIU
     nests them: `frozen_us` (the tree frozen, to the dump's end) holds `memdump_us` (the
     pages collected), which holds `memwrite_us` (written out). In a lazy (post-copy) dump
-    `frozen_us` runs until every page has been served."""
+    `frozen_us` is until its page server started (CRIU's log says it: agent.criu_images)."""
 
     freezing_us: int
     frozen_us: int
@@ -308,10 +308,7 @@ class Site(Protocol):
         (`on_predumps`: pages unchanged since the last pre-dump round come from its images)."""
         ...
 
-    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
-        """Source: wait until every page has been pulled (the page server ends); CRIU's
-        account of that lazy dump, which it writes only then (None: unknown)."""
-        ...
+    def finish_lazy_checkpoint(self, instance: str) -> None: ...
 
     def abort_lazy_checkpoint(self, instance: str) -> None: ...
 

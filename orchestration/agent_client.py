@@ -252,9 +252,8 @@ class AgentClient:
         body = {"page_server": page_server, "on_predumps": on_predumps, "hold_url": hold_url}
         return _dump(self._call("POST", f"/v1/instances/{instance}/lazy-dump", body))
 
-    def finish_lazy_checkpoint(self, instance: str) -> CriuDumpStats | None:
-        criu = self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish").get("criu")
-        return CriuDumpStats.from_dict(criu) if isinstance(criu, dict) else None
+    def finish_lazy_checkpoint(self, instance: str) -> None:
+        self._call("POST", f"/v1/instances/{instance}/lazy-dump/finish")
 
     def abort_lazy_checkpoint(self, instance: str) -> None:
         self._call("POST", f"/v1/instances/{instance}/lazy-dump/abort")

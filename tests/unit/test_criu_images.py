@@ -16,11 +16,12 @@ from agent.criu_images import (
     dump_run_id,
     dump_stats,
     dump_stats_in,
+    lazy_dump_stats,
     restore_stats,
     restore_stats_in,
 )
 from agent.netns import LOCK_TABLE, lock_script, lock_tables_in
-from migration.site import CriuRestoreStats
+from migration.site import CriuDumpStats, CriuRestoreStats
 
 
 def _varint(n: int) -> bytes:
@@ -153,3 +154,22 @@ def test_stats_in_a_work_directory(tmp_path: Path) -> None:
     (tmp_path / "stats-restore").write_bytes(stats_image(2, {1: 0, 2: 0, 3: 9, 4: 99}))
     assert dump_stats_in(tmp_path) == dump_stats(REAL_STATS_DUMP)
     assert restore_stats_in(tmp_path) == CriuRestoreStats(9, 99)
+
+
+LAZY_LOG = """\
+(00.000000) Version: 4.2.1 (gitid 0)
+(00.004100) Dumping processes (pid: 4242 comm: memhog)
+(00.010000) freezing cgroup /sys/fs/cgroup/freezer/counter: 1000 x 1ms attempts, timeout: 10s
+(00.011500) freezing processes: 2 attempts done
+(00.011600) Seized task 4242, state 0
+(00.030000) Dumping pages (type: 29 pid: 4242)
+(00.071500) Starting lazy pages server
+(00.071600) Seized task 9999, state 0
+(01.500000) Lazy pages transfer finished successfully
+"""
+
+
+def test_a_lazy_dump_s_times_come_from_its_log() -> None:
+    assert lazy_dump_stats(LAZY_LOG) == CriuDumpStats(1_500, 60_000, 0, 0)
+    assert lazy_dump_stats(LAZY_LOG.replace("Starting lazy", "Starting")) is None
+    assert lazy_dump_stats("Error (criu/cr-dump.c:1): no stamps\n") is None

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from migration.profile import dump_detail, frozen_profile, pages_mbps, restore_detail
+from migration.profile import (
+    dump_detail,
+    frozen_profile,
+    largest_parts,
+    pages_mbps,
+    restore_detail,
+)
 from migration.site import CriuDumpStats, CriuRestoreStats, DumpInfo, RestoreInfo
 from migration.timeline import MigrationRecord, PhaseRecord
 
@@ -62,9 +68,10 @@ def test_a_cold_migration_splits_along_every_layer() -> None:
     assert sum(prof.values()) == pytest.approx(1125.0)
 
 
-def test_a_lazy_dump_counts_only_criu_s_freezing_and_memdump() -> None:
-    """Its frozen time runs on while the pages are served: not the window's."""
-    lazy = CriuDumpStats(freezing_us=1_000, frozen_us=9_000_000, memdump_us=4_000, memwrite_us=0)
+def test_a_lazy_dump_counts_its_freeze_up_to_the_page_server() -> None:
+    """Its times come from CRIU's log (agent.criu_images): freezing, then frozen until the
+    page server started."""
+    lazy = CriuDumpStats(freezing_us=1_000, frozen_us=60_000, memdump_us=0, memwrite_us=0)
     dump = DumpInfo(1 << 20, 0.1, False, runc_s=0.08, criu=lazy)
     rec = record(
         PhaseRecord("freeze_dump", 0.0, 120.0, detail={"lazy": True, **dump_detail(dump)}),
@@ -72,10 +79,10 @@ def test_a_lazy_dump_counts_only_criu_s_freezing_and_memdump() -> None:
     )
     prof = frozen_profile(rec)
     assert prof is not None
-    assert prof["criu_freezing"] == 1.0 and prof["criu_memdump"] == 4.0
-    assert prof["criu_runc_dump_other"] == 75.0
+    assert prof["criu_freezing"] == 1.0 and prof["criu_dump_other"] == 60.0
+    assert prof["runc_dump_overhead"] == 19.0
     assert prof["dump_rpc"] == 20.0 and prof["dump_agent"] == 20.0
-    assert prof["restore"] == 180.0 and "criu_dump_other" not in prof
+    assert prof["restore"] == 180.0 and "criu_memwrite" not in prof
     assert sum(prof.values()) == pytest.approx(300.0)
 
 
@@ -142,3 +149,9 @@ def test_pages_rate_of_post_copy_and_of_a_copy() -> None:
     )
     assert pages_mbps(rounds) == pytest.approx(116.67)
     assert pages_mbps(record(PhaseRecord("transfer", 0.0, 10.0))) is None
+
+
+def test_largest_parts_for_people() -> None:
+    prof = {"transfer": 500.0, "criu_memwrite": 90.0, "between": 0.0, "switch": 1234.5}
+    assert largest_parts(prof, top=2) == "switch 1,234 ms, transfer 500 ms"
+    assert largest_parts(prof) == "switch 1,234 ms, transfer 500 ms, criu_memwrite 90 ms"
