@@ -38,6 +38,11 @@ PART_COLORS = {
     "transfer": "#54278f",
     "source_link_down": "#bcbddc",
     "switch": "#9e9ac8",
+    # whole phases, where the site reported nothing finer (the peer, a restart)
+    "dump": "#8c6d31",
+    "stop": "#8c6d31",
+    "restore": "#e7ba52",
+    "start": "#e7ba52",
     "between": "#bdbdbd",
     "unaccounted": "#636363",
 }
