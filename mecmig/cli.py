@@ -579,20 +579,24 @@ def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentP
     """`mecmig bench migration`: its own options (the scenario is always scenarios/edge.yaml)."""
     from workloads.memhog import parse_rate, parse_size
 
-    strategies = ("cold", "precopy", "postcopy", "hybrid", "baseline")
+    strategies = ("cold", "precopy", "postcopy", "hybrid", "baseline", "podman", "podman-zstd")
     b = bench.add_parser(
         "migration",
         help="live migration per strategy x memory size x dirty rate: downtime, time, bytes",
-        description="On scenarios/edge.yaml (one testbed for the whole run): the memhog instance "
-        "'counter' is deployed at mec1 with each memory size and dirty rate, probed from ue1 over "
-        "one TCP connection (a PING every 5 ms) and migrated to mec2 with each strategy: cold, "
+        description="On scenarios/edge.yaml (one testbed for the whole run): the memhog "
+        "instance 'counter' is deployed at mec1 with each memory size and dirty rate, probed "
+        "from ue1 over one TCP"
+        " connection (a PING every 5 ms) and migrated to mec2 with each strategy: cold, "
         "precopy, postcopy, hybrid (downtime budget 1000 ms) and baseline (seed 004's runc "
-        "checkpoint -> copy -> restore, no reservation). Full run: 64, 256, 512 MiB x 0 and "
-        "10 MB/s x the 5 strategies (30 cases). Goals: post-copy downtime <= 100 ms and >= 10x "
-        "below the baseline at 512 MiB / 10 MB/s; pre-copy below the baseline by at least the "
-        "transfer time it moves out of the freeze. Writes summary.json, downtime.png, total.png "
-        "and report.md into --out. Needs root. Exit 0 the run completed (goals met or not), 1 a "
-        "case failed to run, 3 not root / no OVS / no runc or CRIU.",
+        "checkpoint -> copy -> restore, no reservation); where podman is installed "
+        "(scripts/bootstrap --podman) also podman and podman-zstd (Podman's checkpoint "
+        "--export, copied between the MEC hosts, restore --import; uncompressed and zstd). Full"
+        " run: 64, 256, 512 MiB x 0 and 10 MB/s x the 5 strategies (30 cases; 42 with "
+        "podman's). Goals: post-copy downtime <= 100 ms and >= 10x below the baseline at 512 "
+        "MiB / 10 MB/s; pre-copy below the baseline by at least the transfer time it moves out "
+        "of the freeze. Writes summary.json, downtime.png, total.png and report.md into --out. "
+        "Needs root. Exit 0 the run completed (goals met or not), 1 a case failed to run, 3 not"
+        " root / no OVS / no runc or CRIU.",
     )
     b.add_argument(
         "--quick",

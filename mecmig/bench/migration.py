@@ -36,6 +36,7 @@ from mecmig.bench.migration_cases import (
     rate_text,
     size_text,
 )
+from mecmig.bench.migration_peer import peer_ratios
 from mecmig.bench.report import command_line, utc_now, write_summary
 from mecmig.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -326,6 +327,7 @@ def summarize(rows: list[dict[str, Any]], failures: list[str], plan: Plan) -> di
             "postcopy_vs_baseline": goal2,
             "precopy_vs_baseline": _goal3(rows, plan),
         },
+        "vs_podman": peer_ratios(rows, plan.sizes, plan.dirty_rates),
         "cells": cells,
         "cases": len(rows),
         "measured": len(measured(rows)),

@@ -5,11 +5,16 @@ ue1 keeps one TCP connection to it (a PING every 5 ms), the instance is migrated
 the case's strategy, the probe is stopped 2 s after the migration returned, the instance is torn
 down. The strategies are the engine's (cold, precopy, postcopy, hybrid, through the orchestrator:
 reservation, traffic switch) and "baseline": seed 004's runc checkpoint -> copy -> runc restore,
-driven here with the site agents' primitives and no reservation.
+driven here with the site agents' primitives and no reservation. The peer's rows, "podman" and
+"podman-zstd" (`mecmig.bench.podman_peer`), run the same command at the same address under Podman
+and move it with Podman's checkpoint export and restore import: they are in the default plan where
+podman is installed (`scripts/bootstrap --podman`), and fail with that hint when asked for where
+it is not.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mecmig.bench import ROOT
+from mecmig.bench.podman_peer import PODMAN_STRATEGIES
 from migration.strategies import STRATEGIES as REGISTRY
 
 if TYPE_CHECKING:
+    from mecmig.bench.podman_peer import PeerSite, PodmanPeer
     from migration.timeline import Listener, MigrationRecord
     from mininet_scenarios.testbed import Testbed
     from orchestration.agent_client import AgentClient
@@ -31,7 +38,14 @@ INSTANCE, SOURCE, DESTINATION, UE = "counter", "mec1", "mec2", "ue1"
 BUDGET_MS = 1000.0
 # the engine's strategies that move memory state (the bench checks that it arrived intact)
 ENGINE_STRATEGIES = tuple(name for name, s in REGISTRY.items() if s.keeps_memory)
-STRATEGIES = (*ENGINE_STRATEGIES, "baseline")
+PEER_STRATEGIES = tuple(PODMAN_STRATEGIES)  # podman, podman-zstd
+# the default plan's: the peer's rows where podman is installed (`make test` runs without it)
+STRATEGIES = (
+    *ENGINE_STRATEGIES,
+    "baseline",
+    *(PEER_STRATEGIES if shutil.which("podman") else ()),
+)
+KNOWN_STRATEGIES = (*ENGINE_STRATEGIES, "baseline", *PEER_STRATEGIES)
 BASELINE_MODE = "runc-checkpoint-copy-restore"
 PROBE_INTERVAL_MS = 5.0
 PROBE_LEAD_S = 1.0  # the probe runs this long before the migration starts
@@ -104,6 +118,7 @@ class Bench:
         self.port = 7000
         self.hold = "auto"  # whether the engine holds the service's traffic while frozen
         self.last_record: MigrationRecord | None = None  # the last case's, phases and all
+        self._podman: PodmanPeer | None = None  # made by the first podman case
 
     def orchestrator(self, case: Case) -> Orchestrator:
         from orchestration.orchestrator import Orchestrator
@@ -112,16 +127,24 @@ class Bench:
 
     def run_case(self, case: Case, on_phase: Callable[[str], None]) -> dict[str, Any]:
         """Deploy, probe, migrate, stop the probe, tear down; one row ('error' if it failed)."""
+        from mecmig.bench.podman_peer import PeerMigrationError
         from migration.engine import MigrationError
 
         orch = self.orchestrator(case)
         row = empty_row(case)
         probe: ProbeRun | None = None
         record: MigrationRecord | None = None
+        peer: PodmanPeer | None = None
         try:
             orch.teardown(INSTANCE)
+            if case.strategy in PEER_STRATEGIES:
+                peer = self.podman(orch)
             on_phase("deploy")
-            orch.deploy(INSTANCE)
+            if peer is not None:
+                peer.deploy(self.peer_site(orch, SOURCE))
+                self.link.relocate(INSTANCE, SOURCE, orch.port_at(INSTANCE, SOURCE))
+            else:
+                orch.deploy(INSTANCE)
             self._wait_answering(timeout=30 + case.memory_bytes / MIB * 0.1)
             on_phase("probe")
             probe = ProbeRun(self.tb, self.ip, self.port)
@@ -129,6 +152,14 @@ class Bench:
             try:
                 if case.strategy == "baseline":
                     record = baseline_migration(self, orch, listener)
+                elif peer is not None:
+                    record = peer.migrate(
+                        self.peer_site(orch, SOURCE),
+                        self.peer_site(orch, DESTINATION),
+                        case.strategy,
+                        self._switch(orch),
+                        listener,
+                    )
                 else:
                     record = orch.migrate(
                         INSTANCE,
@@ -138,7 +169,7 @@ class Bench:
                         listener=listener,
                         hold=self.hold,
                     )
-            except MigrationError as exc:
+            except (MigrationError, PeerMigrationError) as exc:
                 record = exc.record
                 row["error"] = f"migration {exc.record.outcome.value}: {exc}"
             on_phase("probe tail")
@@ -151,12 +182,56 @@ class Bench:
                 probe.close()
             try:
                 orch.teardown(INSTANCE)
+                if peer is not None:
+                    peer.teardown()
             except Exception as exc:  # noqa: BLE001
                 row.setdefault("error", f"teardown: {exc}")
         self.last_record = record
         if record is not None:
             row.update(record_fields(record.to_dict()))
         return row
+
+    # -------------------------------------------------------------- the peer (Podman)
+
+    def podman(self, orch: Orchestrator) -> PodmanPeer:
+        """The run's Podman peer, set to this case's workload (PodmanError: podman missing)."""
+        from ground.runner import SubprocessRunner
+        from mecmig.bench.podman_peer import Podman, PodmanError, PodmanPeer, podman_problem
+
+        workload = orch.spec_at(INSTANCE, SOURCE)  # its command, address and files
+        if self._podman is None:
+            runner = SubprocessRunner()
+            problem = podman_problem(runner)
+            if problem:
+                raise PodmanError(problem)
+            self._podman = PodmanPeer(Podman(runner), workload)
+        self._podman.use(workload)
+        return self._podman
+
+    def peer_site(self, orch: Orchestrator, site: str) -> PeerSite:
+        """A site as the peer sees it: its MEC host (where the copy runs), bridge and port."""
+        from mecmig.bench.podman_peer import PeerSite
+        from topology.world import agent_host
+
+        s = self.sc.site(site)
+        pid = int(self.tb.emu.host(agent_host(site)).pid)
+        port = orch.port_at(INSTANCE, site)
+        return PeerSite(site, pid, str(s.agent_ip), s.switch_name, port)
+
+    def _switch(self, orch: Orchestrator) -> Callable[[], float | None]:
+        """The traffic's switch to the destination, as the baseline's (its switchover, ms)."""
+
+        def switch() -> float | None:
+            port = orch.port_at(INSTANCE, DESTINATION)
+            return self.tb.ctl.client.relocate(INSTANCE, DESTINATION, port).switchover_ms
+
+        return switch
+
+    def close(self) -> None:
+        """Remove what the peer made (its images; each case removed its container)."""
+        if self._podman is not None:
+            self._podman.close()
+            self._podman = None
 
     def _wait_answering(self, timeout: float) -> None:
         from mininet_scenarios.emulation import EmulationError
@@ -190,6 +265,7 @@ def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> 
     from dataclasses import replace
 
     from ground.defaults import MIGRATION_PORT
+    from migration.profile import dump_detail, restore_detail
     from migration.timeline import MigrationRecord, Outcome, Timeline
 
     src, dst = bench.clients[SOURCE], bench.clients[DESTINATION]
@@ -210,6 +286,7 @@ def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> 
         with timeline.phase("freeze_dump") as ph:
             dump = src.checkpoint(INSTANCE, leave_running=False)
             ph.detail.update(image_bytes=dump.image_bytes, dump_s=dump.seconds)
+            ph.detail.update(dump_detail(dump))  # CRIU's and runc's times (migration.profile)
         with timeline.phase("transfer") as ph:
             dst.start_receive(INSTANCE)
             src.send(INSTANCE, dst.address, MIGRATION_PORT, delta=False)
@@ -219,8 +296,8 @@ def baseline_migration(bench: Bench, orch: Orchestrator, listener: Listener) -> 
         with timeline.phase("switch") as ph:
             view = bench.tb.ctl.client.relocate(INSTANCE, DESTINATION, port)
             ph.detail["switchover_ms"] = view.switchover_ms
-        with timeline.phase("restore"):
-            dst.restore(INSTANCE)
+        with timeline.phase("restore") as ph:
+            ph.detail.update(restore_detail(dst.restore(INSTANCE)))
             status = dst.status(INSTANCE)
             if status != "running":
                 raise RuntimeError(f"restored instance is {status}")
@@ -377,4 +454,8 @@ def bench_testbed() -> Iterator[Bench]:
 
     sc = load_scenario(EDGE)
     with testbed(EDGE, instance_hosts=False) as tb, SiteAgents(tb.emu, EDGE) as agents:
-        yield Bench(tb, agents.clients, sc)
+        bench = Bench(tb, agents.clients, sc)
+        try:
+            yield bench
+        finally:
+            bench.close()

@@ -23,6 +23,8 @@ COLORS = {
     "postcopy": "tab:green",
     "hybrid": "tab:purple",
     "baseline": "black",
+    "podman": "tab:red",
+    "podman-zstd": "tab:brown",
 }
 
 

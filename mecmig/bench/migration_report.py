@@ -14,6 +14,7 @@ from mecmig.bench.migration_cases import (
     PROBE_TAIL_S,
     size_text,
 )
+from mecmig.bench.migration_peer import PEER_DESCRIPTION, peer_section
 from mecmig.bench.migration_plots import COLORS
 from mecmig.bench.migration_text import (
     goal_notes,
@@ -35,6 +36,7 @@ DESCRIPTION = {
     "hybrid": "pre-copy rounds of the files (/data) only, then post-copy of the memory",
     "baseline": "seed 004: runc checkpoint (stops it) -> copy everything -> runc restore, no "
     "reservation, no pre-copy",
+    **PEER_DESCRIPTION,
 }
 
 
@@ -113,6 +115,7 @@ def report_markdown(
         "\n![client-observed downtime vs memory size](downtime.png)\n",
         "![total migration time vs memory size](total.png)\n",
         _phases_section(done, plan),
+        peer_section(summary["vs_podman"]) if "vs_podman" in summary else "",
         precopy_section(done, summary, plan),
         notes_section(done, summary, fmt_rate),
     ]
