@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -33,6 +34,25 @@ def test_criu_4_2_1_built_from_source_looks_good() -> None:
     assert "Version: 4.2.1" in version.stdout
     check = subprocess.run([str(CRIU), "check"], capture_output=True, text=True, check=False)
     assert "Looks good" in check.stdout + check.stderr
+
+
+def test_criu_keeps_its_kernel_facts_for_this_boot() -> None:
+    """Patch 0005: where /run is no tmpfs CRIU kept no kdat cache and probed the kernel at
+    every run (about 20 ms each, inside frozen windows); now the cache is named for the boot."""
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    on_tmpfs = any(line.split()[1:3] == ["/run", "tmpfs"] for line in mounts)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    cache = Path("/run/criu.kdat") if on_tmpfs else Path(f"/run/criu.kdat.{boot}")
+    subprocess.run([str(CRIU), "check"], capture_output=True, check=False)
+    assert cache.exists() and cache.stat().st_size > 0, "criu kept no kdat cache"
+    log = Path("/tmp") / f"mecmig-kdat-{os.getpid()}.log"
+    try:
+        subprocess.run(
+            [str(CRIU), "check", "-v4", "-o", str(log)], capture_output=True, check=False
+        )
+        assert f"Loaded kdat cache from {cache}" in log.read_text()
+    finally:
+        log.unlink(missing_ok=True)
 
 
 def test_lazy_pages_sysctl_is_set() -> None:

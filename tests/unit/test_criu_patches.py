@@ -66,6 +66,14 @@ def test_the_lock_tables_name_fits_a_whole_run_id(patched_tree: Path) -> None:
     assert len(f"inet CRIU-{run_id}") + 1 == len("inet CRIU-") + 37
 
 
+def test_the_kdat_cache_is_kept_for_this_boot_where_run_is_no_tmpfs(patched_tree: Path) -> None:
+    kerndat = (patched_tree / "criu" / "kerndat.c").read_text()
+    assert '"/proc/sys/kernel/random/boot_id"' in kerndat
+    assert '"%s.%s", KERNDAT_CACHE_FILE, boot_id' in kerndat  # the cache named for the boot
+    assert "!kdat_file_per_boot && (fstatfs" in kerndat  # tmpfs still required for /run/criu.kdat
+    assert "unlink(kdat_file_tmp);" in kerndat  # a failed save leaves no .tmp behind
+
+
 def test_the_built_criu_carries_this_patch_set() -> None:
     if not STAMP.exists():
         pytest.skip("no CRIU built by scripts/bootstrap here")
