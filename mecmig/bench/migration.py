@@ -88,6 +88,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run the benchmark; write summary.json, downtime.png, total.png, report.md into args.out."""
     from mecmig.bench.migration_cases import bench_testbed
     from mecmig.bench.migration_plots import plot, plot_ci, print_results
+    from mecmig.bench.migration_profile import plot_profile, profile_fields, profile_section
     from mecmig.bench.migration_report import report_markdown
     from mecmig.bench.migration_stats import statistics_markdown
     from mecmig.bench.report import write_report
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     def run_one(spec: RunSpec, on_phase: Callable[[str], None]) -> dict[str, Any]:
                         t_case = time.monotonic()
                         row = bench.run_case(case_of(spec), on_phase)
+                        row.update(profile_fields(bench.last_record))
                         row["case_seconds"] = round(time.monotonic() - t_case, 1)
                         return row
 
@@ -162,7 +164,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )
     plot(rows, out)
     plots = plot_ci(runs.statistics(), out, plan.repeat)
+    profile_png = plot_profile(rows, out, list(plan.strategies))
+    plots += [profile_png] if profile_png else []
     text = report_markdown(rows, summary, command, started, duration, plan, args.quick)
+    text += "\n" + profile_section(rows, list(plan.strategies))
     write_report(out, text + "\n" + statistics_markdown(session, runs, plan, files + plots))
     print_results(console, rows, summary)
     console.print(

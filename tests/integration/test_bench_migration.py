@@ -27,7 +27,11 @@ ROW_KEYS = {
     "rounds",
     "source_cpu_util",
     "phases",
+    "frozen_profile_ms",
+    "pages_mbps",
 }
+# where mecmig runs CRIU itself and reads its times (the profile's criu_* parts)
+CRIU_RUNS = {"cold", "precopy", "postcopy", "hybrid", "baseline"}
 # the peer's rows (podman, podman-zstd) too where podman is installed
 STRATEGIES = set(PLANNED)
 
@@ -52,6 +56,16 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
         if row["strategy"] != "baseline":
             assert row["state_intact"] is True, row
             assert row["same_connection"] is True
+        # the frozen window's profile: its parts add up to it (within 5 %), CRIU's own times
+        # are in it wherever CRIU ran, and the memory moved at a measured rate
+        prof = row["frozen_profile_ms"]
+        assert isinstance(prof, dict) and prof, row
+        assert abs(sum(prof.values()) - row["frozen_ms"]) <= 0.05 * row["frozen_ms"], prof
+        if row["strategy"] in CRIU_RUNS:
+            assert prof.get("criu_freezing", 0) > 0, prof
+            assert prof.get("criu_forking", 0) + prof.get("criu_restore", 0) > 0, prof
+            assert sum(v for k, v in prof.items() if k.startswith("runc_")) > 0, prof
+        assert row["pages_mbps"] > 0, row
     by = {r["strategy"]: r for r in rows}
     assert by["baseline"]["mode"] == "runc-checkpoint-copy-restore"
     assert by["baseline"]["rounds"] == 0 and "reserve" not in by["baseline"]["phases"]
@@ -71,3 +85,5 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert "mecmig bench migration --quick" in report
     assert "downtime.png" in report and "total.png" in report
+    assert (tmp_path / "frozen_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "frozen_profile.png" in report and "Where the frozen window went" in report

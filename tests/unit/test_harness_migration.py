@@ -55,6 +55,7 @@ class FakeBench:
         self.calls = calls
         self.crash_at = crash_at
         self.hold = "auto"
+        self.last_record = None  # no migration ran: the row has no profile
 
     def run_case(self, case: Case, on_phase: Callable[[str], None]) -> dict[str, Any]:
         on_phase("migrate")
