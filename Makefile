@@ -8,7 +8,7 @@ SCENARIO ?= scenarios/edge.yaml
 PACKAGES := $(filter-out tests,$(patsubst %/__init__.py,%,$(wildcard */__init__.py)))
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo test lint typecheck unit integration format clean
+.PHONY: help bootstrap bench-deps demo test lint typecheck unit integration format clean
 
 help:
 	@echo "make demo        install what is missing, then run $(SCENARIO) for real, with live migration"
@@ -16,9 +16,13 @@ help:
 	@echo "make unit        unit tests only (pure logic, no root needed)"
 	@echo "make integration integration tests only (root, real OVS/Mininet/CRIU/runc)"
 	@echo "make format      apply ruff's formatter"
+	@echo "make bench-deps  also install Podman, the peer that mecmig bench migration measures beside mecmig"
 
 bootstrap:
 	@scripts/bootstrap
+
+bench-deps:
+	@scripts/bootstrap --podman
 
 demo: bootstrap
 	$(PY) -m mecmig.cli demo --scenario $(SCENARIO)
