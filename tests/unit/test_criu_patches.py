@@ -80,3 +80,27 @@ def test_the_built_criu_carries_this_patch_set() -> None:
     assert STAMP.read_text().strip() == patch_set_hash(_patches()), (
         "the CRIU in .deps was built with other patches: run scripts/bootstrap"
     )
+
+
+LAZY_PATCH = "0005-lazy-pages-keep-background-requests-in-flight.patch"
+
+
+def test_there_is_the_lazy_pages_in_flight_patch() -> None:
+    assert LAZY_PATCH in [p.name for p in _patches()]
+
+
+def test_the_lazy_pages_daemon_keeps_requests_in_flight_and_sleeps_meanwhile(
+    patched_tree: Path,
+) -> None:
+    uffd = (patched_tree / "criu" / "uffd.c").read_text()
+    xfer = (patched_tree / "criu" / "page-xfer.c").read_text()
+    # the background pull no longer waits for every reply before it asks for more ...
+    assert "list_empty(&lpi->iovs) && list_empty(&lpi->reqs)" not in uffd
+    assert "#define MAX_INFLIGHT_LEN (1 << 20)" in uffd
+    assert "inflight < MAX_INFLIGHT_LEN" in uffd
+    assert "xfer_pages(lpi, MAX_INFLIGHT_LEN - inflight)" in uffd
+    # ... nor spins on epoll while they are on their way: a completed reply wakes it
+    assert "poll_timeout = LAZY_IDLE_POLL_MS;" in uffd
+    reply = xfer[xfer.index("static int page_server_async_read") :]
+    reply = reply[: reply.index("\n}\n")]
+    assert "return 1;" in reply
