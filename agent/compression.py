@@ -4,13 +4,14 @@ fast this machine's compressor goes, with the settings the copy would use
 
 A few MiB are read in pieces spread evenly across the CRIU pages images (`pages-*.img`, the
 memory: the rest of a dump is small) and compressed through one stream, as the copy does; only
-the compressor's time is counted. A tree without pages images (a volume) is sampled across all
-its regular files.
+the compressor's time is counted (the median of `SAMPLE_PASSES` passes). A tree without pages
+images (a volume) is sampled across all its regular files.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from migration.compression import Sample
 
 SAMPLE_BYTES = 4 << 20  # 4 MiB: about 15 ms of level 3 here
 SAMPLE_PIECES = 16
+SAMPLE_PASSES = 3
 PAGE = 4096
 PAGES_GLOB = "pages-*.img"
 
@@ -60,6 +62,7 @@ def measure(
     sample_bytes: int = SAMPLE_BYTES,
     count: int = SAMPLE_PIECES,
     level: int = wire.ZSTD_LEVEL,
+    passes: int = SAMPLE_PASSES,
 ) -> Sample | None:
     """A sample of the tree under `root`; None if it holds no data."""
     files = sampled_files(Path(root))
@@ -72,13 +75,13 @@ def measure(
             chunks.append(os.pread(fd, length, off))
         finally:
             os.close(fd)
-    cobj = zstandard.ZstdCompressor(level=level).compressobj()
-    cobj.compress(b"")  # the context is allocated before the clock starts
-    raw = compressed = 0
-    started = time.perf_counter()
-    for data in chunks:
-        compressed += len(cobj.compress(data))
-        raw += len(data)
-    compressed += len(cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-    seconds = time.perf_counter() - started
-    return Sample(raw, compressed, seconds, level)
+    cctx = zstandard.ZstdCompressor(level=level)
+    raw, compressed, times = sum(len(c) for c in chunks), 0, []
+    for _ in range(passes):  # the median pass: one is a few ms, at the scheduler's mercy
+        cobj = cctx.compressobj()
+        cobj.compress(b"")  # the context is allocated before the clock starts
+        started = time.perf_counter()
+        compressed = sum(len(cobj.compress(data)) for data in chunks)
+        compressed += len(cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+        times.append(time.perf_counter() - started)
+    return Sample(raw, compressed, statistics.median(times), level)
