@@ -11,7 +11,8 @@ computation on random topologies and operation sequences).
 Which cells a change can affect:
 - a host that moved, appeared or changed: its MAC on every switch whose next hop towards it can
   differ (core switches and its old and new switch when it stays in the same part of the
-  network; every switch else), its reservations, the chains it is in, the holds if it is held;
+  network; every switch else), its reservations, the chains it is in, its hold (on its old and
+  new switch) if it is held;
 - a link event: every cell of a switch at its ends that is not core, the MACs of the hosts there
   everywhere, and for every core tree it changed, the switches whose next hop changed (and the
   leaves under those that it cut off or joined), for the hosts that tree serves;
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 from controller.forwarding import base_flows, host_flow
 from controller.hold import hold_flow
-from controller.ofmsg import CookieKind, FlowMod, Match, Message, MeterMod, cookie
+from controller.ofmsg import CookieKind, FlowMod, Match, MeterMod, cookie
 from controller.plan import FlowKey, Stage, SwitchConfig, delete_strict, diff_switch
 from controller.reservations import ReservationRecord, reservation_flows, shared_meters
 from controller.steering import Chain, ChainError, chain_flows
@@ -184,12 +185,21 @@ class DesiredIndex:
                 continue  # logged where the full state is built (FabricState)
         return cells
 
-    def hold_cells(self, model: Model) -> dict[FlowKey, FlowMod]:
+    def hold_cells(self, model: Model, switch: str) -> dict[FlowKey, FlowMod]:
+        """The hold flows `switch` carries: those of the held hosts attached there (a held
+        host's traffic is caught where it leaves the fabric, see controller.hold)."""
         cells: dict[FlowKey, FlowMod] = {}
         for name in sorted(model.holds):
-            flow = hold_flow(model.hosts[name], model.host_ids[name])
-            cells[_key(flow)] = flow
+            att = model.hosts[name]
+            if att.switch == switch:
+                flow = hold_flow(att, model.host_ids[name])
+                cells[_key(flow)] = flow
         return cells
+
+    @staticmethod
+    def hold_switches(model: Model) -> set[str]:
+        """The switches that carry a hold flow in `model`."""
+        return {model.hosts[name].switch for name in model.holds}
 
     def _group(
         self, model: Model, match: Match, ids: Iterable[int]
@@ -220,7 +230,7 @@ class DesiredIndex:
         cfg.flows.update(self.chain_cfg.get(switch, {}))
         cfg.meters.update(self.res_meters.get(switch, {}))
         cfg.flows.update(self.res_flows.get(switch, {}))
-        cfg.flows.update(self.hold_cells(model))
+        cfg.flows.update(self.hold_cells(model, switch))
         return cfg
 
     # ------------------------------------------------------------------ the difference
@@ -253,26 +263,16 @@ class DesiredIndex:
                     new_part(sw).flows.update(now)
             self.chain_cfg = after
         self._reservation_part(old, new, touched, old_part, new_part)
-        hold_msgs: list[Message] | None = None
-        h_old: dict[FlowKey, FlowMod] = {}
-        h_new: dict[FlowKey, FlowMod] = {}
         held = old.holds | new.holds
         if touched.holds or (held and touched.hosts & held):
-            h_old, h_new = self.hold_cells(old), self.hold_cells(new)
-            if h_old != h_new:
-                hold_msgs = diff_switch(SwitchConfig(flows=h_old), SwitchConfig(flows=h_new))
-                for sw in set(olds) | set(news):
+            for sw in self.hold_switches(old) | self.hold_switches(new):
+                h_old, h_new = self.hold_cells(old, sw), self.hold_cells(new, sw)
+                if h_old != h_new:
                     old_part(sw).flows.update(h_old)
                     new_part(sw).flows.update(h_new)
         stage: Stage = {}
         changed = set(olds) | set(news) | set(host_msgs)
-        for sw in sorted(changed | (set(self.switches) if hold_msgs else set())):
-            if sw not in changed:
-                stage[sw] = list(hold_msgs or ())
-                continue
-            if hold_msgs and (sw not in olds and sw not in news):
-                old_part(sw).flows.update(h_old)
-                new_part(sw).flows.update(h_new)
+        for sw in sorted(changed):
             head_adds, head_dels = host_msgs.get(sw, ([], []))
             if sw not in olds and sw not in news:  # host entries only: adds, then deletes
                 stage[sw] = [*head_adds, *head_dels]

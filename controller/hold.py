@@ -3,10 +3,14 @@
 During a migration's frozen window the network lock drops the client's packets, and the client's
 TCP retransmits them only after its retransmission timeout (200 ms, then 400, 800 ...): the
 client sees the service again at the first retransmission after the restore, not when the
-restore completes. A hold instead sends every IPv4 packet addressed to the instance, wherever it
-enters the fabric, to the controller (a flow above all others on every switch), which keeps them
-in order; releasing the hold removes those flows and sends the packets out of the instance's
-port at its new place, where the restored socket takes them at once.
+restore completes. A hold instead sends every IPv4 packet addressed to the instance to the
+controller where it would leave the fabric: a flow above all others on the switch the instance
+is attached to, which every path to it ends at (the flow moves with the instance when it is
+relocated while held; a chain's traffic has passed its functions by then). The controller keeps
+them in order; releasing the hold removes the flow and sends the packets back into the switch
+that caught them, through its tables, on to the instance at its new place, where the restored
+socket takes them at once. One switch, not every one: a hold is one flow-mod and one barrier
+at any size of the network (it was one per switch: ~50 ms through REST at 1,000 sites).
 
 Pure: the flow, and a bounded buffer (beyond its limits packets are dropped, as the lock would:
 TCP retransmits them).
@@ -36,7 +40,8 @@ MAX_HELD_BYTES = 32 * 2**20
 
 
 def hold_flow(host: Attachment, host_id: int) -> FlowMod:
-    """The flow (the same on every switch) that sends `host`'s IPv4 traffic to the controller."""
+    """The flow (on the switch `host` is attached to) that sends its IPv4 traffic to the
+    controller."""
     if host.ip is None:
         raise ValueError(f"{host.host} has no IP address: its traffic cannot be held")
     return FlowMod(

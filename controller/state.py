@@ -552,7 +552,7 @@ class FabricState:
         self._index.host_moved(old, new)
 
     def hold(self, host: str) -> Plan:
-        """Send `host`'s traffic to the controller, on every switch (see controller.hold)."""
+        """Send `host`'s traffic to the controller, at its switch (see controller.hold)."""
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
         if self.hosts[host].ip is None:

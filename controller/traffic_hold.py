@@ -92,7 +92,7 @@ class TrafficHolds:
     def _change(self, plan_of: Callable[[], Plan]) -> None:
         """One transaction (see `Runtime.transaction`), not saved: holds do not survive a
         restart, and a save would cost time inside the migration's frozen window. A hold's
-        flows go to every switch, so the undo goes to every switch too."""
+        flow goes to the instance's switch; the undo goes wherever the plan went."""
         before = self.rt.state.snapshot()
         try:
             self.rt.execute(plan_of())

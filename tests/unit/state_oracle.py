@@ -164,10 +164,9 @@ class FullFabricState:
             config[first].add_meter(meter)
             for sw, flow in flows:
                 config[sw].add_flow(flow)
-        for name in sorted(self.holds):
-            flow = hold_flow(self.hosts[name], self.host_ids[name])
-            for cfg in config.values():
-                cfg.add_flow(flow)
+        for name in sorted(self.holds):  # where the held host leaves the fabric
+            att = self.hosts[name]
+            config[att.switch].add_flow(hold_flow(att, self.host_ids[name]))
         return config
 
     def _commit(self) -> dict[str, list[Any]]:

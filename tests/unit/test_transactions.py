@@ -207,8 +207,9 @@ def test_a_relocation_whose_removals_are_refused_keeps_the_old_place(world: Worl
 
 def test_a_refused_hold_holds_nothing(world: World) -> None:
     before = world.observe()
-    world.refuse("core", refuse_first(lambda m: isinstance(m, FlowMod) and m.priority == PRIO_HOLD))
-    _bad_gateway(world.http.post("/v1/instances/video/hold", json={"timeout_s": 5}), "core")
+    at = world.state.hosts["video"].switch  # the one switch a hold goes to
+    world.refuse(at, refuse_first(lambda m: isinstance(m, FlowMod) and m.priority == PRIO_HOLD))
+    _bad_gateway(world.http.post("/v1/instances/video/hold", json={"timeout_s": 5}), at)
     assert world.observe() == before
     assert world.nb.holds.held == {} and world.nb.holds._timers == {}
 
@@ -216,8 +217,9 @@ def test_a_refused_hold_holds_nothing(world: World) -> None:
 def test_a_refused_hold_release_keeps_the_hold_and_its_packets(world: World) -> None:
     assert world.http.post("/v1/instances/video/hold", json={"timeout_s": 5}).status_code == 200
     before = world.observe()
-    world.refuse("s2", refuse_first(_is_flow("delete_strict")))
-    _bad_gateway(world.http.delete("/v1/instances/video/hold"), "s2")
+    at = world.state.hosts["video"].switch
+    world.refuse(at, refuse_first(_is_flow("delete_strict")))
+    _bad_gateway(world.http.delete("/v1/instances/video/hold"), at)
     assert world.observe() == before
     assert "video" in world.nb.holds.held and world.state.holds == {"video"}
     assert world.http.delete("/v1/instances/video/hold").status_code == 200
