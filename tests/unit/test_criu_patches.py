@@ -82,7 +82,7 @@ def test_the_built_criu_carries_this_patch_set() -> None:
     )
 
 
-LAZY_PATCH = "0005-lazy-pages-keep-background-requests-in-flight.patch"
+LAZY_PATCH = "0006-lazy-pages-keep-background-requests-in-flight.patch"
 
 
 def test_there_is_the_lazy_pages_in_flight_patch() -> None:
