@@ -54,7 +54,7 @@ from ground.webapi import (
     guard_api,
     request_errors,
 )
-from migration.site import CriuDumpStats, DumpInfo, RestoreInfo, SendInfo, SiteError
+from migration.site import CriuDumpStats, DumpInfo, Handoff, RestoreInfo, SendInfo, SiteError
 
 log = logging.getLogger("mecmig.agent")
 
@@ -118,7 +118,7 @@ def _criu_dump(stats: CriuDumpStats | None) -> dict[str, Any] | None:
 
 
 def _restored(status: str, info: RestoreInfo) -> dict[str, Any]:
-    return RestoreOut(status=status, **asdict(info)).model_dump()
+    return RestoreOut(**(asdict(info) | {"status": status})).model_dump()
 
 
 def _sent(info: SendInfo) -> dict[str, Any]:
@@ -304,14 +304,23 @@ def _router(s: SiteService) -> APIRouter:
     def restore(name: InstanceName, body: RestoreBody | None = None) -> dict[str, Any]:
         """Restore it here (`lazy_from`: post-copy, its pages from that page server)."""
         info = s.restore(name, body.lazy_from if body is not None else None)
-        return _restored(s.status(name), info)
+        return _restored(info.status or s.status(name), info)
 
     @router.post("/instances/{name}/lazy-dump", responses=WITH_BODY)
     def lazy_dump(name: InstanceName, body: LazyBody) -> dict[str, Any]:
-        """Source of post-copy: dump all but the memory, then serve the pages."""
+        """Source of post-copy: dump all but the memory, then serve the pages (`send_to`:
+        and at once the link down and the images to the destination's receiver there)."""
+        handoff = None
+        if body.send_to is not None:
+            peer, _, port = body.send_to.rpartition(":")
+            handoff = Handoff(peer, int(port), delta=body.delta, pace_bps=body.pace_bps)
         return _dump(
             s.lazy_checkpoint(
-                name, body.page_server, on_predumps=body.on_predumps, hold_url=body.hold_url
+                name,
+                body.page_server,
+                on_predumps=body.on_predumps,
+                hold_url=body.hold_url,
+                handoff=handoff,
             )
         )
 

@@ -319,6 +319,18 @@ class LazyBody(_Body):
     page_server: Address = Field(description="where to serve the pages (ADDR:PORT)")
     on_predumps: bool = False
     hold_url: Url | None = None
+    send_to: Address | None = Field(
+        default=None,
+        description="once the page server is ready: the link down and the images sent to the "
+        "destination's receiver there (ADDR:PORT, as /send would), in this one step",
+    )
+    delta: bool = Field(default=False, description="with send_to: what changed since the last")
+    pace_bps: int | None = Field(
+        default=None,
+        ge=MIN_PACE_BPS,
+        le=MAX_PACE_BPS,
+        description="with send_to: bit/s the copy is paced at (its reservation's)",
+    )
 
 
 class RestoreBody(_Body):

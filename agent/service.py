@@ -48,6 +48,7 @@ from migration.site import (
     CriuDumpStats,
     CriuRestoreStats,
     DumpInfo,
+    Handoff,
     InstanceSpec,
     RestoreInfo,
     SendInfo,
@@ -516,8 +517,12 @@ class SiteService:
 
     @_step("restore")
     def restore(self, instance: str, lazy_from: str | None = None) -> RestoreInfo:
-        """Restore (`lazy_from`: post-copy); what it took: this step, runc's, CRIU's."""
+        """Restore (`lazy_from`: post-copy); what it took: this step, runc's, CRIU's, and its
+        status after. A receive still pending (the images came with a lazy dump's handoff)
+        is finished first."""
         self._known(instance)
+        if instance in self.receivers:
+            self.finish_receive(instance)
         with self.locked(instance):
             t0 = time.monotonic()
             if lazy_from:
@@ -531,6 +536,7 @@ class SiteService:
             seconds,
             runc_s=self.containers.runc.took("restore", instance),
             criu=_criu_restore(self._work(instance, "restore")),
+            status=self.containers.status(instance),
         )
 
     def _work(self, instance: str, step: str) -> Path:
@@ -546,6 +552,7 @@ class SiteService:
         *,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        handoff: Handoff | None = None,
     ) -> DumpInfo:
         self._known(instance)
         with self.locked(instance):
@@ -560,17 +567,38 @@ class SiteService:
                 hold_url=hold_url,
             )
             self.lazy_dumps[instance] = dump
-            seconds = time.monotonic() - t0
         c = self.containers
+        image_bytes = _du(c.images_dir(instance))
+        sent = self._hand_off(instance, handoff) if handoff is not None else None
         return DumpInfo(
-            _du(c.images_dir(instance)),
-            seconds,
+            image_bytes,
+            time.monotonic() - t0,
             False,
             c.held(instance),
             c.frozen_at(instance),
             runc_s=dump.seconds,
             criu=_criu_dump(self._work(instance, "lazy"), lazy=True),
+            sent=sent,
+            link_down=handoff is not None,
         )
+
+    def _hand_off(self, instance: str, handoff: Handoff) -> SendInfo:
+        """A lazy dump's next steps without the engine's round trips: the link down at the
+        source, the images and files to the destination's receiver. If either fails, the page
+        server ends and the service runs on here (locked, as after a failed lazy transfer);
+        the error says why."""
+        c = self.containers
+        try:
+            c.net.set_link(c.plug(c.spec(instance)), False)
+            return self.send(
+                instance, handoff.peer, handoff.port, delta=handoff.delta, pace_bps=handoff.pace_bps
+            )
+        except BaseException:
+            dump = self.lazy_dumps.pop(instance, None)
+            if dump is not None:
+                log.warning("site %s: %s: handoff failed: %s", self.name, instance,
+                            abort_lazy_dump(dump))  # fmt: skip
+            raise
 
     @_step("finish the lazy dump of")
     def finish_lazy_checkpoint(self, instance: str) -> None:

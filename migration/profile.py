@@ -13,7 +13,8 @@ so that each layer's own part is its time minus the next one's. CRIU nests its d
 `frozen` holds `memdump`, which holds `memwrite`. A lazy (post-copy) dump's stats image is
 zeros (its page server starts CRIU's counters afresh), so the agent reads its freezing and its
 frozen time up to the page server's start from CRIU's log (agent.criu_images): there the frozen
-part is `criu_dump_other` whole. CRIU's start-up before it freezes is in runc's part.
+part is `criu_dump_other` whole. CRIU's start-up before it freezes is in runc's part. A lazy
+dump that sent its images itself (`handoff_s`) has that copy as its `transfer` part.
 Gaps between phases are `between`; what no part explains is `unaccounted`, so that the parts
 add up to the window exactly (a part measured as negative, a clock's jitter, counts as 0 and
 shows there).
@@ -92,6 +93,10 @@ def _freeze_parts(ph: PhaseRecord, duration: float) -> list[tuple[str, float]]:
     if agent is not None:
         parts.append(("dump_rpc", outer - agent * 1000.0))
         outer = agent * 1000.0
+    handoff = (_num(d, "handoff_s") or 0.0) * 1000.0  # a lazy dump sent its images itself
+    if handoff:
+        parts.append(("transfer", handoff))
+        outer -= handoff
     if runc is None:
         parts.append(("dump_agent" if agent is not None else "dump", outer))
         return parts

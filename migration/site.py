@@ -202,15 +202,34 @@ class DumpInfo:
     # the runc process's wall time (a lazy dump's: until its page server was ready), if known
     runc_s: float | None = None
     criu: CriuDumpStats | None = None  # CRIU's own times (a lazy dump's come at its end)
+    # a lazy dump with a `Handoff`: what its images' copy to the destination moved (None: no
+    # copy was asked), and whether the service's link at the source went down
+    sent: SendInfo | None = None
+    link_down: bool = False
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What a lazy dump does itself once the page server is ready, without a round trip to the
+    engine for each: take the service's link down at the source (the switch's first half)
+    and send the images and files to the destination's receiver at `peer`:`port` (started
+    before the freeze), as `Site.send` would (`delta`, `pace_bps`)."""
+
+    peer: str
+    port: int
+    delta: bool = False
+    pace_bps: int | None = None
 
 
 @dataclass(frozen=True)
 class RestoreInfo:
-    """What a restore took: the site's step, the runc process within it, CRIU within that."""
+    """What a restore took: the site's step, the runc process within it, CRIU within that;
+    and the restored instance's status, where the site said it (None: ask `Site.status`)."""
 
     seconds: float
     runc_s: float | None = None
     criu: CriuRestoreStats | None = None
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +312,7 @@ class Site(Protocol):
 
     def restore(self, instance: str, lazy_from: str | None = None) -> RestoreInfo | None:
         """Restore; `lazy_from` ("ADDR:PORT" of the source's page server) makes it post-copy.
+        A receive still pending (a lazy dump's `Handoff` sent the images) is finished first.
         What it took, where the site says (None: it does not)."""
         ...
 
@@ -303,9 +323,12 @@ class Site(Protocol):
         *,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        handoff: Handoff | None = None,
     ) -> DumpInfo:
         """Freeze and dump without memory pages; serve them on `page_server` until pulled
-        (`on_predumps`: pages unchanged since the last pre-dump round come from its images)."""
+        (`on_predumps`: pages unchanged since the last pre-dump round come from its images;
+        `handoff`: then the link down and the images sent, in the same step). If the handoff
+        fails, the page server is ended and the service runs on at the source (locked)."""
         ...
 
     def finish_lazy_checkpoint(self, instance: str) -> None: ...

@@ -23,6 +23,7 @@ from migration.site import (
     CriuDumpStats,
     CriuRestoreStats,
     DumpInfo,
+    Handoff,
     InstanceSpec,
     RestoreInfo,
     SendInfo,
@@ -235,10 +236,12 @@ class AgentClient:
         if not isinstance(seconds, int | float):
             return None  # an agent from before restores reported what they took
         criu = data.get("criu")
+        status = data.get("status")
         return RestoreInfo(
             float(seconds),
             _seconds(data.get("runc_s")),
             CriuRestoreStats.from_dict(criu) if isinstance(criu, dict) else None,
+            status=status if isinstance(status, str) else None,
         )
 
     def lazy_checkpoint(
@@ -248,8 +251,15 @@ class AgentClient:
         *,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        handoff: Handoff | None = None,
     ) -> DumpInfo:
-        body = {"page_server": page_server, "on_predumps": on_predumps, "hold_url": hold_url}
+        body: dict[str, Any] = {
+            "page_server": page_server, "on_predumps": on_predumps, "hold_url": hold_url,
+        }  # fmt: skip
+        if handoff is not None:
+            body |= {"send_to": f"{handoff.peer}:{handoff.port}", "delta": handoff.delta}
+            if handoff.pace_bps is not None:
+                body["pace_bps"] = handoff.pace_bps
         return _dump(self._call("POST", f"/v1/instances/{instance}/lazy-dump", body))
 
     def finish_lazy_checkpoint(self, instance: str) -> None:
@@ -310,6 +320,8 @@ def _dump(data: dict[str, Any]) -> DumpInfo:
         float(frozen) if isinstance(frozen, int | float) else None,
         runc_s=_seconds(data.get("runc_s")),
         criu=CriuDumpStats.from_dict(criu) if isinstance(criu, dict) else None,
+        sent=SendInfo(**sent) if isinstance(sent := data.get("sent"), dict) else None,
+        link_down=bool(data.get("link_down")),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from migration.engine import Migration, MigrationError, Plan
+from migration.profile import largest_parts
 from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import Testbed
@@ -160,6 +161,48 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     view = {i.name: i for i in world.tb.ctl.client.instances()}
     assert view[counter].switch == "s2"
     assert world.tb.ctl.client.reservations() == []
+
+
+# Post-copy's frozen window and the client's downtime, as measured with the images handed off
+# (mecmig bench migration --quick --strategies postcopy hybrid --repeat 3, 64 MiB dirtying
+# 10 MB/s, this 2-core machine busy with other runs): frozen 336 ms median (400 before) for
+# postcopy, 390 (572) for hybrid; here (64 MiB dirtying 1 MB/s) 350-383 ms, and the client's
+# downtime 1414-1630 ms: after the restore the service waits on its first faulted pages. The
+# bounds are those with a margin for a loaded machine. The issue's goal, a client downtime of
+# 100 ms, is not met: CRIU's dump (~100 ms), runc's restore (~55 ms) and CRIU's (~65 ms) alone
+# exceed it.
+POSTCOPY_FROZEN_MS = 500.0
+POSTCOPY_DOWNTIME_MS = 2000.0
+
+
+@pytest.mark.parametrize("strategy", ["postcopy", "hybrid"])
+def test_postcopy_hands_its_images_off_within_the_dump(
+    world: World, counter: str, strategy: str
+) -> None:
+    """No round trip to the engine between the freeze and the restore but the restore's own:
+    the destination listens before the freeze, the source's agent takes the service's link
+    down and sends the images (~2 MB) as soon as its page server is ready, within its dump
+    step, and the destination's restore finishes the receive and says the status."""
+    probe = ProbeRun(world, "10.0.0.21", 7000)
+    record = world.orch.migrate(counter, "mec2", strategy=strategy, budget_ms=2000)
+    result = probe.result()
+    assert record.outcome is Outcome.DONE
+    _assert_state_kept(result)
+    receive, freeze = record.phase("receive"), record.phase("freeze_dump")
+    transfer, restore = record.phase("transfer"), record.phase("restore")
+    assert receive and freeze and transfer and restore
+    assert receive.end_ms is not None and receive.end_ms <= freeze.start_ms
+    assert transfer.detail["handed_off"] and transfer.bytes and transfer.bytes < 16 * 2**20
+    assert transfer.duration_ms is not None and transfer.duration_ms < 5.0  # no call made
+    profile = record.metrics["frozen_profile_ms"]
+    assert profile["transfer"] > 0 and "source_link_down" not in profile, profile
+    frozen = record.metrics["frozen_ms"]
+    print(
+        f"{strategy}: frozen {frozen:.0f} ms, client {result['downtime_ms']:.0f} ms; "
+        f"{largest_parts(profile, 8)}"
+    )
+    assert frozen < POSTCOPY_FROZEN_MS, profile
+    assert result["downtime_ms"] < POSTCOPY_DOWNTIME_MS
 
 
 @pytest.mark.parametrize("strategy", ["precopy", "hybrid"])

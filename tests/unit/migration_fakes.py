@@ -23,7 +23,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migration.network import Grant
-from migration.site import DumpInfo, InstanceSpec, SendInfo, SiteError, SiteRefused, SiteUnreachable
+from migration.site import (
+    DumpInfo,
+    Handoff,
+    InstanceSpec,
+    SendInfo,
+    SiteError,
+    SiteRefused,
+    SiteUnreachable,
+)
 
 MB = 1_000_000
 
@@ -310,6 +318,8 @@ class FakeSite:
         self._get(instance).link = up
 
     def restore(self, instance: str, lazy_from: str | None = None) -> None:
+        if instance in self.incoming:  # a lazy dump's handoff sent the images
+            self.finish_receive(instance)
         self._op("restore", instance)
         self.lazy_from: str | None = lazy_from
         inst = self._get(instance)
@@ -326,6 +336,7 @@ class FakeSite:
         *,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        handoff: Handoff | None = None,
     ) -> DumpInfo:
         self._op("lazy_checkpoint", instance, page_server, on_predumps)
         held = self._hold_script(instance, hold_url)
@@ -334,7 +345,17 @@ class FakeSite:
             raise SiteError(f"site {self.name}: {instance} has no pre-dump to chain onto")
         inst.status = "stopped"  # frozen, serving its pages
         inst.images = True
-        return DumpInfo(1_500_000, 0.25, False, held)
+        if handoff is None:
+            return DumpInfo(1_500_000, 0.25, False, held)
+        try:  # as the agent: link down, images to the destination, or the page server ends
+            self.set_link(instance, False)
+            sent = self.send(
+                instance, handoff.peer, handoff.port, delta=handoff.delta, pace_bps=handoff.pace_bps
+            )
+        except BaseException:
+            inst.status = "running"
+            raise
+        return DumpInfo(1_500_000, 0.25, False, held, sent=sent, link_down=True)
 
     def finish_lazy_checkpoint(self, instance: str) -> None:
         self._op("finish_lazy_checkpoint", instance)

@@ -850,6 +850,40 @@ def test_lazy_strategies_restore_first_then_pull_pages(strategy: str) -> None:
     assert reserve[4] is None  # the agents' pair is reserved: pages come from port 7101
 
 
+@pytest.mark.parametrize("strategy", ["postcopy", "hybrid"])
+def test_a_lazy_dump_hands_its_images_off_without_round_trips_in_the_frozen_window(
+    strategy: str,
+) -> None:
+    """The destination listens before the freeze; the source's agent takes the link down and
+    sends the images within the dump step; the restore finishes the receive: between the
+    freeze and the restore the engine calls no agent."""
+    w = _lazy_world(strategy)
+    record = w.migration().run()
+    assert record.outcome is Outcome.DONE
+    agents = [call for call in w.journal if call[0] in (SRC, DST)]
+    freeze, restore = agents.index((SRC, "lazy_checkpoint")), agents.index((DST, "restore"))
+    assert agents[freeze - 1] == (DST, "start_receive")  # listening before the freeze
+    assert agents[freeze + 1 : restore] == [
+        (SRC, "set_link"), (SRC, "send"), (DST, "finish_receive"),
+    ]  # fmt: skip
+    assert w.src.ops("set_link") == [("set_link", INSTANCE, False)]  # once, by the handoff
+    assert ph(record, "transfer").detail["handed_off"] is True
+    assert ph(record, "transfer").bytes == w.src.send_bytes[-1]
+    assert "handoff_s" in ph(record, "freeze_dump").detail
+    assert (ph(record, "receive").end_ms or 0.0) <= ph(record, "freeze_dump").start_ms
+    assert_runs_at_destination(w)
+
+
+def test_a_failed_handoff_rolls_back_with_the_source_serving() -> None:
+    w = make_world("postcopy", src={"fail_at": "send"})
+    with pytest.raises(MigrationError) as info:
+        w.migration().run()
+    assert info.value.record.outcome is Outcome.ROLLED_BACK
+    assert w.src.status(INSTANCE) == "running" and w.src.instances[INSTANCE].link
+    assert INSTANCE not in w.dst.instances  # wiped, its receiver with it
+    assert not w.net.ops("relocate")
+
+
 def test_lazy_failure_before_restore_stops_the_page_server_and_resumes_the_source() -> None:
     w = make_world("postcopy", dst={"fail_at": "restore"})
     with pytest.raises(MigrationError) as info:
