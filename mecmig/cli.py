@@ -387,6 +387,10 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     add_levels_parser(bench)  # seed 003's state levels: Table IV
     _resume_option(bench.choices["levels"])
+    from mecmig.bench.compression import add_parser as add_compression_parser
+
+    add_compression_parser(bench)  # issue 13, item 5: zstd on a migration's copy
+    _resume_option(bench.choices["compression"])
 
 
 def _bench_loss_parser(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
