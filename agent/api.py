@@ -37,6 +37,7 @@ from agent.api_models import (
     ReceiveBody,
     RestoreBody,
     RestoreOut,
+    SampleOut,
     SendBody,
     SpecBody,
     VolumeSendBody,
@@ -109,6 +110,7 @@ InstanceName = Annotated[
 def _dump(info: DumpInfo) -> dict[str, Any]:
     data = asdict(info)
     data["criu"] = _criu_dump(info.criu)
+    data["sample"] = None if info.sample is None else SampleOut(**asdict(info.sample)).model_dump()
     return data
 
 
@@ -252,13 +254,14 @@ def _router(s: SiteService) -> APIRouter:
                 leave_running=body.leave_running,
                 on_predumps=body.on_predumps,
                 hold_url=body.hold_url,
+                sample=body.sample,
             )
         )
 
     @router.post("/instances/{name}/pre-dump", responses=WITH_BODY)
     def pre_dump(name: InstanceName, body: PreDumpBody) -> dict[str, Any]:
         """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
-        return _dump(s.pre_dump(name, body.round))
+        return _dump(s.pre_dump(name, body.round, sample=body.sample))
 
     @router.post("/instances/{name}/receive", responses=WITH_BODY)
     def receive(name: InstanceName, body: ReceiveBody | None = None) -> dict[str, int]:
@@ -273,8 +276,13 @@ def _router(s: SiteService) -> APIRouter:
     @router.post("/instances/{name}/send", responses=WITH_BODY)
     def send(name: InstanceName, body: SendBody) -> dict[str, Any]:
         """Send its images and files to the agent at `peer`:`port` (`delta`: what changed;
-        `pace_bps`: paced at that rate, its reservation's)."""
-        return _sent(s.send(name, body.peer, body.port, delta=body.delta, pace_bps=body.pace_bps))
+        `pace_bps`: paced at that rate, its reservation's; `compress`: zstd on the stream)."""
+        return _sent(
+            s.send(
+                name, body.peer, body.port, delta=body.delta, pace_bps=body.pace_bps,
+                compress=body.compress,
+            )
+        )  # fmt: skip
 
     @router.post("/instances/{name}/volume/receive", responses=WITH_BODY)
     def volume_receive(name: InstanceName, body: ReceiveBody | None = None) -> dict[str, int]:
@@ -313,7 +321,9 @@ def _router(s: SiteService) -> APIRouter:
         handoff = None
         if body.send_to is not None:
             peer, _, port = body.send_to.rpartition(":")
-            handoff = Handoff(peer, int(port), delta=body.delta, pace_bps=body.pace_bps)
+            handoff = Handoff(
+                peer, int(port), delta=body.delta, pace_bps=body.pace_bps, compress=body.compress
+            )
         return _dump(
             s.lazy_checkpoint(
                 name,

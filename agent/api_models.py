@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from agent.files import FILE_NAME_PATTERN
 from agent.service import INSTANCE_NAME
+from agent.transfer_wire import Compress
 from ground.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from ground.instance_env import ENV_ITEM_PATTERN, MAX_ENV, MAX_ENV_NAME, MAX_ENV_VALUE, env_names
 from ground.instance_fs import (
@@ -51,6 +52,16 @@ MIN_MEMORY_BYTES, MAX_MEMORY_BYTES = 1 << 20, 1 << 40
 MAX_ROUND = 1000
 # The controller's hold endpoint, which the source's CRIU calls with curl: http(s) only.
 MAX_URL_CHARS = 2048
+# a dump's sample of its memory (agent.compression: 4 MiB, tens of ms) and the copy's modes
+MAX_SAMPLE_BYTES, MAX_SAMPLE_S = 1 << 30, 600.0
+MIN_ZSTD_LEVEL, MAX_ZSTD_LEVEL = -7, 22
+SAMPLE_DESCRIPTION = (
+    "the answer's sample: how well the dump's memory compresses and how fast (15-60 ms more)"
+)
+COMPRESS_DESCRIPTION = (
+    "zstd: the stream compressed (worth it where the link is slower than the compressor and "
+    "the memory compresses); default: none"
+)
 URL_PATTERN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%-]*)*$"
 # An agent's address for migration traffic ("ADDR:PORT" for a page server): IPv4.
 ADDRESS_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]{1,5}$"
@@ -247,12 +258,14 @@ class CheckpointBody(_Body):
     hold_url: Url | None = Field(
         default=None, description="the controller's hold endpoint, called at CRIU's freeze"
     )
+    sample: bool = Field(default=False, description=SAMPLE_DESCRIPTION)
 
 
 class PreDumpBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"round": 1}]})
 
     round: int = Field(ge=1, le=MAX_ROUND, description="1 starts a new chain of pre-dumps")
+    sample: bool = Field(default=False, description=SAMPLE_DESCRIPTION)
 
 
 class SendBody(_Body):
@@ -276,6 +289,7 @@ class SendBody(_Body):
         "reservation's, so that the reservation's meter drops none of its bursts; "
         "default: unpaced",
     )
+    compress: Compress = Field(default="none", description=COMPRESS_DESCRIPTION)
 
 
 class ReceiveBody(_Body):
@@ -331,12 +345,24 @@ class LazyBody(_Body):
         le=MAX_PACE_BPS,
         description="with send_to: bit/s the copy is paced at (its reservation's)",
     )
+    compress: Compress = Field(default="none", description=f"with send_to: {COMPRESS_DESCRIPTION}")
 
 
 class RestoreBody(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{}, {"lazy_from": "10.0.0.1:7101"}]})
 
     lazy_from: Address | None = Field(default=None, description="the source's page server")
+
+
+class SampleOut(BaseModel):
+    """A sample of a dump's memory through the copy's compressor (agent.compression)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    raw_bytes: int = Field(ge=0, le=MAX_SAMPLE_BYTES, description="bytes read from the images")
+    compressed_bytes: int = Field(ge=0, le=MAX_SAMPLE_BYTES, description="what zstd made of them")
+    seconds: float = Field(ge=0, le=MAX_SAMPLE_S, description="the compressor's time")
+    level: int = Field(ge=MIN_ZSTD_LEVEL, le=MAX_ZSTD_LEVEL, description="zstd's level")
 
 
 class CriuDumpStatsOut(BaseModel):

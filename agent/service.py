@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from agent.compression import measure
 from agent.container import PREDUMPS, ContainerError, SiteContainers
 from agent.cpu import cgroup_cpu_s, tree_cpu_s
 from agent.criu_images import ImageError, dump_stats_in, lazy_dump_stats_in, restore_stats_in
@@ -42,6 +43,7 @@ from agent.orphans import (
 from agent.runc import CheckpointOptions, RuncError
 from agent.service_logs import DEFAULT_TAIL_LINES, tail
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
+from agent.transfer_wire import Compress
 from agent.volume_sync import VolumeSync
 from ground.runner import Spawned, SubprocessRunner
 from migration.site import (
@@ -100,7 +102,14 @@ def _criu_restore(work: Path) -> CriuRestoreStats | None:
 
 
 def _send_info(stats: TransferStats) -> SendInfo:
-    return SendInfo(stats.bytes_on_wire, stats.bytes_total, stats.seconds, stats.mode)
+    return SendInfo(
+        stats.bytes_on_wire, stats.bytes_total, stats.seconds, stats.mode, compress=stats.compress
+    )
+
+
+def _sampled(info: DumpInfo, image: Path, sample: bool) -> DumpInfo:
+    """`info` with a sample of `image`'s memory (`agent.compression.measure`) when asked."""
+    return replace(info, sample=measure(image)) if sample else info
 
 
 def _step(
@@ -388,6 +397,7 @@ class SiteService:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        sample: bool = False,
     ) -> DumpInfo:
         self._known(instance)
         with self.locked(instance):
@@ -399,7 +409,7 @@ class SiteService:
             )
             seconds = time.monotonic() - t0
         c = self.containers
-        return DumpInfo(
+        info = DumpInfo(
             _du(image),
             seconds,
             leave_running,
@@ -408,10 +418,12 @@ class SiteService:
             runc_s=c.runc.took("checkpoint", instance),
             criu=_criu_dump(self._work(instance, "dump")),
         )
+        return _sampled(info, image, sample)
 
     @_step("pre-dump")
-    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
-        """A pre-copy round with CRIU's dirty-memory tracking (the service runs on)."""
+    def pre_dump(self, instance: str, round_: int, sample: bool = False) -> DumpInfo:
+        """A pre-copy round with CRIU's dirty-memory tracking (the service runs on);
+        `sample`: with a sample of its memory."""
         self._known(instance)
         if round_ < 1:
             raise BadRequest(f"site {self.name}: pre-dump round {round_} of {instance}")
@@ -429,7 +441,8 @@ class SiteService:
             seconds = time.monotonic() - t0
         runc_s = self.containers.runc.took("checkpoint", instance)
         criu = _criu_dump(self._work(instance, "predump"))
-        return DumpInfo(_du(image), seconds, True, runc_s=runc_s, criu=criu)
+        info = DumpInfo(_du(image), seconds, True, runc_s=runc_s, criu=criu)
+        return _sampled(info, image, sample)
 
     @_step("receive")
     def start_receive(self, instance: str, port: int | None = None) -> int:
@@ -465,7 +478,14 @@ class SiteService:
 
     @_step("send")
     def send(
-        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+        self,
+        instance: str,
+        peer: str,
+        port: int,
+        *,
+        delta: bool,
+        pace_bps: int | None = None,
+        compress: Compress = "none",
     ) -> SendInfo:
         self._known(instance)
         previous = self.manifests.get(instance) if delta else None
@@ -477,6 +497,7 @@ class SiteService:
             immutable=_finished_round,
             settled=_written_before_send,
             pace_bps=pace_bps,
+            compress=compress,
         )
         self.manifests[instance] = manifest
         return _send_info(stats)
@@ -591,8 +612,9 @@ class SiteService:
         try:
             c.net.set_link(c.plug(c.spec(instance)), False)
             return self.send(
-                instance, handoff.peer, handoff.port, delta=handoff.delta, pace_bps=handoff.pace_bps
-            )
+                instance, handoff.peer, handoff.port, delta=handoff.delta,
+                pace_bps=handoff.pace_bps, compress=handoff.compress,
+            )  # fmt: skip
         except BaseException:
             dump = self.lazy_dumps.pop(instance, None)
             if dump is not None:

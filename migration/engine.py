@@ -14,6 +14,12 @@ Before the point of no return every failure rolls back: the destination is wiped
 its own final dump if that dump had stopped it). After it, clean-up is best effort. The phases are
 public methods on a `Migration`, so chain patterns (barriers between phases, phases in turn across
 several containers) compose them without rewriting them.
+
+Each copy picks its compression (`migration.compression.choose`) from the link's rate (the
+grant's; without a grant, the rate the plan asks for) and the latest sample of the memory: every
+memory round's dump carries one (the service runs on meanwhile), and a final dump asks for one
+only where no round did and the link is slower than `SAMPLE_BELOW_BPS` (a sample costs 15-60 ms
+of the frozen window; above that rate zstd never pays here). No sample: the copy goes plain.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ground.defaults import (
     MIGRATION_RATE_BPS,
     PAGE_SERVER_PORT,
 )
+from migration.compression import Choice, Sample, choose
 from migration.network import ControllerLink, Grant, NoNetwork, RelocationIncomplete
 from migration.profile import dump_detail, frozen_profile, pages_mbps, restore_detail
 from migration.site import (
@@ -60,6 +67,9 @@ RETRY_STEP_S = 0.5
 # at most what a lazy dump's images (no pages) weigh (1.3-1.8 MB measured for memhog)
 METER_BURST_S = 0.3
 LAZY_IMAGES_BYTES = 4_000_000
+# a final dump samples its memory for the copy's compression only on links slower than this:
+# the compressed copy ran at 1.2-1.5 Gbit/s here (mecmig bench compression)
+SAMPLE_BELOW_BPS = 2_000_000_000
 
 
 class MigrationError(Exception):
@@ -162,6 +172,9 @@ class Migration:
         # CRIU pre-dumps with parent images (soft-dirty tracking at the source)
         self.predumps = plan.dirty_tracking and self.strategy.may_predump
         self.predump_rounds = 0
+        self.sample: Sample | None = None  # the latest dump's sample of the memory
+        self.image_bytes = 0  # the latest dump's size
+        self.choice: Choice | None = None  # the last copy's compression
 
     @property
     def tag(self) -> str:
@@ -229,10 +242,11 @@ class Migration:
             )
             if dump is not None:
                 dump_s = dump.seconds
+                self._dumped(dump)
                 ph.detail.update(image_bytes=dump.image_bytes, pre_dump=self.predumps)
             sent = self._transfer(delta=n > 1)
             ph.bytes = sent.bytes_on_wire
-            ph.detail.update(dump_s=dump_s, send_s=sent.seconds)
+            ph.detail.update(dump_s=dump_s, send_s=sent.seconds, **self._compress_detail())
         rnd = Round(sent.bytes_on_wire, dump_s, sent.seconds)
         self.rounds.append(rnd)
         return rnd
@@ -244,7 +258,7 @@ class Migration:
         p = self.plan
         if self.predumps:
             try:
-                dump = self._at_source(lambda: p.source.pre_dump(p.instance, n))
+                dump = self._at_source(lambda: p.source.pre_dump(p.instance, n, sample=True))
                 self.predump_rounds = n
                 return dump
             except SiteUnreachable:
@@ -258,7 +272,9 @@ class Migration:
                 self._set_mode()
                 if not self.memory_rounds:
                     return None  # hybrid: memory goes lazily, the rounds move files only
-        return self._at_source(lambda: p.source.checkpoint(p.instance, leave_running=True))
+        return self._at_source(
+            lambda: p.source.checkpoint(p.instance, leave_running=True, sample=True)
+        )
 
     def _at_source(self, step: Callable[[], T]) -> T:
         """Run a step that dumps or stops the service at the source: from now on a rollback
@@ -356,12 +372,19 @@ class Migration:
             t0 = self.clock()
             url = self.hold_at_freeze()
             ph.detail["hold_ms"] = (self.clock() - t0) * 1000.0
+            sample = self.sample is None and self._link_bps() < SAMPLE_BELOW_BPS
             dump = self._at_source(
                 lambda: self.plan.source.checkpoint(
-                    self.plan.instance, leave_running=False, on_predumps=self.chained, hold_url=url
+                    self.plan.instance,
+                    leave_running=False,
+                    on_predumps=self.chained,
+                    hold_url=url,
+                    sample=sample,
                 )
             )
             self.dumped_final = True
+            self._dumped(dump)
+            ph.detail["sampled"] = dump.sample is not None
             ph.detail.update(held=self._held_by(url, dump), held_at_freeze=url is not None)
             ph.detail.update(
                 image_bytes=dump.image_bytes, dump_s=dump.seconds, on_predumps=self.chained
@@ -458,6 +481,8 @@ class Migration:
                 sent = self._transfer(delta=delta, pace=not delta)
             ph.bytes = sent.bytes_on_wire
             ph.detail.update(mode=sent.mode, bytes_total=sent.bytes_total, send_s=sent.seconds)
+            if self.handed_off is None:
+                ph.detail.update(self._compress_detail())
 
     def switch(self) -> None:
         """Source link down, traffic to the destination port (still locked: no RST)."""
@@ -519,8 +544,35 @@ class Migration:
         p = self.plan
         port = p.destination.start_receive(p.instance, p.transfer_port)
         pace_bps = self._pace() if pace else None
-        p.source.send(p.instance, p.destination.address, port, delta=delta, pace_bps=pace_bps)
+        link = self._link_bps()
+        self.choice = (
+            choose(link, self.sample, total_bytes=max(self.image_bytes, 1))
+            if link > 0
+            else Choice("none", 0, 0.0, 0.0, "no link rate known")
+        )
+        p.source.send(
+            p.instance, p.destination.address, port, delta=delta, pace_bps=pace_bps,
+            compress=self.choice.compress,
+        )  # fmt: skip
         return p.destination.finish_receive(p.instance)
+
+    def _dumped(self, dump: DumpInfo) -> None:
+        """Keep what the next copy's compression is chosen from: the dump's size and sample."""
+        self.image_bytes = dump.image_bytes
+        if dump.sample is not None:
+            self.sample = dump.sample
+
+    def _link_bps(self) -> float:
+        """The copy's link rate, as the engine knows it: the grant's, else the plan's."""
+        rate = self.grant.rate_bps if self.grant is not None else 0
+        return float(rate if rate > 0 else self.plan.rate_bps)
+
+    def _compress_detail(self) -> dict[str, object]:
+        """The last copy's compression and why, for its phase's detail."""
+        c = self.choice
+        if c is None:
+            return {}
+        return {"compress": c.compress, "compress_why": c.why}
 
     def _pace(self) -> int | None:
         """The grant's rate, within what a site paces at; None (unpaced) without a grant or

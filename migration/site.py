@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ground.capabilities import DEFAULT_CAPABILITIES
 from ground.instance_fs import DEFAULT_WORKDIR
 from ground.instance_health import DEFAULT_START_TIMEOUT_S
+from migration.compression import Sample
 
 # the pacing rates a copy takes (`Site.send`'s pace_bps, bit/s): a reservation's, 1 kbit/s to
 # 100 Gbit/s (the controller's largest)
@@ -206,6 +207,8 @@ class DumpInfo:
     # copy was asked), and whether the service's link at the source went down
     sent: SendInfo | None = None
     link_down: bool = False
+    # how well its memory compresses and how fast, where the dump was asked for a sample
+    sample: Sample | None = None
 
 
 @dataclass(frozen=True)
@@ -213,12 +216,13 @@ class Handoff:
     """What a lazy dump does itself once the page server is ready, without a round trip to the
     engine for each: take the service's link down at the source (the switch's first half)
     and send the images and files to the destination's receiver at `peer`:`port` (started
-    before the freeze), as `Site.send` would (`delta`, `pace_bps`)."""
+    before the freeze), as `Site.send` would (`delta`, `pace_bps`, `compress`)."""
 
     peer: str
     port: int
     delta: bool = False
     pace_bps: int | None = None
+    compress: Literal["none", "zstd"] = "none"
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,7 @@ class SendInfo:
     bytes_total: int
     seconds: float
     mode: str
+    compress: str = "none"  # "zstd": bytes_on_wire are the compressed bytes
 
 
 class SiteError(Exception):
@@ -282,14 +287,17 @@ class Site(Protocol):
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        sample: bool = False,
     ) -> DumpInfo:
         """Dump; `on_predumps`: only what changed since the last `pre_dump` round; `hold_url`:
-        the controller's hold endpoint, called once CRIU has frozen the service."""
+        the controller's hold endpoint, called once CRIU has frozen the service; `sample`: the
+        answer carries a `Sample` of the dump's memory (15-60 ms more)."""
         ...
 
-    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+    def pre_dump(self, instance: str, round_: int, sample: bool = False) -> DumpInfo:
         """Pre-copy round with dirty-memory tracking (round 1 starts a new chain); the
-        service runs on. Fails where the kernel has no soft-dirty tracking."""
+        service runs on. Fails where the kernel has no soft-dirty tracking. `sample`: as
+        `checkpoint`'s."""
         ...
 
     def start_receive(self, instance: str, port: int | None = None) -> int:
@@ -298,12 +306,20 @@ class Site(Protocol):
         ...
 
     def send(
-        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+        self,
+        instance: str,
+        peer: str,
+        port: int,
+        *,
+        delta: bool,
+        pace_bps: int | None = None,
+        compress: Literal["none", "zstd"] = "none",
     ) -> SendInfo:
         """Send its images and files to the site receiving them at `peer`:`port` (`delta`:
         only what changed since the last send there). `pace_bps` (MIN_PACE_BPS to
         MAX_PACE_BPS): the sending kernel paces the copy at that rate, a reservation's, so
-        that its meter drops no burst; None: unpaced."""
+        that its meter drops no burst; None: unpaced. `compress`: "zstd" compresses the
+        stream (migration.compression chooses)."""
         ...
 
     def finish_receive(self, instance: str) -> SendInfo: ...

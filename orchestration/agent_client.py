@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from agent.errors import StepFailed, Unauthorized, UnknownInstance, error_for_status
 from agent.token import TOKEN_HEADER
 from ground.defaults import AGENT_PORT
+from migration.compression import Sample
 from migration.site import (
     CriuDumpStats,
     CriuRestoreStats,
@@ -194,23 +195,38 @@ class AgentClient:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        sample: bool = False,
     ) -> DumpInfo:
-        body = {"leave_running": leave_running, "on_predumps": on_predumps, "hold_url": hold_url}
+        body: dict[str, Any] = {
+            "leave_running": leave_running, "on_predumps": on_predumps, "hold_url": hold_url,
+        }  # fmt: skip
+        if sample:
+            body["sample"] = True
         return _dump(self._call("POST", f"/v1/instances/{instance}/checkpoint", body))
 
-    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
-        return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", {"round": round_}))
+    def pre_dump(self, instance: str, round_: int, sample: bool = False) -> DumpInfo:
+        body: dict[str, Any] = {"round": round_, **({"sample": True} if sample else {})}
+        return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", body))
 
     def start_receive(self, instance: str, port: int | None = None) -> int:
         body = {"port": port} if port is not None else None
         return int(self._call("POST", f"/v1/instances/{instance}/receive", body)["port"])
 
     def send(
-        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+        self,
+        instance: str,
+        peer: str,
+        port: int,
+        *,
+        delta: bool,
+        pace_bps: int | None = None,
+        compress: Literal["none", "zstd"] = "none",
     ) -> SendInfo:
         body: dict[str, Any] = {"peer": peer, "port": port, "delta": delta}
         if pace_bps is not None:
             body["pace_bps"] = pace_bps
+        if compress != "none":
+            body["compress"] = compress
         return SendInfo(**self._call("POST", f"/v1/instances/{instance}/send", body))
 
     def finish_receive(self, instance: str) -> SendInfo:
@@ -260,6 +276,8 @@ class AgentClient:
             body |= {"send_to": f"{handoff.peer}:{handoff.port}", "delta": handoff.delta}
             if handoff.pace_bps is not None:
                 body["pace_bps"] = handoff.pace_bps
+            if handoff.compress != "none":
+                body["compress"] = handoff.compress
         return _dump(self._call("POST", f"/v1/instances/{instance}/lazy-dump", body))
 
     def finish_lazy_checkpoint(self, instance: str) -> None:
@@ -322,7 +340,22 @@ def _dump(data: dict[str, Any]) -> DumpInfo:
         criu=CriuDumpStats.from_dict(criu) if isinstance(criu, dict) else None,
         sent=SendInfo(**sent) if isinstance(sent := data.get("sent"), dict) else None,
         link_down=bool(data.get("link_down")),
+        sample=_sample(data.get("sample")),
     )
+
+
+def _sample(value: Any) -> Sample | None:
+    """A dump's sample of its memory, None where it has none (or an agent from before)."""
+    if not isinstance(value, dict):
+        return None
+    raw, packed, seconds, level = (
+        value.get(k) for k in ("raw_bytes", "compressed_bytes", "seconds", "level")
+    )
+    if not (isinstance(raw, int) and isinstance(packed, int) and isinstance(level, int)):
+        return None
+    if not isinstance(seconds, int | float) or raw < 0 or packed < 0 or seconds < 0:
+        return None
+    return Sample(raw, packed, float(seconds), level)
 
 
 def _spec(spec: InstanceSpec) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
+from migration.compression import Sample
 from migration.network import Grant
 from migration.site import (
     DumpInfo,
@@ -34,6 +35,10 @@ from migration.site import (
 )
 
 MB = 1_000_000
+# samples of a dump's memory (migration.compression): compressible (ratio 0.1, the compressor
+# at 2 Gbit/s) and random (nothing saved)
+SAMPLE_COMPRESSIBLE = Sample(4 << 20, 419_430, 0.0168, 3)
+SAMPLE_RANDOM = Sample(4 << 20, 4 << 20, 0.004, 3)
 
 # Seconds each fake operation takes on the fake clock (unlisted ones take no time).
 SITE_DURATIONS = {
@@ -152,6 +157,9 @@ class FakeSite:
         self.hold_network: FakeNetwork | None = None  # what a hold script would call
         self.hold_urls: list[str | None] = []  # per dump, the hold URL it was given
         self.paces: list[int | None] = []  # per send, the rate it was paced at (None: unpaced)
+        self.compresses: list[str] = []  # per send, its compression
+        self.sampled: list[bool] = []  # per dump and pre-dump, whether it was asked to sample
+        self.memory: Sample | None = SAMPLE_COMPRESSIBLE  # what a dump asked to sample answers
 
     # ------------------------------------------------------------------ helpers
 
@@ -213,6 +221,7 @@ class FakeSite:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        sample: bool = False,
     ) -> DumpInfo:
         alias = "checkpoint-leave-running" if leave_running else "checkpoint-final"
         self._op("checkpoint", instance, leave_running, on_predumps, alias=alias)
@@ -227,7 +236,11 @@ class FakeSite:
         inst.dumped = inst.images = True
         if not leave_running:
             inst.status = "stopped"
-        return DumpInfo(64 * MB, self.dump_s, leave_running, held)
+        self.sampled.append(sample)
+        return DumpInfo(64 * MB, self.dump_s, leave_running, held, sample=self._sample(sample))
+
+    def _sample(self, asked: bool) -> Sample | None:
+        return self.memory if asked else None
 
     def _hold_script(self, instance: str, hold_url: str | None) -> bool:
         """What the agent's CRIU hold script does: ask the controller, once frozen."""
@@ -236,7 +249,7 @@ class FakeSite:
             return False
         return self.hold_network.hold(instance, 120.0)
 
-    def pre_dump(self, instance: str, round_: int) -> DumpInfo:
+    def pre_dump(self, instance: str, round_: int, sample: bool = False) -> DumpInfo:
         self._op("pre_dump", instance, round_)
         inst = self._get(instance)
         if not self.dirty_tracking:
@@ -247,7 +260,11 @@ class FakeSite:
             raise SiteError(f"site {self.name}: pre-dump round {round_} out of order")
         inst.predumps = round_
         inst.dumped = inst.images = True
-        return DumpInfo(image_bytes=64 * MB, seconds=self.dump_s, leave_running=True)
+        self.sampled.append(sample)
+        return DumpInfo(
+            image_bytes=64 * MB, seconds=self.dump_s, leave_running=True,
+            sample=self._sample(sample),
+        )  # fmt: skip
 
     def start_receive(self, instance: str, port: int | None = None) -> int:
         self._op("start_receive", instance)
@@ -256,11 +273,19 @@ class FakeSite:
         return port or 7100
 
     def send(
-        self, instance: str, peer: str, port: int, *, delta: bool, pace_bps: int | None = None
+        self,
+        instance: str,
+        peer: str,
+        port: int,
+        *,
+        delta: bool,
+        pace_bps: int | None = None,
+        compress: Literal["none", "zstd"] = "none",
     ) -> SendInfo:
         n = len(self.ops("send"))
         self._op("send", instance, peer, port, delta)
         self.paces.append(pace_bps)
+        self.compresses.append(compress)
         inst = self._get(instance)
         if not inst.images and inst.status not in ("running", "stopped"):  # /data alone
             raise SiteError(f"site {self.name}: {instance} has no images to send")
@@ -273,6 +298,7 @@ class FakeSite:
             bytes_total=max(wire, 64 * MB),
             seconds=self.durations["send"],
             mode="delta" if delta else "full",
+            compress=compress,
         )
         target.incoming[instance].sent = info
         return info
