@@ -254,6 +254,8 @@ def _router(s: SiteService) -> APIRouter:
                 leave_running=body.leave_running,
                 on_predumps=body.on_predumps,
                 hold_url=body.hold_url,
+                page_server=body.page_server,
+                pace_bps=body.pace_bps,
                 sample=body.sample,
             )
         )
@@ -265,8 +267,11 @@ def _router(s: SiteService) -> APIRouter:
 
     @router.post("/instances/{name}/receive", responses=WITH_BODY)
     def receive(name: InstanceName, body: ReceiveBody | None = None) -> dict[str, int]:
-        """Listen for its migration traffic; the port."""
-        return {"port": s.start_receive(name, body.port if body is not None else None)}
+        """Listen for its migration traffic (`pages_port`: and for its final dump's pages, by
+        a CRIU page server); the port."""
+        if body is None:
+            return {"port": s.start_receive(name)}
+        return {"port": s.start_receive(name, body.port, body.pages_port)}
 
     @router.post("/instances/{name}/receive/finish", responses=FINISHING)
     def finish_receive(name: InstanceName) -> dict[str, Any]:

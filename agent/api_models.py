@@ -258,6 +258,17 @@ class CheckpointBody(_Body):
     hold_url: Url | None = Field(
         default=None, description="the controller's hold endpoint, called at CRIU's freeze"
     )
+    page_server: Address | None = Field(
+        default=None,
+        description="a whole final dump: its pages go to the destination's page server there "
+        "(ADDR:PORT, started by its receive with pages_port) while CRIU dumps",
+    )
+    pace_bps: int | None = Field(
+        default=None,
+        ge=MIN_PACE_BPS,
+        le=MAX_PACE_BPS,
+        description="bit/s: those pages paced at this rate (its reservation's); default: unpaced",
+    )
     sample: bool = Field(default=False, description=SAMPLE_DESCRIPTION)
 
 
@@ -299,6 +310,11 @@ class ReceiveBody(_Body):
         default=None,
         description="listen on this port (several migrations into one site each take their "
         "own); default: the agent's migration port",
+    )
+    pages_port: L4Port | None = Field(
+        default=None,
+        description="also a CRIU page server on this port, for the pages of the final dump "
+        "(they come ahead of the rest); default: none",
     )
 
 

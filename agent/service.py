@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,10 +41,17 @@ from agent.orphans import (
     is_lazy_dump,
     processes,
 )
+from agent.page_relay import (
+    PageRelay,
+    PageServerError,
+    finish_page_server,
+    replay_pages,
+    start_page_server,
+)
 from agent.runc import CheckpointOptions, RuncError
 from agent.service_logs import DEFAULT_TAIL_LINES, tail
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
-from agent.transfer_wire import Compress
+from agent.transfer_wire import Compress, describe
 from agent.volume_sync import VolumeSync
 from ground.runner import Spawned, SubprocessRunner
 from migration.site import (
@@ -59,9 +67,21 @@ from migration.site import (
 
 log = logging.getLogger("mecmig.agent")
 LAST_MIGRATION = "last-migration.json"  # in the instance's directory, outside what moves
+# a stop-and-copy dump's pages (agent.page_relay), outside what moves: as they came from the
+# source's page server here; as its CRIU sent them at the source (to restore it after a failure)
+PAGES_IN = "pages-in"
+PAGES_SENT = "pages.stream"
 # an instance name becomes a directory and a runc container name: nothing that walks elsewhere
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-FAILURES = (ContainerError, RuncError, NetnsError, TransferError, ImageError, OSError)
+FAILURES = (
+    ContainerError,
+    RuncError,
+    NetnsError,
+    TransferError,
+    ImageError,
+    PageServerError,
+    OSError,
+)
 WAIT_S = 600.0  # a transfer, a page server or a lazy-pages daemon must be done by then
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -158,6 +178,7 @@ class SiteService:
         self.volume_sync = VolumeSync(listen_ip)  # a running instance's volume to its replicas
         self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
         self.lazy_daemons: dict[str, Spawned | Adopted] = {}  # destination side of post-copy
+        self.page_servers: dict[str, Spawned] = {}  # destination of a stop-and-copy's pages
         self.spawner = spawner or SubprocessRunner()
         # one step at a time per instance (a chain's functions dump together); steps that
         # plumb or unplumb a container also take the site's lock (namespaces, bridge, images)
@@ -397,17 +418,41 @@ class SiteService:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        page_server: str | None = None,
+        pace_bps: int | None = None,
         sample: bool = False,
     ) -> DumpInfo:
+        """Dump it; `page_server` ("ADDR:PORT", a final dump only): its pages go to the
+        destination's page server while CRIU dumps (through a relay that keeps a copy here:
+        agent.page_relay), paced at `pace_bps` if given."""
         self._known(instance)
+        if page_server is not None and (leave_running or on_predumps):
+            raise BadRequest(f"site {self.name}: only a whole final dump sends pages ahead")
         with self.locked(instance):
             self._running(instance)
             t0 = time.monotonic()
             opts = CheckpointOptions(leave_running=leave_running)
-            image = self.containers.checkpoint(
-                instance, opts, on_predumps=on_predumps, hold_url=hold_url
-            )
+            relay = None
+            if page_server is not None:
+                relay = PageRelay(page_server, self.containers.dir(instance) / PAGES_SENT, pace_bps)
+                opts = replace(opts, page_server=relay.start())
+            try:
+                image = self.containers.checkpoint(
+                    instance, opts, on_predumps=on_predumps, hold_url=hold_url
+                )
+            except BaseException:
+                if relay is not None:  # the dump's own error says more than the relay's
+                    with contextlib.suppress(PageServerError):
+                        relay.close()
+                raise
+            if relay is not None:
+                sent = relay.close()
             seconds = time.monotonic() - t0
+        if relay is not None:
+            log.info(
+                "site %s: %s: %d bytes of pages to %s in %.3f s",
+                self.name, instance, sent.bytes, page_server, sent.seconds,
+            )  # fmt: skip
         c = self.containers
         info = DumpInfo(
             _du(image),
@@ -445,15 +490,30 @@ class SiteService:
         return _sampled(info, image, sample)
 
     @_step("receive")
-    def start_receive(self, instance: str, port: int | None = None) -> int:
+    def start_receive(
+        self, instance: str, port: int | None = None, pages_port: int | None = None
+    ) -> int:
         """Listen for `instance`'s migration traffic on `port` (default: the site's migration
-        port); return the port."""
+        port); return the port. `pages_port`: a `criu page-server` there takes the pages of
+        its final dump, ahead of the rest (`finish_receive` puts them with the images)."""
         self._known(instance)
         with self.locked(instance):
             old = self.receivers.pop(instance, None)
             if old is not None:
                 old.close()
+            server = self.page_servers.pop(instance, None)
+            if server is not None:
+                server.kill(group=True)
             self.containers.touch_target(instance)  # its migration is alive
+            if pages_port is not None:
+                self.page_servers[instance] = start_page_server(
+                    self.containers.runc.criu,
+                    self.containers.dir(instance) / PAGES_IN,
+                    self._work(instance, "page-server"),
+                    self.address,
+                    pages_port,
+                    self.spawner,
+                )
             self.containers.xfer_dir(instance).mkdir(parents=True, exist_ok=True)
             rx = Receiver(
                 self.containers.xfer_dir(instance),
@@ -470,11 +530,27 @@ class SiteService:
         rx = self.receivers.pop(instance, None)
         if rx is None:
             raise NotPending(f"site {self.name}: nothing is being received for {instance}")
+        server = self.page_servers.pop(instance, None)
         try:
             stats = rx.wait(timeout=WAIT_S)
+            if server is not None:  # its client, the source's dump, ended before this copy
+                finish_page_server(server, WAIT_S)
         finally:
             rx.close()
-        return _send_info(stats)
+            if server is not None:
+                server.kill(group=True)
+        info = _send_info(stats)
+        if server is None:
+            return info
+        pages = self.containers.dir(instance) / PAGES_IN
+        moved = 0
+        for img in [*pages.glob("pagemap-*.img"), *pages.glob("pages-*.img")]:
+            moved += img.stat().st_size
+            try:  # a rename, unless the images are on a file system of their own
+                shutil.move(img, self.containers.images_dir(instance) / img.name)
+            except OSError as exc:
+                raise TransferError(f"the pages to the images: {describe(exc)}") from exc
+        return replace(info, pages_bytes=moved)
 
     @_step("send")
     def send(
@@ -552,6 +628,8 @@ class SiteService:
                 )
             else:
                 self.containers.restore(instance)
+                # the pages a page server took (now in the process, as the images dropped)
+                shutil.rmtree(self.containers.dir(instance) / PAGES_IN, ignore_errors=True)
             seconds = time.monotonic() - t0
         return RestoreInfo(
             seconds,
@@ -678,7 +756,25 @@ class SiteService:
         self._known(instance)
         with self.locked(instance):
             self.manifests.pop(instance, None)  # what was sent went to a wiped destination
-            return self.containers.resume_after_failed_migration(instance)
+            replayed = self._pages_back(instance)
+            said = self.containers.resume_after_failed_migration(instance)
+            (self.containers.dir(instance) / PAGES_SENT).unlink(missing_ok=True)
+            return f"{said} (its pages from the copy kept here)" if replayed else said
+
+    def _pages_back(self, instance: str) -> bool:
+        """A service stopped by a dump whose pages went to a page server: its pages images
+        again, from the stream its CRIU sent (agent.page_relay). True if that was needed."""
+        c = self.containers
+        record, images = c.dir(instance) / PAGES_SENT, c.images_dir(instance)
+        if c.status(instance) == "running" or not record.is_file():
+            return False
+        if not (images / "inventory.img").is_file() or any(images.glob("pagemap-*.img")):
+            return False
+        sent = replay_pages(
+            c.runc.criu, record, images, self._work(instance, "replay"), self.spawner
+        )
+        log.info("site %s: %s: its pages again from %d bytes kept", self.name, instance, sent)
+        return True
 
     @_step("stop")
     def stop(self, instance: str) -> None:
@@ -704,7 +800,8 @@ class SiteService:
             self.volume_sync.forget(instance)
             daemon = self.lazy_daemons.pop(instance, None)
             dump = self.lazy_dumps.pop(instance, None)
-            for proc in (daemon, dump.process if dump is not None else None):
+            server = self.page_servers.pop(instance, None)
+            for proc in (daemon, dump.process if dump is not None else None, server):
                 if proc is not None:
                     proc.kill(group=True)
             self.containers.destroy(instance)

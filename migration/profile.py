@@ -186,13 +186,18 @@ def largest_parts(profile: dict[str, float], top: int = 5) -> str:
 def pages_mbps(rec: MigrationRecord) -> float | None:
     """MB/s (10^6 bytes) the memory moved at: post-copy's pages from the restore's start (the
     lazy-pages daemon starts pulling then) to the last page; else every copy's bytes over its
-    sending time. None if nothing moved."""
+    sending time (a cold dump's pages, sent while it dumped, over the dump's runc time). None if
+    nothing moved."""
     pages, restore = rec.phase("pages"), rec.phase("restore")
     if pages is not None and pages.bytes and pages.end_ms is not None and restore is not None:
         seconds = (pages.end_ms - restore.start_ms) / 1000.0
         return round(pages.bytes / seconds / MB, 2) if seconds > 0 else None
     sent, seconds = 0, 0.0
     for ph in rec.phases:
+        freeze = rec.phase("freeze_dump")
+        if ph.name == "transfer" and _num(ph.detail, "pages_bytes") and freeze is not None:
+            # a cold dump's pages (in the phase's bytes) went while CRIU dumped: that time too
+            seconds += _num(freeze.detail, "runc_s") or (freeze.duration_ms or 0.0) / 1000.0
         if ph.name == "transfer" or ph.name.startswith("precopy-"):
             s = _num(ph.detail, "send_s")
             if s is None and ph.duration_ms is not None:

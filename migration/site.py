@@ -244,6 +244,8 @@ class SendInfo:
     bytes_total: int
     seconds: float
     mode: str
+    # a stop-and-copy's memory pages, which came ahead by CRIU's page server (in neither count)
+    pages_bytes: int = 0
     compress: str = "none"  # "zstd": bytes_on_wire are the compressed bytes
 
 
@@ -287,11 +289,16 @@ class Site(Protocol):
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        page_server: str | None = None,
+        pace_bps: int | None = None,
         sample: bool = False,
     ) -> DumpInfo:
         """Dump; `on_predumps`: only what changed since the last `pre_dump` round; `hold_url`:
-        the controller's hold endpoint, called once CRIU has frozen the service; `sample`: the
-        answer carries a `Sample` of the dump's memory (15-60 ms more)."""
+        the controller's hold endpoint, called once CRIU has frozen the service;
+        `page_server` ("ADDR:PORT", a whole final dump): the pages go there while CRIU dumps
+        (the destination's, from `start_receive`'s `pages_port`), paced at `pace_bps` if given;
+        the site keeps what it needs to restore the service if the migration fails. `sample`:
+        the answer carries a `Sample` of the dump's memory (15-60 ms more)."""
         ...
 
     def pre_dump(self, instance: str, round_: int, sample: bool = False) -> DumpInfo:
@@ -300,9 +307,12 @@ class Site(Protocol):
         `checkpoint`'s."""
         ...
 
-    def start_receive(self, instance: str, port: int | None = None) -> int:
+    def start_receive(
+        self, instance: str, port: int | None = None, pages_port: int | None = None
+    ) -> int:
         """Listen for `instance`'s migration traffic on `port` (None: the site's default);
-        the port."""
+        the port. `pages_port`: also a CRIU page server there for the final dump's pages
+        (`finish_receive` waits for them too)."""
         ...
 
     def send(

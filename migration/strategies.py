@@ -57,6 +57,9 @@ class Strategy:
     # the instance's configuration (command, env, workdir, user) runs at the destination;
     # False: a FreshStart (the image's, or a manual command) replaces it
     keeps_config: bool = True
+    # the final dump's pages go to the destination while CRIU dumps (a page server there):
+    # dump and copy overlap, only the rest of the images is copied after it
+    pages_ahead: bool = False
 
     @property
     def may_predump(self) -> bool:
@@ -102,7 +105,9 @@ STRATEGIES: dict[str, Strategy] = {
             hold_at_freeze=True,
             hold_before_freeze=True,
             reservation_from_memory=True,
-            summary="stop-and-copy: final dump, one transfer, restore",
+            summary="stop-and-copy: final dump (its pages straight to the destination), "
+            "the rest copied, restore",
+            pages_ahead=True,
         ),
         Strategy(
             name="precopy",

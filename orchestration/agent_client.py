@@ -195,11 +195,15 @@ class AgentClient:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        page_server: str | None = None,
+        pace_bps: int | None = None,
         sample: bool = False,
     ) -> DumpInfo:
         body: dict[str, Any] = {
             "leave_running": leave_running, "on_predumps": on_predumps, "hold_url": hold_url,
         }  # fmt: skip
+        if page_server is not None:
+            body |= {"page_server": page_server, "pace_bps": pace_bps}
         if sample:
             body["sample"] = True
         return _dump(self._call("POST", f"/v1/instances/{instance}/checkpoint", body))
@@ -208,8 +212,12 @@ class AgentClient:
         body: dict[str, Any] = {"round": round_, **({"sample": True} if sample else {})}
         return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", body))
 
-    def start_receive(self, instance: str, port: int | None = None) -> int:
-        body = {"port": port} if port is not None else None
+    def start_receive(
+        self, instance: str, port: int | None = None, pages_port: int | None = None
+    ) -> int:
+        body: dict[str, Any] | None = {"port": port} if port is not None else None
+        if pages_port is not None:
+            body = {**(body or {}), "pages_port": pages_port}
         return int(self._call("POST", f"/v1/instances/{instance}/receive", body)["port"])
 
     def send(

@@ -15,6 +15,7 @@ from agent import service as service_module
 from agent.container import SiteContainers
 from agent.lazy import LazyDump
 from agent.netns import ContainerNetwork
+from agent.page_relay import RelayStats
 from agent.runc import Runc
 from agent.service import SiteService
 from agent.transfer import Manifest, TransferStats
@@ -99,6 +100,19 @@ class _Receiver:
         return None
 
 
+class _Relay:
+    """Relays nothing (a dump that sends its pages to a page server: agent.page_relay)."""
+
+    def __init__(self, *_: Any) -> None:
+        return None
+
+    def start(self) -> str:
+        return "127.0.0.1:1"
+
+    def close(self, timeout: float = 10.0) -> RelayStats:
+        return RelayStats(0, 0.0)
+
+
 def _send_dir(src: Path, host: str, port: int, **_: Any) -> tuple[TransferStats, Manifest]:
     return TransferStats(0, 0, 0, 0, 0.0, "full"), Manifest(1 << 20)
 
@@ -110,6 +124,9 @@ def no_transfers(monkeypatch: pytest.MonkeyPatch) -> None:
     dump = LazyDump(_Process(), 0.0)  # type: ignore[arg-type]
     monkeypatch.setattr(service_module, "start_lazy_dump", lambda *a, **kw: dump)
     monkeypatch.setattr(service_module, "start_lazy_restore", lambda *a, **kw: _Process())
+    monkeypatch.setattr(service_module, "PageRelay", _Relay)
+    monkeypatch.setattr(service_module, "start_page_server", lambda *a, **kw: _Process())
+    monkeypatch.setattr(service_module, "replay_pages", lambda *a, **kw: 0)
 
 
 def fake_site(

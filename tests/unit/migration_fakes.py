@@ -221,10 +221,15 @@ class FakeSite:
         leave_running: bool,
         on_predumps: bool = False,
         hold_url: str | None = None,
+        page_server: str | None = None,
+        pace_bps: int | None = None,
         sample: bool = False,
     ) -> DumpInfo:
         alias = "checkpoint-leave-running" if leave_running else "checkpoint-final"
         self._op("checkpoint", instance, leave_running, on_predumps, alias=alias)
+        self.pages_to: tuple[str, int | None] | None = (
+            None if page_server is None else (page_server, pace_bps)
+        )
         held = self._hold_script(instance, hold_url)
         inst = self._get(instance)
         if inst.status != "running":
@@ -266,8 +271,11 @@ class FakeSite:
             sample=self._sample(sample),
         )  # fmt: skip
 
-    def start_receive(self, instance: str, port: int | None = None) -> int:
+    def start_receive(
+        self, instance: str, port: int | None = None, pages_port: int | None = None
+    ) -> int:
         self._op("start_receive", instance)
+        self.pages_port = pages_port
         self._get(instance)
         self.incoming[instance] = _Incoming(port=port or 7100)
         return port or 7100

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from ground.defaults import DOWNTIME_BUDGET_MS
+from ground.defaults import DOWNTIME_BUDGET_MS, PAGE_SERVER_PORT
 from migration.engine import (
     DUMP_ESTIMATE_S,
     MIGRATION_PORT,
+    PAGES_AHEAD_FROM_BPS,
     RESTORE_ESTIMATE_S,
     RETRY_STEP_S,
     UNREACHABLE_GRACE_S,
@@ -167,6 +168,42 @@ def test_cold_happy_path_phases_state_and_network() -> None:
     assert w.net.grants == {}
     assert ph(record, "reserve").detail["granted_bps"] == RATE
     assert ph(record, "switch").detail["switchover_ms"] == RELOCATE_S * 1000
+
+
+FAST = 1_000_000_000  # a link from which cold sends its pages ahead (PAGES_AHEAD_FROM_BPS)
+
+
+def test_cold_pages_go_ahead_to_the_destinations_page_server() -> None:
+    """Cold on a fast link: before the freeze the destination listens and runs a page server
+    on the plan's page-server port; the final dump sends its pages there, paced at the grant
+    (dump and copy overlap), unsampled (they are not in its images); the transfer after it uses
+    that receiver, and the reservation matches the agents' pair (pages and copy on two ports).
+    On a slow link (zstd may pay there: only the copy after the dump compresses) and for
+    pre-copy's final dump (a delta on its rounds) no pages go ahead."""
+    w = make_world(rate_bps=FAST)
+    record = w.migration().run()
+    assert w.dst.pages_port == PAGE_SERVER_PORT
+    assert w.src.pages_to == (f"{w.dst.address}:{PAGE_SERVER_PORT}", FAST)
+    assert w.src.sampled == [False]
+    assert [op for who, op in w.journal if op in ("start_receive", "checkpoint-final")] == [
+        "start_receive", "checkpoint-final",
+    ]  # fmt: skip
+    assert len(w.dst.ops("start_receive")) == 1
+    freeze = ph(record, "freeze_dump")
+    assert freeze.detail["pages_to"] == f"{w.dst.address}:{PAGE_SERVER_PORT}"
+    assert ph(record, "receive").detail == {"pages_port": PAGE_SERVER_PORT}
+    assert record.phases.index(ph(record, "receive")) + 1 == record.phases.index(freeze)
+    assert w.net.ops("reserve")[0][4] is None
+    assert record.outcome is Outcome.DONE
+
+    for w in (
+        make_world(rate_bps=PAGES_AHEAD_FROM_BPS - 1),
+        make_world("precopy", rate_bps=FAST, src={"send_bytes": [60 * MB, 1 * MB]}),
+    ):
+        record = w.migration().run()
+        assert record.phase("receive") is None and w.src.pages_to is None
+        assert ph(record, "freeze_dump").detail["pages_to"] is None
+        assert w.net.ops("reserve")[0][4] == MIGRATION_PORT
 
 
 def test_cold_calls_in_order_across_sites_and_network() -> None:

@@ -254,7 +254,9 @@ def test_cold_speculation_is_prepare_only_ready_at_once() -> None:
     assert w.spec.warm_rounds == 0 and w.src.calls == [("cpu_jiffies",), ("spec", INSTANCE)]
     assert w.spec.commit()
     assert w.spec.wait_for(timeout=WAIT) is SpecState.DONE
-    assert w.phases()[2:] == ["freeze_dump", "transfer", "switch", "restore", "release", "cleanup"]
+    assert w.phases()[2:] == [
+        "receive", "freeze_dump", "transfer", "switch", "restore", "release", "cleanup",
+    ]  # fmt: skip
 
 
 def test_postcopy_speculation_cancelled_leaves_nothing() -> None:
