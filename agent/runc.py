@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ class Runc:
     def run(self, container: str, bundle: Path, output: tuple[int, int] | None = None) -> None:
         """Create and start `container` from `bundle`, detached; `output`: its stdout and
         stderr (else /dev/null)."""
+        self._drop_half_made(container)
         args = ["run", "--detach", "--bundle", str(bundle), container]
         self._run("run", container, args, detached=True, output=output)
 
@@ -214,6 +216,19 @@ class Runc:
             raise RuncError("checkpoint", container, detail) from exc
         self._took[("checkpoint", container)] = time.monotonic() - t0
 
+    def _drop_half_made(self, container: str) -> None:
+        """A restore that was cut (its agent or its CRIU killed) leaves runc's directory of the
+        container without its state (only `criu-root`); runc then refuses every later restore
+        of that name ("container with given ID already exists"). Such a directory holds no
+        container: remove it."""
+        path = self.root / container
+        if path.is_dir() and not (path / "state.json").exists():
+            log.warning("%s: removing a half-made container's directory %s", container, path)
+            root_mount = path / "criu-root"  # runc's bind mount of the rootfs for CRIU
+            if root_mount.is_dir():
+                self.runner.run(["umount", "-l", str(root_mount)], check=False)
+            shutil.rmtree(path, ignore_errors=True)
+
     def restore(
         self,
         container: str,
@@ -230,6 +245,7 @@ class Runc:
         it was dumped (runc maps them: --inherit-fd)."""
         work.mkdir(parents=True, exist_ok=True)
         (work / STATS_RESTORE).unlink(missing_ok=True)
+        self._drop_half_made(container)
         args = [
             "restore",
             "--detach",

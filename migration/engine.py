@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ground.defaults import (
     DOWNTIME_BUDGET_MS,
@@ -114,6 +114,9 @@ class Plan:
     # what the destination starts when the strategy does not keep the configuration
     # (`filesystem`, seed 003's SFP): the image's command or a manual one (migration.site)
     fresh: FreshStart | None = None
+    # the copies' compression: "auto" chooses per copy (migration.compression.choose); "none"
+    # or "zstd" forces it (a benchmark reproducing a paper's uncompressed copies: bench loss)
+    compress: str = "auto"
 
 
 class Migration:
@@ -580,11 +583,13 @@ class Migration:
             port = p.destination.start_receive(p.instance, p.transfer_port)
         pace_bps = self._pace() if pace else None
         link = self._link_bps()
-        self.choice = (
-            choose(link, self.sample, total_bytes=max(self.image_bytes, 1))
-            if link > 0
-            else Choice("none", 0, 0.0, 0.0, "no link rate known")
-        )
+        if p.compress in ("none", "zstd"):
+            forced: Literal["none", "zstd"] = "zstd" if p.compress == "zstd" else "none"
+            self.choice = Choice(forced, 0, 0.0, 0.0, "asked for by the migration's plan")
+        elif link > 0:
+            self.choice = choose(link, self.sample, total_bytes=max(self.image_bytes, 1))
+        else:
+            self.choice = Choice("none", 0, 0.0, 0.0, "no link rate known")
         p.source.send(
             p.instance, p.destination.address, port, delta=delta, pace_bps=pace_bps,
             compress=self.choice.compress,

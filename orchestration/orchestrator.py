@@ -462,15 +462,19 @@ class Orchestrator:
         fit_budget: bool = True,
         final_rate_bps: int | None = None,
         command: Sequence[str] | None = None,
+        compress: str = "auto",
     ) -> Migration:
         """A migration of `instance` to site `to`, checked and ready to `run()`: raises
         OrchestratorError (what is wrong, nothing changed) if it cannot start. `reserve=False`:
         its copy reserves no bandwidth (best effort); its traffic is still moved and held.
         `fit_budget=False`: the reservation is `rate_bps` throughout (a bandwidth cap), never
         sized to fit the budget. `final_rate_bps`: the final iteration's bandwidth (see
-        migration.engine.Plan). `command`: what the destination starts, for a strategy that
+        migration.engine.Plan). `compress`: the copies' compression, "auto" (chosen per copy),
+        "none" or "zstd". `command`: what the destination starts, for a strategy that
         does not keep the configuration (`filesystem`); CommandRefused for any other, or for
         `filesystem` without one where the image gives none."""
+        if compress not in ("auto", "none", "zstd"):
+            raise OrchestratorError(f"compress is auto, none or zstd, not {compress!r}")
         try:
             self.sc.instance(instance)
         except KeyError as exc:
@@ -519,6 +523,7 @@ class Orchestrator:
             fit_budget=fit_budget,
             final_rate_bps=final_rate_bps,
             fresh=fresh,
+            compress=compress,
         )
 
         def noted(event: str, record: MigrationRecord, phase: Any) -> None:
@@ -554,6 +559,7 @@ class Orchestrator:
         hold: str = HOLD_MODE,
         migration_id: str | None = None,
         command: Sequence[str] | None = None,
+        compress: str = "auto",
     ) -> MigrationRecord:
         """Live-migrate `instance` to site `to`; MigrationError (record inside) if it failed."""
         return self.plan_migration(
@@ -566,6 +572,7 @@ class Orchestrator:
             hold=hold,
             migration_id=migration_id,
             command=command,
+            compress=compress,
         ).run()
 
     def _dirty_tracking(self, site: str) -> bool:

@@ -117,6 +117,7 @@ class Bench:
         self.ip = str(sc.instance(INSTANCE).ip)
         self.port = 7000
         self.hold = "auto"  # whether the engine holds the service's traffic while frozen
+        self.compress = "auto"  # the copies' compression (bench loss: "none", like seed 003)
         self.last_record: MigrationRecord | None = None  # the last case's, phases and all
         self._podman: PodmanPeer | None = None  # made by the first podman case
 
@@ -168,6 +169,7 @@ class Bench:
                         budget_ms=BUDGET_MS,
                         listener=listener,
                         hold=self.hold,
+                        compress=self.compress,
                     )
             except (MigrationError, PeerMigrationError) as exc:
                 record = exc.record

@@ -4,6 +4,8 @@ for it and the transfer phase records it and why."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from migration.engine import SAMPLE_BELOW_BPS
 from migration.timeline import MigrationRecord, PhaseRecord
 from tests.unit.migration_fakes import MB, SAMPLE_RANDOM
@@ -83,3 +85,17 @@ def test_precopy_samples_every_round_live_and_not_the_frozen_dump() -> None:
     assert detail(record, "precopy-1")["compress"] == "zstd"
     assert detail(record, "transfer")["compress"] == "zstd"
     assert w.dst.instances[INSTANCE].status == "running"
+
+
+def test_a_plan_may_force_the_copies_compression() -> None:
+    """bench loss reproduces seed 003's uncompressed copies: the plan says none, whatever the
+    sample and the link would choose; or zstd where the engine would not."""
+    for forced, memory in (("none", None), ("zstd", SAMPLE_RANDOM)):
+        w = make_world(rate_bps=SLOW)
+        if memory is not None:
+            w.src.memory = memory
+        w.plan = replace(w.plan, compress=forced)
+        record = w.migration().run()
+        assert w.src.compresses == [forced]
+        why = detail(record, "transfer")["compress_why"]
+        assert why == "asked for by the migration's plan"

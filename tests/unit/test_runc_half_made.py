@@ -1,0 +1,43 @@
+"""A restore that was cut leaves runc's directory of the container without its state; the next
+restore of that name removes it first (runc would refuse it: "container with given ID already
+exists"). A container that has its state is left alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.runc import Runc
+from ground.runner import Result
+from tests.unit.test_predump_chain import FakeRuncRunner
+
+
+class Recording(FakeRuncRunner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.argvs: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **kw: Any) -> Result:
+        self.argvs.append(list(argv))
+        return super().run(argv, **kw)
+
+
+def test_a_half_made_container_is_removed_before_a_restore(tmp_path: Path) -> None:
+    runner = Recording()
+    runc = Runc(runner, tmp_path / "runc", Path("/opt/criu"), tmp_path / "logs")
+    half = tmp_path / "runc" / "cache"
+    (half / "criu-root").mkdir(parents=True)  # what a killed `runc restore` left (a mount)
+    runc.restore("cache", tmp_path / "bundle", tmp_path / "image", tmp_path / "work")
+    assert ["umount", "-l", str(half / "criu-root")] in runner.argvs  # its rootfs bind mount
+    assert not half.exists() and len(runner.restores) == 1
+
+
+def test_a_container_with_its_state_is_left_alone(tmp_path: Path) -> None:
+    runner = FakeRuncRunner()
+    runc = Runc(runner, tmp_path / "runc", Path("/opt/criu"), tmp_path / "logs")
+    whole = tmp_path / "runc" / "cache"
+    whole.mkdir(parents=True)
+    (whole / "state.json").write_text("{}")
+    runc.restore("cache", tmp_path / "bundle", tmp_path / "image", tmp_path / "work")
+    assert (whole / "state.json").exists()
