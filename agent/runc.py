@@ -50,6 +50,26 @@ class CheckpointOptions:
     pre_dump: bool = False
 
 
+# A restore reads its images from local disk: no slower than this, plus a start. runc waits
+# for ever on a CRIU that was killed after it forked the tree (the tree keeps runc's socket
+# open); seen in CI: 120 s, long enough for the client's connection to give up, where the
+# rollback that follows keeps it.
+RESTORE_BASE_S = 20.0
+RESTORE_MIN_RATE = 50e6  # bytes/s
+
+
+def restore_timeout_s(image: Path) -> float:
+    """How long a `runc restore` of the images in `image` may take."""
+    size = 0
+    try:
+        for f in image.rglob("*"):
+            if f.is_file():
+                size += f.stat().st_size
+    except OSError:
+        pass
+    return RESTORE_BASE_S + size / RESTORE_MIN_RATE
+
+
 class Runc:
     """runc for one site: `root` keeps that site's container state apart from the others'."""
 
@@ -166,6 +186,7 @@ class Runc:
     def delete(self, container: str) -> None:
         """Remove the container (killing it if it runs); no error if it is gone already."""
         if self.state(container) is None:
+            self._drop_half_made(container)  # a cut restore's: no state, but its mount
             return
         self._run("delete", container, ["delete", "--force", container])
 
@@ -263,5 +284,8 @@ class Runc:
             args.append("--lazy-pages")
         self._took.pop(("restore", container), None)
         t0 = time.monotonic()
-        self._run("restore", container, [*args, container], detached=True, output=output)
+        self._run(
+            "restore", container, [*args, container], detached=True, output=output,
+            timeout=restore_timeout_s(image),
+        )  # fmt: skip
         self._took[("restore", container)] = time.monotonic() - t0

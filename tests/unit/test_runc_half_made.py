@@ -41,3 +41,22 @@ def test_a_container_with_its_state_is_left_alone(tmp_path: Path) -> None:
     (whole / "state.json").write_text("{}")
     runc.restore("cache", tmp_path / "bundle", tmp_path / "image", tmp_path / "work")
     assert (whole / "state.json").exists()
+
+
+def test_a_restores_time_limit_grows_with_its_images(tmp_path: Path) -> None:
+    from agent.runc import RESTORE_BASE_S, restore_timeout_s
+
+    (tmp_path / "pages-1.img").write_bytes(b"\0" * 5_000_000)
+    assert restore_timeout_s(tmp_path) == RESTORE_BASE_S + 0.1  # 5 MB at 50 MB/s
+    assert restore_timeout_s(tmp_path / "absent") == RESTORE_BASE_S
+
+
+def test_deleting_a_container_that_has_no_state_removes_its_half_made_directory(
+    tmp_path: Path,
+) -> None:
+    runner = Recording()
+    runc = Runc(runner, tmp_path / "runc", Path("/opt/criu"), tmp_path / "logs")
+    half = tmp_path / "runc" / "cache"
+    (half / "criu-root").mkdir(parents=True)
+    runc.delete("cache")
+    assert not half.exists()
