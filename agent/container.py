@@ -88,6 +88,20 @@ def catches_signal(pid: int, signum: int, proc: Path = Path("/proc")) -> bool:
     return True
 
 
+def mounts_under(root: Path, mounts: str) -> list[str]:
+    """The mount points at or under `root` in a /proc/mounts text, deepest first."""
+    top = str(root)
+    found = []
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if point == top or point.startswith(top + "/"):
+            found.append(point)
+    return sorted(set(found), key=lambda p: -p.count("/"))
+
+
 class ContainerError(Exception):
     """A container operation that failed, with the instance and what went wrong."""
 
@@ -281,6 +295,10 @@ class SiteContainers:
             spec = None
         if spec is not None:
             self.net.delete(self.plug(spec))
+        # a restore that was cut can leave mounts in its rootfs (runc's, for CRIU): rmtree
+        # cannot remove a directory something is mounted on
+        for mount in mounts_under(self.dir(name), Path("/proc/self/mounts").read_text()):
+            self.runc.runner.run(["umount", "-l", mount], check=False)
         shutil.rmtree(self.dir(name), ignore_errors=True)
         # runc's log of it (every checkpoint and restore appends to it; the errors it held went
         # into the exceptions that reported them): it would outlive the instance and grow

@@ -60,3 +60,18 @@ def test_deleting_a_container_that_has_no_state_removes_its_half_made_directory(
     (half / "criu-root").mkdir(parents=True)
     runc.delete("cache")
     assert not half.exists()
+
+
+def test_the_mounts_a_cut_restore_left_in_an_instance_are_found_deepest_first() -> None:
+    from agent.container import mounts_under
+
+    text = (
+        "tmpfs /run tmpfs rw 0 0\n"
+        "proc /var/lib/x/cache/rootfs/proc proc rw 0 0\n"
+        "tmpfs /var/lib/x/cache/rootfs/proc/sys tmpfs rw 0 0\n"
+        "tmpfs /var/lib/x/cache2 tmpfs rw 0 0\n"
+    )
+    assert mounts_under(Path("/var/lib/x/cache"), text) == [
+        "/var/lib/x/cache/rootfs/proc/sys",
+        "/var/lib/x/cache/rootfs/proc",
+    ]
