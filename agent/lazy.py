@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import time
 from dataclasses import dataclass
 
 from agent.container import ContainerError, SiteContainers
 from agent.orphans import Adopted
-from agent.runc import CheckpointOptions
+from agent.runc import CheckpointOptions, criu_ready
 from ground.runner import Spawned, SubprocessRunner
 
 log = logging.getLogger(__name__)
@@ -95,12 +94,7 @@ def start_lazy_dump(
         proc = spawner.spawn(argv, str(c.dir(name) / "lazy-dump.log"), pass_fds=[write_fd])
     finally:
         os.close(write_fd)
-    try:
-        ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT_S)
-        status = os.read(read_fd, 1) if ready else b""
-    finally:
-        os.close(read_fd)
-    if status != b"\0":
+    if not criu_ready(read_fd, READY_TIMEOUT_S):
         proc.kill(group=True)
         detail = c.runc.last_error(name, since) or proc.tail()
         raise ContainerError(f"site {c.site}: lazy dump of {name} failed: {detail}")

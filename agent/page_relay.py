@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.runc import criu_ready
 from agent.transfer_wire import pace_socket, tune_socket
 from ground.runner import Spawned, SubprocessRunner
 
@@ -198,12 +198,7 @@ def start_page_server(
         )
     finally:
         os.close(write_fd)
-    try:
-        ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT_S)
-        status = os.read(read_fd, 1) if ready else b""
-    finally:
-        os.close(read_fd)
-    if status != b"\0":
+    if not criu_ready(read_fd, READY_TIMEOUT_S):
         proc.kill(group=True)
         raise PageServerError(f"criu page-server on port {port} did not start: {proc.tail()}")
     return proc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import shutil
 import time
 from dataclasses import dataclass
@@ -56,6 +58,16 @@ class CheckpointOptions:
 # rollback that follows keeps it.
 RESTORE_BASE_S = 20.0
 RESTORE_MIN_RATE = 50e6  # bytes/s
+
+
+def criu_ready(read_fd: int, timeout_s: float) -> bool:
+    """Whether CRIU wrote its ready byte (NUL) to its `--status-fd` within `timeout_s`; closes
+    `read_fd`, the pipe's read end."""
+    try:
+        ready, _, _ = select.select([read_fd], [], [], timeout_s)
+        return (os.read(read_fd, 1) if ready else b"") == b"\0"
+    finally:
+        os.close(read_fd)
 
 
 def restore_timeout_s(image: Path) -> float:
