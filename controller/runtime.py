@@ -28,6 +28,7 @@ from controller.flowtable import Entry
 from controller.ofencode import bundle_add, bundle_control, encode
 from controller.ofmsg import Barrier, FlowMod, Message
 from controller.plan import Plan
+from controller.saved_text import SavedText
 from controller.state import FabricState, Snapshot
 from controller.store import StateStore
 from controller.switchread import (
@@ -116,6 +117,7 @@ class Runtime:
         self._sent: dict[tuple[int, int], tuple[str, Message | str]] = {}
         self._bundle_ids = itertools.count(1)
         self._errors: dict[tuple[int, int], str] = {}  # (dpid, xid) of a refused message -> why
+        self._saved = SavedText()
 
     # ------------------------------------------------------------------ connections
 
@@ -163,7 +165,9 @@ class Runtime:
         self._worker.shutdown(wait=True, cancel_futures=True)
 
     def save(self) -> None:
-        self.store.save(self.state.to_dict())
+        """The state to disk, as `state.to_dict()` (unchanged records are not encoded again)."""
+        if self.store.path is not None:
+            self.store.save_text(self._saved.text(self.state))
 
     # ------------------------------------------------------------------ transactions
 

@@ -154,6 +154,8 @@ class FabricState:
     computed when it connects.
     """
 
+    SAVED_VERSION = 1  # of the document `to_dict` makes
+
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.declared: Topology = topology_from_scenario(scenario)
@@ -874,14 +876,14 @@ class FabricState:
     def to_dict(self) -> dict[str, Any]:
         """What must survive a controller restart: reservations and where hosts are now."""
         return {
-            "version": 1,
+            "version": self.SAVED_VERSION,
             "scenario": self.scenario.name,
             "next_reservation": self.next_reservation,
-            "reservations": [_record(r) for r in self.reservations.values()],
-            "hosts": [_attachment(a) for a in self.hosts.values()],
+            "reservations": [record_dict(r) for r in self.reservations.values()],
+            "hosts": [attachment_dict(a) for a in self.hosts.values()],
             "host_ids": self.host_ids,
             "standbys": [
-                _attachment(a) for places in self.standbys.values() for a in places.values()
+                attachment_dict(a) for places in self.standbys.values() for a in places.values()
             ],
         }
 
@@ -945,12 +947,12 @@ class FabricState:
             self.declared.switch(sw)
 
 
-def _record(rec: ReservationRecord) -> dict[str, Any]:
+def record_dict(rec: ReservationRecord) -> dict[str, Any]:
     """`asdict(rec)`, without its deep copy (the fields are immutable): saved on every change."""
     return {f: getattr(rec, f) for f in _RECORD_FIELDS}
 
 
-def _attachment(att: Attachment) -> dict[str, Any]:
+def attachment_dict(att: Attachment) -> dict[str, Any]:
     return {f: getattr(att, f) for f in _ATTACHMENT_FIELDS}
 
 

@@ -30,11 +30,15 @@ class StateStore:
 
     def save(self, data: dict[str, Any]) -> None:
         """Write `data`; a crash mid-write leaves the previous document intact."""
+        # compact: json's C encoder (an indent takes its Python one, ten times slower, and the
+        # state is saved on every change)
+        self.save_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+
+    def save_text(self, text: str) -> None:
+        """Write a document already encoded; a crash mid-write leaves the previous one intact."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        # compact: json's C encoder (an indent takes its Python one, ten times slower, and the
-        # state is saved on every change)
-        tmp.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+        tmp.write_text(text)
         os.replace(tmp, self.path)

@@ -81,7 +81,10 @@ class SoftController:
         for switch in self.switches.values():
             self.rt.register(switch)
         self.nb = Northbound(self.rt)
+        # one event loop for every request, as a server has (a TestClient outside its `with`
+        # starts a thread and a loop per request: ~4 ms of each, the harness's, not the app's)
         self.http = TestClient(create_app(self.nb))
+        self.http.__enter__()
 
     @property
     def state(self) -> FabricState:
@@ -105,6 +108,6 @@ class SoftController:
     def close(self) -> None:
         for timer in list(self.nb.holds._timers.values()):
             timer.cancel()
-        self.http.close()
+        self.http.__exit__(None, None, None)
         self.rt.shutdown()
         self._dir.cleanup()
