@@ -180,6 +180,7 @@ def choose_starts(
         now_running = [*running, *started]
         if short_links(caps, now_running, job):
             waiting.append(job)
+            baseline = {}  # one more job ahead of the next candidates: its start counts too
             continue
         if waiting:
             if not backfill:
