@@ -22,6 +22,7 @@ TABLE_ALL = 0xFF  # OFPTT_ALL: a delete in every table
 # Priorities within table 0.
 PRIO_STANDBY = 5000  # frames from a warm replica's port (a standby): dropped there
 PRIO_HOLD = 4000  # an instance's traffic held at the controller while it is frozen
+PRIO_DRAIN = 3500  # what still reaches a drained promotion's old place: out of its old port
 PRIO_RESERVATION = 3000
 PRIO_CHAIN = 2000
 PRIO_CONTROL = 1000  # ARP to the controller

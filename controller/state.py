@@ -28,7 +28,7 @@ from controller.limits import (
     MIN_L4_PORT,
     MIN_SWITCH_PORT,
 )
-from controller.ofmsg import COOKIE_KIND_SHIFT, IP_PROTO, CookieKind, cookie_kind
+from controller.ofmsg import COOKIE_KIND_SHIFT, IP_PROTO, CookieKind, FlowMod, cookie_kind
 from controller.plan import (
     Desired,
     Plan,
@@ -41,6 +41,7 @@ from controller.plan import (
 )
 from controller.reservations import ReservationRecord, default_burst_kb
 from controller.standby import (
+    drain_flow,
     flow_changes,
     ports_of,
     standby_flow,
@@ -171,6 +172,8 @@ class FabricState:
         self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
         # host -> switch -> a standby attachment of it there (a warm replica's port)
         self.standbys: dict[str, dict[str, Attachment]] = {}
+        # host -> the old place of its drained promotion, delivering until sealed (transient)
+        self.draining: dict[str, Attachment] = {}
         self._topo: Topology | None = self.declared
         self._forest = Forest.of(self.declared)
         self._load = LinkLoad(self.declared)
@@ -272,6 +275,9 @@ class FabricState:
         config = self._index.config(self._live(), switch)
         for flow in standby_flows(self.standbys, self.host_ids).get(switch, []):
             config.add_flow(flow)
+        for host, at in self.draining.items():
+            if at.switch == switch:
+                config.add_flow(drain_flow(at, self.host_ids[host]))
         return config
 
     def _commit(self, before: Model, touched: Touched) -> Stage:
@@ -707,17 +713,29 @@ class FabricState:
         self._reroute(self._index.res_by_host.get(host, set()), touched)
         plan = self._commit_move(before, touched, new.switch)
         first, last = flow_changes(standbys_before, self.standbys, self.host_ids, self.host_ids)
-        if drain:
+        hid = self.host_ids[host]
+        was = self.draining.pop(host, None)
+        if drain and keep_old:
             last = {}
+            # the old place delivers what still arrives there, from before its forwarding
+            # changes (the first stage) until it is sealed (see `drain_flow`)
+            self.draining[host] = old
+            first = {**first, old.switch: [drain_flow(old, hid), *first.get(old.switch, [])]}
+        if was is not None and (was.switch != old.switch or host not in self.draining):
+            last = {**last, was.switch: [*last.get(was.switch, []), _undrain(was, hid)]}
         log.info("promoted %s: %s:%d -> %s:%d", host, old.switch, old.port, new.switch, new.port)
         return old, new, with_standby_flows(plan, first, last)
 
     def seal_standby(self, host: str, at: Attachment) -> Plan:
         """The drop of `host`'s standby `at` (a place a drained promotion left open), if it is
         still that standby; else nothing (it moved on meanwhile)."""
-        if self.standbys.get(host, {}).get(at.switch) != at:
-            return []
-        return [{at.switch: [standby_flow(at, self.host_ids[host])]}]
+        msgs: list[Any] = []
+        if self.standbys.get(host, {}).get(at.switch) == at:
+            msgs.append(standby_flow(at, self.host_ids[host]))
+        if self.draining.get(host) == at:  # it drained: its port delivers no more
+            del self.draining[host]
+            msgs.append(_undrain(at, self.host_ids[host]))
+        return [{at.switch: msgs}] if msgs else []
 
     def _switch(self, name: str) -> str:
         try:
@@ -945,6 +963,10 @@ class FabricState:
         _check_ipv4("ip_dst", rec.ip_dst)
         for sw in rec.path:
             self.declared.switch(sw)
+
+
+def _undrain(at: Attachment, host_id: int) -> FlowMod:
+    return delete_strict(drain_flow(at, host_id))
 
 
 def record_dict(rec: ReservationRecord) -> dict[str, Any]:

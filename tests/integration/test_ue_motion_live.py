@@ -12,6 +12,10 @@ bare bridge): moves' gaps 0-20.1 ms over the 5 ms interval (15 moves, 890fdb0). 
 shows when the two cores are busy: an A/B on a quiet machine (5 runs each way, `ahead=False`
 plugs at the move) saw a gap over the interval at none of the 10 moves that plugged late, but
 such a move took 51-67 ms instead of 18-22 ms.
+A move lost a SYN-ACK now and then (one run in ~7: the client waited 1 s): sent while the
+promotion went by, it reached the old place after that switch's forwarding pointed back the
+way it came. The old place now delivers by its old link until it is sealed
+(`controller.standby.drain_flow`); 14 runs in a row then, every move's cost 0.6-6.6 ms.
 Links left stay plugged (standbys), so the returns to mec2 and mec1 plug nothing either; the
 controller keeps the car at its one active port; closing the mover leaves one link.
 """
@@ -81,7 +85,7 @@ def test_a_ue_moved_between_switches_loses_nothing(tb: Testbed) -> None:
         assert {s.switch for s in client.standbys("car")} == {s2, s3}
         poll = car.popen(
             [sys.executable, "-m", "workloads.http_poll", ip, str(PORT), "--interval-ms",
-             str(INTERVAL_MS), "--json", "--timeout-ms", "3000"],
+             str(INTERVAL_MS), "--json", "--samples", "--timeout-ms", "3000"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
         )  # fmt: skip
         ping = car.popen(
@@ -89,12 +93,15 @@ def test_a_ue_moved_between_switches_loses_nothing(tb: Testbed) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         started = time.monotonic()
-        moves: list[tuple[str, float, float]] = []  # (cell, at ms in the client's time, ms)
+        moves: list[tuple[str, float, float]] = []  # (cell, at ms since started, ms)
+        windows: list[tuple[float, float]] = []  # each move's start and end (monotonic s)
         try:
             time.sleep(1.0)
             for cell in CELLS:
-                at = (time.monotonic() - started) * 1000
+                begun = time.monotonic()
+                at = (begun - started) * 1000
                 done = mover.replug("car", cell)
+                windows.append((begun, time.monotonic()))
                 assert done is not None, cell
                 moves.append((cell, round(at, 1), round(done[2], 1)))
                 time.sleep(1.2)
@@ -113,12 +120,7 @@ def test_a_ue_moved_between_switches_loses_nothing(tb: Testbed) -> None:
     brief = {k: res[k] for k in ("ok", "failures", "gaps", "max_gap_ms")} | {
         "moves": moves, "ping": (sent, received)
     }  # fmt: skip
-    # each move's cost to the client: its gaps over two intervals near the move, if any
-    costs = [
-        max((end - start - INTERVAL_MS for start, end in res["gaps"] if start - at > -200
-             and start - at < 1000), default=0.0)
-        for _, at, _ in moves
-    ]  # fmt: skip
+    costs = move_costs([t for t, _ in res.pop("samples")], windows, INTERVAL_MS)
     print(
         f"\n  plugged ahead in {ahead_ms:.0f} ms; moves (cell, at ms, move ms): {moves}; the "
         f"client: {res['ok']} replies, {res['failures']} failed, gaps near the moves {costs} ms, "
@@ -133,6 +135,25 @@ def test_a_ue_moved_between_switches_loses_nothing(tb: Testbed) -> None:
     assert {sw for sw, _ in standbys} == {s2, s3}, standbys
     assert arp_ok  # the car and its server resolve each other afresh through the active link
     assert left == ["car-eth0"] and not client.standbys("car"), (left, client.standbys("car"))
+
+
+def move_costs(
+    replies: list[float], windows: list[tuple[float, float]], interval_ms: float
+) -> list[float]:
+    """Each move's cost to the client: the longest wait between two of its replies (monotonic
+    s, the clock every namespace shares) that overlaps the move, less the interval; 0 if none
+    waited longer. Only the move's own window counts: on two cores a 5 ms client also waits
+    ~6 ms for a core now and then far from any move (seen), and the window of the test's
+    clock alone (-200 to +1000 ms around a move) took such waits for the move's."""
+    costs = []
+    for begun, ended in windows:
+        waits = [
+            (b - a) * 1000 - interval_ms
+            for a, b in zip(replies, replies[1:], strict=False)
+            if b >= begun and a <= ended
+        ]
+        costs.append(round(max([0.0, *waits]), 1))
+    return costs
 
 
 def _located(tb: Testbed, ue: str) -> list[tuple[str, int]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from controller.fabricsim import LoopError
-from controller.ofmsg import PRIO_STANDBY, TABLE_CLASSIFY, FlowMod
+from controller.ofmsg import PRIO_DRAIN, PRIO_STANDBY, TABLE_CLASSIFY, FlowMod
 from controller.state import FabricState, Occupied, StateError, UnknownName
 from tests.unit.controller_helpers import (
     THREE_SITES,
@@ -276,3 +276,47 @@ def test_a_drained_promotion_lets_the_old_place_through_until_it_is_sealed() -> 
     fabric.apply_plan(back)
     assert state.seal_standby("video", old) == []
     assert state.seal_standby("video", state.standbys["video"]["s3"]) != []
+
+
+def test_a_drained_old_place_delivers_what_was_already_on_its_way_until_sealed() -> None:
+    """A packet already on its way to the old place when the make-before-break change went by
+    (in a link's queue, or sent by a switch whose datapath still cached the old way) arrives
+    after the old place's forwarding points back the way it came, where OpenFlow drops it (the
+    port it came in on). While the old place drains, it leaves by the old port instead (the
+    host's old link is still up); the flow goes in the first stage, before the old place's
+    forwarding changes, and with the seal; a connecting switch gets it meanwhile."""
+    state, fabric, _ = with_standby()
+    old, _, plan = state.promote("video", "mec3", drain=True)
+    drain = [m for m in plan[0].get("s1", []) if m.priority == PRIO_DRAIN]
+    assert len(drain) == 1 and drain[0].command == "add", plan
+    fabric.apply_plan(plan)
+    uplink = next(ln.port_on("s1") for ln in state.declared.links_of("s1"))
+    late = fabric.sim.inject("s1", uplink, ip_packet(state, "ue1", "video"))
+    assert len(late.hops) == 1, late
+    assert late.hops[0].out_ports == (old.port,) and not late.dropped[1:], late  # the old link
+    assert [m for m in state.switch_config("s1") if getattr(m, "priority", 0) == PRIO_DRAIN]
+    fabric.apply_plan(state.seal_standby("video", old))
+    assert not [e for e in fabric.flows("s1") if e.priority == PRIO_DRAIN]
+    gone = fabric.sim.inject("s1", uplink, ip_packet(state, "ue1", "video"))
+    assert old.port not in gone.hops[0].out_ports and not gone.delivered_to, gone
+    assert_in_line(fabric)
+
+
+def test_a_second_drained_promotion_ends_the_first_ones_drain() -> None:
+    state, fabric, _ = with_standby()
+    fabric.apply_plan(state.add_standby("video", "mec2")[1])
+    first, _, plan = state.promote("video", "mec3", drain=True)
+    fabric.apply_plan(plan)
+    second, _, plan = state.promote("video", "mec2", drain=True)  # before the first's seal
+    fabric.apply_plan(plan)
+    draining = {sw for sw in ("s1", "s2", "s3") for e in fabric.flows(sw)
+                if e.priority == PRIO_DRAIN}  # fmt: skip
+    assert draining == {second.switch} == {"s3"}
+    fabric.apply_plan(state.seal_standby("video", first))  # late: its drop only
+    assert [sw for sw in ("s1", "s2", "s3") for e in fabric.flows(sw)
+            if e.priority == PRIO_DRAIN] == ["s3"]  # fmt: skip
+    fabric.apply_plan(state.seal_standby("video", second))
+    assert not [
+        e for sw in ("s1", "s2", "s3") for e in fabric.flows(sw) if e.priority == PRIO_DRAIN
+    ]
+    assert_in_line(fabric)
