@@ -50,6 +50,9 @@ class Model:
     reservations: Mapping[int, ReservationRecord]
     holds: frozenset[str]
     forest: Forest
+    # (held host, switch): a place a held host left while held, whose hold flow stays until
+    # the hold ends (what was on its way there is caught, not dropped: see controller.hold)
+    trails: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -191,7 +194,7 @@ class DesiredIndex:
         cells: dict[FlowKey, FlowMod] = {}
         for name in sorted(model.holds):
             att = model.hosts[name]
-            if att.switch == switch:
+            if att.switch == switch or (name, switch) in model.trails:
                 flow = hold_flow(att, model.host_ids[name])
                 cells[_key(flow)] = flow
         return cells
@@ -199,7 +202,8 @@ class DesiredIndex:
     @staticmethod
     def hold_switches(model: Model) -> set[str]:
         """The switches that carry a hold flow in `model`."""
-        return {model.hosts[name].switch for name in model.holds}
+        held = {model.hosts[name].switch for name in model.holds}
+        return held | {sw for name, sw in model.trails if name in model.holds}
 
     def _group(
         self, model: Model, match: Match, ids: Iterable[int]

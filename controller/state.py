@@ -89,6 +89,7 @@ class Snapshot:
     holds: frozenset[str]
     forest: Forest = field(compare=False)
     standbys: dict[str, dict[str, Attachment]] = field(default_factory=dict)
+    trails: frozenset[tuple[str, str]] = frozenset()
 
 
 def check_rate(rate_bps: object) -> int:
@@ -170,6 +171,9 @@ class FabricState:
         self.reservations: dict[int, ReservationRecord] = {}
         self.next_reservation = 1
         self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
+        # held host -> the switches it left while held, whose hold flows stay until it is
+        # released: a packet on its way to the old place is caught there (transient)
+        self.hold_trails: dict[str, set[str]] = {}
         # host -> switch -> a standby attachment of it there (a warm replica's port)
         self.standbys: dict[str, dict[str, Attachment]] = {}
         # host -> the old place of its drained promotion, delivering until sealed (transient)
@@ -236,13 +240,22 @@ class FabricState:
             dict(self.reservations),
             frozenset(self.holds),
             self._forest,
+            self._trails(),
         )
 
     def _live(self) -> Model:
         """The model as it is now, without copies (read at once, never kept)."""
         return Model(
-            self.hosts, self.host_ids, self.reservations, frozenset(self.holds), self._forest
+            self.hosts,
+            self.host_ids,
+            self.reservations,
+            frozenset(self.holds),
+            self._forest,
+            self._trails(),
         )
+
+    def _trails(self) -> frozenset[tuple[str, str]]:
+        return frozenset((h, sw) for h, switches in self.hold_trails.items() for sw in switches)
 
     def _rebuild(self) -> None:
         """Every index and the sparse desired state from the model (start, restore)."""
@@ -558,6 +571,10 @@ class FabricState:
     def _move(self, old: Attachment, new: Attachment) -> None:
         self.hosts[new.host] = new
         self._index.host_moved(old, new)
+        if old.host in self.holds and old.switch != new.switch:
+            trail = self.hold_trails.setdefault(old.host, set())
+            trail.add(old.switch)
+            trail.discard(new.switch)
 
     def hold(self, host: str) -> Plan:
         """Send `host`'s traffic to the controller, at its switch (see controller.hold)."""
@@ -575,6 +592,7 @@ class FabricState:
             raise UnknownName(f"no host called {host!r}", host)
         before = self._model()
         self.holds.discard(host)
+        self.hold_trails.pop(host, None)
         return [self._commit(before, Touched(holds=True))]
 
     def held_host(self, host_id: int) -> str | None:
@@ -832,6 +850,7 @@ class FabricState:
             holds=frozenset(self.holds),
             forest=self._forest,
             standbys={h: dict(places) for h, places in self.standbys.items()},
+            trails=self._trails(),
         )
 
     def roll_back(self, snap: Snapshot, switches: Collection[str] | None = None) -> Plan:
@@ -845,7 +864,9 @@ class FabricState:
         stages outwards from its old place.
         """
         now = self._live()
-        then = Model(snap.hosts, snap.host_ids, snap.reservations, snap.holds, snap.forest)
+        then = Model(
+            snap.hosts, snap.host_ids, snap.reservations, snap.holds, snap.forest, snap.trails
+        )
         moved = [h for h, att in self.hosts.items() if snap.hosts.get(h) != att]
         touched = Touched(
             hosts={
@@ -859,7 +880,7 @@ class FabricState:
                 for r in set(self.reservations) | set(snap.reservations)
                 if self.reservations.get(r) != snap.reservations.get(r)
             },
-            holds=self.holds != snap.holds,
+            holds=self.holds != snap.holds or now.trails != snap.trails,
             links=[tuple(sorted(p)) for p in self.down ^ snap.down],  # type: ignore[misc]
         )
         full = self._index.stage(now, then, touched) if touched else {}
@@ -873,6 +894,9 @@ class FabricState:
         self.reservations = dict(snap.reservations)
         self.next_reservation = snap.next_reservation
         self.holds = set(snap.holds)
+        self.hold_trails = {}
+        for host, sw in snap.trails:
+            self.hold_trails.setdefault(host, set()).add(sw)
         self._forest = snap.forest
         self._rebuild()
         stage: Stage = {sw: msgs for sw, msgs in full.items() if switches is None or sw in switches}

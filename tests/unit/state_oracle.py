@@ -67,6 +67,7 @@ class Snapshot:
     next_reservation: int
     holds: frozenset[str]
     installed: Desired
+    trails: dict[str, frozenset[str]]
 
 
 class FullFabricState:
@@ -85,6 +86,7 @@ class FullFabricState:
         self.reservations: dict[int, ReservationRecord] = {}
         self.next_reservation = 1
         self.holds: set[str] = set()  # hosts whose traffic goes to the controller (transient)
+        self.trails: dict[str, set[str]] = {}  # held host -> switches it left while held
         self._topo = self.declared
         self._installed: Desired = self.desired()
 
@@ -164,9 +166,10 @@ class FullFabricState:
             config[first].add_meter(meter)
             for sw, flow in flows:
                 config[sw].add_flow(flow)
-        for name in sorted(self.holds):  # where the held host leaves the fabric
+        for name in sorted(self.holds):  # where the held host leaves the fabric, and left
             att = self.hosts[name]
-            config[att.switch].add_flow(hold_flow(att, self.host_ids[name]))
+            for sw in {att.switch, *self.trails.get(name, ())}:
+                config[sw].add_flow(hold_flow(att, self.host_ids[name]))
         return config
 
     def _commit(self) -> dict[str, list[Any]]:
@@ -321,8 +324,15 @@ class FullFabricState:
                 raise StateError(f"port {port} of {switch} is taken by {other.host}")
         new = replace(old, switch=switch, port=port)
         self.hosts[host] = new
+        self._left(old, new)
         self._reroute_reservations()
         return old, new, self._commit_move(switch)
+
+    def _left(self, old: Attachment, new: Attachment) -> None:
+        """A held host's old place keeps its hold until the hold ends."""
+        if old.host in self.holds and old.switch != new.switch:
+            self.trails.setdefault(old.host, set()).add(old.switch)
+            self.trails[old.host].discard(new.switch)
 
     def hold(self, host: str) -> Plan:
         """Send `host`'s traffic to the controller, on every switch (see controller.hold)."""
@@ -338,6 +348,7 @@ class FullFabricState:
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
         self.holds.discard(host)
+        self.trails.pop(host, None)
         return [self._commit()]
 
     def held_host(self, host_id: int) -> str | None:
@@ -373,6 +384,7 @@ class FullFabricState:
                 return []
             moved = replace(known, switch=switch, port=port, ip=ip or known.ip)
             self.hosts[known.host] = moved
+            self._left(known, moved)
             log.info("host %s moved to %s:%d", known.host, switch, port)
             self._reroute_reservations()
             return self._commit_move(switch)
@@ -429,6 +441,7 @@ class FullFabricState:
             reservations=dict(self.reservations),
             next_reservation=self.next_reservation,
             holds=frozenset(self.holds),
+            trails={h: frozenset(sws) for h, sws in self.trails.items()},
             installed=self._installed,
         )
 
@@ -451,6 +464,7 @@ class FullFabricState:
         self.reservations = dict(snap.reservations)
         self.next_reservation = snap.next_reservation
         self.holds = set(snap.holds)
+        self.trails = {h: set(sws) for h, sws in snap.trails.items()}
         self._installed = snap.installed
         if since is snap.installed:  # nothing was committed: nothing was sent
             return []

@@ -4,10 +4,13 @@ buffer's limits, and the release."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from controller.hold import HeldPackets, held_host_id, hold_flow
 from controller.ofmsg import CONTROLLER_PORT, PRIO_HOLD, PRIO_RESERVATION, CookieKind, cookie
+from controller.plan import Plan
 from controller.state import StateError
 from tests.unit.controller_helpers import (
     DEFAULT,
@@ -49,14 +52,24 @@ def test_held_traffic_reaches_the_controller_from_anywhere_and_flows_again_after
 
 
 def test_a_hold_survives_a_relocation_and_a_reconnect() -> None:
-    """The switch moves the instance under the hold; held packets still go to the controller."""
+    """The switch moves the instance under the hold; held packets still go to the controller.
+    The old place keeps its hold flow until the hold ends: a packet already on its way there
+    when the relocation went by (in a link's queue, or sent by a switch whose datapath still
+    cached the old way) would meet the old place's forwarding pointing back the way it came,
+    where OpenFlow drops it, and the client would wait for its retransmission; caught there,
+    it is released through that switch's tables, on to the new place."""
     state = make_state(DEFAULT)
     fabric = Fabric(state)
     fabric.apply_plan(state.hold("video"))
+    old = state.hosts["video"].switch
     _, _, plan = state.relocate("video", "s2", 7)
+    assert not any(m.priority == PRIO_HOLD for m in plan_msgs(plan, old)), plan  # kept
     fabric.apply_plan(plan)
     trace = fabric.send("ue1", ip_packet(state, "ue1", "video"))
     assert trace.delivered_to == () and trace.packet_ins
+    uplink = next(ln.port_on(old) for ln in state.declared.links_of(old))
+    late = fabric.sim.inject(old, uplink, ip_packet(state, "ue1", "video"))
+    assert [sw for sw, _ in late.packet_ins] == [old], late  # caught, not dropped
     desired = state.desired()
     assert any(f.priority == PRIO_HOLD for f in desired["s2"].flows.values())
     held_at = [
@@ -64,9 +77,18 @@ def test_a_hold_survives_a_relocation_and_a_reconnect() -> None:
         for sw, cfg in desired.items()
         if any(f.priority == PRIO_HOLD for f in cfg.flows.values())
     ]
-    assert held_at == ["s2"]  # the hold moved with it
+    assert sorted(held_at) == sorted({"s2", old})  # where it is, and where it was
     fabric.apply_plan(state.unhold("video"))
+    assert not any(e.priority == PRIO_HOLD for _, e in fabric.all_flows())
     assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "video")), "video")
+    # released, the hold of a later move is where it then is only
+    fabric.apply_plan(state.hold("video"))
+    assert [sw for sw, cfg in state.desired().items()
+            if any(f.priority == PRIO_HOLD for f in cfg.flows.values())] == ["s2"]  # fmt: skip
+
+
+def plan_msgs(plan: Plan, switch: str) -> list[Any]:
+    return [m for stage in plan for m in stage.get(switch, [])]
 
 
 def test_unknown_hosts_and_idempotent_release() -> None:
