@@ -1,6 +1,7 @@
 """`mecmig bench compression --quick` over a real veth pair and tc TBF (issue 13, item 5): a
 compressible and a random 16 MiB memory image copied by the agents' transfer, plain, zstd and
-as `migration.compression.choose` picks from a sample and the path's measured rate. At 100
+as `migration.compression.choose` picks from a sample and the path's measured rate, 3 times
+each (the tests compare median runs: an unshaped copy takes ~0.1 s). At 100
 Mbit/s the choice compresses the compressible image (and so copies it far faster) and keeps the
 random one plain; unshaped (about 1.5 Gbit/s here, faster than the compressed copy) it is never
 much slower than the plain copy."""
@@ -15,6 +16,7 @@ import pytest
 from mecmig.cli import EXIT_OK, main
 
 pytestmark = pytest.mark.timeout(600)
+RUNS = 3  # of each path, image and mode with --quick: the tests read each one's median run
 
 FIELDS = {
     "path", "image", "mode", "seconds", "bytes_on_wire", "bytes_total", "ratio", "link_bps",
@@ -32,17 +34,22 @@ def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
-def one(doc: dict[str, Any], path: str, image: str, mode: str) -> dict[str, Any]:
+def rows(doc: dict[str, Any], path: str, image: str, mode: str) -> list[dict[str, Any]]:
     found = [r for r in doc["rows"] if (r["path"], r["image"], r["mode"]) == (path, image, mode)]
-    assert len(found) == 1, (path, image, mode, found)
-    return found[0]
+    assert len(found) == RUNS, (path, image, mode, found)
+    return found
+
+
+def one(doc: dict[str, Any], path: str, image: str, mode: str) -> dict[str, Any]:
+    """The run of `mode` with the median time (`--quick` runs each 3 times)."""
+    found = sorted(rows(doc, path, image, mode), key=lambda r: float(r["seconds"]))
+    return found[len(found) // 2]
 
 
 def test_every_row_has_its_fields(doc: dict[str, Any]) -> None:
     assert doc["complete"] is True
-    rows = doc["rows"]
-    assert len(rows) == 2 * 2 * 3
-    for r in rows:
+    assert len(doc["rows"]) == 2 * 2 * 3 * RUNS
+    for r in doc["rows"]:
         assert set(r) >= FIELDS, r
         assert r["path"] in ("100mbit", "unshaped") and r["image"] in ("compressible", "random")
         assert r["mode"] in ("none", "zstd", "chosen") and r["chosen"] in ("none", "zstd")
@@ -61,7 +68,10 @@ def test_at_100_mbits_compressible_memory_goes_zstd_and_copies_faster(
     plain = one(doc, "100mbit", "compressible", "none")
     chosen = one(doc, "100mbit", "compressible", "chosen")
     print(f"\n  plain {plain['seconds']:.2f} s, chosen {chosen['seconds']:.2f} s ({chosen['why']})")
-    assert chosen["chosen"] == "zstd" and chosen["compress"] == "zstd", chosen["why"]
+    assert all(
+        r["chosen"] == "zstd" == r["compress"]
+        for r in rows(doc, "100mbit", "compressible", "chosen")
+    ), chosen["why"]
     assert chosen["seconds"] <= 0.6 * plain["seconds"]
     assert chosen["bytes_on_wire"] < 0.6 * chosen["bytes_total"]
 
@@ -70,7 +80,9 @@ def test_random_memory_stays_plain_and_is_no_slower(doc: dict[str, Any]) -> None
     plain = one(doc, "100mbit", "random", "none")
     chosen = one(doc, "100mbit", "random", "chosen")
     print(f"\n  plain {plain['seconds']:.2f} s, chosen {chosen['seconds']:.2f} s ({chosen['why']})")
-    assert chosen["chosen"] == "none" and chosen["compress"] == "none", chosen["why"]
+    assert all(
+        r["chosen"] == "none" == r["compress"] for r in rows(doc, "100mbit", "random", "chosen")
+    ), chosen["why"]
     assert chosen["seconds"] <= 1.1 * plain["seconds"]
 
 
