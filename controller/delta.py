@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controller.forwarding import base_flows, host_flow
-from controller.hold import hold_flow
+from controller.hold import hold_flows
 from controller.ofmsg import CookieKind, FlowMod, Match, MeterMod, cookie
 from controller.plan import FlowKey, Stage, SwitchConfig, delete_strict, diff_switch
 from controller.reservations import ReservationRecord, reservation_flows, shared_meters
@@ -195,8 +195,8 @@ class DesiredIndex:
         for name in sorted(model.holds):
             att = model.hosts[name]
             if att.switch == switch or (name, switch) in model.trails:
-                flow = hold_flow(att, model.host_ids[name])
-                cells[_key(flow)] = flow
+                for flow in hold_flows(att, model.host_ids[name]):
+                    cells[_key(flow)] = flow
         return cells
 
     @staticmethod

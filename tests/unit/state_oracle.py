@@ -16,7 +16,7 @@ import networkx as nx
 
 from controller.flowtable import Entry
 from controller.forwarding import base_flows, host_flows
-from controller.hold import hold_flow
+from controller.hold import hold_flows
 from controller.limits import (
     MAX_OWNER_LENGTH,
 )
@@ -169,7 +169,8 @@ class FullFabricState:
         for name in sorted(self.holds):  # where the held host leaves the fabric, and left
             att = self.hosts[name]
             for sw in {att.switch, *self.trails.get(name, ())}:
-                config[sw].add_flow(hold_flow(att, self.host_ids[name]))
+                for flow in hold_flows(att, self.host_ids[name]):
+                    config[sw].add_flow(flow)
         return config
 
     def _commit(self) -> dict[str, list[Any]]:

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from controller.hold import HeldPackets, held_host_id, hold_flow
-from controller.ofmsg import CONTROLLER_PORT, PRIO_HOLD, PRIO_RESERVATION, CookieKind, cookie
+from controller.hold import HeldPackets, held_host_id, hold_flows
+from controller.ofmsg import (
+    CONTROLLER_PORT,
+    PRIO_DRAIN,
+    PRIO_HOLD,
+    PRIO_RESERVATION,
+    TABLE_CLASSIFY,
+    TABLE_FORWARD,
+    CookieKind,
+    cookie,
+)
 from controller.plan import Plan
 from controller.state import StateError
 from tests.unit.controller_helpers import (
@@ -22,14 +31,38 @@ from tests.unit.controller_helpers import (
 )
 
 
-def test_the_flow_sends_the_instance_s_ipv4_to_the_controller_above_all_else() -> None:
+def test_the_flows_send_the_instance_s_ipv4_to_the_controller_above_all_else() -> None:
+    """By its address in table 0 (before a reservation's flow sends it out of a port) and by
+    its MAC in table 1 (a chain's frames, steered to a function's MAC in table 0)."""
     state = make_state(DEFAULT)
-    flow = hold_flow(state.hosts["video"], 7)
-    assert flow.priority > PRIO_RESERVATION and flow.priority == PRIO_HOLD
-    assert flow.match.as_dict() == {"eth_type": 0x0800, "ipv4_dst": "10.0.0.12"}
-    assert [a.port for a in flow.actions] == [CONTROLLER_PORT]  # type: ignore[union-attr]
-    assert held_host_id(flow.cookie) == 7
+    video = state.hosts["video"]
+    by_ip, by_mac = hold_flows(video, 7)
+    assert (by_ip.table, by_mac.table) == (TABLE_CLASSIFY, TABLE_FORWARD)
+    assert by_ip.match.as_dict() == {"eth_type": 0x0800, "ipv4_dst": "10.0.0.12"}
+    assert by_mac.match.as_dict() == {"eth_type": 0x0800, "eth_dst": video.mac}
+    for flow in (by_ip, by_mac):
+        assert flow.priority > PRIO_DRAIN > PRIO_RESERVATION and flow.priority == PRIO_HOLD
+        assert [a.port for a in flow.actions] == [CONTROLLER_PORT]  # type: ignore[union-attr]
+        assert held_host_id(flow.cookie) == 7
     assert held_host_id(cookie(CookieKind.RESERVATION, 7)) is None
+
+
+def test_a_chain_s_frames_for_a_held_function_are_caught_at_its_switch() -> None:
+    """The firewall of a chain is held while its server is not: the chain's frames are
+    addressed to the server, steered to the firewall's MAC, and caught before its port."""
+    state = make_state(DEFAULT)
+    fabric = Fabric(state)
+    chain = state.chains[0]
+    ue, fw = chain.members[0], chain.members[1]
+    fabric.apply_plan(state.hold(fw))
+    server = chain.members[-1]
+    pkt = ip_packet(state, ue, server, dport=chain.port)
+    trace = fabric.send(ue, pkt)
+    assert trace.delivered_to == () and [sw for sw, _ in trace.packet_ins] == [
+        state.hosts[fw].switch
+    ], trace
+    fabric.apply_plan(state.unhold(fw))
+    assert fabric.send(ue, pkt).delivered_to == (fw,)  # on its way to the server, through fw
 
 
 def test_held_traffic_reaches_the_controller_from_anywhere_and_flows_again_after() -> None:
