@@ -55,26 +55,21 @@ def hold_flows(host: Attachment, host_id: int) -> tuple[FlowMod, ...]:
     """
     if host.ip is None:
         raise ValueError(f"{host.host} has no IP address: its traffic cannot be held")
-    to_controller = (Output(CONTROLLER_PORT),)
-    by_ip = FlowMod(
-        "add",
-        table=TABLE_CLASSIFY,
-        priority=PRIO_HOLD,
-        match=Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=host.ip),
-        actions=to_controller,
-        cookie=cookie(CookieKind.HOLD, host_id),
-    )
+
+    def up(table: int, match: Match) -> FlowMod:
+        return FlowMod(
+            "add",
+            table=table,
+            priority=PRIO_HOLD,
+            match=match,
+            actions=(Output(CONTROLLER_PORT),),
+            cookie=cookie(CookieKind.HOLD, host_id),
+        )
+
+    by_ip = up(TABLE_CLASSIFY, Match.of(eth_type=ETH_TYPE_IP, ipv4_dst=host.ip))
     if host.mac is None:
         return (by_ip,)
-    by_mac = FlowMod(
-        "add",
-        table=TABLE_FORWARD,
-        priority=PRIO_HOLD,
-        match=Match.of(eth_type=ETH_TYPE_IP, eth_dst=host.mac),
-        actions=to_controller,
-        cookie=cookie(CookieKind.HOLD, host_id),
-    )
-    return (by_ip, by_mac)
+    return (by_ip, up(TABLE_FORWARD, Match.of(eth_type=ETH_TYPE_IP, eth_dst=host.mac)))
 
 
 def held_host_id(flow_cookie: int) -> int | None:
