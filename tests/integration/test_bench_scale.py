@@ -4,9 +4,9 @@ at 10,000, and the Open vSwitch point on real bridges (root; one live emulation 
 The outputs' shape, and the issue's goals at 1000 sites: every operation <= 5 ms median on the
 pure state and <= 10 ms through REST, the state built in <= 1 s; admission at 10,000 sites
 <= 10 ms. A hold and its release put two flows on the held instance's switch, by its address
-and by its MAC (they were one on every switch, ~50 ms through REST). A link of the aggregation ring on the pure state misses the
-goal (it changes most forwarding trees): marked as expected to fail, so that the day it meets
-it the test says so.
+and by its MAC (they were one on every switch, ~50 ms through REST). A link of the aggregation
+ring on the pure state misses the goal (it changes most forwarding trees): marked as expected
+to fail, so that the day it meets it the test says so.
 """
 
 from __future__ import annotations
