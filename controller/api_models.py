@@ -340,6 +340,13 @@ class PromotionRequest(_Request):
         description="with keep_old: the old place's frames are dropped only this long after "
         "the switch, so that replies to requests it took before it still get through",
     )
+    deliver_old: bool = Field(
+        default=False,
+        description="with drain_ms: until then, what still arrives at the old place's switch "
+        "for the instance leaves by its old port, not back the way it came (where OpenFlow "
+        "drops it). For one host with a link at each place (a UE's move); not for replicas, "
+        "where a new connection would reach the old one",
+    )
 
 
 class PromotionView(RelocationView):

@@ -305,11 +305,17 @@ class ControllerClient:
         self._request("DELETE", f"/instances/{instance}/standbys/{at}")
 
     def promote(
-        self, instance: str, to: str, keep_old: bool = True, drain_ms: float = 0.0
+        self,
+        instance: str,
+        to: str,
+        keep_old: bool = True,
+        drain_ms: float = 0.0,
+        deliver_old: bool = False,
     ) -> PromotionView:
         """Move `instance`'s traffic to its standby at `to`; `ConflictError` if it has none.
-        `drain_ms`: the old place's frames dropped only that long after the switch."""
-        body = {"to": to, "keep_old": keep_old, "drain_ms": drain_ms}
+        `drain_ms`: the old place's frames dropped only that long after the switch;
+        `deliver_old`: meanwhile what arrives there leaves by its port (one host, two links)."""
+        body = {"to": to, "keep_old": keep_old, "drain_ms": drain_ms, "deliver_old": deliver_old}
         resp = self._request("POST", f"/instances/{instance}/promote", body)
         return parse_response(resp, PromotionView)
 

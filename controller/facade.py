@@ -283,8 +283,9 @@ class Northbound:
         def job() -> PromotionView:
             with self.rt.transaction() as tx:
                 old, new, plan = self.rt.state.promote(
-                    instance, req.to, keep_old=req.keep_old, drain=drain
-                )
+                    instance, req.to, keep_old=req.keep_old, drain=drain,
+                    deliver_old=drain and req.deliver_old,
+                )  # fmt: skip
                 done = tx.execute(plan)
             if drain:
                 timer = threading.Timer(req.drain_ms / 1000.0, self._seal, (instance, old))

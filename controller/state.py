@@ -700,7 +700,13 @@ class FabricState:
         return att, [{switch: [delete_strict(standby_flow(att, self.host_ids[host]))]}]
 
     def promote(
-        self, host: str, to: str, *, keep_old: bool = True, drain: bool = False
+        self,
+        host: str,
+        to: str,
+        *,
+        keep_old: bool = True,
+        drain: bool = False,
+        deliver_old: bool = False,
     ) -> tuple[Attachment, Attachment, Plan]:
         """Move `host`'s traffic to its standby at `to` (a site or switch) in one
         make-before-break change, as a relocation does: the standby's drop goes first with the
@@ -708,7 +714,10 @@ class FabricState:
         steered there), or is forgotten without `keep_old`. `drain`: the old place's drop is
         left out of the plan, so that what the old replica still sends for requests it took
         before the switch gets through; `seal_standby` adds it later (it is a standby at once:
-        never learned). Occupied if `host` has no standby there; nothing changed."""
+        never learned). `deliver_old` (with `drain`): until then, what still arrives at the old
+        place's switch for the host leaves by its old port (`drain_flow`): for one host with a
+        link at each place, not replicas (a new connection would reach the old one). Occupied
+        if `host` has no standby there; nothing changed."""
         if host not in self.hosts:
             raise UnknownName(f"no host called {host!r}", host)
         switch = self._switch(to)
@@ -733,8 +742,9 @@ class FabricState:
         first, last = flow_changes(standbys_before, self.standbys, self.host_ids, self.host_ids)
         hid = self.host_ids[host]
         was = self.draining.pop(host, None)
-        if drain and keep_old:
+        if drain:
             last = {}
+        if drain and keep_old and deliver_old:
             # the old place delivers what still arrives there, from before its forwarding
             # changes (the first stage) until it is sealed (see `drain_flow`)
             self.draining[host] = old

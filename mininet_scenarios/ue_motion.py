@@ -190,7 +190,10 @@ class UEMover:
         if intf is None:
             intf = self._plug_standby(ue, target)
         try:
-            view = self.client.promote(ue, target, keep_old=True, drain_ms=DRAIN_MS)
+            # the old link delivers what was on its way there meanwhile (one host, two links)
+            view = self.client.promote(
+                ue, target, keep_old=True, drain_ms=DRAIN_MS, deliver_old=True
+            )
         except BaseException:
             if late:
                 self.emu.unplug(ue, intf)

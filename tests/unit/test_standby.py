@@ -258,6 +258,8 @@ def test_a_drained_promotion_lets_the_old_place_through_until_it_is_sealed() -> 
     for a place that moved on meanwhile does nothing."""
     state, fabric, port = with_standby()
     old, new, plan = state.promote("video", "mec3", drain=True)
+    # replicas: the old one gets nothing more (a new connection would reach it, not the new)
+    assert not [m for stage in plan for m in stage.get("s1", []) if m.priority == PRIO_DRAIN]
     assert all(
         not (isinstance(m, FlowMod) and m.command == "add" and m.priority == PRIO_STANDBY)
         for stage in plan
@@ -286,7 +288,7 @@ def test_a_drained_old_place_delivers_what_was_already_on_its_way_until_sealed()
     host's old link is still up); the flow goes in the first stage, before the old place's
     forwarding changes, and with the seal; a connecting switch gets it meanwhile."""
     state, fabric, _ = with_standby()
-    old, _, plan = state.promote("video", "mec3", drain=True)
+    old, _, plan = state.promote("video", "mec3", drain=True, deliver_old=True)
     drain = [m for m in plan[0].get("s1", []) if m.priority == PRIO_DRAIN]
     assert len(drain) == 1 and drain[0].command == "add", plan
     fabric.apply_plan(plan)
@@ -305,9 +307,10 @@ def test_a_drained_old_place_delivers_what_was_already_on_its_way_until_sealed()
 def test_a_second_drained_promotion_ends_the_first_ones_drain() -> None:
     state, fabric, _ = with_standby()
     fabric.apply_plan(state.add_standby("video", "mec2")[1])
-    first, _, plan = state.promote("video", "mec3", drain=True)
+    first, _, plan = state.promote("video", "mec3", drain=True, deliver_old=True)
     fabric.apply_plan(plan)
-    second, _, plan = state.promote("video", "mec2", drain=True)  # before the first's seal
+    # before the first one's seal:
+    second, _, plan = state.promote("video", "mec2", drain=True, deliver_old=True)
     fabric.apply_plan(plan)
     draining = {sw for sw in ("s1", "s2", "s3") for e in fabric.flows(sw)
                 if e.priority == PRIO_DRAIN}  # fmt: skip

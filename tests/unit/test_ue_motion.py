@@ -62,7 +62,10 @@ class Recorder:
         """Where the controller has the hosts: none told here (the scenario's places hold)."""
         return []
 
-    def promote(self, host: str, to: str, keep_old: bool, drain_ms: float) -> View:
+    def promote(
+        self, host: str, to: str, keep_old: bool, drain_ms: float, deliver_old: bool
+    ) -> View:
+        assert deliver_old  # one host, two links: its old link delivers while it drains
         self.calls.append(("promote", host, to, keep_old))
         if self.fail_promote:
             raise RuntimeError("no")
