@@ -8,14 +8,15 @@ host forwarding, chains, reservations, holds. The result is what `diff` of the f
 states before and after would give (tests/unit/test_incremental.py checks it against the full
 computation on random topologies and operation sequences).
 
-Which cells a change can affect:
-- a host that moved, appeared or changed: its MAC on every switch whose next hop towards it can
+Which cells a change can affect (host entries go in two steps, see controller.forwarding):
+- a host that moved, appeared or changed: its MAC on every switch whose entry for it can
   differ (core switches and its old and new switch when it stays in the same part of the
   network; every switch else), its reservations, the chains it is in, its hold (on its old and
   new switch) if it is held;
 - a link event: every cell of a switch at its ends that is not core, the MACs of the hosts there
-  everywhere, and for every core tree it changed, the switches whose next hop changed (and the
-  leaves under those that it cut off or joined), for the hosts that tree serves;
+  everywhere, and for every core tree it changed, the table-2 entries for that tree's root on
+  the switches whose next hop changed; when a switch became core or stopped being one, every
+  cell;
 - a reservation added, removed, resized or moved: the flows and meter of its match's group.
 
 Pure: no clock, no I/O.
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controller.forwarding import base_flows, host_flow
+from controller.forwarding import base_flows, host_flow, route_flow, via_flow
 from controller.hold import hold_flows
 from controller.ofmsg import CookieKind, FlowMod, Match, MeterMod, cookie
 from controller.plan import FlowKey, Stage, SwitchConfig, delete_strict, diff_switch
@@ -36,7 +37,10 @@ from controller.trees import Forest
 from topology.model import Attachment, Topology
 
 FlowCells = dict[str, dict[FlowKey, FlowMod]]  # switch -> flows of one category
-HostValue = tuple[int, int]  # (output port, host id): what a host's forwarding entry holds
+# (output port, anchor dpid (0: none), host id): what a host's forwarding entry holds; it outputs
+# to the port, or (with an anchor) goes to table 2 towards the anchor
+HostValue = tuple[int, int, int]
+Out = tuple[int, int]  # (output port, anchor dpid): where a switch sends a host's frames
 Part = Callable[[str], SwitchConfig]  # one side's partial config of a switch (made on first use)
 HostMsgs = tuple[list[FlowMod], list[FlowMod]]  # adds, deletes of host forwarding entries
 
@@ -86,11 +90,14 @@ class DesiredIndex:
         self.matches: dict[str, Match] = {}  # MAC -> the match of its forwarding entry
         # messages made once and sent to many switches (immutable): the add of a host's entry
         # with a port, the delete of a host's entry (the same on every switch)
-        self.adds: dict[tuple[str, int, int], FlowMod] = {}
+        self.adds: dict[tuple[str, int, int, int], FlowMod] = {}
         self.deletes: dict[str, FlowMod] = {}
         self.ports = {  # (switch, neighbour) -> the port of the link between them on switch
             (sw, ln.other(sw)): ln.port_on(sw) for ln in declared.links for sw in (ln.a, ln.b)
         }
+        self.dpids = {sw.name: sw.dpid for sw in declared.switches}
+        self.rank = {sw: i for i, sw in enumerate(self.switches)}  # the declared order
+        self.routes: dict[tuple[str, int], FlowMod] = {}  # (anchor, port) -> its table-2 entry
         self.by_switch: dict[str, dict[str, None]] = {}  # switch -> hosts there (ordered)
         self.mac_owner: dict[str, str] = {}  # MAC -> the last host (in model order) with it
         self.pos: dict[str, int] = {}  # host -> its place in the model's order
@@ -151,12 +158,41 @@ class DesiredIndex:
 
     # ------------------------------------------------------------------ values
 
-    def host_port(self, model: Model, att: Attachment, switch: str) -> int | None:
-        """The port `switch` sends `att`'s frames out of (None: it does not reach it)."""
-        if switch == att.switch:
-            return att.port
-        hop = model.forest.parent(att.switch, switch)
+    def host_out(self, model: Model, att: Attachment, switch: str) -> Out | None:
+        """Where `switch` sends `att`'s frames: out of a port, or to table 2 towards an anchor
+        (None: nowhere). See controller.forwarding."""
+        root = att.switch
+        if switch == root:
+            return att.port, 0
+        forest = model.forest
+        adj = forest.adj
+        anchor = forest.anchor(root)
+        if anchor is None:
+            return None
+        if len(adj[anchor]) < 2:  # two switches and a link: the plain tree
+            hop = forest.parent(root, switch)
+            return None if hop is None else (self.ports[(switch, hop)], 0)
+        if switch == anchor:
+            return self.ports[(anchor, root)], 0
+        nbrs = adj[switch]
+        if len(nbrs) >= 2:
+            return 0, self.dpids[anchor]
+        if len(nbrs) == 1 and len(adj[nbrs[0]]) >= 2:
+            return self.ports[(switch, nbrs[0])], 0
+        return None
+
+    def route_port(self, forest: Forest, anchor: str, switch: str) -> int | None:
+        """The port of `switch`'s table-2 entry towards core switch `anchor` (None: none)."""
+        if switch == anchor or not forest.is_core(switch) or not forest.is_core(anchor):
+            return None
+        hop = forest.tree(anchor).get(switch)
         return None if hop is None else self.ports[(switch, hop)]
+
+    def route(self, anchor: str, port: int) -> FlowMod:
+        flow = self.routes.get((anchor, port))
+        if flow is None:
+            flow = self.routes[(anchor, port)] = route_flow(self.dpids[anchor], port)
+        return flow
 
     def owner(self, model: Model, mac: str) -> str | None:
         """The host whose forwarding entry for `mac` is in force in `model` (the last one)."""
@@ -175,8 +211,8 @@ class DesiredIndex:
         if name is None:
             return None
         att = model.hosts[name]
-        port = self.host_port(model, att, switch)
-        return None if port is None else (port, model.host_ids[name])
+        out = self.host_out(model, att, switch)
+        return None if out is None else (out[0], out[1], model.host_ids[name])
 
     def chain_cells(self, hosts: Mapping[str, Attachment]) -> FlowCells:
         cells: FlowCells = {}
@@ -228,9 +264,15 @@ class DesiredIndex:
         for name, att in model.hosts.items():
             if att.mac is None:
                 continue
-            port = self.host_port(model, att, switch)
-            if port is not None:
-                cfg.add_flow(host_flow(att.mac, model.host_ids[name], port))
+            out = self.host_out(model, att, switch)
+            if out is not None:
+                cfg.add_flow(self._host_flow(att.mac, (*out, model.host_ids[name])))
+        forest = model.forest
+        if forest.is_core(switch):
+            for anchor in forest.cores:
+                port = self.route_port(forest, anchor, switch)
+                if port is not None:
+                    cfg.add_flow(self.route(anchor, port))
         cfg.flows.update(self.chain_cfg.get(switch, {}))
         cfg.meters.update(self.res_meters.get(switch, {}))
         cfg.flows.update(self.res_flows.get(switch, {}))
@@ -258,6 +300,9 @@ class DesiredIndex:
             return cfg
 
         host_msgs = self._host_part(old, new, touched)
+        for sw, (r_adds, r_dels) in self._route_part(old, new, touched).items():
+            h_adds, h_dels = host_msgs.get(sw, ([], []))
+            host_msgs[sw] = ([*h_adds, *r_adds], [*h_dels, *r_dels])
         if touched.hosts & self.members:
             after = self.chain_cells(new.hosts)
             for sw in set(self.chain_cfg) | set(after):
@@ -301,9 +346,9 @@ class DesiredIndex:
                         every.append(att.mac)
         far = len(self.pos) + 1
         owners: dict[str, tuple[str | None, str | None]] = {}
-        adds, dels = self.adds, self.deletes
-        if len(adds) > 4 * len(self.pos) + 1024:  # bounded: a few ports per host
-            adds.clear()
+        dels = self.deletes
+        if len(self.adds) > 4 * len(self.pos) + 1024:  # bounded: a few ports per host
+            self.adds.clear()
 
         def owned(mac: str) -> tuple[str | None, str | None]:
             pair = owners.get(mac)
@@ -334,18 +379,61 @@ class DesiredIndex:
                 if v_old == v_new:
                     continue
                 if v_new is not None:
-                    key = (mac, v_new[1], v_new[0])
-                    flow = adds.get(key)
-                    if flow is None:
-                        flow = adds[key] = host_flow(mac, v_new[1], v_new[0], self._match(mac))
-                    sw_adds.append(flow)
+                    sw_adds.append(self._host_flow(mac, v_new))
                 elif v_old is not None:
                     gone = dels.get(mac)
-                    if gone is None or gone.cookie != cookie(CookieKind.HOST, v_old[1]):
-                        gone = dels[mac] = delete_strict(
-                            host_flow(mac, v_old[1], v_old[0], self._match(mac))
-                        )
+                    if gone is None or gone.cookie != cookie(CookieKind.HOST, v_old[2]):
+                        gone = dels[mac] = delete_strict(self._host_flow(mac, v_old))
                     sw_dels.append(gone)
+            if sw_adds or sw_dels:
+                out[sw] = (sw_adds, sw_dels)
+        return out
+
+    def _host_flow(self, mac: str, value: HostValue) -> FlowMod:
+        """The forwarding entry for `mac` that holds `value` (made once, shared)."""
+        key = (mac, *value)
+        flow = self.adds.get(key)
+        if flow is None:
+            port, anchor, host_id = value
+            if anchor:
+                flow = via_flow(mac, host_id, anchor, self._match(mac))
+            else:
+                flow = host_flow(mac, host_id, port, self._match(mac))
+            self.adds[key] = flow
+        return flow
+
+    def _route_part(self, old: Model, new: Model, touched: Touched) -> dict[str, HostMsgs]:
+        """Per switch, the adds and deletes of table-2 entries a link event makes."""
+        f_old, f_new = old.forest, new.forest
+        if not touched.links or f_old is f_new:
+            return {}
+        cells: dict[str, set[str]] = {}  # switch -> anchors whose entry there may change
+        if not f_old.same_cores(f_new, touched.links):
+            anchors = set(f_old.cores) | set(f_new.cores)
+            for sw in anchors:
+                cells[sw] = anchors
+        elif not f_old.same_core_graph(f_new, touched.links):
+            for anchor in f_new.cores:
+                t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
+                for sw in t_old.keys() | t_new.keys():
+                    if t_old.get(sw) != t_new.get(sw):
+                        cells.setdefault(sw, set()).add(anchor)
+        if not cells:
+            return {}
+        rank = self.rank
+        out: dict[str, HostMsgs] = {}
+        for sw in sorted(cells, key=rank.__getitem__):
+            sw_adds: list[FlowMod] = []
+            sw_dels: list[FlowMod] = []
+            for anchor in sorted(cells[sw], key=rank.__getitem__):
+                p_old = self.route_port(f_old, anchor, sw)
+                p_new = self.route_port(f_new, anchor, sw)
+                if p_old == p_new:
+                    continue
+                if p_new is not None:
+                    sw_adds.append(self.route(anchor, p_new))
+                elif p_old is not None:
+                    sw_dels.append(delete_strict(self.route(anchor, p_old)))
             if sw_adds or sw_dels:
                 out[sw] = (sw_adds, sw_dels)
         return out
@@ -373,8 +461,6 @@ class DesiredIndex:
                     full.add(end)
                     for name in self.by_switch.get(end, {}):
                         everywhere.add(name)
-            if not f_old.same_core_graph(f_new, touched.links):
-                self._tree_cells(new, f_old, cells)
         for name in touched.hosts | everywhere:
             a_old, a_new = old.hosts.get(name), new.hosts.get(name)
             macs = {a.mac for a in (a_old, a_new) if a is not None and a.mac is not None}
@@ -397,31 +483,6 @@ class DesiredIndex:
             return self.switches
         # Same part of the network: a leaf's next hop is its one neighbour either way.
         return {*forest.cores, r_old, r_new}
-
-    def _tree_cells(self, new: Model, f_old: Forest, cells: dict[str, set[str]]) -> None:
-        f_new = new.forest
-        anchors = {f_new.anchor(sw) for sw, names in self.by_switch.items() if names}
-        for anchor in anchors:
-            if anchor is None or not f_new.is_core(anchor):
-                continue
-            t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
-            changed = [s for s in t_old.keys() | t_new.keys() if t_old.get(s) != t_new.get(s)]
-            if not changed:
-                continue
-            served = [anchor, *f_new.leaves_of(anchor)]
-            macs = set()
-            for sw in served:
-                for name in self.by_switch.get(sw, {}):
-                    mac = new.hosts[name].mac
-                    if mac is not None:
-                        macs.add(mac)
-            if not macs:
-                continue
-            for s in changed:
-                cells.setdefault(s, set()).update(macs)
-                if (s in t_old) != (s in t_new):
-                    for leaf in f_new.leaves_of(s):
-                        cells.setdefault(leaf, set()).update(macs)
 
     def _reservation_part(
         self,

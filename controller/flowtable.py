@@ -7,7 +7,9 @@ messages before the failing one stay applied, as on a real switch. `SwitchTable.
 packet (a dict of OXM fields) through the pipeline from table 0.
 
 Not modelled: counters, timeouts, groups, write-actions, match prerequisites, and rate enforcement
-(a meter is recorded as passed, it never drops). Whole networks: `controller.fabricsim`.
+(a meter is recorded as passed, it never drops). Metadata is: it starts at 0 for every packet,
+a write-metadata instruction sets it, a later table matches it, and it never leaves the switch.
+Whole networks: `controller.fabricsim`.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Entry:
     goto: int | None = None
     meter: int | None = None
     cookie: int = 0
+    metadata: int | None = None  # what its write-metadata instruction writes
 
     def outputs_to(self, port: int) -> bool:
         """Whether one of the actions outputs to `port`."""
@@ -97,7 +100,10 @@ class Entry:
     def describe(self) -> str:
         """One line, in the style of `FlowMod.describe`."""
         e = self
-        mod = FlowMod("add", e.table, e.priority, e.match, e.actions, e.goto, e.meter, e.cookie)
+        mod = FlowMod(
+            "add", e.table, e.priority, e.match, e.actions, e.goto, e.meter, e.cookie,
+            metadata=e.metadata,
+        )  # fmt: skip
         return mod.describe().removeprefix("add ")
 
 
@@ -234,13 +240,16 @@ class SwitchTable:
             raise self._error("OFPBIC_BAD_TABLE_ID", f"goto must go forward: {what}")
         if msg.meter is not None and msg.meter not in self._meters:
             raise self._error("OFPMMFC_UNKNOWN_METER", what)
+        if msg.metadata is not None and not 0 <= msg.metadata < 1 << 64:
+            raise self._error("OFPBIC_BAD_METADATA", what)
         for action in msg.actions:
             if isinstance(action, SetField) and _canon(action.name, action.value) is None:
                 raise self._error("OFPBAC_BAD_SET_ARGUMENT", what)
         key = match_key(msg.match, self.name)
         entry = Entry(
-            msg.table, msg.priority, msg.match, msg.actions, msg.goto, msg.meter, msg.cookie
-        )
+            msg.table, msg.priority, msg.match, msg.actions, msg.goto, msg.meter, msg.cookie,
+            msg.metadata,
+        )  # fmt: skip
         rows = self._tables.setdefault(msg.table, [])
         for i, row in enumerate(rows):
             if row.entry.priority == msg.priority and row.key == key:
@@ -289,20 +298,24 @@ class SwitchTable:
 
     # ------------------------------------------------------------------------------ lookups
 
-    def _best(self, table: int, packet: Packet, in_port: int) -> Entry | None:
+    def _best(self, table: int, packet: Packet, in_port: int, metadata: int) -> Entry | None:
         best: Entry | None = None
         for row in self._tables.get(table, ()):
             if best is not None and row.entry.priority <= best.priority:
                 continue  # ties go to the entry inserted first
-            if all(self._field_matches(packet, in_port, f, v) for f, v in row.key.items()):
+            if all(
+                self._field_matches(packet, in_port, metadata, f, v) for f, v in row.key.items()
+            ):
                 best = row.entry
         return best
 
     def _field_matches(
-        self, packet: Packet, in_port: int, name: str, want: tuple[int, int]
+        self, packet: Packet, in_port: int, metadata: int, name: str, want: tuple[int, int]
     ) -> bool:
         if name == "in_port":
             have: object = in_port
+        elif name == "metadata":
+            have = metadata
         elif name in packet:
             have = packet[name]
         else:
@@ -318,17 +331,19 @@ class SwitchTable:
 
         In each table the highest-priority matching entry wins (ties: the first inserted); its
         meter is recorded, its actions run in order (SetField rewrites the packet, Output emits a
-        copy of the packet as it is then), then its goto continues. No matching entry: stop. As
-        on OVS, an Output to the ingress port itself is not sent (use IN_PORT for that). An
-        `in_port` key in `packet` is ignored: the argument is the ingress port.
+        copy of the packet as it is then), its metadata is written, then its goto continues. No
+        matching entry: stop. As on OVS, an Output to the ingress port itself is not sent (use
+        IN_PORT for that). An `in_port` key in `packet` is ignored: the argument is the ingress
+        port.
         """
         pkt: Packet = {k: v for k, v in packet.items() if k != "in_port"}
         outputs: list[tuple[int, Packet]] = []
         meters: list[int] = []
         hits: list[Entry] = []
         table: int | None = 0
+        metadata = 0
         while table is not None:
-            entry = self._best(table, pkt, in_port)
+            entry = self._best(table, pkt, in_port, metadata)
             if entry is None:
                 break
             hits.append(entry)
@@ -341,6 +356,8 @@ class SwitchTable:
                     outputs.append((in_port, dict(pkt)))
                 elif action.port != in_port:
                     outputs.append((action.port, dict(pkt)))
+            if entry.metadata is not None:
+                metadata = entry.metadata
             table = entry.goto  # always a later table: apply() refuses backward gotos
         return Verdict(
             outputs=tuple(outputs),

@@ -4,6 +4,20 @@ Table 0 sends ARP to the controller (which answers from what it knows: no ARP fl
 passes everything else to table 1. Table 1 forwards by destination MAC along a shortest-path tree
 rooted at the host's switch, so a meshed topology never loops; unknown unicast and other broadcast
 are dropped.
+
+The trees are built in two steps, so that a link between core switches (two links or more: the
+aggregation switches of an operator's fabric) changes only what is between core switches, never
+an entry per host. A host's *anchor* is its own switch if that is core, else the one neighbour of
+its switch (a MEC site hangs off its aggregation switch). Then for a host:
+- its own switch sends its frames out of its port, and its anchor out of the link to its switch;
+- every other core switch writes the anchor's dpid into the metadata and goes to table 2, where
+  one entry per anchor (`route_flow`) sends the frame on along the shortest-path tree rooted at
+  the anchor (none where the anchor is out of reach: dropped there);
+- every other switch with a single link, to a core switch, sends them up that link.
+A host whose anchor is not core (two switches with one link between them, nothing else) is
+forwarded along its plain tree. Whether an anchor is in reach shows only in table 2, so a link
+between core switches changes table-2 entries alone: at 1,000 sites about a hundred, not ten
+thousand host entries.
 """
 
 from __future__ import annotations
@@ -17,8 +31,10 @@ from controller.ofmsg import (
     PRIO_DEFAULT,
     PRIO_DROP_MULTICAST,
     PRIO_HOST,
+    PRIO_ROUTE,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
+    TABLE_ROUTE,
     CookieKind,
     FlowMod,
     Match,
@@ -79,11 +95,91 @@ def host_flow(mac: str, host_id: int, port: int, match: Match | None = None) -> 
     )
 
 
+def via_flow(mac: str, host_id: int, anchor: int, match: Match | None = None) -> FlowMod:
+    """The table-1 entry of a core switch that sends frames for `mac` on through table 2 towards
+    the core switch whose dpid is `anchor`."""
+    return FlowMod(
+        "add",
+        table=TABLE_FORWARD,
+        priority=PRIO_HOST,
+        match=match or Match.of(eth_dst=mac),
+        metadata=anchor,
+        goto=TABLE_ROUTE,
+        cookie=cookie(CookieKind.HOST, host_id),
+    )
+
+
+def route_flow(anchor: int, port: int) -> FlowMod:
+    """The table-2 entry that sends what is bound for the core switch with dpid `anchor` out of
+    `port` (towards it)."""
+    return FlowMod(
+        "add",
+        table=TABLE_ROUTE,
+        priority=PRIO_ROUTE,
+        match=Match.of(metadata=anchor),
+        actions=(Output(port),),
+        cookie=cookie(CookieKind.ROUTE, anchor & _IDENT),
+    )
+
+
+_IDENT = (1 << 56) - 1  # the bits of a cookie that say which one
+
+
+def _degrees(topo: Topology) -> dict[str, int]:
+    degree = {sw.name: 0 for sw in topo.switches}
+    for ln in topo.links:
+        degree[ln.a] += 1
+        degree[ln.b] += 1
+    return degree
+
+
 def host_flows(topo: Topology, host: Attachment, host_id: int) -> dict[str, FlowMod]:
-    """Per switch name: the table-1 entry that brings frames for `host`'s MAC towards it."""
+    """Per switch name: the table-1 entry that brings frames for `host`'s MAC towards it (see
+    the module doc), computed from scratch (the reference that `controller.delta` keeps)."""
     if host.mac is None:
         return {}
-    flows = {host.switch: host_flow(host.mac, host_id, host.port)}
-    for sw, nxt in next_hops(topo, host.switch).items():
-        flows[sw] = host_flow(host.mac, host_id, topo.port_to(sw, nxt))
+    root = host.switch
+    flows = {root: host_flow(host.mac, host_id, host.port)}
+    degree = _degrees(topo)
+    if degree[root] >= 2:
+        anchor: str | None = root
+    elif degree[root] == 1:
+        (ln,) = topo.links_of(root)
+        anchor = ln.other(root)
+    else:
+        anchor = None
+    if anchor is None:
+        return flows
+    if degree[anchor] < 2:  # two switches and a link: the plain tree
+        for sw, nxt in next_hops(topo, root).items():
+            flows[sw] = host_flow(host.mac, host_id, topo.port_to(sw, nxt))
+        return flows
+    dpid = topo.switch(anchor).dpid
+    for switch in topo.switches:
+        name = switch.name
+        if name == root:
+            continue
+        if name == anchor:
+            flows[name] = host_flow(host.mac, host_id, topo.port_to(anchor, root))
+        elif degree[name] >= 2:
+            flows[name] = via_flow(host.mac, host_id, dpid)
+        elif degree[name] == 1:
+            (ln,) = topo.links_of(name)
+            up = ln.other(name)
+            if degree[up] >= 2:
+                flows[name] = host_flow(host.mac, host_id, topo.port_to(name, up))
+    return flows
+
+
+def route_flows(topo: Topology) -> dict[str, list[FlowMod]]:
+    """Per switch name: its table-2 entries, one per core switch it reaches (in the order the
+    topology declares them), computed from scratch."""
+    degree = _degrees(topo)
+    flows: dict[str, list[FlowMod]] = {}
+    for root in topo.switches:
+        if degree[root.name] < 2:
+            continue
+        for other, nxt in next_hops(topo, root.name).items():
+            if degree[other] >= 2:
+                flows.setdefault(other, []).append(route_flow(root.dpid, topo.port_to(other, nxt)))
     return flows

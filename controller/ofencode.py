@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.ofmsg import Barrier, FlowMod, Message, MeterMod, Output, PacketOut, SetField
+from controller.ofmsg import (
+    METADATA_ALL,
+    Barrier,
+    FlowMod,
+    Message,
+    MeterMod,
+    Output,
+    PacketOut,
+    SetField,
+)
 
 _FLOW_COMMANDS = {
     "add": "OFPFC_ADD",
@@ -66,6 +75,8 @@ def _flow_mod(dp: Any, ofp: Any, parser: Any, msg: FlowMod) -> Any:
         instructions.append(
             parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(parser, msg))
         )
+    if msg.metadata is not None:
+        instructions.append(parser.OFPInstructionWriteMetadata(msg.metadata, METADATA_ALL))
     if msg.goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(msg.goto))
     return parser.OFPFlowMod(

@@ -14,9 +14,12 @@ from enum import IntEnum
 from typing import Literal
 
 # Tables: 0 classifies (reservations, chain steering, ARP/LLDP to the controller), 1 forwards by
-# destination MAC along a shortest-path tree per host.
+# destination MAC along a shortest-path tree per host, 2 routes between core switches: a core
+# switch's entry for a host far away writes the host's anchor (its core switch) into the
+# metadata, and table 2 sends it on towards that anchor (see controller.forwarding).
 TABLE_CLASSIFY = 0
 TABLE_FORWARD = 1
+TABLE_ROUTE = 2
 TABLE_ALL = 0xFF  # OFPTT_ALL: a delete in every table
 
 # Priorities within table 0.
@@ -30,6 +33,8 @@ PRIO_DEFAULT = 0
 # Priorities within table 1.
 PRIO_HOST = 100
 PRIO_DROP_MULTICAST = 50
+# Priority within table 2.
+PRIO_ROUTE = 100
 
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -39,6 +44,7 @@ IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 CONTROLLER_PORT = 0xFFFFFFFD  # OFPP_CONTROLLER
 TABLE_PORT = 0xFFFFFFF9  # OFPP_TABLE: a packet-out through the switch's own tables
 MAX_METER_ID = 0xFFFF0000  # OFPM_MAX
+METADATA_ALL = 0xFFFFFFFFFFFFFFFF  # the mask of a write-metadata that writes every bit
 
 
 class CookieKind(IntEnum):
@@ -49,6 +55,7 @@ class CookieKind(IntEnum):
     CHAIN = 0x03
     RESERVATION = 0x04
     HOLD = 0x05
+    ROUTE = 0x06
 
 
 COOKIE_KIND_SHIFT = 56
@@ -139,6 +146,7 @@ class FlowMod:
     cookie: int = 0
     cookie_mask: int = 0
     out_port: int | None = None
+    metadata: int | None = None  # a write-metadata instruction (every bit), before the goto
 
     def describe(self) -> str:
         """One line for logs and error messages."""
@@ -148,6 +156,8 @@ class FlowMod:
             parts.append(f"meter:{self.meter}")
         if self.actions:
             parts.append("actions:" + ",".join(_act(a) for a in self.actions))
+        if self.metadata is not None:
+            parts.append(f"write_metadata:{self.metadata:#x}")
         if self.goto is not None:
             parts.append(f"goto:{self.goto}")
         return " ".join(parts)

@@ -178,7 +178,8 @@ def _flow_key(table: int, priority: int, match: Match) -> Hashable:
 
 
 def _same_flow(flow: FlowMod, entry: Entry) -> bool:
-    return (flow.cookie, flow.goto, flow.meter) == (entry.cookie, entry.goto, entry.meter) and [
+    mine = (flow.cookie, flow.goto, flow.meter, flow.metadata)
+    return mine == (entry.cookie, entry.goto, entry.meter, entry.metadata) and [
         _action_key(a) for a in flow.actions
     ] == [_action_key(a) for a in entry.actions]
 

@@ -17,7 +17,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.flowtable import Entry
-from controller.ofmsg import Action, Match, Output, SetField
+from controller.ofmsg import METADATA_ALL, Action, Match, Output, SetField
 
 
 class UnreadableEntry(ValueError):
@@ -39,11 +39,15 @@ def meter_config_request(dp: Any) -> Any:
 
 def decode_flow(stats: Any) -> Entry:
     """One OFPFlowStats as an Entry (UnreadableEntry: it uses what mecmig never installs)."""
-    meter = goto = None
+    meter = goto = metadata = None
     actions: tuple[Action, ...] = ()
     for inst in stats.instructions:
         if isinstance(inst, parser.OFPInstructionMeter):
             meter = int(inst.meter_id)
+        elif isinstance(inst, parser.OFPInstructionWriteMetadata):
+            if int(inst.metadata_mask) != METADATA_ALL:
+                raise UnreadableEntry(f"write-metadata with mask {int(inst.metadata_mask):#x}")
+            metadata = int(inst.metadata)
         elif isinstance(inst, parser.OFPInstructionGotoTable):
             goto = int(inst.table_id)
         elif (
@@ -60,6 +64,7 @@ def decode_flow(stats: Any) -> Entry:
         goto=goto,
         meter=meter,
         cookie=int(stats.cookie),
+        metadata=metadata,
     )
 
 

@@ -29,12 +29,19 @@ Adjacency = Mapping[str, tuple[str, ...]]
 class Forest:
     """Next hops towards every switch over the links that are up (see the module doc)."""
 
-    __slots__ = ("adj", "cores", "_trees")
+    __slots__ = ("adj", "cores", "_trees", "_core_adj")
 
-    def __init__(self, adj: Adjacency, trees: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        adj: Adjacency,
+        trees: dict[str, dict[str, str]] | None = None,
+        core_adj: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.adj = adj  # switch -> its neighbours over links that are up, in declaration order
         self.cores = tuple(sw for sw, nbrs in adj.items() if len(nbrs) >= 2)
         self._trees: dict[str, dict[str, str]] = trees if trees is not None else {}
+        # core switch -> its core neighbours (made when first needed)
+        self._core_adj = core_adj
 
     @classmethod
     def of(cls, topo: Topology, down: Collection[frozenset[str]] = ()) -> Forest:
@@ -62,7 +69,13 @@ class Forest:
         same_status = all((len(self.adj[e]) >= 2) == (len(adj[e]) >= 2) for e in ends)
         core_link = any(len(adj[a]) >= 2 and len(adj[b]) >= 2 for a, b in pairs)
         keep = same_status and not core_link
-        return Forest(adj, dict(self._trees) if keep else None)
+        core_adj = None
+        if same_status and self._core_adj is not None:  # the same cores: patch the ends
+            core_adj = dict(self._core_adj)
+            for e in ends:
+                if len(adj[e]) >= 2:
+                    core_adj[e] = tuple(w for w in adj[e] if len(adj[w]) >= 2)
+        return Forest(adj, dict(self._trees) if keep else None, core_adj)
 
     def same_core_graph(self, other: Forest, pairs: Collection[tuple[str, str]]) -> bool:
         """Whether `other` is this forest after `pairs` changed without changing the core graph
@@ -92,7 +105,7 @@ class Forest:
         """Core switch -> its next hop towards `core` (reachable core switches but `core`)."""
         tree = self._trees.get(core)
         if tree is None:
-            adj = self.adj
+            adj = self.core_adj()
             tree = {}
             seen = {core}
             level = [core]
@@ -100,13 +113,22 @@ class Forest:
                 found: list[str] = []
                 for v in level:
                     for w in adj[v]:
-                        if w not in seen and len(adj[w]) >= 2:
+                        if w not in seen:
                             seen.add(w)
                             tree[w] = v
                             found.append(w)
                 level = found
             self._trees[core] = tree
         return tree
+
+    def core_adj(self) -> dict[str, tuple[str, ...]]:
+        """Core switch -> its neighbours that are core, in declaration order."""
+        if self._core_adj is None:
+            adj = self.adj
+            self._core_adj = {
+                sw: tuple(w for w in adj[sw] if len(adj[w]) >= 2) for sw in self.cores
+            }
+        return self._core_adj
 
     def parent(self, root: str, switch: str) -> str | None:
         """The next hop from `switch` towards `root`; None at `root` or where it is unreachable."""

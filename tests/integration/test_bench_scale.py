@@ -5,8 +5,8 @@ The outputs' shape, and the issue's goals at 1000 sites: every operation <= 5 ms
 pure state and <= 10 ms through REST, the state built in <= 1 s; admission at 10,000 sites
 <= 10 ms. A hold and its release put two flows on the held instance's switch, by its address
 and by its MAC (they were one on every switch, ~50 ms through REST). A link of the aggregation
-ring on the pure state misses the goal (it changes most forwarding trees): marked as expected
-to fail, so that the day it meets it the test says so.
+ring changes only the table-2 routes between aggregation switches, never a host's entry (it
+changed ~10,000 host entries and took ~20 ms before forwarding went in two steps).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from mecmig.bench.scale_fabric import aggregation_count
 from mecmig.bench.scale_worker import OPERATIONS
 from mecmig.cli import EXIT_OK, main
 
 ROW_KEYS = {"sites", "operation", "median_ms", "p95_ms", "max_ms", "flows_changed"}
-STATE_OPS = tuple(op for op in OPERATIONS if not op.startswith("ring"))  # ring: below
+STATE_OPS = OPERATIONS
 REST_OPS = ("reserve", "resize", "release", "relocate", "hold", "unhold")
 
 
@@ -70,15 +71,12 @@ def test_every_operation_at_1000_sites_takes_at_most_10_ms_through_rest(
     assert _row(summary, 1000, "rest", op)["median_ms"] <= 10.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a ring link changes most forwarding trees: ~10,000 flows at 1000 sites, ~17 ms",
-)
 @pytest.mark.parametrize("op", ("ring_down", "ring_up"))
-def test_a_ring_link_event_at_1000_sites_takes_at_most_5_ms_on_the_state(
+def test_a_ring_link_event_changes_routes_between_aggregation_switches_only(
     summary: dict[str, Any], op: str
 ) -> None:
-    assert _row(summary, 1000, "state", op)["median_ms"] <= 5.0
+    aggs = aggregation_count(1000)  # 32: at most one route per pair of them can change
+    assert 0 < _row(summary, 1000, "state", op)["flows_changed"] <= aggs * (aggs - 1)
 
 
 def test_the_state_of_1000_sites_is_built_in_at_most_a_second(summary: dict[str, Any]) -> None:

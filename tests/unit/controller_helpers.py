@@ -32,6 +32,7 @@ from controller.ofmsg import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
     IP_PROTO,
+    METADATA_ALL,
     Action,
     Barrier,
     Batch,
@@ -530,11 +531,14 @@ def _decode_flow_mod(msg: Any) -> FlowMod:
     kinds = [inst.type for inst in msg.instructions]
     assert kinds == sorted(kinds, key=_INSTRUCTION_ORDER.index), kinds
     assert len(set(kinds)) == len(kinds), kinds
-    meter = goto = None
+    meter = goto = metadata = None
     actions: tuple[Action, ...] = ()
     for inst in msg.instructions:
         if isinstance(inst, OFP_PARSER.OFPInstructionMeter):
             meter = inst.meter_id
+        elif isinstance(inst, OFP_PARSER.OFPInstructionWriteMetadata):
+            assert inst.metadata_mask == METADATA_ALL, inst
+            metadata = inst.metadata
         elif isinstance(inst, OFP_PARSER.OFPInstructionGotoTable):
             goto = inst.table_id
         elif isinstance(inst, OFP_PARSER.OFPInstructionActions):
@@ -553,6 +557,7 @@ def _decode_flow_mod(msg: Any) -> FlowMod:
         cookie=msg.cookie,
         cookie_mask=msg.cookie_mask,
         out_port=None if msg.out_port == OFP.OFPP_ANY else msg.out_port,
+        metadata=metadata,
     )
 
 
@@ -598,7 +603,10 @@ def flow_stats_reply(dp: Any, xid: int, flows: Iterable[Entry], *, more: bool = 
 
     body = bytearray(struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, int(more)))
     for e in flows:
-        mod = encode(dp, FlowMod("add", e.table, e.priority, e.match, e.actions, e.goto, e.meter))
+        flow = FlowMod(
+            "add", e.table, e.priority, e.match, e.actions, e.goto, e.meter, metadata=e.metadata
+        )
+        mod = encode(dp, flow)
         rest = bytearray()
         mod.match.serialize(rest, 0)
         for inst in mod.instructions:

@@ -15,7 +15,7 @@ from typing import Any
 import networkx as nx
 
 from controller.flowtable import Entry
-from controller.forwarding import base_flows, host_flows
+from controller.forwarding import base_flows, host_flows, route_flows
 from controller.hold import hold_flows
 from controller.limits import (
     MAX_OWNER_LENGTH,
@@ -149,6 +149,9 @@ class FullFabricState:
                 cfg.add_flow(flow)
         for name, att in self.hosts.items():
             for sw, flow in host_flows(topo, att, self.host_ids[name]).items():
+                config[sw].add_flow(flow)
+        for sw, routes in route_flows(topo).items():
+            for flow in routes:
                 config[sw].add_flow(flow)
         for i, chain in enumerate(self.chains, start=1):
             try:

@@ -25,10 +25,13 @@ from controller.ofmsg import (
     ETH_TYPE_IP,
     MAX_METER_ID,
     PRIO_CHAIN,
+    PRIO_HOST,
     PRIO_RESERVATION,
+    PRIO_ROUTE,
     TABLE_ALL,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
+    TABLE_ROUTE,
     Action,
     Barrier,
     CookieKind,
@@ -143,6 +146,24 @@ EXAMPLES: list[Message] = [
         cookie=cookie(CookieKind.CHAIN, 2),
     ),
     FlowMod("add", table=TABLE_CLASSIFY, priority=0, goto=TABLE_FORWARD),
+    # a core switch's entry for a host far away, and its route (controller.forwarding)
+    FlowMod(
+        "add",
+        table=TABLE_FORWARD,
+        priority=PRIO_HOST,
+        match=Match.of(eth_dst="02:00:0a:00:00:0b"),
+        metadata=0xFEDCBA9876543210,
+        goto=TABLE_ROUTE,
+        cookie=cookie(CookieKind.HOST, 3),
+    ),
+    FlowMod(
+        "add",
+        table=TABLE_ROUTE,
+        priority=PRIO_ROUTE,
+        match=Match.of(metadata=0xFEDCBA9876543210),
+        actions=(Output(2),),
+        cookie=cookie(CookieKind.ROUTE, 9),
+    ),
     FlowMod("add", table=TABLE_FORWARD, priority=65535, match=MATCHES[-1]),  # a drop
     FlowMod("add", table=TABLE_CLASSIFY, priority=1, meter=1, goto=TABLE_FORWARD),
     # deletes: by cookie kind in every table, by match and out_port, strict

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import pytest
 
 from controller.fabricsim import LoopError
-from controller.ofmsg import TABLE_FORWARD, FlowMod, Message, MeterMod, Output
+from controller.ofmsg import TABLE_FORWARD, TABLE_ROUTE, FlowMod, Message, MeterMod, Output
 from controller.plan import Plan, Stage
 from controller.state import FabricState, StateError
 from tests.unit.controller_helpers import (
@@ -35,12 +35,19 @@ def is_removal(msg: Message) -> bool:
 
 
 def forward_port(fabric: Fabric, switch: str, mac: str) -> int:
-    """Where `switch`'s forwarding table sends frames for `mac`."""
+    """Where `switch`'s forwarding table sends frames for `mac` (through its route to the
+    host's anchor, on a core switch)."""
     (entry,) = [
         e
         for e in fabric.flows(switch)
         if e.table == TABLE_FORWARD and e.match.get("eth_dst") == mac
     ]
+    if entry.metadata is not None:
+        (entry,) = [
+            e
+            for e in fabric.flows(switch)
+            if e.table == TABLE_ROUTE and e.match.get("metadata") == entry.metadata
+        ]
     (action,) = entry.actions
     assert isinstance(action, Output)
     return action.port
