@@ -103,10 +103,15 @@ def test_relocation_moves_the_traffic_and_the_old_port_gets_none() -> None:
         # nothing on the old switch leads to the old port any more (only LLDP probes go there)
         flows = ofctl("s1", "dump-flows")
         assert "output:5" not in flows, flows
+        # s1 is a core switch: video's entry sends it on to its anchor s3 (metadata 3 is s3's
+        # dpid), whose route (table 2) leaves by port 1 (towards s3)
         towards_new = re.search(
-            r"n_packets=(\d+).*dl_dst=02:00:0a:00:00:0c actions=output:1", flows
+            r"n_packets=(\d+).*dl_dst=02:00:0a:00:00:0c actions=write_metadata:0x3,goto_table:2",
+            flows,
         )
         assert towards_new and int(towards_new.group(1)) >= 5, flows
+        route = re.search(r"table=2, n_packets=(\d+).*metadata=0x3 actions=output:1", flows)
+        assert route and int(route.group(1)) >= 5, flows
 
 
 def test_controller_restart_keeps_reservations(tmp_path: object) -> None:
