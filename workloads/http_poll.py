@@ -7,7 +7,9 @@ Printed at the end (``--json``): ``requests``, ``ok``, ``failures``, ``max_gap_m
 time between two successful replies, minus the interval: the interruption a user sees; a silence
 to the end counts), ``gaps`` (``[start_ms, end_ms]`` of every gap over 2 intervals, since the
 start), ``bodies_changed`` (when the reply's first line of body went backwards, a sign that
-another process answered: ``[t_ms, before, after]``), ``first`` and ``last`` bodies; with
+another process answered: ``[t_ms, before, after]``), ``failed`` (``[t_ms, why]`` of the first
+100 failures: ``reset`` (a RST, e.g. from a replica that never saw the connection), ``refused``,
+``timeout``, ``error`` (another socket error), ``bad-reply``), ``first`` and ``last`` bodies; with
 ``--samples`` also ``samples``: ``[reply_s, body]`` of every successful request, ``reply_s`` on
 CLOCK_MONOTONIC (shared with the host: a Mininet host is a network namespace only), ``body``
 its first line as an integer when it is one.
@@ -35,6 +37,7 @@ class PollResult:
     requests: int = 0
     ok: int = 0
     failures: int = 0
+    failed: list[list[float | str]] = field(default_factory=list)
     max_gap_ms: float = 0.0
     gaps: list[list[float]] = field(default_factory=list)
     bodies_changed: list[list[object]] = field(default_factory=list)
@@ -45,6 +48,15 @@ class PollResult:
 
 def get(host: str, port: int, path: str, timeout_s: float = TIMEOUT_S) -> str | None:
     """One GET on a new connection; the reply's body (first line), None if it failed."""
+    body, _ = request(host, port, path, timeout_s)
+    return body
+
+
+def request(
+    host: str, port: int, path: str, timeout_s: float = TIMEOUT_S
+) -> tuple[str | None, str]:
+    """One GET on a new connection: (the reply's body (first line), "") or (None, why it
+    failed: reset, refused, timeout, error, bad-reply)."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as sock:
             sock.sendall(
@@ -56,12 +68,18 @@ def get(host: str, port: int, path: str, timeout_s: float = TIMEOUT_S) -> str | 
                 if not chunk:
                     break
                 data += chunk
+    except ConnectionResetError:
+        return None, "reset"
+    except ConnectionRefusedError:
+        return None, "refused"
+    except TimeoutError:
+        return None, "timeout"
     except OSError:
-        return None
+        return None, "error"
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0]:
-        return None
-    return body.decode(errors="replace").split("\n", 1)[0]
+        return None, "bad-reply"
+    return body.decode(errors="replace").split("\n", 1)[0], ""
 
 
 def poll(
@@ -82,10 +100,12 @@ def poll(
     next_at = t0
     while not stop.is_set() and (duration_s <= 0 or time.monotonic() - t0 < duration_s):
         res.requests += 1
-        body = get(host, port, path, timeout_s)
+        body, why = request(host, port, path, timeout_s)
         now = time.monotonic()
         if body is None:
             res.failures += 1
+            if len(res.failed) < 100:
+                res.failed.append([round((now - t0) * 1000, 1), why])
         else:
             res.ok += 1
             gap = now - last_ok
