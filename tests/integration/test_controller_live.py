@@ -147,21 +147,46 @@ def _link_up(lv: object, a: str, b: str) -> bool:
     raise AssertionError(f"no link {a}-{b}")
 
 
+_COUNTERS = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^ ,]+,? ?")
+
+
+def _table(switch: str, table: int) -> list[str]:
+    """`switch`'s flows of `table`, without counters, sorted."""
+    lines = ofctl(switch, "dump-flows").splitlines()
+    return sorted(_COUNTERS.sub("", ln).strip() for ln in lines if f"table={table}," in ln)
+
+
+def _set_link(lv: object, a: str, b: str, up: bool) -> None:
+    """Take the link between `a` and `b` down or up, and wait until the controller saw it."""
+    lv.emu.net.configLinkStatus(a, b, "up" if up else "down")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while _link_up(lv, a, b) != up and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _link_up(lv, a, b) == up
+
+
 def test_link_down_reroutes_and_link_up_restores() -> None:
+    """s2-core, between two switches that stay core (two links or more) either way, changes
+    their table-2 routes only: no host's entry (table 1) changes anywhere. s1-core leaves s1
+    with one link: traffic from s1 goes by s2, and all is back when it comes up."""
     with live("three-sites.yaml") as lv:
+        switches = ("s1", "s2", "s3", "core")
         assert lv.emu.ping("ue1", "hmec3") == 0
-        lv.emu.net.configLinkStatus("s1", "core", "down")
-        deadline = time.monotonic() + 10
-        while _link_up(lv, "s1", "core") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _link_up(lv, "s1", "core")
+        hosts = {sw: _table(sw, 1) for sw in switches}
+        routes = {sw: _table(sw, 2) for sw in switches}
+        _set_link(lv, "s2", "core", False)
+        assert lv.emu.ping("hmec2", "hmec1", count=2) == 0
+        assert {sw: _table(sw, 1) for sw in switches} == hosts
+        assert _table("s2", 2) != routes["s2"] and _table("core", 2) != routes["core"]
+        _set_link(lv, "s2", "core", True)
+        assert {sw: _table(sw, 2) for sw in switches} == routes
+
+        _set_link(lv, "s1", "core", False)
         assert lv.emu.ping("ue1", "hmec3", count=3) == 0  # now via s1 -> s2 -> s3
-        lv.emu.net.configLinkStatus("s1", "core", "up")
-        deadline = time.monotonic() + 15
-        while not _link_up(lv, "s1", "core") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _link_up(lv, "s1", "core")
+        _set_link(lv, "s1", "core", True)
         assert lv.emu.ping("ue1", "hmec3", count=3) == 0
+        assert {sw: _table(sw, 1) for sw in switches} == hosts
+        assert {sw: _table(sw, 2) for sw in switches} == routes
 
 
 def test_a_switch_that_reconnects_gets_its_flows_back() -> None:
