@@ -4,19 +4,19 @@
 copies and the old `Forest`) and what the change touched (`Touched`). Only the cells (a switch and
 one flow key or meter id) that the change can affect are computed, in both models, and diffed with
 `controller.plan.diff_switch`, category by category in the order a full computation adds them:
-host forwarding, chains, reservations, holds. The result is what `diff` of the full desired
-states before and after would give (tests/unit/test_incremental.py checks it against the full
-computation on random topologies and operation sequences).
+host forwarding (table 1, then the table-2 routes), chains, reservations, holds. The result is
+what `diff` of the full desired states before and after would give
+(tests/unit/test_incremental.py checks it against the full computation on random topologies and
+operation sequences).
 
-Which cells a change can affect (host entries go in two steps, see controller.forwarding):
+Which cells a change can affect (forwarding goes in two steps, see controller.forwarding):
 - a host that moved, appeared or changed: its MAC on every switch whose entry for it can
-  differ (core switches and its old and new switch when it stays in the same part of the
-  network; every switch else), its reservations, the chains it is in, its hold (on its old and
-  new switch) if it is held;
-- a link event: every cell of a switch at its ends that is not core, the MACs of the hosts there
-  everywhere, and for every core tree it changed, the table-2 entries for that tree's root on
-  the switches whose next hop changed; when a switch became core or stopped being one, every
-  cell;
+  differ (core switches and its old and new switch when both are in reach of a core switch;
+  every switch else), its reservations, the chains it is in, its hold (on its old and new
+  switch) if it is held;
+- a link event: no host entry (they follow from the declared topology alone); for a link
+  between two core switches, for every core tree it changed, the route to that tree's root on
+  the switches whose next hop changed; the reservations it broke or that fit again;
 - a reservation added, removed, resized or moved: the flows and meter of its match's group.
 
 Pure: no clock, no I/O.
@@ -97,6 +97,20 @@ class DesiredIndex:
         }
         self.dpids = {sw.name: sw.dpid for sw in declared.switches}
         self.rank = {sw: i for i, sw in enumerate(self.switches)}  # the declared order
+        declared_adj: dict[str, list[str]] = {sw: [] for sw in self.switches}
+        for ln in declared.links:
+            declared_adj[ln.a].append(ln.b)
+            declared_adj[ln.b].append(ln.a)
+        self.cores = frozenset(sw for sw, nbrs in declared_adj.items() if len(nbrs) >= 2)
+        self.anchors: dict[str, str | None] = {  # a switch -> the core side of its hosts
+            sw: sw if sw in self.cores else (nbrs[0] if nbrs else None)
+            for sw, nbrs in declared_adj.items()
+        }
+        self.uplinks = {  # a switch with one declared link, to a core switch -> that switch
+            sw: nbrs[0]
+            for sw, nbrs in declared_adj.items()
+            if len(nbrs) == 1 and nbrs[0] in self.cores
+        }
         self.routes: dict[tuple[str, int], FlowMod] = {}  # (anchor, port) -> its table-2 entry
         self.by_switch: dict[str, dict[str, None]] = {}  # switch -> hosts there (ordered)
         self.mac_owner: dict[str, str] = {}  # MAC -> the last host (in model order) with it
@@ -158,28 +172,23 @@ class DesiredIndex:
 
     # ------------------------------------------------------------------ values
 
-    def host_out(self, model: Model, att: Attachment, switch: str) -> Out | None:
-        """Where `switch` sends `att`'s frames: out of a port, or to table 2 towards an anchor
-        (None: nowhere). See controller.forwarding."""
+    def host_out(self, att: Attachment, switch: str) -> Out | None:
+        """Where `switch` sends `att`'s frames: out of a port, or to table 2 towards its anchor
+        (None: nowhere). From the declared topology alone: see controller.forwarding."""
         root = att.switch
         if switch == root:
             return att.port, 0
-        forest = model.forest
-        adj = forest.adj
-        anchor = forest.anchor(root)
+        anchor = self.anchors[root]
         if anchor is None:
             return None
-        if len(adj[anchor]) < 2:  # two switches and a link: the plain tree
-            hop = forest.parent(root, switch)
-            return None if hop is None else (self.ports[(switch, hop)], 0)
         if switch == anchor:
             return self.ports[(anchor, root)], 0
-        nbrs = adj[switch]
-        if len(nbrs) >= 2:
+        if anchor not in self.cores:  # two switches and a link, nothing else
+            return None
+        if switch in self.cores:
             return 0, self.dpids[anchor]
-        if len(nbrs) == 1 and len(adj[nbrs[0]]) >= 2:
-            return self.ports[(switch, nbrs[0])], 0
-        return None
+        up = self.uplinks.get(switch)
+        return None if up is None else (self.ports[(switch, up)], 0)
 
     def route_port(self, forest: Forest, anchor: str, switch: str) -> int | None:
         """The port of `switch`'s table-2 entry towards core switch `anchor` (None: none)."""
@@ -211,7 +220,7 @@ class DesiredIndex:
         if name is None:
             return None
         att = model.hosts[name]
-        out = self.host_out(model, att, switch)
+        out = self.host_out(att, switch)
         return None if out is None else (out[0], out[1], model.host_ids[name])
 
     def chain_cells(self, hosts: Mapping[str, Attachment]) -> FlowCells:
@@ -264,7 +273,7 @@ class DesiredIndex:
         for name, att in model.hosts.items():
             if att.mac is None:
                 continue
-            out = self.host_out(model, att, switch)
+            out = self.host_out(att, switch)
             if out is not None:
                 cfg.add_flow(self._host_flow(att.mac, (*out, model.host_ids[name])))
         forest = model.forest
@@ -333,17 +342,9 @@ class DesiredIndex:
 
     def _host_part(self, old: Model, new: Model, touched: Touched) -> dict[str, HostMsgs]:
         """Per switch, the adds and deletes of host forwarding entries the change makes."""
-        cells, full = self._host_cells(old, new, touched)
-        if not cells and not full:
+        cells = self._host_cells(old, new, touched)
+        if not cells:
             return {}
-        every: list[str] = []
-        if full:
-            seen: set[str] = set()
-            for model in (new, old):
-                for att in model.hosts.values():
-                    if att.mac is not None and att.mac not in seen:
-                        seen.add(att.mac)
-                        every.append(att.mac)
         far = len(self.pos) + 1
         owners: dict[str, tuple[str | None, str | None]] = {}
         dels = self.deletes
@@ -363,13 +364,10 @@ class DesiredIndex:
 
         out: dict[str, HostMsgs] = {}
         for sw in self.switches:
-            if sw in full:
-                macs: Iterable[str] = every
-            else:
-                some = cells.get(sw)
-                if not some:
-                    continue
-                macs = sorted(some, key=order) if len(some) > 1 else some
+            some = cells.get(sw)
+            if not some:
+                continue
+            macs = sorted(some, key=order) if len(some) > 1 else some
             sw_adds: list[FlowMod] = []
             sw_dels: list[FlowMod] = []
             for mac in macs:
@@ -408,11 +406,7 @@ class DesiredIndex:
         if not touched.links or f_old is f_new:
             return {}
         cells: dict[str, set[str]] = {}  # switch -> anchors whose entry there may change
-        if not f_old.same_cores(f_new, touched.links):
-            anchors = set(f_old.cores) | set(f_new.cores)
-            for sw in anchors:
-                cells[sw] = anchors
-        elif not f_old.same_core_graph(f_new, touched.links):
+        if not f_old.same_core_graph(f_new, touched.links):
             for anchor in f_new.cores:
                 t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
                 for sw in t_old.keys() | t_new.keys():
@@ -444,45 +438,32 @@ class DesiredIndex:
             match = self.matches[mac] = Match.of(eth_dst=mac)
         return match
 
-    def _host_cells(
-        self, old: Model, new: Model, touched: Touched
-    ) -> tuple[dict[str, set[str]], set[str]]:
-        """(switch -> MACs whose entry there may change, switches where every entry may)."""
+    def _host_cells(self, old: Model, new: Model, touched: Touched) -> dict[str, set[str]]:
+        """Switch -> MACs whose entry there may change (a host's entries follow from where it
+        is attached alone: a link event changes none)."""
         cells: dict[str, set[str]] = {}
-        full: set[str] = set()
-        everywhere: set[str] = set()
-        f_old, f_new = old.forest, new.forest
-        if touched.links:
-            if not f_old.same_cores(f_new, touched.links):
-                return {}, set(self.switches)
-            ends = {sw for pair in touched.links for sw in pair}
-            for end in ends:
-                if not f_new.is_core(end):
-                    full.add(end)
-                    for name in self.by_switch.get(end, {}):
-                        everywhere.add(name)
-        for name in touched.hosts | everywhere:
+        for name in touched.hosts:
             a_old, a_new = old.hosts.get(name), new.hosts.get(name)
             macs = {a.mac for a in (a_old, a_new) if a is not None and a.mac is not None}
             for mac in macs:
                 switches = self._move_cells(old, new, mac)
                 for sw in switches:
                     cells.setdefault(sw, set()).add(mac)
-        return cells, full
+        return cells
 
     def _move_cells(self, old: Model, new: Model, mac: str) -> Iterable[str]:
         """The switches where the entry for `mac` may differ between `old` and `new`."""
         o_old, o_new = self.owner(old, mac), self.owner(new, mac)
-        if o_old is None or o_new is None or old.forest is not new.forest:
+        if o_old is None or o_new is None:
             return self.switches
         if old.host_ids[o_old] != new.host_ids[o_new]:
             return self.switches
         r_old, r_new = old.hosts[o_old].switch, new.hosts[o_new].switch
-        forest = new.forest
-        if not forest.reaches(r_old, r_new):
+        a_old, a_new = self.anchors[r_old], self.anchors[r_new]
+        if a_old not in self.cores or a_new not in self.cores:
             return self.switches
-        # Same part of the network: a leaf's next hop is its one neighbour either way.
-        return {*forest.cores, r_old, r_new}
+        # Both in the core's reach: a leaf sends it up its one link either way.
+        return {*self.cores, r_old, r_new}
 
     def _reservation_part(
         self,

@@ -5,19 +5,19 @@ passes everything else to table 1. Table 1 forwards by destination MAC along a s
 rooted at the host's switch, so a meshed topology never loops; unknown unicast and other broadcast
 are dropped.
 
-The trees are built in two steps, so that a link between core switches (two links or more: the
-aggregation switches of an operator's fabric) changes only what is between core switches, never
-an entry per host. A host's *anchor* is its own switch if that is core, else the one neighbour of
-its switch (a MEC site hangs off its aggregation switch). Then for a host:
+The trees are built in two steps, so that a link event changes only what is between core
+switches (two declared links or more: the aggregation switches of an operator's fabric), never
+an entry per host. A host's *anchor* is its own switch if that is core, else the one declared
+neighbour of its switch (a MEC site hangs off its aggregation switch). Then for a host:
 - its own switch sends its frames out of its port, and its anchor out of the link to its switch;
 - every other core switch writes the anchor's dpid into the metadata and goes to table 2, where
   one entry per anchor (`route_flow`) sends the frame on along the shortest-path tree rooted at
-  the anchor (none where the anchor is out of reach: dropped there);
-- every other switch with a single link, to a core switch, sends them up that link.
-A host whose anchor is not core (two switches with one link between them, nothing else) is
-forwarded along its plain tree. Whether an anchor is in reach shows only in table 2, so a link
-between core switches changes table-2 entries alone: at 1,000 sites about a hundred, not ten
-thousand host entries.
+  the anchor over the links that are up (none where the anchor is out of reach: dropped there);
+- every other switch with a single declared link, to a core switch, sends them up that link.
+A host's entries follow from the declared topology alone: a link that is down shows only in
+table 2, or as a port that is down (OVS drops what is sent out of it). So a site's uplink going
+down or up changes no flow at all, and a link between core switches changes table-2 entries
+alone: at 1,000 sites a few hundred, not ten thousand host entries.
 """
 
 from __future__ import annotations
@@ -133,53 +133,53 @@ def _degrees(topo: Topology) -> dict[str, int]:
     return degree
 
 
-def host_flows(topo: Topology, host: Attachment, host_id: int) -> dict[str, FlowMod]:
+def host_flows(declared: Topology, host: Attachment, host_id: int) -> dict[str, FlowMod]:
     """Per switch name: the table-1 entry that brings frames for `host`'s MAC towards it (see
-    the module doc), computed from scratch (the reference that `controller.delta` keeps)."""
+    the module doc), from the declared topology alone, computed from scratch (the reference
+    that `controller.delta` keeps)."""
     if host.mac is None:
         return {}
     root = host.switch
     flows = {root: host_flow(host.mac, host_id, host.port)}
-    degree = _degrees(topo)
+    degree = _degrees(declared)
     if degree[root] >= 2:
-        anchor: str | None = root
+        anchor = root
     elif degree[root] == 1:
-        (ln,) = topo.links_of(root)
+        (ln,) = declared.links_of(root)
         anchor = ln.other(root)
     else:
-        anchor = None
-    if anchor is None:
         return flows
-    if degree[anchor] < 2:  # two switches and a link: the plain tree
-        for sw, nxt in next_hops(topo, root).items():
-            flows[sw] = host_flow(host.mac, host_id, topo.port_to(sw, nxt))
+    if anchor != root:
+        flows[anchor] = host_flow(host.mac, host_id, declared.port_to(anchor, root))
+    if degree[anchor] < 2:  # two switches and a link, nothing else
         return flows
-    dpid = topo.switch(anchor).dpid
-    for switch in topo.switches:
+    dpid = declared.switch(anchor).dpid
+    for switch in declared.switches:
         name = switch.name
-        if name == root:
+        if name in (root, anchor):
             continue
-        if name == anchor:
-            flows[name] = host_flow(host.mac, host_id, topo.port_to(anchor, root))
-        elif degree[name] >= 2:
+        if degree[name] >= 2:
             flows[name] = via_flow(host.mac, host_id, dpid)
         elif degree[name] == 1:
-            (ln,) = topo.links_of(name)
+            (ln,) = declared.links_of(name)
             up = ln.other(name)
             if degree[up] >= 2:
-                flows[name] = host_flow(host.mac, host_id, topo.port_to(name, up))
+                flows[name] = host_flow(host.mac, host_id, declared.port_to(name, up))
     return flows
 
 
-def route_flows(topo: Topology) -> dict[str, list[FlowMod]]:
-    """Per switch name: its table-2 entries, one per core switch it reaches (in the order the
-    topology declares them), computed from scratch."""
-    degree = _degrees(topo)
+def route_flows(declared: Topology, topo: Topology) -> dict[str, list[FlowMod]]:
+    """Per switch name: its table-2 entries, one per core switch (of `declared`) it reaches
+    over the links of `topo` (those up), in the order the topology declares them, computed from
+    scratch."""
+    degree = _degrees(declared)
     flows: dict[str, list[FlowMod]] = {}
-    for root in topo.switches:
+    for root in declared.switches:
         if degree[root.name] < 2:
             continue
         for other, nxt in next_hops(topo, root.name).items():
             if degree[other] >= 2:
-                flows.setdefault(other, []).append(route_flow(root.dpid, topo.port_to(other, nxt)))
+                flows.setdefault(other, []).append(
+                    route_flow(root.dpid, topo.port_to(other, nxt))
+                )
     return flows

@@ -1,20 +1,20 @@
-"""The forwarding trees, kept and repaired rather than rebuilt: next hops towards every switch.
+"""The routes between core switches, kept and repaired rather than rebuilt.
 
-Every host's MAC is forwarded along the shortest-path tree rooted at its switch, exactly as
+Forwarding goes in two steps (see `controller.forwarding`): a host's entries depend only on where
+it is attached and on the declared topology, and between core switches (two declared links or
+more: the aggregation switches of an operator's fabric) frames follow the shortest-path tree
+rooted at the host's anchor over the links that are up. A switch with a single declared link (a
+leaf: a MEC site under its aggregation switch) never lies on anyone else's path, so only trees
+rooted at core switches, over core switches, are kept, computed when first needed, exactly as
 `controller.forwarding.next_hops` (a breadth-first search over the links that are up, in the
-order the scenario declares them) gives it. Keeping one such tree per switch would cost switches
-squared; `Forest` keeps far less, because a switch with a single link (a leaf: a MEC site under
-its aggregation switch) never lies on anyone else's path:
-
-- the next hop of a leaf, towards anything it reaches, is its one neighbour;
-- the tree rooted at a leaf is its neighbour's tree, plus the neighbour's hop back to the leaf;
-- so only trees rooted at core switches (two links or more), over core switches, are kept,
-  computed when first needed. With sites under aggregation switches that is aggregation switches
-  squared: linear in sites when an aggregation switch serves about sqrt(sites) of them.
+order the scenario declares them) gives them. With sites under aggregation switches that is
+aggregation switches squared: linear in sites when an aggregation switch serves about
+sqrt(sites) of them.
 
 A `Forest` is immutable (its memo of trees aside): a link event makes a new one that shares every
-tree the event cannot change, and the old one stays valid, so the flows before and after an event
-can both be read, and a snapshot is one reference.
+tree the event cannot change (a link with a leaf at one end changes none), and the old one stays
+valid, so the routes before and after an event can both be read, and a snapshot is one
+reference.
 """
 
 from __future__ import annotations
@@ -27,76 +27,78 @@ Adjacency = Mapping[str, tuple[str, ...]]
 
 
 class Forest:
-    """Next hops towards every switch over the links that are up (see the module doc)."""
+    """The routes between core switches over the links that are up (see the module doc)."""
 
-    __slots__ = ("adj", "cores", "_trees", "_core_adj")
+    __slots__ = ("adj", "declared", "cores", "_core_set", "_trees", "_core_adj")
 
     def __init__(
         self,
         adj: Adjacency,
+        declared: Adjacency,
         trees: dict[str, dict[str, str]] | None = None,
         core_adj: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.adj = adj  # switch -> its neighbours over links that are up, in declaration order
-        self.cores = tuple(sw for sw, nbrs in adj.items() if len(nbrs) >= 2)
+        self.declared = declared  # switch -> its declared neighbours (shared, never changes)
+        self.cores = tuple(sw for sw, nbrs in declared.items() if len(nbrs) >= 2)
+        self._core_set = frozenset(self.cores)
         self._trees: dict[str, dict[str, str]] = trees if trees is not None else {}
-        # core switch -> its core neighbours (made when first needed)
+        # core switch -> its core neighbours over links that are up (made when first needed)
         self._core_adj = core_adj
 
     @classmethod
     def of(cls, topo: Topology, down: Collection[frozenset[str]] = ()) -> Forest:
         """The forest of `topo` without the links in `down`."""
+        declared: dict[str, list[str]] = {sw.name: [] for sw in topo.switches}
         adj: dict[str, list[str]] = {sw.name: [] for sw in topo.switches}
         for ln in topo.links:
+            declared[ln.a].append(ln.b)
+            declared[ln.b].append(ln.a)
             if down and frozenset((ln.a, ln.b)) in down:
                 continue
             adj[ln.a].append(ln.b)
             adj[ln.b].append(ln.a)
-        return cls({sw: tuple(nbrs) for sw, nbrs in adj.items()})
+        return cls(
+            {sw: tuple(nbrs) for sw, nbrs in adj.items()},
+            {sw: tuple(nbrs) for sw, nbrs in declared.items()},
+        )
 
     def with_links(
         self, topo: Topology, pairs: Collection[tuple[str, str]], down: Collection[frozenset[str]]
     ) -> Forest:
         """This forest after the links `pairs` went down or came up (`down`: every link down
-        now). Trees are kept when the core graph (core switches and the links between them) is
-        the same; else they are computed again as they are needed."""
+        now). Trees are kept unless one of the links joins two core switches; then they are
+        computed again as they are needed."""
         ends = {sw for pair in pairs for sw in pair}
         adj = dict(self.adj)
         for sw in ends:
             adj[sw] = tuple(
                 ln.other(sw) for ln in topo.links_of(sw) if frozenset((ln.a, ln.b)) not in down
             )
-        same_status = all((len(self.adj[e]) >= 2) == (len(adj[e]) >= 2) for e in ends)
-        core_link = any(len(adj[a]) >= 2 and len(adj[b]) >= 2 for a, b in pairs)
-        keep = same_status and not core_link
+        core_link = not self.same_core_graph(self, pairs)
         core_adj = None
-        if same_status and self._core_adj is not None:  # the same cores: patch the ends
+        if self._core_adj is not None:  # patch the ends
+            cores = self._core_set
             core_adj = dict(self._core_adj)
             for e in ends:
-                if len(adj[e]) >= 2:
-                    core_adj[e] = tuple(w for w in adj[e] if len(adj[w]) >= 2)
-        return Forest(adj, dict(self._trees) if keep else None, core_adj)
+                if e in cores:
+                    core_adj[e] = tuple(w for w in adj[e] if w in cores)
+        trees = None if core_link else self._trees
+        return Forest(adj, self.declared, trees, core_adj)
 
     def same_core_graph(self, other: Forest, pairs: Collection[tuple[str, str]]) -> bool:
         """Whether `other` is this forest after `pairs` changed without changing the core graph
-        (then every core tree is the same in both)."""
-        ends = {sw for pair in pairs for sw in pair}
-        if any((len(self.adj[e]) >= 2) != (len(other.adj[e]) >= 2) for e in ends):
-            return False
-        return not any(len(self.adj[a]) >= 2 and len(self.adj[b]) >= 2 for a, b in pairs)
-
-    def same_cores(self, other: Forest, pairs: Collection[tuple[str, str]]) -> bool:
-        """Whether the switches at `pairs` are core in both forests or in neither."""
-        ends = {sw for pair in pairs for sw in pair}
-        return all((len(self.adj[e]) >= 2) == (len(other.adj[e]) >= 2) for e in ends)
+        (the core switches and the links up between them): then every tree is the same."""
+        cores = self._core_set
+        return not any(a in cores and b in cores for a, b in pairs)
 
     def is_core(self, switch: str) -> bool:
-        return len(self.adj[switch]) >= 2
+        return switch in self._core_set
 
     def anchor(self, root: str) -> str | None:
-        """The switch whose core tree serves `root`: itself if core, else its one neighbour
-        (None: `root` has no link up)."""
-        nbrs = self.adj[root]
+        """The switch that serves `root`'s hosts in the core: itself if core, else its one
+        declared neighbour (None: it has no declared link)."""
+        nbrs = self.declared[root]
         if len(nbrs) >= 2:
             return root
         return nbrs[0] if nbrs else None
@@ -122,44 +124,15 @@ class Forest:
         return tree
 
     def core_adj(self) -> dict[str, tuple[str, ...]]:
-        """Core switch -> its neighbours that are core, in declaration order."""
+        """Core switch -> its neighbours that are core, over links that are up, in declaration
+        order."""
         if self._core_adj is None:
-            adj = self.adj
-            self._core_adj = {
-                sw: tuple(w for w in adj[sw] if len(adj[w]) >= 2) for sw in self.cores
-            }
+            adj, cores = self.adj, self._core_set
+            self._core_adj = {sw: tuple(w for w in adj[sw] if w in cores) for sw in self.cores}
         return self._core_adj
 
-    def parent(self, root: str, switch: str) -> str | None:
-        """The next hop from `switch` towards `root`; None at `root` or where it is unreachable."""
-        if switch == root:
-            return None
-        anchor = self.anchor(root)
-        if anchor is None:
-            return None
-        if switch == anchor:
-            return root
-        adj = self.adj
-        nbrs = adj[switch]
-        if len(nbrs) == 1:
-            only = nbrs[0]
-            if only in (root, anchor):
-                return only
-            return only if len(adj[anchor]) >= 2 and only in self.tree(anchor) else None
-        if not nbrs or len(adj[anchor]) < 2:
-            return None
-        return self.tree(anchor).get(switch)
-
-    def reaches(self, root: str, switch: str) -> bool:
-        return switch == root or self.parent(root, switch) is not None
-
-    def leaves_of(self, switch: str) -> list[str]:
-        """The leaves hanging off `switch`."""
-        adj = self.adj
-        return [n for n in adj[switch] if len(adj[n]) == 1]
-
     def distances(self, source: str) -> dict[str, int]:
-        """Hops from `source` to every switch it reaches (itself at 0)."""
+        """Hops from `source` to every switch it reaches over links that are up (itself at 0)."""
         adj = self.adj
         dist = {source: 0}
         level = [source]

@@ -6,7 +6,8 @@ pure state and <= 10 ms through REST, the state built in <= 1 s; admission at 10
 <= 10 ms. A hold and its release put two flows on the held instance's switch, by its address
 and by its MAC (they were one on every switch, ~50 ms through REST). A link of the aggregation
 ring changes only the table-2 routes between aggregation switches, never a host's entry (it
-changed ~10,000 host entries and took ~20 ms before forwarding went in two steps).
+changed ~10,000 host entries and took ~20 ms before forwarding went in two steps), and a site's
+uplink none at all (2,230 entries before).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def test_rows_and_sizes_have_the_fields_the_issue_names(summary: dict[str, Any])
         assert size["refused"] == 0  # no software switch refused a message
     # a host move changes the entries of core switches, not of every switch
     assert _row(summary, 1000, "state", "relocate")["flows_changed"] < 100
+    # a site's uplink down or up changes no flow: a host's entries follow from the declared
+    # topology, and what was sent out of the port that is down is dropped there
+    for op in ("link_down", "link_up"):
+        assert _row(summary, 1000, "state", op)["flows_changed"] == 0
     assert _row(summary, 1000, "state", "hold")["flows_changed"] == 2  # the instance's switch
 
 

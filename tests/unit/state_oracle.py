@@ -1,8 +1,9 @@
 """The test oracle of issue 15: `controller.state` as it was before decisions became incremental,
-kept whole. `FullFabricState.desired()` rebuilds every switch's flows from scratch (one
-networkx tree per host), and every operation diffs the whole fabric; admission sums every
-reservation on every link. tests/unit/test_incremental.py runs it beside `FabricState` on random
-topologies and operation sequences: both must decide the same, and plan the same messages.
+kept whole. `FullFabricState.desired()` rebuilds every switch's flows from scratch (every
+host's entries, one networkx tree per core switch for the routes), and every operation diffs the
+whole fabric; admission sums every reservation on every link. tests/unit/test_incremental.py
+runs it beside `FabricState` on random topologies and operation sequences: both must decide the
+same, and plan the same messages.
 """
 
 from __future__ import annotations
@@ -148,9 +149,9 @@ class FullFabricState:
             for flow in base_flows():
                 cfg.add_flow(flow)
         for name, att in self.hosts.items():
-            for sw, flow in host_flows(topo, att, self.host_ids[name]).items():
+            for sw, flow in host_flows(self.declared, att, self.host_ids[name]).items():
                 config[sw].add_flow(flow)
-        for sw, routes in route_flows(topo).items():
+        for sw, routes in route_flows(self.declared, topo).items():
             for flow in routes:
                 config[sw].add_flow(flow)
         for i, chain in enumerate(self.chains, start=1):
