@@ -179,7 +179,5 @@ def route_flows(declared: Topology, topo: Topology) -> dict[str, list[FlowMod]]:
             continue
         for other, nxt in next_hops(topo, root.name).items():
             if degree[other] >= 2:
-                flows.setdefault(other, []).append(
-                    route_flow(root.dpid, topo.port_to(other, nxt))
-                )
+                flows.setdefault(other, []).append(route_flow(root.dpid, topo.port_to(other, nxt)))
     return flows
