@@ -9,7 +9,7 @@ import networkx as nx
 import pytest
 
 from controller.fabricsim import FabricSim
-from controller.ofmsg import CookieKind, cookie_kind
+from controller.ofmsg import TABLE_ROUTE, CookieKind, FlowMod, cookie_kind
 from controller.trees import Forest
 from tests.unit.controller_helpers import (
     BROADCAST,
@@ -209,3 +209,90 @@ def test_full_config_after_changes_equals_the_incremental_result(path: Path) -> 
         # and re-applying the full config on top of the incremental state changes nothing
         fabric.apply({state.dpid(sw): state.switch_config(sw)})
         assert fabric.table_snapshot(sw) == fresh.table(sw).snapshot(), sw
+
+
+GRID = """
+name: grid
+description: Six sites under four aggregation switches meshed in a square with a diagonal.
+network: {subnet: 10.0.0.0/24}
+sites: [{name: mec1}, {name: mec2}, {name: mec3}, {name: mec4}, {name: mec5}, {name: mec6}]
+switches:
+  - {name: agg1, dpid: 101}
+  - {name: agg2, dpid: 102}
+  - {name: agg3, dpid: 103}
+  - {name: agg4, dpid: 104}
+links:
+  - {between: [mec1, agg1], capacity: 1Gbit}
+  - {between: [mec2, agg1], capacity: 1Gbit}
+  - {between: [mec3, agg2], capacity: 1Gbit}
+  - {between: [mec4, agg3], capacity: 1Gbit}
+  - {between: [mec5, agg4], capacity: 1Gbit}
+  - {between: [mec6, agg4], capacity: 1Gbit}
+  - {between: [agg1, agg2], capacity: 1Gbit}
+  - {between: [agg2, agg4], capacity: 1Gbit}
+  - {between: [agg4, agg3], capacity: 1Gbit}
+  - {between: [agg3, agg1], capacity: 1Gbit}
+  - {between: [agg1, agg4], capacity: 500Mbit}
+ues: [{name: ue1, attach: mec6, ip: 10.0.0.100}]
+"""
+AGG_LINKS = [
+    ("agg1", "agg2"),
+    ("agg2", "agg4"),
+    ("agg4", "agg3"),
+    ("agg3", "agg1"),
+    ("agg1", "agg4"),
+]
+
+
+def _every_pair_delivered_avoiding(fabric: Fabric, dead: tuple[str, str]) -> None:
+    state = fabric.state
+    for src in state.hosts:
+        for dst in state.hosts:
+            if src != dst:
+                trace = fabric.send(src, ip_packet(state, src, dst))
+                assert_delivered_once(trace, dst)
+                pairs = set(zip(trace.switches, trace.switches[1:], strict=False))
+                assert not pairs & {dead, dead[::-1]}, trace
+
+
+@pytest.mark.parametrize("link", AGG_LINKS, ids=["-".join(p) for p in AGG_LINKS])
+def test_a_link_between_aggregation_switches_changes_their_routes_only(
+    tmp_path: Path, link: tuple[str, str]
+) -> None:
+    """Forwarding in two steps (controller.forwarding): on a mesh of aggregation switches a
+    link between two of them changes table-2 routes and nothing else; every host still reaches
+    every other, around it; up again, the tables are as before."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID)
+    state = make_state(path)
+    fabric = Fabric(state)
+    before = fabric.snapshot()
+    plan = state.link_down(*link)
+    msgs = [m for stage in plan for ms in stage.values() for m in ms]
+    assert msgs, "a link on shortest paths between aggregation switches went down"
+    assert all(isinstance(m, FlowMod) and m.table == TABLE_ROUTE for m in msgs), msgs
+    fabric.apply_plan(plan)
+    _every_pair_delivered_avoiding(fabric, link)
+    fabric.apply_plan(state.link_up(*link))
+    assert fabric.snapshot() == before
+
+
+def test_a_sites_uplink_changes_no_flow(tmp_path: Path) -> None:
+    """A host's entries follow from the declared topology: a site cut off changes no flow
+    (what is sent out of its dead uplink is dropped there), the others still reach each
+    other, and the site is back when its link is."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID)
+    state = make_state(path)
+    fabric = Fabric(state)
+    before = fabric.snapshot()
+    plan = state.link_down("s5", "agg4")
+    assert not [m for stage in plan for ms in stage.values() for m in ms]
+    fabric.apply({})  # nothing to send; the software fabric's cable is cut
+    cut = fabric.send("ue1", ip_packet(state, "ue1", "hmec5"))
+    assert cut.delivered_to == ()
+    assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "hmec1")), "hmec1")
+    assert not [m for stage in state.link_up("s5", "agg4") for ms in stage.values() for m in ms]
+    fabric.apply({})
+    assert_delivered_once(fabric.send("ue1", ip_packet(state, "ue1", "hmec5")), "hmec5")
+    assert fabric.snapshot() == before
