@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controller.forwarding import base_flows, host_flow, route_flow, via_flow
+from controller.forwarding import base_flows, host_flow, route_flow, uplink_flows, via_flow
 from controller.hold import hold_flows
 from controller.ofmsg import CookieKind, FlowMod, Match, MeterMod, cookie
 from controller.plan import FlowKey, Stage, SwitchConfig, delete_strict, diff_switch
@@ -106,11 +106,7 @@ class DesiredIndex:
             sw: sw if sw in self.cores else (nbrs[0] if nbrs else None)
             for sw, nbrs in declared_adj.items()
         }
-        self.uplinks = {  # a switch with one declared link, to a core switch -> that switch
-            sw: nbrs[0]
-            for sw, nbrs in declared_adj.items()
-            if len(nbrs) == 1 and nbrs[0] in self.cores
-        }
+        self.uplinks = uplink_flows(declared)  # a site -> the entry up its one link
         self.routes: dict[tuple[str, int], FlowMod] = {}  # (anchor, port) -> its table-2 entry
         self.by_switch: dict[str, dict[str, None]] = {}  # switch -> hosts there (ordered)
         self.mac_owner: dict[str, str] = {}  # MAC -> the last host (in model order) with it
@@ -187,8 +183,7 @@ class DesiredIndex:
             return None
         if switch in self.cores:
             return 0, self.dpids[anchor]
-        up = self.uplinks.get(switch)
-        return None if up is None else (self.ports[(switch, up)], 0)
+        return None  # a site: up its one link by its uplink entry
 
     def route_port(self, forest: Forest, anchor: str, switch: str) -> int | None:
         """The port of `switch`'s table-2 entry towards core switch `anchor` (None: none)."""
@@ -270,6 +265,9 @@ class DesiredIndex:
         cfg = SwitchConfig()
         for flow in self.base:
             cfg.add_flow(flow)
+        uplink = self.uplinks.get(switch)
+        if uplink is not None:
+            cfg.add_flow(uplink)
         for name, att in model.hosts.items():
             if att.mac is None:
                 continue
@@ -452,18 +450,22 @@ class DesiredIndex:
         return cells
 
     def _move_cells(self, old: Model, new: Model, mac: str) -> Iterable[str]:
-        """The switches where the entry for `mac` may differ between `old` and `new`."""
-        o_old, o_new = self.owner(old, mac), self.owner(new, mac)
-        if o_old is None or o_new is None:
-            return self.switches
-        if old.host_ids[o_old] != new.host_ids[o_new]:
-            return self.switches
-        r_old, r_new = old.hosts[o_old].switch, new.hosts[o_new].switch
-        a_old, a_new = self.anchors[r_old], self.anchors[r_new]
-        if a_old not in self.cores or a_new not in self.cores:
-            return self.switches
-        # Both in the core's reach: a leaf sends it up its one link either way.
-        return {*self.cores, r_old, r_new}
+        """The switches where the entry for `mac` may differ between `old` and `new`: where
+        its owner in either has one (its own switch, its anchor, and the core switches when
+        the anchor is core)."""
+        cells: set[str] = set()
+        for model in (old, new):
+            name = self.owner(model, mac)
+            if name is None:
+                continue
+            root = model.hosts[name].switch
+            anchor = self.anchors[root]
+            cells.add(root)
+            if anchor is not None:
+                cells.add(anchor)
+                if anchor in self.cores:
+                    cells |= self.cores
+        return cells
 
     def _reservation_part(
         self,

@@ -13,7 +13,11 @@ neighbour of its switch (a MEC site hangs off its aggregation switch). Then for 
 - every other core switch writes the anchor's dpid into the metadata and goes to table 2, where
   one entry per anchor (`route_flow`) sends the frame on along the shortest-path tree rooted at
   the anchor over the links that are up (none where the anchor is out of reach: dropped there);
-- every other switch with a single declared link, to a core switch, sends them up that link.
+- every other switch with a single declared link, to a core switch, sends them up that link: not
+  by an entry per host but by one entry below them all (`uplink_flow`), so a site holds its own
+  hosts' entries and that one, whatever the size of the fabric, and a host that appears or
+  moves changes the entries of core switches and of its own switches only. Unknown unicast
+  goes up too, and is dropped at the aggregation switch (no entry there).
 A host's entries follow from the declared topology alone: a link that is down shows only in
 table 2, or as a port that is down (OVS drops what is sent out of it). So a site's uplink going
 down or up changes no flow at all, and a link between core switches changes table-2 entries
@@ -32,6 +36,7 @@ from controller.ofmsg import (
     PRIO_DROP_MULTICAST,
     PRIO_HOST,
     PRIO_ROUTE,
+    PRIO_UPLINK,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
     TABLE_ROUTE,
@@ -109,6 +114,32 @@ def via_flow(mac: str, host_id: int, anchor: int, match: Match | None = None) ->
     )
 
 
+def uplink_flow(port: int, up_dpid: int) -> FlowMod:
+    """The table-1 entry of a site (one declared link, to the core switch with dpid `up_dpid`)
+    that sends every unicast frame no entry above takes out of `port`, up that link."""
+    return FlowMod(
+        "add",
+        table=TABLE_FORWARD,
+        priority=PRIO_UPLINK,
+        actions=(Output(port),),
+        cookie=cookie(CookieKind.ROUTE, up_dpid & _IDENT),
+    )
+
+
+def uplink_flows(declared: Topology) -> dict[str, FlowMod]:
+    """Per switch with one declared link, to a core switch: its `uplink_flow`."""
+    degree = _degrees(declared)
+    flows: dict[str, FlowMod] = {}
+    for switch in declared.switches:
+        if degree[switch.name] == 1:
+            (ln,) = declared.links_of(switch.name)
+            up = ln.other(switch.name)
+            if degree[up] >= 2:
+                port = declared.port_to(switch.name, up)
+                flows[switch.name] = uplink_flow(port, declared.switch(up).dpid)
+    return flows
+
+
 def route_flow(anchor: int, port: int) -> FlowMod:
     """The table-2 entry that sends what is bound for the core switch with dpid `anchor` out of
     `port` (towards it)."""
@@ -160,12 +191,7 @@ def host_flows(declared: Topology, host: Attachment, host_id: int) -> dict[str, 
             continue
         if degree[name] >= 2:
             flows[name] = via_flow(host.mac, host_id, dpid)
-        elif degree[name] == 1:
-            (ln,) = declared.links_of(name)
-            up = ln.other(name)
-            if degree[up] >= 2:
-                flows[name] = host_flow(host.mac, host_id, declared.port_to(name, up))
-    return flows
+    return flows  # a site sends it up its one link by its uplink_flow
 
 
 def route_flows(declared: Topology, topo: Topology) -> dict[str, list[FlowMod]]:

@@ -33,6 +33,7 @@ PRIO_DEFAULT = 0
 # Priorities within table 1.
 PRIO_HOST = 100
 PRIO_DROP_MULTICAST = 50
+PRIO_UPLINK = 10  # a site's one link to its aggregation switch: every other unicast goes up it
 # Priority within table 2.
 PRIO_ROUTE = 100
 

@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from controller.flowtable import Entry
-from controller.forwarding import base_flows, host_flows, route_flows
+from controller.forwarding import base_flows, host_flows, route_flows, uplink_flows
 from controller.hold import hold_flows
 from controller.limits import (
     MAX_OWNER_LENGTH,
@@ -148,6 +148,8 @@ class FullFabricState:
         for cfg in config.values():
             for flow in base_flows():
                 cfg.add_flow(flow)
+        for sw, flow in uplink_flows(self.declared).items():
+            config[sw].add_flow(flow)
         for name, att in self.hosts.items():
             for sw, flow in host_flows(self.declared, att, self.host_ids[name]).items():
                 config[sw].add_flow(flow)
