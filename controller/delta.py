@@ -404,7 +404,7 @@ class DesiredIndex:
         if not touched.links or f_old is f_new:
             return {}
         cells: dict[str, set[str]] = {}  # switch -> anchors whose entry there may change
-        if not f_old.same_core_graph(f_new, touched.links):
+        if f_new.joins_cores(touched.links):
             for anchor in f_new.cores:
                 t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
                 for sw in t_old.keys() | t_new.keys():

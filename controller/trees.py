@@ -75,7 +75,7 @@ class Forest:
             adj[sw] = tuple(
                 ln.other(sw) for ln in topo.links_of(sw) if frozenset((ln.a, ln.b)) not in down
             )
-        core_link = not self.same_core_graph(self, pairs)
+        core_link = self.joins_cores(pairs)
         core_adj = None
         if self._core_adj is not None:  # patch the ends
             cores = self._core_set
@@ -86,22 +86,15 @@ class Forest:
         trees = None if core_link else self._trees
         return Forest(adj, self.declared, trees, core_adj)
 
-    def same_core_graph(self, other: Forest, pairs: Collection[tuple[str, str]]) -> bool:
-        """Whether `other` is this forest after `pairs` changed without changing the core graph
-        (the core switches and the links up between them): then every tree is the same."""
+    def joins_cores(self, pairs: Collection[tuple[str, str]]) -> bool:
+        """Whether one of the links `pairs` is between two core switches: only such a link
+        changes the core graph (the core switches and the links up between them), and so the
+        trees."""
         cores = self._core_set
-        return not any(a in cores and b in cores for a, b in pairs)
+        return any(a in cores and b in cores for a, b in pairs)
 
     def is_core(self, switch: str) -> bool:
         return switch in self._core_set
-
-    def anchor(self, root: str) -> str | None:
-        """The switch that serves `root`'s hosts in the core: itself if core, else its one
-        declared neighbour (None: it has no declared link)."""
-        nbrs = self.declared[root]
-        if len(nbrs) >= 2:
-            return root
-        return nbrs[0] if nbrs else None
 
     def tree(self, core: str) -> dict[str, str]:
         """Core switch -> its next hop towards `core` (reachable core switches but `core`)."""
