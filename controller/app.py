@@ -111,7 +111,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         if saved is not None:
             state.restore(saved)
             log.info("restored %d reservation(s) from %s", len(state.reservations), store.path)
-        self.runtime = Runtime(state, store, alive=connection_alive)
+        self.runtime = Runtime(state, store, alive=connection_alive, ended=self._connection_ended)
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
         self.northbound = Northbound(self.runtime)
@@ -168,17 +168,17 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         `connection_alive`): they leave `runtime.datapaths`, and os-ken's apps get their
         DEAD_DISPATCHER state change (the topology app unregisters the switch and its links, so
         that its next connection is a new switch, with its ports, and not a "multiple
-        connection"). The dpids ended."""
-        ended = []
-        for dp in list(self.runtime.datapaths.values()):
-            if connection_alive(dp):
-                continue
-            if self.runtime.forget(dp):
-                name = self.runtime.state.switch_name(dp.id)
-                log.warning("switch %s (dpid=%#x): connection closed; forgotten", name, dp.id)
-                ended.append(dp.id)
-            end_connection(dp)
-        return ended
+        connection"). Health's reading ends them too (`Runtime.connected`). The dpids ended."""
+        return [
+            dpid
+            for dpid, dp in list(self.runtime.datapaths.items())
+            if not connection_alive(dp) and self.runtime.connected(dpid) is None
+        ]
+
+    def _connection_ended(self, dp: Any) -> None:
+        name = self.runtime.state.switch_name(dp.id)
+        log.warning("switch %s (dpid=%#x): connection closed; forgotten", name, dp.id)
+        end_connection(dp)
 
     # ------------------------------------------------------------------ switches
 

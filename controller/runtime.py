@@ -98,17 +98,25 @@ class Runtime:
     `datapaths` holds the newest connection of every switch that connected; `alive` says
     whether a connection still stands (the os-ken app gives it; by default every one does):
     plans skip a switch whose connection is gone, and health counts only the switches whose
-    live connection was brought in line with the model (`in_sync`).
+    live connection was brought in line with the model (`in_sync`). A connection found dead is
+    forgotten there and then and handed to `ended` (the app ends it in os-ken), so that what
+    health reports as gone is gone for os-ken too, and a switch that comes back at once is a
+    new switch, not a second connection.
     """
 
     def __init__(
-        self, state: FabricState, store: StateStore, alive: Callable[[Any], bool] | None = None
+        self,
+        state: FabricState,
+        store: StateStore,
+        alive: Callable[[Any], bool] | None = None,
+        ended: Callable[[Any], None] | None = None,
     ) -> None:
         self.state = state
         self.store = store
         self.datapaths: dict[int, Any] = {}
         self.seen: set[int] = set()  # switches that connected at least once (and may be gone)
         self.alive: Callable[[Any], bool] = alive or (lambda _dp: True)
+        self.ended: Callable[[Any], None] = ended or (lambda _dp: None)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecmig-worker")
         self._lock = threading.Lock()  # guards the dicts below and datapaths' changes
         self._barriers: dict[tuple[int, int], threading.Event] = {}
@@ -139,9 +147,16 @@ class Runtime:
             return True
 
     def connected(self, dpid: int) -> Any | None:
-        """The switch's connection if it still stands, else None."""
+        """The switch's connection if it still stands, else None (a dead one is forgotten and
+        handed to `ended`, once)."""
         dp = self.datapaths.get(dpid)
-        return dp if dp is not None and self.alive(dp) else None
+        if dp is None:
+            return None
+        if self.alive(dp):
+            return dp
+        if self.forget(dp):
+            self.ended(dp)
+        return None
 
     def in_sync(self, dpid: int) -> bool:
         """Whether the switch is connected and its connection was brought in line with the
