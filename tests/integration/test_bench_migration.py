@@ -71,6 +71,12 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
     assert by["baseline"]["rounds"] == 0 and "reserve" not in by["baseline"]["phases"]
     assert by["precopy"]["rounds"] >= 1 and by["precopy"]["mode"] == "full-dump-delta"
     assert "pages" in by["postcopy"]["phases"]
+    # after post-copy's restore the client waits on the pages its service faults in: each
+    # fault asks for 256 KiB (CRIU patch 0007), and memhog's GET, which hashes 1 MiB of its
+    # memory in order, no longer faults page by page (then 175-208 ms past the window, now
+    # 12-62 ms in 14 runs)
+    post = by["postcopy"]
+    assert post["downtime_ms"] - post["frozen_ms"] < 120, post
     summary = doc["summary"]
     assert summary["completed"] is True and summary["failures"] == []
     assert set(summary["goals"]) == {

@@ -98,10 +98,12 @@ def path_rate_bps(world: World, src: str, dst: str) -> float:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13's goal, not met: CRIU's page server answers faults and the background "
-    "pull in order over one TCP stream, so requests in flight delay every fault; at 128 KiB in "
-    "flight (patch 0006) the pull ran at 38-47 MB/s, 0.4-0.5 of the path; at 1 MiB 52-72 MB/s "
-    "but the client's downtime doubled (955-1656 ms against ~510)",
+    reason="issue 13's goal, not met here: CRIU's page server answers faults and the background "
+    "pull in order over one TCP stream, so the pull keeps only 128 KiB in flight (patch 0006; "
+    "more delays every fault: at 1 MiB the client's downtime doubled). This service faults "
+    "little (1 MB/s dirtied): its pages came at 71 MB/s, 0.60 of the path (0.4-0.5 before a "
+    "fault asked for 256 KiB, patch 0007). One that faults more pulls faster: 104-107 MB/s "
+    "at 512 MiB dirtying 10 MB/s (mecmig bench migration)",
 )
 def test_postcopy_pulls_its_pages_at_the_paths_rate(world: World) -> None:
     world.orch.teardown(INSTANCE)

@@ -105,3 +105,21 @@ def test_the_lazy_pages_daemon_keeps_requests_in_flight_and_sleeps_meanwhile(
     reply = xfer[xfer.index("static int page_server_async_read") :]
     reply = reply[: reply.index("\n}\n")]
     assert "return 1;" in reply
+
+
+FAULT_PATCH = "0007-lazy-pages-a-fault-asks-for-the-pages-after-it-too.patch"
+
+
+def test_a_page_fault_asks_for_256_kib_from_the_faulting_page_within_its_lazy_range(
+    patched_tree: Path,
+) -> None:
+    assert FAULT_PATCH in [p.name for p in _patches()]
+    uffd = (patched_tree / "criu" / "uffd.c").read_text()
+    fault = uffd[uffd.index("static int handle_page_fault") :]
+    fault = fault[: fault.index("\n}\n")]
+    assert "#define FAULT_AROUND_LEN (256 << 10)" in uffd
+    # from the faulting page to 256 KiB on, never past the range of pages not yet asked for
+    assert "end = min((__u64)iov->end, address + FAULT_AROUND_LEN);" in fault
+    assert "extract_range(iov, address, end)" in fault
+    assert "(end - address) / PAGE_SIZE" in fault
+    assert "address + PAGE_SIZE" not in fault  # no longer the one page
