@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mininet_scenarios.emulation import EmulationError, emulate
+from mininet_scenarios.emulation import MEC_HOST_RTO_MIN_MS, EmulationError, emulate
 from topology.scenario import load_scenario, parse_scenario
+from topology.world import agent_host
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "scenarios" / "default.yaml"
@@ -52,6 +53,13 @@ def test_default_scenario_every_host_reaches_every_other() -> None:
                 check=True,
             ).stdout.strip()
             assert port == str(att.port), (att, sw)
+        # the MEC hosts' TCP retransmits after 5 ms at the least; the UE's keeps 200 ms
+        for site in sc.sites:
+            routes = emu.run_on(agent_host(site.name), ["ip", "route", "show"]).stdout
+            assert routes.strip() and all(
+                f"rto_min lock {MEC_HOST_RTO_MIN_MS}ms" in line for line in routes.splitlines()
+            ), routes
+        assert "rto_min" not in emu.run_on("ue1", ["ip", "route", "show"]).stdout
 
 
 def test_tcp_bulk_transfer_crosses_the_core(tmp_path: Path) -> None:
