@@ -25,6 +25,7 @@ the agent still removes a lock left after a restore, and says so.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from ground.runner import CommandError, Runner
@@ -98,6 +99,7 @@ class ContainerNetwork:
         self.runner = runner
         self.root_pid = root_pid
         self.site = site
+        self._dropping: dict[str, threading.Thread] = {}  # netns -> our lock being deleted
 
     def _root(self, *argv: str, check: bool = True) -> None:
         try:
@@ -175,30 +177,51 @@ class ContainerNetwork:
         """Before a restore: the lock becomes the one CRIU removes at its network unlock.
 
         CRIU's restore deletes the table named after the dump's run id, before the restored
-        tasks run. One transaction creates it (if a dump did not leave it here) and drops ours:
-        never a moment unlocked. Images of a CRIU without run ids are restored with our table
-        in place; it is removed after the restore (`unlock`).
+        tasks run. It is created first (if a dump did not leave it here); then ours goes, in
+        the background (`settle` waits for it): never a moment unlocked. Deleting a table with
+        base chains waits for the kernel's RCU grace period, 10-40 ms here, which the
+        restore's frozen window no longer waits for (creating one takes ~4 ms). Images of a
+        CRIU without run ids are restored with our table in place; it is removed after the
+        restore (`unlock`).
         """
         if run_id is None:
             return
-        self._nft(
-            plug,
-            lock_script(f"CRIU-{run_id}")
-            + f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n",
+        self._nft(plug, lock_script(f"CRIU-{run_id}"))
+        self.settle(plug)
+        dropping = threading.Thread(
+            target=self._drop_our_lock, args=(plug,), name=f"unlock-{plug.netns}", daemon=True
         )
+        self._dropping[self.netns_name(plug)] = dropping
+        dropping.start()
+
+    def _drop_our_lock(self, plug: Plug) -> None:
+        try:
+            self._nft(plug, f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n")
+        except NetnsError as exc:  # the restore's check finds it and removes it (`unlock`)
+            log.warning("site %s: %s: our lock stays for now: %s", self.site, plug.instance, exc)
+
+    def settle(self, plug: Plug, timeout: float = 30.0) -> None:
+        """Wait until our lock, handed over, is gone (or its deletion failed)."""
+        dropping = self._dropping.pop(self.netns_name(plug), None)
+        if dropping is not None:
+            dropping.join(timeout)
 
     def is_locked(self, plug: Plug) -> bool:
-        """Whether a lock (ours or a dump's) is in the namespace."""
+        """Whether a lock (ours or a dump's) is in the namespace (once a handed-over lock of
+        ours is gone: `settle`)."""
+        self.settle(plug)
         return bool(self._lock_tables(plug))
 
     def unlock(self, plug: Plug) -> None:
         """Remove every lock: ours, or the one a dump left in the source namespace."""
+        self.settle(plug)
         tables = self._lock_tables(plug)
         if tables:
             self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
 
     def delete(self, plug: Plug) -> None:
         """Unplug and remove the namespace; nothing is left, no error if already gone."""
+        self.settle(plug)
         self._root("ovs-vsctl", "--if-exists", "del-port", plug.bridge, plug.host_if)
         self._root("ip", "link", "del", plug.host_if, check=False)
         self._root("ip", "netns", "del", self.netns_name(plug), check=False)

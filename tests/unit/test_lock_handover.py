@@ -37,6 +37,7 @@ class NftRunner(FakeRuncRunner):
         self.tables: dict[str, set[str]] = {}
         self.confs: list[tuple[str, str]] = []  # (runc operation, criu.conf at that moment)
         self.criu_leaves_lock = False  # a CRIU whose restore misses the handed-over table
+        self.unlocked_between: list[str] = []  # a namespace locked before a transaction, not after
 
     def run(
         self,
@@ -68,12 +69,15 @@ class NftRunner(FakeRuncRunner):
             return Result(("nft",), 0, out, "", 0.0)
         assert args == ["-f", "-"]
         self.inputs.append(script)
+        was_locked = bool(tables)
         for line in script.splitlines():
             words = line.split()
             if words[:3] == ["add", "table", "inet"]:
                 tables.add(words[3])
             elif words[:3] == ["delete", "table", "inet"]:
                 tables.remove(words[3])
+        if was_locked and not tables and not script.startswith("delete table inet CRIU"):
+            self.unlocked_between.append(ns)
         return Result(("nft",), 0, "", "", 0.0)
 
 
@@ -148,9 +152,12 @@ def test_the_restore_hands_the_lock_to_the_table_crius_unlock_removes(
     assert runner.tables[ns] == {LOCK_TABLE}
     with caplog.at_level(logging.WARNING):
         c.restore("svc")
-    handover = runner.inputs[-1]
-    assert f"add table inet CRIU-{RUN_ID}\n" in handover
-    assert handover.endswith(f"delete table inet {LOCK_TABLE}\n")  # one transaction
+    # CRIU's table first, then ours goes (in the background, waited for after the restore):
+    # the namespace is never unlocked in between
+    handover, ours_gone = runner.inputs[-2:]
+    assert handover.startswith(f"add table inet CRIU-{RUN_ID}\n")
+    assert ours_gone == f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n"
+    assert runner.unlocked_between == []
     assert runner.confs[-1] == ("restore", CRIU_RESTORE_OPTIONS)
     assert runner.tables[ns] == set()  # CRIU removed it; the agent found nothing to remove
     assert not caplog.records

@@ -181,5 +181,5 @@ def test_restore_drops_the_chain_it_no_longer_needs(
     c.restore("svc")
     assert runner.restores and not c.predump_dir("svc").exists()
     # the lock went to the table CRIU's restore removes, named after the dump's run id
-    handover = [i for i in runner.inputs if "CRIU-0b5e7a2c-run" in i]
-    assert handover and "delete table inet mecmig-lock" in handover[0]
+    handover = [i for i, s in enumerate(runner.inputs) if "CRIU-0b5e7a2c-run" in s]
+    assert handover and "delete table inet mecmig-lock" in runner.inputs[handover[0] + 1]
