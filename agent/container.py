@@ -47,13 +47,17 @@ from migration.site import InstanceSpec
 log = logging.getLogger(__name__)
 # dump refuses mntns-compat-mode, restore needs it (PLATFORM.md): the annotation names this file,
 # whose content we switch before each operation. Dumps take the nftables lock (see netns).
-CRIU_RESTORE_OPTIONS = "mntns-compat-mode\n"
+# CRIU leaves the cgroups to runc (`manage-cgroups ignore`): runc makes the container's cgroups,
+# sets their limits and puts CRIU in them before a restore, so the restored tasks are born there
+# (checked live: /proc/<pid>/cgroup after post-copy, cold and pre-copy). CRIU's own dump of them
+# mounted every v1 hierarchy and walked it: ~10 ms of each final dump's frozen window.
+CRIU_RESTORE_OPTIONS = "mntns-compat-mode\nmanage-cgroups ignore\n"
 # A final dump leaves out a connection its listener half-accepted (`skip-in-flight`): without
 # it CRIU refuses the whole dump ("In-flight connection"), and a service whose clients open a
 # new connection per request (an HTTP client every 10 ms, mecmig bench levels) failed 3 of 3
 # pre-copy migrations at the freeze and rolled back. The skipped client's request is answered
 # by a RST from the destination (no such socket there) and it connects again.
-CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\n"
+CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups ignore\n"
 # A dump that leaves the service running is a pre-copy round: its images carry memory and files
 # ahead of the final dump, and only the final dump's sockets are ever restored. So a round takes
 # no network lock and leaves the TCP sockets out of repair mode (`tcp-close`: established
@@ -64,7 +68,7 @@ CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\n"
 # freeze that ran on into the final dump's frozen window (measured: +60..150 ms over it in 5 of
 # 10 memcached pre-copy hops). Images dumped so are refused by a restore (CRIU wants
 # --tcp-close there), never restored half-right.
-CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\n"
+CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\nmanage-cgroups ignore\n"
 FAILED_START_LINES = 20  # of its log, in the error of a service that did not start
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 # a pending target untouched this long is abandoned (its migration's engine is gone): a new

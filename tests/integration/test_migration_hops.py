@@ -16,6 +16,25 @@ from orchestration.orchestrator import Orchestrator
 from topology.scenario import load_scenario
 
 EDGE3 = Path(__file__).resolve().parents[2] / "scenarios" / "edge3.yaml"
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def cgroup_members(path: str) -> dict[str, set[str]]:
+    """The processes in cgroup `path` of every hierarchy that has it (v1: one per controller;
+    v2: the one unified hierarchy, keyed "")."""
+    found = {}
+    for procs in [
+        CGROUPS / path.lstrip("/") / "cgroup.procs",
+        *CGROUPS.glob(f"*{path}/cgroup.procs"),
+    ]:
+        if procs.is_file():
+            key = (
+                ""
+                if procs.parent == CGROUPS / path.lstrip("/")
+                else procs.relative_to(CGROUPS).parts[0]
+            )
+            found[key] = set(procs.read_text().split())
+    return found
 
 
 def test_hops_round_three_sites_keep_state_and_connection() -> None:
@@ -51,6 +70,11 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
         for to, strategy in zip(("mec2", "mec3", "mec1"), strategies, strict=True):
             assert orch.migrate("counter", to, strategy=strategy).outcome is Outcome.DONE
             assert orch.where("counter") == to
+            # the restored tasks are born in the container's cgroups at the new site: runc puts
+            # CRIU there, which leaves the cgroups to it (`manage-cgroups ignore`)
+            members = cgroup_members(f"/mecmig/{to}/counter")
+            assert members and all(members.values()), (strategy, members)
+            assert len({frozenset(m) for m in members.values()}) == 1, (strategy, members)
             time.sleep(1.0)  # let the client's TCP retransmission back-off recover
         out, err = probe.communicate(timeout=60)
         result = json.loads(out)

@@ -115,7 +115,7 @@ def test_the_final_dump_locks_and_keeps_the_connections(
     argv = runner.checkpoints[-1]
     assert "--leave-running" not in argv and "--tcp-established" in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_DUMP_OPTIONS)
-    assert CRIU_DUMP_OPTIONS == "network-lock nftables\nskip-in-flight\n"
+    assert CRIU_DUMP_OPTIONS == "network-lock nftables\nskip-in-flight\nmanage-cgroups ignore\n"
 
 
 def test_a_hold_script_goes_with_either_kind_of_dump(
