@@ -551,3 +551,32 @@ def test_a_file_gone_since_the_scan_is_left_out_of_the_round(
     _, manifest, _ = run(src, dest)
     assert set(manifest.files) == {"counts.json"}
     assert (dest / "counts.json").read_text() == '{"car": 4}'
+
+
+def test_a_small_settled_file_is_read_inline_and_a_large_one_goes_zero_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handing a small image to the hashing worker cost more than reading it: below
+    ZERO_COPY_MIN_BYTES a settled file is read, hashed and sent in one pass; both arrive
+    whole, with the same digests either way."""
+    from agent.transfer import ZERO_COPY_MIN_BYTES
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    small, large = os.urandom(8192), os.urandom(ZERO_COPY_MIN_BYTES)
+    (src / "core-1.img").write_bytes(small)
+    (src / "pages-1.img").write_bytes(large)
+    zero_copy: list[str] = []
+    whole = transfer_wire.FrameSender.whole
+
+    def spy(self: Any, f: Any, h: dict[str, Any], hashing: Any) -> Any:
+        zero_copy.append(h["path"])
+        return whole(self, f, h, hashing)
+
+    monkeypatch.setattr(transfer_wire.FrameSender, "whole", spy)
+    _, manifest, _ = run(src, dest, settled=lambda rel: True, block_size=4096)
+    assert zero_copy == ["pages-1.img"]
+    assert (dest / "core-1.img").read_bytes() == small
+    assert (dest / "pages-1.img").read_bytes() == large
+    _, again, _ = run(src, tmp_path / "dest2", block_size=4096)  # nothing settled: all read
+    assert manifest.files == again.files
