@@ -19,6 +19,20 @@ EDGE3 = Path(__file__).resolve().parents[2] / "scenarios" / "edge3.yaml"
 CGROUPS = Path("/sys/fs/cgroup")
 
 
+def in_container(site: str, script: str) -> str:
+    """Run `script` with sh in the counter container at `site` (its mount namespace and root)."""
+    state = subprocess.run(
+        ["runc", "--root", f"/run/mecmig/runc/edge3-{site}", "state", "counter"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    pid = str(json.loads(state.stdout)["pid"])
+    done = subprocess.run(
+        ["nsenter", "-t", pid, "-m", "-r", "/bin/sh", "-c", script],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
 def cgroup_members(path: str) -> dict[str, set[str]]:
     """The processes in cgroup `path` of every hierarchy that has it (v1: one per controller;
     v2: the one unified hierarchy, keyed "")."""
@@ -66,6 +80,9 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
             stderr=subprocess.PIPE,
         )
         time.sleep(1)
+        # its tmpfs mounts move with it: /run holds a file (CRIU archives it with tar), /tmp is
+        # empty with a mode of its own (CRIU patch 0008: no tar, the root's mode kept)
+        in_container("mec1", "echo kept > /run/marker && chmod 1770 /tmp")
         strategies = ["precopy", "postcopy", "cold"]
         for to, strategy in zip(("mec2", "mec3", "mec1"), strategies, strict=True):
             assert orch.migrate("counter", to, strategy=strategy).outcome is Outcome.DONE
@@ -75,6 +92,8 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
             members = cgroup_members(f"/mecmig/{to}/counter")
             assert members and all(members.values()), (strategy, members)
             assert len({frozenset(m) for m in members.values()}) == 1, (strategy, members)
+            seen = in_container(to, "cat /run/marker; stat -c %a /tmp; ls -A /tmp | wc -l")
+            assert seen.split() == ["kept", "1770", "0"], (strategy, seen)
             time.sleep(1.0)  # let the client's TCP retransmission back-off recover
         out, err = probe.communicate(timeout=60)
         result = json.loads(out)

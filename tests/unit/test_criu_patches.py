@@ -123,3 +123,29 @@ def test_a_page_fault_asks_for_256_kib_from_the_faulting_page_within_its_lazy_ra
     assert "extract_range(iov, address, end)" in fault
     assert "(end - address) / PAGE_SIZE" in fault
     assert "address + PAGE_SIZE" not in fault  # no longer the one page
+
+
+TMPFS_PATCH = "0008-tmpfs-an-empty-tmpfs-is-dumped-and-restored-without-tar.patch"
+
+
+def test_an_empty_tmpfs_goes_without_tar_and_keeps_its_roots_mode_owner_and_time(
+    patched_tree: Path,
+) -> None:
+    """(Live: test_migration_hops, an empty /tmp keeps its mode 1770 over three hops, a file in
+    /run still comes with tar.)"""
+    assert TMPFS_PATCH in [p.name for p in _patches()]
+    fs = (patched_tree / "criu" / "filesystems.c").read_text()
+    dump = fs[fs.index("static int tmpfs_dump") :]
+    dump = dump[: dump.index("\n}\n")]
+    # only an empty root, and never under a user namespace (tar would see other owners)
+    assert "!(root_ns_mask & CLONE_NEWUSER) && tmpfs_is_empty(fd)" in dump
+    assert dump.index("tmpfs_is_empty(fd)") < dump.index('"tar"')
+    assert '#define EMPTY_TMPFS_MAGIC "CRIU-EMPTY-TMPFS 1"' in fs
+    assert "st.st_mode & 07777, st.st_uid" in fs and "st.st_mtim.tv_sec" in fs
+    restore = fs[fs.index("static int tmpfs_restore") :]
+    restore = restore[: restore.index("\n}\n")]
+    assert restore.index("empty_tmpfs_restore(pm, img)") < restore.index('"tar"')
+    empty = fs[fs.index("static int empty_tmpfs_restore") :]
+    empty = empty[: empty.index("\n}\n")]
+    assert "chown(root, uid, gid) || chmod(root, mode)" in empty and "utimensat(" in empty
+    assert "pread(img_raw_fd(img)" in empty  # tar still reads any other image from its start
