@@ -129,3 +129,34 @@ def _until(ready: Callable[[], bool], timeout: float = 10.0) -> None:
     while not ready():
         assert time.monotonic() < deadline, "child did not get ready"
         time.sleep(0.02)
+
+
+# ends ~67 ms after it starts: Popen.wait(timeout) would look at 63.5 ms, then at 113.5
+EXIT_STAMP = 'sleep 0.064; date +%s.%N > "$1"'
+
+
+def test_a_detached_command_is_seen_to_end_at_once(tmp_path: Path) -> None:
+    """Popen.wait(timeout) looks every 0.5, 1, 2 ... 50 ms: a command that ends after 67 ms
+    was seen ~45 ms late. Woken by its pidfd, the runner returns within milliseconds."""
+    late = []
+    for i in range(3):
+        stamp = tmp_path / f"exit-{i}"
+        SubprocessRunner().run(
+            ["sh", "-c", EXIT_STAMP, "sh", str(stamp)], detached_stdio=True, timeout=10
+        )
+        late.append(time.time() - float(stamp.read_text()))
+    assert min(late) < 0.02, late
+
+
+def test_a_detached_command_that_overruns_is_killed_and_a_command_error(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(CommandError) as err:
+        SubprocessRunner().run(["sleep", "5"], detached_stdio=True, timeout=0.2)
+    assert err.value.returncode is None and time.monotonic() - t0 < 2
+
+
+def test_spawned_wait_returns_its_exit_code_when_it_ends(tmp_path: Path) -> None:
+    proc = SubprocessRunner().spawn(["sh", "-c", "sleep 0.07; exit 3"], str(tmp_path / "log"))
+    t0 = time.monotonic()
+    assert proc.wait(10) == 3
+    assert time.monotonic() - t0 < 1
