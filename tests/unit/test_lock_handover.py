@@ -103,7 +103,7 @@ def test_a_pre_copy_round_takes_no_lock_and_leaves_the_sockets_alone(
     assert "--leave-running" in argv and "--tcp-established" not in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_ROUND_OPTIONS)
     options = CRIU_ROUND_OPTIONS.splitlines()
-    assert options == ["network-lock skip", "tcp-close", "skip-in-flight"]
+    assert options == ["network-lock skip", "tcp-close", "skip-in-flight", "manage-cgroups ignore"]
 
 
 def test_the_final_dump_locks_and_keeps_the_connections(
