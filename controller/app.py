@@ -170,9 +170,7 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         that its next connection is a new switch, with its ports, and not a "multiple
         connection"). Health's reading ends them too (`Runtime.connected`). The dpids ended."""
         return [
-            dpid
-            for dpid, dp in list(self.runtime.datapaths.items())
-            if not connection_alive(dp) and self.runtime.connected(dpid) is None
+            dpid for dpid in list(self.runtime.datapaths) if self.runtime.connected(dpid) is None
         ]
 
     def _connection_ended(self, dp: Any) -> None:

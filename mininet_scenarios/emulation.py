@@ -276,7 +276,7 @@ def _ethtool_off(runner: Runner, host: Any, intf: str) -> None:
 # of CRIU's page server stream, a request of a few bytes with nothing behind it whose loss only
 # the retransmission timer finds (its tail-loss probe waits rto_min too), stalled a post-copy
 # restore for 220 ms once in 5-8 runs (mecmig bench migration --quick, the lazy-pages
-# daemon's log: one reply 227 ms late, every other within 22 ms); with 5 ms, 0 in 10.
+# daemon's log: one reply 227 ms late, every other within 22 ms); with 5 ms, 0 in 20.
 MEC_HOST_RTO_MIN_MS = 5
 
 # what `ip route show` prints of a route's state, not accepted by `ip route replace`
