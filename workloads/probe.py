@@ -82,6 +82,7 @@ class ProbeResult:
     last_counter: int | None
     rtt_ms_median: float | None
     rtt_ms_max: float | None
+    start_ns: int = 0  # time.monotonic_ns() at the start: gaps are relative to it
     fingerprint_first: str | None = None
     fingerprint_last: str | None = None
     samples: list[Sample] = field(default_factory=list, repr=False)
@@ -280,6 +281,7 @@ class Probe(ProbeThread[ProbeResult]):
             duration_ms=(end - start) / _NS_PER_MS,
             downtime_ms=downtime,
             gaps=gaps,
+            start_ns=start,
             sent=len(self.samples),
             replies=len(answered),
             failures=len(self.samples) - len(answered) + self._connect_failures,

@@ -149,7 +149,8 @@ class Bench:
             self._wait_answering(timeout=30 + case.memory_bytes / MIB * 0.1)
             on_phase("probe")
             probe = ProbeRun(self.tb, self.ip, self.port)
-            listener = _listener(on_phase)
+            marks: dict[str, int] = {}
+            listener = _listener(on_phase, marks)
             try:
                 if case.strategy == "baseline":
                     record = baseline_migration(self, orch, listener)
@@ -176,7 +177,9 @@ class Bench:
                 row["error"] = f"migration {exc.record.outcome.value}: {exc}"
             on_phase("probe tail")
             time.sleep(PROBE_TAIL_S)
-            row.update(probe_fields(probe.stop()))
+            result = probe.stop()
+            row.update(probe_fields(result))
+            row["client_timing_ms"] = client_timing(result, marks)
         except Exception as exc:  # noqa: BLE001 - a case that fails is reported, the run goes on
             row.setdefault("error", f"{type(exc).__name__}: {exc}")
         finally:
@@ -245,12 +248,44 @@ class Bench:
             raise RuntimeError(f"{INSTANCE} does not answer after deploy: {exc}") from exc
 
 
-def _listener(on_phase: Callable[[str], None]) -> Listener:
+def _listener(on_phase: Callable[[str], None], marks: dict[str, int] | None = None) -> Listener:
+    """Reports each phase's start to `on_phase`; with `marks`, also keeps when (monotonic ns, as
+    the client probe counts) each phase first started and ended, as "<phase>:start"/":end"."""
+
     def listen(event: str, record: Any, phase: Any) -> None:
-        if event == "phase_started" and phase is not None:
+        if phase is None:
+            return
+        if event == "phase_started":
             on_phase(phase.name)
+            if marks is not None:
+                marks.setdefault(f"{phase.name}:start", time.monotonic_ns())
+        elif event == "phase_done" and marks is not None:
+            marks.setdefault(f"{phase.name}:end", time.monotonic_ns())
 
     return listen
+
+
+def client_timing(p: dict[str, Any], marks: dict[str, int]) -> dict[str, float]:
+    """Where the client's longest silence sits against the migration's phases, in ms: from its
+    last reply to the freeze phase's start (`last_reply_to_freeze`), from the restore's end to
+    its first reply after it (`restore_end_to_first_reply`) and from the held traffic's delivery
+    to it (`deliver_end_to_first_reply`). Empty without a silence or the phases' times."""
+    gaps = p.get("gaps") or []
+    start_ns = p.get("start_ns") or 0
+    if not gaps or not start_ns:
+        return {}
+    a, b = max(gaps, key=lambda g: g[1] - g[0])
+    last_reply, first_reply = start_ns + a * 1e6, start_ns + b * 1e6
+    out: dict[str, float] = {}
+    for name, mark, before in (
+        ("last_reply_to_freeze", "freeze_dump:start", False),
+        ("restore_end_to_first_reply", "restore:end", True),
+        ("deliver_end_to_first_reply", "deliver:end", True),
+    ):
+        if mark in marks:
+            ms = (first_reply - marks[mark]) if before else (marks[mark] - last_reply)
+            out[name] = round(ms / 1e6, 1)
+    return out
 
 
 # ------------------------------------------------------------------------------ baseline

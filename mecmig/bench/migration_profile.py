@@ -107,6 +107,16 @@ def _rank(order: list[str], strategy: str) -> int:
     return order.index(strategy) if strategy in order else len(order)
 
 
+def _client_median(rows: list[dict[str, Any]], name: str) -> str:
+    """The median of the rows' `client_timing_ms[name]`, as the report prints it ("-": none)."""
+    values = [
+        t[name]
+        for r in rows
+        if isinstance(t := r.get("client_timing_ms"), dict) and isinstance(t.get(name), int | float)
+    ]
+    return f"{statistics.median(values):,.0f}" if values else "-"
+
+
 def profile_section(rows: list[dict[str, Any]], order: list[str], top: int = 4) -> str:
     """The report's section: the plot, each strategy's largest parts and its page rate."""
     medians = median_profiles(rows)
@@ -124,9 +134,16 @@ def profile_section(rows: list[dict[str, Any]], order: list[str], top: int = 4) 
         "CRIU's log (its stats image is zeros), its frozen time up to its page server. "
         "`pages_mbps`: post-copy's background page pull from the restore's start, the copies' "
         "rate for the others.\n",
+        "Around the window, from the client (`client_timing_ms`, medians): *after restore* runs "
+        "from the restore's end to the client's first reply after its longest silence (the "
+        "held packets' delivery, then the first requests the restored service answers, with "
+        "post-copy's page faults on the way); *freeze* from the client's last reply before "
+        "that silence to the freeze phase's start (negative: the service still answered after "
+        "the engine asked for the dump, while runc and CRIU started).\n",
         f"![the frozen window, part by part]({PLOT})\n",
-        "| strategy | size | dirty | frozen (ms) | largest parts (ms) | pages MB/s |",
-        "|---|---|---|---:|---|---:|",
+        "| strategy | size | dirty | frozen (ms) | largest parts (ms) | pages MB/s "
+        "| freeze (ms) | after restore (ms) |",
+        "|---|---|---|---:|---|---:|---:|---:|",
     ]
     for key in sorted(medians, key=lambda k: (k[1], k[2], _rank(order, k[0]))):
         strategy, size, rate = key
@@ -140,8 +157,11 @@ def profile_section(rows: list[dict[str, Any]], order: list[str], top: int = 4) 
             and r.get("pages_mbps") is not None
         ]
         mbps = f"{statistics.median(rates):,.1f}" if rates else "-"
+        same = [r for r in rows if (r["strategy"], r["memory_bytes"], r["dirty_rate_bps"]) == key]
+        before = _client_median(same, "last_reply_to_freeze")
+        after = _client_median(same, "restore_end_to_first_reply")
         lines.append(
             f"| {strategy} | {size_text(size)} | {rate_name(rate)} | {sum(prof.values()):,.0f} "
-            f"| {parts} | {mbps} |"
+            f"| {parts} | {mbps} | {before} | {after} |"
         )
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mecmig.bench.migration_cases import client_timing
 from mecmig.bench.migration_profile import (
     PLOT,
     median_profiles,
@@ -31,7 +32,8 @@ def row(strategy: str, prof: dict[str, float], mbps: float = 50.0) -> dict[str, 
 ROWS = [
     row("cold", {"criu_memwrite": 100.0, "transfer": 600.0, "unaccounted": 0.0}),
     row("cold", {"criu_memwrite": 120.0, "transfer": 640.0, "unaccounted": 1.0}),
-    row("postcopy", {"criu_freezing": 100.0, "restore_rpc": 20.0}, mbps=40.0),
+    row("postcopy", {"criu_freezing": 100.0, "restore_rpc": 20.0}, mbps=40.0)
+    | {"client_timing_ms": {"last_reply_to_freeze": -30.0, "restore_end_to_first_reply": 90.0}},
 ]
 
 
@@ -56,4 +58,28 @@ def test_medians_plot_and_section(tmp_path: Path) -> None:
     text = profile_section(ROWS, ["cold", "postcopy"])
     assert "| cold | 64MiB | 10 MB/s | 730 | transfer 620, criu_memwrite 110" in text
     assert text.index("| cold") < text.index("| postcopy") and "| 40.0 |" in text
+    assert "| 120 | criu_freezing 100, restore_rpc 20 | 40.0 | -30 | 90 |" in text
+    assert "| 730 | transfer 620, criu_memwrite 110, unaccounted 0 | 50.0 | - | - |" in text
     assert plot_profile([], tmp_path, []) is None and profile_section([], []) == ""
+
+
+def test_the_clients_silence_is_placed_against_the_phases() -> None:
+    """Probe gaps (ms since the probe's start_ns) against the listener's phase marks (ns)."""
+    start_ns = 1_000_000_000
+    probe = {"start_ns": start_ns, "gaps": [[100.0, 120.0], [500.0, 900.0]]}
+    ms = 1_000_000
+    marks = {
+        "freeze_dump:start": start_ns + 470 * ms,  # the last reply came 30 ms after it
+        "restore:end": start_ns + 800 * ms,
+        "deliver:end": start_ns + 810 * ms,
+    }
+    assert client_timing(probe, marks) == {
+        "last_reply_to_freeze": -30.0,
+        "restore_end_to_first_reply": 100.0,
+        "deliver_end_to_first_reply": 90.0,
+    }
+    # no deliver phase (nothing held): that field is left out; no silence or start: nothing
+    del marks["deliver:end"]
+    assert "deliver_end_to_first_reply" not in client_timing(probe, marks)
+    assert client_timing({"start_ns": start_ns, "gaps": []}, marks) == {}
+    assert client_timing({"gaps": [[1.0, 2.0]]}, marks) == {}

@@ -313,9 +313,11 @@ def test_probe_sees_a_freeze_as_downtime_on_the_same_connection(hog: Hog) -> Non
     """SIGSTOP/SIGCONT is what a CRIU freeze looks like from the client."""
     probe = Probe("127.0.0.1", hog.port, interval_ms=5).start()
     time.sleep(0.5)
+    stopped_ns = time.monotonic_ns()
     os.kill(hog.proc.pid, signal.SIGSTOP)
     time.sleep(0.3)
     os.kill(hog.proc.pid, signal.SIGCONT)
+    resumed_ns = time.monotonic_ns()
     time.sleep(0.5)
     result = probe.stop()
     assert 250 <= result.downtime_ms <= 450, result.downtime_ms
@@ -323,6 +325,12 @@ def test_probe_sees_a_freeze_as_downtime_on_the_same_connection(hog: Hog) -> Non
     assert len(long_gaps) == 1
     start, end = long_gaps[0]
     assert 400 <= start <= 700 and 250 <= end - start <= 460
+    # start_ns puts the gap on the monotonic clock: it spans the stop, and ends after the resume
+    last_reply_ns = result.start_ns + start * 1e6
+    first_reply_ns = result.start_ns + end * 1e6
+    assert stopped_ns - 20e6 <= last_reply_ns <= stopped_ns
+    assert resumed_ns <= first_reply_ns <= resumed_ns + 50e6
+    assert result.to_dict()["start_ns"] == result.start_ns
     assert result.same_connection and result.reconnects == 0 and result.failures == 0
     assert result.counter_monotonic and result.fingerprint_stable is True
 
