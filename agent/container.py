@@ -47,17 +47,20 @@ from migration.site import InstanceSpec
 log = logging.getLogger(__name__)
 # dump refuses mntns-compat-mode, restore needs it (PLATFORM.md): the annotation names this file,
 # whose content we switch before each operation. Dumps take the nftables lock (see netns).
-# CRIU leaves the cgroups to runc (`manage-cgroups ignore`): runc makes the container's cgroups,
+# CRIU leaves the cgroups to runc (`manage-cgroups=ignore`): runc makes the container's cgroups,
 # sets their limits and puts CRIU in them before a restore, so the restored tasks are born there
 # (checked live: /proc/<pid>/cgroup after post-copy, cold and pre-copy). CRIU's own dump of them
-# mounted every v1 hierarchy and walked it: ~10 ms of each final dump's frozen window.
-CRIU_RESTORE_OPTIONS = "mntns-compat-mode\nmanage-cgroups ignore\n"
+# mounted every v1 hierarchy and walked it: ~20 ms of each final dump's frozen window. The `=`
+# matters: the option's argument is optional, and CRIU's config parser hands a line's second
+# word over as a separate argument, which getopt does not take for an optional one; written
+# `manage-cgroups ignore` it meant CRIU's default (soft), and CRIU walked the cgroups anyway.
+CRIU_RESTORE_OPTIONS = "mntns-compat-mode\nmanage-cgroups=ignore\n"
 # A final dump leaves out a connection its listener half-accepted (`skip-in-flight`): without
 # it CRIU refuses the whole dump ("In-flight connection"), and a service whose clients open a
 # new connection per request (an HTTP client every 10 ms, mecmig bench levels) failed 3 of 3
 # pre-copy migrations at the freeze and rolled back. The skipped client's request is answered
 # by a RST from the destination (no such socket there) and it connects again.
-CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups ignore\n"
+CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups=ignore\n"
 # A dump that leaves the service running is a pre-copy round: its images carry memory and files
 # ahead of the final dump, and only the final dump's sockets are ever restored. So a round takes
 # no network lock and leaves the TCP sockets out of repair mode (`tcp-close`: established
@@ -68,7 +71,7 @@ CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups ignore\n"
 # freeze that ran on into the final dump's frozen window (measured: +60..150 ms over it in 5 of
 # 10 memcached pre-copy hops). Images dumped so are refused by a restore (CRIU wants
 # --tcp-close there), never restored half-right.
-CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\nmanage-cgroups ignore\n"
+CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\nmanage-cgroups=ignore\n"
 FAILED_START_LINES = 20  # of its log, in the error of a service that did not start
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 # a pending target untouched this long is abandoned (its migration's engine is gone): a new
@@ -473,7 +476,8 @@ class SiteContainers:
         chain stays: its pages are read until all have arrived.)"""
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
         plug = self.plug(self.spec(name))
-        if self.net.is_locked(plug):
+        tables = self.net.lock_tables(plug)
+        if any(tables.values()):
             log.warning(
                 "site %s: %s restored but CRIU left its network lock: removing it (a CRIU "
                 "without scripts/patches? run scripts/bootstrap)",
@@ -481,6 +485,8 @@ class SiteContainers:
                 name,
             )
             self.net.unlock(plug)
+        else:  # the lock CRIU opened (patch 0011) goes in the background
+            self.net.drop_released(plug, tables)
 
     def stop(self, name: str, grace_s: float = 5.0) -> None:
         """End the instance's process (SIGTERM, then SIGKILL), keeping all its files.

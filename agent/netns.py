@@ -24,6 +24,7 @@ the agent still removes a lock left after a restore, and says so.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -51,16 +52,39 @@ def lock_script(table: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lock_tables_in(listing: str) -> list[str]:
-    """Lock tables named in `nft list tables inet` output."""
-    names = []
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[:2] == ["table", "inet"]:
-            name = parts[2]
-            if name == LOCK_TABLE or name.startswith(CRIU_TABLE_PREFIX):
-                names.append(name)
-    return names
+def lock_tables_in(listing: str) -> dict[str, bool]:
+    """Our and CRIU's tables in `nft -j list ruleset inet` output, each with whether it locks:
+    one of its base chains drops by policy and does not accept everything first. CRIU's
+    restore (our patch 0011) opens its lock instead of deleting it, a rule that accepts
+    everything first in both chains: such a table no longer locks, it only waits to be deleted
+    (`drop_released`). Raises ValueError on output that is not nft's JSON."""
+    doc = json.loads(listing) if listing.strip() else {"nftables": []}
+    tables: dict[str, bool] = {}
+    dropping: set[tuple[str, str]] = set()  # (table, chain): a base chain that drops by policy
+    first_rule: dict[tuple[str, str], object] = {}  # (table, chain): its first rule's expr
+    for item in doc.get("nftables", []):
+        if not isinstance(item, dict):
+            raise ValueError("not nft's JSON: an entry is not an object")
+        for kind in ("table", "chain", "rule"):
+            obj = item.get(kind)
+            if not isinstance(obj, dict):
+                continue
+            table = obj.get("name") if kind == "table" else obj.get("table")
+            if not isinstance(table, str) or not _ours(table):
+                continue
+            tables.setdefault(table, False)
+            if kind == "chain" and obj.get("hook") is not None and obj.get("policy") == "drop":
+                dropping.add((table, str(obj.get("name"))))
+            elif kind == "rule":
+                first_rule.setdefault((table, str(obj.get("chain"))), obj.get("expr"))
+    for table, chain in dropping:
+        if first_rule.get((table, chain)) != [{"accept": None}]:
+            tables[table] = True
+    return tables
+
+
+def _ours(table: str) -> bool:
+    return table == LOCK_TABLE or table.startswith(CRIU_TABLE_PREFIX)
 
 
 class NetnsError(Exception):
@@ -161,13 +185,17 @@ class ContainerNetwork:
         except CommandError as exc:
             raise NetnsError(f"site {self.site}: {exc}") from exc
 
-    def _lock_tables(self, plug: Plug) -> list[str]:
-        """The lock tables in the namespace: ours and CRIU's (`inet CRIU-<run id>`)."""
-        argv = ["ip", "netns", "exec", self.netns_name(plug), "nft", "list", "tables", "inet"]
+    def _lock_tables(self, plug: Plug) -> dict[str, bool]:
+        """Our and CRIU's tables (`inet CRIU-<run id>`) in the namespace: whether each locks."""
+        argv = ["ip", "netns", "exec", self.netns_name(plug), "nft", "-j", "list", "ruleset"]
+        argv.append("inet")
         result = self.runner.run(argv, netns_pid=self.root_pid, check=False, timeout=30)
         if result.returncode != 0:
-            raise NetnsError(f"site {self.site}: nft list tables: {result.stderr.strip()}")
-        return lock_tables_in(result.stdout)
+            raise NetnsError(f"site {self.site}: nft list ruleset: {result.stderr.strip()}")
+        try:
+            return lock_tables_in(result.stdout)
+        except ValueError as exc:
+            raise NetnsError(f"site {self.site}: nft list ruleset: {exc}") from exc
 
     def lock(self, plug: Plug) -> None:
         """Only CRIU-marked packets pass (see the module docstring)."""
@@ -208,9 +236,41 @@ class ContainerNetwork:
 
     def is_locked(self, plug: Plug) -> bool:
         """Whether a lock (ours or a dump's) is in the namespace (once a handed-over lock of
-        ours is gone: `settle`)."""
+        ours is gone: `settle`). A table CRIU's restore opened does not lock."""
+        return any(self.lock_tables(plug).values())
+
+    def lock_tables(self, plug: Plug) -> dict[str, bool]:
+        """Our and CRIU's tables in the namespace, each with whether it locks (once a
+        handed-over lock of ours is gone: `settle`)."""
         self.settle(plug)
-        return bool(self._lock_tables(plug))
+        return self._lock_tables(plug)
+
+    def drop_released(self, plug: Plug, tables: dict[str, bool]) -> list[str]:
+        """After a restore: delete, in the background, the lock tables CRIU opened (`tables`
+        as `lock_tables` found them). CRIU's restore puts a rule that accepts everything first
+        in both chains (patch 0011) where deleting the table would keep the restored tasks
+        waiting for the kernel's RCU grace period; `settle` waits for the deletion. Their
+        names."""
+        released = [t for t, locks in tables.items() if not locks]
+        if released:
+            script = "".join(f"delete table inet {t}\n" for t in released)
+            dropping = threading.Thread(
+                target=self._drop_tables,
+                args=(plug, script),
+                name=f"unlock-{plug.netns}",
+                daemon=True,
+            )
+            self._dropping[self.netns_name(plug)] = dropping
+            dropping.start()
+        return released
+
+    def _drop_tables(self, plug: Plug, script: str) -> None:
+        try:
+            self._nft(plug, script)
+        except NetnsError as exc:  # harmless: open; `unlock` or `delete` removes it later
+            log.warning(
+                "site %s: %s: an opened lock table stays for now: %s", self.site, plug.instance, exc
+            )
 
     def unlock(self, plug: Plug) -> None:
         """Remove every lock: ours, or the one a dump left in the source namespace."""

@@ -88,7 +88,7 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
             assert orch.migrate("counter", to, strategy=strategy).outcome is Outcome.DONE
             assert orch.where("counter") == to
             # the restored tasks are born in the container's cgroups at the new site: runc puts
-            # CRIU there, which leaves the cgroups to it (`manage-cgroups ignore`)
+            # CRIU there, which leaves the cgroups to it (`manage-cgroups=ignore`)
             members = cgroup_members(f"/mecmig/{to}/counter")
             assert members and all(members.values()), (strategy, members)
             assert len({frozenset(m) for m in members.values()}) == 1, (strategy, members)

@@ -3,8 +3,10 @@ lock scripts."""
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,10 +85,68 @@ def test_lock_script_drops_all_but_criu_marked_packets() -> None:
     ]
 
 
-def test_lock_tables_are_ours_and_criu_s_only() -> None:
-    listing = f"table inet filter\ntable inet {LOCK_TABLE}\ntable inet CRIU-1-2\ntable ip nat\n"
-    assert lock_tables_in(listing) == [LOCK_TABLE, "CRIU-1-2"]
-    assert lock_tables_in("") == []
+def test_lock_tables_are_ours_and_criu_s_only_and_lock_while_a_chain_drops() -> None:
+    """`nft -j list ruleset inet` as nft 1.0.6 prints it: a table locks while one of its base
+    chains drops by policy without accepting everything first; one CRIU's restore opened (an
+    `accept` rule first in each chain, patch 0011) waits to be deleted."""
+    accept = {"accept": None}
+    marked = {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 49428}}
+
+    def chain(table: str, hook: str) -> dict[str, object]:
+        return {
+            "chain": {
+                "family": "inet",
+                "table": table,
+                "name": hook,
+                "handle": 1,
+                "type": "filter",
+                "hook": hook,
+                "prio": 0,
+                "policy": "drop",
+            }
+        }
+
+    def rule(table: str, hook: str, *expr: Any) -> dict[str, object]:
+        return {"rule": {"family": "inet", "table": table, "chain": hook, "expr": list(expr)}}
+
+    listing = json.dumps(
+        {
+            "nftables": [
+                {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+                {"table": {"family": "inet", "name": "filter"}},  # not ours
+                chain("filter", "input"),
+                {"table": {"family": "inet", "name": LOCK_TABLE}},
+                chain(LOCK_TABLE, "input"),
+                chain(LOCK_TABLE, "output"),
+                rule(LOCK_TABLE, "input", marked, accept),
+                rule(LOCK_TABLE, "output", marked, accept),
+                {"table": {"family": "inet", "name": "CRIU-1-2"}},  # opened by CRIU's restore
+                chain("CRIU-1-2", "input"),
+                chain("CRIU-1-2", "output"),
+                rule("CRIU-1-2", "input", accept),
+                rule("CRIU-1-2", "input", marked, accept),
+                rule("CRIU-1-2", "output", accept),
+                rule("CRIU-1-2", "output", marked, accept),
+                {"table": {"family": "inet", "name": "CRIU-3"}},  # only its input is open
+                chain("CRIU-3", "input"),
+                chain("CRIU-3", "output"),
+                rule("CRIU-3", "input", accept),
+                rule("CRIU-3", "output", marked, accept),
+                {"table": {"family": "inet", "name": "CRIU-4"}},  # an empty table locks nothing
+            ]
+        }
+    )
+    assert lock_tables_in(listing) == {
+        LOCK_TABLE: True,
+        "CRIU-1-2": False,
+        "CRIU-3": True,
+        "CRIU-4": False,
+    }
+    assert lock_tables_in("") == {}
+    with pytest.raises(ValueError):
+        lock_tables_in('{"nftables": ["table"]}')
+    with pytest.raises(ValueError):
+        lock_tables_in("table inet CRIU-1")
 
 
 # ---------------------------------------------------------------------- stats images

@@ -6,6 +6,7 @@ the lock a restore hands over to CRIU, and what the agent does when a lock outli
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from ground.runner import Result
 from tests.unit.migration_fakes import make_spec
 from tests.unit.test_predump_chain import FakeRuncRunner
 
+ACCEPT = {"accept": None}
 RUN_ID = "0b5e7a2c-run"  # what FakeRuncRunner's dumps write into inventory.img
 
 
@@ -35,6 +37,7 @@ class NftRunner(FakeRuncRunner):
         super().__init__()
         self.conf = conf
         self.tables: dict[str, set[str]] = {}
+        self.opened: dict[str, set[str]] = {}  # tables CRIU's restore opened (patch 0011)
         self.confs: list[tuple[str, str]] = []  # (runc operation, criu.conf at that moment)
         self.criu_leaves_lock = False  # a CRIU whose restore misses the handed-over table
         self.unlocked_between: list[str] = []  # a namespace locked before a transaction, not after
@@ -58,25 +61,42 @@ class NftRunner(FakeRuncRunner):
             return self._nft(args[3], args[5:], input or "")
         result = super().run(args, check=check, input=input, netns_pid=netns_pid)
         if args[0] == "runc" and "restore" in args and not self.criu_leaves_lock:
-            for ns in self.tables.values():  # CRIU's network unlock: the dump's table goes
-                ns.discard(f"CRIU-{RUN_ID}")
+            for ns, tables in self.tables.items():  # CRIU's network unlock opens the dump's table
+                if f"CRIU-{RUN_ID}" in tables:
+                    self.opened.setdefault(ns, set()).add(f"CRIU-{RUN_ID}")
         return result
+
+    def locked(self, ns: str) -> bool:
+        return bool(self.tables.get(ns, set()) - self.opened.get(ns, set()))
 
     def _nft(self, ns: str, args: list[str], script: str) -> Result:
         tables = self.tables.setdefault(ns, set())
-        if args == ["list", "tables", "inet"]:
-            out = "".join(f"table inet {t}\n" for t in sorted(tables))
-            return Result(("nft",), 0, out, "", 0.0)
+        opened = self.opened.setdefault(ns, set())
+        if args == ["-j", "list", "ruleset", "inet"]:  # as nft 1.0.6 prints it, metainfo left out
+            listing: list[dict[str, object]] = []
+            for t in sorted(tables):
+                listing.append({"table": {"family": "inet", "name": t}})
+                for hook in ("input", "output"):
+                    listing.append(
+                        {"chain": {"table": t, "name": hook, "hook": hook, "policy": "drop"}}
+                    )
+                for hook in ("input", "output"):
+                    if t in opened:  # CRIU's restore put this rule first (patch 0011)
+                        listing.append({"rule": {"table": t, "chain": hook, "expr": [ACCEPT]}})
+                    mark = {"match": {"op": "==", "left": {"meta": {"key": "mark"}}}}
+                    listing.append({"rule": {"table": t, "chain": hook, "expr": [mark, ACCEPT]}})
+            return Result(("nft",), 0, json.dumps({"nftables": listing}), "", 0.0)
         assert args == ["-f", "-"]
         self.inputs.append(script)
-        was_locked = bool(tables)
+        was_locked = self.locked(ns)
         for line in script.splitlines():
             words = line.split()
             if words[:3] == ["add", "table", "inet"]:
                 tables.add(words[3])
             elif words[:3] == ["delete", "table", "inet"]:
                 tables.remove(words[3])
-        if was_locked and not tables and not script.startswith("delete table inet CRIU"):
+                opened.discard(words[3])
+        if was_locked and not self.locked(ns) and not script.startswith("delete table inet CRIU"):
             self.unlocked_between.append(ns)
         return Result(("nft",), 0, "", "", 0.0)
 
@@ -103,7 +123,7 @@ def test_a_pre_copy_round_takes_no_lock_and_leaves_the_sockets_alone(
     assert "--leave-running" in argv and "--tcp-established" not in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_ROUND_OPTIONS)
     options = CRIU_ROUND_OPTIONS.splitlines()
-    assert options == ["network-lock skip", "tcp-close", "skip-in-flight", "manage-cgroups ignore"]
+    assert options == ["network-lock skip", "tcp-close", "skip-in-flight", "manage-cgroups=ignore"]
 
 
 def test_the_final_dump_locks_and_keeps_the_connections(
@@ -115,7 +135,7 @@ def test_the_final_dump_locks_and_keeps_the_connections(
     argv = runner.checkpoints[-1]
     assert "--leave-running" not in argv and "--tcp-established" in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_DUMP_OPTIONS)
-    assert CRIU_DUMP_OPTIONS == "network-lock nftables\nskip-in-flight\nmanage-cgroups ignore\n"
+    assert CRIU_DUMP_OPTIONS == "network-lock nftables\nskip-in-flight\nmanage-cgroups=ignore\n"
 
 
 def test_a_hold_script_goes_with_either_kind_of_dump(
@@ -141,11 +161,13 @@ def _migrated_here(c: SiteContainers, runner: NftRunner) -> None:
     )
 
 
-def test_the_restore_hands_the_lock_to_the_table_crius_unlock_removes(
+def test_the_restore_hands_the_lock_to_the_table_crius_unlock_opens(
     site: tuple[SiteContainers, NftRunner], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The target is locked by our table until CRIU takes over, under the full run id of the
-    dump (CRIU 4.2.1 as released cut it to 31 characters and missed it)."""
+    dump (CRIU 4.2.1 as released cut it to 31 characters and missed it). CRIU's unlock opens
+    that table (a rule that accepts everything first, patch 0011); the agent deletes it in the
+    background."""
     c, runner = site
     _migrated_here(c, runner)
     ns = c.net.netns_name(c.plug(c.spec("svc")))
@@ -154,14 +176,15 @@ def test_the_restore_hands_the_lock_to_the_table_crius_unlock_removes(
         c.restore("svc")
     # CRIU's table first, then ours goes (in the background, waited for after the restore):
     # the namespace is never unlocked in between
-    handover, ours_gone = runner.inputs[-2:]
+    c.net.settle(c.plug(c.spec("svc")))  # the opened table's deletion, in the background
+    handover, ours_gone, opened_gone = runner.inputs[-3:]
     assert handover.startswith(f"add table inet CRIU-{RUN_ID}\n")
     assert ours_gone == f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n"
+    assert opened_gone == f"delete table inet CRIU-{RUN_ID}\n"
     assert runner.unlocked_between == []
     assert runner.confs[-1] == ("restore", CRIU_RESTORE_OPTIONS)
-    assert runner.tables[ns] == set()  # CRIU removed it; the agent found nothing to remove
-    assert not caplog.records
-    assert not any(s.startswith("delete table inet CRIU") for s in runner.inputs)
+    assert runner.tables[ns] == set()
+    assert not caplog.records  # an opened table is no lock left behind: nothing to report
 
 
 def test_a_lock_that_outlives_the_restore_is_removed_and_reported(
