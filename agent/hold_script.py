@@ -13,8 +13,10 @@ the packets and TCP retransmits them, as without a hold).
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HOLD_ACTION = "network-lock"
 CURL_TIMEOUT_S = 2
@@ -26,10 +28,62 @@ def hold_script(
 ) -> str:
     """The script's text: POST `url` at CRIU's network lock; `marker` exists if it answered.
 
-    `netns_pid`: run curl in that process's network namespace (an agent inside an emulated
-    host reaches the controller through the root namespace). `frozen`: first, the wall clock
-    (seconds since the epoch, ns digits) goes there: when CRIU froze the tree (a chain's
-    functions' freezes are compared by it)."""
+    `netns_pid`: ask from that process's network namespace (an agent inside an emulated host
+    reaches the controller through the root namespace). `frozen`: first, the wall clock
+    (seconds since the epoch) goes there: when CRIU froze the tree (a chain's functions'
+    freezes are compared by it).
+
+    The script runs inside the frozen window. A controller on this host's loopback (the
+    emulation's, or one beside the agent) is asked by bash itself over /dev/tcp, and the
+    clock comes from $EPOCHREALTIME: no curl (its start took ~9 ms here) and no date. A
+    loopback connect cannot hang; the reply is awaited CURL_TIMEOUT_S at most. Any other
+    controller is asked with curl, whose -m bounds the connect too."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not _loopback(parts.hostname):
+        return _curl_script(url, marker, netns_pid, frozen)
+    host = parts.hostname or ""
+    port = parts.port or 80
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    body = f'{{"timeout_s": {HOLD_TIMEOUT_S}}}'
+    path = path.replace("\\", "\\\\").replace("%", "%%")  # printf's format: taken literally
+    request = (
+        f"POST {path} HTTP/1.1\\r\\nHost: {parts.netloc}\\r\\n"
+        "Content-Type: application/json\\r\\n"
+        f"Content-Length: {len(body.encode())}\\r\\nConnection: close\\r\\n\\r\\n{body}"
+    )
+    first = ""
+    if frozen is not None:
+        first += f"  printf '%s\\n' \"$EPOCHREALTIME\" > {shlex.quote(str(frozen))}\n"
+    if netns_pid is not None:
+        first += f'  exec nsenter -t {int(netns_pid)} -n /bin/bash "$0" --ask\n'
+    return (
+        "#!/bin/bash\n"
+        "# mecmig: hold the service's traffic at the controller once CRIU has frozen it\n"
+        f'[ "$CRTOOLS_SCRIPT_ACTION" = {HOLD_ACTION} ] || exit 0\n'
+        "LC_ALL=C\n"
+        + (f'if [ "$1" != --ask ]; then\n{first}fi\n' if first else "")
+        + f"{{ exec 3<>/dev/tcp/{shlex.quote(host)}/{int(port)}; }} 2>/dev/null || exit 0\n"
+        f"printf {shlex.quote(request)} >&3 || exit 0\n"
+        f"IFS= read -r -t {CURL_TIMEOUT_S} status <&3 || exit 0\n"
+        f'case "$status" in "HTTP/1."?" 2"*) : > {shlex.quote(str(marker))} ;; esac\n'
+        "exit 0\n"
+    )
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _curl_script(url: str, marker: Path, netns_pid: int | None, frozen: Path | None) -> str:
     enter = f"nsenter -t {int(netns_pid)} -n " if netns_pid is not None else ""
     body = shlex.quote(f'{{"timeout_s": {HOLD_TIMEOUT_S}}}')
     return (

@@ -631,11 +631,12 @@ class SiteService:
                 # the pages a page server took (now in the process, as the images dropped)
                 shutil.rmtree(self.containers.dir(instance) / PAGES_IN, ignore_errors=True)
             seconds = time.monotonic() - t0
+        runc = self.containers.runc
         return RestoreInfo(
             seconds,
-            runc_s=self.containers.runc.took("restore", instance),
+            runc_s=runc.took("restore", instance),
             criu=_criu_restore(self._work(instance, "restore")),
-            status=self.containers.status(instance),
+            status="running" if runc.running_now(instance) else self.containers.status(instance),
         )
 
     def _work(self, instance: str, step: str) -> Path:

@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from agent.runc import Runc
+from ground.paths import criu_binary
+from ground.runner import SubprocessRunner
 from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.testbed import testbed as make_testbed
@@ -51,7 +54,7 @@ def cgroup_members(path: str) -> dict[str, set[str]]:
     return found
 
 
-def test_hops_round_three_sites_keep_state_and_connection() -> None:
+def test_hops_round_three_sites_keep_state_and_connection(tmp_path: Path) -> None:
     sc = load_scenario(EDGE3)
     with make_testbed(EDGE3, instance_hosts=False) as tb, SiteAgents(tb.emu, EDGE3) as agents:
         orch = Orchestrator(sc, agents.clients, RestControllerLink(tb.ctl.client))
@@ -92,6 +95,11 @@ def test_hops_round_three_sites_keep_state_and_connection() -> None:
             members = cgroup_members(f"/mecmig/{to}/counter")
             assert members and all(members.values()), (strategy, members)
             assert len({frozenset(m) for m in members.values()}) == 1, (strategy, members)
+            # the restore's fast status (state file and /proc, no runc started) agrees with runc
+            runc = Runc(
+                SubprocessRunner(), Path(f"/run/mecmig/runc/edge3-{to}"), criu_binary(), tmp_path
+            )
+            assert runc.status("counter") == "running" and runc.running_now("counter")
             seen = in_container(to, "cat /run/marker; stat -c %a /tmp; ls -A /tmp | wc -l")
             assert seen.split() == ["kept", "1770", "0"], (strategy, seen)
             time.sleep(1.0)  # let the client's TCP retransmission back-off recover

@@ -1,5 +1,6 @@
 """The CRIU action script that asks the controller to hold a service's traffic at the freeze:
-run for real with /bin/sh and curl against a local HTTP server."""
+run for real (bash over /dev/tcp for a loopback controller, sh and curl for any other) against
+a local HTTP server."""
 
 from __future__ import annotations
 
@@ -81,11 +82,41 @@ def test_a_controller_that_refuses_or_is_gone_never_fails_the_dump(
 
 
 def test_an_agent_in_an_emulated_host_reaches_the_controller_through_the_root_namespace(
+    tmp_path: Path, controller: str
+) -> None:
+    """The script re-runs itself in that namespace (here: this test's own, entered by pid)
+    and asks from there; the freeze's time is noted before, where CRIU runs it."""
+    text = hold_script("http://127.0.0.1:8080/v1/instances/x/hold", tmp_path / "m", netns_pid=42)
+    assert 'exec nsenter -t 42 -n /bin/bash "$0" --ask' in text
+    script, marker, frozen = tmp_path / "hold.sh", tmp_path / "held", tmp_path / "frozen-at"
+    url = f"{controller}/v1/instances/counter/hold"
+    script.write_text(hold_script(url, marker, netns_pid=os.getpid(), frozen=frozen))
+    script.chmod(0o755)
+    assert _run(script, "network-lock") == 0
+    assert marker.exists() and float(frozen.read_text()) > 0
+    assert _Recorder.seen == [
+        ("/v1/instances/counter/hold", "application/json", {"timeout_s": HOLD_TIMEOUT_S})
+    ]
+
+
+def test_a_loopback_controller_is_asked_by_bash_itself_any_other_with_curl(
     tmp_path: Path,
 ) -> None:
-    text = hold_script("http://127.0.0.1:8080/v1/instances/x/hold", tmp_path / "m", netns_pid=42)
-    assert "nsenter -t 42 -n curl" in text
-    assert " http://127.0.0.1:8080/v1/instances/x/hold " in text
+    """No curl to start inside the frozen window where the connect cannot hang (loopback);
+    elsewhere curl's -m bounds the connect as well as the reply."""
+    for url in ("http://127.0.0.1:8080/h", "http://localhost:8080/h", "http://[::1]:8080/h"):
+        text = hold_script(url, tmp_path / "m")
+        assert text.startswith("#!/bin/bash\n") and "/dev/tcp/" in text and "curl" not in text
+        assert "read -r -t 2 status" in text
+    for url in ("http://10.0.0.5:8080/h", "https://127.0.0.1:8443/h", "http://ctl.example:80/h"):
+        text = hold_script(url, tmp_path / "m")
+        assert "curl -sf -m 2 " in text and "/dev/tcp/" not in text, url
+
+
+def test_a_percent_in_the_path_goes_out_as_it_is(tmp_path: Path, controller: str) -> None:
+    script, marker = _write(tmp_path, f"{controller}/v1/instances/a%2Fb/hold")
+    assert _run(script, "network-lock") == 0 and marker.exists()
+    assert _Recorder.seen[0][0] == "/v1/instances/a%2Fb/hold"
 
 
 def test_it_notes_when_criu_froze_the_tree_before_it_asks(tmp_path: Path, controller: str) -> None:
