@@ -13,10 +13,11 @@ the packets and TCP retransmits them, as without a hold).
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ground.token import is_loopback
 
 HOLD_ACTION = "network-lock"
 CURL_TIMEOUT_S = 2
@@ -39,7 +40,7 @@ def hold_script(
     loopback connect cannot hang; the reply is awaited CURL_TIMEOUT_S at most. Any other
     controller is asked with curl, whose -m bounds the connect too."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not _loopback(parts.hostname):
+    if parts.scheme != "http" or parts.hostname is None or not is_loopback(parts.hostname):
         return _curl_script(url, marker, netns_pid, frozen)
     host = parts.hostname or ""
     port = parts.port or 80
@@ -70,17 +71,6 @@ def hold_script(
         f'case "$status" in "HTTP/1."?" 2"*) : > {shlex.quote(str(marker))} ;; esac\n'
         "exit 0\n"
     )
-
-
-def _loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _curl_script(url: str, marker: Path, netns_pid: int | None, frozen: Path | None) -> str:
