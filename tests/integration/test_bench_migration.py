@@ -31,6 +31,7 @@ ROW_KEYS = {
     "pages_mbps",
 }
 # where mecmig runs CRIU itself and reads its times (the profile's criu_* parts)
+SMALL_MEMORY_BYTES = 6_100_000  # memhog's lazy memory outside its buffer: 1,481 of 17,865 pages
 CRIU_RUNS = {"cold", "precopy", "postcopy", "hybrid", "baseline"}
 # the peer's rows (podman, podman-zstd) too where podman is installed
 STRATEGIES = set(PLANNED)
@@ -71,12 +72,18 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
     assert by["baseline"]["rounds"] == 0 and "reserve" not in by["baseline"]["phases"]
     assert by["precopy"]["rounds"] >= 1 and by["precopy"]["mode"] == "full-dump-delta"
     assert "pages" in by["postcopy"]["phases"]
-    # after post-copy's restore the client waits on the pages its service faults in: each
-    # fault asks for 256 KiB (CRIU patch 0007), and memhog's GET, which hashes 1 MiB of its
-    # memory in order, no longer faults page by page (then 175-208 ms past the window, now
-    # 12-62 ms in 14 runs)
+    # after post-copy's restore the client waits on the pages its service faults in. Each
+    # fault asks for 256 KiB (CRIU patch 0007) and the background pull takes the small VMAs
+    # first (0009): the first reply comes no later than the time to pull memhog's memory
+    # outside its buffer (SMALL_MEMORY_BYTES: the interpreter's heap and arenas) at the
+    # measured page rate, plus 50 ms for the held packets' delivery. Where pages ran at ~110
+    # MB/s (bound ~105 ms) the client's downtime exceeded the frozen window by 175-208 ms
+    # page by page, by 12-62 ms with 0007. Where they ran at 24-38 MB/s (bound ~210-300 ms)
+    # the first reply came 247-345 ms after the restore with 0007 alone, 118-232 with 0009.
     post = by["postcopy"]
-    assert post["downtime_ms"] - post["frozen_ms"] < 120, post
+    after = post["client_timing_ms"]["restore_end_to_first_reply"]
+    bound = 50 + SMALL_MEMORY_BYTES / (post["pages_mbps"] * 1e6) * 1000
+    assert 0 < after < bound, (after, bound, post)
     summary = doc["summary"]
     assert summary["completed"] is True and summary["failures"] == []
     assert set(summary["goals"]) == {
