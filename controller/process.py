@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 import tempfile
@@ -41,6 +42,7 @@ class ControllerProcess:
         self.rest_port = rest_port or free_port()
         self.of_port = of_port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix="mecmig-controller-"))
+        self.workdir: Path | None = workdir  # ours: removed when the context ends
         self.state_file = state_file or workdir / "state.json"
         self.log_path = log_path or workdir / "controller.log"
         self.runner = runner or SubprocessRunner()
@@ -103,4 +105,10 @@ class ControllerProcess:
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Stop it and remove its temporary directory (the default log and state file; a
+        failure has printed the log's end by then): every testbed and benchmark run left one
+        in /tmp."""
         self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None

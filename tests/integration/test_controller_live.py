@@ -204,3 +204,16 @@ def test_a_switch_that_reconnects_gets_its_flows_back() -> None:
             time.sleep(0.3)
         assert lv.emu.ping("ue1", "hmec2", count=3) == 0
         assert "cookie=0x2" in ofctl("s2", "dump-flows")
+
+
+def test_the_controllers_temporary_directory_goes_with_it() -> None:
+    """Its default log and state file live in a directory of its own, removed when the
+    context ends (every testbed and benchmark run used to leave one in /tmp)."""
+    from controller.process import ControllerProcess
+    from tests.integration.live import ROOT
+
+    with ControllerProcess(ROOT / "scenarios" / "default.yaml") as ctl:
+        workdir = ctl.workdir
+        assert workdir is not None and ctl.log_path.parent == workdir
+        assert ctl.client.health() is not None and ctl.log_path.exists()
+    assert not workdir.exists() and ctl.workdir is None
