@@ -467,13 +467,14 @@ class SiteContainers:
         self.net.set_link(plug, True)
 
     def restored(self, name: str) -> None:
-        """After a restore: no longer a pending target, and no lock left. CRIU removes the
-        handed-over table at its network-unlock step, before the restored tasks run; a table
-        still here means a CRIU that names it otherwise (4.2.1 without our patch cuts the name
-        to 31 characters, netns module docstring). Such a lock has been dropping what the
-        service sent since it ran (a reply waits unsent for the next packet to arrive or for
-        the socket's 3 s persist timer), so it goes now, loudly. (A lazy restore's pre-dump
-        chain stays: its pages are read until all have arrived.)"""
+        """After a restore: no longer a pending target, and no lock left. CRIU opens the
+        handed-over table at its network-unlock step, before the restored tasks run (patch
+        0011); the open table is deleted here, in the background. A table that still locks
+        means a CRIU that names it otherwise (4.2.1 without our patches cuts the name to 31
+        characters, netns module docstring). Such a lock has been dropping what the service
+        sent since it ran (a reply waits unsent for the next packet to arrive or for the
+        socket's 3 s persist timer), so it goes now, loudly. (A lazy restore's pre-dump chain
+        stays: its pages are read until all have arrived.)"""
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
         plug = self.plug(self.spec(name))
         tables = self.net.lock_tables(plug)

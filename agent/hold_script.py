@@ -36,9 +36,11 @@ def hold_script(
 
     The script runs inside the frozen window. A controller on this host's loopback (the
     emulation's, or one beside the agent) is asked by bash itself over /dev/tcp, and the
-    clock comes from $EPOCHREALTIME: no curl (its start took ~9 ms here) and no date. A
-    loopback connect cannot hang; the reply is awaited CURL_TIMEOUT_S at most. Any other
-    controller is asked with curl, whose -m bounds the connect too."""
+    clock comes from $EPOCHREALTIME: no curl (its start took ~9 ms here) and no date. The ask
+    runs under `timeout` (CURL_TIMEOUT_S, as curl's -m), so a connect that hangs (a full
+    accept queue drops the SYN) cannot stretch the freeze. Any other controller is asked with
+    curl. The script exits 0 whatever happens (CRIU fails the dump on any other status):
+    SIGPIPE is ignored, and neither timeout's nor nsenter's status is passed on."""
     parts = urlsplit(url)
     if parts.scheme != "http" or parts.hostname is None or not is_loopback(parts.hostname):
         return _curl_script(url, marker, netns_pid, frozen)
@@ -49,22 +51,24 @@ def hold_script(
         path += f"?{parts.query}"
     body = f'{{"timeout_s": {HOLD_TIMEOUT_S}}}'
     path = path.replace("\\", "\\\\").replace("%", "%%")  # printf's format: taken literally
+    where = f"[{host}]" if ":" in host else host
     request = (
-        f"POST {path} HTTP/1.1\\r\\nHost: {parts.netloc}\\r\\n"
+        f"POST {path} HTTP/1.1\\r\\nHost: {where}:{int(port)}\\r\\n"
         "Content-Type: application/json\\r\\n"
         f"Content-Length: {len(body.encode())}\\r\\nConnection: close\\r\\n\\r\\n{body}"
     )
     first = ""
     if frozen is not None:
         first += f"  printf '%s\\n' \"$EPOCHREALTIME\" > {shlex.quote(str(frozen))}\n"
-    if netns_pid is not None:
-        first += f'  exec nsenter -t {int(netns_pid)} -n /bin/bash "$0" --ask\n'
+    enter = f"nsenter -t {int(netns_pid)} -n " if netns_pid is not None else ""
+    first += f'  {enter}timeout {CURL_TIMEOUT_S} /bin/bash "$0" --ask\n  exit 0\n'
     return (
         "#!/bin/bash\n"
         "# mecmig: hold the service's traffic at the controller once CRIU has frozen it\n"
         f'[ "$CRTOOLS_SCRIPT_ACTION" = {HOLD_ACTION} ] || exit 0\n'
         "LC_ALL=C\n"
-        + (f'if [ "$1" != --ask ]; then\n{first}fi\n' if first else "")
+        f'if [ "$1" != --ask ]; then\n{first}fi\n'
+        "trap '' PIPE\n"
         + f"{{ exec 3<>/dev/tcp/{shlex.quote(host)}/{int(port)}; }} 2>/dev/null || exit 0\n"
         f"printf {shlex.quote(request)} >&3 || exit 0\n"
         f"IFS= read -r -t {CURL_TIMEOUT_S} status <&3 || exit 0\n"

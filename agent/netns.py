@@ -8,9 +8,12 @@ The network lock is an nftables table (inet) whose input and output chains drop 
 packets marked 0xc114 (CRIU's). Established TCP survives a migration only if the target namespace
 is locked before its interface comes up (else its kernel answers the client with a RST before
 the socket is restored). A restore target is locked with our table; just before the restore the
-lock is handed over to the table CRIU's restore removes (`inet CRIU-<run id of the dump>`), at
-its network-unlock step: after the sockets are restored, before the restored tasks run. A
-(final) dump leaves its lock in the source namespace; a pre-copy round takes none.
+lock is handed over to the table CRIU's restore takes for its own (`inet CRIU-<run id of the
+dump>`) and opens at its network-unlock step, after the sockets are restored and before the
+restored tasks run (our patch 0011: a rule that accepts everything first in both chains, where
+deleting the table made the tasks wait for an RCU grace period); the agent deletes the opened
+table in the background once the restore returns. A (final) dump leaves its lock in the source
+namespace; a pre-copy round takes none.
 
 CRIU 4.2.1 as released writes that name into a 32-byte buffer and cuts it to 31 characters
 (`inet CRIU-a0adb940-722f-463f-94`), so its unlock missed the handed-over table, which then
@@ -202,20 +205,20 @@ class ContainerNetwork:
         self._nft(plug, lock_script(LOCK_TABLE))
 
     def hand_over_lock(self, plug: Plug, run_id: str | None) -> None:
-        """Before a restore: the lock becomes the one CRIU removes at its network unlock.
+        """Before a restore: the lock becomes the one CRIU opens at its network unlock.
 
-        CRIU's restore deletes the table named after the dump's run id, before the restored
-        tasks run. It is created first (if a dump did not leave it here); then ours goes, in
-        the background (`settle` waits for it): never a moment unlocked. Deleting a table with
-        base chains waits for the kernel's RCU grace period, 10-40 ms here, which the
-        restore's frozen window no longer waits for (creating one takes ~4 ms). Images of a
-        CRIU without run ids are restored with our table in place; it is removed after the
+        CRIU's restore opens the table named after the dump's run id (patch 0011), before the
+        restored tasks run. It is created first (if a dump did not leave it here); then ours
+        goes, in the background (`settle` waits for it): never a moment unlocked. Deleting a
+        table with base chains waits for the kernel's RCU grace period, 10-40 ms here, which
+        the restore's frozen window no longer waits for (creating one takes ~4 ms). Images of
+        a CRIU without run ids are restored with our table in place; it is removed after the
         restore (`unlock`).
         """
         if run_id is None:
             return
+        self.settle(plug)  # a deletion still on its way (an earlier restore's) goes first
         self._nft(plug, lock_script(f"CRIU-{run_id}"))
-        self.settle(plug)
         dropping = threading.Thread(
             target=self._drop_our_lock, args=(plug,), name=f"unlock-{plug.netns}", daemon=True
         )

@@ -200,7 +200,7 @@ class Runc:
             if not freezer:
                 return False
             return (Path(freezer) / "freezer.state").read_text().strip() == "THAWED"
-        except (OSError, ValueError, KeyError, IndexError, TypeError):
+        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
             return False
 
     def exec(self, container: str, argv: list[str], timeout: float = 10.0) -> str:

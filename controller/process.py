@@ -41,13 +41,19 @@ class ControllerProcess:
         self.scenario = scenario
         self.rest_port = rest_port or free_port()
         self.of_port = of_port or free_port()
-        workdir = Path(tempfile.mkdtemp(prefix="mecmig-controller-"))
-        self.workdir: Path | None = workdir  # ours: removed when the context ends
-        self.state_file = state_file or workdir / "state.json"
-        self.log_path = log_path or workdir / "controller.log"
+        # ours, for what the caller did not place: removed when the context ends
+        self.workdir: Path | None = None
+        if state_file is None or log_path is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="mecmig-controller-"))
+        self.state_file = state_file or self._ours("state.json")
+        self.log_path = log_path or self._ours("controller.log")
         self.runner = runner or SubprocessRunner()
         self.client = ControllerClient(f"http://127.0.0.1:{self.rest_port}")
         self.proc: Spawned | None = None
+
+    def _ours(self, name: str) -> Path:
+        assert self.workdir is not None
+        return self.workdir / name
 
     def start(self, timeout: float = 30.0) -> ControllerProcess:
         """Start it and wait until its REST API answers."""

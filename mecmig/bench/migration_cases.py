@@ -266,13 +266,26 @@ def _listener(on_phase: Callable[[str], None], marks: dict[str, int] | None = No
 
 
 def client_timing(p: dict[str, Any], marks: dict[str, int]) -> dict[str, float]:
-    """Where the client's longest silence sits against the migration's phases, in ms: from its
-    last reply to the freeze phase's start (`last_reply_to_freeze`), from the restore's end to
-    its first reply after it (`restore_end_to_first_reply`) and from the held traffic's delivery
-    to it (`deliver_end_to_first_reply`). Empty without a silence or the phases' times."""
-    gaps = p.get("gaps") or []
+    """Where the client's silence across the freeze sits against the migration's phases, in
+    ms: from its last reply to the freeze phase's start (`last_reply_to_freeze`), from the
+    restore's end to its first reply after it (`restore_end_to_first_reply`) and from the held
+    traffic's delivery to it (`deliver_end_to_first_reply`). The silence is the longest one
+    that overlaps the freeze phase's start to the restore's end, and ends in a reply (not at
+    the probe's end: a service that never answered again has no first reply). Empty without
+    such a silence or the phases' times."""
     start_ns = p.get("start_ns") or 0
-    if not gaps or not start_ns:
+    freeze, restored = marks.get("freeze_dump:start"), marks.get("restore:end")
+    if not start_ns or freeze is None or restored is None:
+        return {}
+    end_ms = p.get("duration_ms")
+
+    def across(gap: list[float]) -> bool:
+        a_ns, b_ns = start_ns + gap[0] * 1e6, start_ns + gap[1] * 1e6
+        ends_in_reply = end_ms is None or gap[1] < end_ms
+        return a_ns <= restored and b_ns >= freeze and ends_in_reply
+
+    gaps = [g for g in p.get("gaps") or [] if across(g)]
+    if not gaps:
         return {}
     a, b = max(gaps, key=lambda g: g[1] - g[0])
     last_reply, first_reply = start_ns + a * 1e6, start_ns + b * 1e6

@@ -157,7 +157,12 @@ def profile_section(rows: list[dict[str, Any]], order: list[str], top: int = 4) 
             and r.get("pages_mbps") is not None
         ]
         mbps = f"{statistics.median(rates):,.1f}" if rates else "-"
-        same = [r for r in rows if (r["strategy"], r["memory_bytes"], r["dirty_rate_bps"]) == key]
+        same = [
+            r
+            for r in rows
+            if (r["strategy"], r["memory_bytes"], r["dirty_rate_bps"]) == key
+            and r.get("outcome") == "done"
+        ]
         before = _client_median(same, "last_reply_to_freeze")
         after = _client_median(same, "restore_end_to_first_reply")
         lines.append(

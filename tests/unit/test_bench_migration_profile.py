@@ -34,6 +34,8 @@ ROWS = [
     row("cold", {"criu_memwrite": 120.0, "transfer": 640.0, "unaccounted": 1.0}),
     row("postcopy", {"criu_freezing": 100.0, "restore_rpc": 20.0}, mbps=40.0)
     | {"client_timing_ms": {"last_reply_to_freeze": -30.0, "restore_end_to_first_reply": 90.0}},
+    row("postcopy", {"criu_freezing": 900.0}, mbps=40.0)  # rolled back: in no median
+    | {"outcome": "rolled_back", "client_timing_ms": {"restore_end_to_first_reply": 900.0}},
 ]
 
 
@@ -66,7 +68,7 @@ def test_medians_plot_and_section(tmp_path: Path) -> None:
 def test_the_clients_silence_is_placed_against_the_phases() -> None:
     """Probe gaps (ms since the probe's start_ns) against the listener's phase marks (ns)."""
     start_ns = 1_000_000_000
-    probe = {"start_ns": start_ns, "gaps": [[100.0, 120.0], [500.0, 900.0]]}
+    probe = {"start_ns": start_ns, "gaps": [[100.0, 120.0], [500.0, 900.0]], "duration_ms": 3e3}
     ms = 1_000_000
     marks = {
         "freeze_dump:start": start_ns + 470 * ms,  # the last reply came 30 ms after it
@@ -78,8 +80,17 @@ def test_the_clients_silence_is_placed_against_the_phases() -> None:
         "restore_end_to_first_reply": 100.0,
         "deliver_end_to_first_reply": 90.0,
     }
+    # a longer silence away from the migration is not it; one to the probe's end (no reply
+    # came) is none
+    probe["gaps"].append([1500.0, 2900.0])
+    assert client_timing(probe, marks)["restore_end_to_first_reply"] == 100.0
+    probe["gaps"] = [[500.0, 3000.0]]
+    assert client_timing(probe, marks) == {}
+    probe["gaps"] = [[100.0, 120.0], [500.0, 900.0]]
     # no deliver phase (nothing held): that field is left out; no silence or start: nothing
     del marks["deliver:end"]
     assert "deliver_end_to_first_reply" not in client_timing(probe, marks)
     assert client_timing({"start_ns": start_ns, "gaps": []}, marks) == {}
     assert client_timing({"gaps": [[1.0, 2.0]]}, marks) == {}
+    del marks["freeze_dump:start"]  # the migration failed before its freeze
+    assert client_timing(probe, marks) == {}

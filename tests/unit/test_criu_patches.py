@@ -211,7 +211,10 @@ def test_a_restore_finds_its_lock_and_opens_it_with_rules(patched_tree: Path) ->
     assert lock.index('"list table %s"') < lock.index('"create table %s"')
     unlock = net[net.index("static inline int nftables_network_unlock") :]
     unlock = unlock[: unlock.index("\n}\n")]
-    assert "if (opts.mode == CR_RESTORE) {" in unlock
+    assert "if (opts.mode == CR_RESTORE && in_netns) {" in unlock
+    # only in a namespace of its own: the host's per-connection table is deleted as before
+    assert "ret = nftables_network_unlock(true);" in net
+    assert "\t\tnftables_network_unlock(false);" in net
     assert '"insert rule %s input accept\\ninsert rule %s output accept"' in unlock
     assert unlock.index("insert rule") < unlock.index('"delete table %s"')  # fallback
     done = net[net.index("static void nftables_ctx_done") :]

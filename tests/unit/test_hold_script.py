@@ -87,7 +87,7 @@ def test_an_agent_in_an_emulated_host_reaches_the_controller_through_the_root_na
     """The script re-runs itself in that namespace (here: this test's own, entered by pid)
     and asks from there; the freeze's time is noted before, where CRIU runs it."""
     text = hold_script("http://127.0.0.1:8080/v1/instances/x/hold", tmp_path / "m", netns_pid=42)
-    assert 'exec nsenter -t 42 -n /bin/bash "$0" --ask' in text
+    assert 'nsenter -t 42 -n timeout 2 /bin/bash "$0" --ask' in text
     script, marker, frozen = tmp_path / "hold.sh", tmp_path / "held", tmp_path / "frozen-at"
     url = f"{controller}/v1/instances/counter/hold"
     script.write_text(hold_script(url, marker, netns_pid=os.getpid(), frozen=frozen))
@@ -97,6 +97,28 @@ def test_an_agent_in_an_emulated_host_reaches_the_controller_through_the_root_na
     assert _Recorder.seen == [
         ("/v1/instances/counter/hold", "application/json", {"timeout_s": HOLD_TIMEOUT_S})
     ]
+
+
+def test_it_exits_0_when_the_namespace_cannot_be_entered_or_the_controller_hangs(
+    tmp_path: Path,
+) -> None:
+    """CRIU fails the dump on any other status. A namespace that is gone, and a controller that
+    takes the connection but never answers (the ask's timeout ends it), cost at most that."""
+    import socket
+    import time
+
+    script, marker = tmp_path / "hold.sh", tmp_path / "held"
+    script.write_text(hold_script("http://127.0.0.1:9/h", marker, netns_pid=2**22 + 1))
+    script.chmod(0o755)
+    assert _run(script, "network-lock") == 0 and not marker.exists()
+    with socket.socket() as mute:  # accepts (the kernel does) and never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(1)
+        url = f"http://127.0.0.1:{mute.getsockname()[1]}/h"
+        script.write_text(hold_script(url, marker))
+        t0 = time.monotonic()
+        assert _run(script, "network-lock") == 0 and not marker.exists()
+        assert time.monotonic() - t0 < 2 + 1.5
 
 
 def test_a_loopback_controller_is_asked_by_bash_itself_any_other_with_curl(

@@ -212,3 +212,16 @@ def test_destroy_removes_runcs_log_of_the_instance(
     log.write_text('{"level":"warning","msg":"x"}\n')
     c.destroy("svc")
     assert not log.exists()
+
+
+def test_only_an_opened_table_is_deleted_after_a_restore(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    """`drop_released` deletes the tables CRIU opened, never one that still locks."""
+    c, runner = site
+    plug = c.plug(c.spec("svc"))
+    runner.tables[c.net.netns_name(plug)] = {f"CRIU-{RUN_ID}", "CRIU-open", LOCK_TABLE}
+    assert c.net.drop_released(plug, {f"CRIU-{RUN_ID}": True, LOCK_TABLE: True}) == []
+    assert c.net.drop_released(plug, {"CRIU-open": False, LOCK_TABLE: True}) == ["CRIU-open"]
+    c.net.settle(plug)
+    assert runner.inputs[-1] == "delete table inet CRIU-open\n"
