@@ -12,6 +12,7 @@ from rich.table import Table
 from mecmig.bench.harness import ExperimentRun, Session
 from mecmig.bench.harness_report import runs_section, statistics_table
 from mecmig.bench.links import (
+    CEILING_MBIT,
     FLOOD_FACTOR,
     MBIT,
     QUICK,
@@ -129,7 +130,10 @@ def _yes(flag: bool) -> str:
 
 def _ratio(p: dict[str, Any]) -> str:
     mark = "✓" if p["all_within_10pct"] else "✗"
-    return f"{p['mean_ratio']:.3f} {mark} ({fmt_rate(p['mean_goodput_bps'])})"
+    text = f"{p['mean_ratio']:.3f} {mark} ({fmt_rate(p['mean_goodput_bps'])})"
+    if p.get("datapath_bound"):
+        text += f", datapath-bound: it carries {fmt_rate(p['datapath_bps'])} here"
+    return text
 
 
 def _shaper_cell(row: dict[str, Any]) -> str:
@@ -175,7 +179,11 @@ def markdown(
         "capacity and direction: the site's MEC host to the UE (up: the site switch's end "
         "shapes) and back (down: the core's end shapes). Each run also reads the shaped end's "
         "class counters (`tc -s class show`) before and after: the bytes the userspace datapath "
-        "sent went through the qdisc.",
+        "sent went through the qdisc. A run that falls short of its capacity by more than 10 % "
+        f"is followed by one through a link shaped at {CEILING_MBIT // 1000} Gbit/s on the same "
+        "path shape (a site's switch, its link, the core): what this host's userspace datapath "
+        "carries. Where that is less than the capacity the link is held to it instead "
+        "(`datapath-bound`): its shaper is not what limits it there.",
         f"- **Reservation**: up the {RESERVATION_CAPACITY_MBIT} Mbit/s link, a flood from "
         "another host of the site to the UE (floods: "
         + ", ".join(
