@@ -219,17 +219,9 @@ class ContainerNetwork:
             return
         self.settle(plug)  # a deletion still on its way (an earlier restore's) goes first
         self._nft(plug, lock_script(f"CRIU-{run_id}"))
-        dropping = threading.Thread(
-            target=self._drop_our_lock, args=(plug,), name=f"unlock-{plug.netns}", daemon=True
-        )
-        self._dropping[self.netns_name(plug)] = dropping
-        dropping.start()
-
-    def _drop_our_lock(self, plug: Plug) -> None:
-        try:
-            self._nft(plug, f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n")
-        except NetnsError as exc:  # the restore's check finds it and removes it (`unlock`)
-            log.warning("site %s: %s: our lock stays for now: %s", self.site, plug.instance, exc)
+        # the restore's check finds it if this fails, and removes it (`unlock`)
+        ours = f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n"
+        self._in_background(plug, ours, "our lock")
 
     def settle(self, plug: Plug, timeout: float = 30.0) -> None:
         """Wait until our lock, handed over, is gone (or its deletion failed)."""
@@ -255,25 +247,25 @@ class ContainerNetwork:
         waiting for the kernel's RCU grace period; `settle` waits for the deletion. Their
         names."""
         released = [t for t, locks in tables.items() if not locks]
-        if released:
+        if released:  # open: harmless if this fails; `unlock` or `delete` removes it later
             script = "".join(f"delete table inet {t}\n" for t in released)
-            dropping = threading.Thread(
-                target=self._drop_tables,
-                args=(plug, script),
-                name=f"unlock-{plug.netns}",
-                daemon=True,
-            )
-            self._dropping[self.netns_name(plug)] = dropping
-            dropping.start()
+            self._in_background(plug, script, "an opened lock table")
         return released
 
-    def _drop_tables(self, plug: Plug, script: str) -> None:
-        try:
-            self._nft(plug, script)
-        except NetnsError as exc:  # harmless: open; `unlock` or `delete` removes it later
-            log.warning(
-                "site %s: %s: an opened lock table stays for now: %s", self.site, plug.instance, exc
-            )
+    def _in_background(self, plug: Plug, script: str, what: str) -> None:
+        """Run the nft `script` deleting `what` in a thread of its own; `settle` waits for it."""
+
+        def drop() -> None:
+            try:
+                self._nft(plug, script)
+            except NetnsError as exc:
+                log.warning(
+                    "site %s: %s: %s stays for now: %s", self.site, plug.instance, what, exc
+                )
+
+        dropping = threading.Thread(target=drop, name=f"unlock-{plug.netns}", daemon=True)
+        self._dropping[self.netns_name(plug)] = dropping
+        dropping.start()
 
     def unlock(self, plug: Plug) -> None:
         """Remove every lock: ours, or the one a dump left in the source namespace."""
