@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ground.units import fmt_bps
 from topology.admission import (
     UNCONSTRAINED,
+    LinkLoad,
     admit,
+    admit_on,
     path_residual,
     reserved_per_link,
     residual,
@@ -247,3 +251,68 @@ def test_fmt_bps() -> None:
     assert fmt_bps(800_000) == "800.0 kbit/s"
     assert fmt_bps(999_960_000) == "1.0 Gbit/s"
     assert fmt_bps(512) == "512 bit/s"
+
+
+# `admit_on` (the state's admission, over kept link loads) against `admit` (from scratch)
+
+
+@st.composite
+def loaded_fabrics(draw: st.DrawFn) -> tuple[Topology, list[Reservation], set[tuple[str, str]]]:
+    """A random core (a ring with chords) with leaves hanging off it and off each other,
+    some links down, some reserved."""
+    cores = draw(st.integers(2, 6))
+    leaves = draw(st.integers(1, 8))
+    n = cores + leaves
+    names = [f"s{i}" for i in range(1, n + 1)]
+    ring = [(i, (i + 1) % cores) for i in range(cores)]
+    # chords, a few of them to leaves: a leaf whose second link is down is a leaf until it is up
+    chords = draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=4))
+    # a leaf hangs under a core switch or under an earlier leaf
+    under = [draw(st.integers(0, i - 1)) for i in range(cores, n)]
+    ends = [*ring, *chords, *zip(under, range(cores, n), strict=True)]
+    pairs = {(names[min(i, j)], names[max(i, j)]) for i, j in ends if i != j}
+    caps = [10, 20, 40]
+    links = [Link(a, b, draw(st.sampled_from(caps)) * M) for a, b in sorted(pairs)]
+    down = set(draw(st.sets(st.sampled_from(sorted(pairs)), max_size=3)))
+    topo = Topology.build([Switch(s, i + 1) for i, s in enumerate(names)], links)
+    up_topo = topo.without_links(sorted(down))
+    reservations: list[Reservation] = []
+    for k in range(draw(st.integers(0, 6))):
+        a, b = draw(st.sampled_from(names)), draw(st.sampled_from(names))
+        try:
+            path = shortest_path(up_topo, a, b)
+        except NoPathError:
+            continue
+        reservations.append(Reservation(k + 1, a, b, path, draw(st.sampled_from([5, 10])) * M))
+    return topo, reservations, down
+
+
+@settings(max_examples=300, deadline=None)
+@given(loaded_fabrics(), st.data())
+def test_admit_on_finds_the_path_admit_finds(
+    fabric: tuple[Topology, list[Reservation], set[tuple[str, str]]], data: st.DataObject
+) -> None:
+    topo, reservations, down = fabric
+    load = LinkLoad(topo)
+    for a, b in sorted(down):
+        load.set_up(a, b, False)
+    for r in reservations:
+        load.add(r.path, r.rate_bps)
+    names = [sw.name for sw in topo.switches]
+    src, dst = data.draw(st.sampled_from(names)), data.draw(st.sampled_from(names))
+    rate = data.draw(st.sampled_from([1, 5, 10, 20, 40])) * M
+    up_topo = topo.without_links(sorted(down))
+    try:
+        expected: tuple[str, ...] | None = admit(up_topo, src, dst, rate, reservations)
+    except AdmissionError:
+        expected = None
+    assert admit_on(load, src, dst, rate) == expected
+    if down:  # a link coming back up is seen as well
+        a, b = sorted(down)[0]
+        load.set_up(a, b, True)
+        rest = topo.without_links(sorted(down - {(a, b)}))
+        try:
+            expected = admit(rest, src, dst, rate, reservations)
+        except AdmissionError:
+            expected = None
+        assert admit_on(load, src, dst, rate) == expected
