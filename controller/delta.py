@@ -403,31 +403,29 @@ class DesiredIndex:
         f_old, f_new = old.forest, new.forest
         if not touched.links or f_old is f_new:
             return {}
-        cells: dict[str, set[str]] = {}  # switch -> anchors whose entry there may change
+        # switch -> (anchor, next hop before, next hop after) of each table-2 entry that changes;
+        # a tree holds core switches only, and its root's entry is none (see `route_port`)
+        cells: dict[str, list[tuple[str, str | None, str | None]]] = {}
         if f_new.joins_cores(touched.links):
             for anchor in f_new.cores:
                 t_old, t_new = f_old.tree(anchor), f_new.tree(anchor)
                 for sw in t_old.keys() | t_new.keys():
-                    if t_old.get(sw) != t_new.get(sw):
-                        cells.setdefault(sw, set()).add(anchor)
+                    h_old, h_new = t_old.get(sw), t_new.get(sw)
+                    if h_old != h_new:
+                        cells.setdefault(sw, []).append((anchor, h_old, h_new))
         if not cells:
             return {}
-        rank = self.rank
+        rank, ports = self.rank, self.ports
         out: dict[str, HostMsgs] = {}
         for sw in sorted(cells, key=rank.__getitem__):
             sw_adds: list[FlowMod] = []
             sw_dels: list[FlowMod] = []
-            for anchor in sorted(cells[sw], key=rank.__getitem__):
-                p_old = self.route_port(f_old, anchor, sw)
-                p_new = self.route_port(f_new, anchor, sw)
-                if p_old == p_new:
-                    continue
-                if p_new is not None:
-                    sw_adds.append(self.route(anchor, p_new))
-                elif p_old is not None:
-                    sw_dels.append(delete_strict(self.route(anchor, p_old)))
-            if sw_adds or sw_dels:
-                out[sw] = (sw_adds, sw_dels)
+            for anchor, h_old, h_new in sorted(cells[sw], key=lambda c: rank[c[0]]):
+                if h_new is not None:
+                    sw_adds.append(self.route(anchor, ports[(sw, h_new)]))
+                elif h_old is not None:
+                    sw_dels.append(delete_strict(self.route(anchor, ports[(sw, h_old)])))
+            out[sw] = (sw_adds, sw_dels)
         return out
 
     def _match(self, mac: str) -> Match:

@@ -605,7 +605,7 @@ class FabricState:
     def _commit_move(self, before: Model, touched: Touched, switch: str) -> Plan:
         """Commit after a host moved to `switch`: make-before-break stages outwards from it."""
         stage = self._commit(before, touched)
-        return staged_by_distance(stage, self._forest.distances(switch))
+        return staged_by_distance(stage, self._forest.distances_to(switch, stage))
 
     def _free_port(self, switch: str, host: Attachment) -> int:
         """The port a host takes on `switch` when none is named: the declared one of the same
@@ -918,7 +918,7 @@ class FabricState:
             return with_standby_flows([], sb_first, sb_last)
         back_to = [snap.hosts[h].switch for h in moved if h in snap.hosts]
         if len(back_to) == 1:
-            plan = staged_by_distance(stage, self._forest.distances(back_to[0]))
+            plan = staged_by_distance(stage, self._forest.distances_to(back_to[0], stage))
         else:
             plan = [stage]
         return with_standby_flows(plan, sb_first, sb_last)

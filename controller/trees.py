@@ -19,7 +19,7 @@ reference.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from topology.model import Topology
 
@@ -37,10 +37,13 @@ class Forest:
         declared: Adjacency,
         trees: dict[str, dict[str, str]] | None = None,
         core_adj: dict[str, tuple[str, ...]] | None = None,
+        cores: tuple[str, ...] | None = None,
     ) -> None:
         self.adj = adj  # switch -> its neighbours over links that are up, in declaration order
         self.declared = declared  # switch -> its declared neighbours (shared, never changes)
-        self.cores = tuple(sw for sw, nbrs in declared.items() if len(nbrs) >= 2)
+        if cores is None:  # from the declared links alone: the same for every forest after
+            cores = tuple(sw for sw, nbrs in declared.items() if len(nbrs) >= 2)
+        self.cores = cores
         self._core_set = frozenset(self.cores)
         self._trees: dict[str, dict[str, str]] = trees if trees is not None else {}
         # core switch -> its core neighbours over links that are up (made when first needed)
@@ -84,7 +87,7 @@ class Forest:
                 if e in cores:
                     core_adj[e] = tuple(w for w in adj[e] if w in cores)
         trees = None if core_link else self._trees
-        return Forest(adj, self.declared, trees, core_adj)
+        return Forest(adj, self.declared, trees, core_adj, self.cores)
 
     def joins_cores(self, pairs: Collection[tuple[str, str]]) -> bool:
         """Whether one of the links `pairs` is between two core switches: only such a link
@@ -124,19 +127,43 @@ class Forest:
             self._core_adj = {sw: tuple(w for w in adj[sw] if w in cores) for sw in self.cores}
         return self._core_adj
 
+    def distances_to(self, source: str, wanted: Collection[str]) -> dict[str, int]:
+        """What `distances(source)` says of the switches `wanted` that `source` reaches.
+
+        Only the core is searched: a switch with one declared link is never on a way between
+        two others, so its distance is one more than its neighbour's (at 1,000 sites, 32
+        aggregation switches instead of 1,032 switches)."""
+        adj, core_adj, cores = self.adj, self.core_adj(), self._core_set
+        # the source's every neighbour; from there on, core switches only
+        dist = _search(source, lambda v: adj[v] if v == source else core_adj.get(v, ()))
+        out: dict[str, int] = {}
+        for sw in wanted:
+            hops = dist.get(sw)
+            if hops is None and sw not in cores:  # a leaf: one more than its neighbour
+                near = [dist[n] for n in adj.get(sw, ()) if n in dist]
+                hops = min(near) + 1 if near else None
+            if hops is not None:
+                out[sw] = hops
+        return out
+
     def distances(self, source: str) -> dict[str, int]:
         """Hops from `source` to every switch it reaches over links that are up (itself at 0)."""
-        adj = self.adj
-        dist = {source: 0}
-        level = [source]
-        d = 0
-        while level:
-            d += 1
-            found: list[str] = []
-            for v in level:
-                for w in adj[v]:
-                    if w not in dist:
-                        dist[w] = d
-                        found.append(w)
-            level = found
-        return dist
+        return _search(source, self.adj.__getitem__)
+
+
+def _search(source: str, through: Callable[[str], Iterable[str]]) -> dict[str, int]:
+    """Hops from `source` to every switch a breadth-first search reaches, going on from each
+    switch `v` to `through(v)`."""
+    dist = {source: 0}
+    level = [source]
+    d = 0
+    while level:
+        d += 1
+        found: list[str] = []
+        for v in level:
+            for w in through(v):
+                if w not in dist:
+                    dist[w] = d
+                    found.append(w)
+        level = found
+    return dist
