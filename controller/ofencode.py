@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3_parser
 
 from controller.ofmsg import (
     METADATA_ALL,
     Barrier,
     FlowMod,
+    Match,
     Message,
     MeterMod,
     Output,
@@ -88,9 +92,37 @@ def _flow_mod(dp: Any, ofp: Any, parser: Any, msg: FlowMod) -> Any:
         priority=msg.priority,
         out_port=ofp.OFPP_ANY if msg.out_port is None else msg.out_port,
         out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(**dict(msg.match.fields)),
+        match=_match(parser, msg.match),
         instructions=instructions,
     )
+
+
+class PackedMatch(ofproto_v1_3_parser.OFPMatch):  # type: ignore[misc]
+    """An OpenFlow 1.3 match that os-ken encodes once: every flow mod that carries it copies
+    the bytes. A reservation puts one match on every switch of its path (14 flow mods at 1,000
+    sites), and os-ken parses each address again for every serialisation (~0.1 ms a flow mod)."""
+
+    _packed: bytes | None = None
+
+    def serialize(self, buf: bytearray, offset: int) -> int:
+        packed = self._packed
+        if packed is None:
+            first = bytearray()
+            size = super().serialize(first, 0)
+            packed = self._packed = bytes(first[:size])
+        end = offset + len(packed)
+        if len(buf) < end:
+            buf.extend(bytes(end - len(buf)))
+        buf[offset:end] = packed
+        return len(packed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _match(parser: Any, match: Match) -> Any:
+    """The os-ken match of `match` (immutable, so one object serves every flow mod)."""
+    if parser is ofproto_v1_3_parser:
+        return PackedMatch(**dict(match.fields))
+    return parser.OFPMatch(**dict(match.fields))
 
 
 # OpenFlow 1.3 bundles (the ONF extension OVS implements): flow mods committed together, in
