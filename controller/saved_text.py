@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from controller.state import FabricState, attachment_dict, record_dict
@@ -30,17 +32,46 @@ class _Items:
     def __init__(self, to_dict: Any) -> None:
         self._to_dict = to_dict
         self._texts: dict[int, tuple[object, str]] = {}  # id -> (the record, its text)
+        # the records of the last list, their texts in its order, and the list
+        self._last: tuple[tuple[object, ...], list[str], str] = ((), [], "[]")
 
     def text(self, items: Iterable[object]) -> str:
-        old, new, parts = self._texts, {}, []
-        for item in items:
-            kept = old.get(id(item))
-            if kept is None or kept[0] is not item:  # holding the record keeps its id unique
-                kept = (item, dumps(self._to_dict(item)))
-            new[id(item)] = kept
-            parts.append(kept[1])
-        self._texts = new
-        return "[" + ",".join(parts) + "]"
+        records = tuple(items)
+        last, last_parts, last_text = self._last
+        # the same records as last time (a tuple compares identical items without asking
+        # them): the same text, without a look at each (1,200 hosts' places at 1,000 sites)
+        if records == last:
+            return last_text
+        if len(records) == len(last):  # some replaced in place: find them in C, not one by one
+            changed = list(compress(range(len(records)), map(is_not, records, last)))
+            if len(changed) <= len(records) // 8:
+                texts, parts = self._texts, list(last_parts)
+                for i in changed:
+                    texts.pop(id(last[i]), None)
+                    parts[i] = self._encoded(records[i], texts)
+                return self._keep(records, parts)
+        texts = {}
+        return self._keep(records, [self._encoded(item, texts) for item in records], texts)
+
+    def _encoded(self, item: object, into: dict[int, tuple[object, str]]) -> str:
+        """The text of `item`, kept in `into` (the texts of the records listed now only)."""
+        kept = self._texts.get(id(item))
+        if kept is None or kept[0] is not item:  # holding the record keeps its id unique
+            kept = (item, dumps(self._to_dict(item)))
+        into[id(item)] = kept
+        return kept[1]
+
+    def _keep(
+        self,
+        records: tuple[object, ...],
+        parts: list[str],
+        texts: dict[int, tuple[object, str]] | None = None,
+    ) -> str:
+        if texts is not None:
+            self._texts = texts
+        text = "[" + ",".join(parts) + "]"
+        self._last = (records, parts, text)
+        return text
 
 
 class SavedText:
