@@ -43,6 +43,7 @@ from controller.runtime import Runtime, SwitchError
 from controller.settings import Settings
 from controller.state import FabricState
 from controller.store import StateStore
+from ground import heap
 from topology.scenario import load_scenario
 
 log = logging.getLogger("mecmig.controller")
@@ -134,6 +135,8 @@ class MecController(app_manager.OSKenApp):  # type: ignore[misc]
         )
 
     def start(self) -> Any:
+        kept = heap.settle()  # the state and the app, built: out of the collector's passes
+        log.debug("%d objects set aside from garbage collection", kept)
         thread = super().start()
         self.rest.start()
         self._watching.set()
