@@ -151,3 +151,36 @@ def test_the_controllers_flag_hands_the_token_file_to_v1_migrations(
     del os.environ[TOKEN_ENV]
     orchestration.service.mount(object(), sc, "http://127.0.0.1:8080")  # type: ignore[arg-type]
     assert seen["token"] is None
+
+
+def test_the_clients_of_a_thousand_sites_share_one_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each httpx client read the CA bundle for a context of its own (~50 ms): the controller
+    took ~50 s to start at 1,000 sites. One context serves every site's client, over TCP and
+    over a Unix socket alike."""
+    import httpx
+
+    import orchestration.agent_client as agent_client
+    from mecmig.bench.scale_fabric import scenario
+
+    made: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    agent_client._tls.cache_clear()
+    try:
+        sc = scenario(1000)
+        over_tcp = {s.name: f"http://{s.agent_ip}:7070" for s in sc.sites[:500]}
+        clients = site_clients(sc, over_tcp)
+        assert len(clients) == 1000 and clients["mec1"].endpoint.startswith("http://")
+        assert clients["mec999"].endpoint.startswith("unix:")
+        transports: list[Any] = [c._http._transport for c in clients.values()]
+        contexts = {id(t._pool._ssl_context) for t in transports}
+        assert len(contexts) == 1 and len(made) == 1
+    finally:
+        agent_client._tls.cache_clear()
