@@ -28,7 +28,7 @@ from controller.client import ControllerClientError
 from ground.paths import RUN_DIR
 from ground.runner import SubprocessRunner
 from mecmig.bench.mobility_replica import poll_replies
-from mecmig.bench.mobility_rows import largest_gap_ms
+from mecmig.bench.mobility_rows import Reply, largest_gap_ms
 from mininet_scenarios.ue_motion import FollowLocation, UEMover
 from orchestration.replicas import Replicas
 from tests.integration.live import ROOT, Orchestrated, orchestrated
@@ -154,14 +154,15 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     there becomes the primary by a flow switch, with no migration; the emulation re-plugs the
     car as the location service moves it (FollowLocation), make-before-break, its links
     plugged ahead (standbys): no packet is lost, and the car's client, a GET on a new
-    connection every 5 ms, sees no gap over 10 ms beyond its interval around either move
-    (seed 002's goal). A request caught mid-connection by a switch may be reset by the new
-    primary, which never saw that connection (as in the test above; seen in 2 CI runs of 3, one
-    request of ~2,700): at most one per handover, and only that kind of failure. Over the
-    whole drive it sees none over 50 ms: what is left is the userspace datapath's stall when a
-    replica placed ahead gets its port on OVS (12-18 ms seen here, ~0.5-0.9 s before the
-    handover). Before the make-before-break swap each handover
-    lost a SYN (gaps 0.21-1.03 s); with the car's link plugged at the move, its add-port stall
+    connection every 5 ms, sees no gap over 10 ms beyond its interval at either move: across
+    the car's re-plug and across the switch to the replica (seed 002's goal). A request
+    caught mid-connection by a switch may be reset by the new primary, which never saw that
+    connection (as in the test above; seen in 2 CI runs of 3, one request of ~2,700): at most
+    one per handover, and only that kind of failure. Over the whole drive it sees none over
+    50 ms: what is left is the userspace datapath's stall when a replica placed ahead gets its
+    port on OVS (12-18 ms seen here, ~0.5-0.9 s before the handover). Before the
+    make-before-break swap each handover lost a SYN (gaps 0.21-1.03 s); with the car's link
+    plugged at the move, its add-port stall
     was in the move (gaps 12-19 ms)."""
     bed.orch.teardown(SERVICE)
     bed.orch.deploy(SERVICE, "mec1")
@@ -211,21 +212,45 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     # the car's handovers (7.5 and 22.5 s into the drive, at x2), in the client's time
     handovers_ms = [(played + t / 2) * 1000 for t in (7.5, 22.5)]
     replies = poll_replies(poll["samples"])
-    at_moves = [  # the client's longest gap beyond its interval around each of the car's moves
+    # each move's cost to the client: its silence across the car's re-plug, and across the
+    # switch to the replica (where the replying process changed); the longest in the second
+    # around it, which also holds what this host's scheduling does to a Python client on 2 cores
+    # (CI: gaps of 10-16 ms every second or so, far from any move), is printed, not held
+    at_moves = [handover_gap_ms(replies, began, ended, 5.0) for began, ended in mover.times]
+    around = [
         largest_gap_ms(replies, began - 0.3, ended + 0.5, 5.0) for began, ended in mover.times
     ]
-    at_moves = [None if g is None else round(g, 1) for g in at_moves]
+    around = [None if g is None else round(g, 1) for g in around]
     brief = {k: poll[k] for k in ("gaps", "failures", "failed", "max_gap_ms")} | {
-        "at": handovers_ms, "at_moves": at_moves
+        "at": handovers_ms, "at_moves": at_moves, "around": around
     }  # fmt: skip
     print(
         f"\n  the car's client: {poll['ok']} replies, longest gap {poll['max_gap_ms']:.0f} ms, "
-        f"around the moves {at_moves} ms, gaps over 10 ms: {poll['gaps']}"
+        f"at the moves {at_moves} ms (in the second around them {around} ms), gaps over "
+        f"10 ms: {poll['gaps']}"
     )
     assert poll["failures"] <= 2, brief  # one per handover at most
     assert {why for _, why in poll["failed"]} <= {"reset"}, brief
-    assert len(at_moves) == 2 and all(g is not None and g <= 10.0 for g in at_moves), brief
+    assert len(at_moves) == 2 and all(g <= 10.0 for g in at_moves), brief
     assert poll["max_gap_ms"] <= 50.0, brief  # no SYN lost (1 s), a replica port's addition
+
+
+def handover_gap_ms(replies: list[Reply], began: float, ended: float, interval_ms: float) -> float:
+    """The client's longest silence (beyond its interval) at one of the car's moves: across its
+    re-plug (`began`..`ended`, monotonic s), and from the last reply of the process that served
+    it before to the first of the replica (where the counter goes back; the one within a second
+    of the re-plug: the flow switch and the re-plug follow the same move of the car)."""
+    replug = largest_gap_ms(replies, began, ended, interval_ms) or 0.0
+    switches = [
+        (a, b)
+        for a, b in zip(replies, replies[1:], strict=False)
+        if a.counter is not None and b.counter is not None and b.counter < a.counter
+        and began - 1.0 <= b.t_s <= ended + 1.0
+    ]  # fmt: skip
+    assert len(switches) == 1, (began, ended, switches)
+    [(a, b)] = switches
+    switch = max(0.0, (b.t_s - a.t_s) * 1000 - interval_ms)
+    return round(max(replug, switch), 1)
 
 
 class TimedMover(UEMover):
