@@ -119,6 +119,7 @@ class Runtime:
         self.ended: Callable[[Any], None] = ended or (lambda _dp: None)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mecmig-worker")
         self._lock = threading.Lock()  # guards the dicts below and datapaths' changes
+        self._xids = threading.Lock()  # one xid per message, whichever thread sends it
         self._barriers: dict[tuple[int, int], threading.Event] = {}
         self._replies: dict[tuple[int, int], _Reply] = {}
         self._synced: dict[int, Any] = {}  # dpid -> the connection that got the model
@@ -279,7 +280,7 @@ class Runtime:
         (a hold's flow, a host entry's delete) goes to many switches, and making an os-ken
         message costs more than copying one (`send_msg` serialises the copy afresh)."""
         wire = _encode(dp, msg, encoded)
-        dp.set_xid(wire)
+        self._stamp(dp, wire)
         if not isinstance(msg, Barrier):
             with self._lock:
                 self._sent[(dp.id, wire.xid)] = (sw, msg)
@@ -312,9 +313,16 @@ class Runtime:
         xids += [self.send(dp, m, sw, encoded) for m in msgs[last:]]
         return xids
 
+    def _stamp(self, dp: Any, wire: Any) -> None:
+        """Give `wire` the switch's next xid. Under a lock: the worker sends, and so does the
+        event thread (an ARP answer, `MecController._arp_now`); two messages with one xid
+        would confuse whose error or barrier reply it is."""
+        with self._xids:
+            dp.set_xid(wire)
+
     def _send_wire(self, dp: Any, wire: Any, sw: str, what: Message | str) -> int:
         """Send an os-ken message made here, remembering `what` it carries for errors."""
-        dp.set_xid(wire)
+        self._stamp(dp, wire)
         with self._lock:
             self._sent[(dp.id, wire.xid)] = (sw, what)
             if len(self._sent) > 10000:
@@ -324,7 +332,7 @@ class Runtime:
 
     def _barrier(self, dp: Any, sw: str, encoded: Encoded | None = None) -> threading.Event:
         wire = _encode(dp, BARRIER, encoded)
-        dp.set_xid(wire)
+        self._stamp(dp, wire)
         done = threading.Event()
         with self._lock:
             self._barriers[(dp.id, wire.xid)] = done
@@ -374,7 +382,7 @@ class Runtime:
     def request(self, dp: Any, wire: Any, sw: str, what: str) -> list[Any]:
         """Send a multipart request and wait for every part of its reply: their bodies.
         SwitchError if the switch refuses it or does not answer in READ_TIMEOUT_S."""
-        dp.set_xid(wire)
+        self._stamp(dp, wire)
         key = (dp.id, wire.xid)
         reply = _Reply()
         with self._lock:

@@ -209,6 +209,25 @@ class FabricState:
     def is_link_port(self, switch: str, port: int) -> bool:
         return any(link.port_on(switch) == port for link in self.declared.links_of(switch))
 
+    def arp_answer(
+        self, sender_mac: str, sender_ip: str | None, switch: str, port: int, target_ip: str
+    ) -> str | None:
+        """The MAC that answers an ARP request for `target_ip`, when there is nothing to learn
+        from it: its sender is a host known at exactly that edge port (not a standby's) with
+        that address. None: the worker must see the request (`learn_host`, then the answer).
+
+        For the switch's event thread, while the worker may be changing the state: it reads a
+        copy of the places (`list()` of a dict's values is one step under the GIL) and records
+        that are never changed in place."""
+        places = list(self.hosts.values())
+        sender = next((a for a in places if a.mac == sender_mac), None)
+        if sender is None or (sender.switch, sender.port) != (switch, port):
+            return None
+        if sender_ip is not None and sender.ip != sender_ip:
+            return None
+        target = next((a for a in places if a.ip == target_ip), None)
+        return None if target is None else target.mac
+
     def host_by_mac(self, mac: str) -> Attachment | None:
         """The host with this MAC (MACs are unique: a learned host has a MAC no host had)."""
         name = self._index.mac_owner.get(mac)

@@ -436,6 +436,66 @@ def test_an_arp_request_for_a_known_host_is_answered_out_of_its_in_port(ctl: Con
     assert (answer.dst_mac, answer.dst_ip) == (ue.mac, ue.ip)
 
 
+def test_an_arp_request_that_teaches_nothing_is_answered_while_the_worker_is_busy(
+    ctl: Controller,
+) -> None:
+    """Its sender known at that port, its target known: answered on the event thread, not after
+    the job the worker is on (a handover's promotions wait for their barriers)."""
+    s1 = ctl.connect("s1")
+    ue, video = ctl.state.hosts["ue1"], ctl.state.hosts["video"]
+    s1.clear()
+    free = _occupy_worker(ctl)
+    try:
+        frame = arp_from(ue, video.ip)
+        ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(s1, ue.port, frame, ARP_COOKIE)))
+        answer = packet.Packet(_only(_packet_outs(s1)).data).get_protocol(arp.arp)
+        assert (answer.opcode, answer.src_mac, answer.dst_ip) == (arp.ARP_REPLY, video.mac, ue.ip)
+    finally:
+        free.set()
+    ctl.settle()
+    assert len(_packet_outs(s1)) == 1  # answered once
+
+
+def test_an_arp_request_from_a_standby_or_a_new_place_waits_for_the_worker(
+    ctl: Controller,
+) -> None:
+    """A warm replica's port (its instance's MAC, another place) and a host seen at a new port
+    are the worker's to handle (nothing learned from a standby; a move learned first)."""
+    dps = ctl.connect_all()
+    video, ue = ctl.state.hosts["video"], ctl.state.hosts["ue1"]
+    ctl.app.runtime.call(lambda: ctl.app.runtime.execute(ctl.state.add_standby("video", "s2")[1]))
+    standby = ctl.state.standbys["video"]["s2"]
+    for dp in dps.values():
+        dp.clear()
+    free = _occupy_worker(ctl)
+    try:
+        frame = arp_request_frame(video.mac, video.ip, ue.ip)
+        from_standby = packet_in(dps["s2"], standby.port, frame, ARP_COOKIE)
+        ctl.dispatch(ofp_event.EventOFPPacketIn(from_standby))
+        moved = arp_from(ue, video.ip)
+        ctl.dispatch(ofp_event.EventOFPPacketIn(packet_in(dps["s2"], 9, moved, ARP_COOKIE)))
+        assert _packet_outs(dps["s2"]) == []  # nothing yet: both wait behind the job
+    finally:
+        free.set()
+    ctl.settle()
+    assert ctl.state.host_by_mac(ue.mac) is not None
+    assert (ctl.state.hosts["ue1"].switch, ctl.state.hosts["ue1"].port) == ("s2", 9)
+    assert len(_packet_outs(dps["s2"])) == 2  # then both answered
+
+
+def _occupy_worker(ctl: Controller) -> threading.Event:
+    """Keep the runtime's worker on a job until the event returned is set."""
+    busy, free = threading.Event(), threading.Event()
+
+    def job() -> None:
+        busy.set()
+        assert free.wait(10)
+
+    ctl.app.runtime.submit(job)
+    assert busy.wait(10)
+    return free
+
+
 def _only(items: list[PacketOut]) -> PacketOut:
     (item,) = items
     return item
