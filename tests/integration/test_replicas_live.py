@@ -161,7 +161,7 @@ def test_a_stateless_service_follows_a_car_by_replicas_and_flow_switches(
     client's own jitter on this host (p99 of its gaps away from the moves, at most 5 ms; here
     1-5 ms). The replica's first reply needs its client's MAC: its ARP request was answered
     only after the handover's promotions, each waiting for its barriers (9.7-29.5 ms at the
-    moves); answered on the switch's event thread now, 4.5-10.4 ms. A request
+    moves); answered on the switch's event thread now, 3.4-11.1 ms in 4 runs of 5. A request
     caught mid-connection by a switch may be reset by the new primary, which never saw that
     connection (as in the test above; seen in 2 CI runs of 3, one request of ~2,700): at most
     one per handover, and only that kind of failure. Over the whole drive it sees none over
