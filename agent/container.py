@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agent.bundle import BundleSpec, config_json, rootfs_mountpoints
-from agent.criu_images import dump_run_id_of
+from agent.criu_images import ImageError, dump_run_id, dump_run_id_of
 from agent.errors import InUse
 from agent.hold_script import hold_script
 from agent.image_store import ImageStore
@@ -469,25 +469,23 @@ class SiteContainers:
     def restored(self, name: str) -> None:
         """After a restore: no longer a pending target, and no lock left. CRIU opens the
         handed-over table at its network-unlock step, before the restored tasks run (patch
-        0011); the open table is deleted here, in the background. A table that still locks
-        means a CRIU that names it otherwise (4.2.1 without our patches cuts the name to 31
-        characters, netns module docstring). Such a lock has been dropping what the service
-        sent since it ran (a reply waits unsent for the next packet to arrive or for the
-        socket's 3 s persist timer), so it goes now, loudly. (A lazy restore's pre-dump chain
+        0011); the open table is deleted in the background, and so is a table that still
+        locks, loudly (`ContainerNetwork.release_restored`). (A lazy restore's pre-dump chain
         stays: its pages are read until all have arrived.)"""
         (self.dir(name) / PENDING_TARGET).unlink(missing_ok=True)
-        plug = self.plug(self.spec(name))
-        tables = self.net.lock_tables(plug)
-        if any(tables.values()):
-            log.warning(
-                "site %s: %s restored but CRIU left its network lock: removing it (a CRIU "
-                "without scripts/patches? run scripts/bootstrap)",
-                self.site,
-                name,
-            )
-            self.net.unlock(plug)
-        else:  # the lock CRIU opened (patch 0011) goes in the background
-            self.net.drop_released(plug, tables)
+        self.net.release_restored(self.plug(self.spec(name)))
+
+    def hand_over_soon(self, name: str, inventory: Path) -> None:
+        """The images' inventory of a dump arrived at this restore target (the rest of the
+        copy still on its way): its lock goes to the table that dump's restore opens, in the
+        background (`ContainerNetwork.hand_over_soon`). Nothing if it names no run id."""
+        try:
+            run_id = dump_run_id(inventory.read_bytes())
+        except (OSError, ImageError) as exc:  # the restore reads it again, and says why
+            log.debug("site %s: %s: no hand-over ahead: %s", self.site, name, exc)
+            return
+        if run_id is not None:
+            self.net.hand_over_soon(self.plug(self.spec(name)), run_id)
 
     def stop(self, name: str, grace_s: float = 5.0) -> None:
         """End the instance's process (SIGTERM, then SIGKILL), keeping all its files.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 CRIU_MARK = "0xc114"  # CRIU's own packets (SOCCR_MARK) pass the lock
 LOCK_TABLE = "mecmig-lock"  # our lock of a restore target, before a dump names CRIU's
 CRIU_TABLE_PREFIX = "CRIU-"
+RUN_ID = re.compile(r"[A-Za-z0-9-]{1,64}")  # CRIU's are UUIDs
 # Dumps take CRIU's nftables lock (criu.conf `network-lock nftables`): CRIU sets and removes it
 # in-process, where its iptables lock forks iptables-restore five to seven times (~100 ms of a
 # restore's frozen window, measured). A restore takes the dump's method from the images.
@@ -126,7 +128,9 @@ class ContainerNetwork:
         self.runner = runner
         self.root_pid = root_pid
         self.site = site
-        self._dropping: dict[str, threading.Thread] = {}  # netns -> our lock being deleted
+        self._dropping: dict[str, threading.Thread] = {}  # netns -> a lock table being deleted
+        self._handing: dict[str, threading.Thread] = {}  # netns -> a hand-over started ahead
+        self._handed: dict[str, str] = {}  # netns -> the run id its lock was handed over to
 
     def _root(self, *argv: str, check: bool = True) -> None:
         try:
@@ -213,20 +217,65 @@ class ContainerNetwork:
         table with base chains waits for the kernel's RCU grace period, 10-40 ms here, which
         the restore's frozen window no longer waits for (creating one takes ~4 ms). Images of
         a CRIU without run ids are restored with our table in place; it is removed after the
-        restore (`unlock`).
+        restore (`unlock`). Nothing is left to do if `hand_over_soon` did it for this run id.
         """
-        if run_id is None:
+        self._join_handing(plug)
+        if run_id is None or self._handed.get(self.netns_name(plug)) == run_id:
             return
-        self.settle(plug)  # a deletion still on its way (an earlier restore's) goes first
-        self._nft(plug, lock_script(f"CRIU-{run_id}"))
-        # the restore's check finds it if this fails, and removes it (`unlock`)
-        ours = f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n"
-        self._in_background(plug, ours, "our lock")
+        self._hand_over(plug, run_id)
+
+    def hand_over_soon(self, plug: Plug, run_id: str) -> None:
+        """`hand_over_lock` in the background, ahead of the restore: the images' inventory
+        (which names the run id) arrived and the rest of the copy is still on its way, so the
+        ~12 ms of nft commands leave the frozen window. `hand_over_lock` waits for it and, for
+        the same run id, has nothing left to do; if this failed (logged), it hands over then.
+        A later run id (the next pre-copy round's images) is handed over again, and the table
+        handed to before goes with ours: only the last dump's table stays."""
+        self._join_handing(plug)
+
+        def hand_over() -> None:
+            try:
+                self._hand_over(plug, run_id)
+            except NetnsError as exc:
+                log.warning(
+                    "site %s: %s: the lock's hand-over ahead of the restore failed (the restore "
+                    "does it): %s", self.site, plug.instance, exc,
+                )  # fmt: skip
+
+        ns = self.netns_name(plug)
+        handing = threading.Thread(target=hand_over, name=f"hand-over-{plug.netns}", daemon=True)
+        self._handing[ns] = handing
+        handing.start()
+
+    def _hand_over(self, plug: Plug, run_id: str) -> None:
+        if not RUN_ID.fullmatch(run_id):  # it comes from images, into an nft script
+            raise NetnsError(f"site {self.site}: {plug.instance}: bad CRIU run id {run_id!r}")
+        ns = self.netns_name(plug)
+        self._settle_dropping(plug)  # a deletion still on its way (an earlier restore's) first
+        self._nft(plug, lock_script(f"{CRIU_TABLE_PREFIX}{run_id}"))
+        before = self._handed.get(ns)
+        self._handed[ns] = run_id
+        # the restore's check finds them if this fails, and removes them (`unlock`)
+        stale = [LOCK_TABLE]
+        if before is not None and before != run_id:  # a pre-copy round's, handed over ahead
+            stale.append(f"{CRIU_TABLE_PREFIX}{before}")
+        script = "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in stale)
+        self._in_background(plug, script, "our lock")
+
+    def _join_handing(self, plug: Plug) -> None:
+        handing = self._handing.pop(self.netns_name(plug), None)
+        if handing is not None and handing is not threading.current_thread():
+            handing.join(30.0)
 
     def settle(self, plug: Plug, timeout: float = 30.0) -> None:
-        """Wait until our lock, handed over, is gone (or its deletion failed)."""
+        """Wait until our lock, handed over, is gone (or its deletion failed), and a
+        hand-over started ahead (`hand_over_soon`) has ended."""
+        self._join_handing(plug)
+        self._settle_dropping(plug, timeout)
+
+    def _settle_dropping(self, plug: Plug, timeout: float = 30.0) -> None:
         dropping = self._dropping.pop(self.netns_name(plug), None)
-        if dropping is not None:
+        if dropping is not None and dropping is not threading.current_thread():
             dropping.join(timeout)
 
     def is_locked(self, plug: Plug) -> bool:
@@ -252,6 +301,44 @@ class ContainerNetwork:
             self._in_background(plug, script, "an opened lock table")
         return released
 
+    def release_restored(self, plug: Plug) -> None:
+        """After a restore, in the background (`settle` waits for it; the restored service
+        runs meanwhile): the lock tables CRIU opened at its network unlock are deleted
+        (`drop_released`). A table that still locks means a CRIU that names it otherwise
+        (4.2.1 without our patches cuts the name to 31 characters, module docstring); it has
+        been dropping what the service sent since it ran, so every table goes, loudly. Listing
+        the tables took 6-12 ms of the restore's frozen window when it waited for this."""
+        ns = self.netns_name(plug)
+        self._join_handing(plug)
+        before = self._dropping.pop(ns, None)
+        self._handed.pop(ns, None)
+
+        def release() -> None:
+            if before is not None:
+                before.join(30.0)
+            try:
+                tables = self._lock_tables(plug)
+                if any(tables.values()):
+                    log.warning(
+                        "site %s: %s restored but CRIU left its network lock: removing it (a "
+                        "CRIU without scripts/patches? run scripts/bootstrap)",
+                        self.site,
+                        plug.instance,
+                    )
+                    self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
+                else:  # the lock CRIU opened (patch 0011)
+                    released = [t for t, locks in tables.items() if not locks]
+                    if released:
+                        self._nft(plug, "".join(f"delete table inet {t}\n" for t in released))
+            except NetnsError as exc:
+                log.warning(
+                    "site %s: %s: its lock tables stay for now: %s", self.site, plug.instance, exc
+                )
+
+        releasing = threading.Thread(target=release, name=f"release-{plug.netns}", daemon=True)
+        self._dropping[ns] = releasing
+        releasing.start()
+
     def _in_background(self, plug: Plug, script: str, what: str) -> None:
         """Run the nft `script` deleting `what` in a thread of its own; `settle` waits for it."""
 
@@ -270,6 +357,7 @@ class ContainerNetwork:
     def unlock(self, plug: Plug) -> None:
         """Remove every lock: ours, or the one a dump left in the source namespace."""
         self.settle(plug)
+        self._handed.pop(self.netns_name(plug), None)
         tables = self._lock_tables(plug)
         if tables:
             self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
@@ -277,6 +365,7 @@ class ContainerNetwork:
     def delete(self, plug: Plug) -> None:
         """Unplug and remove the namespace; nothing is left, no error if already gone."""
         self.settle(plug)
+        self._handed.pop(self.netns_name(plug), None)
         self._root("ovs-vsctl", "--if-exists", "del-port", plug.bridge, plug.host_if)
         self._root("ip", "link", "del", plug.host_if, check=False)
         self._root("ip", "netns", "del", self.netns_name(plug), check=False)

@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +67,7 @@ from migration.site import (
 )
 
 log = logging.getLogger("mecmig.agent")
+INVENTORY = "inventory.img"  # CRIU's, in every dump's images: it names the dump's run id
 LAST_MIGRATION = "last-migration.json"  # in the instance's directory, outside what moves
 # a stop-and-copy dump's pages (agent.page_relay), outside what moves: as they came from the
 # source's page server here; as its CRIU sent them at the source (to restore it after a failure)
@@ -273,7 +275,11 @@ class SiteService:
 
     def _running(self, instance: str) -> None:
         """Conflict unless `instance` runs here: a dump of anything else would fail half-way
-        (or dump what another migration already froze); refusing first changes nothing."""
+        (or dump what another migration already froze); refusing first changes nothing.
+        runc's state file and /proc say so without starting runc (5 ms of a dump's frozen
+        window); runc is asked when they do not."""
+        if self.containers.runc.running_now(instance):
+            return
         status = self.containers.status(instance)
         if status != "running":
             raise Conflict(f"site {self.name}: {instance} is {status} here, not running")
@@ -519,10 +525,23 @@ class SiteService:
                 self.containers.xfer_dir(instance),
                 host=self.address,
                 port=self.migration_port if port is None else port,
+                on_file=functools.partial(self._arrived, instance),
             )
             port = rx.start()
             self.receivers[instance] = rx
         return port
+
+    def _arrived(self, instance: str, rel: str, path: Path) -> None:
+        """A file of `instance`'s copy arrived whole (the receiver's thread): the images'
+        inventory hands the lock over ahead of the restore (`SiteContainers.hand_over_soon`)
+        while the rest, mostly the pages, is still on its way."""
+        c = self.containers
+        if Path(rel) != c.images_dir(instance).relative_to(c.xfer_dir(instance)) / INVENTORY:
+            return
+        try:
+            c.hand_over_soon(instance, path)
+        except (ContainerError, NetnsError) as exc:  # the restore hands it over then
+            log.warning("site %s: %s: no hand-over ahead: %s", self.name, instance, exc)
 
     @_step("finish receiving")
     def finish_receive(self, instance: str) -> SendInfo:
@@ -689,11 +708,15 @@ class SiteService:
         the error says why."""
         c = self.containers
         try:
-            c.net.set_link(c.plug(c.spec(instance)), False)
-            return self.send(
-                instance, handoff.peer, handoff.port, delta=handoff.delta,
-                pace_bps=handoff.pace_bps, compress=handoff.compress,
-            )  # fmt: skip
+            plug = c.plug(c.spec(instance))
+            with ThreadPoolExecutor(1, thread_name_prefix="handoff-link") as pool:
+                down = pool.submit(c.net.set_link, plug, False)  # ~3 ms of `ip`, beside the copy
+                sent = self.send(
+                    instance, handoff.peer, handoff.port, delta=handoff.delta,
+                    pace_bps=handoff.pace_bps, compress=handoff.compress,
+                )  # fmt: skip
+                down.result()
+            return sent
         except BaseException:
             dump = self.lazy_dumps.pop(instance, None)
             if dump is not None:

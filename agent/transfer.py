@@ -211,9 +211,19 @@ class Receiver:
     """Serves exactly one transfer into `dest_dir` from a background thread."""
 
     def __init__(
-        self, dest_dir: Path, host: str = "0.0.0.0", port: int = 0, *, timeout: float = 30.0
+        self,
+        dest_dir: Path,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        *,
+        timeout: float = 30.0,
+        on_file: Callable[[str, Path], None] | None = None,
     ) -> None:
+        """`on_file(rel, path)`: called in the receiving thread as each file has arrived
+        whole, at `path` (not yet in place: the transfer commits at its end); it must not
+        raise, and must be quick (it holds the receive up)."""
         self.dest_dir, self.host, self.port, self.timeout = Path(dest_dir), host, port, timeout
+        self.on_file = on_file
         self.peer: str | None = None
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
@@ -407,6 +417,8 @@ class _Session:
                 continue  # unchanged: keep our copy
             wire.apply_meta(out, h, "link" if t == "link" else "file")
             self.received.add(rel)
+            if t != "link" and self.rx.on_file is not None:
+                self.rx.on_file(rel, out)
         return mode
 
     @contextlib.contextmanager

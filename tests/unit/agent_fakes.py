@@ -5,7 +5,7 @@ API answers what its OpenAPI document says, with nothing started."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,13 @@ class _Process:
 class _Receiver:
     """Receives nothing: answers at once that nothing arrived."""
 
-    def __init__(self, dest: Path, host: str, port: int) -> None:
+    def __init__(
+        self,
+        dest: Path,
+        host: str,
+        port: int,
+        on_file: Callable[[str, Path], None] | None = None,
+    ) -> None:
         self.port = port
 
     def start(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,10 +20,13 @@ from agent.container import (
     CRIU_ROUND_OPTIONS,
     SiteContainers,
 )
-from agent.netns import LOCK_TABLE, ContainerNetwork
+from agent.netns import LOCK_TABLE, ContainerNetwork, NetnsError
 from agent.runc import CheckpointOptions, Runc
+from agent.service import SiteService
+from agent.transfer import send_dir
 from ground.runner import Result
 from tests.unit.migration_fakes import make_spec
+from tests.unit.test_criu_images import inventory
 from tests.unit.test_predump_chain import FakeRuncRunner
 
 ACCEPT = {"accept": None}
@@ -196,9 +200,75 @@ def test_a_lock_that_outlives_the_restore_is_removed_and_reported(
     ns = c.net.netns_name(c.plug(c.spec("svc")))
     with caplog.at_level(logging.WARNING):
         c.restore("svc")
+        c.net.settle(c.plug(c.spec("svc")))  # the restored tasks run meanwhile
     assert runner.tables[ns] == set()
     assert runner.inputs[-1] == f"delete table inet CRIU-{RUN_ID}\n"
     assert any("left its network lock" in r.getMessage() for r in caplog.records)
+
+
+def test_the_inventory_arriving_hands_the_lock_over_before_the_restore_asks(
+    site: tuple[SiteContainers, NftRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The images' inventory names the run id while the pages are still on their way: the
+    hand-over happens then, so the restore itself sends no nft command before runc (12-15
+    ms of its frozen window, measured). The namespace is never unlocked on the way."""
+    c, runner = site
+    _migrated_here(c, runner)
+    plug = c.plug(c.spec("svc"))
+    ns = c.net.netns_name(plug)
+    c.hand_over_soon("svc", c.images_dir("svc") / "inventory.img")
+    c.net.settle(plug)
+    assert runner.tables[ns] == {f"CRIU-{RUN_ID}"}
+    sent = len(runner.inputs)
+    with caplog.at_level(logging.WARNING):
+        c.restore("svc")
+    assert runner.confs[-1] == ("restore", CRIU_RESTORE_OPTIONS)
+    c.net.settle(plug)
+    assert runner.inputs[sent:] == [f"delete table inet CRIU-{RUN_ID}\n"]  # the opened one
+    assert runner.tables[ns] == set() and runner.unlocked_between == []
+    assert not caplog.records
+
+
+def test_a_later_rounds_inventory_replaces_the_table_handed_over_before(
+    site: tuple[SiteContainers, NftRunner],
+) -> None:
+    """Pre-copy rounds bring an inventory each, each with its own run id: the last one's
+    table is the lock; the one handed over before goes with ours, after the new one is in
+    place. A restore of images under another run id than the one handed over ahead hands
+    over again."""
+    c, runner = site
+    _migrated_here(c, runner)
+    plug = c.plug(c.spec("svc"))
+    ns = c.net.netns_name(plug)
+    c.net.hand_over_soon(plug, "round-1")
+    c.net.hand_over_soon(plug, "round-2")
+    c.net.settle(plug)
+    assert runner.tables[ns] == {"CRIU-round-2"}
+    assert runner.inputs[-1] == (
+        f"add table inet {LOCK_TABLE}\ndelete table inet {LOCK_TABLE}\n"
+        "add table inet CRIU-round-1\ndelete table inet CRIU-round-1\n"
+    )
+    c.restore("svc")  # the images say RUN_ID
+    c.net.settle(plug)
+    assert runner.tables[ns] == set() and runner.unlocked_between == []
+
+
+def test_a_run_id_that_is_not_one_is_never_put_in_an_nft_script(
+    site: tuple[SiteContainers, NftRunner], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run id comes from images that came over the network: anything but CRIU's kind of
+    name is refused (and the restore, reading the same images, fails on it)."""
+    c, runner = site
+    _migrated_here(c, runner)
+    plug = c.plug(c.spec("svc"))
+    sent = len(runner.inputs)
+    with caplog.at_level(logging.WARNING):
+        c.net.hand_over_soon(plug, "x; flush ruleset")
+        c.net.settle(plug)
+    assert runner.inputs[sent:] == []
+    assert any("bad CRIU run id" in r.getMessage() for r in caplog.records)
+    with pytest.raises(NetnsError, match="bad CRIU run id"):
+        c.net.hand_over_lock(plug, "x y")
 
 
 def test_destroy_removes_runcs_log_of_the_instance(
@@ -225,3 +295,31 @@ def test_only_an_opened_table_is_deleted_after_a_restore(
     assert c.net.drop_released(plug, {"CRIU-open": False, LOCK_TABLE: True}) == ["CRIU-open"]
     c.net.settle(plug)
     assert runner.inputs[-1] == "delete table inet CRIU-open\n"
+
+
+def test_the_agent_hands_over_as_its_receive_brings_the_inventory(
+    site: tuple[SiteContainers, NftRunner], tmp_path: Path
+) -> None:
+    """Through the agent's own receive: the inventory of the images arriving hands the lock
+    over while the copy goes on; the restore that follows sends no hand-over of its own."""
+    c, runner = site
+    spec = make_spec("svc")
+    c.destroy("svc")
+    c.prepare_target(spec)
+    plug = c.plug(spec)
+    ns = c.net.netns_name(plug)
+    service = SiteService(c, "127.0.0.1", 0)
+    src = tmp_path / "xfer"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "inventory.img").write_bytes(inventory(RUN_ID))
+    (src / "images" / "pages-1.img").write_bytes(os.urandom(1 << 20))
+    port = service.start_receive("svc")
+    send_dir(src, "127.0.0.1", port)
+    service.finish_receive("svc")
+    c.net.settle(plug)
+    assert runner.tables[ns] == {f"CRIU-{RUN_ID}"}
+    sent = len(runner.inputs)
+    c.restore("svc")
+    c.net.settle(plug)
+    assert runner.inputs[sent:] == [f"delete table inet CRIU-{RUN_ID}\n"]
+    assert runner.unlocked_between == []

@@ -15,7 +15,13 @@ import pytest
 
 from agent import transfer_wire
 from agent.transfer import Manifest, Receiver, TransferError, TransferStats, send_dir
-from agent.transfer_wire import PARTIAL_PREFIX, encode_frame, file_digest, recv_frame
+from agent.transfer_wire import (
+    PARTIAL_PREFIX,
+    encode_frame,
+    file_digest,
+    recv_frame,
+    scan_tree,
+)
 
 MiB = 1 << 20
 BS = MiB
@@ -580,3 +586,29 @@ def test_a_small_settled_file_is_read_inline_and_a_large_one_goes_zero_copy(
     assert (dest / "pages-1.img").read_bytes() == large
     _, again, _ = run(src, tmp_path / "dest2", block_size=4096)  # nothing settled: all read
     assert manifest.files == again.files
+
+
+def test_each_file_is_announced_whole_as_it_arrives_before_the_commit(tmp_path: Path) -> None:
+    """`on_file` sees every file (not a link) once, complete, in the sender's order, while
+    the transfer is still open: what the destination's agent starts the lock's hand-over
+    from (the images' inventory), ahead of the pages after it."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src)
+    seen: list[tuple[str, bytes, bool]] = []
+
+    def on_file(rel: str, path: Path) -> None:
+        seen.append((rel, path.read_bytes(), (dest / rel).exists()))
+
+    rx = Receiver(dest, host="127.0.0.1", on_file=on_file)
+    port = rx.start()
+    try:
+        send_dir(src, "127.0.0.1", port, block_size=BS)
+        rx.wait(10)
+    finally:
+        rx.close()
+    files = [rel for rel, st in scan_tree(src) if stat.S_ISREG(st.st_mode)]
+    assert [rel for rel, _, _ in seen] == files
+    for rel, content, in_place in seen:
+        assert content == (src / rel).read_bytes()
+        assert not in_place  # announced from the partial tree: nothing is committed yet
+    assert files.index("inventory.img") < files.index("pages-1.img")
