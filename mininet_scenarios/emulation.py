@@ -28,6 +28,7 @@ from mininet.node import OVSSwitch, RemoteController
 
 from agent.cleanup import Cleanup
 from ground.runner import CommandError, Result, Runner, Spawned, SubprocessRunner
+from mininet_scenarios.mtu import MtuPlan, fabric_mtu_plan
 from mininet_scenarios.record import EmulationRecord, remove_recorded, switch_interface
 from mininet_scenarios.record import cleanup_recorded as _cleanup_recorded
 from mininet_scenarios.shaping import ShapingError, link_shapes
@@ -342,6 +343,19 @@ def _quick_retransmits_on_mec_hosts(net: Any, scenario: Scenario, runner: Runner
         _ip_batch(runner, host, rto_min_routes(shown, MEC_HOST_RTO_MIN_MS))
 
 
+def _fabric_mtu(net: Any, plan: MtuPlan | None, runner: Runner) -> None:
+    """Jumbo frames on the fabric (mininet_scenarios.mtu), before any traffic."""
+    if plan is None:
+        return
+    try:
+        runner.run(["ip", "-batch", "-"], input="\n".join(plan.root) + "\n")
+        runner.run(list(plan.ovs))
+        for host, argv in plan.hosts:
+            runner.run(list(argv), netns_pid=net.get(host).pid)
+    except CommandError as exc:
+        raise EmulationError(f"cannot set the fabric's MTU: {exc}") from exc
+
+
 def _local_mac() -> str:
     """A random unicast, locally administered MAC address."""
     raw = bytearray(os.urandom(6))
@@ -463,6 +477,7 @@ def emulate(
         net.start()
         _disable_offloads(net, runner)
         _quick_retransmits_on_mec_hosts(net, scenario, runner)
+        _fabric_mtu(net, fabric_mtu_plan(topo.model, scenario.network.fabric_mtu), runner)
         if scenario.network.shaping if shaping is None else shaping:
             try:
                 apply_shaping(runner, link_shapes(topo.model.links))

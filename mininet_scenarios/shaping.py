@@ -15,8 +15,8 @@ Each end gets the same hierarchy:
           that it never starves, may borrow whatever 1:10 leaves
 
 so traffic that a reservation's meter admitted keeps its rate while best-effort traffic saturates
-the link. Best effort queues 30 frames, the reserved class 45 (see BEST_EFFORT_QUEUE_PACKETS for
-why).
+the link. Best effort queues 30 full frames' bytes, the reserved class 45 (see
+BEST_EFFORT_QUEUE_PACKETS for why).
 
 The functions here are pure (a link -> its tc commands); `apply` is the one place they run, through
 the injected runner. Latency (`latency_ms`) is not emulated: this kernel has no netem (nor fq, for
@@ -55,8 +55,12 @@ MIN_BURST_BYTES = 64 * 1514
 # the socket, so the datapath dropped a third of its segments and TCP ran at half the link (52.7
 # MB/s against 97 for the same stream unreserved; 110.8 MB/s with 30 frames). The two leaves
 # together now queue 75 frames, under the socket's ~80: drops happen in the qdisc, per class.
+# The leaves count bytes (bfifo), those frames' worth at 1514 bytes: the fabric carries jumbo
+# frames (the scenario's `network.fabric_mtu`), and 75 of 9014 bytes would hold six times what
+# the socket does.
 BEST_EFFORT_QUEUE_PACKETS = 30
 RESERVED_QUEUE_PACKETS = 45
+FULL_FRAME_BYTES = 1514
 ETH_P_LLDP = "0x88cc"
 _CLASS_SENT = re.compile(
     r"^class htb (\S+) .*?\n\s*Sent (\d+) bytes (\d+) pkt \(dropped (\d+)", re.M | re.S
@@ -101,7 +105,10 @@ def htb_commands(shape: Shape) -> list[list[str]]:
     dev, rate = shape.dev, shape.rate_bps
     floor = best_effort_floor_bps(rate)
     burst = str(burst_bytes(rate))
-    limits = {RESERVED_CLASS: RESERVED_QUEUE_PACKETS, BEST_EFFORT_CLASS: BEST_EFFORT_QUEUE_PACKETS}
+    limits = {
+        RESERVED_CLASS: RESERVED_QUEUE_PACKETS * FULL_FRAME_BYTES,
+        BEST_EFFORT_CLASS: BEST_EFFORT_QUEUE_PACKETS * FULL_FRAME_BYTES,
+    }
 
     def klass(parent: str, classid: str, guaranteed: int, *extra: str) -> list[str]:
         return [
@@ -114,7 +121,7 @@ def htb_commands(shape: Shape) -> list[list[str]]:
         handle = classid.split(":")[1] + ":"
         return [
             *("tc", "qdisc", "replace", "dev", dev, "parent", classid, "handle", handle),
-            *("pfifo", "limit", str(limits[classid])),
+            *("bfifo", "limit", str(limits[classid])),
         ]
 
     def to_reserved(protocol: str, prio: int, *match: str) -> list[str]:

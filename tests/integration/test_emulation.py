@@ -60,6 +60,14 @@ def test_default_scenario_every_host_reaches_every_other() -> None:
                 f"rto_min lock {MEC_HOST_RTO_MIN_MS}ms" in line for line in routes.splitlines()
             ), routes
         assert "rto_min" not in emu.run_on("ue1", ["ip", "route", "show"]).stdout
+        # the fabric carries jumbo frames between MEC hosts (one 9000-byte packet, not to be
+        # fragmented, each way); a UE's link stays at 1500, and the same packet from it fails
+        mec1, mec2 = (agent_host(s.name) for s in sc.sites[:2])
+        jumbo = ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", str(9000 - 28)]
+        assert emu.run_on(mec1, [*jumbo, emu.ip(mec2)]).returncode == 0
+        assert emu.run_on(mec2, [*jumbo, emu.ip(mec1)]).returncode == 0
+        assert " mtu 1500 " in emu.run_on("ue1", ["ip", "link", "show", "ue1-eth0"]).stdout
+        assert emu.run_on("ue1", [*jumbo, emu.ip(mec2)], check=False).returncode != 0
 
 
 def test_tcp_bulk_transfer_crosses_the_core(tmp_path: Path) -> None:

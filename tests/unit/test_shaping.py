@@ -78,14 +78,15 @@ def test_both_classes_together_queue_less_than_the_datapaths_packet_socket_holds
     def limits(rate: int) -> dict[str, str]:
         cmds = htb_commands(Shape("x-eth1", rate, "x->y"))
         leaves = [c for c in cmds if c[1:3] == ["qdisc", "replace"] and "parent" in c]
-        assert all("pfifo" in c for c in leaves)
+        assert all("bfifo" in c for c in leaves)  # bytes: the fabric's frames are jumbo
         return {_words(c, "parent"): _words(c, "limit") for c in leaves}
 
-    # the datapath's packet socket per port holds ~80 frames: past it, it drops every class
+    # the datapath's packet socket per port holds ~80 full frames (~200 KB): past it, it drops
+    # every class; in bytes, so that 9014-byte frames do not queue six times as much
     for rate in (10_000_000, 100_000_000, 1_000_000_000):
         got = limits(rate)
-        assert got == {"1:10": "45", "1:20": "30"}
-        assert sum(int(n) for n in got.values()) < 80
+        assert got == {"1:10": str(45 * 1514), "1:20": str(30 * 1514)}
+        assert sum(int(n) for n in got.values()) < 80 * 1514
 
 
 def test_dscp_46_lldp_and_arp_are_filtered_into_the_reserved_class() -> None:
