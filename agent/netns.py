@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ground.runner import CommandError, Runner
@@ -86,6 +87,16 @@ def lock_tables_in(listing: str) -> dict[str, bool]:
         if first_rule.get((table, chain)) != [{"accept": None}]:
             tables[table] = True
     return tables
+
+
+def opened(tables: dict[str, bool]) -> list[str]:
+    """The tables of `lock_tables_in` that no longer lock (CRIU's restore opened them)."""
+    return [t for t, locks in tables.items() if not locks]
+
+
+def deletion(tables: Iterable[str]) -> str:
+    """The nft script deleting `tables` (inet), in one transaction."""
+    return "".join(f"delete table inet {t}\n" for t in tables)
 
 
 def _ours(table: str) -> bool:
@@ -295,10 +306,9 @@ class ContainerNetwork:
         in both chains (patch 0011) where deleting the table would keep the restored tasks
         waiting for the kernel's RCU grace period; `settle` waits for the deletion. Their
         names."""
-        released = [t for t, locks in tables.items() if not locks]
+        released = opened(tables)
         if released:  # open: harmless if this fails; `unlock` or `delete` removes it later
-            script = "".join(f"delete table inet {t}\n" for t in released)
-            self._in_background(plug, script, "an opened lock table")
+            self._in_background(plug, deletion(released), "an opened lock table")
         return released
 
     def release_restored(self, plug: Plug) -> None:
@@ -325,11 +335,9 @@ class ContainerNetwork:
                         self.site,
                         plug.instance,
                     )
-                    self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
-                else:  # the lock CRIU opened (patch 0011)
-                    released = [t for t, locks in tables.items() if not locks]
-                    if released:
-                        self._nft(plug, "".join(f"delete table inet {t}\n" for t in released))
+                    self._nft(plug, deletion(tables))
+                elif opened(tables):  # the lock CRIU opened (patch 0011)
+                    self._nft(plug, deletion(opened(tables)))
             except NetnsError as exc:
                 log.warning(
                     "site %s: %s: its lock tables stay for now: %s", self.site, plug.instance, exc
@@ -360,7 +368,7 @@ class ContainerNetwork:
         self._handed.pop(self.netns_name(plug), None)
         tables = self._lock_tables(plug)
         if tables:
-            self._nft(plug, "".join(f"delete table inet {t}\n" for t in tables))
+            self._nft(plug, deletion(tables))
 
     def delete(self, plug: Plug) -> None:
         """Unplug and remove the namespace; nothing is left, no error if already gone."""
