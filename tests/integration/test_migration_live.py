@@ -5,6 +5,8 @@ controller's reservation and traffic switch, a client probing every 5 ms over on
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -515,3 +517,79 @@ def test_a_dump_error_leaves_the_service_running_at_the_source(world: World, cou
     assert world.orch.where(counter) == "mec1"
     assert world.agents.clients["mec2"].health()["instances"] == []
     _assert_state_kept(probe.result())
+
+
+def _init_pid(site: str, instance: str) -> int:
+    state = subprocess.run(
+        ["runc", "--root", f"/run/mecmig/runc/edge-{site}", "state", instance],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(json.loads(state.stdout)["pid"])
+
+
+def _dev_tree(pid: int) -> dict[str, tuple[Any, ...]]:
+    """The container's /dev tmpfs entry by entry: type and mode, owner, modification time (ns),
+    device and link target. Its submounts (pts, shm, mqueue) are their own filesystems: only
+    /dev's own entries are listed, as CRIU dumps them."""
+    root = Path(f"/proc/{pid}/root/dev")
+    dev = root.lstat().st_dev
+    tree: dict[str, tuple[Any, ...]] = {}
+
+    def walk(d: Path, rel: str) -> None:
+        st = d.lstat()
+        tree[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_rdev, None)
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
+            st = entry.stat(follow_symlinks=False)
+            if st.st_dev != dev:
+                continue
+            path = f"{rel}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                walk(Path(entry.path), path)
+                continue
+            target = os.readlink(entry.path) if entry.is_symlink() else None
+            tree[path] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_rdev, target)
+
+    walk(root, ".")
+    return tree
+
+
+def _to_seconds(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """tar keeps modification times in whole seconds."""
+    return {k: (*v[:3], v[3] // 10**9, *v[4:]) for k, v in tree.items()}
+
+
+def _restore_log(site: str, instance: str) -> str:
+    logs = list(Path(f"/var/lib/mecmig/sites/edge/{site}/{instance}").rglob("restore.log"))
+    assert logs, f"no CRIU restore log for {instance} at {site}"
+    return "\n".join(p.read_text(errors="replace") for p in logs)
+
+
+def test_the_containers_dev_comes_back_entry_for_entry(world: World, counter: str) -> None:
+    """CRIU (patch 0012) dumps a tmpfs of directories, links, device nodes, FIFOs and empty files
+    as a list, without tar: every entry comes back with its mode, owner, time to the
+    nanosecond, device and target. With a file of data in it, tar does it, as before."""
+    dev = Path(f"/proc/{_init_pid('mec1', counter)}/root/dev")
+    os.mkfifo(dev / "mecmig fifo%", 0o620)
+    (dev / "mecmig-empty").touch(0o640)
+    os.chown(dev / "mecmig-empty", 1000, 1001)
+    os.symlink("a target/with space%20 and é", dev / "mecmig-link")
+    (dev / "mecmig-dir" / "sub").mkdir(parents=True)
+    os.mknod(dev / "mecmig-dir/sub/null2", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.utime(dev / "mecmig-dir/sub", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    before = _dev_tree(_init_pid("mec1", counter))
+    assert {"./mecmig fifo%", "./mecmig-link", "./mecmig-dir/sub/null2", "./fd", "./null"} <= set(
+        before
+    )
+
+    assert world.orch.migrate(counter, "mec2", strategy="postcopy").outcome is Outcome.DONE
+    assert _dev_tree(_init_pid("mec2", counter)) == before
+    assert "restored from a list, without tar" in _restore_log("mec2", counter)
+
+    pid = _init_pid("mec2", counter)
+    (Path(f"/proc/{pid}/root/dev") / "mecmig-data").write_bytes(b"kept by tar\n")
+    before = _dev_tree(pid)
+    assert world.orch.migrate(counter, "mec1", strategy="cold").outcome is Outcome.DONE
+    back = Path(f"/proc/{_init_pid('mec1', counter)}/root/dev")
+    assert (back / "mecmig-data").read_bytes() == b"kept by tar\n"
+    assert _to_seconds(_dev_tree(_init_pid("mec1", counter))) == _to_seconds(before)
+    assert "restored from a list" not in _restore_log("mec1", counter)

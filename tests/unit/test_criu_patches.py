@@ -152,6 +152,32 @@ def test_an_empty_tmpfs_goes_without_tar_and_keeps_its_roots_mode_owner_and_time
     assert "pread(img_raw_fd(img)" in empty  # tar still reads any other image from its start
 
 
+SIMPLE_TMPFS_PATCH = "0012-tmpfs-a-tmpfs-of-links-and-device-nodes-goes-as-a-list-without-tar.patch"
+
+
+def test_a_tmpfs_of_links_and_device_nodes_goes_as_a_list_and_anything_else_to_tar(
+    patched_tree: Path,
+) -> None:
+    """(Live: test_migration_live's test_the_containers_dev_comes_back_entry_for_entry: /dev comes
+    back entry for entry, times to the nanosecond, from a list; with a file of data, by tar.)"""
+    assert SIMPLE_TMPFS_PATCH in [p.name for p in _patches()]
+    fs = (patched_tree / "criu" / "filesystems.c").read_text()
+    dump = fs[fs.index("static int tmpfs_dump") :]
+    dump = dump[: dump.index("\n}\n")]
+    # after the empty case, never under a user namespace, and before tar
+    assert dump.index("tmpfs_is_empty(fd)") < dump.index("simple_tmpfs_dump(pm, fd)")
+    assert dump.index("simple_tmpfs_dump(pm, fd)") < dump.index('"tar"')
+    walk = fs[fs.index("static int simple_walk") :]
+    walk = walk[: walk.index("\n}\n")]
+    assert "if (st.st_size || st.st_nlink != 1)" in walk  # data or a hard link: tar
+    assert "st.st_dev != dev" in walk  # another filesystem inside: tar
+    assert "default:\n\t\t\tret = 1;" in walk  # a socket: tar
+    restore = fs[fs.index("static int tmpfs_restore") :]
+    restore = restore[: restore.index("\n}\n")]
+    assert restore.index("simple_tmpfs_restore(pm, img)") < restore.index('"tar"')
+    assert "AT_SYMLINK_NOFOLLOW" in fs and "simple_path_ok(e->path)" in fs
+
+
 SMALL_FIRST_PATCH = "0009-lazy-pages-pull-the-small-vmas-first.patch"
 
 
