@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +25,17 @@ from topology.scenario import Scenario, load_scenario
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = [
     "ROOT", "Orchestrated", "drive_followed", "goodput_bps", "live", "ofctl", "orchestrated",
-    "port_tx_packets",
+    "port_tx_packets", "runc_pid",
 ]  # fmt: skip
+
+
+def runc_pid(scenario: str, site: str, instance: str) -> int:
+    """The host PID of `instance`'s init process, as runc has it at `site` of `scenario`."""
+    state = subprocess.run(
+        ["runc", "--root", f"/run/mecmig/runc/{scenario}-{site}", "state", instance],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(json.loads(state.stdout)["pid"])
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from mininet_scenarios.testbed import testbed as make_testbed
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
 from tests.integration import server_hops
+from tests.integration.live import runc_pid
 from topology.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,11 +81,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
 
 
 def pid_of(site: str, instance: str) -> int:
-    state = subprocess.run(
-        ["runc", "--root", f"/run/mecmig/runc/images-{site}", "state", instance],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return int(json.loads(state.stdout)["pid"])
+    return runc_pid("images", site, instance)
 
 
 def hop_all(

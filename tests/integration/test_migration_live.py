@@ -27,6 +27,7 @@ from orchestration.client import MigrationClient
 from orchestration.ids import new_migration_id
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
+from tests.integration.live import runc_pid
 from topology.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -520,11 +521,7 @@ def test_a_dump_error_leaves_the_service_running_at_the_source(world: World, cou
 
 
 def _init_pid(site: str, instance: str) -> int:
-    state = subprocess.run(
-        ["runc", "--root", f"/run/mecmig/runc/edge-{site}", "state", instance],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return int(json.loads(state.stdout)["pid"])
+    return runc_pid("edge", site, instance)
 
 
 def _dev_tree(pid: int) -> dict[str, tuple[Any, ...]]:
