@@ -54,13 +54,18 @@ log = logging.getLogger(__name__)
 # matters: the option's argument is optional, and CRIU's config parser hands a line's second
 # word over as a separate argument, which getopt does not take for an optional one; written
 # `manage-cgroups ignore` it meant CRIU's default (soft), and CRIU walked the cgroups anyway.
-CRIU_RESTORE_OPTIONS = "mntns-compat-mode\nmanage-cgroups=ignore\n"
+# CRIU stops a task it has infected (the dump's parasite, a restored task at its end) on its
+# way out by stepping its syscalls, not with a hardware breakpoint (`no-breakpoints`, CRIU patch
+# 0013): in this VM a breakpoint took 2-16 ms to fire where stepping takes microseconds, the
+# parasite's exit inside every dump's frozen window (post-copy's frozen window 172 -> 160 ms).
+NO_BREAKPOINTS = "no-breakpoints\n"
+CRIU_RESTORE_OPTIONS = "mntns-compat-mode\nmanage-cgroups=ignore\n" + NO_BREAKPOINTS
 # A final dump leaves out a connection its listener half-accepted (`skip-in-flight`): without
 # it CRIU refuses the whole dump ("In-flight connection"), and a service whose clients open a
 # new connection per request (an HTTP client every 10 ms, mecmig bench levels) failed 3 of 3
 # pre-copy migrations at the freeze and rolled back. The skipped client's request is answered
 # by a RST from the destination (no such socket there) and it connects again.
-CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups=ignore\n"
+CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups=ignore\n" + NO_BREAKPOINTS
 # A dump that leaves the service running is a pre-copy round: its images carry memory and files
 # ahead of the final dump, and only the final dump's sockets are ever restored. So a round takes
 # no network lock and leaves the TCP sockets out of repair mode (`tcp-close`: established
@@ -71,7 +76,9 @@ CRIU_DUMP_OPTIONS = DUMP_LOCK_OPTION + "skip-in-flight\nmanage-cgroups=ignore\n"
 # freeze that ran on into the final dump's frozen window (measured: +60..150 ms over it in 5 of
 # 10 memcached pre-copy hops). Images dumped so are refused by a restore (CRIU wants
 # --tcp-close there), never restored half-right.
-CRIU_ROUND_OPTIONS = "network-lock skip\ntcp-close\nskip-in-flight\nmanage-cgroups=ignore\n"
+CRIU_ROUND_OPTIONS = (
+    "network-lock skip\ntcp-close\nskip-in-flight\nmanage-cgroups=ignore\n" + NO_BREAKPOINTS
+)
 FAILED_START_LINES = 20  # of its log, in the error of a service that did not start
 PENDING_TARGET = "target.pending"  # a prepared destination that has not restored yet
 # a pending target untouched this long is abandoned (its migration's engine is gone): a new

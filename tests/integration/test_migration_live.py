@@ -580,7 +580,9 @@ def test_the_containers_dev_comes_back_entry_for_entry(world: World, counter: st
 
     assert world.orch.migrate(counter, "mec2", strategy="postcopy").outcome is Outcome.DONE
     assert _dev_tree(_init_pid("mec2", counter)) == before
-    assert "restored from a list, without tar" in _restore_log("mec2", counter)
+    restore_log = _restore_log("mec2", counter)
+    assert "restored from a list, without tar" in restore_log
+    assert "Force no-breakpoints" in restore_log  # criu.conf's no-breakpoints (patch 0013)
 
     pid = _init_pid("mec2", counter)
     (Path(f"/proc/{pid}/root/dev") / "mecmig-data").write_bytes(b"kept by tar\n")

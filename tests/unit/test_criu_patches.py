@@ -178,6 +178,24 @@ def test_a_tmpfs_of_links_and_device_nodes_goes_as_a_list_and_anything_else_to_t
     assert "AT_SYMLINK_NOFOLLOW" in fs and "simple_path_ok(e->path)" in fs
 
 
+NO_BREAKPOINTS_PATCH = "0013-parasite-no-breakpoints-option.patch"
+
+
+def test_no_breakpoints_steps_the_parasites_exit_and_the_restored_tasks(patched_tree: Path) -> None:
+    """(Live: every dump and restore of test_migration_live runs with `no-breakpoints` in its
+    criu.conf; their logs say "Force no-breakpoints", see the patch for the measured gain.)"""
+    assert NO_BREAKPOINTS_PATCH in [p.name for p in _patches()]
+    criu = patched_tree / "criu"
+    assert 'BOOL_OPT("breakpoints", &opts.breakpoints)' in (criu / "config.c").read_text()
+    assert "opts.breakpoints = true;" in (criu / "config.c").read_text()  # the default
+    infect = (criu / "parasite-syscall.c").read_text()
+    flag = "!kdat.has_breakpoints || !opts.breakpoints)\n\t\tictx->flags |= INFECT_NO_BREAKPOINTS"
+    assert flag in infect
+    restore = (criu / "cr-restore.c").read_text()
+    assert "bool nobp = fault_injected(FI_NO_BREAKPOINTS) || !kdat.has_breakpoints || " in restore
+    assert "!opts.breakpoints;" in restore
+
+
 SMALL_FIRST_PATCH = "0009-lazy-pages-pull-the-small-vmas-first.patch"
 
 

@@ -127,7 +127,10 @@ def test_a_pre_copy_round_takes_no_lock_and_leaves_the_sockets_alone(
     assert "--leave-running" in argv and "--tcp-established" not in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_ROUND_OPTIONS)
     options = CRIU_ROUND_OPTIONS.splitlines()
-    assert options == ["network-lock skip", "tcp-close", "skip-in-flight", "manage-cgroups=ignore"]
+    assert options == [
+        "network-lock skip", "tcp-close", "skip-in-flight", "manage-cgroups=ignore",
+        "no-breakpoints",
+    ]  # fmt: skip
 
 
 def test_the_final_dump_locks_and_keeps_the_connections(
@@ -139,7 +142,9 @@ def test_the_final_dump_locks_and_keeps_the_connections(
     argv = runner.checkpoints[-1]
     assert "--leave-running" not in argv and "--tcp-established" in argv
     assert runner.confs[-1] == ("checkpoint", CRIU_DUMP_OPTIONS)
-    assert CRIU_DUMP_OPTIONS == "network-lock nftables\nskip-in-flight\nmanage-cgroups=ignore\n"
+    assert CRIU_DUMP_OPTIONS == (
+        "network-lock nftables\nskip-in-flight\nmanage-cgroups=ignore\nno-breakpoints\n"
+    )
 
 
 def test_a_hold_script_goes_with_either_kind_of_dump(
