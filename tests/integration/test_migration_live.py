@@ -564,7 +564,8 @@ def _restore_log(site: str, instance: str) -> str:
 def test_the_containers_dev_comes_back_entry_for_entry(world: World, counter: str) -> None:
     """CRIU (patch 0012) dumps a tmpfs of directories, links, device nodes, FIFOs and empty files
     as a list, without tar: every entry comes back with its mode, owner, time to the
-    nanosecond, device and target. With a file of data in it, tar does it, as before."""
+    nanosecond, device and target. With a second hard link or a file of data in it, tar does
+    it, as before (and keeps the link)."""
     dev = Path(f"/proc/{_init_pid('mec1', counter)}/root/dev")
     os.mkfifo(dev / "mecmig fifo%", 0o620)
     (dev / "mecmig-empty").touch(0o640)
@@ -584,11 +585,21 @@ def test_the_containers_dev_comes_back_entry_for_entry(world: World, counter: st
     assert "restored from a list, without tar" in restore_log
     assert "Force no-breakpoints" in restore_log  # criu.conf's no-breakpoints (patch 0013)
 
-    pid = _init_pid("mec2", counter)
-    (Path(f"/proc/{pid}/root/dev") / "mecmig-data").write_bytes(b"kept by tar\n")
-    before = _dev_tree(pid)
+    # a second name for the empty file: a list would restore two files, tar keeps one
+    dev = Path(f"/proc/{_init_pid('mec2', counter)}/root/dev")
+    os.link(dev / "mecmig-empty", dev / "mecmig-dir/empty-again")
+    before = _dev_tree(_init_pid("mec2", counter))
     assert world.orch.migrate(counter, "mec1", strategy="cold").outcome is Outcome.DONE
     back = Path(f"/proc/{_init_pid('mec1', counter)}/root/dev")
-    assert (back / "mecmig-data").read_bytes() == b"kept by tar\n"
     assert _to_seconds(_dev_tree(_init_pid("mec1", counter))) == _to_seconds(before)
+    assert (back / "mecmig-empty").stat().st_ino == (back / "mecmig-dir/empty-again").stat().st_ino
     assert "restored from a list" not in _restore_log("mec1", counter)
+
+    os.unlink(back / "mecmig-dir/empty-again")
+    (back / "mecmig-data").write_bytes(b"kept by tar\n")
+    before = _dev_tree(_init_pid("mec1", counter))
+    assert world.orch.migrate(counter, "mec2", strategy="cold").outcome is Outcome.DONE
+    back = Path(f"/proc/{_init_pid('mec2', counter)}/root/dev")
+    assert (back / "mecmig-data").read_bytes() == b"kept by tar\n"
+    assert _to_seconds(_dev_tree(_init_pid("mec2", counter))) == _to_seconds(before)
+    assert "restored from a list" not in _restore_log("mec2", counter)
