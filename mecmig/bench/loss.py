@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ DIRTY_RATE = 1_000_000  # bytes/s
 DIRECTION = "forward"  # what the source sends loses packets (seed 003's netem: one egress)
 SOURCE_PHASES = ("freeze_dump", "freeze_stop")
 SERVING_PHASES = ("restore", "start")
+SITES_TMPFS = "1g"  # each site's directory (instances, images) on a tmpfs of this size
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ def row_of(
         "total_ms": case_row.get("total_ms"),
         "outcome": None if record is None else record.get("outcome"),
         "phases": case_row.get("phases", {}),
+        # the frozen window's parts (migration.profile): criu_memwrite is the checkpoint's write
+        "frozen_profile_ms": (record or {}).get("metrics", {}).get("frozen_profile_ms"),
     }
     if "error" in case_row:
         row["error"] = case_row["error"]
@@ -218,7 +221,21 @@ class LossBed:
 
 @contextmanager
 def loss_testbed() -> Iterator[LossBed]:
-    with agents_testbed(SCENARIO) as (tb, clients):
+    """The testbed, with both sites' directories on a tmpfs each (SITES_TMPFS): CRIU's write of
+    the checkpoint to ext4 took 11-60 ms from run to run on this machine (its page-cache copy,
+    4 MiB in 1.5 or 6 ms) and 14-16 ms to a tmpfs, noise in the source term that the shape
+    compares across loss levels."""
+    from ground.paths import site_root
+    from ground.runner import SubprocessRunner
+    from mecmig.bench.migration_cases import DESTINATION, SOURCE
+    from mecmig.bench.site_tmpfs import site_tmpfs
+    from topology.scenario import load_scenario
+
+    name, runner = load_scenario(SCENARIO).name, SubprocessRunner()
+    with ExitStack() as stack:
+        for site in (SOURCE, DESTINATION):
+            stack.enter_context(site_tmpfs(runner, site_root(name, site), SITES_TMPFS))
+        tb, clients = stack.enter_context(agents_testbed(SCENARIO))
         yield LossBed(tb, clients)
 
 
@@ -255,6 +272,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 "link": "100 Mbit/s (tc HTB on both ends of each switch link)",
                 "loss": f"iptables statistic DROP in hmec2's INPUT for packets from hmec1 "
                 f"({DIRECTION})",
+                "sites": f"each site's directory on a tmpfs of its own ({SITES_TMPFS})",
             },
         },
         plots=lambda: [plot_loss(rows, plan, out)],

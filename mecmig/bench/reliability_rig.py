@@ -26,6 +26,7 @@ from agent.leaks import processes
 from controller.process import ControllerProcess
 from ground.paths import site_root
 from ground.runner import Spawned, SubprocessRunner
+from mecmig.bench.site_tmpfs import is_bench_tmpfs, site_tmpfs
 from migration.site import SiteError
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.emulation import Emulation, emulate
@@ -106,28 +107,11 @@ class Rig:
     def _mount_small_disk(self, stack: contextlib.ExitStack) -> None:
         """The destination's site directory on its own small tmpfs (SMALL_DISK), so that the
         disk-full fault fills that, never this machine's disk; unmounted after the agents."""
-        self.small_disk.mkdir(parents=True, exist_ok=True)
-        self.runner.run(["umount", str(self.small_disk)], check=False)  # a crashed run's
-        self.runner.run(
-            [
-                "mount",
-                "-t",
-                "tmpfs",
-                "-o",
-                f"size={SMALL_DISK}",
-                "mecmig-bench",
-                str(self.small_disk),
-            ]
-        )
-        stack.callback(self.runner.run, ["umount", "-l", str(self.small_disk)], check=False)
+        stack.enter_context(site_tmpfs(self.runner, self.small_disk, SMALL_DISK))
 
     def disk_is_small(self) -> bool:
         """Whether the destination's directory is the bench's own tmpfs (checked before filling)."""
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            parts = line.split()
-            if parts[1] == str(self.small_disk) and parts[0] == "mecmig-bench":
-                return True
-        return False
+        return is_bench_tmpfs(self.small_disk, Path("/proc/self/mounts").read_text())
 
     # ------------------------------------------------------------------ the service
 

@@ -67,7 +67,9 @@ def test_row_has_the_issues_fields_and_the_packets() -> None:
     assert row["copy_ms"] == 4000.0 and row["downtime_ms"] == 4310.5
     assert row["bytes"] == 41_000_000 and row["bytes_total"] == 41_000_001
     assert row["client_ms"] == 3400.0 and row["measured_loss_pct"] == 5.0
-    assert "error" not in row
+    assert "error" not in row and row["frozen_profile_ms"] is None  # the record had no profile
+    profiled = {**record(4000), "metrics": {"frozen_profile_ms": {"criu_memwrite": 14.2}}}
+    assert row_of(spec, case_row, profiled, counted)["frozen_profile_ms"] == {"criu_memwrite": 14.2}
     at_zero = row_of(RunSpec.of(1, strategy="restart", loss_pct=0.0), case_row, record(9), [])
     assert at_zero["level"] == "fccp" and at_zero["packets_seen"] is None
     failed = row_of(spec, {"error": "migration failed: x"}, None, [])
