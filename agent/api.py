@@ -271,7 +271,7 @@ def _router(s: SiteService) -> APIRouter:
         a CRIU page server); the port."""
         if body is None:
             return {"port": s.start_receive(name)}
-        return {"port": s.start_receive(name, body.port, body.pages_port)}
+        return {"port": s.start_receive(name, body.port, body.pages_port, body.lazy_from)}
 
     @router.post("/instances/{name}/receive/finish", responses=FINISHING)
     def finish_receive(name: InstanceName) -> dict[str, Any]:

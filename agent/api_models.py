@@ -316,6 +316,12 @@ class ReceiveBody(_Body):
         description="also a CRIU page server on this port, for the pages of the final dump "
         "(they come ahead of the rest); default: none",
     )
+    lazy_from: Address | None = Field(
+        default=None,
+        description="a post-copy's source page server (ADDR:PORT): its lazy-pages daemon "
+        "starts now, before the freeze, for the restore with the same lazy_from to take; "
+        "default: none (the restore starts one)",
+    )
 
 
 class VolumeSendBody(_Body):

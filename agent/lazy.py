@@ -101,13 +101,21 @@ def start_lazy_dump(
     return LazyDump(proc, time.monotonic() - t0, since, page_server)
 
 
-def start_lazy_restore(
-    c: SiteContainers, name: str, page_server: str, spawner: SubprocessRunner
+def start_lazy_daemon(
+    c: SiteContainers, name: str, page_server: str, spawner: SubprocessRunner, wait: bool = False
 ) -> Spawned:
-    """Start the lazy-pages daemon, then restore `name` lazily; return the daemon."""
+    """Start `name`'s lazy-pages daemon, which will fetch its pages from `page_server`. With our
+    CRIU (patch 0014) it reads the images only once the restore connects, so it can start
+    before they have all arrived: ahead of the freeze (`SiteService.start_receive`), its start
+    costs the frozen window nothing. Its images directory must exist now and stay that one.
+    `wait`: return once it listens (then it only waits: started ahead, its start-up must not
+    run beside the freeze's, on this machine's two cores it slowed the dump as much)."""
     host, _, port = page_server.rpartition(":")
     work = c.dir(name) / "work" / "restore"
     work.mkdir(parents=True, exist_ok=True)
+    images = c.images_dir(name)
+    images.mkdir(parents=True, exist_ok=True)
+    (work / "lazy-pages.socket").unlink(missing_ok=True)  # a stale one would pass for its own
     daemon = spawner.spawn(
         [
             str(c.runc.criu),
@@ -118,7 +126,7 @@ def start_lazy_restore(
             "--port",
             port,
             "-D",
-            str(c.images_dir(name).resolve()),
+            str(images.resolve()),
             "-W",
             str(work.resolve()),
             "-o",
@@ -126,6 +134,30 @@ def start_lazy_restore(
         ],
         str(c.dir(name) / "lazy-pages.out"),
     )
+    if wait:
+        try:
+            _wait_for_socket(work / "lazy-pages.socket", daemon)
+        except ContainerError:
+            daemon.kill(group=True)
+            raise
+    return daemon
+
+
+def start_lazy_restore(
+    c: SiteContainers,
+    name: str,
+    page_server: str,
+    spawner: SubprocessRunner,
+    daemon: Spawned | None = None,
+) -> Spawned:
+    """Restore `name` lazily, fed by `daemon` (started ahead by `start_lazy_daemon`) or, without
+    one, by a daemon started now; return the daemon."""
+    if daemon is None or not daemon.alive():
+        if daemon is not None:
+            log.warning("site %s: %s: the daemon started ahead has ended: %s", c.site, name,
+                        daemon.tail())  # fmt: skip
+        daemon = start_lazy_daemon(c, name, page_server, spawner)
+    work = c.dir(name) / "work" / "restore"
     c.ready_to_restore(name)
     try:
         _wait_for_socket(work / "lazy-pages.socket", daemon)

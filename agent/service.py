@@ -32,7 +32,13 @@ from agent.criu_images import ImageError, dump_stats_in, lazy_dump_stats_in, res
 from agent.errors import BadRequest, Conflict, NotPending, StepFailed, UnknownInstance
 from agent.files import FileNotAllowed, allowed_dirs, checked_files
 from agent.health import Check, Unhealthy, wait_healthy
-from agent.lazy import LazyDump, abort_lazy_dump, start_lazy_dump, start_lazy_restore
+from agent.lazy import (
+    LazyDump,
+    abort_lazy_dump,
+    start_lazy_daemon,
+    start_lazy_dump,
+    start_lazy_restore,
+)
 from agent.netns import NetnsError
 from agent.orphans import (
     PROC,
@@ -181,6 +187,9 @@ class SiteService:
         self.lazy_dumps: dict[str, LazyDump] = {}  # source side of post-copy
         self.lazy_daemons: dict[str, Spawned | Adopted] = {}  # destination side of post-copy
         self.page_servers: dict[str, Spawned] = {}  # destination of a stop-and-copy's pages
+        # destination of a post-copy: its lazy-pages daemon started with the receive, before
+        # the freeze, and the page server it is for ("ADDR:PORT"); the restore takes it
+        self.lazy_ahead: dict[str, tuple[str, Spawned]] = {}
         self.spawner = spawner or SubprocessRunner()
         # one step at a time per instance (a chain's functions dump together); steps that
         # plumb or unplumb a container also take the site's lock (namespaces, bridge, images)
@@ -497,11 +506,17 @@ class SiteService:
 
     @_step("receive")
     def start_receive(
-        self, instance: str, port: int | None = None, pages_port: int | None = None
+        self,
+        instance: str,
+        port: int | None = None,
+        pages_port: int | None = None,
+        lazy_from: str | None = None,
     ) -> int:
         """Listen for `instance`'s migration traffic on `port` (default: the site's migration
         port); return the port. `pages_port`: a `criu page-server` there takes the pages of
-        its final dump, ahead of the rest (`finish_receive` puts them with the images)."""
+        its final dump, ahead of the rest (`finish_receive` puts them with the images).
+        `lazy_from` ("ADDR:PORT", a post-copy's page server): its lazy-pages daemon starts
+        now, for the restore to take (its start then costs the frozen window nothing)."""
         self._known(instance)
         with self.locked(instance):
             old = self.receivers.pop(instance, None)
@@ -510,6 +525,12 @@ class SiteService:
             server = self.page_servers.pop(instance, None)
             if server is not None:
                 server.kill(group=True)
+            self._drop_lazy_ahead(instance)
+            if lazy_from is not None:
+                daemon = start_lazy_daemon(
+                    self.containers, instance, lazy_from, self.spawner, wait=True
+                )
+                self.lazy_ahead[instance] = (lazy_from, daemon)
             self.containers.touch_target(instance)  # its migration is alive
             if pages_port is not None:
                 self.page_servers[instance] = start_page_server(
@@ -642,8 +663,12 @@ class SiteService:
         with self.locked(instance):
             t0 = time.monotonic()
             if lazy_from:
+                served, ahead = self.lazy_ahead.pop(instance, (lazy_from, None))
+                if served != lazy_from and ahead is not None:  # for another page server
+                    ahead.kill(group=True)
+                    ahead = None
                 self.lazy_daemons[instance] = start_lazy_restore(
-                    self.containers, instance, lazy_from, self.spawner
+                    self.containers, instance, lazy_from, self.spawner, daemon=ahead
                 )
             else:
                 self.containers.restore(instance)
@@ -657,6 +682,12 @@ class SiteService:
             criu=_criu_restore(self._work(instance, "restore")),
             status="running" if runc.running_now(instance) else self.containers.status(instance),
         )
+
+    def _drop_lazy_ahead(self, instance: str) -> None:
+        """End a lazy-pages daemon started ahead that no restore took."""
+        ahead = self.lazy_ahead.pop(instance, None)
+        if ahead is not None:
+            ahead[1].kill(group=True)
 
     def _work(self, instance: str, step: str) -> Path:
         """CRIU's work directory of `step` (dump, predump, lazy, restore: agent.container and
@@ -822,6 +853,7 @@ class SiteService:
                 rx.close()
             self.manifests.pop(instance, None)
             self.volume_sync.forget(instance)
+            self._drop_lazy_ahead(instance)
             daemon = self.lazy_daemons.pop(instance, None)
             dump = self.lazy_dumps.pop(instance, None)
             server = self.page_servers.pop(instance, None)

@@ -432,8 +432,10 @@ class Migration:
         sends the images as soon as its page server is ready (a `Handoff`): no round trip to
         the engine between the freeze and the restore but the restore's own."""
         p = self.plan
+        page_server = f"{p.source.address}:{p.page_server_port}"
         with self.timeline.phase("receive"):  # before the freeze: costs no frozen time
-            port = p.destination.start_receive(p.instance, p.transfer_port)
+            # and the lazy-pages daemon for the restore: its start costs the window nothing
+            port = p.destination.start_receive(p.instance, p.transfer_port, lazy_from=page_server)
         # the images (~2 MB, no pages) go unpaced where the meter's burst holds them: paced at a
         # post-copy's reservation (sized from the memory) they took 108-116 ms instead of ~40
         pace = self._pace()
@@ -447,7 +449,7 @@ class Migration:
             dump = self._at_source(
                 lambda: p.source.lazy_checkpoint(
                     p.instance,
-                    f"{p.source.address}:{p.page_server_port}",
+                    page_server,
                     on_predumps=self.chained,
                     hold_url=url,
                     handoff=handoff,

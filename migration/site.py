@@ -308,11 +308,16 @@ class Site(Protocol):
         ...
 
     def start_receive(
-        self, instance: str, port: int | None = None, pages_port: int | None = None
+        self,
+        instance: str,
+        port: int | None = None,
+        pages_port: int | None = None,
+        lazy_from: str | None = None,
     ) -> int:
         """Listen for `instance`'s migration traffic on `port` (None: the site's default);
         the port. `pages_port`: also a CRIU page server there for the final dump's pages
-        (`finish_receive` waits for them too)."""
+        (`finish_receive` waits for them too). `lazy_from`: a post-copy's source page server
+        ("ADDR:PORT"): the lazy-pages daemon the restore needs starts now, before the freeze."""
         ...
 
     def send(

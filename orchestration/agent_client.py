@@ -225,11 +225,17 @@ class AgentClient:
         return _dump(self._call("POST", f"/v1/instances/{instance}/pre-dump", body))
 
     def start_receive(
-        self, instance: str, port: int | None = None, pages_port: int | None = None
+        self,
+        instance: str,
+        port: int | None = None,
+        pages_port: int | None = None,
+        lazy_from: str | None = None,
     ) -> int:
         body: dict[str, Any] | None = {"port": port} if port is not None else None
         if pages_port is not None:
             body = {**(body or {}), "pages_port": pages_port}
+        if lazy_from is not None:
+            body = {**(body or {}), "lazy_from": lazy_from}
         return int(self._call("POST", f"/v1/instances/{instance}/receive", body)["port"])
 
     def send(

@@ -160,6 +160,8 @@ class FakeSite:
         self.compresses: list[str] = []  # per send, its compression
         self.sampled: list[bool] = []  # per dump and pre-dump, whether it was asked to sample
         self.memory: Sample | None = SAMPLE_COMPRESSIBLE  # what a dump asked to sample answers
+        self.pages_port: int | None = None  # the last receive's page-server port
+        self.lazy_ahead: str | None = None  # the last receive's lazy-pages daemon's source
 
     # ------------------------------------------------------------------ helpers
 
@@ -272,10 +274,15 @@ class FakeSite:
         )  # fmt: skip
 
     def start_receive(
-        self, instance: str, port: int | None = None, pages_port: int | None = None
+        self,
+        instance: str,
+        port: int | None = None,
+        pages_port: int | None = None,
+        lazy_from: str | None = None,
     ) -> int:
         self._op("start_receive", instance)
         self.pages_port = pages_port
+        self.lazy_ahead = lazy_from
         self._get(instance)
         self.incoming[instance] = _Incoming(port=port or 7100)
         return port or 7100

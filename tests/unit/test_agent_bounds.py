@@ -254,6 +254,9 @@ STEP = "/v1/instances/{name}"
         ("lazy-dump", {"page_server": "10.0.0.1:7101", "pace_bps": 10**11 + 1}, "pace_bps"),
         ("restore", {"lazy_from": "10.0.0.1"}, "lazy_from"),
         ("restore", {"lazy_from": "10.0.0.1:7101 --inherit-fd"}, "lazy_from"),
+        ("receive", {"lazy_from": "10.0.0.1"}, "lazy_from"),
+        ("receive", {"lazy_from": "10.0.0.1:7101 -D /"}, "lazy_from"),
+        ("receive", {"lazy_from": "host:7101"}, "lazy_from"),
     ],
 )
 def test_a_bad_step_body_gets_422_and_runs_nothing(

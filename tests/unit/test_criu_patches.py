@@ -286,3 +286,16 @@ def test_a_restore_finds_its_lock_and_opens_it_with_rules(patched_tree: Path) ->
     done = done[: done.index("\n}\n")]
     assert "if (opts.mode == CR_RESTORE)\n\t\treturn;" in done
     assert "nft_ctx_free(nft)" not in lock + unlock  # every context ends in nftables_ctx_done
+
+
+def test_the_lazy_pages_daemon_reads_the_images_only_once_the_restore_connects(
+    patched_tree: Path,
+) -> None:
+    """Patch 0014: it can start before the images have all arrived (mecmig starts it with the
+    destination's receive, before the freeze)."""
+    uffd = (patched_tree / "criu" / "uffd.c").read_text()
+    main = uffd[uffd.index("int cr_lazy_pages(bool daemon)") :]
+    socket, ready = main.index("prepare_lazy_socket()"), main.index("status_ready()")
+    accept, images = main.index("accept_restore(lazy_sk)"), main.index("prepare_dummy_pstree()")
+    assert socket < ready < accept < images < main.index("prepare_uffds(client, epollfd)")
+    assert "connect_to_page_server_to_recv" in main[images:]  # the source's, after the restore's

@@ -879,6 +879,8 @@ def test_lazy_strategies_restore_first_then_pull_pages(strategy: str) -> None:
     assert names.index("freeze_dump") < names.index("restore") < names.index("pages")
     assert names[-2:] == ["release", "cleanup"]
     assert w.dst.lazy_from is not None and w.dst.lazy_from.endswith(":7101")
+    # the lazy-pages daemon was asked for with the receive, before the freeze, for that server
+    assert w.dst.lazy_ahead == w.dst.lazy_from
     assert record.mode in ("lazy-pages", "data-delta+lazy-pages")
     if strategy == "hybrid":  # rounds move files only: no leave-running memory dump
         assert not w.src.ops("checkpoint")
