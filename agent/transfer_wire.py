@@ -152,6 +152,9 @@ def write_all(f: io.FileIO, view: memoryview) -> None:
         view = view[f.write(view) or 0 :]
 
 
+INLINE_WRITE_MAX = 64 << 10  # a write this small is done at once, not on the writer thread
+
+
 class BlockWriter:
     """Writes blocks on a worker thread, so that disk writes overlap receiving and hashing.
 
@@ -173,6 +176,12 @@ class BlockWriter:
 
     def write(self, f: io.FileIO, n: int) -> None:
         buf, _ = self._ring.popleft()
+        if n <= INLINE_WRITE_MAX and all(p is None or p.done() for _, p in self._ring):
+            # a small write with none queued before it (a small file's): the hand-off to the
+            # thread costs more than the write; in order, as the file's offset advances
+            write_all(f, buf[:n])
+            self._ring.append((buf, None))
+            return
         self._ring.append((buf, self._pool.submit(write_all, f, buf[:n])))
 
     def flush(self, check: bool = True) -> None:
@@ -185,17 +194,24 @@ class BlockWriter:
         self._pool.shutdown(cancel_futures=True)
 
 
+HASH_READ_BYTES = 256 << 10  # what `hash_file` reads at once (then hashes block by block)
+
+
 def hash_file(
     path: Path, size: int, block_size: int, cancel: threading.Event
 ) -> tuple[tuple[bytes, ...], bytes]:
     """Block digests and file digest of the first `size` bytes of `path` (must have them all)."""
-    view, blocks = memoryview(bytearray(block_size)), []
+    step = max(block_size, (HASH_READ_BYTES // block_size) * block_size)  # whole blocks
+    view, blocks = memoryview(bytearray(step)), list[bytes]()
     with open(path, "rb", buffering=0) as f:
-        for off in range(0, size, block_size):
+        for off in range(0, size, step):
             if cancel.is_set():
                 raise TransferError("cancelled", file=str(path), phase="hash")
-            read_exact(f, view[: min(block_size, size - off)])
-            blocks.append(block_digest(view[: min(block_size, size - off)]))
+            n = min(step, size - off)
+            read_exact(f, view[:n])
+            blocks.extend(
+                block_digest(view[b : min(b + block_size, n)]) for b in range(0, n, block_size)
+            )
     return tuple(blocks), file_digest(size, blocks)
 
 
