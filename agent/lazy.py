@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.container import ContainerError, SiteContainers
 from agent.orphans import Adopted
@@ -111,11 +112,11 @@ def start_lazy_daemon(
     `wait`: return once it listens (then it only waits: started ahead, its start-up must not
     run beside the freeze's, on this machine's two cores it slowed the dump as much)."""
     host, _, port = page_server.rpartition(":")
-    work = c.dir(name) / "work" / "restore"
+    work = _restore_work(c, name)
     work.mkdir(parents=True, exist_ok=True)
     images = c.images_dir(name)
     images.mkdir(parents=True, exist_ok=True)
-    (work / "lazy-pages.socket").unlink(missing_ok=True)  # a stale one would pass for its own
+    (work / LAZY_SOCKET).unlink(missing_ok=True)  # a stale one would pass for its own
     daemon = spawner.spawn(
         [
             str(c.runc.criu),
@@ -136,7 +137,7 @@ def start_lazy_daemon(
     )
     if wait:
         try:
-            _wait_for_socket(work / "lazy-pages.socket", daemon)
+            _wait_for_socket(work / LAZY_SOCKET, daemon)
         except ContainerError:
             daemon.kill(group=True)
             raise
@@ -157,10 +158,10 @@ def start_lazy_restore(
             log.warning("site %s: %s: the daemon started ahead has ended: %s", c.site, name,
                         daemon.tail())  # fmt: skip
         daemon = start_lazy_daemon(c, name, page_server, spawner)
-    work = c.dir(name) / "work" / "restore"
+    work = _restore_work(c, name)
     c.ready_to_restore(name)
     try:
-        _wait_for_socket(work / "lazy-pages.socket", daemon)
+        _wait_for_socket(work / LAZY_SOCKET, daemon)
         with c.output(name) as out:
             bundle = c.dir(name) / "bundle"
             c.runc.restore(name, bundle, c.images_dir(name), work, lazy_pages=True, output=out)
@@ -169,6 +170,14 @@ def start_lazy_restore(
         raise
     c.restored(name)
     return daemon
+
+
+LAZY_SOCKET = "lazy-pages.socket"  # the daemon's, in its work directory (the restore's)
+
+
+def _restore_work(c: SiteContainers, name: str) -> Path:
+    """The restore's CRIU work directory, which the lazy-pages daemon must share."""
+    return c.dir(name) / "work" / "restore"
 
 
 # how often the agent looks for the lazy-pages daemon's socket: the look is a stat(), and the

@@ -26,7 +26,7 @@ from agent.leaks import processes
 from controller.process import ControllerProcess
 from ground.paths import site_root
 from ground.runner import Spawned, SubprocessRunner
-from mecmig.bench.site_tmpfs import is_bench_tmpfs, site_tmpfs
+from mecmig.bench.site_tmpfs import is_bench_tmpfs, proc_mounts, site_tmpfs
 from migration.site import SiteError
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.emulation import Emulation, emulate
@@ -111,7 +111,7 @@ class Rig:
 
     def disk_is_small(self) -> bool:
         """Whether the destination's directory is the bench's own tmpfs (checked before filling)."""
-        return is_bench_tmpfs(self.small_disk, Path("/proc/self/mounts").read_text())
+        return is_bench_tmpfs(self.small_disk, proc_mounts())
 
     # ------------------------------------------------------------------ the service
 

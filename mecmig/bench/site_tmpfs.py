@@ -28,7 +28,8 @@ def is_bench_tmpfs(path: Path, mounts: str) -> bool:
     return top == DEVICE
 
 
-def _mounts() -> str:
+def proc_mounts() -> str:
+    """This process's mount table (/proc/self/mounts)."""
     return Path("/proc/self/mounts").read_text()
 
 
@@ -37,8 +38,8 @@ def site_tmpfs(runner: Runner, path: Path, size: str) -> Iterator[Path]:
     """`path` (created if missing) on a tmpfs of `size` (mount's size=, e.g. '512m') while the
     block runs; a crashed run's tmpfs there is unmounted first; lazily unmounted after."""
     path.mkdir(parents=True, exist_ok=True)
-    while is_bench_tmpfs(path, _mounts()):  # a crashed run's (only ours: never another mount)
-        runner.run(["umount", "-l", str(path)], check=False)
+    while is_bench_tmpfs(path, proc_mounts()):  # a crashed run's (only ours, never another)
+        runner.run(["umount", "-l", str(path)])  # one that cannot go raises: no endless loop
     runner.run(["mount", "-t", "tmpfs", "-o", f"size={size}", DEVICE, str(path)])
     try:
         yield path

@@ -51,7 +51,7 @@ def test_mounted_for_the_block_and_unmounted_after_a_failure(
 ) -> None:
     site = tmp_path / "sites" / "loss" / "mec1"
     runner = Mounts([])
-    monkeypatch.setattr(mod, "_mounts", runner.text)
+    monkeypatch.setattr(mod, "proc_mounts", runner.text)
     with pytest.raises(RuntimeError), site_tmpfs(runner, site, "1g") as path:
         assert path == site and site.is_dir()
         assert runner.table == [(DEVICE, str(site))]
@@ -65,12 +65,12 @@ def test_a_crashed_runs_tmpfs_goes_first_and_no_other_mount_is_touched(
 ) -> None:
     site = tmp_path / "mec2"
     runner = Mounts([("/dev/vdb", str(site)), (DEVICE, str(site)), (DEVICE, str(site))])
-    monkeypatch.setattr(mod, "_mounts", runner.text)
+    monkeypatch.setattr(mod, "proc_mounts", runner.text)
     with site_tmpfs(runner, site, "512m"):
         # the two left by crashed runs are gone, the disk under them is still there
         assert runner.table == [("/dev/vdb", str(site)), (DEVICE, str(site))]
     assert runner.table == [("/dev/vdb", str(site))]
     other = Mounts([(DEVICE, str(site)), ("/dev/vdb", str(site))])  # a disk over ours
-    monkeypatch.setattr(mod, "_mounts", other.text)
+    monkeypatch.setattr(mod, "proc_mounts", other.text)
     with site_tmpfs(other, site, "512m"):
         assert other.argvs[0][0] == "mount"  # nothing was unmounted
