@@ -299,3 +299,20 @@ def test_the_lazy_pages_daemon_reads_the_images_only_once_the_restore_connects(
     accept, images = main.index("accept_restore(lazy_sk)"), main.index("prepare_dummy_pstree()")
     assert socket < ready < accept < images < main.index("prepare_uffds(client, epollfd)")
     assert "connect_to_page_server_to_recv" in main[images:]  # the source's, after the restore's
+
+
+def test_a_page_server_sessions_close_and_its_answer_are_pushed_through_the_cork(
+    patched_tree: Path,
+) -> None:
+    """Patch 0015: the client's corked socket sent its PS_IOV_CLOSE, and a lazy session's page
+    server its answer, only at the cork's 200 ms timer; a post-copy migration's pages phase
+    waited ~0.4 s for the two after the last page had arrived."""
+    xfer = (patched_tree / "criu" / "page-xfer.c").read_text()
+    client = xfer[xfer.index("int disconnect_from_page_server(void)") :]
+    client = client[: client.index("\n}\n")]
+    sent = client.index("if (send_psi(page_server_sk, &pi))")
+    assert sent < client.index("tcp_nodelay(page_server_sk, true);") < client.index("__recv(")
+    serve = xfer[xfer.index("static int page_server_serve(int sk)") :]
+    close = serve[serve.index("case PS_IOV_CLOSE:") : serve.index("case PS_IOV_GET:")]
+    answer = close.index("__send(sk, &status, sizeof(status), 0)")
+    assert answer < close.index("if (!receiving_pages)\n\t\t\t\ttcp_nodelay(sk, true);")
