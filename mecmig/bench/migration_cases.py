@@ -121,6 +121,12 @@ class Bench:
         self.last_record: MigrationRecord | None = None  # the last case's, phases and all
         self._podman: PodmanPeer | None = None  # made by the first podman case
 
+    def path_rate_bps(self) -> float:
+        """The rate of one TCP stream from the source's MEC host to the destination's."""
+        from mecmig.bench.path_rate import path_rate_bps
+
+        return path_rate_bps(self.tb.emu, self.sc, SOURCE, DESTINATION)
+
     def orchestrator(self, case: Case) -> Orchestrator:
         from orchestration.orchestrator import Orchestrator
 

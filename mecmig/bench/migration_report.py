@@ -104,6 +104,16 @@ def report_markdown(
                     met_text(g2["met"]),
                 ],
                 [g3["goal"], _goal3_text(g3), _goal3_result(g3)],
+                [
+                    g["postcopy_total"]["goal"],
+                    _total_text(g["postcopy_total"]),
+                    met_text(g["postcopy_total"]["met"]),
+                ],
+                [
+                    g["cold_vs_baseline"]["goal"],
+                    _cold_text(g["cold_vs_baseline"]),
+                    met_text(g["cold_vs_baseline"]["met"]),
+                ],
             ],
         ),
         goal_notes(measured(rows), summary),
@@ -152,6 +162,32 @@ def _goal3_result(g3: dict[str, Any]) -> str:
     if at is not None and at != g3["met"]:
         text += f" across all cells ({'met' if at else 'not met'} at 512 MiB / 10 MB/s)"
     return text
+
+
+def _cell_name(c: dict[str, Any]) -> str:
+    return f"{size_text(c['memory_bytes'])} / {c['dirty_rate_bps'] / 8e6:g} MB/s"
+
+
+def _total_text(g: dict[str, Any]) -> str:
+    """Per cell: post-copy's total time against its bound, with the path's rate."""
+    if g["path_mbps"] is None:
+        return "the path's rate was not measured"
+    cells = "; ".join(
+        f"{_cell_name(c)}: {c['total_ms']:,.0f} ms vs {c['bound_ms']:,.0f} ms "
+        f"({c['bytes_transferred'] / 1e6:,.1f} MB) {'met' if c['met'] else 'not met'}"
+        for c in g["per_cell"]
+    )
+    return f"path {g['path_mbps']:g} MB/s; " + (cells or "no post-copy measured")
+
+
+def _cold_text(g: dict[str, Any]) -> str:
+    """Per cell: cold's frozen window over the baseline's."""
+    cells = "; ".join(
+        f"{_cell_name(c)}: {c['cold_frozen_ms']:,.0f} / {c['baseline_frozen_ms']:,.0f} ms = "
+        f"{c['ratio']:.2f}x"
+        for c in g["per_cell"]
+    )
+    return cells or "-"
 
 
 def _results_table(done: list[dict[str, Any]], rate: int) -> str:

@@ -11,7 +11,6 @@ daemon's close, the page server's answer and exit) counts: before CRIU patch 001
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mecmig.bench.path_rate import path_rate_bps
 from migration.timeline import Outcome
 from mininet_scenarios.agents import SiteAgents
 from mininet_scenarios.emulation import Emulation
@@ -26,43 +26,13 @@ from mininet_scenarios.testbed import testbed as make_testbed
 from orchestration.links import RestControllerLink
 from orchestration.orchestrator import Orchestrator
 from topology.scenario import Scenario, load_scenario
-from topology.world import agent_host
 
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = ROOT / "scenarios" / "edge.yaml"
 INSTANCE = "counter"  # edge.yaml's memhog: 64 MiB, dirtying 1 MB/s
-PROBE_PORT = 7199
-PROBE_MIB = 128
 GOAL = 0.9  # of the path's rate (measured: 1.02, the pages counted with their headers)
-
-RECEIVER = f"""
-import socket, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", {PROBE_PORT}))
-s.listen(1)
-print("ready", flush=True)
-c, _ = s.accept()
-n, t0 = 0, None
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    if t0 is None:
-        t0 = time.monotonic()
-    n += len(b)
-print(n, time.monotonic() - t0, flush=True)
-"""
-SENDER = f"""
-import socket, sys
-s = socket.create_connection((sys.argv[1], {PROBE_PORT}))
-b = bytes(1 << 20)
-for _ in range({PROBE_MIB}):
-    s.sendall(b)
-s.close()
-"""
 
 
 @dataclass
@@ -80,30 +50,12 @@ def world() -> Iterator[World]:
         yield World(tb.emu, orch, sc)
 
 
-def path_rate_bps(world: World, src: str, dst: str) -> float:
-    """Bytes per second of one TCP stream from `src`'s MEC host to `dst`'s."""
-    ip = world.scenario.site(dst).agent_ip
-    rx = world.emu.host(agent_host(dst)).popen([sys.executable, "-c", RECEIVER], text=True)
-    try:
-        assert rx.stdout is not None
-        assert rx.stdout.readline().strip() == "ready"
-        tx = world.emu.host(agent_host(src)).popen([sys.executable, "-c", SENDER, str(ip)])
-        assert tx.wait(120) == 0
-        n, seconds = rx.stdout.readline().split()
-        assert rx.wait(10) == 0
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-    assert int(n) == PROBE_MIB << 20
-    return int(n) / float(seconds)
-
-
 def test_postcopy_pulls_its_pages_at_the_paths_rate(world: World) -> None:
     world.orch.teardown(INSTANCE)
     world.orch.deploy(INSTANCE)
     try:
         time.sleep(2)  # memhog touches its 64 MiB at start
-        path = max(path_rate_bps(world, "mec1", "mec2") for _ in range(2))
+        path = path_rate_bps(world.emu, world.scenario, "mec1", "mec2")
         record = world.orch.migrate(INSTANCE, "mec2", strategy="postcopy")
         assert record.outcome is Outcome.DONE
         pages = record.phase("pages")

@@ -64,6 +64,9 @@ class FakeBench:
             raise RuntimeError("the controller died")
         return fake_row(case)
 
+    def path_rate_bps(self) -> float:
+        return 115e6
+
 
 @pytest.fixture
 def fake_testbed(monkeypatch: pytest.MonkeyPatch) -> Callable[[int | None], list[Case]]:
@@ -138,3 +141,28 @@ def test_crash_then_resume(
     assert "| seed 004, Table 9 | downtime, HSS container, stop-and-copy | 15.01 ± 0.43 s" in report
     assert "| baseline, 64MiB, dirty 0 MB/s |" in report  # HSS's 173 MB: nearer 64 than 512 MiB
     assert "20 of 20 runs complete (2 read back by --resume)" in report
+
+
+def test_the_total_time_and_cold_goals_are_judged_per_cell() -> None:
+    """Post-copy's total time against 1.2 x bytes / the path's rate, cold's frozen window
+    against 1.2 x the baseline's, each size and dirty rate on its own (issue 13's goals)."""
+    plan = migration.Plan(("cold", "postcopy", "baseline"), (64 * 2**20, 512 * 2**20), (0,), 1)
+    rows = [fake_row(case) for case in plan.cases()]
+    goals = migration.summarize(rows, [], plan, path_mbps=115.0)["goals"]
+    total = goals["postcopy_total"]
+    small, large = total["per_cell"]
+    # 64 MiB: 1,830 ms for 71.1 MB, bound 1.2 x 71.1 / 115 s = 742 ms; 512 MiB: bound 5,644 ms
+    assert small["total_ms"] == 1830.0 and small["bound_ms"] == pytest.approx(742.0, abs=0.1)
+    assert small["met"] is False and large["met"] is True and total["met"] is False
+    cold = goals["cold_vs_baseline"]
+    assert [c["ratio"] for c in cold["per_cell"]] == [pytest.approx(1460 / 1960, abs=1e-3)] * 2
+    assert cold["met"] is True
+    unmeasured = migration.summarize(rows, [], plan, path_mbps=None)["goals"]
+    assert (
+        unmeasured["postcopy_total"]["met"] is None and not unmeasured["postcopy_total"]["per_cell"]
+    )
+    slow = [dict(r, frozen_ms=3000.0) if r["strategy"] == "cold" else r for r in rows]
+    assert (
+        migration.summarize(slow, [], plan, path_mbps=115.0)["goals"]["cold_vs_baseline"]["met"]
+        is False
+    )
