@@ -598,9 +598,11 @@ def _bench_migration_parser(bench: argparse._SubParsersAction[argparse.ArgumentP
         " run: 64, 256, 512 MiB x 0 and 10 MB/s x the 5 strategies (30 cases; 42 with "
         "podman's). Goals: post-copy downtime <= 100 ms and >= 10x below the baseline at 512 "
         "MiB / 10 MB/s; pre-copy below the baseline by at least the transfer time it moves out "
-        "of the freeze. Writes summary.json, downtime.png, total.png and report.md into --out. "
-        "Needs root. Exit 0 the run completed (goals met or not), 1 a case failed to run, 3 not"
-        " root / no OVS / no runc or CRIU.",
+        "of the freeze; post-copy's total time <= 1.2 x its bytes / the path's rate (one TCP "
+        "stream between the MEC hosts, measured first) and cold's frozen window <= 1.2 x the "
+        "baseline's, per size and dirty rate. Writes summary.json, downtime.png, total.png and "
+        "report.md into --out. Needs root. Exit 0 the run completed (goals met or not), 1 a "
+        "case failed to run, 3 not root / no OVS / no runc or CRIU.",
     )
     b.add_argument(
         "--quick",

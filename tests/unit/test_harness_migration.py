@@ -154,6 +154,13 @@ def test_the_total_time_and_cold_goals_are_judged_per_cell() -> None:
     # 64 MiB: 1,830 ms for 71.1 MB, bound 1.2 x 71.1 / 115 s = 742 ms; 512 MiB: bound 5,644 ms
     assert small["total_ms"] == 1830.0 and small["bound_ms"] == pytest.approx(742.0, abs=0.1)
     assert small["met"] is False and large["met"] is True and total["met"] is False
+    from mecmig.bench.migration_text import goal_notes
+
+    notes = goal_notes(rows, migration.summarize(rows, [], plan, path_mbps=115.0))
+    assert (
+        "at 64MiB the bytes need 618 ms on the path and the bound leaves 124 ms beside them; "
+        "the pages took 1,500 ms and everything else" in notes
+    ) and "at 512MiB" not in notes  # met there
     cold = goals["cold_vs_baseline"]
     assert [c["ratio"] for c in cold["per_cell"]] == [pytest.approx(1460 / 1960, abs=1e-3)] * 2
     assert cold["met"] is True
