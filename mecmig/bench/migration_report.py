@@ -171,13 +171,14 @@ def _cell_name(c: dict[str, Any]) -> str:
 def _total_text(g: dict[str, Any]) -> str:
     """Per cell: post-copy's total time against its bound, with the path's rate."""
     if g["path_mbps"] is None:
-        return "the path's rate was not measured"
+        return f"the path's rate: {g['path_measured']}"
     cells = "; ".join(
         f"{_cell_name(c)}: {c['total_ms']:,.0f} ms vs {c['bound_ms']:,.0f} ms "
         f"({c['bytes_transferred'] / 1e6:,.1f} MB) {'met' if c['met'] else 'not met'}"
         for c in g["per_cell"]
     )
-    return f"path {g['path_mbps']:g} MB/s; " + (cells or "no post-copy measured")
+    whose = "" if g["path_measured"] == "this run's" else f" ({g['path_measured']})"
+    return f"path {g['path_mbps']:g} MB/s{whose}; " + (cells or "no post-copy measured")
 
 
 def _cold_text(g: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ rate with it.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Any
 
@@ -17,15 +18,19 @@ from topology.world import agent_host
 PROBE_PORT = 7199
 PROBE_MIB = 128  # ~1.1 s at a gigabit: long past TCP's slow start
 TRIES = 2  # the best of these: a stream is slowed by the testbed's other work, never sped up
+STALL_S = 20  # either end gives up after this long without progress
 
 RECEIVER = f"""
 import socket, time
+STALL_S = {STALL_S}
 s = socket.socket()
+s.settimeout(STALL_S)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", {PROBE_PORT}))
 s.listen(1)
 print("ready", flush=True)
 c, _ = s.accept()
+c.settimeout(STALL_S)  # a path that dies mid-stream ends this, not the benchmark
 n, t0 = 0, None
 while True:
     b = c.recv(1 << 20)
@@ -38,7 +43,7 @@ print(n, time.monotonic() - t0, flush=True)
 """
 SENDER = f"""
 import socket, sys
-s = socket.create_connection((sys.argv[1], {PROBE_PORT}))
+s = socket.create_connection((sys.argv[1], {PROBE_PORT}), timeout={STALL_S})
 b = bytes(1 << 20)
 for _ in range({PROBE_MIB}):
     s.sendall(b)
@@ -52,24 +57,29 @@ class PathRateError(RuntimeError):
 
 def stream_bps(emu: Any, scenario: Scenario, src: str, dst: str) -> float:
     """Bytes per second of one TCP stream of PROBE_MIB MiB from `src`'s MEC host to `dst`'s
-    (`emu`: the running emulation, whose `host(name)` has Mininet's `popen`)."""
+    (`emu`: the running emulation, whose `host(name)` has Mininet's `popen`). PathRateError
+    if it did not complete; neither end is left running."""
     ip = str(scenario.site(dst).agent_ip)
-    rx = emu.host(agent_host(dst)).popen([sys.executable, "-c", RECEIVER], text=True)
+    rx = tx = None
     try:
+        rx = emu.host(agent_host(dst)).popen([sys.executable, "-c", RECEIVER], text=True)
         if rx.stdout is None or rx.stdout.readline().strip() != "ready":
             raise PathRateError(f"the receiver at {dst} did not start")
         tx = emu.host(agent_host(src)).popen([sys.executable, "-c", SENDER, ip])
-        if tx.wait(120) != 0:
-            raise PathRateError(f"the stream {src} -> {dst} failed")
-        n, seconds = rx.stdout.readline().split()
-        rx.wait(10)
+        if tx.wait(PROBE_MIB + 2 * STALL_S) != 0:
+            raise PathRateError(f"the stream {src} -> {dst} failed (sender exit {tx.returncode})")
+        words = rx.stdout.readline().split()  # the receiver ends within STALL_S
+        rx.wait(STALL_S)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PathRateError(f"the stream {src} -> {dst}: {exc}") from exc
     finally:
-        if rx.poll() is None:
-            rx.kill()
-            rx.wait()
-    if int(n) != PROBE_MIB << 20 or float(seconds) <= 0:
-        raise PathRateError(f"the stream {src} -> {dst} carried {n} bytes in {seconds} s")
-    return int(n) / float(seconds)
+        for proc in (tx, rx):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if len(words) != 2 or int(words[0]) != PROBE_MIB << 20 or float(words[1]) <= 0:
+        raise PathRateError(f"the stream {src} -> {dst} ended early: {' '.join(words) or '-'}")
+    return int(words[0]) / float(words[1])
 
 
 def path_rate_bps(emu: Any, scenario: Scenario, src: str, dst: str, tries: int = TRIES) -> float:

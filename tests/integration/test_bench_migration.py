@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mecmig.bench.migration_cases import STRATEGIES as PLANNED
 from mecmig.cli import EXIT_OK, main
 
@@ -97,12 +99,15 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
     }
     assert summary["goals"]["postcopy_downtime"]["met"] is None  # no 512 MiB case in --quick
     # the total-time goal's yardstick: one TCP stream between the MEC hosts, measured before
-    # the cases (~113 MB/s here: the emulated gigabit); post-copy's pages came near it
-    assert 50 < summary["path_mbps"] < 130, summary["path_mbps"]
-    assert post["pages_mbps"] > 0.8 * summary["path_mbps"], (post["pages_mbps"], summary)
+    # the cases (~122 MB/s here: the emulated gigabit); post-copy's pages came near it (0.87
+    # of it in the full run: their rate counts from the restore's start; 0.6 before patch 0015)
+    assert 50 < summary["path_mbps"] < 140, summary["path_mbps"]
+    assert summary["path_measured"] == "this run's"
+    assert post["pages_mbps"] > 0.75 * summary["path_mbps"], (post["pages_mbps"], summary)
     [total] = summary["goals"]["postcopy_total"]["per_cell"]
     moved = post["bytes_transferred"] / (summary["path_mbps"] * 1e6) * 1000
-    assert total["bound_ms"] == round(1.2 * moved, 1) and total["total_ms"] == post["total_ms"]
+    assert total["bound_ms"] == pytest.approx(1.2 * moved, abs=0.1)
+    assert total["total_ms"] == post["total_ms"]
     # cold, the engine's stop-and-copy, within 1.2 x the bare runc + CRIU path's frozen window
     [cold] = summary["goals"]["cold_vs_baseline"]["per_cell"]
     assert cold["met"] is True, cold

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mecmig.bench.path_rate import path_rate_bps
 from migration.engine import Migration, MigrationError, Plan
 from migration.profile import largest_parts
 from migration.timeline import Outcome
@@ -166,41 +167,12 @@ def test_migration_keeps_memory_state_and_the_open_tcp_connection(
     assert world.tb.ctl.client.reservations() == []
 
 
-_PATH_RATE_RX = """
-import socket, sys, time
-srv = socket.create_server((sys.argv[1], 7199)); conn, _ = srv.accept(); n = 0
-while (b := conn.recv(1 << 20)): n += len(b)
-print(n)
-"""
-_PATH_RATE_TX = """
-import socket, sys, time
-data, n = bytes(1 << 20), int(sys.argv[2])
-s = socket.create_connection((sys.argv[1], 7199)); t0 = time.monotonic()
-for _ in range(n): s.sendall(data)
-s.shutdown(socket.SHUT_WR); s.recv(1); print(n * len(data) / (time.monotonic() - t0))
-"""
-
-
-def _path_rate(world: World, mib: int = 48) -> float:
-    """Bytes/s one TCP connection gets from mec1's agent host to mec2's, as the pages go."""
-    dst = world.orch.site("mec2").address
-    rx = world.tb.emu.host("hmec2").popen([sys.executable, "-c", _PATH_RATE_RX, dst])
-    time.sleep(0.3)
-    out = (
-        world.tb.emu.host("hmec1")
-        .popen([sys.executable, "-c", _PATH_RATE_TX, dst, str(mib)], stdout=subprocess.PIPE)
-        .communicate(timeout=60)[0]
-    )
-    rx.wait(timeout=10)
-    return float(out.decode().strip())
-
-
 def test_cold_dumps_its_pages_straight_to_the_destination(world: World, counter: str) -> None:
     """Stop-and-copy at the copy's speed: the final dump's pages go to a CRIU page server at the
     destination while CRIU dumps them (dump and copy overlap), only the small rest of the
     images is copied after it, and the freeze lasts about as long as the copy itself would
     on this path (measured here first), plus the restore."""
-    rate = _path_rate(world)
+    rate = path_rate_bps(world.tb.emu, load_scenario(EDGE), "mec1", "mec2", tries=1)
     probe = ProbeRun(world, "10.0.0.21", 7000)
     record = world.orch.migrate(counter, "mec2", strategy="cold")
     result = probe.result()

@@ -123,6 +123,7 @@ def test_crash_then_resume(
     assert doc["summary"]["completed"] is True and doc["summary"]["cases"] == 20
     assert doc["experiments"]["migration"]["runs"]["resumed"] == 2
     assert doc["plan"]["repeat"] == 2 and doc["command"].startswith("mecmig bench migration")
+    assert doc["summary"]["path_mbps"] == 115.0 and doc["summary"]["path_measured"] == "this run's"
     stats = doc["statistics"]["migration"]
     cell = next(
         s
@@ -168,8 +169,46 @@ def test_the_total_time_and_cold_goals_are_judged_per_cell() -> None:
     assert (
         unmeasured["postcopy_total"]["met"] is None and not unmeasured["postcopy_total"]["per_cell"]
     )
-    slow = [dict(r, frozen_ms=3000.0) if r["strategy"] == "cold" else r for r in rows]
+    slow = [
+        dict(r, frozen_ms=3000.0)
+        if r["strategy"] == "cold" and r["memory_bytes"] == 512 * 2**20
+        else r
+        for r in rows
+    ]
+    per_cell = migration.summarize(slow, [], plan, path_mbps=115.0)["goals"]["cold_vs_baseline"]
+    assert [c["met"] for c in per_cell["per_cell"]] == [True, False]
     assert (
         migration.summarize(slow, [], plan, path_mbps=115.0)["goals"]["cold_vs_baseline"]["met"]
         is False
     )
+
+
+def test_a_path_rate_that_fails_leaves_the_cases_running(
+    tmp_path: Path,
+    fake_testbed: Callable[[int | None], list[Case]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The path's rate is the total-time goal's yardstick only: without it every case still
+    runs, the run completes, the goal is not evaluated and says why."""
+    from mecmig.bench.path_rate import PathRateError
+
+    def broken(self: FakeBench) -> float:
+        raise PathRateError("the stream mec1 -> mec2 failed (sender exit 1)")
+
+    calls = fake_testbed(None)
+    monkeypatch.setattr(FakeBench, "path_rate_bps", broken)
+    console = Console(file=open("/dev/null", "w"))  # noqa: SIM115
+    assert migration.run(args(tmp_path), console) == 0
+    assert len(calls) == 20
+    summary = json.loads((tmp_path / "summary.json").read_text())["summary"]
+    assert summary["completed"] is True and summary["path_mbps"] is None
+    assert summary["path_measured"] == (
+        "not measured: the stream mec1 -> mec2 failed (sender exit 1)"
+    )
+    assert summary["goals"]["postcopy_total"]["met"] is None
+    assert "the path's rate: not measured: the stream mec1 -> mec2 failed" in (
+        (tmp_path / "report.md").read_text()
+    )
+    # resumed with nothing left to run: no testbed, the previous run's rate is not there either
+    assert migration.run(args(tmp_path, resume=True), console) == 0
+    assert len(calls) == 20
