@@ -8,10 +8,13 @@ rate with it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
+from ground.runner import CommandError
 from topology.scenario import Scenario
 from topology.world import agent_host
 
@@ -57,29 +60,39 @@ class PathRateError(RuntimeError):
 
 def stream_bps(emu: Any, scenario: Scenario, src: str, dst: str) -> float:
     """Bytes per second of one TCP stream of PROBE_MIB MiB from `src`'s MEC host to `dst`'s
-    (`emu`: the running emulation, whose `host(name)` has Mininet's `popen`). PathRateError
-    if it did not complete; neither end is left running."""
+    (`emu`: the running emulation: its `spawn_on` and `run_on` start programs in a host).
+    PathRateError if it did not complete; neither end is left running."""
     ip = str(scenario.site(dst).agent_ip)
-    rx = tx = None
-    try:
-        rx = emu.host(agent_host(dst)).popen([sys.executable, "-c", RECEIVER], text=True)
-        if rx.stdout is None or rx.stdout.readline().strip() != "ready":
-            raise PathRateError(f"the receiver at {dst} did not start")
-        tx = emu.host(agent_host(src)).popen([sys.executable, "-c", SENDER, ip])
-        if tx.wait(PROBE_MIB + 2 * STALL_S) != 0:
-            raise PathRateError(f"the stream {src} -> {dst} failed (sender exit {tx.returncode})")
-        words = rx.stdout.readline().split()  # the receiver ends within STALL_S
-        rx.wait(STALL_S)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise PathRateError(f"the stream {src} -> {dst}: {exc}") from exc
-    finally:
-        for proc in (tx, rx):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with tempfile.TemporaryDirectory(prefix="mecmig-path-rate-") as tmp:
+        out, log = Path(tmp) / "receiver.out", Path(tmp) / "receiver.log"
+        rx = emu.spawn_on(
+            agent_host(dst), [sys.executable, "-c", RECEIVER], str(log), stdout_path=str(out)
+        )
+        try:
+            _wait_ready(rx, dst)
+            emu.run_on(
+                agent_host(src), [sys.executable, "-c", SENDER, ip], timeout=PROBE_MIB + STALL_S
+            )
+            rx.wait(STALL_S)  # it ends within STALL_S of the stream's end
+            words = rx.stdout().split()[1:]  # after "ready"
+        except (CommandError, OSError) as exc:
+            raise PathRateError(f"the stream {src} -> {dst}: {exc}") from exc
+        finally:
+            if rx.alive():
+                rx.kill()
+            said = rx.tail(3).strip()
     if len(words) != 2 or int(words[0]) != PROBE_MIB << 20 or float(words[1]) <= 0:
-        raise PathRateError(f"the stream {src} -> {dst} ended early: {' '.join(words) or '-'}")
+        detail = " ".join(words) or said or "nothing"
+        raise PathRateError(f"the stream {src} -> {dst} ended early: {detail}")
     return int(words[0]) / float(words[1])
+
+
+def _wait_ready(rx: Any, dst: str) -> None:
+    deadline = time.monotonic() + STALL_S
+    while not rx.stdout().startswith("ready\n"):
+        if not rx.alive() or time.monotonic() > deadline:
+            raise PathRateError(f"the receiver at {dst} did not start: {rx.tail(3).strip()}")
+        time.sleep(0.02)
 
 
 def path_rate_bps(emu: Any, scenario: Scenario, src: str, dst: str, tries: int = TRIES) -> float:

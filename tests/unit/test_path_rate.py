@@ -1,86 +1,84 @@
-"""mecmig.bench.path_rate with fake Mininet hosts: the rate of one stream, and every way the
-stream can fail ends in PathRateError with neither end left running."""
+"""mecmig.bench.path_rate with a fake emulation: the rate of one stream, and every way the
+stream can fail ends in PathRateError with the receiver not left running."""
 
 from __future__ import annotations
 
-import io
-import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mecmig.bench import path_rate
+from ground.runner import CommandError
 from mecmig.bench.path_rate import PROBE_MIB, PathRateError, stream_bps
 from topology.scenario import load_scenario
 from topology.world import agent_host
 
-EDGE = path_rate.__file__.rsplit("/mecmig/", 1)[0] + "/scenarios/edge.yaml"
+EDGE = Path(__file__).resolve().parents[2] / "scenarios" / "edge.yaml"
 
 
-class FakeProc:
-    def __init__(self, out: str = "", code: int | None = 0, hang: bool = False) -> None:
-        self.stdout = io.StringIO(out)
-        self.returncode: int | None = None
-        self._code = code
-        self._hang = hang
-        self.killed = False
+class FakeReceiver:
+    """A Spawned whose standard output is `out` once the sender has run."""
 
-    def wait(self, timeout: float | None = None) -> int:
-        if self._hang and not self.killed:
-            raise subprocess.TimeoutExpired("python", timeout or 0)
-        self.returncode = -9 if self.killed else self._code
-        assert self.returncode is not None
-        return self.returncode
+    def __init__(self, ready: bool, out: str, ends: bool) -> None:
+        self.ready, self.out, self.ends = ready, out, ends
+        self.sent = False
+        self.running = True
 
-    def poll(self) -> int | None:
-        return self.returncode if not self._hang or self.killed else None
+    def stdout(self) -> str:
+        return ("ready\n" if self.ready else "") + (self.out if self.sent else "")
 
-    def kill(self) -> None:
-        self.killed = True
+    def alive(self) -> bool:
+        return self.running
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.ends:
+            self.running = False
+            return 0
+        return None
+
+    def kill(self, group: bool = False) -> None:
+        self.running = False
+
+    def tail(self, lines: int = 20) -> str:
+        return "" if self.ready else "Traceback: OSError: [Errno 98] Address already in use"
 
 
 class FakeEmu:
-    def __init__(self, rx: FakeProc, tx: FakeProc | Exception) -> None:
-        self.procs = {agent_host("mec2"): rx, agent_host("mec1"): tx}
-        self.started: list[FakeProc] = []
+    def __init__(self, rx: FakeReceiver, send: Exception | None = None) -> None:
+        self.rx, self.send = rx, send
 
-    def host(self, name: str) -> Any:
-        proc = self.procs[name]
-        emu = self
+    def spawn_on(self, name: str, argv: list[str], log: str, stdout_path: str) -> FakeReceiver:
+        assert name == agent_host("mec2") and argv[1] == "-c"
+        if not self.rx.ready:
+            self.rx.running = False  # it died at start
+        return self.rx
 
-        class Host:
-            def popen(self, argv: list[str], **kw: Any) -> FakeProc:
-                if isinstance(proc, Exception):
-                    raise proc
-                assert argv[1] == "-c"
-                emu.started.append(proc)
-                return proc
-
-        return Host()
+    def run_on(self, name: str, argv: list[str], timeout: float) -> Any:
+        assert name == agent_host("mec1") and argv[-1] == "10.0.0.2"
+        if self.send is not None:
+            raise self.send
+        self.rx.sent = True
 
 
 def test_the_rate_is_the_bytes_over_the_receivers_time() -> None:
-    sc = load_scenario(EDGE)
-    rx = FakeProc(f"ready\n{PROBE_MIB << 20} 1.25\n")
-    assert stream_bps(FakeEmu(rx, FakeProc()), sc, "mec1", "mec2") == (PROBE_MIB << 20) / 1.25
+    rx = FakeReceiver(True, f"{PROBE_MIB << 20} 1.25\n", ends=True)
+    rate = stream_bps(FakeEmu(rx), load_scenario(EDGE), "mec1", "mec2")
+    assert rate == (PROBE_MIB << 20) / 1.25 and not rx.alive()
 
 
 @pytest.mark.parametrize(
-    ("rx", "tx", "said"),
+    ("rx", "send", "said"),
     [
-        (FakeProc("ready\n", hang=True), FakeProc(code=1), "sender exit 1"),
-        (FakeProc("ready\n", hang=True), FakeProc(hang=True), "timed out"),
-        (FakeProc("ready\n"), FakeProc(), "ended early: -"),
-        (FakeProc("ready\n123 0.5\n"), FakeProc(), "ended early: 123 0.5"),
-        (FakeProc(""), FakeProc(), "did not start"),
-        (FakeProc("ready\n", hang=True), OSError("no such host"), "no such host"),
+        (FakeReceiver(False, "", True), None, "did not start: Traceback"),
+        (FakeReceiver(True, "", False), CommandError(["python3"], None, ""), "python3"),
+        (FakeReceiver(True, "", False), CommandError(["python3"], 1, "refused"), "refused"),
+        (FakeReceiver(True, "", True), None, "ended early: nothing"),
+        (FakeReceiver(True, "123 0.5\n", False), None, "ended early: 123 0.5"),
     ],
 )
-def test_a_stream_that_fails_says_why_and_leaves_nothing_running(
-    rx: FakeProc, tx: FakeProc | Exception, said: str
+def test_a_stream_that_fails_says_why_and_leaves_no_receiver(
+    rx: FakeReceiver, send: Exception | None, said: str
 ) -> None:
-    sc = load_scenario(EDGE)
-    emu = FakeEmu(rx, tx)
     with pytest.raises(PathRateError, match=said):
-        stream_bps(emu, sc, "mec1", "mec2")
-    assert emu.started and all(p.poll() is not None for p in emu.started), "an end left running"
+        stream_bps(FakeEmu(rx, send), load_scenario(EDGE), "mec1", "mec2")
+    assert not rx.alive()
