@@ -118,7 +118,7 @@ def send_dir(
     total = sum(st.st_size for _, st in tree if stat.S_ISREG(st.st_mode))
     entries: dict[str, FileEntry] = {}
     s, buf, cancel = None, memoryview(bytearray(block_size)), threading.Event()
-    chunk = memoryview(bytearray(chunk_size(block_size) if compress != "none" else 0))
+    chunk = memoryview(bytearray(chunk_size(block_size)))
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as sock,
@@ -160,10 +160,9 @@ def send_dir(
                         with f:
                             if prev is not None and prev.kind == "file":
                                 blocks, digest = s.patch(f, h, prev, buf)
-                            elif s.zout is not None:  # read once: hash, compress, send
-                                blocks, digest = s.whole_read(f, h, chunk, block_size)
                             elif (
-                                settled is not None
+                                s.zout is None
+                                and settled is not None
                                 and st.st_size >= ZERO_COPY_MIN_BYTES
                                 and settled(rel)
                             ):  # zero-copy
@@ -171,8 +170,9 @@ def send_dir(
                                     wire.hash_file, path, st.st_size, block_size, cancel
                                 )
                                 blocks, digest = s.whole(f, h, job)
-                            else:  # it may change while it is sent: one pass, sent as hashed
-                                blocks, digest = s.whole_read(f, h, buf)
+                            else:  # read once, about 1 MiB at a time: hash (compress) and send;
+                                # a file that may change while it is sent is sent as hashed
+                                blocks, digest = s.whole_read(f, h, chunk, block_size)
                         entries[rel] = wire.entry_from_stat(st, blocks=blocks, digest=digest)
                 s.phase, s.file = "commit", ""
                 s.frame({"t": "done"})

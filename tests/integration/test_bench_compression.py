@@ -1,10 +1,10 @@
 """`mecmig bench compression --quick` over a real veth pair and tc TBF (issue 13, item 5): a
 compressible and a random 16 MiB memory image copied by the agents' transfer, plain, zstd and
 as `migration.compression.choose` picks from a sample and the path's measured rate, 3 times
-each (the tests compare median runs: an unshaped copy takes ~0.1 s). At 100
-Mbit/s the choice compresses the compressible image (and so copies it far faster) and keeps the
-random one plain; unshaped (about 1.5 Gbit/s here, faster than the compressed copy) it is never
-much slower than the plain copy."""
+each (the tests compare median runs, or unshaped, where a copy takes ~70 ms, each mode's
+fastest copy). At 100 Mbit/s the choice compresses the compressible image (and so copies it
+far faster) and keeps the random one plain; unshaped (about 1.8 Gbit/s here, faster than the
+compressed copy) it is never much slower than the plain copy."""
 
 from __future__ import annotations
 
@@ -86,15 +86,23 @@ def test_random_memory_stays_plain_and_is_no_slower(doc: dict[str, Any]) -> None
     assert chosen["seconds"] <= 1.1 * plain["seconds"]
 
 
+def fastest(doc: dict[str, Any], path: str, image: str, mode: str) -> float:
+    """The fastest of all the copies of `mode` in every run (each run's row lists its copies'
+    times in copies_s)."""
+    return min(float(t) for r in rows(doc, path, image, mode) for t in r["copies_s"])
+
+
 def test_unshaped_the_choice_is_never_more_than_10_percent_slower(doc: dict[str, Any]) -> None:
+    """Unshaped, a 16 MiB copy takes ~70 ms: two runs of the very same plain copy differ by up
+    to 10 % in their median (CI: 0.124 vs 0.112 s, the chosen copy being the plain one). What
+    the choice can cost is compared where the scheduler adds least: each mode's fastest copy of
+    all its runs (15 here)."""
     for image in ("compressible", "random"):
-        plain = one(doc, "unshaped", image, "none")
-        chosen = one(doc, "unshaped", image, "chosen")
-        print(
-            f"\n  {image}: plain {plain['seconds']:.3f} s, chosen {chosen['seconds']:.3f} s "
-            f"({chosen['compress']}: {chosen['why']})"
-        )
-        assert chosen["seconds"] <= 1.1 * plain["seconds"], chosen["why"]
+        plain = fastest(doc, "unshaped", image, "none")
+        chosen = fastest(doc, "unshaped", image, "chosen")
+        why = one(doc, "unshaped", image, "chosen")["why"]
+        print(f"\n  {image}: plain {plain:.4f} s, chosen {chosen:.4f} s ({why})")
+        assert chosen <= 1.1 * plain, why
 
 
 def test_the_report_judges_each_path_and_image(doc: dict[str, Any]) -> None:

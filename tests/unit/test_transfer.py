@@ -612,3 +612,37 @@ def test_each_file_is_announced_whole_as_it_arrives_before_the_commit(tmp_path: 
         assert content == (src / rel).read_bytes()
         assert not in_place  # announced from the partial tree: nothing is committed yet
     assert files.index("inventory.img") < files.index("pages-1.img")
+
+
+def test_a_file_read_as_sent_is_read_a_mebibyte_at_a_time_with_a_digest_per_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file not settled (a service's own, or any plain copy outside a checkpoint's images)
+    is read about 1 MiB at a time, not a 4 KiB block at a time: 4096 reads, hashes and sends
+    of a block each made 16 MiB take 0.12 s over an unshaped veth (`mecmig bench
+    compression --quick`), 1 MiB pieces 0.07 s. The manifest still holds a digest per block,
+    as a delta round needs, the same as when every block is read alone."""
+    from agent.transfer import CHUNK_BYTES
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(4 * MiB + 4096 * 3 + 100)
+    (src / "pages-1.img").write_bytes(data)
+    reads: list[int] = []
+    read_exact = transfer_wire.read_exact
+
+    def spy(f: Any, view: memoryview) -> None:
+        reads.append(len(view))
+        read_exact(f, view)
+
+    monkeypatch.setattr(transfer_wire, "read_exact", spy)
+    _, manifest, _ = run(src, tmp_path / "dest", block_size=4096)
+    assert (tmp_path / "dest" / "pages-1.img").read_bytes() == data
+    assert reads == [CHUNK_BYTES] * 4 + [len(data) - 4 * CHUNK_BYTES]
+    entry = manifest.files["pages-1.img"]
+    assert len(entry.blocks) == -(-len(data) // 4096)
+    assert entry.blocks == tuple(
+        transfer_wire.block_digest(memoryview(data)[b : b + 4096])
+        for b in range(0, len(data), 4096)
+    )
+    assert entry.digest == file_digest(len(data), list(entry.blocks))
