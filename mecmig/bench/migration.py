@@ -380,40 +380,55 @@ def summarize(
     }
 
 
+def _per_cell(
+    plan: Plan, judge: Callable[[int, int], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """A goal's cells: `judge(size, dirty rate)` for each of the plan's, with the cell's memory
+    and dirty rate; the cells it has no measurement for (None) left out."""
+    return [
+        {"memory_bytes": size, "dirty_rate_bps": rate * 8, **cell}
+        for size in plan.sizes
+        for rate in plan.dirty_rates
+        if (cell := judge(size, rate)) is not None
+    ]
+
+
+def _all_met(per_cell: list[dict[str, Any]]) -> bool | None:
+    """Whether every cell met its goal; None if none was measured."""
+    return None if not per_cell else all(c["met"] for c in per_cell)
+
+
 def _goal3(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     """Pre-copy's downtime gain over the baseline vs the network transfer time it moved out of
     the frozen window (baseline's in-freeze transfer minus pre-copy's final, in-freeze one)."""
-    per_cell = []
-    for size in plan.sizes:
-        for rate in plan.dirty_rates:
-            pre = median_of(rows, "precopy", size, rate, "downtime_ms")
-            base = median_of(rows, "baseline", size, rate, "downtime_ms")
-            base_tx = phase_ms(rows, "baseline", size, rate, "transfer")
-            pre_tx = phase_ms(rows, "precopy", size, rate, "transfer")
-            if None in (pre, base, base_tx, pre_tx):
-                continue
-            moved, gain = base_tx - pre_tx, base - pre
-            frozen_gain = _gain(rows, size, rate, lambda r: r["frozen_ms"])
-            est_gain = _gain(rows, size, rate, _predump_downtime)
-            per_cell.append(
-                {
-                    "memory_bytes": size,
-                    "dirty_rate_bps": rate * 8,
-                    "precopy_downtime_ms": pre,
-                    "baseline_downtime_ms": base,
-                    "gain_ms": round(gain, 1),
-                    "baseline_transfer_ms": base_tx,
-                    "precopy_final_transfer_ms": pre_tx,
-                    "transfer_moved_out_ms": round(moved, 1),
-                    "met": gain >= moved,
-                    # the same test on the frozen windows (server side, no TCP back-off) and
-                    # with pre-copy's downtime estimated with pre-dumps (see predump_estimate)
-                    "frozen_gain_ms": frozen_gain,
-                    "met_on_frozen_window": None if frozen_gain is None else frozen_gain >= moved,
-                    "predump_gain_ms": est_gain,
-                    "met_with_predumps": None if est_gain is None else est_gain >= moved,
-                }
-            )
+
+    def judge(size: int, rate: int) -> dict[str, Any] | None:
+        pre = median_of(rows, "precopy", size, rate, "downtime_ms")
+        base = median_of(rows, "baseline", size, rate, "downtime_ms")
+        base_tx = phase_ms(rows, "baseline", size, rate, "transfer")
+        pre_tx = phase_ms(rows, "precopy", size, rate, "transfer")
+        if pre is None or base is None or base_tx is None or pre_tx is None:
+            return None
+        moved, gain = base_tx - pre_tx, base - pre
+        frozen_gain = _gain(rows, size, rate, lambda r: r["frozen_ms"])
+        est_gain = _gain(rows, size, rate, _predump_downtime)
+        return {
+            "precopy_downtime_ms": pre,
+            "baseline_downtime_ms": base,
+            "gain_ms": round(gain, 1),
+            "baseline_transfer_ms": base_tx,
+            "precopy_final_transfer_ms": pre_tx,
+            "transfer_moved_out_ms": round(moved, 1),
+            "met": gain >= moved,
+            # the same test on the frozen windows (server side, no TCP back-off) and
+            # with pre-copy's downtime estimated with pre-dumps (see predump_estimate)
+            "frozen_gain_ms": frozen_gain,
+            "met_on_frozen_window": None if frozen_gain is None else frozen_gain >= moved,
+            "predump_gain_ms": est_gain,
+            "met_with_predumps": None if est_gain is None else est_gain >= moved,
+        }
+
+    per_cell = _per_cell(plan, judge)
     headline = next(
         (
             c
@@ -429,7 +444,7 @@ def _goal3(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
         "cells_met": sum(c["met"] for c in per_cell),
         "headline": headline,
         "met_at_512MiB_10MBps": None if headline is None else headline["met"],
-        "met": None if not per_cell else all(c["met"] for c in per_cell),
+        "met": _all_met(per_cell),
     }
 
 
@@ -438,31 +453,28 @@ def _total_goal(
 ) -> dict[str, Any]:
     """Post-copy's total time against the time its bytes need on the path, per cell: at most
     TOTAL_GOAL x bytes moved / the path's rate (medians over the repeats)."""
-    per_cell = []
-    for size in plan.sizes:
-        for rate in plan.dirty_rates:
-            total = median_of(rows, "postcopy", size, rate, "total_ms")
-            moved = median_of(rows, "postcopy", size, rate, "bytes_transferred")
-            if total is None or moved is None or not path_mbps:
-                continue
-            bound = TOTAL_GOAL * moved / (path_mbps * MB) * 1000
-            per_cell.append(
-                {
-                    "memory_bytes": size,
-                    "dirty_rate_bps": rate * 8,
-                    "total_ms": total,
-                    "bytes_transferred": moved,
-                    "bound_ms": round(bound, 1),
-                    "met": total <= bound,
-                }
-            )
+
+    def judge(size: int, rate: int) -> dict[str, Any] | None:
+        total = median_of(rows, "postcopy", size, rate, "total_ms")
+        moved = median_of(rows, "postcopy", size, rate, "bytes_transferred")
+        if total is None or moved is None or not path_mbps:
+            return None
+        bound = TOTAL_GOAL * moved / (path_mbps * MB) * 1000
+        return {
+            "total_ms": total,
+            "bytes_transferred": moved,
+            "bound_ms": round(bound, 1),
+            "met": total <= bound,
+        }
+
+    per_cell = _per_cell(plan, judge)
     return {
         "goal": f"post-copy total time <= {TOTAL_GOAL:g} x bytes moved / the path's rate (one "
         "TCP stream between the MEC hosts, measured before the cases)",
         "path_mbps": path_mbps,
         "path_measured": path_note,
         "per_cell": per_cell,
-        "met": None if not per_cell else all(c["met"] for c in per_cell),
+        "met": _all_met(per_cell),
     }
 
 
@@ -471,28 +483,25 @@ def _cold_goal(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     runc + CRIU stop-and-copy) in the same run, per cell: at most COLD_GOAL x. Frozen windows,
     not the client's downtime: nothing holds the baseline's traffic, so its client also waits
     for TCP's retransmission."""
-    per_cell = []
-    for size in plan.sizes:
-        for rate in plan.dirty_rates:
-            cold = median_of(rows, "cold", size, rate, "frozen_ms")
-            base = median_of(rows, "baseline", size, rate, "frozen_ms")
-            if cold is None or not base:
-                continue
-            per_cell.append(
-                {
-                    "memory_bytes": size,
-                    "dirty_rate_bps": rate * 8,
-                    "cold_frozen_ms": cold,
-                    "baseline_frozen_ms": base,
-                    "ratio": round(cold / base, 3),
-                    "met": cold <= COLD_GOAL * base,
-                }
-            )
+
+    def judge(size: int, rate: int) -> dict[str, Any] | None:
+        cold = median_of(rows, "cold", size, rate, "frozen_ms")
+        base = median_of(rows, "baseline", size, rate, "frozen_ms")
+        if cold is None or not base:
+            return None
+        return {
+            "cold_frozen_ms": cold,
+            "baseline_frozen_ms": base,
+            "ratio": round(cold / base, 3),
+            "met": cold <= COLD_GOAL * base,
+        }
+
+    per_cell = _per_cell(plan, judge)
     return {
         "goal": f"cold's frozen window <= {COLD_GOAL:g} x the baseline's (bare runc checkpoint "
         "-> copy -> runc restore) in the same run",
         "per_cell": per_cell,
-        "met": None if not per_cell else all(c["met"] for c in per_cell),
+        "met": _all_met(per_cell),
     }
 
 
