@@ -20,6 +20,7 @@ ROW_KEYS = {
     "freeze_spread_ms", "total_ms", "bytes", "cpu_mean", "cpu_peak", "state_intact",
     "repetition",
 }  # fmt: skip
+RTO_FIRST_MS = 1000  # TCP's first retransmission timeout before it has measured a round trip
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,12 @@ def test_every_pattern_moves_the_chain_with_its_state(
         assert row["outcome"] == "done" and row["state_intact"], row
         assert row["bandwidth_bps"] == 16_000_000 and row["repetition"] == 1
         assert set(row["function_downtime_ms"]) == {"fw", "video"}
-        assert 0 < row["chain_downtime_ms"] < row["total_ms"]
+        # the client's longest silence may outlast the migration: a request lost in it is
+        # retransmitted by TCP's doubling timer, at most one interval (the time since the
+        # loss, plus the first timeout) after the path is back (CI, 1f2cd40: 1442 ms of
+        # downtime in a round-robin chain migration of 1330 ms; results/patterns/ has runs
+        # ~1 s above the others, and one above its total)
+        assert 0 < row["chain_downtime_ms"] <= 2 * row["total_ms"] + RTO_FIRST_MS, row
         assert row["cpu_peak"] >= row["cpu_mean"] > 0
     for name in ("patterns.png", "cpu.png", "report.md", "patterns.csv"):
         assert (out / name).stat().st_size > 0, name
