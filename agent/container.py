@@ -286,6 +286,13 @@ class SiteContainers:
         )
 
     def status(self, name: str) -> str:
+        """runc's status of `name`; "running" read from runc's state file and /proc without
+        starting runc when it is plainly so (`Runc.running_now`): a replica set's failure
+        detector asks every replica's agent this every 100 ms, and three `runc state` calls per
+        probe round on 2 busy cores delayed a failover's detection past its bound (CI: 0.617 s
+        against 0.6). Anything else (stopped, paused, absent, unclear) is runc's own answer."""
+        if self.runc.running_now(name):
+            return "running"
         return self.runc.status(name)
 
     def remove_failed_start(self, name: str, lines: int = FAILED_START_LINES) -> list[str]:

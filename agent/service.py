@@ -680,7 +680,7 @@ class SiteService:
             seconds,
             runc_s=runc.took("restore", instance),
             criu=_criu_restore(self._work(instance, "restore")),
-            status="running" if runc.running_now(instance) else self.containers.status(instance),
+            status=self.containers.status(instance),
         )
 
     def _drop_lazy_ahead(self, instance: str) -> None:
