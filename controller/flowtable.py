@@ -22,6 +22,7 @@ from typing import Any
 
 from controller.ofmsg import (
     CONTROLLER_PORT,
+    IN_PORT,
     TABLE_ALL,
     Action,
     Barrier,
@@ -35,7 +36,6 @@ from controller.ofmsg import (
     SetField,
 )
 
-IN_PORT = 0xFFFFFFF8  # OFPP_IN_PORT: back out of the ingress port (a plain Output to it is dropped)
 ANY_PORT = 0xFFFFFFFF  # OFPP_ANY: as a delete's out_port, the same as None (no restriction)
 MAX_TABLE = 0xFE  # OFPTT_MAX
 

@@ -32,6 +32,7 @@ PRIO_CONTROL = 1000  # ARP to the controller
 PRIO_DEFAULT = 0
 # Priorities within table 1.
 PRIO_HOST = 100
+PRIO_BOUNCE = 90  # what comes down a site's uplink for a replica that left it: back up
 PRIO_DROP_MULTICAST = 50
 PRIO_UPLINK = 10  # a site's one link to its aggregation switch: every other unicast goes up it
 # Priority within table 2.
@@ -43,6 +44,7 @@ ETH_TYPE_LLDP = 0x88CC
 IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 
 CONTROLLER_PORT = 0xFFFFFFFD  # OFPP_CONTROLLER
+IN_PORT = 0xFFFFFFF8  # OFPP_IN_PORT: back out of the ingress port (a plain Output to it is dropped)
 TABLE_PORT = 0xFFFFFFF9  # OFPP_TABLE: a packet-out through the switch's own tables
 MAX_METER_ID = 0xFFFF0000  # OFPM_MAX
 METADATA_ALL = 0xFFFFFFFFFFFFFFFF  # the mask of a write-metadata that writes every bit
@@ -166,7 +168,8 @@ class FlowMod:
 
 def _act(action: Action) -> str:
     if isinstance(action, Output):
-        return "CONTROLLER" if action.port == CONTROLLER_PORT else f"output:{action.port}"
+        named = {CONTROLLER_PORT: "CONTROLLER", IN_PORT: "IN_PORT"}
+        return named.get(action.port, f"output:{action.port}")
     return f"set_{action.name}:{action.value}"
 
 

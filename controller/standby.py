@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from controller.ofmsg import (
+    IN_PORT,
+    PRIO_BOUNCE,
     PRIO_DRAIN,
     PRIO_STANDBY,
     TABLE_CLASSIFY,
@@ -57,14 +59,39 @@ def drain_flow(att: Attachment, host_id: int) -> FlowMod:
     in-port. Live, one move in ~25 lost a SYN-ACK so (the client waited 1 s). Delivered by the
     old port instead, it reaches the host, whose old link is still up while it drains.
     """
+    return _for_host(att, host_id, PRIO_DRAIN, att.port)
+
+
+def bounce_flow(att: Attachment, host_id: int, uplink: int) -> FlowMod:
+    """While a drained promotion's old place `att` drains, at a site switch whose one link goes
+    up by port `uplink`: a frame for the host that comes down that link goes back up it, to
+    where the host is now.
+
+    The same late packet as `drain_flow`'s, for replicas: the old place is another process,
+    which never saw the new connection a SYN opens, so the frame goes on to the new primary
+    instead. Without it the site's uplink entry sends the frame out of the port it came in on,
+    where OpenFlow drops it: live, a SYN lost in ~1 promotion of 25 (the client waits 1 s; CI
+    saw a failover's client gap of 1.28 s against 0.6). It sits below the host's own entry (a
+    host at that switch is still delivered to) and above the uplink's, so it does nothing
+    until the site's forwarding has let go of the host, by when the switches above it already
+    point at the new place (make-before-break changes them first): the frame goes up once and
+    on.
+    """
+    return _for_host(att, host_id, PRIO_BOUNCE, IN_PORT, in_port=uplink)
+
+
+def _for_host(
+    att: Attachment, host_id: int, priority: int, out: int, in_port: int | None = None
+) -> FlowMod:
+    """A table-1 flow sending frames for `att`'s MAC (from `in_port`, if given) out of `out`."""
     if att.mac is None:  # a standby's host has one (`FabricState._check_standby`)
-        raise ValueError(f"{att.host} has no MAC address to drain to")
+        raise ValueError(f"{att.host} has no MAC address to forward to")
     return FlowMod(
         "add",
         table=TABLE_FORWARD,
-        priority=PRIO_DRAIN,
-        match=Match.of(eth_dst=att.mac),
-        actions=(Output(att.port),),
+        priority=priority,
+        match=Match.of(in_port=in_port, eth_dst=att.mac),
+        actions=(Output(out),),
         cookie=cookie(CookieKind.HOST, host_id),
     )
 

@@ -41,6 +41,7 @@ from controller.plan import (
 )
 from controller.reservations import ReservationRecord, default_burst_kb
 from controller.standby import (
+    bounce_flow,
     drain_flow,
     flow_changes,
     ports_of,
@@ -176,8 +177,9 @@ class FabricState:
         self.hold_trails: dict[str, set[str]] = {}
         # host -> switch -> a standby attachment of it there (a warm replica's port)
         self.standbys: dict[str, dict[str, Attachment]] = {}
-        # host -> the old place of its drained promotion, delivering until sealed (transient)
-        self.draining: dict[str, Attachment] = {}
+        # host -> the old place of its drained promotion, delivering or sending back up what
+        # still arrives there until sealed (transient)
+        self.draining: dict[str, Drain] = {}
         self._topo: Topology | None = self.declared
         self._forest = Forest.of(self.declared)
         self._load = LinkLoad(self.declared)
@@ -307,10 +309,22 @@ class FabricState:
         config = self._index.config(self._live(), switch)
         for flow in standby_flows(self.standbys, self.host_ids).get(switch, []):
             config.add_flow(flow)
-        for host, at in self.draining.items():
-            if at.switch == switch:
-                config.add_flow(drain_flow(at, self.host_ids[host]))
+        for host, d in self.draining.items():
+            drained = self._drain_flow(host, d) if d.at.switch == switch else None
+            if drained is not None:
+                config.add_flow(drained)
         return config
+
+    def _drain_flow(self, host: str, d: Drain) -> FlowMod | None:
+        """What a draining old place holds: `drain_flow` to deliver there, or `bounce_flow`
+        where its switch is a site with one link up (None elsewhere: nothing to hold)."""
+        hid = self.host_ids[host]
+        if d.deliver:
+            return drain_flow(d.at, hid)
+        links = self.declared.links_of(d.at.switch)
+        if len(links) != 1:
+            return None
+        return bounce_flow(d.at, hid, links[0].port_on(d.at.switch))
 
     def _commit(self, before: Model, touched: Touched) -> Stage:
         if not touched:
@@ -759,17 +773,22 @@ class FabricState:
         self._reroute(self._index.res_by_host.get(host, set()), touched)
         plan = self._commit_move(before, touched, new.switch)
         first, last = flow_changes(standbys_before, self.standbys, self.host_ids, self.host_ids)
-        hid = self.host_ids[host]
         was = self.draining.pop(host, None)
         if drain:
             last = {}
-        if drain and keep_old and deliver_old:
-            # the old place delivers what still arrives there, from before its forwarding
-            # changes (the first stage) until it is sealed (see `drain_flow`)
-            self.draining[host] = old
-            first = {**first, old.switch: [drain_flow(old, hid), *first.get(old.switch, [])]}
-        if was is not None and (was.switch != old.switch or host not in self.draining):
-            last = {**last, was.switch: [*last.get(was.switch, []), _undrain(was, hid)]}
+        flow = None
+        if drain and keep_old:
+            # the old place delivers what still arrives there (`drain_flow`: one host with a
+            # link at each place) or sends it back up to the new one (`bounce_flow`: replicas),
+            # from before its forwarding changes (the first stage) until it is sealed
+            d = Drain(old, deliver_old)
+            flow = self._drain_flow(host, d)
+            if flow is not None:
+                self.draining[host] = d
+                first = {**first, old.switch: [flow, *first.get(old.switch, [])]}
+        ended = None if was is None else self._drain_flow(host, was)
+        if was is not None and ended is not None and (was.at.switch, ended) != (old.switch, flow):
+            last = {**last, was.at.switch: [*last.get(was.at.switch, []), delete_strict(ended)]}
         log.info("promoted %s: %s:%d -> %s:%d", host, old.switch, old.port, new.switch, new.port)
         return old, new, with_standby_flows(plan, first, last)
 
@@ -779,9 +798,12 @@ class FabricState:
         msgs: list[Any] = []
         if self.standbys.get(host, {}).get(at.switch) == at:
             msgs.append(standby_flow(at, self.host_ids[host]))
-        if self.draining.get(host) == at:  # it drained: its port delivers no more
+        d = self.draining.get(host)
+        if d is not None and d.at == at:  # it drained: nothing arrives there any more
+            flow = self._drain_flow(host, d)
             del self.draining[host]
-            msgs.append(_undrain(at, self.host_ids[host]))
+            if flow is not None:
+                msgs.append(delete_strict(flow))
         return [{at.switch: msgs}] if msgs else []
 
     def _switch(self, name: str) -> str:
@@ -1018,8 +1040,13 @@ class FabricState:
             self.declared.switch(sw)
 
 
-def _undrain(at: Attachment, host_id: int) -> FlowMod:
-    return delete_strict(drain_flow(at, host_id))
+@dataclass(frozen=True)
+class Drain:
+    """A drained promotion's old place: `deliver` what arrives there by its old port (one host
+    with a link at each place), or send it back up (replicas)."""
+
+    at: Attachment
+    deliver: bool
 
 
 def record_dict(rec: ReservationRecord) -> dict[str, Any]:

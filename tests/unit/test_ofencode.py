@@ -23,7 +23,9 @@ from controller.ofmsg import (
     COOKIE_KIND_SHIFT,
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
+    IN_PORT,
     MAX_METER_ID,
+    PRIO_BOUNCE,
     PRIO_CHAIN,
     PRIO_HOST,
     PRIO_RESERVATION,
@@ -363,6 +365,23 @@ def test_every_message_of_reserve_hold_relocate_and_release_survives_the_wire() 
     sent = [m for plan in plans for stage in plan for msgs in stage.values() for m in msgs]
     assert {type(m) for m in sent} >= {FlowMod, MeterMod}
     dp = SwitchStub(1)
+    for msg in sent:
+        assert decode(round_trip(msg, dp)) == canonical(msg), msg
+
+
+def test_every_message_of_a_drained_replica_promotion_survives_the_wire() -> None:
+    """The bounce of a drained promotion's old place outputs to OFPP_IN_PORT (a plain output
+    to the in-port would be dropped): promotion, seal, and the old place's config meanwhile."""
+    state = make_state(SCENARIOS / "replicas.yaml")
+    _, add = state.add_standby("web", "mec3")
+    old, _, promote = state.promote("web", "mec3", drain=True)
+    sent = [m for plan in (add, promote) for stage in plan for msgs in stage.values() for m in msgs]
+    sent += state.switch_config(old.switch)
+    sent += [m for stage in state.seal_standby("web", old) for msgs in stage.values() for m in msgs]
+    bounce = [m for m in sent if isinstance(m, FlowMod) and m.priority == PRIO_BOUNCE]
+    assert [m.command for m in bounce] == ["add", "add", "delete_strict"], bounce
+    assert bounce[0].actions == (Output(IN_PORT),)
+    dp = SwitchStub(state.dpid(old.switch))
     for msg in sent:
         assert decode(round_trip(msg, dp)) == canonical(msg), msg
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from controller.fabricsim import LoopError
-from controller.ofmsg import PRIO_DRAIN, PRIO_STANDBY, TABLE_CLASSIFY, FlowMod
+from controller.ofmsg import IN_PORT, PRIO_BOUNCE, PRIO_DRAIN, PRIO_STANDBY, TABLE_CLASSIFY, FlowMod
 from controller.state import FabricState, Occupied, StateError, UnknownName
 from tests.unit.controller_helpers import (
+    SCENARIOS,
     THREE_SITES,
     Fabric,
     arp_request,
@@ -19,6 +20,8 @@ from tests.unit.controller_helpers import (
     ip_packet,
     make_state,
 )
+
+REPLICAS = SCENARIOS / "replicas.yaml"
 
 
 def drops(fabric: Fabric, switch: str) -> set[int]:
@@ -301,6 +304,40 @@ def test_a_drained_old_place_delivers_what_was_already_on_its_way_until_sealed()
     assert not [e for e in fabric.flows("s1") if e.priority == PRIO_DRAIN]
     gone = fabric.sim.inject("s1", uplink, ip_packet(state, "ue1", "video"))
     assert old.port not in gone.hops[0].out_ports and not gone.delivered_to, gone
+    assert_in_line(fabric)
+
+
+def test_a_drained_replica_promotion_sends_what_reaches_the_old_place_on_to_the_new() -> None:
+    """Replicas (no `deliver_old`): a frame already on its way down the old site's uplink when
+    the change went by (a SYN, live: lost in ~1 promotion of 25, the client waiting 1 s) goes
+    back up it to the new primary instead of out of the port it came in on (dropped). After
+    every stage of the change, and until the seal, such a frame reaches one replica, once; the
+    flow is in what a connecting switch gets meanwhile; the seal takes it away."""
+    state = make_state(REPLICAS)  # sites hanging off one core switch, as at a MEC operator
+    fabric = Fabric(state)
+    fabric.apply_plan(state.add_standby("web", "mec3")[1])
+    (link,) = state.declared.links_of("s1")
+    uplink = link.port_on("s1")
+    old, new, plan = state.promote("web", "mec3", drain=True)
+    bounce = [m for m in plan[0].get("s1", []) if m.priority == PRIO_BOUNCE]
+    assert len(bounce) == 1 and bounce[0].command == "add", plan
+    assert bounce[0].actions[0].port == IN_PORT  # type: ignore[union-attr]
+    reached: list[tuple[str, ...]] = []
+
+    def late(i: int, stage: object) -> None:
+        trace = fabric.sim.inject("s1", uplink, ip_packet(state, "phone", "web"))
+        # the old replica's port (the simulator delivers to where the host is now only)
+        at_old = [(h.switch, h.out_ports) for h in trace.hops] == [("s1", (old.port,))]
+        assert (trace.delivered_to == ("web",)) != at_old and not trace.packet_ins, (i, trace)
+        reached.append(tuple(h.switch for h in trace.hops))
+
+    fabric.apply_plan(plan, after_stage=late)
+    assert reached[0] == ("s1",) and reached[-1][-1] == new.switch == "s3", reached
+    assert [m for m in state.switch_config("s1") if getattr(m, "priority", 0) == PRIO_BOUNCE]
+    fabric.apply_plan(state.seal_standby("web", old))
+    assert not [e for e in fabric.flows("s1") if e.priority == PRIO_BOUNCE]
+    gone = fabric.sim.inject("s1", uplink, ip_packet(state, "phone", "web"))
+    assert not gone.delivered_to, gone  # sealed: the uplink's entry, out of its in-port
     assert_in_line(fabric)
 
 
