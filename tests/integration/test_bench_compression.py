@@ -1,10 +1,10 @@
 """`mecmig bench compression --quick` over a real veth pair and tc TBF (issue 13, item 5): a
 compressible and a random 16 MiB memory image copied by the agents' transfer, plain, zstd and
 as `migration.compression.choose` picks from a sample and the path's measured rate, 3 times
-each (the tests compare median runs, or unshaped, where a copy takes ~70 ms, each mode's
-fastest copy). At 100 Mbit/s the choice compresses the compressible image (and so copies it
-far faster) and keeps the random one plain; unshaped (about 1.8 Gbit/s here, faster than the
-compressed copy) it is never much slower than the plain copy."""
+each (the tests compare median runs, or unshaped, where a copy takes ~50-70 ms, the fastest
+copy of each mode that ran). At 100 Mbit/s the choice compresses the compressible image (and
+so copies it far faster) and keeps the random one plain; unshaped (about 1.8 Gbit/s here,
+faster than the compressed copy) the mode it runs is never much slower than the other."""
 
 from __future__ import annotations
 
@@ -86,23 +86,34 @@ def test_random_memory_stays_plain_and_is_no_slower(doc: dict[str, Any]) -> None
     assert chosen["seconds"] <= 1.1 * plain["seconds"]
 
 
-def fastest(doc: dict[str, Any], path: str, image: str, mode: str) -> float:
-    """The fastest of all the copies of `mode` in every run (each run's row lists its copies'
-    times in copies_s)."""
-    return min(float(t) for r in rows(doc, path, image, mode) for t in r["copies_s"])
+def fastest_ran(doc: dict[str, Any], path: str, image: str, compress: str) -> float:
+    """The fastest copy that ran `compress` ("none" or "zstd") in every run: its own mode's
+    copies and the chosen mode's where the choice ran it (each row lists its copies' times in
+    copies_s)."""
+    return min(
+        float(t)
+        for mode in (compress, "chosen")
+        for r in rows(doc, path, image, mode)
+        if r["compress"] == compress
+        for t in r["copies_s"]
+    )
 
 
 def test_unshaped_the_choice_is_never_more_than_10_percent_slower(doc: dict[str, Any]) -> None:
-    """Unshaped, a 16 MiB copy takes ~70 ms: two runs of the very same plain copy differ by up
-    to 10 % in their median (CI: 0.124 vs 0.112 s, the chosen copy being the plain one). What
-    the choice can cost is compared where the scheduler adds least: each mode's fastest copy of
-    all its runs (15 here)."""
+    """Unshaped, a 16 MiB copy takes ~50-70 ms and the choice is the plain copy (the link is
+    faster than the compressor). Comparing the chosen copies' times with the plain ones compared
+    the very same copy with itself: the fastest of 15 differed by 10 % (CI: 0.0498 vs 0.0452 s).
+    What the choice can cost is the mode it ran against the one it did not: the fastest copy
+    that ran each mode, over every run (a chosen copy counts for the mode it ran)."""
     for image in ("compressible", "random"):
-        plain = fastest(doc, "unshaped", image, "none")
-        chosen = fastest(doc, "unshaped", image, "chosen")
+        ran = {r["compress"] for r in rows(doc, "unshaped", image, "chosen")}
         why = one(doc, "unshaped", image, "chosen")["why"]
-        print(f"\n  {image}: plain {plain:.4f} s, chosen {chosen:.4f} s ({why})")
-        assert chosen <= 1.1 * plain, why
+        times = {c: fastest_ran(doc, "unshaped", image, c) for c in ("none", "zstd")}
+        print(f"\n  {image}: ran {sorted(ran)}, fastest plain {times['none']:.4f} s, "
+              f"zstd {times['zstd']:.4f} s ({why})")  # fmt: skip
+        for c in ran:
+            other = "zstd" if c == "none" else "none"
+            assert times[c] <= 1.1 * times[other], (c, times, why)
 
 
 def test_the_report_judges_each_path_and_image(doc: dict[str, Any]) -> None:
