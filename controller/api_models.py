@@ -338,7 +338,9 @@ class PromotionRequest(_Request):
         le=MAX_DRAIN_MS,
         allow_inf_nan=False,
         description="with keep_old: the old place's frames are dropped only this long after "
-        "the switch, so that replies to requests it took before it still get through",
+        "the switch, so that replies to requests it took before it still get through; until "
+        "then, what still comes down the old site's uplink for the instance goes back up to "
+        "the new place (unless deliver_old)",
     )
     deliver_old: bool = Field(
         default=False,
