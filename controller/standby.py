@@ -16,18 +16,18 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
+from controller.forwarding import host_flow
 from controller.ofmsg import (
     IN_PORT,
     PRIO_BOUNCE,
     PRIO_DRAIN,
     PRIO_STANDBY,
     TABLE_CLASSIFY,
-    TABLE_FORWARD,
     CookieKind,
     FlowMod,
     Match,
-    Output,
     cookie,
 )
 from controller.plan import Plan, Stage, delete_strict
@@ -83,17 +83,11 @@ def bounce_flow(att: Attachment, host_id: int, uplink: int) -> FlowMod:
 def _for_host(
     att: Attachment, host_id: int, priority: int, out: int, in_port: int | None = None
 ) -> FlowMod:
-    """A table-1 flow sending frames for `att`'s MAC (from `in_port`, if given) out of `out`."""
+    """`host_flow` for `att`'s MAC (from `in_port`, if given) out of `out`, at `priority`."""
     if att.mac is None:  # a standby's host has one (`FabricState._check_standby`)
         raise ValueError(f"{att.host} has no MAC address to forward to")
-    return FlowMod(
-        "add",
-        table=TABLE_FORWARD,
-        priority=priority,
-        match=Match.of(in_port=in_port, eth_dst=att.mac),
-        actions=(Output(out),),
-        cookie=cookie(CookieKind.HOST, host_id),
-    )
+    match = Match.of(in_port=in_port, eth_dst=att.mac)
+    return replace(host_flow(att.mac, host_id, out, match), priority=priority)
 
 
 def standby_flows(standbys: Standbys, host_ids: Mapping[str, int]) -> dict[str, list[FlowMod]]:
